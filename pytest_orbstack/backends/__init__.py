@@ -1,0 +1,47 @@
+"""Machine engines behind one interface, and the choice between them.
+
+``auto`` picks OrbStack when ``orbctl`` answers, else Docker. The choice may be set with
+``--orbstack-backend`` (pytest), host data ``orbstack_backend`` (pyinfra) or the environment
+variable ``PYTEST_ORBSTACK_BACKEND``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from ..errors import EngineUnavailable
+from .base import Backend
+
+KINDS = ("auto", "orbstack", "docker")
+ENV_VAR = "PYTEST_ORBSTACK_BACKEND"
+
+
+def orbctl_answers(binary: str = "orbctl") -> bool:
+    """True if an ``orbctl`` is on PATH and ``orbctl version`` succeeds."""
+    if not shutil.which(binary):
+        return False
+    try:
+        return subprocess.run([binary, "version"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def resolve_kind(kind: str | None = None) -> str:
+    """``orbstack`` or ``docker`` for a requested kind (None: the environment, else auto)."""
+    kind = (kind or os.environ.get(ENV_VAR) or "auto").lower()
+    if kind not in KINDS:
+        raise EngineUnavailable(f"unknown backend {kind!r}: choose one of {', '.join(KINDS)}")
+    if kind == "auto":
+        return "orbstack" if orbctl_answers() else "docker"
+    return kind
+
+
+def get_backend(kind: str | None = None) -> Backend:
+    """A backend instance for ``kind`` (see :func:`resolve_kind`)."""
+    if resolve_kind(kind) == "orbstack":
+        from .orbstack import OrbStackBackend
+        return OrbStackBackend()
+    from .docker import DockerBackend
+    return DockerBackend()

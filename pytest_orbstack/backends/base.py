@@ -1,0 +1,129 @@
+"""The one small interface every machine engine implements.
+
+A backend creates, clones, starts, stops and deletes Linux machines that run systemd, runs
+shell commands in them and moves bytes in and out. Machines are named by the caller (names are
+validated with :func:`pytest_orbstack.names.validate_machine_name`). ``user=None`` always means
+the machine's default (login) user, which has passwordless sudo; ``user="root"`` runs as root.
+Failures raise the typed errors of :mod:`pytest_orbstack.errors`.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from ..errors import CommandTimeout, MachineNotFound, OrbStackError
+from ..orbctl import Machine, MachineInfo
+
+READY_STATES = ("running", "degraded")
+
+
+class Backend(ABC):
+    """An engine that runs machines: ``orbstack`` (orbctl) or ``docker``."""
+
+    kind: str = ""
+
+    @abstractmethod
+    def create(self, name: str, image: str, *, user: str | None = None,
+               cloud_init: str | Path | None = None, labels: dict[str, str] | None = None) -> MachineInfo:
+        """Create and start machine ``name`` from ``image`` (OrbStack form, ``debian:bookworm``);
+        returns once systemd is up."""
+
+    @abstractmethod
+    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None) -> MachineInfo:
+        """Create ``name`` as a copy of ``source`` and start it."""
+
+    @abstractmethod
+    def start(self, name: str) -> None: ...
+
+    @abstractmethod
+    def stop(self, name: str) -> None: ...
+
+    @abstractmethod
+    def delete(self, name: str) -> None:
+        """Delete ``name``; MachineNotFound if there is no such machine."""
+
+    @abstractmethod
+    def info(self, name: str) -> MachineInfo:
+        """State and addresses of ``name``; MachineNotFound if there is none."""
+
+    @abstractmethod
+    def list(self) -> list[Machine]:
+        """All machines of this engine (for docker: those this package made)."""
+
+    @abstractmethod
+    def exec_argv(self, name: str, command: str, *, user: str | None = None,
+                  workdir: str | None = None) -> list[str]:
+        """Local argv that runs shell ``command`` in ``name`` with stdin, stdout, stderr and the
+        exit code passed through."""
+
+    @abstractmethod
+    def logs(self, name: str) -> str:
+        """The machine's console/boot log."""
+
+    # -- shared behaviour, in terms of the methods above ---------------------------------
+    def exists(self, name: str) -> bool:
+        try:
+            self.info(name)
+            return True
+        except MachineNotFound:
+            return False
+
+    def delete_if_exists(self, name: str) -> bool:
+        """Delete ``name`` if present; True if something was deleted."""
+        try:
+            self.delete(name)
+            return True
+        except MachineNotFound:
+            return False
+
+    def default_user(self, name: str) -> str:
+        return self.info(name).machine.default_username or "root"
+
+    def run(self, name: str, command: str, *, user: str | None = None, workdir: str | None = None,
+            input: bytes | str | None = None, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """Run shell ``command``; the returned process holds the command's own exit code."""
+        argv = self.exec_argv(name, command, user=user, workdir=workdir)
+        data = input.encode() if isinstance(input, str) else input
+        try:
+            proc = subprocess.run(argv, input=data, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            raise CommandTimeout(f"command in {name} did not finish in {exc.timeout:.0f}s: {command}",
+                                 argv=argv) from None
+        return subprocess.CompletedProcess(argv, proc.returncode,
+                                           proc.stdout.decode(errors="replace"),
+                                           proc.stderr.decode(errors="replace"))
+
+    def put(self, name: str, data: bytes, remote_path: str, *, user: str | None = None) -> None:
+        """Write ``data`` to ``remote_path`` as ``user`` (default user: its permissions apply)."""
+        proc = self.run(name, f"cat > {shlex.quote(remote_path)}", user=user, input=data)
+        if proc.returncode != 0:
+            raise OrbStackError(f"upload to {name}:{remote_path} failed: {proc.stderr.strip()}",
+                                stderr=proc.stderr, returncode=proc.returncode)
+
+    def get(self, name: str, remote_path: str, *, user: str | None = None) -> bytes:
+        """Read ``remote_path`` as ``user``."""
+        argv = self.exec_argv(name, f"cat {shlex.quote(remote_path)}", user=user)
+        proc = subprocess.run(argv, capture_output=True)
+        if proc.returncode != 0:
+            stderr = proc.stderr.decode(errors="replace").strip()
+            raise OrbStackError(f"download of {name}:{remote_path} failed: {stderr}",
+                                stderr=stderr, returncode=proc.returncode)
+        return proc.stdout
+
+    def wait_ready(self, name: str, timeout: float = 90.0) -> str:
+        """Wait until systemd in ``name`` reports running (or degraded); returns that state."""
+        deadline = time.monotonic() + timeout
+        state = ""
+        while time.monotonic() < deadline:
+            proc = self.run(name, "systemctl is-system-running 2>/dev/null || true", user="root",
+                            timeout=30)
+            state = proc.stdout.strip()
+            if state in READY_STATES:
+                return state
+            time.sleep(0.2)
+        raise CommandTimeout(f"machine {name} did not finish booting in {timeout:.0f}s "
+                             f"(systemd state: {state or 'unknown'})")

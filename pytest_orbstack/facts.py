@@ -1,0 +1,250 @@
+"""PyInfra facts for OrbStack.
+
+Two kinds, following ADR-0002 (host-centric model):
+
+* OrbStack facts, gathered on the host that runs OrbStack (``@local`` on the Mac):
+  :class:`OrbStackMachines`, :class:`OrbStackMachine`, :class:`OrbStackConfig`,
+  :class:`OrbStackConfigValue`.
+* Machine facts, gathered inside the current host (any connector, typically
+  ``@orbstack/NAME``): :class:`MachineNetwork`, :class:`Connectivity`, :class:`DnsLookup`,
+  :class:`MachineStatus`, :class:`SystemLogs`. They need only POSIX sh, iproute2, getent and
+  systemd; ``Connectivity`` uses curl or ping when present and falls back to bash's /dev/tcp.
+
+Rejected by the ADR and therefore absent: cross-machine exec and file copy (use a multi-host
+inventory), per-machine CPU/memory limits (OrbStack has none), generic health checks and
+automated recovery (application-specific).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shlex
+from typing import Any
+from urllib.parse import urlsplit
+
+from pyinfra.api import FactBase
+
+from .names import validate_machine_name
+from .orbctl import parse_config, parse_config_value, parse_info, parse_machine
+
+
+def _machine_dict(record: dict[str, Any]) -> dict[str, Any]:
+    m = parse_machine(record)
+    return {"id": m.id, "name": m.name, "state": m.state, "distro": m.image.distro,
+            "version": m.image.version, "arch": m.image.arch, "default_username": m.default_username}
+
+
+class OrbStackMachines(FactBase):
+    """Machines known to OrbStack: ``[{"name", "state", "distro", "version", "arch", ...}]``."""
+
+    requires_command = "orbctl"
+    default = list
+
+    def command(self) -> str:
+        return "orbctl list -f json"
+
+    def process(self, output: list[str]) -> list[dict[str, Any]]:
+        return [_machine_dict(item) for item in json.loads("\n".join(output) or "[]") or []]
+
+
+class OrbStackMachine(FactBase):
+    """One machine with its addresses, or None if it does not exist.
+
+    ``{"name", "state", ..., "ip4", "ip6", "domain"}`` (addresses are None while stopped).
+    """
+
+    requires_command = "orbctl"
+
+    def command(self, machine: str) -> str:
+        name = shlex.quote(validate_machine_name(machine))
+        return f"if orbctl list -q | grep -qxF {name}; then orbctl info {name} -f json; else echo null; fi"
+
+    def process(self, output: list[str]) -> dict[str, Any] | None:
+        data = json.loads("\n".join(output))
+        if data is None:
+            return None
+        info = parse_info(data)
+        return {**_machine_dict(data.get("record", data)), "ip4": info.ip4, "ip6": info.ip6,
+                "domain": info.domain}
+
+
+class OrbStackConfig(FactBase):
+    """OrbStack's configuration (``orbctl config show``) as a dict of strings."""
+
+    requires_command = "orbctl"
+    default = dict
+
+    def command(self) -> str:
+        return "orbctl config show"
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return parse_config("\n".join(output))
+
+
+class OrbStackConfigValue(FactBase):
+    """One configuration value (``orbctl config get KEY``); an unknown key fails the fact."""
+
+    requires_command = "orbctl"
+
+    def command(self, key: str) -> str:
+        self.key = key
+        return f"orbctl config get {shlex.quote(key)}"
+
+    def process(self, output: list[str]) -> str:
+        return parse_config_value(self.key, "\n".join(output))
+
+
+# -- facts about the current machine -----------------------------------------------------------
+
+_NETWORK_SCRIPT = r"""
+echo "hostname=$(hostname)"
+ip -o -4 addr show scope global | awk '{print "ip4=" $4}'
+ip -o -6 addr show scope global | awk '{print "ip6=" $4}'
+ip -4 route show default | awk '{print "gateway=" $3; exit}'
+awk '/^nameserver/ {print "nameserver=" $2}' /etc/resolv.conf
+"""
+
+
+class MachineNetwork(FactBase):
+    """Network details of the current machine.
+
+    ``{"hostname", "domain" (NAME.orb.local), "ip4", "ip6", "subnet4", "subnet6", "gateway",
+    "addresses4", "addresses6", "nameservers"}``; ``ip4``/``subnet4`` are those of the first
+    global IPv4 address.
+    """
+
+    def command(self) -> str:
+        return _NETWORK_SCRIPT.strip()
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        values: dict[str, list[str]] = {}
+        for line in output:
+            key, _, value = line.partition("=")
+            values.setdefault(key, []).append(value.strip())
+        hostname = (values.get("hostname") or [""])[0]
+        ifaces4 = [ipaddress.ip_interface(v) for v in values.get("ip4", [])]
+        ifaces6 = [ipaddress.ip_interface(v) for v in values.get("ip6", [])]
+        return {
+            "hostname": hostname,
+            "domain": f"{hostname}.orb.local" if hostname else None,
+            "ip4": str(ifaces4[0].ip) if ifaces4 else None,
+            "ip6": str(ifaces6[0].ip) if ifaces6 else None,
+            "subnet4": str(ifaces4[0].network) if ifaces4 else None,
+            "subnet6": str(ifaces6[0].network) if ifaces6 else None,
+            "addresses4": [str(i.ip) for i in ifaces4],
+            "addresses6": [str(i.ip) for i in ifaces6],
+            "gateway": (values.get("gateway") or [None])[0],
+            "nameservers": values.get("nameserver", []),
+        }
+
+
+CONNECTIVITY_METHODS = ("ping", "tcp", "http")
+
+
+class Connectivity(FactBase):
+    """Whether the current machine reaches ``target``.
+
+    ``method``: ``ping`` (ICMP), ``tcp`` (connect to ``port``) or ``http`` (GET ``target``, a URL
+    or host, expecting any HTTP status). Returns ``{"reachable": bool, "method", "target",
+    "port", "status" (HTTP status code or None), "detail"}``. Never fails the deploy.
+    """
+
+    def command(self, target: str, method: str = "ping", port: int | None = None,
+                timeout: int = 5) -> str:
+        if method not in CONNECTIVITY_METHODS:
+            raise ValueError(f"unknown connectivity method {method!r}: use one of "
+                             f"{', '.join(CONNECTIVITY_METHODS)}")
+        self.args = {"target": target, "method": method, "port": port}
+        t = int(timeout)
+        if method == "ping":
+            check = f"ping -c 1 -W {t} {shlex.quote(target)} 2>&1"
+        elif method == "tcp":
+            if not port:
+                raise ValueError("connectivity method 'tcp' needs a port")
+            dev = shlex.quote(f"/dev/tcp/{target}/{int(port)}")
+            check = f"timeout {t} bash -c {shlex.quote(f'exec 3<>{dev}')} 2>&1 && echo connected"
+        else:
+            url = target if "://" in target else f"http://{target}:{int(port or 80)}/"
+            parts = urlsplit(url)
+            host, hport, path = parts.hostname or "", parts.port or 80, parts.path or "/"
+            dev = shlex.quote(f"/dev/tcp/{host}/{hport}")
+            raw = (f"exec 3<>{dev} && printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "
+                   f"{shlex.quote(path)} {shlex.quote(host)} >&3 && head -1 <&3")
+            check = (f"if command -v curl >/dev/null; then curl -s -o /dev/null -m {t} "
+                     f"-w 'HTTP %{{http_code}}' {shlex.quote(url)}; "
+                     f"else timeout {t} bash -c {shlex.quote(raw)}; fi 2>&1")
+        return f"out=$({check}); rc=$?; echo \"rc=$rc\"; echo \"$out\""
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        rc = int(output[0].partition("=")[2]) if output else 1
+        detail = "\n".join(output[1:]).strip()
+        status = None
+        if self.args["method"] == "http":
+            words = detail.split()
+            status = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
+            reachable = rc == 0 and bool(status)
+        else:
+            reachable = rc == 0
+        return {**self.args, "reachable": reachable, "status": status, "detail": detail}
+
+
+class DnsLookup(FactBase):
+    """Addresses ``hostname`` resolves to from the current machine (``getent ahosts``), in
+    resolver order without duplicates; ``[]`` when it does not resolve."""
+
+    def command(self, hostname: str) -> str:
+        return f"getent ahosts {shlex.quote(hostname)} | awk '{{print $1}}' || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return list(dict.fromkeys(line.strip() for line in output if line.strip()))
+
+
+_STATUS_SCRIPT = r"""
+echo "system=$(systemctl is-system-running 2>/dev/null)"
+systemctl list-units --state=failed --no-legend --plain 2>/dev/null | awk '{print "failed=" $1}'
+echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
+echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
+awk '/^MemTotal/ {print "mem_total_kib=" $2} /^MemAvailable/ {print "mem_available_kib=" $2}' /proc/meminfo
+df -Pk / | awk 'NR==2 {print "disk_total_kib=" $2; print "disk_used_kib=" $3}'
+. /etc/os-release 2>/dev/null; echo "os=$PRETTY_NAME"
+echo "kernel=$(uname -r)"
+echo "arch=$(uname -m)"
+"""
+
+
+class MachineStatus(FactBase):
+    """Detailed status of the current machine: systemd state and failed units, uptime, load,
+    memory, root disk, OS and kernel."""
+
+    def command(self) -> str:
+        return _STATUS_SCRIPT.strip()
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        status: dict[str, Any] = {"failed_units": []}
+        for line in output:
+            key, _, value = line.partition("=")
+            if key == "failed":
+                status["failed_units"].append(value)
+            elif key.endswith("_kib"):
+                status[key] = int(value)
+            elif key == "uptime":
+                status["uptime_seconds"] = float(value)
+            elif key == "load":
+                status["load"] = [float(x) for x in value.split()]
+            else:
+                status[key] = value
+        return status
+
+
+class SystemLogs(FactBase):
+    """The tail of the systemd journal of the current machine: the last ``lines`` lines,
+    optionally of one ``unit``, as a list of strings. Needs root (use ``_sudo=True``) to see
+    every unit's messages."""
+
+    def command(self, lines: int = 100, unit: str | None = None) -> str:
+        unit_arg = f" -u {shlex.quote(unit)}" if unit else ""
+        return f"journalctl --no-pager -q -o short-iso -n {int(lines)}{unit_arg}"
+
+    def process(self, output: list[str]) -> list[str]:
+        return list(output)

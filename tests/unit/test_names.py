@@ -1,0 +1,25 @@
+import pytest
+
+from pytest_orbstack.errors import InvalidName
+from pytest_orbstack.names import slug_name, validate_machine_name
+
+
+def test_valid_names_pass_through():
+    for name in ("web", "w1", "a.b-c", "Web-01"):
+        assert validate_machine_name(name) == name
+
+
+def test_reserved_and_malformed_names_say_why():
+    with pytest.raises(InvalidName, match="reserved"):
+        validate_machine_name("gateway")
+    with pytest.raises(InvalidName, match="no '_' or spaces"):
+        validate_machine_name("my_vm")
+
+
+def test_slug_names_are_valid_deterministic_and_distinct():
+    a = slug_name("pto-ab12", "tests/test_web.py::test_nginx[debian:bookworm]")
+    assert a == slug_name("pto-ab12", "tests/test_web.py::test_nginx[debian:bookworm]")
+    assert a != slug_name("pto-ab12", "tests/test_web.py::test_nginx[ubuntu:24.04]")
+    assert a.startswith("pto-ab12-") and len(a) <= 63
+    long = slug_name("pto-ab12", "x" * 300)
+    assert len(long) <= 63 and validate_machine_name(long)
