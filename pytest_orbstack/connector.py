@@ -28,8 +28,8 @@ from pyinfra.api.exceptions import ConnectError
 from pyinfra.api.output import echo
 from pyinfra.api.util import get_file_io
 from pyinfra.connectors.base import BaseConnector, DataMeta
-from pyinfra.connectors.util import (CommandOutput, extract_control_arguments,
-                                     make_unix_command_for_host, read_output_buffers, write_stdin)
+from pyinfra.connectors.util import (CommandOutput, OutputLine, extract_control_arguments,
+                                     make_unix_command_for_host)
 
 from .backends import get_backend
 from .backends.base import Backend
@@ -39,6 +39,16 @@ if TYPE_CHECKING:
     from pyinfra.api.arguments import ConnectorArguments
 
 ESCALATION_ARGS = ("_sudo", "_sudo_user", "_su_user", "_doas", "_doas_user")
+
+
+def _stdin_bytes(stdin) -> bytes | None:
+    """pyinfra's ``_stdin`` (str, lines or a file) as bytes, each line newline-terminated."""
+    if not stdin:
+        return None
+    if hasattr(stdin, "readlines"):
+        stdin = stdin.readlines()
+    lines = stdin if isinstance(stdin, (list, tuple)) else [stdin]
+    return "".join(line if line.endswith("\n") else f"{line}\n" for line in lines).encode()
 
 
 class ConnectorData(TypedDict):
@@ -111,24 +121,22 @@ class OrbStackConnector(BaseConnector):
         return return_code in codes, output
 
     def _execute(self, argv: list[str], stdin, timeout, print_output: bool) -> tuple[int, CommandOutput]:
+        """Run argv; kill it after ``timeout`` seconds (raising TimeoutError, as pyinfra's own
+        connectors do). Works with and without gevent's monkey patching."""
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE)
-        assert process.stdin and process.stdout and process.stderr
-        if stdin:
-            write_stdin(stdin, process.stdin)
-        process.stdin.close()
         try:
-            output = read_output_buffers(process.stdout, process.stderr, timeout=timeout,
-                                         print_output=print_output,
-                                         print_prefix=self.host.print_prefix)
-        except TimeoutError:
+            stdout, stderr = process.communicate(_stdin_bytes(stdin), timeout=timeout or None)
+        except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
-            raise
-        finally:
-            process.stdout.close()
-            process.stderr.close()
-        return process.wait(), output
+            process.communicate()
+            raise TimeoutError(f"command did not finish in {timeout}s") from None
+        lines = [OutputLine(name, line) for name, data in (("stdout", stdout), ("stderr", stderr))
+                 for line in data.decode(errors="replace").splitlines()]
+        if print_output:
+            for line in lines:
+                echo(f"{self.host.print_prefix}{line.line}", err=True)
+        return process.returncode, CommandOutput(lines)
 
     def _escalates(self, arguments: dict) -> bool:
         return any(arguments.get(key) for key in ESCALATION_ARGS)

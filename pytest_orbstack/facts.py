@@ -38,8 +38,9 @@ def _machine_dict(record: dict[str, Any]) -> dict[str, Any]:
 class OrbStackMachines(FactBase):
     """Machines known to OrbStack: ``[{"name", "state", "distro", "version", "arch", ...}]``."""
 
-    requires_command = "orbctl"
-    default = list
+    @staticmethod
+    def default() -> list:
+        return []
 
     def command(self) -> str:
         return "orbctl list -f json"
@@ -53,8 +54,6 @@ class OrbStackMachine(FactBase):
 
     ``{"name", "state", ..., "ip4", "ip6", "domain"}`` (addresses are None while stopped).
     """
-
-    requires_command = "orbctl"
 
     def command(self, machine: str) -> str:
         name = shlex.quote(validate_machine_name(machine))
@@ -72,8 +71,9 @@ class OrbStackMachine(FactBase):
 class OrbStackConfig(FactBase):
     """OrbStack's configuration (``orbctl config show``) as a dict of strings."""
 
-    requires_command = "orbctl"
-    default = dict
+    @staticmethod
+    def default() -> dict:
+        return {}
 
     def command(self) -> str:
         return "orbctl config show"
@@ -84,8 +84,6 @@ class OrbStackConfig(FactBase):
 
 class OrbStackConfigValue(FactBase):
     """One configuration value (``orbctl config get KEY``); an unknown key fails the fact."""
-
-    requires_command = "orbctl"
 
     def command(self, key: str) -> str:
         self.key = key
@@ -193,6 +191,10 @@ class DnsLookup(FactBase):
     """Addresses ``hostname`` resolves to from the current machine (``getent ahosts``), in
     resolver order without duplicates; ``[]`` when it does not resolve."""
 
+    @staticmethod
+    def default() -> list:
+        return []
+
     def command(self, hostname: str) -> str:
         return f"getent ahosts {shlex.quote(hostname)} | awk '{{print $1}}' || true"
 
@@ -241,6 +243,10 @@ class SystemLogs(FactBase):
     """The tail of the systemd journal of the current machine: the last ``lines`` lines,
     optionally of one ``unit``, as a list of strings. Needs root (use ``_sudo=True``) to see
     every unit's messages."""
+
+    @staticmethod
+    def default() -> list:
+        return []
 
     def command(self, lines: int = 100, unit: str | None = None) -> str:
         unit_arg = f" -u {shlex.quote(unit)}" if unit else ""

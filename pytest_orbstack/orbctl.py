@@ -163,7 +163,8 @@ class Orbctl:
     def _missing(self, argv: list[str]) -> EngineUnavailable:
         return EngineUnavailable(
             f"{self.binary!r} not found on PATH: install OrbStack (https://orbstack.dev) "
-            "or use the docker backend (--orbstack-backend=docker)", argv=argv)
+            "or use the docker backend (pytest --orbstack-backend=docker; pyinfra --data "
+            "orbstack_backend=docker)", argv=argv)
 
     # -- machines ---------------------------------------------------------------------------
     def list(self, *, running_only: bool = False) -> list[Machine]:

@@ -1,0 +1,52 @@
+"""Example: prove the nginx deploy with disposable machines.
+
+Each test gets its own machine, cloned from a golden machine on which the deploy ran once
+(pytest-orbstack's fast path), so the suite pays for `apt-get install nginx` only once.
+"""
+
+import pytest
+
+DEPLOY = "nginx/deploy.py"
+
+pytestmark = pytest.mark.orbstack(image="debian:bookworm", deploy=DEPLOY)
+
+
+def test_nginx_is_installed_running_and_enabled(orbstack):
+    assert orbstack.host.package("nginx").is_installed
+    nginx = orbstack.host.service("nginx")
+    assert nginx.is_running
+    assert nginx.is_enabled
+
+
+def test_site_listens_on_the_templated_port(orbstack):
+    assert orbstack.host.socket("tcp://0.0.0.0:8080").is_listening
+    config = orbstack.host.file("/etc/nginx/sites-available/default")
+    assert config.contains("listen 8080 default_server")
+    assert config.user == "root" and config.mode == 0o644
+
+
+def test_page_is_served(orbstack):
+    page = orbstack.run("curl -fsS http://localhost:8080/")
+    assert page.succeeded, page.stderr
+    assert "hello from pyinfra" in page.stdout
+
+
+def test_deploy_is_idempotent(orbstack):
+    # The golden machine already ran the deploy once; running it twice more must change nothing.
+    result = orbstack.apply(DEPLOY, check_idempotent=True)
+    assert result.success
+    assert [op.name for op in result.changed] == []
+
+
+def test_host_data_changes_the_port(orbstack_machine):
+    machine = orbstack_machine(deploy=DEPLOY, data={"nginx_port": 9090, "nginx_message": "nine"},
+                               clone=False)
+    assert machine.host.socket("tcp://0.0.0.0:9090").is_listening
+    assert "nine" in machine.run("curl -fsS http://localhost:9090/").stdout
+
+
+def test_another_machine_reaches_the_site_by_name(orbstack, orbstack_machine):
+    client = orbstack_machine()
+    assert orbstack.ip4 in client.dns(orbstack.domain)
+    reach = client.connectivity(orbstack.domain, method="http", port=8080)
+    assert reach["reachable"] and reach["status"] == 200, reach

@@ -1,0 +1,204 @@
+"""Machine lifecycle for one pytest process: create, deploy, clone from golden, keep or delete.
+
+Names are ``pto-<session>-<slug of the key>-<hash>``, deterministic per key (test id), so xdist
+workers agree. Each name is recorded in the session registry before it is created. Machines
+shared between tests (session scope) and golden machines (one per image+deploy, cloned for each
+test) live in a directory shared by all xdist workers; a file lock makes exactly one worker
+create each, and the last worker to finish deletes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from filelock import FileLock
+
+from .backends.base import Backend
+from .deploy import Deploy, DeployError, describe
+from .machine import Machine
+from .names import slug_name
+from .registry import Registry
+
+KEEP_POLICIES = ("never", "always", "failed")
+
+
+@dataclass
+class MachineRecord:
+    """One machine's timings and fate, for the terminal summary and ``--orbstack-timings``."""
+    name: str
+    image: str
+    backend: str
+    kind: str  # test, shared, golden
+    created_by: str = "create"  # create or clone
+    phases: dict[str, float] = field(default_factory=dict)
+    outcome: str = "alive"  # deleted, kept, failed
+
+
+def deploy_key(deploy: Deploy | None) -> str:
+    """A stable identity for a deploy: file path + content hash, or the callable's qualname."""
+    if deploy is None:
+        return ""
+    if callable(deploy):
+        return f"{getattr(deploy, '__module__', '')}.{describe(deploy)}"
+    path = Path(os.fspath(deploy)).resolve()
+    content = path.read_bytes() if path.is_file() else b""
+    return f"{path}:{hashlib.sha1(content).hexdigest()[:10]}"
+
+
+class Lifecycle:
+    def __init__(self, backend: Backend, registry: Registry, session_id: str, shared_dir: Path,
+                 keep: str = "never", progress: Callable[[str], None] = lambda line: None) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.session_id = session_id
+        self.prefix = f"pto-{session_id}"
+        self.shared_dir = shared_dir
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self.progress = progress
+        self.records: list[MachineRecord] = []
+        self.kept: list[MachineRecord] = []
+
+    # -- naming and timing ------------------------------------------------------------------
+    def name_for(self, key: str) -> str:
+        return slug_name(self.prefix, key)
+
+    @contextmanager
+    def _phase(self, record: MachineRecord, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            record.phases[phase] = round(time.monotonic() - started, 3)
+            self.progress(f"orbstack: {phase} {record.name} ({record.image}) "
+                          f"{record.phases[phase]:.1f}s")
+
+    # -- machines -----------------------------------------------------------------------------
+    def create(self, key: str, image: str, *, deploy: Deploy | None = None, user: str | None = None,
+               cloud_init: str | os.PathLike | None = None, clone: bool = True,
+               data: dict[str, Any] | None = None, kind: str = "test") -> tuple[Machine, MachineRecord]:
+        """A running machine for ``key``, with ``deploy`` applied. With ``clone`` (and no
+        cloud-init), the deploy runs once on a golden machine that is then cloned."""
+        name = self.name_for(key)
+        record = MachineRecord(name, image, self.backend.kind, kind)
+        self.records.append(record)
+        self.registry.add(self.session_id, name)
+        try:
+            if deploy is not None and clone and cloud_init is None:
+                golden = self.golden(image, deploy, user, data)
+                record.created_by = "clone"
+                with self._phase(record, "clone"):
+                    self.backend.clone(golden, name, labels=self._labels())
+                machine = Machine(name, self.backend, image)
+            else:
+                with self._phase(record, "create"):
+                    self.backend.create(name, image, user=user, cloud_init=cloud_init,
+                                        labels=self._labels())
+                machine = Machine(name, self.backend, image)
+                if deploy is not None:
+                    with self._phase(record, "deploy"):
+                        machine.apply(deploy, data=data)
+        except BaseException:
+            record.outcome = "failed"
+            self._delete(name)
+            raise
+        return machine, record
+
+    def _labels(self) -> dict[str, str]:
+        return {"pytest-orbstack.session": self.session_id}
+
+    def _delete(self, name: str) -> None:
+        self.backend.delete_if_exists(name)
+        self.registry.remove(self.session_id, name)
+
+    def finish(self, machine: Machine, record: MachineRecord, failed: bool) -> None:
+        """Delete the machine, or keep it as the keep policy says."""
+        if self.keep == "always" or (self.keep == "failed" and failed):
+            record.outcome = "kept"
+            self.kept.append(record)
+            self.registry.remove(self.session_id, machine.name)
+            self.progress(f"orbstack: kept {machine.name}")
+            return
+        with self._phase(record, "teardown"):
+            self._delete(machine.name)
+        record.outcome = "deleted"
+
+    # -- machines shared between workers: golden images and session machines ---------------
+    @contextmanager
+    def _shared_state(self) -> Iterator[dict[str, Any]]:
+        path = self.shared_dir / "shared.json"
+        with FileLock(str(self.shared_dir / "shared.lock"), timeout=1800):
+            state = json.loads(path.read_text()) if path.exists() else {"machines": {}, "done": 0}
+            yield state
+            path.write_text(json.dumps(state))
+
+    def shared(self, key: str, image: str, *, deploy: Deploy | None = None, user: str | None = None,
+               cloud_init: str | os.PathLike | None = None, data: dict[str, Any] | None = None,
+               kind: str = "shared", clone: bool = False) -> Machine:
+        """The one machine for ``key`` in this session, created by whichever worker asks first.
+        A creation that failed is not retried: every asker gets the same error."""
+        with self._shared_state() as state:
+            entry = state["machines"].get(key)
+            if entry is None:
+                try:
+                    machine, record = self.create(key, image, deploy=deploy, user=user,
+                                                  cloud_init=cloud_init, data=data, kind=kind,
+                                                  clone=clone)
+                    entry = {"name": machine.name, "image": image, "record": asdict(record)}
+                except DeployError as exc:
+                    entry = {"error": str(exc)}
+                except Exception as exc:
+                    entry = {"error": f"{type(exc).__name__}: {exc}"}
+                state["machines"][key] = entry
+        if "error" in entry:
+            raise SharedMachineError(f"{kind} machine for {key} could not be made:\n{entry['error']}")
+        return Machine(entry["name"], self.backend, entry["image"])
+
+    def golden(self, image: str, deploy: Deploy, user: str | None, data: dict[str, Any] | None) -> str:
+        """Name of the golden machine for (image, deploy, user, data): deployed once."""
+        key = f"golden:{image}:{user}:{deploy_key(deploy)}:{json.dumps(data, sort_keys=True, default=str)}"
+        return self.shared(key, image, deploy=deploy, user=user, data=data, kind="golden").name
+
+    def finish_worker(self, workers: int, failed: bool) -> list[MachineRecord]:
+        """Called once per process at session end; the last of ``workers`` deletes the shared
+        machines (or keeps session machines per the keep policy). Returns their records."""
+        records = []
+        with self._shared_state() as state:
+            state["done"] += 1
+            if state["done"] < workers:
+                return records
+            mine = {r.name: r for r in self.records}
+            for entry in state["machines"].values():
+                if "name" not in entry:
+                    continue
+                record = mine.get(entry["name"]) or MachineRecord(**entry["record"])
+                machine = Machine(entry["name"], self.backend, entry["image"])
+                if record.kind == "golden":
+                    with self._phase(record, "teardown"):
+                        self._delete(machine.name)
+                    record.outcome = "deleted"
+                else:
+                    self.finish(machine, record, failed)
+                records.append(record)
+                if record.name not in mine:
+                    self.records.append(record)
+            state["machines"] = {}
+        return records
+
+    def sweep(self) -> list[str]:
+        """Delete every machine still recorded for this session (the controller's last word)."""
+        names = self.registry.machines(self.session_id)
+        for name in names:
+            self._delete(name)
+        return names
+
+
+class SharedMachineError(RuntimeError):
+    """A session-shared or golden machine could not be created."""

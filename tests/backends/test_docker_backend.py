@@ -1,0 +1,305 @@
+"""DockerBackend against the real Docker engine (no mocks).
+
+Two machines are shared by the module: ``machine`` (plain, default user) and ``ci_machine``
+(explicit user + cloud-init); the clone test makes and deletes a third. Every name starts with
+``ptobk-``; the finalizer deletes them all and checks ``docker ps -a`` shows none of them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+
+import pytest
+
+from pytest_orbstack.backends.docker import DockerBackend, default_login
+from pytest_orbstack.errors import (CommandTimeout, EngineUnavailable, InvalidName, MachineExists,
+                                    MachineNotFound, OrbStackError, UnknownImage)
+
+
+def docker_answers() -> bool:
+    if not shutil.which("docker"):
+        return False
+    try:
+        return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
+
+
+pytestmark = pytest.mark.skipif(not docker_answers(), reason="needs a running Docker engine")
+
+CLOUD_CONFIG = """\
+#cloud-config
+timezone: Etc/UTC
+write_files:
+  - path: /etc/ptobk/hello world.txt
+    content: "hi 'there' $HOME\\n"
+    permissions: '0600'
+    owner: ci-user:ci-user
+runcmd:
+  - echo from-runcmd
+  - [touch, /tmp/ran with space]
+  - exit 3
+"""
+
+
+def docker(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def backend() -> DockerBackend:
+    return DockerBackend()
+
+
+@pytest.fixture(scope="module")
+def new_name(backend):
+    """Makes unique ``ptobk-`` names; everything made under them is removed at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"ptobk-{secrets.token_hex(4)}")
+        return made[-1]
+
+    yield make
+    for name in made:
+        backend.delete_if_exists(name)
+        docker("rm", "-f", "-v", name)  # foreign containers made by the tests themselves
+    left = set(docker("ps", "-a", "--format", "{{.Names}}").stdout.split())
+    assert not left & set(made), f"containers left behind: {left & set(made)}"
+    images = docker("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert not [i for i in images if i.split(":", 1)[1] in made], "clone images left behind"
+
+
+@pytest.fixture(scope="module")
+def machine(backend, new_name):
+    name = new_name()
+    backend.create(name, "debian:12", labels={"ptobk-test": "yes"})
+    return name
+
+
+@pytest.fixture(scope="module")
+def ci_machine(backend, new_name, tmp_path_factory):
+    user_data = tmp_path_factory.mktemp("ci") / "user-data.yaml"
+    user_data.write_text(CLOUD_CONFIG)
+    name = new_name()
+    backend.create(name, "debian", user="ci-user", cloud_init=user_data)
+    return name
+
+
+def out(backend, name, command, **kwargs) -> str:
+    proc = backend.run(name, command, timeout=60, **kwargs)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_info_of_a_new_machine(backend, machine):
+    info = backend.info(machine)
+    m = info.machine
+    assert (m.name, m.state, m.default_username) == (machine, "running", default_login(None))
+    assert (m.image.distro, m.image.version) == ("debian", "bookworm")
+    assert m.image.arch in ("amd64", "arm64")
+    assert info.ip4 and info.disk_size is None and len(m.id) == 64
+    labels = json.loads(docker("inspect", "-f", "{{json .Config.Labels}}", machine).stdout)
+    assert labels["pytest-orbstack"] == "1" and labels["pytest-orbstack.image"] == "debian:12"
+    assert labels["pytest-orbstack.user"] == m.default_username and labels["ptobk-test"] == "yes"
+
+
+def test_systemd_flags_not_privileged(machine):
+    host = json.loads(docker("inspect", "-f", "{{json .HostConfig}}", machine).stdout)
+    assert host["Privileged"] is False and host["CapAdd"] in (["SYS_ADMIN"], ["CAP_SYS_ADMIN"])
+    assert host["CgroupnsMode"] == "host" and "seccomp=unconfined" in host["SecurityOpt"]
+
+
+def test_list_has_our_machines_sorted(backend, machine, ci_machine):
+    machines = backend.list()
+    names = [m.name for m in machines]
+    assert names == sorted(names) and {machine, ci_machine} <= set(names)
+    listed = next(m for m in machines if m.name == machine)
+    assert listed == backend.info(machine).machine
+
+
+def test_exec_as_default_user_and_root(backend, machine):
+    user = backend.default_user(machine)
+    assert out(backend, machine, "id -un") == user
+    assert out(backend, machine, "id -u", user="root") == "0"
+    assert out(backend, machine, "sudo -n id -u") == "0"
+    assert out(backend, machine, "hostname") == machine
+    assert out(backend, machine, "pwd", workdir="/tmp") == "/tmp"
+    assert out(backend, machine, "cat", input="from stdin") == "from stdin"
+    assert backend.run(machine, "echo oops >&2; exit 7").returncode == 7
+    assert backend.exec_argv(machine, "true", user="root", workdir="/w") == [
+        "docker", "exec", "-i", "-u", "root", "-w", "/w", machine, "sh", "-c", "true"]
+
+
+def test_put_get_round_trip(backend, machine):
+    data = bytes(range(256)) * 512 + "ünïcødé\n".encode()
+    out(backend, machine, "mkdir -p '/tmp/dir with spaces'")
+    path = "/tmp/dir with spaces/fïlé ü.bin"
+    backend.put(machine, data, path)
+    assert backend.get(machine, path) == data
+    assert out(backend, machine, f"stat -c %U '{path}'") == backend.default_user(machine)
+
+
+def test_put_get_permissions(backend, machine):
+    with pytest.raises(OrbStackError, match="Permission denied"):
+        backend.put(machine, b"x", "/root/nope")
+    backend.put(machine, b"secret\x00", "/root/secret", user="root")
+    assert backend.get(machine, "/root/secret", user="root") == b"secret\x00"
+    with pytest.raises(OrbStackError, match="Permission denied"):
+        backend.get(machine, "/root/secret")
+
+
+def test_dns_between_machines(backend, machine, ci_machine):
+    for here, there in ((machine, ci_machine), (ci_machine, machine)):
+        line = out(backend, here, f"getent hosts {there}.orb.local")
+        assert line.split()[0] == backend.info(there).ip4
+    assert out(backend, machine, "getent hosts host.orb.internal")
+
+
+def test_machines_have_their_own_machine_id(backend, machine, ci_machine):
+    assert out(backend, machine, "cat /etc/machine-id") != out(backend, ci_machine, "cat /etc/machine-id")
+
+
+def test_cloud_init_applied_and_failure_only_logged(backend, ci_machine):
+    assert backend.info(ci_machine).machine.default_username == "ci-user"
+    assert out(backend, ci_machine, "id -un") == "ci-user"
+    path = "'/etc/ptobk/hello world.txt'"
+    assert out(backend, ci_machine, f"stat -c '%a %U' {path}") == "600 ci-user"
+    assert out(backend, ci_machine, f"cat {path}") == "hi 'there' $HOME"
+    assert out(backend, ci_machine, "test -e '/tmp/ran with space' && echo yes") == "yes"
+    logs = backend.logs(ci_machine)
+    assert "from-runcmd" in logs and "cloud-init user-data failed (exit 3)" in logs
+    assert "Startup finished" in logs  # the boot journal
+
+
+def test_clone_stop_start_delete(backend, machine, new_name):
+    out(backend, machine, "echo marker > ~/marker")
+    name = new_name()
+    info = backend.clone(machine, name, labels={"ptobk-clone": "1"})
+    assert info.machine.state == "running" and info.ip4 and info.ip4 != backend.info(machine).ip4
+    assert info.machine.default_username == backend.default_user(machine)
+    assert backend.info(machine).machine.state == "running"  # the source keeps running
+    assert out(backend, name, "hostname") == name
+    assert out(backend, name, "cat ~/marker") == "marker"
+    labels = json.loads(docker("inspect", "-f", "{{json .Config.Labels}}", name).stdout)
+    assert labels["pytest-orbstack.clone-image"] == f"pytest-orbstack-clone:{name}"
+
+    backend.stop(name)
+    stopped = backend.info(name)
+    assert (stopped.machine.state, stopped.ip4) == ("stopped", None)
+    backend.start(name)
+    assert backend.info(name).machine.state == "running"
+    assert out(backend, name, "cat ~/marker && systemctl is-system-running") == "marker\nrunning"
+
+    backend.delete(name)
+    with pytest.raises(MachineNotFound, match=f"machine not found: '{name}'"):
+        backend.info(name)
+    with pytest.raises(MachineNotFound):
+        backend.delete(name)
+    assert docker("image", "inspect", f"pytest-orbstack-clone:{name}").returncode != 0
+
+
+def test_exists_error(backend, machine):
+    with pytest.raises(MachineExists, match=f"^machine already exists: '{machine}'$"):
+        backend.create(machine, "debian:12")
+
+
+def test_invalid_name_error(backend):
+    with pytest.raises(InvalidName, match="invalid machine name 'bad_name'"):
+        backend.create("bad_name", "debian:12")
+    assert docker("container", "inspect", "bad_name").returncode != 0
+
+
+def test_unknown_image_error(backend, new_name):
+    if docker("image", "inspect", "ubuntu:noble").returncode == 0:
+        pytest.skip("ubuntu:noble is available locally")
+    name = new_name()
+    quick = DockerBackend()
+    quick.pull_timeout = 15
+    with pytest.raises(UnknownImage) as caught:
+        quick.create(name, "ubuntu:24.04")
+    message = str(caught.value)
+    assert message.startswith("image 'ubuntu:24.04' is not available to docker: ")
+    assert message.endswith("; load or build it first") and "\n" not in message
+    assert not backend.exists(name)
+    with pytest.raises(UnknownImage, match="unknown image 'windows:11'"):
+        backend.create(name, "windows:11")
+
+
+def test_missing_machine_errors(backend, new_name):
+    name = new_name()
+    for call in (backend.info, backend.start, backend.stop, backend.delete, backend.logs):
+        with pytest.raises(MachineNotFound, match=f"^machine not found: '{name}'$"):
+            call(name)
+    with pytest.raises(MachineNotFound):
+        backend.clone(name, new_name())
+    assert backend.delete_if_exists(name) is False
+
+
+def test_foreign_container_is_not_a_machine(backend, new_name):
+    name = new_name()
+    assert docker("run", "-d", "--name", name, "--entrypoint", "sleep", "debian:bookworm",
+                  "infinity").returncode == 0
+    with pytest.raises(MachineNotFound):
+        backend.delete(name)
+    assert name not in [m.name for m in backend.list()]
+    with pytest.raises(MachineExists):
+        backend.create(name, "debian:12")
+    assert docker("container", "inspect", name).returncode == 0  # left alone
+
+
+def test_engine_unavailable_errors():
+    with pytest.raises(EngineUnavailable, match="not found on PATH: install Docker"):
+        DockerBackend(docker="/nonexistent/docker").list()
+    unreachable = DockerBackend(env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    with pytest.raises(EngineUnavailable, match="DOCKER_HOST=unix:///nonexistent/docker.sock"):
+        unreachable.list()
+    assert unreachable.exec_argv("m1", "true", user="root")[:3] == [
+        "docker", "-H", "unix:///nonexistent/docker.sock"]
+
+
+class FailsAfterRun(DockerBackend):
+    """A real DockerBackend whose boot wait fails: create/clone must leave nothing behind."""
+
+    def wait_ready(self, name, timeout=90.0):
+        raise CommandTimeout(f"machine {name} did not finish booting (test)")
+
+
+def test_failure_after_run_leaves_nothing(backend, machine, new_name):
+    failing = FailsAfterRun()
+    name = new_name()
+    with pytest.raises(CommandTimeout, match="did not finish booting"):
+        failing.create(name, "debian:12")
+    assert docker("container", "inspect", name).returncode != 0
+    with pytest.raises(CommandTimeout):
+        failing.clone(machine, name)
+    assert docker("container", "inspect", name).returncode != 0
+    assert docker("image", "inspect", f"pytest-orbstack-clone:{name}").returncode != 0
+    assert backend.info(machine).machine.state == "running"
+
+
+def test_invalid_user_is_refused_before_anything_runs(backend, new_name):
+    name = new_name()
+    with pytest.raises(ValueError, match="invalid user name 'Bad User'"):
+        backend.create(name, "debian:12", user="Bad User")
+    assert docker("container", "inspect", name).returncode != 0
+
+
+def test_image_lacking_tools_without_apt_get_is_refused(backend, new_name):
+    tag = f"debian:{new_name()}"
+    temp = new_name()
+    made = docker("run", "--name", temp, "--entrypoint", "sh", "debian:bookworm", "-c",
+                  "rm /usr/sbin/useradd /usr/bin/apt-get")
+    assert made.returncode == 0, made.stderr
+    assert docker("commit", temp, tag).returncode == 0
+    try:
+        name = new_name()
+        with pytest.raises(UnknownImage, match=f"image '{tag}' cannot run as a machine on docker: "
+                                               "it lacks useradd and it has no apt-get"):
+            backend.create(name, tag)
+        assert not backend.exists(name)
+    finally:
+        docker("rmi", tag)

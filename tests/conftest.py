@@ -1,0 +1,66 @@
+"""Shared fixtures: the orbctl emulator (tests/emulator) on PATH, and machines made through it.
+
+The emulator drives real Docker containers running systemd; on a Mac with OrbStack the same
+tests can run against the real ``orbctl`` by setting PYTEST_ORBSTACK_REAL=1.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from emulator.shims import install_shims  # noqa: E402
+
+from pytest_orbstack.orbctl import Orbctl  # noqa: E402
+
+REAL = os.environ.get("PYTEST_ORBSTACK_REAL") == "1"
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE_DEPLOY = ROOT / "examples" / "nginx" / "deploy.py"
+
+
+@pytest.fixture(scope="session")
+def orbctl_env(tmp_path_factory) -> dict[str, str]:
+    """Environment in which ``orbctl``/``orb`` is the emulator (or the real one, see above)."""
+    if REAL:
+        return dict(os.environ)
+    bin_dir = install_shims(tmp_path_factory.mktemp("orbctl-bin"))
+    home = tmp_path_factory.mktemp("orbctl-home")
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+            "ORBCTL_EMULATOR_HOME": str(home)}
+
+
+@pytest.fixture(scope="session")
+def orbctl_path(orbctl_env, pytestconfig):
+    """Put the emulator on this process's PATH for the session (restored at the end)."""
+    saved = {k: os.environ.get(k) for k in ("PATH", "ORBCTL_EMULATOR_HOME")}
+    os.environ.update({k: orbctl_env[k] for k in saved if k in orbctl_env})
+    yield orbctl_env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def orb(orbctl_path) -> Orbctl:
+    return Orbctl()
+
+
+def unique(prefix: str = "t") -> str:
+    return f"{prefix}-{secrets.token_hex(3)}"
+
+
+@pytest.fixture(scope="module")
+def orb_machine(orb):
+    """A running machine (debian:bookworm) for a whole module, deleted afterwards."""
+    name = unique("e2e")
+    orb.create("debian:bookworm", name)
+    yield name
+    orb.delete(name)

@@ -1,0 +1,95 @@
+"""Real `pyinfra` CLI runs: the nginx example through @orbstack/NAME, and the machine
+operations through @local, each run twice (the second run must change nothing)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import EXAMPLE_DEPLOY, unique
+
+HERE = Path(__file__).parent
+
+
+def pyinfra(env, *args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pyinfra", "-y", *args], env=env, cwd=cwd,
+                          capture_output=True, text=True, timeout=600)
+
+
+def changed_count(output: str) -> int:
+    """Operations that changed something: the Success column of pyinfra's "Grand total" row
+    (columns: Hosts, Success, Error, No Change; "-" means 0). Errors must be 0 too."""
+    match = re.search(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
+    assert match, output
+    hosts, success, error, no_change = (0 if v == "-" else int(v) for v in match.groups())
+    assert error == 0, output
+    return success
+
+
+def test_nginx_deploy_through_the_connector_twice(orbctl_env, orb_machine, orb):
+    first = pyinfra(orbctl_env, f"@orbstack/{orb_machine}", EXAMPLE_DEPLOY.name,
+                    cwd=EXAMPLE_DEPLOY.parent)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert orb.run(orb_machine, "systemctl is-active nginx").stdout.strip() == "active"
+    assert "hello from pyinfra" in orb.run(orb_machine, "curl -fsS http://localhost:8080/").stdout
+    second = pyinfra(orbctl_env, f"@orbstack/{orb_machine}", EXAMPLE_DEPLOY.name,
+                     cwd=EXAMPLE_DEPLOY.parent)
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert changed_count(second.stdout + second.stderr) == 0, second.stdout + second.stderr
+
+
+def test_machine_operations_are_idempotent(orbctl_env, orb):
+    base, copy, legacy, renamed = unique("ops"), unique("opsc"), unique("opsl"), unique("opsr")
+    data = ["--data", f"base={base}", "--data", f"copy={copy}", "--data", f"legacy={legacy}",
+            "--data", f"renamed={renamed}", "--data", "memory=4096"]
+    orb.create("debian:bookworm", legacy)
+    try:
+        first = pyinfra(orbctl_env, "@local", str(HERE / "deploys" / "lifecycle.py"), *data)
+        assert first.returncode == 0, first.stdout + first.stderr
+        machines = {m.name: m for m in orb.list()}
+        assert machines[base].running and machines[base].default_username == "deploy"
+        assert renamed in machines and legacy not in machines
+        assert machines[copy].state == "stopped" and machines[copy].image.distro == "debian"
+        assert orb.config_get("memory_mib") == "4096"
+        second = pyinfra(orbctl_env, "@local", str(HERE / "deploys" / "lifecycle.py"), *data)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert changed_count(second.stdout + second.stderr) == 0, second.stdout + second.stderr
+    finally:
+        gone = pyinfra(orbctl_env, "@local", str(HERE / "deploys" / "teardown.py"),
+                       "--data", f"machines={base},{copy},{legacy},{renamed}")
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+    names = {m.name for m in orb.list()}
+    assert not names & {base, copy, legacy, renamed}
+
+
+@pytest.mark.parametrize("case, args, expected", [
+    ("bad name", ["@orbstack/bad_name", "exec", "--", "true"], "invalid machine name 'bad_name'"),
+    ("missing machine", ["@orbstack/absent-vm", "exec", "--", "true"],
+     "machine not found: 'absent-vm'"),
+])
+def test_bad_input_gives_one_clear_line(orbctl_env, case, args, expected):
+    proc = pyinfra(orbctl_env, *args)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert expected in out, out
+    assert "Traceback" not in out, out
+
+
+def test_missing_orbctl_is_named(orbctl_env):
+    env = {**orbctl_env, "PATH": "/usr/bin:/bin"}
+    proc = pyinfra(env, "@orbstack/web", "exec", "--", "true")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "'orbctl' not found on PATH" in out, out
+    assert "Traceback" not in out, out
+
+
+def test_unknown_config_key_is_named(orbctl_env):
+    proc = pyinfra(orbctl_env, "@local", "pytest_orbstack.operations.config", "key=no.such.key",
+                   "value=1")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Unknown configuration key: no.such.key" in out, out
+    assert "Traceback" not in out, out

@@ -1,0 +1,292 @@
+"""The orbctl emulator, run through its shims against real Docker containers running systemd.
+
+One machine (``web``, made with a user and cloud-init) serves the whole module; the module has
+its own ORBCTL_EMULATOR_HOME and checks at the end that no container, network or clone image
+of that home is left behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .shims import install_shims
+
+IMAGE = "debian:bookworm"
+NOT_FOUND = "[-32098] machine not found: 'nope'"
+CLOUD_CONFIG = """#cloud-config
+write_files:
+  - path: /etc/emulator-test/motd
+    content: hello from cloud-init
+    permissions: '0600'
+runcmd:
+  - echo "runcmd as $(id -un)" > /tmp/runcmd-ok
+  - [sh, -c, "echo argv-form > /tmp/argv-ok"]
+"""
+
+
+def _docker_ready() -> str | None:
+    try:
+        if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode:
+            return "docker daemon not answering"
+        if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
+            return f"image {IMAGE} missing (see shared/linux-engine-facts.md)"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"docker unusable: {exc}"
+    return None
+
+
+_why = _docker_ready()
+if _why and os.environ.get("CI"):
+    raise RuntimeError(f"the orbctl emulator tests need Docker: {_why}")
+pytestmark = pytest.mark.skipif(bool(_why), reason=f"needs Docker: {_why}")
+
+
+class Emulator:
+    """Runs ``orbctl``/``orb`` from the shims, with one emulator home."""
+
+    def __init__(self, bin_dir: Path, home: Path) -> None:
+        self.home = home
+        self.hash = hashlib.sha1(str(home.absolute()).encode()).hexdigest()[:8]
+        self.env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                    "ORBCTL_EMULATOR_HOME": str(home)}
+        for key in [k for k in self.env if k.startswith("ORBCTL_EMULATOR_") and k != "ORBCTL_EMULATOR_HOME"]:
+            del self.env[key]
+
+    def __call__(self, *args: str, input: str | None = None, binary: str = "orbctl",
+                 **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([binary, *args], capture_output=True, text=True, input=input,
+                              env={**self.env, **env}, timeout=120)
+
+    def ok(self, *args: str, **kwargs) -> str:
+        proc = self(*args, **kwargs)
+        assert proc.returncode == 0, proc
+        return proc.stdout
+
+    def sh(self, command: str, machine: str = "web", **kwargs) -> str:
+        return self.ok("run", "-m", machine, "sh", "-c", command, **kwargs).strip()
+
+    def names(self) -> list[str]:
+        return [m["name"] for m in json.loads(self.ok("list", "-f", "json"))]
+
+    def docker_leftovers(self) -> list[str]:
+        label = f"label=orbctl-emulator.home={self.hash}"
+        ps = subprocess.run(["docker", "ps", "-aq", "--filter", label], capture_output=True, text=True)
+        nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name=orbemu-{self.hash}"],
+                              capture_output=True, text=True)
+        images = subprocess.run(["docker", "images", "-q", f"orbemu-clone-{self.hash}"],
+                                capture_output=True, text=True)
+        return (ps.stdout + nets.stdout + images.stdout).split()
+
+
+@pytest.fixture(scope="module")
+def orbctl(tmp_path_factory):
+    root = tmp_path_factory.mktemp("emulator")
+    emulator = Emulator(install_shims(root / "bin"), root / "home")
+    yield emulator
+    emulator("delete", "-f", "-a")
+    leftovers = emulator.docker_leftovers()
+    for obj in leftovers:  # clean up anyway, then fail: a leak is a defect
+        subprocess.run(["docker", "rm", "-f", obj], capture_output=True)
+        subprocess.run(["docker", "network", "rm", obj], capture_output=True)
+        subprocess.run(["docker", "rmi", "-f", obj], capture_output=True)
+    assert leftovers == [], "the emulator left docker objects behind"
+
+
+@pytest.fixture(scope="module")
+def web(orbctl, tmp_path_factory):
+    user_data = tmp_path_factory.mktemp("user-data") / "user-data"
+    user_data.write_text(CLOUD_CONFIG)
+    orbctl.ok("create", "-u", "deploy", "-c", str(user_data), "debian:12", "web")
+    yield "web"
+    orbctl.ok("delete", "-f", "web")
+
+
+def test_version_and_status(orbctl):
+    assert orbctl.ok("version").strip() == "Version: 2.2.3 (2020300)"
+    assert (orbctl("status").stdout, orbctl("status").returncode) == ("Running\n", 0)
+    for status, code in (("Stopped", 1), ("Starting", 2)):
+        proc = orbctl("status", ORBCTL_EMULATOR_STATUS=status)
+        assert (proc.stdout.strip(), proc.returncode) == (status, code)
+
+
+def test_create_makes_the_user_and_runs_cloud_init_as_root(orbctl, web):
+    assert orbctl.sh("id -un; pwd; sudo -n true && echo sudo-ok").split() == ["deploy", "/home/deploy", "sudo-ok"]
+    motd = orbctl.ok("run", "-m", web, "-u", "root", "sh", "-c",
+                     "cat /etc/emulator-test/motd; echo; stat -c %a /etc/emulator-test/motd")
+    assert motd.split() == ["hello", "from", "cloud-init", "600"]
+    assert orbctl.sh("cat /tmp/runcmd-ok /tmp/argv-ok") == "runcmd as root\nargv-form"
+    assert orbctl.sh("head -1 /var/lib/cloud/seed/nocloud/user-data") == "#cloud-config"
+    assert json.loads(orbctl.sh("cat /run/cloud-init/result.json"))["v1"]["errors"] == []
+    assert orbctl.sh("cloud-init status") == "status: done"
+    assert orbctl.sh("hostname") == "web"
+    assert "Cloud-init finished: done" in orbctl.ok("logs", web)
+
+
+def test_list_shapes(orbctl, web):
+    items = json.loads(orbctl.ok("list", "-f", "json"))
+    assert [i["name"] for i in items] == ["web"]
+    item = items[0]
+    assert re.fullmatch(r"[0-9A-HJKMNP-TV-Z]{26}", item.pop("id"))
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    assert item == {"name": "web", "image": {"distro": "debian", "version": "bookworm", "arch": arch,
+                                             "variant": "default"},
+                    "config": {"isolated": False, "default_username": "deploy"},
+                    "builtin": False, "state": "running"}
+    assert orbctl.ok("list", "-q") == "web\n"
+    assert orbctl.ok("list", "-r", "-q") == "web\n"
+    table = orbctl.ok("list").splitlines()
+    assert table[0].split() == ["NAME", "STATE", "DISTRO", "VERSION", "ARCH"]
+    assert table[1].split() == ["web", "running", "debian", "bookworm", arch]
+
+
+def test_info_new_and_flat_shapes(orbctl, web):
+    info = json.loads(orbctl.ok("info", web, "-f", "json"))
+    listed = json.loads(orbctl.ok("list", "-f", "json"))[0]
+    assert info["record"] == listed
+    assert isinstance(info["disk_size"], int) and re.fullmatch(r"[\d.]+", info["ip4"])
+    flat = json.loads(orbctl.ok("info", web, "-f", "json", ORBCTL_EMULATOR_INFO_SHAPE="flat"))
+    assert "record" not in flat and flat["name"] == "web" and flat["id"] == listed["id"]
+
+
+def test_run_passes_exit_code_stdin_user_and_workdir(orbctl, web):
+    assert orbctl("run", "-m", web, "sh", "-c", "exit 7").returncode == 7
+    assert orbctl.ok("run", "-m", web, "cat", input="line 1\nline 2\n") == "line 1\nline 2\n"
+    assert orbctl.ok("run", "-m", web, "-u", "root", "-w", "/tmp", "sh", "-c", "id -un; pwd").split() \
+        == ["root", "/tmp"]
+    assert orbctl.ok("run", "-m", web, "echo", "-u", "x").strip() == "-u x"  # flags end at the command
+    assert orbctl.ok("run", "-m", web, "-s", "echo $HOME").strip() == "/home/deploy"
+    assert orbctl.ok("-m", web, "whoami", binary="orb").strip() == "deploy"  # orb ARGS == run ARGS
+    assert orbctl.ok("list", "-q", binary="orb") == "web\n"
+    assert orbctl("run", "-x", "true").stderr.strip() == "Error: unknown shorthand flag: 'x' in -x"
+
+
+def test_push_and_pull_copy_as_the_default_user(orbctl, web, tmp_path):
+    src = tmp_path / "notes.txt"
+    src.write_text("some notes\n")
+    src.chmod(0o640)
+    orbctl.ok("push", "-m", web, str(src))
+    orbctl.ok("push", "-m", web, str(src), "copy.txt")
+    assert orbctl.sh("stat -c '%U %a' notes.txt; cat ~/copy.txt") == "deploy 640\nsome notes"
+    denied = orbctl("push", "-m", web, str(src), "/root/notes.txt")
+    assert denied.returncode == 1
+    assert denied.stderr.strip() == "cp: cannot create regular file '/root/notes.txt': Permission denied"
+    out = tmp_path / "out"
+    out.mkdir()
+    orbctl.ok("pull", "-m", web, "copy.txt", str(out))
+    orbctl.ok("pull", "-m", web, "/etc/hostname", str(out / "hostname"))
+    assert (out / "copy.txt").read_text() == "some notes\n" and (out / "hostname").read_text() == "web\n"
+    missing = orbctl("pull", "-m", web, "/nonexistent", str(out))
+    assert missing.returncode == 1 and "No such file or directory" in missing.stderr
+    secret = orbctl("pull", "-m", web, "/etc/shadow", str(out))
+    assert secret.returncode == 1 and "Permission denied" in secret.stderr
+
+
+def test_clone_is_stopped_then_resolves_by_name_and_rename_moves_it(orbctl, web):
+    orbctl.ok("clone", web, "web-copy")
+    assert [(m["name"], m["state"]) for m in json.loads(orbctl.ok("list", "-f", "json"))] == \
+        [("web", "running"), ("web-copy", "stopped")]
+    assert "ip4" not in json.loads(orbctl.ok("info", "web-copy", "-f", "json"))
+    orbctl.ok("start", "web-copy")
+    orbctl.ok("start", "web-copy")  # idempotent
+    assert orbctl.sh("hostname", machine="web-copy") == "web-copy"
+    web_ip = json.loads(orbctl.ok("info", web, "-f", "json"))["ip4"]
+    assert orbctl.sh("getent hosts web.orb.local", machine="web-copy").split()[0] == web_ip
+    orbctl.ok("rename", "web-copy", "web-b")
+    assert orbctl.names() == ["web", "web-b"]
+    assert orbctl.sh("getent hosts web-b.orb.local >/dev/null && echo ok") == "ok"
+    assert orbctl("run", "-m", web, "getent", "hosts", "web-copy.orb.local").returncode == 2
+    assert orbctl("info", "web-copy").stderr.strip() == "[-32098] machine not found: 'web-copy'"
+    orbctl.ok("delete", "-f", "web-b")
+    assert orbctl.names() == ["web"]
+
+
+def test_config_show_get_set(orbctl, web):
+    lines = orbctl.ok("config", "show").splitlines()
+    assert lines == sorted(lines) and "machine.web.username: deploy" in lines
+    assert "network.subnet4: 192.168.138.0/23" in lines and "memory_mib: 8192" in lines
+    assert orbctl.ok("config", "get", "cpu") == "8\n"
+    assert orbctl.ok("config", "get", "cpu", ORBCTL_EMULATOR_CONFIG_GET_STYLE="keyvalue") == "cpu: 8\n"
+    orbctl.ok("config", "set", "rosetta", "false")
+    assert orbctl.ok("config", "get", "rosetta") == "false\n"
+    unknown = orbctl("config", "get", "no.such.key")
+    assert (unknown.returncode, unknown.stderr) == (1, "Unknown configuration key: no.such.key\n")
+    assert orbctl("config", "set", "machine.nope.username", "x").stderr.strip() == \
+        "Unknown configuration key: machine.nope.username"
+    orbctl.ok("config", "set", "machine.web.username", "alice")  # creates the user
+    try:
+        assert orbctl.sh("id -un; pwd") == "alice\n/home/alice"
+        assert json.loads(orbctl.ok("list", "-f", "json"))[0]["config"]["default_username"] == "alice"
+    finally:
+        orbctl.ok("config", "set", "machine.web.username", "deploy")
+
+
+def test_create_errors_leave_nothing_behind(orbctl, web):
+    other_arch = "arm64" if platform.machine() in ("x86_64", "amd64") else "amd64"
+    cases = {
+        ("debian", "my_vm"): "[-32098] create 'my_vm': invalid name",
+        ("debian", "docker"): "[-32098] create 'docker': invalid name: 'docker' is reserved",
+        ("plan9", "p9"): "[-32098] create 'p9': unsupported distro: 'plan9'",
+        ("debian:11", "old"): "[-32098] create 'old': image not found: 'debian:bullseye'",
+        ("debian:12", "web"): "[-32098] create 'web': machine already exists: 'web'",
+        ("-a", other_arch, "debian", "foreign"): "[-32098] create 'foreign': unsupported architecture",
+        ("-u", "bad user", "debian", "baduser"): "[-32098] create 'baduser': setup: user 'bad user': useradd",
+    }
+    for args, message in cases.items():
+        proc = orbctl("create", *args)
+        assert proc.returncode == 1 and proc.stderr.startswith(message), (args, proc.stderr)
+    slow = orbctl("create", "debian", "slow", ORBCTL_EMULATOR_BOOT_TIMEOUT="0")
+    assert (slow.returncode, slow.stderr) == (
+        1, "[-32098] create 'slow': setup: machine didn't start in 30s (missing IP address)\n")
+    assert orbctl.names() == ["web"]
+
+
+def test_unknown_machine_command_and_docker(orbctl, web, tmp_path):
+    for args in (("info", "nope"), ("run", "-m", "nope", "true"), ("delete", "-f", "nope"),
+                 ("start", "nope"), ("stop", "nope"), ("clone", "nope", "n2"), ("rename", "nope", "n2"),
+                 ("push", "-m", "nope", __file__), ("default", "nope")):
+        proc = orbctl(*args)
+        assert (proc.returncode, proc.stderr.strip()) == (1, NOT_FOUND), args
+    logs = orbctl("logs", "nope")  # logs prints errors but exits 0
+    assert (logs.returncode, logs.stderr.strip()) == (0, NOT_FOUND)
+    bogus = orbctl("frobnicate")
+    assert bogus.returncode == 1 and bogus.stderr.startswith('Error: unknown command "frobnicate"')
+    down = orbctl("list", ORBCTL_EMULATOR_DOCKER=str(tmp_path / "docker"))
+    assert down.returncode == 1 and down.stderr.startswith("Docker is unavailable:")
+    assert len(down.stderr.splitlines()) == 1
+
+
+def test_stop_without_name_stops_everything_and_start_is_idempotent(orbctl, web):
+    assert orbctl.ok("default").strip() == "web"
+    orbctl.ok("stop", web)
+    orbctl.ok("stop", web)
+    assert json.loads(orbctl.ok("list", "-f", "json"))[0]["state"] == "stopped"
+    assert orbctl.ok("list", "-r", "-f", "json") == "[]\n"
+    orbctl.ok("restart", web)
+    orbctl.ok("stop")  # what real OrbStack does: everything stops
+    status = orbctl("status")
+    assert (status.returncode, status.stdout, orbctl.ok("list", "-r", "-q")) == (1, "Stopped\n", "")
+    orbctl.ok("start")
+    assert orbctl("status").returncode == 0
+    orbctl.ok("start", web)
+    assert orbctl.sh("systemctl is-system-running") in ("running", "degraded")
+
+
+def test_failing_cloud_init_does_not_fail_create(orbctl, web, tmp_path):
+    script = tmp_path / "user-data"
+    script.write_text("#!/bin/sh\necho script ran as $(id -un)\nexit 3\n")
+    orbctl.ok("create", "-c", str(script), "debian", "ci-fail")
+    try:
+        logs = orbctl.ok("logs", "ci-fail")
+        assert "script ran as root" in logs and "Cloud-init finished: FAILED: scripts_user: exit status 3" in logs
+        status = orbctl("run", "-m", "ci-fail", "cloud-init", "status")
+        assert (status.returncode, status.stdout) == (1, "status: error\n")
+    finally:
+        orbctl.ok("delete", "-f", "ci-fail")

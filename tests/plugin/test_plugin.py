@@ -1,0 +1,216 @@
+"""The pytest plugin, run as users run it: inner pytest sessions (pytester, subprocesses) on
+the docker backend, checked from outside against the engine itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+FAILING_DEPLOY = '''
+from pyinfra.operations import server
+server.shell(name="Prepare", commands=["true"])
+server.shell(name="Fail on purpose", commands=["echo 'oops: the disk is full' >&2; exit 3"])
+'''
+
+DRIFTING_DEPLOY = '''
+import time
+from io import StringIO
+from pyinfra.operations import files, server
+files.put(name="Write a timestamp", src=StringIO(str(time.time())), dest="/tmp/stamp")
+files.directory(name="Steady directory", path="/tmp/steady")
+server.shell(name="Always runs", commands=["true"])
+'''
+
+
+def containers() -> set[str]:
+    out = subprocess.run(["docker", "ps", "-a", "--filter", "label=pytest-orbstack", "--format",
+                          "{{.Names}}"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+@pytest.fixture
+def inner(pytester, monkeypatch, tmp_path):
+    """An inner project using the docker backend with its own state dir; checks no leak."""
+    monkeypatch.setenv("PYTEST_ORBSTACK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "docker")
+    pytester.makeini("[pytest]\norbstack_backend = docker\n")
+    before = containers()
+    yield pytester
+    leaked = containers() - before
+    for name in leaked:  # clean up, then fail
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    assert not leaked, f"machines leaked: {leaked}"
+
+
+def run(pytester, *args) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=600)
+
+
+def start(pytester, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def wait_for(path: Path, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not appear")
+
+
+def test_keep_policies_and_prune(inner):
+    inner.makepyfile(test_keep='''
+        def test_passes(orbstack_machine):
+            assert orbstack_machine().run("true").succeeded
+
+        def test_fails(orbstack_machine):
+            orbstack_machine()
+            assert False, "on purpose"
+    ''')
+    never = run(inner, "--orbstack-keep=never", "--orbstack-timings=never.json")
+    never.assert_outcomes(passed=1, failed=1)
+    outcomes = {m["name"]: m["outcome"] for m in json.loads((inner.path / "never.json").read_text())["machines"]}
+    assert sorted(outcomes.values()) == ["deleted", "deleted"]
+    assert "orbstack journal: pto-" in never.stdout.str()  # diagnostics attached to the failure
+
+    failed = run(inner, "--orbstack-keep=failed", "--orbstack-timings=failed.json")
+    machines = json.loads((inner.path / "failed.json").read_text())["machines"]
+    kept = [m["name"] for m in machines if m["outcome"] == "kept"]
+    assert len(kept) == 1 and "test-fails" in kept[0]
+    assert set(kept) <= containers()
+    failed.stdout.fnmatch_lines(["kept 1 machine(s); log in with:", f"  docker exec -it {kept[0]} bash -l"])
+
+    always = run(inner, "--orbstack-keep", "--orbstack-timings=always.json")
+    kept += [m["name"] for m in json.loads((inner.path / "always.json").read_text())["machines"]]
+    assert len(kept) == 3 and set(kept) <= containers()
+    always.stdout.fnmatch_lines(["kept 2 machine(s); log in with:"])
+
+    pruned = run(inner, "--orbstack-prune")
+    assert pruned.ret == 0
+    assert not set(kept) & containers()
+
+
+def test_sigkill_leaves_nothing_after_the_next_session_or_prune(inner, monkeypatch):
+    inner.makepyfile(test_hang='''
+        import os, time
+        def test_hang(orbstack_machine):
+            m = orbstack_machine()
+            with open(os.environ["NAME_FILE"] + ".tmp", "w") as f:
+                f.write(m.name)
+            os.rename(os.environ["NAME_FILE"] + ".tmp", os.environ["NAME_FILE"])
+            time.sleep(300)
+    ''', test_other='''
+        def test_other(orbstack_machine):
+            orbstack_machine()
+    ''')
+    for how in ("next session", "prune"):
+        name_file = inner.path / f"name-{how.replace(' ', '-')}"
+        monkeypatch.setenv("NAME_FILE", str(name_file))
+        proc = start(inner, "test_hang.py")
+        try:
+            name = wait_for(name_file)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        assert name in containers()  # leaked by the kill, for now
+        if how == "next session":
+            run(inner, "test_other.py").assert_outcomes(passed=1)
+        else:
+            assert run(inner, "--orbstack-prune").ret == 0
+        assert name not in containers()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
+def test_terminating_signals_tear_down(inner, monkeypatch, sig):
+    inner.makepyfile(test_hang='''
+        import os, time
+        def test_hang(orbstack_machine):
+            m = orbstack_machine()
+            open(os.environ["NAME_FILE"], "w").write(m.name)
+            time.sleep(300)
+    ''')
+    name_file = inner.path / "name"
+    monkeypatch.setenv("NAME_FILE", str(name_file))
+    proc = start(inner, "test_hang.py")
+    name = wait_for(name_file)
+    os.kill(proc.pid, sig)
+    out, _ = proc.communicate(timeout=120)
+    assert name not in containers(), out
+
+
+def test_concurrent_sessions_do_not_touch_each_other(inner, monkeypatch):
+    inner.makepyfile(test_pair='''
+        import os, time
+        def test_pair(orbstack_machine):
+            m = orbstack_machine()
+            open(os.environ["NAME_FILE"], "w").write(m.name)
+            time.sleep(8)  # the other session starts (and prunes) meanwhile
+            assert m.run("true").succeeded
+            assert m.info.machine.running
+    ''')
+    procs = []
+    for i in (1, 2):
+        monkeypatch.setenv("NAME_FILE", str(inner.path / f"name{i}"))
+        procs.append(start(inner, "test_pair.py"))
+        time.sleep(1)
+    outputs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(outputs)
+    names = {(inner.path / f"name{i}").read_text() for i in (1, 2)}
+    assert len(names) == 2 and not names & containers()
+
+
+def test_xdist_session_machine_is_created_once(inner, monkeypatch):
+    inner.makepyfile(test_shared='''
+        import os, pytest
+        @pytest.mark.parametrize("i", range(4))
+        def test_uses_shared(orbstack_session_machine, i):
+            m = orbstack_session_machine()
+            path = os.path.join(os.environ["OUT_DIR"], f"{i}-{os.environ.get('PYTEST_XDIST_WORKER')}")
+            open(path, "w").write(m.name + " " + m.info.machine.id)
+    ''')
+    out_dir = inner.path / "out"
+    out_dir.mkdir()
+    monkeypatch.setenv("OUT_DIR", str(out_dir))
+    result = run(inner, "-n", "2", "--orbstack-timings=t.json")
+    result.assert_outcomes(passed=4)
+    seen = {p.read_text() for p in out_dir.iterdir()}
+    workers = {p.name.split("-", 1)[1] for p in out_dir.iterdir()}
+    assert len(seen) == 1, seen
+    assert workers == {"gw0", "gw1"}
+    records = json.loads((inner.path / "t.json").read_text())["machines"]
+    shared = [r for r in records if r["kind"] == "shared"]
+    assert len(shared) == 1 and shared[0]["outcome"] == "deleted" and "create" in shared[0]["phases"]
+
+
+def test_failing_deploy_names_the_operation_and_its_stderr(inner):
+    inner.makefile(".py", fail_deploy=FAILING_DEPLOY)
+    inner.makepyfile(test_deploy='''
+        def test_deploy(orbstack_machine):
+            orbstack_machine(deploy="fail_deploy.py", clone=False)
+    ''')
+    result = run(inner)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*FAILED Fail on purpose*", "*oops: the disk is full*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_non_idempotent_deploy_lists_the_operations(inner):
+    inner.makefile(".py", drift_deploy=DRIFTING_DEPLOY)
+    inner.makepyfile(test_drift='''
+        def test_drift(orbstack_machine):
+            orbstack_machine().apply("drift_deploy.py", check_idempotent=True)
+    ''')
+    result = run(inner)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*not idempotent*1 operation(s) changed on the second run: Write a timestamp*"])
+    assert "Always runs" not in result.stdout.str().split("not idempotent")[1].splitlines()[0]
