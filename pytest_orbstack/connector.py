@@ -124,7 +124,7 @@ class OrbStackConnector(BaseConnector):
         """Run argv; kill it after ``timeout`` seconds (raising TimeoutError, as pyinfra's own
         connectors do). Works with and without gevent's monkey patching."""
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE)
+                                   stderr=subprocess.PIPE, env=self.backend.env)
         try:
             stdout, stderr = process.communicate(_stdin_bytes(stdin), timeout=timeout or None)
         except subprocess.TimeoutExpired:

@@ -33,7 +33,7 @@ class OrbStackTestinfraBackend(base.BaseBackend):
     def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
         cmd = self.get_command(command, *args)
         argv = self.engine.exec_argv(self.name, cmd, user=self.user)
-        proc = subprocess.run(argv, capture_output=True)
+        proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, env=self.engine.env)
         return self.result(proc.returncode, self.encode(cmd), proc.stdout, proc.stderr)
 
 

@@ -25,6 +25,7 @@ class Backend(ABC):
     """An engine that runs machines: ``orbstack`` (orbctl) or ``docker``."""
 
     kind: str = ""
+    env: dict[str, str] | None = None  # environment for engine commands (None: os.environ)
 
     @abstractmethod
     def create(self, name: str, image: str, *, user: str | None = None,
@@ -89,7 +90,8 @@ class Backend(ABC):
         argv = self.exec_argv(name, command, user=user, workdir=workdir)
         data = input.encode() if isinstance(input, str) else input
         try:
-            proc = subprocess.run(argv, input=data, capture_output=True, timeout=timeout)
+            proc = subprocess.run(argv, input=data, capture_output=True, timeout=timeout, env=self.env,
+                                  stdin=subprocess.DEVNULL if data is None else None)
         except subprocess.TimeoutExpired as exc:
             raise CommandTimeout(f"command in {name} did not finish in {exc.timeout:.0f}s: {command}",
                                  argv=argv) from None
@@ -104,10 +106,16 @@ class Backend(ABC):
             raise OrbStackError(f"upload to {name}:{remote_path} failed: {proc.stderr.strip()}",
                                 stderr=proc.stderr, returncode=proc.returncode)
 
-    def get(self, name: str, remote_path: str, *, user: str | None = None) -> bytes:
+    def get(self, name: str, remote_path: str, *, user: str | None = None,
+            timeout: float = 300.0) -> bytes:
         """Read ``remote_path`` as ``user``."""
         argv = self.exec_argv(name, f"cat {shlex.quote(remote_path)}", user=user)
-        proc = subprocess.run(argv, capture_output=True)
+        try:
+            proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, env=self.env,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise CommandTimeout(f"download of {name}:{remote_path} did not finish in "
+                                 f"{timeout:.0f}s", argv=argv) from None
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace").strip()
             raise OrbStackError(f"download of {name}:{remote_path} failed: {stderr}",

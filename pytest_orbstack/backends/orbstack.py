@@ -21,6 +21,7 @@ class OrbStackBackend(Backend):
 
     def __init__(self, client: Orbctl | None = None) -> None:
         self.client = client or Orbctl()
+        self.env = self.client.env
 
     def create(self, name: str, image: str, *, user: str | None = None,
                cloud_init: str | Path | None = None, labels: dict[str, str] | None = None) -> MachineInfo:

@@ -214,3 +214,37 @@ def test_non_idempotent_deploy_lists_the_operations(inner):
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*not idempotent*1 operation(s) changed on the second run: Write a timestamp*"])
     assert "Always runs" not in result.stdout.str().split("not idempotent")[1].splitlines()[0]
+
+
+def test_marker_ini_module_machine_and_diagnostics(inner, tmp_path):
+    inner.makeini("[pytest]\norbstack_backend = docker\norbstack_user = alice\n")
+    user_data = tmp_path / "user-data"
+    user_data.write_text("#cloud-config\nwrite_files:\n  - path: /etc/from-cloud-init\n    content: hi\n")
+    inner.makepyfile(test_features=f'''
+        import pytest
+
+        def test_module_machine_is_shared_in_module(orbstack_module_machine):
+            m = orbstack_module_machine()
+            m.run("touch /tmp/marker-from-first-test")
+
+        def test_module_machine_again(orbstack_module_machine):
+            pass
+
+        @pytest.mark.orbstack(cloud_init={str(user_data)!r})
+        def test_marker_and_ini(orbstack):
+            assert orbstack.run("id -un", user=None).stdout.strip() == "alice"
+            assert orbstack.host.file("/etc/from-cloud-init").content_string.strip() == "hi"
+            assert orbstack.info.machine.default_username == "alice"
+            net = orbstack.network()
+            assert net["ip4"] == orbstack.ip4 and net["domain"] == orbstack.domain
+            status = orbstack.status()
+            assert status["system"] in ("running", "degraded")
+            assert orbstack.logs(lines=5)
+            assert isinstance(orbstack.console_log(), str)
+            assert orbstack.connectivity(orbstack.domain, method="tcp", port=1, timeout=2)["reachable"] is False
+    ''')
+    result = run(inner, "-v", "--orbstack-timings=t.json")
+    result.assert_outcomes(passed=3)
+    records = json.loads((inner.path / "t.json").read_text())["machines"]
+    assert len(records) == 2, records  # one module machine for two tests, one marker machine
+    result.stdout.fnmatch_lines(["orbstack: create pto-*", "orbstack: teardown pto-*"])

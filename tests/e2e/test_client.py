@@ -1,0 +1,58 @@
+"""The typed OrbStack client against orbctl (the emulator here): lifecycle, both info shapes,
+both config-get forms, typed errors carrying orbctl's stderr."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import unique
+from pytest_orbstack.errors import (InvalidName, MachineExists, MachineNotFound, UnknownConfigKey,
+                                    UnknownImage)
+from pytest_orbstack.orbctl import Orbctl
+
+
+def test_lifecycle_clone_rename_and_info_shapes(orb, orb_machine, orbctl_env):
+    info = orb.info(orb_machine)
+    assert info.machine.running and info.ip4 and info.machine.image.version == "bookworm"
+    flat = Orbctl(env={"ORBCTL_EMULATOR_INFO_SHAPE": "flat"}).info(orb_machine)
+    assert (flat.name, flat.ip4) == (orb_machine, info.ip4)
+
+    copy, renamed = unique("cl"), unique("rn")
+    clone = orb.clone(orb_machine, copy)
+    try:
+        assert clone.machine.state == "stopped" and clone.ip4 is None
+        orb.start(copy)
+        assert orb.run(copy, "hostname").stdout.strip() == copy
+        orb.stop(copy)
+        orb.rename(copy, renamed)
+        names = {m.name for m in orb.list()}
+        assert renamed in names and copy not in names
+    finally:
+        for name in (copy, renamed):
+            if orb.exists(name):
+                orb.delete(name)
+    assert "Version" not in orb.version() and orb.version()[0].isdigit()
+    assert orb.status() == "Running"
+    assert isinstance(orb.logs(orb_machine), str)
+
+
+def test_config_get_both_forms_and_set(orb):
+    before = orb.config_get("memory_mib")
+    assert Orbctl(env={"ORBCTL_EMULATOR_CONFIG_GET_STYLE": "keyvalue"}).config_get("memory_mib") == before
+    orb.config_set("memory_mib", "6144")
+    assert orb.config_show()["memory_mib"] == "6144"
+    orb.config_set("memory_mib", before)
+
+
+def test_typed_errors_carry_orbctl_stderr(orb, orb_machine):
+    with pytest.raises(MachineNotFound) as exc:
+        orb.info("ghost-vm")
+    assert "[-32098] machine not found: 'ghost-vm'" in exc.value.stderr
+    with pytest.raises(MachineExists):
+        orb.create("debian:bookworm", orb_machine)
+    with pytest.raises(UnknownConfigKey, match="Unknown configuration key: bogus"):
+        orb.config_set("bogus", "1")
+    with pytest.raises(UnknownImage, match="image not found"):
+        orb.create("debian:bullseye", unique("old"))
+    with pytest.raises(InvalidName):
+        orb.create("debian:bookworm", "under_score")

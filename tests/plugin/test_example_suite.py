@@ -1,0 +1,28 @@
+"""The example suite (examples/) passes on both engines: Docker, and OrbStack through the
+orbctl emulator. This is what `bash scripts/dev.sh example` runs."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.mark.parametrize("backend", ["docker", "orbstack"])
+def test_example_suite_passes(backend, orbctl_env, tmp_path):
+    env = {**(orbctl_env if backend == "orbstack" else __import__("os").environ),
+           "PYTEST_ORBSTACK_STATE_DIR": str(tmp_path / "state")}
+    timings = tmp_path / "timings.json"
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                           f"--orbstack-backend={backend}", f"--orbstack-timings={timings}"],
+                          cwd=ROOT / "examples", env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert "6 passed" in proc.stdout, proc.stdout[-3000:]
+    machines = json.loads(timings.read_text())["machines"]
+    assert {m["backend"] for m in machines} == {backend}
+    assert [m["kind"] for m in machines].count("golden") == 1
+    assert all(m["outcome"] == "deleted" for m in machines), machines
