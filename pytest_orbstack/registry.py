@@ -108,6 +108,9 @@ class Registry:
                 session = Session(session_id, pid, process_start_time(pid), socket.gethostname(),
                                   backend, [], time.time())
                 self._write(path, session)
+                with open(self.dir.parent / "sessions.log", "a") as log:  # who made pto-<id>-*
+                    log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {session_id} pid={pid} "
+                              f"backend={backend} cwd={os.getcwd()}\n")
             return session
 
     def _write(self, path: Path, session: Session) -> None:

@@ -29,21 +29,28 @@ server.shell(name="Always runs", commands=["true"])
 '''
 
 
-def containers() -> set[str]:
-    out = subprocess.run(["docker", "ps", "-a", "--filter", "label=pytest-orbstack", "--format",
+def containers(session: str | None = None) -> set[str]:
+    label = f"pytest-orbstack.session={session}" if session else "pytest-orbstack"
+    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label={label}", "--format",
                           "{{.Names}}"], capture_output=True, text=True, check=True).stdout
     return set(out.split())
 
 
+def sessions_of(state_dir: Path) -> list[str]:
+    """Ids of the sessions that ran with this state dir (its sessions.log)."""
+    log = state_dir / "sessions.log"
+    return [line.split()[1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
 @pytest.fixture
 def inner(pytester, monkeypatch, tmp_path):
-    """An inner project using the docker backend with its own state dir; checks no leak."""
+    """An inner project using the docker backend with its own state dir; checks that none of
+    its sessions left a machine (other users of the engine are not looked at)."""
     monkeypatch.setenv("PYTEST_ORBSTACK_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "docker")
     pytester.makeini("[pytest]\norbstack_backend = docker\n")
-    before = containers()
     yield pytester
-    leaked = containers() - before
+    leaked = set().union(*[containers(s) for s in sessions_of(tmp_path / "state")])
     for name in leaked:  # clean up, then fail
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
     assert not leaked, f"machines leaked: {leaked}"
