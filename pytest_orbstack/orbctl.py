@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from dataclasses import dataclass
@@ -154,7 +155,7 @@ class Orbctl:
         except FileNotFoundError:
             raise self._missing(argv) from None
         except subprocess.TimeoutExpired as exc:
-            raise CommandTimeout(f"orbctl {' '.join(args[:2])} did not finish in "
+            raise CommandTimeout(f"orbctl {shlex.join(args)[:120]} did not finish in "
                                  f"{exc.timeout:.0f}s", argv=argv) from None
         if check and proc.returncode != 0:
             raise _error_from(argv, proc)
@@ -296,14 +297,7 @@ class Orbctl:
             input: str | None = None, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """Run shell ``command``; returns the process (exit code is the command's, not checked)."""
         argv = self.run_argv(name, command, user=user, workdir=workdir)
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, input=input,
-                                  timeout=timeout or self.timeout, env=self.env)
-        except FileNotFoundError:
-            raise self._missing(argv) from None
-        except subprocess.TimeoutExpired as exc:
-            raise CommandTimeout(f"command in {name} did not finish in {exc.timeout:.0f}s: "
-                                 f"{command}", argv=argv) from None
+        return self._run(*argv[1:], timeout=timeout, check=False, input=input)
 
     def push(self, name: str, source: str, dest: str) -> None:
         """Copy a local file into the machine, as its default user (``cp`` semantics)."""
