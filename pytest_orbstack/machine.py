@@ -70,6 +70,7 @@ class Machine:
         IdempotenceError listing operations that changed again (operations pyinfra declares
         non-idempotent, such as ``server.shell``, are excluded).
         """
+        __tracebackhide__ = True
         result = self._apply_once(deploy, data)
         if check and not result.success:
             raise DeployError(result)

@@ -30,7 +30,8 @@ import pytest
 from .backends import KINDS, get_backend, resolve_kind
 from .backends.base import Backend
 from .errors import OrbStackError
-from .lifecycle import KEEP_POLICIES, Lifecycle, MachineRecord
+from .deploy import DeployError
+from .lifecycle import KEEP_POLICIES, Lifecycle, MachineRecord, SharedMachineError
 from .machine import Machine
 from .registry import Registry, new_session_id
 from .testinfra_backend import register as register_testinfra
@@ -213,12 +214,19 @@ def _test_failed(item: pytest.Item) -> bool:
 
 
 # -- fixtures ---------------------------------------------------------------------------------
+def _or_fail(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``func``; an engine or deploy error fails the test with its one-line message (no
+    traceback from inside pytest-orbstack, no chained exception)."""
+    try:
+        return func(*args, **kwargs)
+    except (OrbStackError, DeployError, SharedMachineError, FileNotFoundError, ValueError) as exc:
+        message = f"pytest-orbstack: {exc}"
+    pytest.fail(message, pytrace=False)
+
+
 @pytest.fixture(scope="session")
 def orbstack_lifecycle(pytestconfig: pytest.Config) -> Lifecycle:
-    try:
-        return _session(pytestconfig).get_lifecycle()
-    except OrbStackError as exc:
-        pytest.fail(f"pytest-orbstack: {exc}", pytrace=False)
+    return _or_fail(_session(pytestconfig).get_lifecycle)
 
 
 @pytest.fixture(scope="session")
@@ -235,10 +243,10 @@ def _defaults(config: pytest.Config, kwargs: dict[str, Any]) -> dict[str, Any]:
     kwargs.setdefault("image", session.image)
     kwargs.setdefault("user", config.getini("orbstack_user") or None)
     kwargs.setdefault("clone", config.getini("orbstack_clone"))
-    deploy = kwargs.get("deploy")
-    if isinstance(deploy, (str, os.PathLike)) and not os.path.isabs(deploy):
-        base = Path(config.rootpath)
-        kwargs["deploy"] = str(base / deploy)
+    for key in ("deploy", "cloud_init"):  # relative paths are relative to the rootdir
+        path = kwargs.get(key)
+        if isinstance(path, (str, os.PathLike)) and not os.path.isabs(path):
+            kwargs[key] = str(Path(config.rootpath) / path)
     return kwargs
 
 
@@ -252,10 +260,7 @@ def _factory(request: pytest.FixtureRequest, lifecycle: Lifecycle, scope_key: st
         kwargs = _defaults(request.config, dict(image=image, deploy=deploy, user=user,
                                                 cloud_init=cloud_init, clone=clone, data=data))
         key = f"{scope_key}#{len(made)}"
-        try:
-            machine, record = lifecycle.create(key, **kwargs)
-        except OrbStackError as exc:
-            pytest.fail(f"pytest-orbstack: {exc}", pytrace=False)
+        machine, record = _or_fail(lifecycle.create, key, **kwargs)
         made.append((machine, record))
         request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
         return machine
@@ -289,10 +294,7 @@ def orbstack_session_machine(request: pytest.FixtureRequest, orbstack_lifecycle:
                                                 cloud_init=cloud_init, data=data))
         kwargs.pop("clone", None)
         key = "session:" + json.dumps(kwargs, sort_keys=True, default=str)
-        try:
-            return orbstack_lifecycle.shared(key, **kwargs)
-        except Exception as exc:
-            pytest.fail(f"pytest-orbstack: {exc}", pytrace=False)
+        return _or_fail(orbstack_lifecycle.shared, key, **kwargs)
     return make
 
 

@@ -255,3 +255,27 @@ def test_marker_ini_module_machine_and_diagnostics(inner, tmp_path):
     records = json.loads((inner.path / "t.json").read_text())["machines"]
     assert len(records) == 2, records  # one module machine for two tests, one marker machine
     result.stdout.fnmatch_lines(["orbstack: create pto-*", "orbstack: teardown pto-*"])
+
+
+def test_bad_input_fails_with_one_clear_line(inner, monkeypatch):
+    inner.makepyfile(test_bad='''
+        def test_unknown_distro(orbstack_machine):
+            orbstack_machine(image="windows:11")
+
+        def test_image_not_available(orbstack_machine):
+            orbstack_machine(image="debian:buster")
+
+        def test_missing_deploy_file(orbstack_machine):
+            orbstack_machine(deploy="no/such/deploy.py", clone=False)
+    ''')
+    result = run(inner)
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    assert "pytest-orbstack: unknown image 'windows:11'" in out
+    assert "pytest-orbstack: image 'debian:buster' is not available to docker" in out
+    assert "pytest-orbstack: deploy file not found:" in out
+    assert "Traceback" not in out and "During handling" not in out
+    with monkeypatch.context() as m:
+        m.setenv("PATH", "/nonexistent")
+        missing = run(inner, "--orbstack-backend=orbstack", "-k", "unknown_distro")
+    assert "pytest-orbstack: 'orbctl' not found on PATH" in missing.stdout.str()
