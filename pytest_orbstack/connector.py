@@ -15,6 +15,7 @@ own the result, then are copied into place as that user.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from io import IOBase
@@ -31,7 +32,7 @@ from pyinfra.connectors.base import BaseConnector, DataMeta
 from pyinfra.connectors.util import (CommandOutput, OutputLine, extract_control_arguments,
                                      make_unix_command_for_host)
 
-from .backends import get_backend
+from .backends import ENV_VAR, get_backend
 from .backends.base import Backend
 from .errors import OrbStackError
 
@@ -39,6 +40,12 @@ if TYPE_CHECKING:
     from pyinfra.api.arguments import ConnectorArguments
 
 ESCALATION_ARGS = ("_sudo", "_sudo_user", "_su_user", "_doas", "_doas_user")
+
+
+def _lines(data: bytes) -> list[str]:
+    """Output lines as pyinfra's own connectors split them: on newlines only."""
+    text = data.decode(errors="replace")
+    return text[:-1].split("\n") if text.endswith("\n") else (text.split("\n") if text else [])
 
 
 def _stdin_bytes(stdin) -> bytes | None:
@@ -85,7 +92,7 @@ class OrbStackConnector(BaseConnector):
     @override
     @staticmethod
     def make_names_data(name: str | None = None):
-        names = [name] if name else _machine_names(None)
+        names = [name] if name else _machine_names(os.environ.get(ENV_VAR))
         for machine in names:
             yield f"@orbstack/{machine}", {"orbstack_machine": machine}, ["@orbstack"]
 
@@ -94,7 +101,8 @@ class OrbStackConnector(BaseConnector):
         """Check the machine exists and runs; raises ConnectError naming the problem."""
         self.machine = self.data["orbstack_machine"]
         try:
-            self.backend = get_backend(self.data.get("orbstack_backend") or "orbstack")
+            self.backend = get_backend(self.data.get("orbstack_backend")
+                                       or os.environ.get(ENV_VAR) or "orbstack")
             info = self.backend.info(self.machine)
         except OrbStackError as exc:
             raise ConnectError(f"OrbStack machine {self.machine!r}: {exc}") from None
@@ -132,7 +140,7 @@ class OrbStackConnector(BaseConnector):
             process.communicate()
             raise TimeoutError(f"command did not finish in {timeout}s") from None
         lines = [OutputLine(name, line) for name, data in (("stdout", stdout), ("stderr", stderr))
-                 for line in data.decode(errors="replace").splitlines()]
+                 for line in _lines(data)]
         if print_output:
             for line in lines:
                 echo(f"{self.host.print_prefix}{line.line}", err=True)

@@ -28,6 +28,7 @@ class OperationResult:
     name: str
     changed: bool
     success: bool
+    ran: bool = True
     idempotent: bool = True
     commands: list[str] = field(default_factory=list)
     stdout: str = ""
@@ -44,7 +45,8 @@ class DeployResult:
 
     @property
     def success(self) -> bool:
-        return self.error is None and all(op.success for op in self.operations)
+        return self.error is None and all(op.success for op in self.operations if op.ran) \
+            and not self.not_run
 
     @property
     def changed(self) -> list[OperationResult]:
@@ -52,7 +54,12 @@ class DeployResult:
 
     @property
     def failed(self) -> list[OperationResult]:
-        return [op for op in self.operations if not op.success]
+        return [op for op in self.operations if op.ran and not op.success]
+
+    @property
+    def not_run(self) -> list[OperationResult]:
+        """Operations skipped because an earlier one failed."""
+        return [op for op in self.operations if not op.ran]
 
     def summary(self) -> str:
         """Multi-line text: each failed operation with its commands and stderr."""
@@ -60,6 +67,8 @@ class DeployResult:
                  f"{len(self.changed)} changed, {len(self.failed)} failed ({self.duration:.1f}s)"]
         if self.error:
             lines.append(f"  error: {self.error}")
+        if self.not_run:
+            lines.append(f"  not run: {', '.join(op.name for op in self.not_run)}")
         for op in self.failed:
             lines.append(f"  FAILED {op.name}")
             lines += [f"    $ {cmd}" for cmd in op.commands[-1:]]
@@ -108,10 +117,11 @@ def _collect(state: State, host: Any) -> list[OperationResult]:
             name=", ".join(sorted(state.get_op_meta(op_hash).names)) or op_hash,
             changed=bool(complete and meta.did_change()),
             success=bool(success) or bool(op_data.global_arguments.get("_ignore_errors")),
+            ran=complete,
             idempotent=_is_idempotent(op_data),
             commands=[str(c) for c in (meta._commands or [])],
             stdout=meta.stdout if complete else "",
-            stderr=meta.stderr if complete else "(not run: an earlier operation failed)",
+            stderr=meta.stderr if complete else "",
         ))
     return results
 
@@ -157,5 +167,5 @@ def apply_deploy(machine: str, deploy: Deploy, *, backend: str, data: dict | Non
     operations = _collect(state, host) if host in state.ops else []
     result = DeployResult(describe(deploy), operations, error, time.monotonic() - started)
     if error is None and not result.success and not result.failed:
-        result.error = "deploy failed"
+        result.error = "deploy failed before running its operations"
     return result

@@ -4,7 +4,7 @@ Names are ``pto-<session>-<slug of the key>-<hash>``, deterministic per key (tes
 workers agree. Each name is recorded in the session registry before it is created. Machines
 shared between tests (session scope) and golden machines (one per image+deploy, cloned for each
 test) live in a directory shared by all xdist workers; a file lock makes exactly one worker
-create each, and the last worker to finish deletes them.
+create each; they are deleted once, when every worker has finished.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from filelock import FileLock
 
 from .backends.base import Backend
 from .deploy import Deploy, DeployError, describe
+from .errors import MachineExists
 from .machine import Machine
 from .names import slug_name
 from .registry import Registry
@@ -46,7 +47,13 @@ def deploy_key(deploy: Deploy | None) -> str:
     if deploy is None:
         return ""
     if callable(deploy):
-        return f"{getattr(deploy, '__module__', '')}.{describe(deploy)}"
+        # Two lambdas of one module, or closures over different values, are different deploys.
+        code = getattr(deploy, "__code__", None)
+        cells = [c.cell_contents for c in (getattr(deploy, "__closure__", None) or ())]
+        identity = repr((code.co_code, code.co_consts, cells, getattr(deploy, "__defaults__", None))
+                        if code else deploy).encode()
+        return (f"{getattr(deploy, '__module__', '')}.{describe(deploy)}:"
+                f"{hashlib.sha1(identity).hexdigest()[:10]}")
     path = Path(os.fspath(deploy)).resolve()
     content = path.read_bytes() if path.is_file() else b""
     return f"{path}:{hashlib.sha1(content).hexdigest()[:10]}"
@@ -90,6 +97,7 @@ class Lifecycle:
         record = MachineRecord(name, image, self.backend.kind, kind)
         self.records.append(record)
         self.registry.add(self.session_id, name)
+        machine = None
         try:
             if deploy is not None and clone and cloud_init is None:
                 golden = self.golden(image, deploy, user, data)
@@ -105,9 +113,15 @@ class Lifecycle:
                 if deploy is not None:
                     with self._phase(record, "deploy"):
                         machine.apply(deploy, data=data)
-        except BaseException:
-            record.outcome = "failed"
-            self._delete(name)
+        except MachineExists:
+            record.outcome = "failed"  # not ours to delete: another owner made it
+            raise
+        except BaseException as exc:
+            if machine is not None and isinstance(exc, Exception) and self._keeps(failed=True):
+                self.finish(machine, record, failed=True)  # a failed deploy, kept to look at
+            else:
+                record.outcome = "failed"
+                self._delete(name)
             raise
         return machine, record
 
@@ -118,12 +132,15 @@ class Lifecycle:
         self.backend.delete_if_exists(name)
         self.registry.remove(self.session_id, name)
 
+    def _keeps(self, failed: bool) -> bool:
+        return self.keep == "always" or (self.keep == "failed" and failed)
+
     def finish(self, machine: Machine, record: MachineRecord, failed: bool) -> None:
         """Delete the machine, or keep it as the keep policy says."""
-        if self.keep == "always" or (self.keep == "failed" and failed):
+        if self._keeps(failed):
             record.outcome = "kept"
             self.kept.append(record)
-            self.registry.remove(self.session_id, machine.name)
+            self.registry.keep(self.session_id, machine.name)
             self.progress(f"orbstack: kept {machine.name}")
             return
         with self._phase(record, "teardown"):
@@ -135,7 +152,7 @@ class Lifecycle:
     def _shared_state(self) -> Iterator[dict[str, Any]]:
         path = self.shared_dir / "shared.json"
         with FileLock(str(self.shared_dir / "shared.lock"), timeout=1800):
-            state = json.loads(path.read_text()) if path.exists() else {"machines": {}, "done": 0}
+            state = json.loads(path.read_text()) if path.exists() else {"machines": {}}
             yield state
             path.write_text(json.dumps(state))
 
@@ -166,15 +183,12 @@ class Lifecycle:
         key = f"golden:{image}:{user}:{deploy_key(deploy)}:{json.dumps(data, sort_keys=True, default=str)}"
         return self.shared(key, image, deploy=deploy, user=user, data=data, kind="golden").name
 
-    def finish_worker(self, workers: int, failed: bool) -> list[MachineRecord]:
-        """Called once per process at session end; the last of ``workers`` deletes the shared
-        machines (or keeps session machines per the keep policy). Returns their records."""
+    def finish_shared(self, failed: bool) -> list[MachineRecord]:
+        """At the session's end, once (the only process, or the xdist controller after every
+        worker is down): delete golden machines, and delete or keep session machines."""
         records = []
+        mine = {r.name: r for r in self.records}
         with self._shared_state() as state:
-            state["done"] += 1
-            if state["done"] < workers:
-                return records
-            mine = {r.name: r for r in self.records}
             for entry in state["machines"].values():
                 if "name" not in entry:
                     continue
@@ -193,8 +207,12 @@ class Lifecycle:
         return records
 
     def sweep(self) -> list[str]:
-        """Delete every machine still recorded for this session (the controller's last word)."""
-        names = self.registry.machines(self.session_id)
+        """Delete every machine of this session that is not kept: those still recorded, and any
+        the engine has under the session's prefix (a create interrupted at the wrong moment)."""
+        session = self.registry.get(self.session_id)
+        kept = set(session.kept) if session else set()
+        engine = {m.name for m in self.backend.list() if m.name.startswith(self.prefix + "-")}
+        names = sorted((set(self.registry.machines(self.session_id)) | engine) - kept)
         for name in names:
             self._delete(name)
         return names

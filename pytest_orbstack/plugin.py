@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import tempfile
 from dataclasses import asdict
@@ -48,8 +49,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "orbstack or docker. Default: ini orbstack_backend, else auto.")
     group.addoption("--orbstack-image", default=None,
                     help="default image, OrbStack form (debian:bookworm, ubuntu:24.04).")
-    group.addoption("--orbstack-keep", nargs="?", const="always", choices=KEEP_POLICIES,
-                    default=None, help="keep machines after tests: never (default), always (the "
+    group.addoption("--orbstack-keep", nargs="?", const="always", default=None, metavar="POLICY", help="keep machines after tests: never (default), always (the "
                     "bare flag), failed (those of failing tests). Kept machines are listed at the end.")
     group.addoption("--orbstack-prune", action="store_true",
                     help="delete machines left by killed sessions and kept machines, then exit.")
@@ -82,8 +82,13 @@ class OrbStackSession:
             self.shared_dir = Path(tempfile.gettempdir()) / f"pytest-orbstack-{self.session_id}"
             self.owner_pid = os.getpid()
         self.keep = config.getoption("orbstack_keep") or config.getini("orbstack_keep") or "never"
+        if self.keep not in KEEP_POLICIES and os.path.exists(self.keep.split("::")[0]):
+            # `pytest --orbstack-keep tests/test_x.py`: the bare flag, then a path to test
+            config.args.append(self.keep)
+            self.keep = "always"
         if self.keep not in KEEP_POLICIES:
-            raise pytest.UsageError(f"orbstack_keep = {self.keep!r}: use never, always or failed")
+            raise pytest.UsageError(f"--orbstack-keep / orbstack_keep = {self.keep!r}: "
+                                    f"use {', '.join(KEEP_POLICIES)}")
         self.kind_requested = config.getoption("orbstack_backend") or config.getini("orbstack_backend")
         self.image = config.getoption("orbstack_image") or config.getini("orbstack_image")
         self.registry = Registry()
@@ -103,7 +108,13 @@ class OrbStackSession:
         return self.lifecycle
 
     def prune_dead(self) -> list[str]:
-        return self.registry.prune(lambda kind, name: get_backend(kind).delete(name))
+        return self.registry.prune(get_backend)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Any failure (here, or on an xdist worker: the controller sees every report) makes
+        ``keep=failed`` keep the session's shared machines."""
+        if report.failed:
+            self.failed = True
 
     def progress(self, line: str) -> None:
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
@@ -167,23 +178,13 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if not config.getoption("orbstack_prune"):
         return None
-    registry = Registry()
-    pruned = registry.prune(lambda kind, name: get_backend(kind).delete(name))
-    kept = _kept_file(registry)
-    names = json.loads(kept.read_text()) if kept.exists() else []
-    for entry in names:
-        try:
-            get_backend(entry["backend"]).delete(entry["name"])
-            pruned.append(entry["name"])
-        except OrbStackError:
-            pass
-    kept.unlink(missing_ok=True)
+    try:
+        pruned = Registry().prune(get_backend, include_kept=True)
+    except OrbStackError as exc:
+        print(f"orbstack: prune failed: {exc}")
+        return 1
     print(f"orbstack: pruned {len(pruned)} machine(s){': ' if pruned else ''}{' '.join(pruned)}")
     return 0
-
-
-def _kept_file(registry: Registry) -> Path:
-    return registry.dir.parent / "kept.json"
 
 
 # -- reports: remember outcomes, attach machine logs and deploy output to failures ------------
@@ -192,7 +193,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     report = yield
     item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
     if report.failed:
-        _session(item.config).failed = True
         for machine in item.stash.get(MACHINES_KEY, []):
             _attach_diagnostics(report, machine)
     return report
@@ -270,17 +270,23 @@ def _factory(request: pytest.FixtureRequest, lifecycle: Lifecycle, scope_key: st
         lifecycle.finish(machine, record, failed=failed())
 
 
+def _worker_id() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
 @pytest.fixture
 def orbstack_machine(request: pytest.FixtureRequest, orbstack_lifecycle: Lifecycle) -> Iterator[MachineFactory]:
     """Factory of machines that are deleted (or kept, see --orbstack-keep) after the test."""
-    yield from _factory(request, orbstack_lifecycle, request.node.nodeid,
-                        lambda: _test_failed(request.node))
+    key = request.node.nodeid
+    if request.config.getoption("dist", "no") == "each":  # every worker runs every test
+        key += f"@{_worker_id()}"
+    yield from _factory(request, orbstack_lifecycle, key, lambda: _test_failed(request.node))
 
 
 @pytest.fixture(scope="module")
 def orbstack_module_machine(request: pytest.FixtureRequest, orbstack_lifecycle: Lifecycle) -> Iterator[MachineFactory]:
     """Factory of machines that live for the test module (per xdist worker)."""
-    yield from _factory(request, orbstack_lifecycle, f"{request.node.nodeid}@{os.getpid()}",
+    yield from _factory(request, orbstack_lifecycle, f"{request.node.nodeid}@{_worker_id()}",
                         lambda: _session(request.config).failed)
 
 
@@ -312,40 +318,36 @@ def orbstack(request: pytest.FixtureRequest, orbstack_machine: MachineFactory) -
 
 
 # -- session end: shared machines, sweep, summary -------------------------------------------
+@pytest.hookimpl(trylast=True)  # after pytest has torn down the fixtures still up
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session's last word, in the only process or the xdist controller (after every
+    worker is down): shared and golden machines go (or are kept), then anything this session
+    still owns is swept (Ctrl-C, SIGTERM, a crashed worker), and the session is closed."""
     plugin = _session(session.config)
-    lifecycle = plugin.lifecycle
-    if lifecycle is not None and not plugin.has_workers:
-        workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) if plugin.is_worker else 1
-        lifecycle.finish_worker(workers, plugin.failed)
     if plugin.is_worker:
         records = [asdict(r) for r in plugin.all_records()]
         session.config.workeroutput["orbstack_records"] = json.dumps(records)
         return
-    # The controller's last word: whatever this session still owns goes (Ctrl-C, SIGTERM,
-    # crashed workers), then the session is forgotten. Kept machines were unrecorded already.
-    if lifecycle is not None or plugin.registry.machines(plugin.session_id):
-        swept = (lifecycle or _sweeper(plugin)).sweep()
+    lifecycle = plugin.lifecycle or _lifecycle_of_workers(plugin)
+    if lifecycle is not None:
+        lifecycle.finish_shared(plugin.failed)
+        swept = lifecycle.sweep()
         if swept:
             plugin.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
         plugin.registry.close(plugin.session_id)
-    _remember_kept(plugin)
+    shutil.rmtree(plugin.shared_dir, ignore_errors=True)
 
 
-def _sweeper(plugin: OrbStackSession) -> Lifecycle:
-    session = next(s for s in plugin.registry.sessions() if s.id == plugin.session_id)
-    return Lifecycle(get_backend(session.backend), plugin.registry, plugin.session_id,
-                     plugin.shared_dir, keep="never")
-
-
-def _remember_kept(plugin: OrbStackSession) -> None:
-    kept = [r for r in plugin.all_records() if r.outcome == "kept"]
-    if not kept:
-        return
-    path = _kept_file(plugin.registry)
-    entries = json.loads(path.read_text()) if path.exists() else []
-    entries += [{"name": r.name, "backend": r.backend} for r in kept]
-    path.write_text(json.dumps(entries))
+def _lifecycle_of_workers(plugin: OrbStackSession) -> Lifecycle | None:
+    """The controller's view of a session its xdist workers registered (None if they made no
+    machine)."""
+    session = plugin.registry.get(plugin.session_id)
+    if session is None:
+        return None
+    lifecycle = Lifecycle(get_backend(session.backend), plugin.registry, plugin.session_id,
+                          plugin.shared_dir, keep=plugin.keep, progress=plugin.progress)
+    plugin.lifecycle = lifecycle
+    return lifecycle
 
 
 def login_command(record: MachineRecord) -> str:

@@ -17,9 +17,9 @@ import secrets
 import socket
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from filelock import FileLock
 
@@ -37,7 +37,7 @@ def default_state_dir() -> Path:
 
 
 def new_session_id() -> str:
-    return secrets.token_hex(3)
+    return secrets.token_hex(4)
 
 
 def process_start_time(pid: int) -> str | None:
@@ -71,14 +71,19 @@ class Session:
     backend: str
     machines: list[str]
     created: float
+    kept: list[str] = field(default_factory=list)
 
     @property
     def prefix(self) -> str:
+        """Every machine of the session is named ``<prefix>-...``."""
         return f"pto-{self.id}"
+
+    def owns(self, name: str) -> bool:
+        return name.startswith(self.prefix + "-")
 
 
 class Registry:
-    """Session files under ``state_dir``; every change happens under a file lock."""
+    """Session files under ``state_dir``; every change happens under the session's file lock."""
 
     def __init__(self, state_dir: Path | None = None) -> None:
         self.dir = (state_dir or default_state_dir()) / "sessions"
@@ -99,8 +104,13 @@ class Registry:
         except (OSError, ValueError, TypeError):
             return None
 
+    def _write(self, path: Path, session: Session) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(session.__dict__))
+        tmp.replace(path)
+
     def open(self, session_id: str, backend: str, pid: int | None = None) -> Session:
-        """Create (or reopen) the file of a session owned by ``pid`` (default: this process)."""
+        """Create (or reopen, for xdist workers) the file of a session owned by ``pid``."""
         with self._locked(session_id) as path:
             session = self._read(path)
             if session is None:
@@ -113,60 +123,89 @@ class Registry:
                               f"backend={backend} cwd={os.getcwd()}\n")
             return session
 
-    def _write(self, path: Path, session: Session) -> None:
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(session.__dict__))
-        tmp.replace(path)
-
-    def _update(self, session_id: str, change: Callable[[list[str]], None]) -> None:
+    def _update(self, session_id: str, change: Callable[[Session], None]) -> None:
+        """Apply ``change`` to the session's record; nothing to do if the session is gone."""
         with self._locked(session_id) as path:
             session = self._read(path)
-            if session is None:
-                raise OrbStackError(f"pytest-orbstack session {session_id} is not registered")
-            change(session.machines)
-            self._write(path, session)
+            if session is not None:
+                change(session)
+                self._write(path, session)
 
     def add(self, session_id: str, name: str) -> None:
         """Record ``name`` as owned by the session (call before creating it)."""
-        self._update(session_id, lambda ms: ms.append(name) if name not in ms else None)
+        def change(session: Session) -> None:
+            if name not in session.machines:
+                session.machines.append(name)
+        with self._locked(session_id) as path:
+            if not path.exists():
+                raise OrbStackError(f"pytest-orbstack session {session_id} is not registered")
+        self._update(session_id, change)
 
     def remove(self, session_id: str, name: str) -> None:
-        self._update(session_id, lambda ms: ms.remove(name) if name in ms else None)
+        self._update(session_id, lambda s: s.machines.remove(name) if name in s.machines else None)
+
+    def keep(self, session_id: str, name: str) -> None:
+        """Move ``name`` to the session's kept machines: never deleted but by ``--orbstack-prune``."""
+        def change(session: Session) -> None:
+            if name in session.machines:
+                session.machines.remove(name)
+            if name not in session.kept:
+                session.kept.append(name)
+        self._update(session_id, change)
+
+    def get(self, session_id: str) -> Session | None:
+        return self._read(self._path(session_id))
 
     def machines(self, session_id: str) -> list[str]:
-        session = self._read(self._path(session_id))
+        session = self.get(session_id)
         return list(session.machines) if session else []
 
     def close(self, session_id: str) -> None:
-        """Forget a session whose machines are all gone."""
+        """End a session: its file goes, unless machines are still recorded (kept ones, or
+        ones whose deletion failed: the next prune retries them)."""
         with self._locked(session_id) as path:
+            session = self._read(path)
+            if session is not None and (session.kept or session.machines):
+                return
             path.unlink(missing_ok=True)
         Path(str(path) + ".lock").unlink(missing_ok=True)
 
     def sessions(self) -> list[Session]:
         return [s for p in sorted(self.dir.glob("*.json")) if (s := self._read(p))]
 
-    def prune(self, delete: Callable[[str, str], None]) -> list[str]:
+    def prune(self, engine: Callable[[str], Any], include_kept: bool = False) -> list[str]:
         """Delete the machines of every session whose owner is dead; returns their names.
 
-        ``delete(backend_kind, name)`` deletes one machine (MachineNotFound is fine: it was
-        already gone). A session whose machines could not all be deleted is kept for next time.
+        ``engine(kind)`` gives the backend of a session. Besides the recorded names, any machine
+        named with the session's prefix is deleted too (one whose creation finished after its
+        owner died). Kept machines are deleted only with ``include_kept``. What could not be
+        deleted stays recorded for next time.
         """
-        pruned = []
+        pruned: list[str] = []
+        listed: dict[str, list[str]] = {}
         for session in self.sessions():
             if owner_alive(session.pid, session.start, session.host):
                 continue
+            backend = engine(session.backend)
+            if session.backend not in listed:
+                listed[session.backend] = [m.name for m in backend.list()]
+            found = [n for n in listed[session.backend] if session.owns(n)]
+            doomed = (set(session.machines) | set(found)) - set(session.kept)
+            if include_kept:
+                doomed |= set(session.kept)
             left = []
-            for name in session.machines:
+            for name in sorted(doomed):
                 try:
-                    delete(session.backend, name)
+                    backend.delete(name)
                     pruned.append(name)
                 except MachineNotFound:
                     pass
                 except OrbStackError:
                     left.append(name)
-            if left:
-                self._update(session.id, lambda ms: ms.__setitem__(slice(None), left))
-            else:
-                self.close(session.id)
+
+            def change(s: Session) -> None:
+                s.machines = [n for n in left if n not in s.kept]
+                s.kept = [n for n in s.kept if n in left or not include_kept]
+            self._update(session.id, change)
+            self.close(session.id)
         return pruned

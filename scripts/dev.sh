@@ -20,9 +20,9 @@ log() { printf '[dev.sh] %s\n' "$*" >&2; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_install() {
-  if [ ! -f /var/lib/apt/periodic/pytest-orbstack-updated ]; then
+  # Update the package lists unless they are there and fresh (images often ship without them).
+  if [ -z "$(find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -1440 2>/dev/null | head -1)" ]; then
     as_root apt-get update -qq
-    as_root mkdir -p /var/lib/apt/periodic && as_root touch /var/lib/apt/periodic/pytest-orbstack-updated
   fi
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }

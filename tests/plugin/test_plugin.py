@@ -137,8 +137,10 @@ def test_sigkill_leaves_nothing_after_the_next_session_or_prune(inner, monkeypat
         assert name not in containers()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "Ctrl-C"])
-def test_terminating_signals_tear_down(inner, monkeypatch, sig):
+@pytest.mark.parametrize("sig, keep", [(signal.SIGTERM, "never"), (signal.SIGINT, "never"),
+                                       (signal.SIGINT, "always")],
+                         ids=["SIGTERM", "Ctrl-C", "Ctrl-C-keep"])
+def test_terminating_signals_tear_down(inner, monkeypatch, sig, keep):
     inner.makepyfile(test_hang='''
         import os, time
         def test_hang(orbstack_machine):
@@ -148,10 +150,16 @@ def test_terminating_signals_tear_down(inner, monkeypatch, sig):
     ''')
     name_file = inner.path / "name"
     monkeypatch.setenv("NAME_FILE", str(name_file))
-    proc = start(inner, "test_hang.py")
+    proc = start(inner, "test_hang.py", f"--orbstack-keep={keep}")
     name = wait_for(name_file)
     os.kill(proc.pid, sig)
     out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 2, out  # pytest's "interrupted"
+    assert "Traceback" not in out, out
+    if keep == "always":
+        assert name in containers(), out
+        assert f"docker exec -it {name} bash -l" in out
+        assert run(inner, "--orbstack-prune").ret == 0
     assert name not in containers(), out
 
 
@@ -179,6 +187,10 @@ def test_concurrent_sessions_do_not_touch_each_other(inner, monkeypatch):
 def test_xdist_session_machine_is_created_once(inner, monkeypatch):
     inner.makepyfile(test_shared='''
         import os, pytest
+        @pytest.mark.parametrize("i", range(6))
+        def test_no_machine(i):
+            pass
+
         @pytest.mark.parametrize("i", range(4))
         def test_uses_shared(orbstack_session_machine, i):
             m = orbstack_session_machine()
@@ -188,12 +200,13 @@ def test_xdist_session_machine_is_created_once(inner, monkeypatch):
     out_dir = inner.path / "out"
     out_dir.mkdir()
     monkeypatch.setenv("OUT_DIR", str(out_dir))
-    result = run(inner, "-n", "2", "--orbstack-timings=t.json")
-    result.assert_outcomes(passed=4)
+    # --dist each: both workers run every test, so both surely ask for the shared machine
+    result = run(inner, "-n", "2", "--dist", "each", "--orbstack-timings=t.json")
+    result.assert_outcomes(passed=20)
     seen = {p.read_text() for p in out_dir.iterdir()}
     workers = {p.name.split("-", 1)[1] for p in out_dir.iterdir()}
     assert len(seen) == 1, seen
-    assert workers == {"gw0", "gw1"}
+    assert workers == {"gw0", "gw1"} and len(list(out_dir.iterdir())) == 8
     records = json.loads((inner.path / "t.json").read_text())["machines"]
     shared = [r for r in records if r["kind"] == "shared"]
     assert len(shared) == 1 and shared[0]["outcome"] == "deleted" and "create" in shared[0]["phases"]
