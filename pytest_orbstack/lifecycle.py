@@ -103,7 +103,7 @@ class Lifecycle:
                 golden = self.golden(image, deploy, user, data)
                 record.created_by = "clone"
                 with self._phase(record, "clone"):
-                    self.backend.clone(golden, name, labels=self._labels())
+                    self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
                 machine = Machine(name, self.backend, image)
             else:
                 with self._phase(record, "create"):

@@ -293,7 +293,7 @@ def orbstack_module_machine(request: pytest.FixtureRequest, orbstack_lifecycle: 
 @pytest.fixture(scope="session")
 def orbstack_session_machine(request: pytest.FixtureRequest, orbstack_lifecycle: Lifecycle) -> MachineFactory:
     """Factory of session-wide machines: one per set of arguments, shared by every test and
-    every xdist worker; deleted once, by the last worker to finish."""
+    every xdist worker; deleted once, when every worker has finished (by the controller)."""
     def make(image: str | None = None, *, deploy: Any = None, user: str | None = None,
              cloud_init: Any = None, data: dict[str, Any] | None = None) -> Machine:
         kwargs = _defaults(request.config, dict(image=image, deploy=deploy, user=user,

@@ -34,8 +34,10 @@ class Backend(ABC):
         returns once systemd is up."""
 
     @abstractmethod
-    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None) -> MachineInfo:
-        """Create ``name`` as a copy of ``source`` and start it."""
+    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
+              frozen_source: bool = False) -> MachineInfo:
+        """Create ``name`` as a copy of ``source`` and start it. ``frozen_source`` promises the
+        source no longer changes (a golden machine), so an engine may reuse one snapshot."""
 
     @abstractmethod
     def start(self, name: str) -> None: ...

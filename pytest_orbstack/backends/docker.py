@@ -279,25 +279,45 @@ class DockerBackend(Backend):
         except CommandTimeout:
             self._exec_root(name, f"echo 'pytest-orbstack: cloud-init user-data timed out' >> {log}")
 
-    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None) -> MachineInfo:
-        """Commit ``source`` to image ``pytest-orbstack-clone:NAME`` and run ``name`` from it
-        like :meth:`create` (own hostname); the source keeps running."""
+    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
+              frozen_source: bool = False) -> MachineInfo:
+        """Commit ``source`` to an image and run ``name`` from it like :meth:`create` (own
+        hostname); the source keeps running. With ``frozen_source`` (a golden machine that no
+        longer changes) one snapshot image of the source serves every clone; it goes with the
+        source."""
         validate_machine_name(name)
         source_labels = self._inspect(source)["Config"].get("Labels") or {}
         if self._find(name) is not None:
             raise MachineExists(f"machine already exists: {name!r}")
-        image = f"pytest-orbstack-clone:{name}"
-        self._docker("commit", "--change", f"LABEL {LABEL}.clone-of={source}", source, image, timeout=600)
-        labels = {**(labels or {}), LABEL: "1", f"{LABEL}.clone-image": image,
+        if frozen_source:
+            image, owned = self._snapshot(source), None
+        else:
+            image = owned = f"pytest-orbstack-clone:{name}"
+            self._docker("commit", "--change", f"LABEL {LABEL}.clone-of={source}", source, image,
+                         timeout=600)
+        labels = {**(labels or {}), LABEL: "1",
                   **{k: source_labels.get(k, "") for k in (f"{LABEL}.user", f"{LABEL}.image")}}
+        if owned:
+            labels[f"{LABEL}.clone-image"] = owned
         try:
             self._run_container(name, image, labels)
         except BaseException:
-            self._remove_image(image)
+            if owned:
+                self._remove_image(owned)
             raise
-        with self._removed_on_failure(name, image):
+        with self._removed_on_failure(name, owned):
             self.wait_ready(name)
             return self.info(name)
+
+    def _snapshot(self, source: str) -> str:
+        """The snapshot image of ``source``, committed once (a file lock spans processes)."""
+        image = f"pytest-orbstack-snapshot:{source}"
+        lock = Path(tempfile.gettempdir()) / f"pytest-orbstack-snapshot-{source}.lock"
+        with FileLock(str(lock), timeout=600):
+            if self._docker("image", "inspect", image, check=False).returncode != 0:
+                self._docker("commit", "--change", f"LABEL {LABEL}.snapshot-of={source}", source,
+                             image, timeout=600)
+        return image
 
     def start(self, name: str) -> None:
         self._docker("start", self._inspect(name)["Id"])
@@ -313,6 +333,7 @@ class DockerBackend(Backend):
         clone_image = (data["Config"].get("Labels") or {}).get(f"{LABEL}.clone-image")
         if clone_image:
             self._remove_image(clone_image)
+        self._remove_image(f"pytest-orbstack-snapshot:{name}")  # if it was a frozen source
 
     def info(self, name: str) -> MachineInfo:
         data = self._inspect(name)

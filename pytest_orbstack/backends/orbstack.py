@@ -33,8 +33,9 @@ class OrbStackBackend(Backend):
             raise
         return self.client.info(name)
 
-    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None) -> MachineInfo:
-        self.client.clone(source, name)  # left stopped by OrbStack
+    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
+              frozen_source: bool = False) -> MachineInfo:
+        self.client.clone(source, name)  # copy-on-write already; left stopped by OrbStack
         try:
             self.start(name)
         except BaseException:
