@@ -26,3 +26,8 @@ def test_example_suite_passes(backend, orbctl_env, tmp_path):
     assert {m["backend"] for m in machines} == {backend}
     assert [m["kind"] for m in machines].count("golden") == 1
     assert all(m["outcome"] == "deleted" for m in machines), machines
+    if backend == "docker":  # the golden's snapshot image went with it
+        golden = next(m["name"] for m in machines if m["kind"] == "golden")
+        images = subprocess.run(["docker", "images", "-q", f"pytest-orbstack-snapshot:{golden}"],
+                                capture_output=True, text=True, check=True).stdout
+        assert images.strip() == ""
