@@ -1,22 +1,23 @@
 """Shared plumbing of the benchmarks: side-by-side timing, the raw engine, cleanup, the table.
 
 Every benchmark compares pytest-orbstack's path (side A) with the engine used directly or with
-another tool's path (side B) *in the same run*: the two sides alternate (A B, then B A, ...) so
-that drift on a noisy machine hits both, each round gives one ratio A/B, and the reported ratio
-is the median of the rounds. Timings are never asserted anywhere; ``run.py`` prints PASS/MISS.
+another tool's path (side B) *in the same run*: the sides alternate (A B, then B A, ...) so
+that drift on a noisy machine hits both, every side is repeated, and the reported ratio is
+median(A) / median(B). Timings are never asserted anywhere; ``run.py`` prints PASS/MISS.
 
 Everything a benchmark creates is named or labelled so that :meth:`BenchSession.cleanup` finds
 it again: Lifecycle machines carry the label ``pytest-orbstack.session=<sid>`` of a session id
 made here, raw containers the label ``pytest-orbstack-bench=<run id>``, inner pytest runs use a
 state directory of their own whose ``sessions.log`` names their session ids. Cleanup runs in a
-``finally`` (so on Ctrl-C too) with SIGINT ignored while it works.
+``finally`` (so on Ctrl-C too) with SIGINT ignored while it works. Clone and snapshot images of
+those machines are removed; the prepared base image ``pytest-orbstack/debian:...`` is the
+package's shared per-host cache and stays (see :meth:`BenchSession.prepared_image`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import secrets
 import shlex
@@ -53,10 +54,15 @@ class Result:
     strict: bool = False  # True: ratio < target; False: ratio <= target
     unit: str = "x"       # "x" for ratios, "MiB" for absolute values
     detail: str = ""
+    error: bool = False   # the benchmark could not run; detail says why
 
     @property
     def passed(self) -> bool:
         return self.ratio < self.target if self.strict else self.ratio <= self.target
+
+    @property
+    def verdict(self) -> str:
+        return "ERROR" if self.error else ("PASS" if self.passed else "MISS")
 
     @property
     def target_text(self) -> str:
@@ -68,9 +74,8 @@ def print_table(results: list[Result], out=sys.stdout) -> None:
     print(f"{'benchmark':<{width}}  {'measured':>10}  {'target':>10}  verdict", file=out)
     print(f"{'-' * width}  {'-' * 10}  {'-' * 10}  -------", file=out)
     for r in results:
-        value = f"{r.ratio:.3f}" + ("" if r.unit == "x" else f" {r.unit}")
-        print(f"{r.name:<{width}}  {value:>10}  {r.target_text:>10}  "
-              f"{'PASS' if r.passed else 'MISS'}", file=out)
+        value = "-" if r.error else f"{r.ratio:.3f}" + ("" if r.unit == "x" else f" {r.unit}")
+        print(f"{r.name:<{width}}  {value:>10}  {r.target_text:>10}  {r.verdict}", file=out)
     for r in results:
         if r.detail:
             print(f"\n[{r.name}]\n{r.detail}", file=out)
@@ -183,6 +188,15 @@ class RawEngine:
     def name(self, what: str) -> str:
         return f"ptobench-{self.session.run_id}-{what}"
 
+    def machine_cycle(self, name: str) -> None:
+        """What one inner test does, on the bare engine: create, two commands, delete."""
+        self.create(name)
+        try:
+            subprocess.run(self.exec_argv(name, "hostname"), capture_output=True)
+            subprocess.run(self.exec_argv(name, "systemctl", "is-system-running"), capture_output=True)
+        finally:
+            self.delete(name)
+
 
 class RawDocker(RawEngine):
     """``docker run`` with backends/docker.py's systemd flags on the same prepared image."""
@@ -265,9 +279,10 @@ class RawOrbStack(RawEngine):
 class BenchSession:
     """Backend, temp dirs, Lifecycle factory and the record of everything to clean up."""
 
-    def __init__(self, kind: str = "docker", verbose: bool = True) -> None:
+    def __init__(self, kind: str = "docker", verbose: bool = True, proposed: bool = False) -> None:
         self.kind = kind
         self.verbose = verbose
+        self.proposed = proposed
         self.run_id = secrets.token_hex(3)
         self.backend: Backend = get_backend(kind)
         self.backend.list()  # fails now if the engine does not answer
@@ -275,8 +290,6 @@ class BenchSession:
         self.registry = Registry(self.tmp / "state")
         self.session_ids: list[str] = []
         self.inner_state_dirs: list[Path] = []
-        self._prepared_before: bool | None = None
-        self._prepared_tag: str | None = None
         self._raw: RawEngine | None = None
 
     def log(self, line: str) -> None:
@@ -290,27 +303,33 @@ class BenchSession:
         return self._raw
 
     def prepared_image(self) -> str:
-        """Docker: tag of the prepared image machines run (built now if missing, and then
-        removed at cleanup)."""
-        from pytest_orbstack.backends.docker import image_codename
-        distro, codename = image_codename(IMAGE)
-        base = subprocess.run(["docker", "image", "inspect", "-f", "{{.Id}}", f"{distro}:{codename}"],
-                              capture_output=True, text=True).stdout.strip()
-        tag = f"pytest-orbstack/{distro}:{codename}-{base.split(':')[-1][:12]}"
-        if self._prepared_before is None:
-            self._prepared_before = subprocess.run(["docker", "image", "inspect", tag],
-                                                   capture_output=True).returncode == 0
-        self._prepared_tag = self.backend._prepared_image(IMAGE)  # type: ignore[attr-defined]
-        return self._prepared_tag
+        """Docker: tag of the prepared image machines run. It is pytest-orbstack's own per-host
+        cache (built by the first machine of any session, shared by all, never deleted by the
+        package), so cleanup leaves it, as the test suite does: removing it under concurrent
+        sessions would break their next ``docker run``."""
+        return self.backend._prepared_image(IMAGE)  # type: ignore[attr-defined]
+
+    def new_session_id(self) -> str:
+        """A registered session id whose machines (``pto-<id>-*``) cleanup deletes."""
+        sid = f"b{secrets.token_hex(3)}"
+        self.session_ids.append(sid)
+        self.registry.open(sid, self.backend.kind)
+        return sid
 
     def lifecycle(self, backend: Backend | None = None) -> Lifecycle:
         """A Lifecycle like the plugin's (on ``backend``, default the session's), with a
         registry and shared dir of this session."""
-        sid = f"b{secrets.token_hex(3)}"
-        self.session_ids.append(sid)
-        backend = backend or self.backend
-        self.registry.open(sid, backend.kind)
-        return Lifecycle(backend, self.registry, sid, self.tmp / f"shared-{sid}")
+        sid = self.new_session_id()
+        return Lifecycle(backend or self.backend, self.registry, sid, self.tmp / f"shared-{sid}")
+
+    @staticmethod
+    def finish_shared(lifecycle: Lifecycle) -> None:
+        """Delete a Lifecycle's golden/shared machines, as the plugin does at session end."""
+        finish = getattr(lifecycle, "finish_shared", None)
+        if finish is not None:
+            finish(failed=False)
+        else:  # the API before Lifecycle.finish_shared
+            lifecycle.finish_worker(1, failed=False)  # type: ignore[attr-defined]
 
     def inner_state_dir(self) -> Path:
         """A PYTEST_ORBSTACK_STATE_DIR for inner pytest runs (their sessions are swept too)."""
@@ -345,14 +364,14 @@ class BenchSession:
         if self._raw is not None:
             self._raw.sweep()
         if self.kind == "docker":
-            refs = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
-                                   "pytest-orbstack-clone"], capture_output=True, text=True).stdout.split()
+            refs = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                                  capture_output=True, text=True).stdout.split()
+            refs = [ref for ref in refs if ref.startswith(("pytest-orbstack-clone:",
+                                                           "pytest-orbstack-snapshot:"))]
             mine = [ref for ref in refs if ref.split(":", 1)[1].startswith(prefixes)] if prefixes else []
             if mine:
                 subprocess.run(["docker", "rmi", "-f", *mine], capture_output=True)
                 removed += mine
-            if self._prepared_before is False and self._prepared_tag:
-                subprocess.run(["docker", "rmi", self._prepared_tag], capture_output=True)  # not -f
         shutil.rmtree(self.tmp, ignore_errors=True)
         return removed
 
@@ -363,13 +382,24 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--backend", default="docker", choices=("docker", "orbstack", "auto"),
                         help="engine to measure (default: docker)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.add_argument("--proposed", action="store_true",
+                        help="also measure the fixes of bench/proposed.py where that costs extra "
+                             "runs (benchmark 4); benchmark 1 always measures them")
     return parser.parse_args()
+
+
+def terminate_like_ctrl_c() -> None:
+    """SIGTERM raises KeyboardInterrupt, so every ``finally`` (cleanup) still runs."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, handler)
 
 
 def standalone(run: Callable[[BenchSession], list[Result]], description: str) -> int:
     """``main()`` of a benchmark module: one session, its results as a table, cleanup."""
     args = arguments(description)
-    session = BenchSession(args.backend, verbose=not args.quiet)
+    terminate_like_ctrl_c()
+    session = BenchSession(args.backend, verbose=not args.quiet, proposed=args.proposed)
     try:
         results = run(session)
     finally:
@@ -387,7 +417,3 @@ def pytest_env(state_dir: Path) -> dict[str, str]:
 
 def quote(argv: list[str]) -> str:
     return shlex.join(argv)
-
-
-def dump(obj: object) -> str:
-    return json.dumps(obj, indent=2, default=str)

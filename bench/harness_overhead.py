@@ -20,7 +20,7 @@ from __future__ import annotations
 import benchlib
 from benchlib import IMAGE, BenchSession, Result
 
-ROUNDS = 15
+ROUNDS = 11
 TARGET = 1.15
 A, B, FIXED = "Lifecycle.create", "raw engine", "Lifecycle.create, proposed fixes"
 

@@ -44,6 +44,7 @@ REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "pro
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
+SETUP_DONE = "pytest-orbstack-setup-done"
 
 
 def image_codename(image: str) -> tuple[str, str]:
@@ -79,6 +80,7 @@ class DockerBackend(Backend):
         self.env_overrides = dict(env or {})
         self.env = {**os.environ, **env} if env else None
         self._prepared: set[str] = set()
+        self._tags: dict[str, str] = {}
         self._network_ready = False
         self._arch: str | None = None
 
@@ -152,6 +154,8 @@ class DockerBackend(Backend):
     def _prepared_image(self, image: str) -> str:
         """Tag of the image machines of ``image`` run: the base plus what a machine needs,
         built once per base image id (a file lock makes concurrent processes wait)."""
+        if image in self._tags:  # one session does not see its base image change under it
+            return self._tags[image]
         distro, codename = image_codename(image)
         base = f"{distro}:{codename}"
         short_id = self._base_image_id(image, base).split(":")[-1][:12]
@@ -162,6 +166,7 @@ class DockerBackend(Backend):
                 if self._docker("image", "inspect", tag, check=False).returncode != 0:
                     self._build_prepared(image, base, tag)
             self._prepared.add(tag)
+        self._tags[image] = tag
         return tag
 
     def _build_prepared(self, image: str, base: str, tag: str) -> None:
@@ -244,18 +249,17 @@ class DockerBackend(Backend):
         image_codename(image)
         login = default_login(user)
         script = self._cloud_init_script(cloud_init)
-        if self._find(name) is not None:
-            raise MachineExists(f"machine already exists: {name!r}")
         ref = self._prepared_image(image)
+        # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
         self._run_container(name, ref, {**(labels or {}), LABEL: "1", f"{LABEL}.user": login,
                                         f"{LABEL}.image": image})
         with self._removed_on_failure(name):
-            self.wait_ready(name)
-            if login != "root":
+            setup = None
+            if login != "root":  # added while systemd boots, in the first readiness probe
                 q, sudoers = shlex.quote(login), "/etc/sudoers.d/90-pytest-orbstack"
-                self._exec_root(name, f"(id -u {q} >/dev/null 2>&1 || useradd -m -s /bin/bash {q}) && "
-                                      f"printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {q} > {sudoers} "
-                                      f"&& chmod 0440 {sudoers}")
+                setup = (f"(id -u {q} >/dev/null 2>&1 || useradd -m -s /bin/bash {q}) && "
+                         f"printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {q} > {sudoers} && chmod 0440 {sudoers}")
+            self.wait_ready(name, setup=setup)
             if script is not None:
                 self._apply_cloud_init(name, script)
             return self.info(name)
@@ -384,8 +388,24 @@ class DockerBackend(Backend):
                 f"echo '--- {CLOUD_INIT_LOG} ---'; cat {CLOUD_INIT_LOG}; fi")).stdout)
         return "\n".join(part for part in parts if part)
 
-    def wait_ready(self, name: str, timeout: float = 90.0) -> str:
-        """Like Backend.wait_ready, but fails at once if the container exits while booting."""
+    def wait_ready(self, name: str, timeout: float = 90.0, *, setup: str | None = None) -> str:
+        """Wait for systemd in ``name`` (running or degraded), running ``setup`` as root first.
+
+        One ``docker exec`` does it all: ``setup``, a wait for systemd's socket, then
+        ``systemctl is-system-running --wait``; polling follows only if that did not end ready.
+        Fails at once if the container exits while booting."""
+        probe = (f"until [ -S /run/systemd/private ]; do sleep 0.05; done; "
+                 f"timeout {int(timeout)} systemctl is-system-running --wait")
+        if setup is not None:
+            probe = f"{{ {setup}; }} >&2 && echo {SETUP_DONE}; {probe}"
+        proc = self._exec_root(name, probe, check=False, timeout=timeout + 30)
+        self._raise_if_stopped(name, proc)
+        words = proc.stdout.split()
+        if setup is not None and SETUP_DONE not in words:
+            raise OrbStackError(f"default user setup failed in {name}: {_last_line(proc.stderr)}",
+                                stderr=proc.stderr)
+        if words and words[-1] in READY_STATES:
+            return words[-1]
         deadline = time.monotonic() + timeout
         state = ""
         while time.monotonic() < deadline:
@@ -393,10 +413,13 @@ class DockerBackend(Backend):
             state = proc.stdout.strip()
             if state in READY_STATES:
                 return state
-            if "is not running" in proc.stderr or "No such container" in proc.stderr:
-                tail = self._docker("logs", "--tail", "5", name, check=False)
-                raise OrbStackError(f"machine {name} stopped while booting: "
-                                    f"{_last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))}")
+            self._raise_if_stopped(name, proc)
             time.sleep(0.2)
         raise CommandTimeout(f"machine {name} did not finish booting in {timeout:.0f}s "
                              f"(systemd state: {state or 'unknown'})")
+
+    def _raise_if_stopped(self, name: str, proc: subprocess.CompletedProcess[str]) -> None:
+        if "is not running" in proc.stderr or "No such container" in proc.stderr:
+            tail = self._docker("logs", "--tail", "5", name, check=False)
+            raise OrbStackError(f"machine {name} stopped while booting: "
+                                f"{_last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))}")

@@ -264,7 +264,7 @@ def test_engine_unavailable_errors():
 class FailsAfterRun(DockerBackend):
     """A real DockerBackend whose boot wait fails: create/clone must leave nothing behind."""
 
-    def wait_ready(self, name, timeout=90.0):
+    def wait_ready(self, name, timeout=90.0, *, setup=None):
         raise CommandTimeout(f"machine {name} did not finish booting (test)")
 
 
