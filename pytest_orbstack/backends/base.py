@@ -92,8 +92,9 @@ class Backend(ABC):
         argv = self.exec_argv(name, command, user=user, workdir=workdir)
         data = input.encode() if isinstance(input, str) else input
         try:
-            proc = subprocess.run(argv, input=data, capture_output=True, timeout=timeout, env=self.env,
-                                  stdin=subprocess.DEVNULL if data is None else None)
+            # input= or stdin=, never both: gevent's patched subprocess (pyinfra CLI) refuses both
+            feed = {"input": data} if data is not None else {"stdin": subprocess.DEVNULL}
+            proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=self.env, **feed)
         except subprocess.TimeoutExpired as exc:
             raise CommandTimeout(f"command in {name} did not finish in {exc.timeout:.0f}s: {command}",
                                  argv=argv) from None

@@ -81,6 +81,7 @@ class DockerBackend(Backend):
         self.env = {**os.environ, **env} if env else None
         self._prepared: set[str] = set()
         self._tags: dict[str, str] = {}
+        self._users: dict[str, str] = {}  # machine -> default user
         self._network_ready = False
         self._arch: str | None = None
 
@@ -333,6 +334,7 @@ class DockerBackend(Backend):
     def delete(self, name: str) -> None:
         """Remove the container and its volumes, and its clone image unless still in use."""
         data = self._inspect(name)
+        self._users.pop(name, None)
         self._docker("rm", "-f", "-v", data["Id"])
         clone_image = (data["Config"].get("Labels") or {}).get(f"{LABEL}.clone-image")
         if clone_image:
@@ -374,7 +376,9 @@ class DockerBackend(Backend):
         ``env`` sets DOCKER_HOST (the argv runs in the caller's environment, not ``env``)."""
         validate_machine_name(name)
         host = ["-H", self.env_overrides["DOCKER_HOST"]] if "DOCKER_HOST" in self.env_overrides else []
-        argv = [self.docker, *host, "exec", "-i", "-u", user or self.default_user(name)]
+        if user is None:  # the label never changes: one inspect per machine, not per command
+            user = self._users.get(name) or self._users.setdefault(name, self.default_user(name))
+        argv = [self.docker, *host, "exec", "-i", "-u", user]
         return argv + (["-w", workdir] if workdir else []) + [name, "sh", "-c", command]
 
     def logs(self, name: str) -> str:

@@ -93,3 +93,21 @@ def test_unknown_config_key_is_named(orbctl_env):
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Unknown configuration key: no.such.key" in out, out
     assert "Traceback" not in out, out
+
+
+def test_uploads_through_the_cli_on_the_docker_backend(tmp_path):
+    """Under the CLI, gevent patches subprocess: uploads (stdin-fed commands) must still work."""
+    from pytest_orbstack.backends.docker import DockerBackend
+    backend = DockerBackend()
+    name = unique("cli")
+    backend.create(name, "debian:bookworm")
+    try:
+        deploy = tmp_path / "deploy.py"
+        deploy.write_text("from io import StringIO\nfrom pyinfra.operations import files\n"
+                          "files.put(name='put', src=StringIO('through the cli\\n'), "
+                          "dest='/etc/pto-cli', _sudo=True)\n")
+        proc = pyinfra(None, f"@orbstack/{name}", str(deploy), "--data", "orbstack_backend=docker")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert backend.run(name, "cat /etc/pto-cli", user="root").stdout == "through the cli\n"
+    finally:
+        backend.delete(name)
