@@ -72,9 +72,14 @@ connector_data_meta: dict[str, DataMeta] = {
 }
 
 
-def _machine_names(kind: str | None) -> list[str]:
+def _backend_kind(data_kind: str | None = None) -> str:
+    """Host data ``orbstack_backend``, else $PYTEST_ORBSTACK_BACKEND, else orbstack."""
+    return data_kind or os.environ.get(ENV_VAR) or "orbstack"
+
+
+def _machine_names() -> list[str]:
     try:
-        return [m.name for m in get_backend(kind or "orbstack").list() if m.running]
+        return [m.name for m in get_backend(_backend_kind()).list() if m.running]
     except OrbStackError as exc:
         raise ConnectError(str(exc)) from None
 
@@ -92,7 +97,7 @@ class OrbStackConnector(BaseConnector):
     @override
     @staticmethod
     def make_names_data(name: str | None = None):
-        names = [name] if name else _machine_names(os.environ.get(ENV_VAR))
+        names = [name] if name else _machine_names()
         for machine in names:
             yield f"@orbstack/{machine}", {"orbstack_machine": machine}, ["@orbstack"]
 
@@ -101,8 +106,7 @@ class OrbStackConnector(BaseConnector):
         """Check the machine exists and runs; raises ConnectError naming the problem."""
         self.machine = self.data["orbstack_machine"]
         try:
-            self.backend = get_backend(self.data.get("orbstack_backend")
-                                       or os.environ.get(ENV_VAR) or "orbstack")
+            self.backend = get_backend(_backend_kind(self.data.get("orbstack_backend")))
             info = self.backend.info(self.machine)
         except OrbStackError as exc:
             raise ConnectError(f"OrbStack machine {self.machine!r}: {exc}") from None

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator
 
 import pytest
 
-from .backends import KINDS, get_backend, resolve_kind
+from .backends import KINDS, get_backend
 from .backends.base import Backend
 from .errors import OrbStackError
 from .deploy import DeployError

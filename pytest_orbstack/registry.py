@@ -123,23 +123,25 @@ class Registry:
                               f"backend={backend} cwd={os.getcwd()}\n")
             return session
 
-    def _update(self, session_id: str, change: Callable[[Session], None]) -> None:
-        """Apply ``change`` to the session's record; nothing to do if the session is gone."""
+    def _update(self, session_id: str, change: Callable[[Session], None],
+                must_exist: bool = False) -> None:
+        """Apply ``change`` to the session's record; a session that is gone is left alone, or
+        with ``must_exist`` is an error."""
         with self._locked(session_id) as path:
             session = self._read(path)
-            if session is not None:
-                change(session)
-                self._write(path, session)
+            if session is None:
+                if must_exist:
+                    raise OrbStackError(f"pytest-orbstack session {session_id} is not registered")
+                return
+            change(session)
+            self._write(path, session)
 
     def add(self, session_id: str, name: str) -> None:
         """Record ``name`` as owned by the session (call before creating it)."""
         def change(session: Session) -> None:
             if name not in session.machines:
                 session.machines.append(name)
-        with self._locked(session_id) as path:
-            if not path.exists():
-                raise OrbStackError(f"pytest-orbstack session {session_id} is not registered")
-        self._update(session_id, change)
+        self._update(session_id, change, must_exist=True)
 
     def remove(self, session_id: str, name: str) -> None:
         self._update(session_id, lambda s: s.machines.remove(name) if name in s.machines else None)
