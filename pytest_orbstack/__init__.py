@@ -1,0 +1,71 @@
+"""pytest-orbstack: disposable OrbStack (or Docker) Linux machines for testing PyInfra deploys.
+
+The public API is re-exported here. It is loaded lazily, so that importing the package (which
+pytest does for the plugin in every run) costs nothing until a name is used::
+
+    from pytest_orbstack import Machine, DeployError, IdempotenceError
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.2.0.dev0"
+
+# public name -> module that defines it
+_EXPORTS = {
+    "Machine": "machine",
+    "IdempotenceError": "results",
+    "DeployResult": "results",
+    "OperationResult": "results",
+    "DeployError": "results",
+    "MachineError": "errors",
+    "OrbStackError": "errors",
+    "MachineNotFound": "errors",
+    "MachineExists": "errors",
+    "InvalidName": "errors",
+    "InvalidInput": "errors",
+    "UnknownImage": "errors",
+    "UnknownConfigKey": "errors",
+    "EngineUnavailable": "errors",
+    "CommandTimeout": "errors",
+    "SharedMachineError": "errors",
+}
+
+__all__ = [
+    "CommandTimeout", "DeployError", "DeployResult", "EngineUnavailable", "IdempotenceError",
+    "InvalidInput", "InvalidName", "Machine", "MachineError", "MachineExists", "MachineNotFound",
+    "OperationResult", "OrbStackError", "SharedMachineError", "UnknownConfigKey", "UnknownImage",
+    "__version__",
+]
+
+if TYPE_CHECKING:
+    from .errors import (
+        CommandTimeout,
+        EngineUnavailable,
+        InvalidInput,
+        InvalidName,
+        MachineError,
+        MachineExists,
+        MachineNotFound,
+        OrbStackError,
+        SharedMachineError,
+        UnknownConfigKey,
+        UnknownImage,
+    )
+    from .machine import Machine
+    from .results import DeployError, DeployResult, IdempotenceError, OperationResult
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pytest_orbstack' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

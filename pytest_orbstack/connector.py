@@ -15,13 +15,11 @@ own the result, then are copied into place as that user.
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
+from collections.abc import Iterator, Mapping
 from io import IOBase
-from typing import TYPE_CHECKING
-
-from typing_extensions import TypedDict, Unpack, override
+from typing import TYPE_CHECKING, Any
 
 from pyinfra import logger
 from pyinfra.api.command import QuoteString, StringCommand
@@ -29,10 +27,15 @@ from pyinfra.api.exceptions import ConnectError
 from pyinfra.api.output import echo
 from pyinfra.api.util import get_file_io
 from pyinfra.connectors.base import BaseConnector, DataMeta
-from pyinfra.connectors.util import (CommandOutput, OutputLine, extract_control_arguments,
-                                     make_unix_command_for_host)
+from pyinfra.connectors.util import (
+    CommandOutput,
+    OutputLine,
+    extract_control_arguments,
+    make_unix_command_for_host,
+)
+from typing_extensions import TypedDict, Unpack, override
 
-from .backends import ENV_VAR, get_backend
+from .backends import get_backend, resolve_kind
 from .backends.base import Backend
 from .errors import OrbStackError
 
@@ -48,7 +51,7 @@ def _lines(data: bytes) -> list[str]:
     return text[:-1].split("\n") if text.endswith("\n") else (text.split("\n") if text else [])
 
 
-def _stdin_bytes(stdin) -> bytes | None:
+def _stdin_bytes(stdin: Any) -> bytes | None:
     """pyinfra's ``_stdin`` (str, lines or a file) as bytes, each line newline-terminated."""
     if not stdin:
         return None
@@ -66,15 +69,16 @@ class ConnectorData(TypedDict):
 
 connector_data_meta: dict[str, DataMeta] = {
     "orbstack_machine": DataMeta("Machine name"),
-    "orbstack_backend": DataMeta("Engine: orbstack, docker or auto (default: orbstack, or "
-                                 "$PYTEST_ORBSTACK_BACKEND)"),
+    "orbstack_backend": DataMeta("Engine: orbstack, docker or auto (default: "
+                                 "$PYTEST_ORBSTACK_BACKEND, else auto)"),
     "orbstack_user": DataMeta("Login user (default: the machine's default user)"),
 }
 
 
 def _backend_kind(data_kind: str | None = None) -> str:
-    """Host data ``orbstack_backend``, else $PYTEST_ORBSTACK_BACKEND, else orbstack."""
-    return data_kind or os.environ.get(ENV_VAR) or "orbstack"
+    """Host data ``orbstack_backend``, else $PYTEST_ORBSTACK_BACKEND, else auto (the one rule
+    of :func:`pytest_orbstack.backends.resolve_kind`)."""
+    return resolve_kind(data_kind)
 
 
 def _machine_names() -> list[str]:
@@ -96,7 +100,8 @@ class OrbStackConnector(BaseConnector):
 
     @override
     @staticmethod
-    def make_names_data(name: str | None = None):
+    def make_names_data(name: str | None = None
+                        ) -> Iterator[tuple[str, dict[str, str], list[str]]]:
         names = [name] if name else _machine_names()
         for machine in names:
             yield f"@orbstack/{machine}", {"orbstack_machine": machine}, ["@orbstack"]
@@ -105,20 +110,24 @@ class OrbStackConnector(BaseConnector):
     def connect(self) -> None:
         """Check the machine exists and runs; raises ConnectError naming the problem."""
         self.machine = self.data["orbstack_machine"]
+        kind = "an engine"
         try:
-            self.backend = get_backend(_backend_kind(self.data.get("orbstack_backend")))
+            kind = _backend_kind(self.data.get("orbstack_backend"))
+            self.backend = get_backend(kind)
             info = self.backend.info(self.machine)
         except OrbStackError as exc:
-            raise ConnectError(f"OrbStack machine {self.machine!r}: {exc}") from None
+            raise ConnectError(f"machine {self.machine!r} on {kind}: {exc}") from None
         if not info.machine.running:
-            raise ConnectError(f"OrbStack machine {self.machine!r} is {info.machine.state}; "
-                               f"start it first (orbctl start {shlex.quote(self.machine)})")
+            start = (f"orbctl start {shlex.quote(self.machine)}" if kind == "orbstack"
+                     else f"docker start {shlex.quote(self.machine)}")
+            raise ConnectError(f"machine {self.machine!r} on {kind} is {info.machine.state}; "
+                               f"start it first ({start})")
         self.login_user = self.data.get("orbstack_user") or info.machine.default_username or "root"
 
     @override
     def run_shell_command(self, command: StringCommand, print_output: bool = False,
                           print_input: bool = False,
-                          **arguments: Unpack["ConnectorArguments"]) -> tuple[bool, CommandOutput]:
+                          **arguments: Unpack[ConnectorArguments]) -> tuple[bool, CommandOutput]:
         control = extract_control_arguments(arguments)
         arguments.pop("_get_pty", None)
         unix_command = make_unix_command_for_host(self.state, self.host, command, **arguments)
@@ -132,7 +141,8 @@ class OrbStackConnector(BaseConnector):
         codes = control.get("_success_exit_codes") or [0]
         return return_code in codes, output
 
-    def _execute(self, argv: list[str], stdin, timeout, print_output: bool) -> tuple[int, CommandOutput]:
+    def _execute(self, argv: list[str], stdin: Any, timeout: float | None,
+                 print_output: bool) -> tuple[int, CommandOutput]:
         """Run argv; kill it after ``timeout`` seconds (raising TimeoutError, as pyinfra's own
         connectors do). Works with and without gevent's monkey patching."""
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -150,16 +160,16 @@ class OrbStackConnector(BaseConnector):
                 echo(f"{self.host.print_prefix}{line.line}", err=True)
         return process.returncode, CommandOutput(lines)
 
-    def _escalates(self, arguments: dict) -> bool:
+    def _escalates(self, arguments: Mapping[str, Any]) -> bool:
         return any(arguments.get(key) for key in ESCALATION_ARGS)
 
     @override
     def put_file(self, filename_or_io: str | IOBase, remote_filename: str,
                  remote_temp_filename: str | None = None, print_output: bool = False,
-                 print_input: bool = False, **arguments: Unpack["ConnectorArguments"]) -> bool:
+                 print_input: bool = False, **arguments: Unpack[ConnectorArguments]) -> bool:
         """Upload a file or in-memory IO. With sudo/su the data goes to a temp file that is then
         copied into place as the privileged user (so it owns the result) and removed."""
-        with get_file_io(filename_or_io) as file_io:
+        with get_file_io(filename_or_io) as file_io:  # type: ignore[arg-type]
             data = file_io.read()
         data = data.encode() if isinstance(data, str) else data
         escalated = self._escalates(arguments)
@@ -185,7 +195,7 @@ class OrbStackConnector(BaseConnector):
     @override
     def get_file(self, remote_filename: str, filename_or_io: str | IOBase,
                  remote_temp_filename: str | None = None, print_output: bool = False,
-                 print_input: bool = False, **arguments: Unpack["ConnectorArguments"]) -> bool:
+                 print_input: bool = False, **arguments: Unpack[ConnectorArguments]) -> bool:
         """Download a file; with sudo/su it is first copied to a temp file readable by the login
         user."""
         source = remote_filename
@@ -207,7 +217,7 @@ class OrbStackConnector(BaseConnector):
         finally:
             if source != remote_filename:
                 self._remove(source, sudo=True)
-        with get_file_io(filename_or_io, "wb") as file_io:
+        with get_file_io(filename_or_io, "wb") as file_io:  # type: ignore[arg-type]
             file_io.write(data)
         if print_output:
             echo(f"{self.host.print_prefix}file downloaded: {remote_filename}", err=True)

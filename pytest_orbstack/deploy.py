@@ -10,9 +10,9 @@ from __future__ import annotations
 import inspect
 import os
 import time
-from dataclasses import dataclass, field
+import traceback
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any
 
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import disconnect_all
@@ -20,72 +20,22 @@ from pyinfra.api.exceptions import ConnectError, PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_config, ctx_host, ctx_state
 
-Deploy = Union[str, os.PathLike, Callable[[], Any]]
+from .inputs import Deploy, check_deploy, describe, display_path
+from .results import DeployResult, OperationResult
 
 
-@dataclass
-class OperationResult:
-    name: str
-    changed: bool
-    success: bool
-    ran: bool = True
-    idempotent: bool = True
-    commands: list[str] = field(default_factory=list)
-    stdout: str = ""
-    stderr: str = ""
-
-
-@dataclass
-class DeployResult:
-    """What one run of a deploy did, operation by operation."""
-    deploy: str
-    operations: list[OperationResult]
-    error: str | None = None
-    duration: float = 0.0
-
-    @property
-    def success(self) -> bool:
-        return self.error is None and all(op.success for op in self.operations if op.ran) \
-            and not self.not_run
-
-    @property
-    def changed(self) -> list[OperationResult]:
-        return [op for op in self.operations if op.changed]
-
-    @property
-    def failed(self) -> list[OperationResult]:
-        return [op for op in self.operations if op.ran and not op.success]
-
-    @property
-    def not_run(self) -> list[OperationResult]:
-        """Operations skipped because an earlier one failed."""
-        return [op for op in self.operations if not op.ran]
-
-    def summary(self) -> str:
-        """Multi-line text: each failed operation with its commands and stderr."""
-        lines = [f"deploy {self.deploy}: {len(self.operations)} operations, "
-                 f"{len(self.changed)} changed, {len(self.failed)} failed ({self.duration:.1f}s)"]
-        if self.error:
-            lines.append(f"  error: {self.error}")
-        if self.not_run:
-            lines.append(f"  not run: {', '.join(op.name for op in self.not_run)}")
-        for op in self.failed:
-            lines.append(f"  FAILED {op.name}")
-            lines += [f"    $ {cmd}" for cmd in op.commands[-1:]]
-            lines += [f"    {line}" for line in (op.stderr or op.stdout).splitlines()[-20:]]
-        return "\n".join(lines)
-
-
-class DeployError(AssertionError):
-    """A deploy failed; the message lists the failing operations and their stderr."""
-
-    def __init__(self, result: DeployResult) -> None:
-        super().__init__(result.summary())
-        self.result = result
-
-
-def describe(deploy: Deploy) -> str:
-    return getattr(deploy, "__qualname__", None) or os.fspath(deploy)  # type: ignore[arg-type]
+def _user_error(exc: BaseException) -> tuple[str, list[str]]:
+    """``FILE:LINE: Type: message`` for an exception raised by deploy code, and the deploy's
+    own frames (pyinfra's and pytest-orbstack's frames left out)."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    here = str(Path(__file__).resolve().parent)
+    pyinfra_dir = str(Path(inspect.getfile(State)).resolve().parents[1])
+    own = [f for f in frames if not f.filename.startswith((here, pyinfra_dir))
+           and "importlib" not in f.filename]
+    where = f"{display_path(own[-1].filename)}:{own[-1].lineno}: " if own else ""
+    text = " ".join(str(exc).split()) or "(no message)"
+    lines = [f"{display_path(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in own]
+    return f"{where}{type(exc).__name__}: {text}", lines
 
 
 def _exec_deploy_file(state: State, path: Path) -> None:
@@ -126,8 +76,9 @@ def _collect(state: State, host: Any) -> list[OperationResult]:
     return results
 
 
-def apply_deploy(machine: str, deploy: Deploy, *, backend: str, data: dict | None = None,
-                 config: dict | None = None) -> DeployResult:
+def apply_deploy(machine: str, deploy: Deploy, *, backend: str,
+                 data: dict[str, Any] | None = None,
+                 config: dict[str, Any] | None = None) -> DeployResult:
     """Run ``deploy`` against ``machine`` (on ``backend``) and return what every operation did.
 
     Never raises for a failing operation: the result says which failed and with what stderr.
@@ -135,16 +86,15 @@ def apply_deploy(machine: str, deploy: Deploy, *, backend: str, data: dict | Non
     attributes (e.g. ``{"SUDO": True}``).
     """
     started = time.monotonic()
+    deploy = check_deploy(deploy)
     host_data = {"orbstack_backend": backend, **(data or {})}
     inventory = Inventory(([(f"@orbstack/{machine}", host_data)], {}))
     cfg = Config(**(config or {}))
-    is_file = not callable(deploy)
-    path = Path(os.fspath(deploy)).resolve() if is_file else None  # type: ignore[arg-type]
-    if path is not None and not path.is_file():
-        raise FileNotFoundError(f"deploy file not found: {path}")
+    path = None if callable(deploy) else Path(os.fspath(deploy))
     state = State(inventory, cfg)
     state.cwd = str(path.parent if path else Path.cwd())
     error = None
+    frames: list[str] = []
     try:
         host = inventory.get_host(f"@orbstack/{machine}")
         host.connect(raise_exceptions=True, show_errors=False)
@@ -160,12 +110,12 @@ def apply_deploy(machine: str, deploy: Deploy, *, backend: str, data: dict | Non
     except PyinfraError as exc:  # "No hosts remaining": an operation failed, collected below
         error = str(exc) if "No hosts remaining" not in str(exc) else None
     except Exception as exc:  # an error in the user's deploy code
-        error = f"{type(exc).__name__}: {exc}"
+        error, frames = _user_error(exc)
     finally:
         disconnect_all(state)
     host = inventory.get_host(f"@orbstack/{machine}")
     operations = _collect(state, host) if host in state.ops else []
-    result = DeployResult(describe(deploy), operations, error, time.monotonic() - started)
+    result = DeployResult(describe(deploy), operations, error, time.monotonic() - started, frames)
     if error is None and not result.success and not result.failed:
         result.error = "deploy failed before running its operations"
     return result

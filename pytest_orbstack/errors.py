@@ -1,14 +1,17 @@
-"""Typed errors raised by the OrbStack client and the machine backends.
+"""Typed errors of pytest-orbstack.
 
-Every error carries a one-line message naming the problem; ``stderr`` holds what the
-engine printed, so callers can show it without a traceback from deep inside.
+Every error carries a one-line message that names the problem first; engine errors also keep
+what the engine printed (``stderr``), its ``argv`` and exit code, so callers can show them
+without a traceback from deep inside. The plugin turns exactly these classes (and
+:class:`~pytest_orbstack.results.DeployError`) into one-line test failures.
 """
 
 from __future__ import annotations
 
 
-class OrbStackError(Exception):
-    """Base class: an engine command failed. ``stderr`` is the engine's own text."""
+class MachineError(Exception):
+    """Base class: a machine could not be made, found or used. ``stderr`` is the engine's
+    own text, ``argv`` the engine command that failed (if any)."""
 
     def __init__(self, message: str, *, stderr: str = "", argv: list[str] | None = None,
                  returncode: int | None = None) -> None:
@@ -22,29 +25,42 @@ class OrbStackError(Exception):
         return self.message
 
 
-class MachineNotFound(OrbStackError):
+OrbStackError = MachineError  # the name of the base class before 0.2 (it serves Docker too)
+
+
+class MachineNotFound(MachineError):
     """The named machine does not exist."""
 
 
-class MachineExists(OrbStackError):
+class MachineExists(MachineError):
     """A machine with that name exists already."""
 
 
-class InvalidName(OrbStackError, ValueError):
+class InvalidInput(MachineError, ValueError):
+    """An argument is wrong (a path that does not exist, a deploy that does not compile, a
+    bad user name, a marker typo): found before any engine call."""
+
+
+class InvalidName(InvalidInput):
     """The machine name is not acceptable to OrbStack (checked before any call)."""
 
 
-class UnknownImage(OrbStackError, ValueError):
+class UnknownImage(InvalidInput):
     """The image (distro[:version]) is unknown or not available to the engine."""
 
 
-class UnknownConfigKey(OrbStackError, KeyError):
+class UnknownConfigKey(MachineError, KeyError):
     """``orbctl config`` does not know the key."""
 
 
-class EngineUnavailable(OrbStackError):
+class EngineUnavailable(MachineError):
     """The engine (``orbctl`` or ``docker``) is missing or does not answer."""
 
 
-class CommandTimeout(OrbStackError):
+class CommandTimeout(MachineError):
     """An engine command did not finish in time (it was killed)."""
+
+
+class SharedMachineError(MachineError):
+    """A session-shared or golden machine could not be made (every test that asks for it gets
+    this error; the creation is not retried)."""

@@ -132,7 +132,7 @@ class MachineNetwork(FactBase):
             "subnet6": str(ifaces6[0].network) if ifaces6 else None,
             "addresses4": [str(i.ip) for i in ifaces4],
             "addresses6": [str(i.ip) for i in ifaces6],
-            "gateway": (values.get("gateway") or [None])[0],
+            "gateway": values["gateway"][0] if values.get("gateway") else None,
             "nameservers": values.get("nameserver", []),
         }
 
@@ -205,9 +205,20 @@ class DnsLookup(FactBase):
 _STATUS_SCRIPT = r"""
 echo "system=$(systemctl is-system-running 2>/dev/null)"
 systemctl list-units --state=failed --no-legend --plain 2>/dev/null | awk '{print "failed=" $1}'
-echo "uptime=$(cut -d' ' -f1 /proc/uptime)"
-echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
-awk '/^MemTotal/ {print "mem_total_kib=" $2} /^MemAvailable/ {print "mem_available_kib=" $2}' /proc/meminfo
+echo "uptime=$(ps -o etimes= -p 1 | tr -d ' ')"
+echo "load=$(ps -e -o stat= | grep -c '^[RD]')"
+echo "host_load=$(cut -d' ' -f1-3 /proc/loadavg)"
+awk '/^MemTotal/ {print "meminfo_total_kib=" $2} /^MemAvailable/ {print "meminfo_available_kib=" $2}' /proc/meminfo
+cg=$(awk -F: '$2 == "memory" {print $3; exit}' /proc/1/cgroup)
+if [ -n "$cg" ] && [ -r "/sys/fs/cgroup/memory$cg/memory.usage_in_bytes" ]; then
+  d=/sys/fs/cgroup/memory$cg; echo "cgroup_used=$(cat $d/memory.usage_in_bytes)"
+  echo "cgroup_limit=$(cat $d/memory.limit_in_bytes)"
+else
+  cg=$(awk -F: '$1 == "0" {print $3; exit}' /proc/1/cgroup); cg=${cg%/init.scope}; d=/sys/fs/cgroup$cg
+  if [ "$cg" != "/" ] && [ -r "$d/memory.current" ]; then
+    echo "cgroup_used=$(cat $d/memory.current)"; echo "cgroup_limit=$(cat $d/memory.max)"
+  fi
+fi
 df -Pk / | awk 'NR==2 {print "disk_total_kib=" $2; print "disk_used_kib=" $3}'
 . /etc/os-release 2>/dev/null; echo "os=$PRETTY_NAME"
 echo "kernel=$(uname -r)"
@@ -216,26 +227,48 @@ echo "arch=$(uname -m)"
 
 
 class MachineStatus(FactBase):
-    """Detailed status of the current machine: systemd state and failed units, uptime, load,
-    memory, root disk, OS and kernel."""
+    """Detailed status of the current machine, its own numbers where the kernel is shared:
+
+    ``system`` (systemd state), ``failed_units``, ``uptime_seconds`` (since the machine's init
+    started, not the kernel's uptime), ``load`` (tasks running or in uninterruptible sleep in
+    the machine now: what load averages are made of, counted in the machine's own process
+    list), ``host_load`` (the kernel's 1/5/15-minute load averages, shared by every machine on
+    that kernel), ``mem_total_kib`` / ``mem_used_kib`` / ``mem_available_kib`` (from the
+    machine's memory cgroup when it has one, its limit or else the kernel's total; else from
+    /proc/meminfo), ``memory_source`` (``cgroup`` or ``meminfo``), ``disk_total_kib``,
+    ``disk_used_kib``, ``os``, ``kernel``, ``arch``."""
 
     def command(self) -> str:
         return _STATUS_SCRIPT.strip()
 
     def process(self, output: list[str]) -> dict[str, Any]:
+        raw: dict[str, str] = {}
         status: dict[str, Any] = {"failed_units": []}
         for line in output:
             key, _, value = line.partition("=")
             if key == "failed":
                 status["failed_units"].append(value)
-            elif key.endswith("_kib"):
-                status[key] = int(value)
-            elif key == "uptime":
-                status["uptime_seconds"] = float(value)
-            elif key == "load":
-                status["load"] = [float(x) for x in value.split()]
             else:
-                status[key] = value
+                raw[key] = value.strip()
+        for key in ("system", "os", "kernel", "arch"):
+            status[key] = raw.get(key, "")
+        status["uptime_seconds"] = float(raw.get("uptime") or 0)
+        status["load"] = float(raw.get("load") or 0)
+        status["host_load"] = [float(x) for x in raw.get("host_load", "").split()]
+        for key in ("disk_total_kib", "disk_used_kib"):
+            status[key] = int(raw.get(key) or 0)
+        total = int(raw.get("meminfo_total_kib") or 0)
+        if raw.get("cgroup_used", "").isdigit():
+            used = int(raw["cgroup_used"]) // 1024
+            limit = raw.get("cgroup_limit", "")
+            if limit.isdigit() and int(limit) // 1024 < total:
+                total = int(limit) // 1024
+            status.update(mem_total_kib=total, mem_used_kib=used,
+                          mem_available_kib=max(total - used, 0), memory_source="cgroup")
+        else:
+            available = int(raw.get("meminfo_available_kib") or 0)
+            status.update(mem_total_kib=total, mem_used_kib=total - available,
+                          mem_available_kib=available, memory_source="meminfo")
         return status
 
 

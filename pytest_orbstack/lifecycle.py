@@ -13,19 +13,22 @@ import hashlib
 import json
 import os
 import time
+import types
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from filelock import FileLock
 
 from .backends.base import Backend
-from .deploy import Deploy, DeployError, describe
-from .errors import MachineExists
+from .errors import MachineError, MachineExists, SharedMachineError
+from .inputs import Deploy, describe
 from .machine import Machine
 from .names import slug_name
 from .registry import Registry
+from .results import DeployError
 
 KEEP_POLICIES = ("never", "always", "failed")
 
@@ -42,18 +45,48 @@ class MachineRecord:
     outcome: str = "alive"  # deleted, kept, failed
 
 
+def _stable(value: Any) -> Any:
+    """A JSON-able stand-in for ``value`` that is the same in every process (no addresses)."""
+    if callable(value):
+        return callable_key(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_stable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, (set, frozenset)) else items
+    if isinstance(value, dict):
+        return {str(k): _stable(v) for k, v in value.items()}
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return f"{type(value).__module__}.{type(value).__qualname__}:{_stable(getattr(value, '__dict__', None))}"
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """A hash of what a code object does, descending into nested code objects (functions,
+    comprehensions), whose ``repr`` would carry memory addresses."""
+    parts = [code.co_code.hex(), repr(code.co_names), repr(code.co_varnames)]
+    for const in code.co_consts:
+        parts.append(_code_digest(const) if isinstance(const, types.CodeType) else repr(const))
+    return hashlib.sha1("|".join(parts).encode()).hexdigest()
+
+
+def callable_key(func: Callable[..., Any]) -> str:
+    """The identity of a deploy callable, equal in every process that imports it:
+    ``module.qualname:<hash>`` of its code (nested functions and comprehensions included),
+    closure values and defaults."""
+    code = getattr(func, "__code__", None)
+    cells = [c.cell_contents for c in (getattr(func, "__closure__", None) or ())]
+    body = _code_digest(code) if code is not None else ""
+    extra = json.dumps([_stable(cells), _stable(getattr(func, "__defaults__", None))],
+                       sort_keys=True, default=str)
+    digest = hashlib.sha1(f"{body}|{extra}".encode()).hexdigest()[:10]
+    return f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', repr(type(func)))}:{digest}"
+
+
 def deploy_key(deploy: Deploy | None) -> str:
-    """A stable identity for a deploy: file path + content hash, or the callable's qualname."""
+    """A stable identity for a deploy: file path + content hash, or :func:`callable_key`."""
     if deploy is None:
         return ""
     if callable(deploy):
-        # Two lambdas of one module, or closures over different values, are different deploys.
-        code = getattr(deploy, "__code__", None)
-        cells = [c.cell_contents for c in (getattr(deploy, "__closure__", None) or ())]
-        identity = repr((code.co_code, code.co_consts, cells, getattr(deploy, "__defaults__", None))
-                        if code else deploy).encode()
-        return (f"{getattr(deploy, '__module__', '')}.{describe(deploy)}:"
-                f"{hashlib.sha1(identity).hexdigest()[:10]}")
+        return callable_key(deploy)
     path = Path(os.fspath(deploy)).resolve()
     content = path.read_bytes() if path.is_file() else b""
     return f"{path}:{hashlib.sha1(content).hexdigest()[:10]}"
@@ -149,61 +182,70 @@ class Lifecycle:
 
     # -- machines shared between workers: golden images and session machines ---------------
     @contextmanager
-    def _shared_state(self) -> Iterator[dict[str, Any]]:
-        path = self.shared_dir / "shared.json"
-        with FileLock(str(self.shared_dir / "shared.lock"), timeout=1800):
-            state = json.loads(path.read_text()) if path.exists() else {"machines": {}}
-            yield state
-            path.write_text(json.dumps(state))
+    def _shared_entry(self, key: str) -> Iterator[dict[str, Any]]:
+        """The shared record of ``key`` (``{}`` until made), under that key's own lock: two
+        golden machines with different deploys are built at the same time."""
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        path = self.shared_dir / f"{digest}.json"
+        with FileLock(str(self.shared_dir / f"{digest}.lock"), timeout=1800):
+            entry = json.loads(path.read_text()) if path.exists() else {}
+            yield entry
+            path.write_text(json.dumps(entry))
+
+    def _shared_entries(self) -> list[Path]:
+        return sorted(self.shared_dir.glob("*.json"))
 
     def shared(self, key: str, image: str, *, deploy: Deploy | None = None, user: str | None = None,
-               cloud_init: str | os.PathLike | None = None, data: dict[str, Any] | None = None,
-               kind: str = "shared", clone: bool = False) -> Machine:
+               cloud_init: str | os.PathLike[str] | None = None, data: dict[str, Any] | None = None,
+               kind: str = "shared", clone: bool = False, label: str = "") -> Machine:
         """The one machine for ``key`` in this session, created by whichever worker asks first.
-        A creation that failed is not retried: every asker gets the same error."""
-        with self._shared_state() as state:
-            entry = state["machines"].get(key)
-            if entry is None:
+        A creation that failed is not retried: every asker gets the same error, whose first
+        line is the cause (``label`` says which shared machine it was)."""
+        with self._shared_entry(key) as entry:
+            if not entry:
                 try:
                     machine, record = self.create(key, image, deploy=deploy, user=user,
                                                   cloud_init=cloud_init, data=data, kind=kind,
                                                   clone=clone)
-                    entry = {"name": machine.name, "image": image, "record": asdict(record)}
-                except DeployError as exc:
-                    entry = {"error": str(exc)}
+                    entry.update(name=machine.name, image=image, record=asdict(record))
+                except (MachineError, DeployError) as exc:
+                    entry["error"] = str(exc)
                 except Exception as exc:
-                    entry = {"error": f"{type(exc).__name__}: {exc}"}
-                state["machines"][key] = entry
+                    entry["error"] = f"{type(exc).__name__}: {exc}"
         if "error" in entry:
-            raise SharedMachineError(f"{kind} machine for {key} could not be made:\n{entry['error']}")
+            what = label or f"{kind} machine of {image}"
+            raise SharedMachineError(f"{entry['error']}\n  (while making the {what}; every test "
+                                     "using it fails with this error)")
         return Machine(entry["name"], self.backend, entry["image"])
 
     def golden(self, image: str, deploy: Deploy, user: str | None, data: dict[str, Any] | None) -> str:
         """Name of the golden machine for (image, deploy, user, data): deployed once."""
         key = f"golden:{image}:{user}:{deploy_key(deploy)}:{json.dumps(data, sort_keys=True, default=str)}"
-        return self.shared(key, image, deploy=deploy, user=user, data=data, kind="golden").name
+        label = f"golden machine of {image} with deploy {describe(deploy)}"
+        return self.shared(key, image, deploy=deploy, user=user, data=data, kind="golden",
+                           label=label).name
 
     def finish_shared(self, failed: bool) -> list[MachineRecord]:
         """At the session's end, once (the only process, or the xdist controller after every
         worker is down): delete golden machines, and delete or keep session machines."""
         records = []
         mine = {r.name: r for r in self.records}
-        with self._shared_state() as state:
-            for entry in state["machines"].values():
-                if "name" not in entry:
-                    continue
-                record = mine.get(entry["name"]) or MachineRecord(**entry["record"])
-                machine = Machine(entry["name"], self.backend, entry["image"])
-                if record.kind == "golden":
-                    with self._phase(record, "teardown"):
-                        self._delete(machine.name)
-                    record.outcome = "deleted"
-                else:
-                    self.finish(machine, record, failed)
-                records.append(record)
-                if record.name not in mine:
-                    self.records.append(record)
-            state["machines"] = {}
+        for path in self._shared_entries():
+            entry = json.loads(path.read_text())
+            path.unlink()
+            if "name" not in entry:
+                continue
+            record = mine.get(entry["name"]) or MachineRecord(**entry["record"])
+            machine = Machine(entry["name"], self.backend, entry["image"])
+            if record.kind == "golden":
+                with self._phase(record, "teardown"):
+                    self._delete(machine.name)
+                record.outcome = "deleted"
+            else:
+                self.finish(machine, record, failed)
+            records.append(record)
+            if record.name not in mine:
+                self.records.append(record)
         return records
 
     def sweep(self) -> list[str]:
@@ -218,5 +260,3 @@ class Lifecycle:
         return names
 
 
-class SharedMachineError(RuntimeError):
-    """A session-shared or golden machine could not be created."""

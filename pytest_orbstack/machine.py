@@ -2,32 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import testinfra
 from testinfra.backend.base import CommandResult
 
 from .backends.base import Backend
-from .deploy import Deploy, DeployError, DeployResult, apply_deploy, describe
+from .deploy import apply_deploy
 from .facts import Connectivity, DnsLookup, MachineNetwork, MachineStatus, SystemLogs
+from .inputs import Deploy, check_deploy, describe
 from .orbctl import MachineInfo
-from .testinfra_backend import OrbStackTestinfraBackend, register
+from .results import DeployError, DeployResult, IdempotenceError
+from .testinfra_backend import register
 
 register()
 
 
-class IdempotenceError(AssertionError):
-    """A deploy changed something on its second run."""
-
-
 class Machine:
     """A machine on ``backend``. ``host`` is a testinfra Host running as root; ``run`` runs
-    shell commands (as root unless ``user=``); ``apply`` runs a pyinfra deploy against it."""
+    shell commands (as root unless ``user=``); ``apply`` runs a pyinfra deploy against it.
 
-    def __init__(self, name: str, backend: Backend, image: str) -> None:
+    ``search_dirs()`` gives the folders a relative deploy path given to :meth:`apply` is
+    looked up in (the fixtures: the running test's folder, then the rootdir; default: the
+    current directory)."""
+
+    def __init__(self, name: str, backend: Backend, image: str,
+                 search_dirs: Callable[[], Sequence[Path]] = lambda: ()) -> None:
         self.name = name
         self.backend = backend
         self.image = image
+        self.search_dirs = search_dirs
         self.deploys: list[DeployResult] = []
 
     def __repr__(self) -> str:
@@ -71,6 +77,7 @@ class Machine:
         non-idempotent, such as ``server.shell``, are excluded).
         """
         __tracebackhide__ = True
+        deploy = check_deploy(deploy, self.search_dirs())
         result = self._apply_once(deploy, data)
         if check and not result.success:
             raise DeployError(result)
@@ -124,4 +131,3 @@ class Machine:
         return self.backend.logs(self.name)
 
 
-__all__ = ["Machine", "IdempotenceError", "DeployError", "OrbStackTestinfraBackend"]

@@ -27,10 +27,21 @@ def validate_machine_name(name: object) -> str:
     return name
 
 
+def readable(key: str) -> str:
+    """The readable part of a test key: ``tests/sub/test_web.py::test_x[a]#0`` ->
+    ``test_web::test_x[a]#0`` (folders and ``.py`` dropped; other keys unchanged)."""
+    path, sep, rest = key.partition("::")
+    if not sep:
+        return key
+    return f"{path.rsplit('/', 1)[-1].removesuffix('.py')}::{rest}"
+
+
 def slug_name(prefix: str, text: str, max_length: int = MAX_LENGTH) -> str:
-    """A valid, deterministic machine name ``prefix-<readable slug>-<hash>`` for any text."""
+    """A valid, deterministic machine name ``prefix-<slug>-<hash>`` for any text: the slug is
+    the readable start of ``text`` (cut at the end when too long), the hash of all of it
+    keeps names unique."""
     digest = hashlib.sha1(text.encode()).hexdigest()[:6]
-    slug = re.sub(r"[^a-zA-Z0-9]+", "-", text).strip("-").lower()
+    slug = re.sub(r"[^a-zA-Z0-9]+", "-", readable(text)).strip("-").lower()
     room = max_length - len(prefix) - len(digest) - 2
-    slug = slug[-room:].strip("-") if room > 0 else ""
+    slug = slug[:room].strip("-") if room > 0 else ""
     return validate_machine_name("-".join(p for p in (prefix, slug, digest) if p))

@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Generator
 
 from pyinfra import host
 from pyinfra.api import OperationError, OperationValueError, operation
 
 from .facts import OrbStackConfig, OrbStackMachine
+from .inputs import parse_image
 from .names import validate_machine_name
-from .orbctl import split_image
 
 
 def _orbctl(*args: str) -> str:
@@ -46,7 +47,7 @@ def _valid(machine: str) -> str:
 @operation()
 def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
             running: bool = True, user: str | None = None, arch: str | None = None,
-            cloud_init: str | None = None):
+            cloud_init: str | None = None) -> Generator[str, None, None]:
     """Ensure an OrbStack machine exists (created from ``image``) and is running or stopped,
     or, with ``present=False``, that it does not exist.
 
@@ -68,7 +69,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         return
     if current is None:
         try:
-            split_image(image)
+            parse_image(image)
         except ValueError as exc:
             raise OperationValueError(str(exc)) from None
         if cloud_init is not None and not os.path.isfile(cloud_init):
@@ -91,7 +92,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
 
 
 @operation()
-def clone(source: str, machine: str, running: bool = True):
+def clone(source: str, machine: str, running: bool = True) -> Generator[str, None, None]:
     """Ensure ``machine`` exists as a clone of ``source`` (copy-on-write; OrbStack leaves a
     clone stopped, so it is started unless ``running=False``). An existing ``machine`` is left
     as it is."""
@@ -108,7 +109,7 @@ def clone(source: str, machine: str, running: bool = True):
 
 
 @operation()
-def rename(old: str, new: str):
+def rename(old: str, new: str) -> Generator[str, None, None]:
     """Ensure machine ``old`` is called ``new``. Nothing to do if ``new`` exists and ``old``
     does not; an error if both exist (orbctl reports a missing ``old``)."""
     _valid(old)
@@ -124,7 +125,7 @@ def rename(old: str, new: str):
 
 
 @operation()
-def config(key: str, value: str | int | bool):
+def config(key: str, value: str | int | bool) -> Generator[str, None, None]:
     """Ensure an OrbStack configuration key has ``value`` (``orbctl config set``). Keys are those
     of ``orbctl config show`` (global settings such as ``memory_mib``, ``cpu``, ``rosetta``);
     orbctl itself rejects an unknown key ("Unknown configuration key: K")."""
@@ -136,7 +137,7 @@ def config(key: str, value: str | int | bool):
 
 
 @operation()
-def machine_username(machine: str, username: str):
+def machine_username(machine: str, username: str) -> Generator[str, None, None]:
     """Ensure the default username of ``machine`` (config key ``machine.<name>.username``, the
     only per-machine OrbStack setting)."""
     _valid(machine)

@@ -9,6 +9,7 @@ and the older flat record, ``config`` as ``key: value`` lines or bare values.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import shlex
@@ -17,15 +18,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import (CommandTimeout, EngineUnavailable, InvalidName, MachineExists,
-                     MachineNotFound, OrbStackError, UnknownConfigKey, UnknownImage)
+from .errors import (
+    CommandTimeout,
+    EngineUnavailable,
+    InvalidName,
+    MachineExists,
+    MachineNotFound,
+    OrbStackError,
+    UnknownConfigKey,
+    UnknownImage,
+)
+from .inputs import check_cloud_init, check_user, parse_image
 from .names import validate_machine_name
 
 DEFAULT_TIMEOUT = 120.0
 CREATE_TIMEOUT = 600.0
-DISTROS = frozenset("alma alpine arch centos debian devuan fedora gentoo kali nixos openeuler "
-                    "opensuse oracle rocky ubuntu void".split())
-STATES = ("creating", "starting", "running", "stopping", "stopped", "deleting", "provisioning")
 
 
 @dataclass(frozen=True)
@@ -110,19 +117,11 @@ def parse_config_value(key: str, text: str) -> str:
     return text[len(prefix):].strip() if text.startswith(prefix) else text
 
 
-def split_image(image: str) -> tuple[str, str | None]:
-    """``"ubuntu:24.04"`` -> ``("ubuntu", "24.04")``; checks the distro is one OrbStack has."""
-    distro, _, version = image.partition(":")
-    if distro not in DISTROS:
-        raise UnknownImage(f"unknown image {image!r}: OrbStack distros are {', '.join(sorted(DISTROS))}")
-    return distro, version or None
-
-
 def _error_from(argv: list[str], proc: subprocess.CompletedProcess[str]) -> OrbStackError:
     stderr = (proc.stderr or "").strip()
-    first = stderr.splitlines()[-1] if stderr else f"exit status {proc.returncode}"
-    message = f"orbctl {' '.join(argv[1:3])}: {first}"
-    kwargs = dict(stderr=stderr, argv=argv, returncode=proc.returncode)
+    last = stderr.splitlines()[-1] if stderr else f"exit status {proc.returncode}"
+    message = f"orbctl {' '.join(argv[1:3])}: {last}"
+    kwargs: dict[str, Any] = dict(stderr=stderr, argv=argv, returncode=proc.returncode)
     if "machine not found" in stderr:
         return MachineNotFound(message, **kwargs)
     if "already exists" in stderr:
@@ -189,16 +188,16 @@ class Orbctl:
         taken as done, a transient failure that left nothing behind is retried once.
         """
         validate_machine_name(name)
-        split_image(image)
+        parse_image(image)
+        check_user(user)
+        cloud_init = check_cloud_init(user_data)  # absolute: orbctl may run elsewhere
         args = ["create"]
         if arch:
             args += ["-a", arch]
         if user:
             args += ["-u", user]
-        if user_data is not None:
-            if not os.path.isfile(user_data):
-                raise FileNotFoundError(f"cloud-init user-data file not found: {user_data}")
-            args += ["-c", os.fspath(user_data)]
+        if cloud_init is not None:
+            args += ["-c", cloud_init]
         args += [image, name]
         for attempt in (1, 2):
             try:
@@ -284,7 +283,7 @@ class Orbctl:
 
     # -- commands and files in a machine ---------------------------------------------------
     def run_argv(self, name: str, command: str, *, user: str | None = None,
-                 workdir: str | None = None) -> list[str]:
+                 workdir: str | None = None) -> builtins.list[str]:
         """argv running shell ``command`` in machine ``name`` (orbctl run starts no shell itself)."""
         argv = [self.binary, "run", "-m", validate_machine_name(name)]
         if user:

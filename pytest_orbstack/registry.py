@@ -16,10 +16,11 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from filelock import FileLock
 
@@ -28,12 +29,24 @@ from .errors import MachineNotFound, OrbStackError
 ENV_STATE_DIR = "PYTEST_ORBSTACK_STATE_DIR"
 
 
-def default_state_dir() -> Path:
-    env = os.environ.get(ENV_STATE_DIR)
-    if env:
-        return Path(env)
+def user_state_dir() -> Path:
+    """``$XDG_STATE_HOME/pytest-orbstack`` (default ``~/.local/state/pytest-orbstack``)."""
     base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
     return Path(base) / "pytest-orbstack"
+
+
+def default_state_dir() -> Path:
+    """Where session files live: ``$PYTEST_ORBSTACK_STATE_DIR``, else :func:`user_state_dir`."""
+    env = os.environ.get(ENV_STATE_DIR)
+    return Path(env) if env else user_state_dir()
+
+
+def lock_path(name: str) -> str:
+    """A lock file shared by every process of this user on this host, whatever its session
+    state dir (never in /tmp, which a killed session would litter)."""
+    locks = user_state_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return str(locks / f"{name}.lock")
 
 
 def new_session_id() -> str:
@@ -205,7 +218,7 @@ class Registry:
                 except OrbStackError:
                     left.append(name)
 
-            def change(s: Session) -> None:
+            def change(s: Session, left: list[str] = left) -> None:
                 s.machines = [n for n in left if n not in s.kept]
                 s.kept = [n for n in s.kept if n in left or not include_kept]
             self._update(session.id, change)

@@ -15,9 +15,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from emulator.shims import install_shims  # noqa: E402
+from emulator.shims import install_shims
 
-from pytest_orbstack.orbctl import Orbctl  # noqa: E402
+from pytest_orbstack.orbctl import Orbctl
 
 REAL = os.environ.get("PYTEST_ORBSTACK_REAL") == "1"
 ROOT = Path(__file__).resolve().parents[1]

@@ -9,11 +9,12 @@ Failures raise the typed errors of :mod:`pytest_orbstack.errors`.
 
 from __future__ import annotations
 
+import builtins
+import os
 import shlex
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from pathlib import Path
 
 from ..errors import CommandTimeout, MachineNotFound, OrbStackError
 from ..orbctl import Machine, MachineInfo
@@ -29,7 +30,8 @@ class Backend(ABC):
 
     @abstractmethod
     def create(self, name: str, image: str, *, user: str | None = None,
-               cloud_init: str | Path | None = None, labels: dict[str, str] | None = None) -> MachineInfo:
+               cloud_init: str | os.PathLike[str] | None = None,
+               labels: dict[str, str] | None = None) -> MachineInfo:
         """Create and start machine ``name`` from ``image`` (OrbStack form, ``debian:bookworm``);
         returns once systemd is up."""
 
@@ -59,7 +61,7 @@ class Backend(ABC):
 
     @abstractmethod
     def exec_argv(self, name: str, command: str, *, user: str | None = None,
-                  workdir: str | None = None) -> list[str]:
+                  workdir: str | None = None) -> builtins.list[str]:
         """Local argv that runs shell ``command`` in ``name`` with stdin, stdout, stderr and the
         exit code passed through."""
 
@@ -93,8 +95,12 @@ class Backend(ABC):
         data = input.encode() if isinstance(input, str) else input
         try:
             # input= or stdin=, never both: gevent's patched subprocess (pyinfra CLI) refuses both
-            feed = {"input": data} if data is not None else {"stdin": subprocess.DEVNULL}
-            proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=self.env, **feed)
+            if data is not None:
+                proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=self.env,
+                                      input=data)
+            else:
+                proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=self.env,
+                                      stdin=subprocess.DEVNULL)
         except subprocess.TimeoutExpired as exc:
             raise CommandTimeout(f"command in {name} did not finish in {exc.timeout:.0f}s: {command}",
                                  argv=argv) from None

@@ -10,25 +10,33 @@ assumes the engine is local (``DOCKER_HOST`` is honoured): files move through ``
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
-import re
 import shlex
 import subprocess
-import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from filelock import FileLock
 
 from .. import cloudinit
-from ..errors import (CommandTimeout, EngineUnavailable, MachineExists, MachineNotFound,
-                      OrbStackError, UnknownImage)
+from ..errors import (
+    CommandTimeout,
+    EngineUnavailable,
+    MachineExists,
+    MachineNotFound,
+    OrbStackError,
+    UnknownImage,
+)
+from ..inputs import USER_RE, check_cloud_init, check_user, image_codename
 from ..names import validate_machine_name
-from ..orbctl import Image, Machine, MachineInfo, split_image
+from ..orbctl import Image, Machine, MachineInfo
+from ..registry import lock_path
 from .base import READY_STATES, Backend
 
 LABEL = "pytest-orbstack"
@@ -36,30 +44,19 @@ NETWORK = "pytest-orbstack"
 SYSTEMD_FLAGS = ("--cap-add", "SYS_ADMIN", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
                  "--tmpfs", "/run", "--tmpfs", "/run/lock", "--security-opt", "seccomp=unconfined",
                  "--stop-signal", "SIGRTMIN+3")  # docker 20.10 refuses STOPSIGNAL in commit --change
-CODENAMES = {"debian": ({"11": "bullseye", "12": "bookworm", "13": "trixie"}, "bookworm"),
-             "ubuntu": ({"20.04": "focal", "22.04": "jammy", "24.04": "noble"}, "noble")}
 # what a machine needs -> the Debian package that provides it
 REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "procps",
             "getent": "libc-bin", "useradd": "passwd", "/sbin/init": "systemd-sysv"}
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
 SETUP_DONE = "pytest-orbstack-setup-done"
 
 
-def image_codename(image: str) -> tuple[str, str]:
-    """OrbStack ``distro[:version]`` -> ``(distro, codename)``: ``ubuntu:24.04`` -> ``noble``."""
-    distro, version = split_image(image)
-    versions, default = CODENAMES.get(distro, ({}, "latest"))
-    return distro, versions.get(version, version) if version else default
-
-
 def default_login(user: str | None) -> str:
     """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
-    if user is not None:
-        if user != "root" and not USER_RE.match(user):
-            raise ValueError(f"invalid user name {user!r}: use a-z 0-9 _ - (starting with a letter)")
-        return user
+    checked = check_user(user)
+    if checked is not None:
+        return checked
     env_user = os.environ.get("USER", "")
     return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"
 
@@ -162,8 +159,7 @@ class DockerBackend(Backend):
         short_id = self._base_image_id(image, base).split(":")[-1][:12]
         tag = f"pytest-orbstack/{distro}:{codename}-{short_id}"
         if tag not in self._prepared:
-            lock = Path(tempfile.gettempdir()) / f"pytest-orbstack-{distro}-{codename}-{short_id}.lock"
-            with FileLock(str(lock), timeout=900):
+            with FileLock(lock_path(f"image-{distro}-{codename}-{short_id}"), timeout=900):
                 if self._docker("image", "inspect", tag, check=False).returncode != 0:
                     self._build_prepared(image, base, tag)
             self._prepared.add(tag)
@@ -204,11 +200,20 @@ class DockerBackend(Backend):
                            f"{', '.join(missing)} and {why}")
 
     def _ensure_network(self) -> None:
-        """Create network ``pytest-orbstack`` unless it exists (or a concurrent process made it)."""
-        if not self._network_ready:
-            if self._docker("network", "inspect", NETWORK, check=False).returncode != 0:
-                self._docker("network", "create", "--label", f"{LABEL}=1", NETWORK, ok=("already exists",))
-            self._network_ready = True
+        """Create network ``pytest-orbstack`` unless it exists. Docker 20.10 lets two concurrent
+        creates make two networks of one name (then every ``run`` fails as "ambiguous"), so
+        creation happens under a lock, and a duplicate left by older versions is removed."""
+        if self._network_ready:
+            return
+        with FileLock(lock_path("network"), timeout=120):
+            ids = self._docker("network", "ls", "-q", "--no-trunc", "--filter",
+                               f"name=^{NETWORK}$").stdout.split()
+            if not ids:
+                self._docker("network", "create", "--label", f"{LABEL}=1", NETWORK,
+                             ok=("already exists",))
+            for extra in ids[1:]:  # keep the first; one in use stays ("has active endpoints")
+                self._docker("network", "rm", extra, ok=("active endpoints", "not found"))
+        self._network_ready = True
 
     def _remove_image(self, image: str) -> None:
         self._docker("rmi", image, ok=("conflict", "No such image"))
@@ -243,7 +248,8 @@ class DockerBackend(Backend):
             raise
 
     def create(self, name: str, image: str, *, user: str | None = None,
-               cloud_init: str | Path | None = None, labels: dict[str, str] | None = None) -> MachineInfo:
+               cloud_init: str | os.PathLike[str] | None = None,
+               labels: dict[str, str] | None = None) -> MachineInfo:
         """Run ``name`` from ``image``, wait for systemd, add the default user (passwordless
         sudo), then apply ``cloud_init``, whose failure is only logged (as on OrbStack)."""
         validate_machine_name(name)
@@ -266,12 +272,9 @@ class DockerBackend(Backend):
             return self.info(name)
 
     @staticmethod
-    def _cloud_init_script(cloud_init: str | Path | None) -> str | None:
-        if cloud_init is None:
-            return None
-        if not Path(cloud_init).is_file():
-            raise FileNotFoundError(f"cloud-init user-data file not found: {cloud_init}")
-        return cloudinit.user_data_script(Path(cloud_init).read_text())
+    def _cloud_init_script(cloud_init: str | os.PathLike[str] | None) -> str | None:
+        path = check_cloud_init(cloud_init)
+        return None if path is None else cloudinit.user_data_script(Path(path).read_text())
 
     def _apply_cloud_init(self, name: str, script: str) -> None:
         """Run the user-data script as root, its output and any failure going to the log."""
@@ -317,8 +320,7 @@ class DockerBackend(Backend):
     def _snapshot(self, source: str) -> str:
         """The snapshot image of ``source``, committed once (a file lock spans processes)."""
         image = f"pytest-orbstack-snapshot:{source}"
-        lock = Path(tempfile.gettempdir()) / f"pytest-orbstack-snapshot-{source}.lock"
-        with FileLock(str(lock), timeout=600):
+        with FileLock(lock_path(f"snapshot-{source}"), timeout=600):
             if self._docker("image", "inspect", image, check=False).returncode != 0:
                 self._docker("commit", "--change", f"LABEL {LABEL}.snapshot-of={source}", source,
                              image, timeout=600)
@@ -371,7 +373,7 @@ class DockerBackend(Backend):
                        state="running" if running else "stopped", default_username=user)
 
     def exec_argv(self, name: str, command: str, *, user: str | None = None,
-                  workdir: str | None = None) -> list[str]:
+                  workdir: str | None = None) -> builtins.list[str]:
         """``docker exec -i -u USER [-w DIR] NAME sh -c COMMAND``, with ``-H HOST`` first when
         ``env`` sets DOCKER_HOST (the argv runs in the caller's environment, not ``env``)."""
         validate_machine_name(name)

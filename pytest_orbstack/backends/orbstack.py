@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import shlex
 import tempfile
 import uuid
-from pathlib import Path
 
 from ..errors import OrbStackError
 from ..orbctl import Machine, MachineInfo, Orbctl
@@ -24,7 +24,8 @@ class OrbStackBackend(Backend):
         self.env = self.client.env
 
     def create(self, name: str, image: str, *, user: str | None = None,
-               cloud_init: str | Path | None = None, labels: dict[str, str] | None = None) -> MachineInfo:
+               cloud_init: str | os.PathLike[str] | None = None,
+               labels: dict[str, str] | None = None) -> MachineInfo:
         self.client.create(image, name, user=user, user_data=cloud_init)
         try:
             self.wait_ready(name)
@@ -60,7 +61,7 @@ class OrbStackBackend(Backend):
         return self.client.list()
 
     def exec_argv(self, name: str, command: str, *, user: str | None = None,
-                  workdir: str | None = None) -> list[str]:
+                  workdir: str | None = None) -> builtins.list[str]:
         return self.client.run_argv(name, command, user=user, workdir=workdir)
 
     def logs(self, name: str) -> str:

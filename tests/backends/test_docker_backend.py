@@ -15,8 +15,15 @@ import subprocess
 import pytest
 
 from pytest_orbstack.backends.docker import DockerBackend, default_login
-from pytest_orbstack.errors import (CommandTimeout, EngineUnavailable, InvalidName, MachineExists,
-                                    MachineNotFound, OrbStackError, UnknownImage)
+from pytest_orbstack.errors import (
+    CommandTimeout,
+    EngineUnavailable,
+    InvalidName,
+    MachineExists,
+    MachineNotFound,
+    OrbStackError,
+    UnknownImage,
+)
 
 
 def docker_answers() -> bool:
@@ -255,7 +262,7 @@ def test_engine_unavailable_errors():
     with pytest.raises(EngineUnavailable, match="not found on PATH: install Docker"):
         DockerBackend(docker="/nonexistent/docker").list()
     unreachable = DockerBackend(env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
-    with pytest.raises(EngineUnavailable, match="DOCKER_HOST=unix:///nonexistent/docker.sock"):
+    with pytest.raises(EngineUnavailable, match=r"DOCKER_HOST=unix:///nonexistent/docker\.sock"):
         unreachable.list()
     assert unreachable.exec_argv("m1", "true", user="root")[:3] == [
         "docker", "-H", "unix:///nonexistent/docker.sock"]

@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import ipaddress
 
+from conftest import unique
 from pyinfra import host
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.facts import get_facts
 
-from conftest import unique
 from pytest_orbstack.deploy import apply_deploy
-from pytest_orbstack.facts import (Connectivity, DnsLookup, MachineNetwork, MachineStatus,
-                                   OrbStackConfig, OrbStackMachine, OrbStackMachines, SystemLogs)
+from pytest_orbstack.facts import (
+    Connectivity,
+    DnsLookup,
+    MachineNetwork,
+    MachineStatus,
+    OrbStackConfig,
+    OrbStackMachine,
+    OrbStackMachines,
+    SystemLogs,
+)
 
 
 def machine_facts(machine, **wanted):

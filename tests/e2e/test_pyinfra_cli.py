@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE_DEPLOY, unique
 
 HERE = Path(__file__).parent
@@ -25,7 +24,7 @@ def changed_count(output: str) -> int:
     (columns: Hosts, Success, Error, No Change; "-" means 0). Errors must be 0 too."""
     match = re.search(r"Grand total\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", output)
     assert match, output
-    hosts, success, error, no_change = (0 if v == "-" else int(v) for v in match.groups())
+    _hosts, success, error, _no_change = (0 if v == "-" else int(v) for v in match.groups())
     assert error == 0, output
     return success
 
@@ -81,10 +80,15 @@ def test_bad_input_gives_one_clear_line(orbctl_env, case, args, expected):
 
 def test_missing_orbctl_is_named(orbctl_env):
     env = {**orbctl_env, "PATH": "/usr/bin:/bin"}
-    proc = pyinfra(env, "@orbstack/web", "exec", "--", "true")
+    proc = pyinfra(env, "@orbstack/web", "exec", "--data", "orbstack_backend=orbstack", "--", "true")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "'orbctl' not found on PATH" in out, out
     assert "Traceback" not in out, out
+    for where in ({"PYTEST_ORBSTACK_BACKEND": "orbstack"}, {}):  # the variable; auto falls back to docker
+        proc = pyinfra({**env, **where}, "@orbstack/no-such-vm", "exec", "--", "true")
+        out = proc.stdout + proc.stderr
+        expected = "'orbctl' not found on PATH" if where else "machine 'no-such-vm' on docker: machine not found"
+        assert proc.returncode != 0 and expected in out, out
 
 
 def test_unknown_config_key_is_named(orbctl_env):

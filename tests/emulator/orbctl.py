@@ -445,7 +445,7 @@ def cmd_list(argv):
             (i["name"], i["state"], i["image"]["distro"], i["image"]["version"], i["image"]["arch"]) for i in items]
         widths = [max(len(r[k]) for r in rows) for k in range(5)]
         for r in rows:
-            print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+            print("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip())
 
 
 def cmd_info(argv):

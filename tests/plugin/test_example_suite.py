@@ -4,17 +4,19 @@ orbctl emulator. This is what `bash scripts/dev.sh example` runs."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("backend", ["docker", "orbstack"])
 def test_example_suite_passes(backend, orbctl_env, tmp_path):
-    env = {**(orbctl_env if backend == "orbstack" else __import__("os").environ),
+    env = {**(orbctl_env if backend == "orbstack" else os.environ),
            "PYTEST_ORBSTACK_STATE_DIR": str(tmp_path / "state")}
     timings = tmp_path / "timings.json"
     proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",

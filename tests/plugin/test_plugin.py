@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
+from helpers import containers, run, start, wait_for
 
 FAILING_DEPLOY = '''
 from pyinfra.operations import server
@@ -29,52 +27,6 @@ server.shell(name="Always runs", commands=["true"])
 '''
 
 
-def containers(session: str | None = None) -> set[str]:
-    label = f"pytest-orbstack.session={session}" if session else "pytest-orbstack"
-    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label={label}", "--format",
-                          "{{.Names}}"], capture_output=True, text=True, check=True).stdout
-    return set(out.split())
-
-
-def sessions_of(state_dir: Path) -> list[str]:
-    """Ids of the sessions that ran with this state dir (its sessions.log)."""
-    log = state_dir / "sessions.log"
-    return [line.split()[1] for line in log.read_text().splitlines()] if log.exists() else []
-
-
-@pytest.fixture
-def inner(pytester, monkeypatch, tmp_path):
-    """An inner project using the docker backend with its own state dir; checks that none of
-    its sessions left a machine (other users of the engine are not looked at)."""
-    monkeypatch.setenv("PYTEST_ORBSTACK_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "docker")
-    pytester.makeini("[pytest]\norbstack_backend = docker\n")
-    yield pytester
-    leaked = set().union(*[containers(s) for s in sessions_of(tmp_path / "state")])
-    for name in leaked:  # clean up, then fail
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True)
-    assert not leaked, f"machines leaked: {leaked}"
-
-
-def run(pytester, *args) -> pytest.RunResult:
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=600)
-
-
-def start(pytester, *args) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
-                            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
-
-
-def wait_for(path: Path, timeout: float = 120) -> str:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.exists() and path.read_text().strip():
-            return path.read_text().strip()
-        time.sleep(0.2)
-    raise AssertionError(f"{path} did not appear")
-
-
 def test_keep_policies_and_prune(inner):
     inner.makepyfile(test_keep='''
         def test_passes(orbstack_machine):
@@ -88,7 +40,9 @@ def test_keep_policies_and_prune(inner):
     never.assert_outcomes(passed=1, failed=1)
     outcomes = {m["name"]: m["outcome"] for m in json.loads((inner.path / "never.json").read_text())["machines"]}
     assert sorted(outcomes.values()) == ["deleted", "deleted"]
-    assert "orbstack journal: pto-" in never.stdout.str()  # diagnostics attached to the failure
+    out = never.stdout.str()  # diagnostics attached to the failure: failed units first, then the journal
+    assert "orbstack machine: pto-" in out and "failed units:" in out
+    assert out.index("failed units:") < out.index("--- journal (last 80 lines")
 
     failed = run(inner, "--orbstack-keep=failed", "--orbstack-timings=failed.json")
     machines = json.loads((inner.path / "failed.json").read_text())["machines"]

@@ -12,8 +12,15 @@ import subprocess
 import pytest
 
 from pytest_orbstack import orbctl as orbctl_mod
-from pytest_orbstack.errors import (CommandTimeout, EngineUnavailable, InvalidName, MachineExists,
-                                    MachineNotFound, UnknownConfigKey, UnknownImage)
+from pytest_orbstack.errors import (
+    CommandTimeout,
+    EngineUnavailable,
+    InvalidName,
+    MachineExists,
+    MachineNotFound,
+    UnknownConfigKey,
+    UnknownImage,
+)
 from pytest_orbstack.orbctl import Orbctl, parse_config, parse_config_value, parse_info
 
 LIST_ITEM = {"id": "01K2G8TY5GM9C3CN95KCB4ZG8B", "name": "web",

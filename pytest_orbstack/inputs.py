@@ -1,0 +1,140 @@
+"""What a machine may be made from, checked once and before any engine call.
+
+Images, default users, deploys and cloud-init files are validated here and only here; the
+fixtures, the engines and the pyinfra operations all call these functions. Each error is an
+:class:`~pytest_orbstack.errors.InvalidInput` whose message names the problem in one line.
+
+Relative paths (``deploy=``, ``cloud_init=``, ``machine.apply(path)``) follow one rule: they
+are looked up in the folder of the test file that asks for them, then in pytest's rootdir
+(outside pytest: the current directory); the first that exists wins.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any, Union
+
+from .errors import InvalidInput, UnknownImage
+
+Deploy = Union[str, "os.PathLike[str]", Callable[[], Any]]
+
+# The distros OrbStack offers (orbstack.dev/docs/machines/distros; nicholasq/raycast-extension-
+# orbstack lists the same 16).
+DISTROS = frozenset("alma alpine arch centos debian devuan fedora gentoo kali nixos openeuler "
+                    "opensuse oracle rocky ubuntu void".split())
+# Release numbers -> codenames, and the default release, of the distros the Docker engine can
+# build. A numeric version missing here is an error; a codename is passed through.
+RELEASES: dict[str, tuple[dict[str, str], str]] = {
+    "debian": ({"11": "bullseye", "12": "bookworm", "13": "trixie", "14": "forky"}, "bookworm"),
+    "ubuntu": ({"20.04": "focal", "22.04": "jammy", "24.04": "noble", "24.10": "oracular",
+                "25.04": "plucky", "25.10": "questing"}, "noble"),
+}
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def parse_image(image: object) -> tuple[str, str | None]:
+    """``"ubuntu:24.04"`` -> ``("ubuntu", "24.04")``; UnknownImage for a distro OrbStack does
+    not offer or a release number that does not exist."""
+    if not isinstance(image, str) or not image:
+        raise UnknownImage(f"invalid image {image!r}: use distro[:version], e.g. debian:bookworm")
+    distro, _, version = image.partition(":")
+    if distro not in DISTROS:
+        raise UnknownImage(f"unknown image {image!r}: OrbStack distros are "
+                           f"{', '.join(sorted(DISTROS))}")
+    releases = RELEASES.get(distro, ({}, ""))[0]
+    if version and releases and version[0].isdigit() and version not in releases:
+        known = ", ".join(f"{number} ({name})" for number, name in releases.items())
+        raise UnknownImage(f"unknown {distro} version {version!r} in image {image!r}: "
+                           f"known releases are {known}")
+    return distro, version or None
+
+
+def image_codename(image: str) -> tuple[str, str]:
+    """``distro[:version]`` -> ``(distro, codename)``: ``ubuntu:24.04`` -> ``noble``."""
+    distro, version = parse_image(image)
+    releases, default = RELEASES.get(distro, ({}, "latest"))
+    return distro, releases.get(version, version) if version else default
+
+
+def check_user(user: object) -> str | None:
+    """``user`` if it is a valid Linux user name (or None, the engine's default)."""
+    if user is None or user == "root":
+        return user
+    if not isinstance(user, str) or not USER_RE.match(user):
+        raise InvalidInput(f"invalid user name {user!r}: use a-z 0-9 _ - (at most 32, "
+                           "starting with a letter or _)")
+    return user
+
+
+def search_dirs(*dirs: str | os.PathLike[str] | None) -> list[Path]:
+    """The folders a relative path is looked up in, in order, without repeats."""
+    return list(dict.fromkeys(Path(d).resolve() for d in dirs if d is not None))
+
+
+def resolve_path(path: str | os.PathLike[str], what: str, dirs: Sequence[Path] = ()) -> Path:
+    """The existing file ``path`` names: absolute as is, relative looked up in ``dirs`` (the
+    current directory when none); InvalidInput naming where it was looked for."""
+    candidate = Path(os.fspath(path)).expanduser()
+    places = [candidate] if candidate.is_absolute() else [d / candidate for d in dirs or [Path.cwd()]]
+    for place in places:
+        if place.is_file():
+            return place.resolve()
+    where = " or ".join(str(p) for p in places)
+    raise InvalidInput(f"{what} not found: {os.fspath(path)} (looked for {where})")
+
+
+def check_deploy(deploy: Deploy, dirs: Sequence[Path] = ()) -> Deploy:
+    """A callable as is; a deploy file resolved to its absolute path after checking it exists
+    and compiles (a syntax error is reported as ``FILE:LINE: SyntaxError: ...``)."""
+    if callable(deploy):
+        return deploy
+    if not isinstance(deploy, (str, os.PathLike)):
+        raise InvalidInput(f"invalid deploy {deploy!r}: use a deploy file path or a callable")
+    path = resolve_path(deploy, "deploy file", dirs)
+    try:
+        compile(path.read_bytes(), str(path), "exec")
+    except SyntaxError as exc:
+        raise InvalidInput(f"{display_path(path)}:{exc.lineno}: SyntaxError in deploy: {exc.msg}") from None
+    return str(path)
+
+
+def check_cloud_init(cloud_init: str | os.PathLike[str] | None,
+                     dirs: Sequence[Path] = ()) -> str | None:
+    """The absolute path of an existing cloud-init user-data file (or None)."""
+    if cloud_init is None:
+        return None
+    return str(resolve_path(cloud_init, "cloud-init user-data file", dirs))
+
+
+def check_create(image: str, user: str | None = None,
+                 cloud_init: str | os.PathLike[str] | None = None) -> None:
+    """Everything a create needs checked, for engines and operations (paths already absolute
+    or relative to the current directory)."""
+    parse_image(image)
+    check_user(user)
+    check_cloud_init(cloud_init)
+
+
+def display_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as messages show it: relative to the current directory when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return os.fspath(path)
+
+
+def describe(deploy: Deploy) -> str:
+    """How reports name a deploy: a callable's qualified name, a file's (display) path."""
+    if callable(deploy):
+        return str(getattr(deploy, "__qualname__", deploy))
+    return display_path(deploy)
+
+
+def closest(word: str, choices: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for a near miss, else ``""``."""
+    import difflib
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {match[0]!r}?)" if match else ""

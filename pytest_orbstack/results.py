@@ -1,0 +1,102 @@
+"""What a deploy did, operation by operation, and the errors a test sees when it went wrong.
+
+Plain data, no pyinfra import: the plugin reports these without loading pyinfra.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+PERMISSION_HINT = ("hint: deploys run as the machine's default user (non-root, passwordless "
+                   "sudo); pass _sudo=True to the operation, set _sudo = True in "
+                   "group_data/all.py or data=, or use user='root' / ini orbstack_user = root")
+
+
+@dataclass
+class OperationResult:
+    """One operation of a deploy run: pyinfra's name for it, whether it changed something or
+    failed, the commands it ran and their output."""
+    name: str
+    changed: bool
+    success: bool
+    ran: bool = True
+    idempotent: bool = True
+    commands: list[str] = field(default_factory=list)
+    stdout: str = ""
+    stderr: str = ""
+
+    def last_error_line(self) -> str:
+        lines = (self.stderr or self.stdout).strip().splitlines()
+        return lines[-1].strip() if lines else "no output"
+
+
+@dataclass
+class DeployResult:
+    """What one run of a deploy did, operation by operation. ``error`` is set when the deploy
+    itself failed (its code raised, or the machine could not be reached); ``traceback`` then
+    holds the deploy's own frames."""
+    deploy: str
+    operations: list[OperationResult]
+    error: str | None = None
+    duration: float = 0.0
+    traceback: list[str] = field(default_factory=list)
+
+    @property
+    def success(self) -> bool:
+        return self.error is None and not self.failed and not self.not_run
+
+    @property
+    def changed(self) -> list[OperationResult]:
+        return [op for op in self.operations if op.changed]
+
+    @property
+    def failed(self) -> list[OperationResult]:
+        return [op for op in self.operations if op.ran and not op.success]
+
+    @property
+    def not_run(self) -> list[OperationResult]:
+        """Operations skipped because an earlier one failed."""
+        return [op for op in self.operations if not op.ran]
+
+    def headline(self) -> str:
+        """One line naming the problem (or what the deploy did, when it succeeded)."""
+        if self.error:
+            return f"deploy {self.deploy} failed: {self.error}"
+        if self.failed:
+            op = self.failed[0]
+            more = f" (+{len(self.failed) - 1} more failed)" if len(self.failed) > 1 else ""
+            return f"deploy {self.deploy} failed: operation {op.name!r}: {op.last_error_line()}{more}"
+        return (f"deploy {self.deploy}: {len(self.operations)} operations, "
+                f"{len(self.changed)} changed ({self.duration:.1f}s)")
+
+    def summary(self) -> str:
+        """The headline, then the deploy's frames or each failed operation with its last
+        command and output, and a hint when the cause is a missing ``_sudo``."""
+        lines = [self.headline()]
+        lines += [f"  {line}" for line in self.traceback]
+        if self.error is None:
+            lines.append(f"  {len(self.operations)} operations, {len(self.changed)} changed, "
+                         f"{len(self.failed)} failed ({self.duration:.1f}s)")
+        if self.not_run:
+            lines.append(f"  not run: {', '.join(op.name for op in self.not_run)}")
+        for op in self.failed:
+            lines.append(f"  FAILED {op.name}")
+            lines += [f"    $ {cmd}" for cmd in op.commands[-1:]]
+            lines += [f"    {line}" for line in (op.stderr or op.stdout).splitlines()[-20:]]
+        text = "\n".join(lines)
+        if any("Permission denied" in (op.stderr + op.stdout) for op in self.failed):
+            text += f"\n  {PERMISSION_HINT}"
+        return text
+
+
+class DeployError(AssertionError):
+    """A deploy failed; the first line of the message names the cause, the rest lists the
+    failing operations with their stderr. ``result`` is the :class:`DeployResult`."""
+
+    def __init__(self, result: DeployResult) -> None:
+        super().__init__(result.summary())
+        self.result = result
+
+
+class IdempotenceError(AssertionError):
+    """A deploy changed something on its second run."""

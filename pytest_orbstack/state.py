@@ -1,0 +1,118 @@
+"""Per-process plugin state: the session id, the keep policy, the engine (made lazily, so runs
+that use no machine need no engine), and the progress lines of ``-v``."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .backends import get_backend
+from .inputs import search_dirs
+from .lifecycle import KEEP_POLICIES, Lifecycle, MachineRecord
+from .registry import Registry, new_session_id
+
+DEFAULT_IMAGE = "debian:bookworm"
+PLUGIN_NAME = "orbstack_state"
+
+
+class PluginState:
+    """What one pytest process (the only one, the xdist controller or a worker) knows about
+    this session's machines. Registered as the pytest plugin ``orbstack_state``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        workerinput = getattr(config, "workerinput", None)
+        self.is_worker = workerinput is not None
+        if workerinput is not None:
+            self.session_id = workerinput["orbstack_session"]
+            self.shared_dir = Path(workerinput["orbstack_shared_dir"])
+            self.owner_pid = int(workerinput["orbstack_owner_pid"])
+        else:
+            self.session_id = new_session_id()
+            self.shared_dir = Path(tempfile.gettempdir()) / f"pytest-orbstack-{self.session_id}"
+            self.owner_pid = os.getpid()
+        self.keep: str = config.getoption("orbstack_keep") or config.getini("orbstack_keep") or "never"
+        if self.keep not in KEEP_POLICIES and os.path.exists(self.keep.split("::")[0]):
+            # `pytest --orbstack-keep tests/test_x.py`: the bare flag, then a path to test
+            config.args.append(self.keep)
+            self.keep = "always"
+        if self.keep not in KEEP_POLICIES:
+            raise pytest.UsageError(f"--orbstack-keep / orbstack_keep = {self.keep!r}: "
+                                    f"use {', '.join(KEEP_POLICIES)}")
+        self.kind_requested = config.getoption("orbstack_backend") or config.getini("orbstack_backend")
+        self.image: str = config.getoption("orbstack_image") or config.getini("orbstack_image")
+        self.registry = Registry()
+        self.lifecycle: Lifecycle | None = None
+        self.records: list[MachineRecord] = []  # from xdist workers
+        self.failed = False
+        self.current_item: pytest.Item | None = None
+        self.pending_progress: list[str] = []  # a worker's lines, sent with the next report
+
+    def get_lifecycle(self) -> Lifecycle:
+        """The session's Lifecycle; the first call checks the engine answers, prunes what dead
+        sessions left and registers this session."""
+        if self.lifecycle is None:
+            backend = get_backend(self.kind_requested)
+            backend.list()  # fails now, with a clear error, when the engine does not answer
+            self.registry.prune(get_backend)
+            self.registry.open(self.session_id, backend.kind, pid=self.owner_pid)
+            self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
+                                       keep=self.keep, progress=self.progress)
+        return self.lifecycle
+
+    def search_dirs(self) -> list[Path]:
+        """Where relative deploy and cloud-init paths are looked up: the running test's folder,
+        then the rootdir."""
+        item_dir = self.current_item.path.parent if self.current_item is not None else None
+        return search_dirs(item_dir, self.config.rootpath)
+
+    def progress(self, line: str) -> None:
+        """A ``-v`` progress line: written at once in a single process; on an xdist worker
+        kept and sent with the next test report, which the controller prints."""
+        if self.config.getoption("verbose") <= 0:
+            return
+        if self.is_worker:
+            self.pending_progress.append(line)
+        else:
+            self.write_line(line)
+
+    def write_line(self, line: str) -> None:
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if capture is None:
+            reporter.write_line(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Any failure (here, or on an xdist worker: the controller sees every report) makes
+        ``keep=failed`` keep the session's shared machines; workers' progress lines, sent
+        with their reports, are printed here."""
+        if report.failed:
+            self.failed = True
+        if self.is_worker:
+            return
+        worker = getattr(getattr(report, "node", None), "gateway", None)
+        for line in getattr(report, "orbstack_progress", None) or []:
+            self.write_line(f"[{worker.id}] {line}" if worker is not None else line)
+
+    def all_records(self) -> list[MachineRecord]:
+        own = self.lifecycle.records + self.lifecycle.kept if self.lifecycle else []
+        seen: dict[str, MachineRecord] = {}
+        for record in [*own, *self.records]:
+            if record.name not in seen or record.outcome != "alive":
+                seen[record.name] = record
+        return list(seen.values())
+
+
+def plugin_state(config: pytest.Config) -> PluginState:
+    state: Any = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    assert isinstance(state, PluginState), "pytest-orbstack is not configured"
+    return state

@@ -1,0 +1,43 @@
+"""Helpers for running the plugin as users run it: inner pytest sessions on the docker
+backend, checked from outside against the engine itself."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+
+def containers(session: str | None = None) -> set[str]:
+    label = f"pytest-orbstack.session={session}" if session else "pytest-orbstack"
+    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label={label}", "--format",
+                          "{{.Names}}"], capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def sessions_of(state_dir: Path) -> list[str]:
+    """Ids of the sessions that ran with this state dir (its sessions.log)."""
+    log = state_dir / "sessions.log"
+    return [line.split()[1] for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def run(pytester, *args) -> pytest.RunResult:
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args, timeout=600)
+
+
+def start(pytester, *args) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                            cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+
+
+def wait_for(path: Path, timeout: float = 120) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.2)
+    raise AssertionError(f"{path} did not appear")

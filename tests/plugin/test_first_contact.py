@@ -1,0 +1,170 @@
+"""A newcomer's first mistakes: each gives one line naming the problem (the `-ra` summary line
+too), before any machine is made where that is possible, and nothing is left behind."""
+
+from __future__ import annotations
+
+import re
+
+from helpers import run
+
+BROKEN_DEPLOY = "from pyinfra.operations import server\nserver.shell(commands=['true']\n"
+RAISING_DEPLOY = '''from pyinfra.operations import server
+server.shell(name="Fine", commands=["true"])
+settings = {"port": 80}
+port = settings["prot"]
+'''
+
+
+def summary_line(out: str, test: str) -> str:
+    """The `-ra` short summary line of ``test``."""
+    lines = [line for line in out.splitlines() if re.match(rf"(FAILED|ERROR) \S*::{test}\b", line)]
+    assert len(lines) == 1, out
+    return lines[0]
+
+
+def test_bad_inputs_fail_with_one_line_before_any_machine(inner):
+    inner.path.joinpath("broken.py").write_text(BROKEN_DEPLOY)
+    inner.makepyfile(test_bad='''
+        import pytest
+
+        @pytest.mark.orbstack(deploy="missing.py")
+        def test_missing_deploy_marker(orbstack):
+            pass
+
+        def test_missing_deploy_factory(orbstack_machine):
+            orbstack_machine(deploy="missing.py")
+
+        def test_deploy_syntax_error(orbstack_machine):
+            orbstack_machine(deploy="broken.py")
+
+        def test_unknown_version(orbstack_machine):
+            orbstack_machine(image="ubuntu:99.99")
+
+        def test_bad_user(orbstack_machine):
+            orbstack_machine(user="Bad User")
+
+        def test_missing_cloud_init(orbstack_machine):
+            orbstack_machine(cloud_init="user-data.yaml")
+    ''')
+    result = run(inner, "--orbstack-timings=t.json")
+    result.assert_outcomes(failed=5, errors=1)
+    out = result.stdout.str()
+    expected = {
+        "test_missing_deploy_marker": "deploy file not found: missing.py (looked for ",
+        "test_missing_deploy_factory": "deploy file not found: missing.py (looked for ",
+        "test_deploy_syntax_error": "broken.py:2: SyntaxError in deploy: ",
+        "test_unknown_version": "unknown ubuntu version '99.99' in image 'ubuntu:99.99': known releases",
+        "test_bad_user": "invalid user name 'Bad User'",
+        "test_missing_cloud_init": "cloud-init user-data file not found: user-data.yaml",
+    }
+    for test, cause in expected.items():
+        assert f"pytest-orbstack: {cause}" in summary_line(out, test), test
+    assert "Traceback" not in out and "During handling" not in out
+    assert "orbstack machines" not in out  # no machine was even attempted
+    assert not (inner.path / "t.json").exists()
+
+
+def test_missing_deploy_in_apply_names_the_file(inner):
+    inner.makepyfile(test_apply='''
+        def test_apply_missing(orbstack_machine):
+            orbstack_machine().apply("missing.py")
+    ''')
+    result = run(inner)
+    result.assert_outcomes(failed=1)
+    line = summary_line(result.stdout.str(), "test_apply_missing")
+    assert "deploy file not found: missing.py (looked for " in line
+
+
+def test_marker_typo_stops_at_collection(inner):
+    inner.makepyfile(test_typo='''
+        import pytest
+
+        @pytest.mark.orbstack(imgae="debian:bookworm")
+        def test_typo(orbstack):
+            pass
+    ''')
+    result = run(inner)
+    assert result.ret == 4  # usage error: nothing ran
+    result.stderr.fnmatch_lines(["ERROR: test_typo.py::test_typo: @pytest.mark.orbstack got an unknown "
+                                 "argument 'imgae' (did you mean 'image'?)*"])
+    assert "orbstack machines" not in result.stdout.str()
+
+
+def test_deploy_that_raises_shows_its_file_and_line(inner):
+    inner.path.joinpath("deploy.py").write_text(RAISING_DEPLOY)
+    inner.makepyfile(test_raises='''
+        def test_golden(orbstack_machine):
+            orbstack_machine(deploy="deploy.py")
+
+        def test_fresh(orbstack_machine):
+            orbstack_machine(deploy="deploy.py", clone=False)
+    ''')
+    result = run(inner)
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    for test in ("test_golden", "test_fresh"):
+        line = summary_line(out, test)
+        assert "pytest-orbstack: deploy deploy.py failed: deploy.py:4: KeyError: 'prot'" in line, line
+    assert 'deploy.py:4 in <module>: port = settings["prot"]' in out  # the deploy's own frame
+    assert "pyinfra/api" not in out and "pytest_orbstack/" not in out  # and only the deploy's frames
+    assert "while making the golden machine of debian:bookworm with deploy" in out
+
+
+def test_relative_paths_resolve_from_the_test_folder(inner):
+    sub = inner.mkpydir("sub")
+    sub.joinpath("deploy.py").write_text(
+        "from pyinfra.operations import files\nfiles.directory(path='/srv/marker', _sudo=True)\n")
+    sub.joinpath("test_sub.py").write_text('''
+import pytest
+
+@pytest.mark.orbstack(deploy="deploy.py", clone=False)
+def test_marker_factory_and_apply(orbstack, orbstack_machine):
+    assert orbstack.host.file("/srv/marker").is_directory
+    other = orbstack_machine(deploy="deploy.py", clone=False)
+    assert other.apply("deploy.py").changed == []
+''')
+    result = run(inner, "sub/test_sub.py")  # from the parent folder (the rootdir)
+    result.assert_outcomes(passed=1)
+
+
+def test_progress_lines_under_xdist_and_the_machines_own_status(inner):
+    inner.makepyfile(test_status='''
+        def test_status(orbstack_machine):
+            status = orbstack_machine().status()
+            host_uptime = float(open("/proc/uptime").read().split()[0])
+            assert 0 <= status["uptime_seconds"] < 300 < host_uptime or host_uptime < 300
+            assert status["memory_source"] == "cgroup"  # the machine's cgroup, not the host's meminfo
+            assert 0 < status["mem_used_kib"] < status["mem_total_kib"]
+            assert status["load"] >= 1  # the ps counting the tasks is itself running
+
+        def test_other(orbstack_machine):
+            orbstack_machine()
+    ''')
+    result = run(inner, "-v", "-n", "2")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines_random(["[[]gw?[]] orbstack: create pto-*-test-status-test-status-0-*",
+                                        "[[]gw?[]] orbstack: teardown pto-*-test-status-test-status-0-*",
+                                        "[[]gw?[]] orbstack: create pto-*-test-status-test-other-0-*"])
+
+
+def test_deploys_run_as_the_default_user_with_a_hint_and_sudo_from_host_data(inner):
+    inner.path.joinpath("deploy.py").write_text(
+        "from pyinfra.operations import files\nfiles.directory(name='Make /srv/site', path='/srv/site')\n")
+    inner.makepyfile(test_sudo='''
+        def test_without_sudo(orbstack_machine):
+            orbstack_machine(deploy="deploy.py", clone=False)
+
+        def test_with_sudo_as_host_data(orbstack_machine):
+            m = orbstack_machine(deploy="deploy.py", clone=False, data={"_sudo": True})
+            assert m.host.file("/srv/site").user == "root"
+
+        def test_with_root_as_default_user(orbstack_machine):
+            m = orbstack_machine(deploy="deploy.py", clone=False, user="root")
+            assert m.host.file("/srv/site").is_directory
+    ''')
+    result = run(inner)
+    result.assert_outcomes(passed=2, failed=1)
+    out = result.stdout.str()
+    line = summary_line(out, "test_without_sudo")
+    assert "deploy deploy.py failed: operation 'Make /srv/site': " in line and "Permission denied" in line
+    assert "hint: deploys run as the machine's default user (non-root, passwordless sudo)" in out

@@ -1,0 +1,140 @@
+"""The one validation of machine inputs, the deploy identity and the report helpers: pure
+functions, no engine."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from pytest_orbstack.errors import InvalidInput, UnknownImage
+from pytest_orbstack.facts import MachineStatus
+from pytest_orbstack.inputs import (
+    check_cloud_init,
+    check_deploy,
+    check_user,
+    image_codename,
+    parse_image,
+    resolve_path,
+    search_dirs,
+)
+from pytest_orbstack.names import slug_name
+from pytest_orbstack.report import journal_report
+from pytest_orbstack.results import DeployResult, OperationResult
+
+
+def test_images_known_distros_and_releases():
+    assert parse_image("debian:bookworm") == ("debian", "bookworm")
+    assert parse_image("ubuntu") == ("ubuntu", None)
+    assert image_codename("ubuntu:24.04") == ("ubuntu", "noble")
+    assert image_codename("debian:13") == ("debian", "trixie")
+    assert image_codename("debian") == ("debian", "bookworm")
+    with pytest.raises(UnknownImage, match=r"unknown ubuntu version '99\.99' .* 24\.04 \(noble\)"):
+        parse_image("ubuntu:99.99")
+    with pytest.raises(UnknownImage, match="unknown image 'windows:11': OrbStack distros are"):
+        parse_image("windows:11")
+    assert isinstance(UnknownImage("x"), ValueError)
+
+
+def test_users():
+    assert check_user(None) is None and check_user("root") == "root" and check_user("deploy") == "deploy"
+    for bad in ("Bad User", "9lives", "x" * 40, ""):
+        with pytest.raises(InvalidInput, match="invalid user name"):
+            check_user(bad)
+
+
+def test_relative_paths_test_folder_first_then_rootdir(tmp_path, monkeypatch):
+    test_dir, root = tmp_path / "tests" / "web", tmp_path
+    test_dir.mkdir(parents=True)
+    (root / "deploy.py").write_text("x = 1\n")
+    dirs = search_dirs(test_dir, root, root)
+    assert dirs == [test_dir, root]
+    assert resolve_path("deploy.py", "deploy file", dirs) == root / "deploy.py"
+    (test_dir / "deploy.py").write_text("x = 2\n")
+    assert resolve_path("deploy.py", "deploy file", dirs) == test_dir / "deploy.py"
+    with pytest.raises(InvalidInput, match=r"cloud-init user-data file not found: u\.yaml \(looked for "
+                                           rf"{test_dir}/u\.yaml or {root}/u\.yaml\)"):
+        check_cloud_init("u.yaml", dirs)
+    monkeypatch.chdir(test_dir)
+    assert check_deploy("deploy.py") == str(test_dir / "deploy.py")  # outside pytest: the cwd
+
+
+def test_deploy_files_must_compile(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.py").write_text("from pyinfra.operations import server\nserver.shell(\n")
+    with pytest.raises(InvalidInput, match=r"^bad\.py:2: SyntaxError in deploy: "):
+        check_deploy("bad.py")
+    with pytest.raises(InvalidInput, match="use a deploy file path or a callable"):
+        check_deploy(42)  # type: ignore[arg-type]
+    assert check_deploy(print) is print
+
+
+def test_machine_names_keep_the_readable_start():
+    name = slug_name("pto-ab12cd34", "tests/plugin/test_case2.py::test_a_rather_long_test_name[param]#0")
+    assert name.startswith("pto-ab12cd34-test-case2-test-a-rather-long-test-")
+    assert len(name) <= 63
+
+
+def test_callable_keys_are_the_same_in_every_process(tmp_path):
+    (tmp_path / "mydeploy.py").write_text(textwrap.dedent('''
+        SETTINGS = {"port": 8080}
+        def deploy():
+            names = [p for p in ("a", "b")]
+            def inner():
+                return {k: v for k, v in SETTINGS.items()}
+            return names, inner
+        def make(port):
+            def closure():
+                return port
+            return closure
+    '''))
+    script = ("import mydeploy; from pytest_orbstack.lifecycle import callable_key as k; "
+              "print(k(mydeploy.deploy), k(mydeploy.make(1)), k(mydeploy.make(2)))")
+    runs = {subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, capture_output=True,
+                           text=True).stdout for _ in range(3)}
+    assert len(runs) == 1, runs  # stable across processes (comprehensions, nested functions)
+    plain, one, two = runs.pop().split()
+    assert plain.startswith("mydeploy.deploy:") and one != two  # closures over other values differ
+
+
+def test_status_uses_the_machines_own_numbers():
+    output = ["system=running", "failed=nginx.service", "uptime=42", "load=3",
+              "host_load=5.1 4.0 3.2", "meminfo_total_kib=24000000", "meminfo_available_kib=20000000",
+              "cgroup_used=104857600", "cgroup_limit=9223372036854771712", "disk_total_kib=100",
+              "disk_used_kib=50", "os=Debian GNU/Linux 12 (bookworm)", "kernel=6.1", "arch=x86_64"]
+    status = MachineStatus().process(output)
+    assert status["uptime_seconds"] == 42 and status["load"] == 3 and status["host_load"] == [5.1, 4.0, 3.2]
+    assert status["mem_used_kib"] == 102400 and status["memory_source"] == "cgroup"
+    assert status["mem_total_kib"] == 24000000  # no limit: the kernel's total
+    assert status["failed_units"] == ["nginx.service"]
+    limited = MachineStatus().process([*output[:7], "cgroup_used=1048576", "cgroup_limit=536870912"])
+    assert limited["mem_total_kib"] == 524288 and limited["mem_available_kib"] == 524288 - 1024
+
+
+def test_journal_report_drops_sudo_and_session_noise():
+    output = "\n".join([
+        "failed units: broken.service",
+        "--- journal of broken.service",
+        "t m systemd[1]: broken.service: Failed with result 'exit-code'.",
+        "--- journal (last 80 lines; sudo and session lines left out)",
+        "t m sudo[812]:      dev : PWD=/home/dev ; USER=root ; COMMAND=/bin/sh -c true",
+        "t m sudo[812]: pam_unix(sudo:session): session opened for user root(uid=0) by (uid=1000)",
+        "t m systemd-logind[53]: New session 4 of user dev.",
+        "t m systemd[1]: Started session-4.scope - Session 4 of User dev.",
+        "t m nginx[90]: bind() to 0.0.0.0:80 failed (98: Address already in use)",
+    ])
+    report = journal_report(output)
+    assert report.startswith("failed units: broken.service\n--- journal of broken.service")
+    assert "Address already in use" in report
+    assert "sudo[" not in report and "pam_unix" not in report and "session" not in report.split("left out)")[1]
+
+
+def test_deploy_headline_names_the_cause():
+    op = OperationResult("Install nginx", changed=False, success=False, commands=["apt-get install nginx"],
+                         stderr="E: Could not open lock file - Permission denied\n")
+    result = DeployResult("deploy.py", [op])
+    assert result.headline() == ("deploy deploy.py failed: operation 'Install nginx': "
+                                 "E: Could not open lock file - Permission denied")
+    assert "_sudo=True" in result.summary()  # the hint for the most common first mistake
