@@ -10,10 +10,10 @@ import testinfra
 from testinfra.backend.base import CommandResult
 
 from .backends.base import Backend
+from .backends.types import MachineInfo
 from .deploy import apply_deploy
 from .facts import Connectivity, DnsLookup, MachineNetwork, MachineStatus, SystemLogs
 from .inputs import Deploy, check_deploy, describe
-from .orbctl import MachineInfo
 from .results import DeployError, DeployResult, IdempotenceError
 from .testinfra_backend import register
 

@@ -1,148 +1,216 @@
-"""PyInfra operations for OrbStack machines and OrbStack's configuration.
+"""PyInfra operations for machines and OrbStack's configuration, on either engine.
 
-They run on the host that has ``orbctl`` (``pyinfra @local deploy.py`` on the Mac), compare
-facts with the desired state and yield ``orbctl`` commands only where they differ, so a second
-run of the same deploy changes nothing. Parameters are called ``machine`` (never ``name``, which
-is pyinfra's global operation-name argument).
+They run on the host that has the engine (``pyinfra @local deploy.py``: the Mac with OrbStack,
+or a Docker host with ``--data orbstack_backend=docker``), compare facts with the desired state
+and yield the engines' own commands (:mod:`pytest_orbstack.backends.orbstack_commands`,
+:mod:`pytest_orbstack.backends.docker_commands`) only where they differ, so a second run of the
+same deploy changes nothing. The engine is chosen by the one rule of
+:func:`pytest_orbstack.backends.resolve_kind`: host data ``orbstack_backend``, else
+``$PYTEST_ORBSTACK_BACKEND``, else OrbStack when ``orbctl`` answers, else Docker. Parameters are
+called ``machine`` (never ``name``, which is pyinfra's global operation-name argument).
 
 .. code:: python
 
     from pytest_orbstack import operations as orb
 
-    orb.machine(machine="web", image="ubuntu:24.04", user="deploy")
-    orb.config(key="memory_mib", value="8192")
+    orb.machine(machine="web", image="debian:bookworm", user="deploy")
+    orb.config(key="memory_mib", value="8192")          # OrbStack only
     orb.machine(machine="old", present=False)
 
-Out of scope (ADR-0002): per-machine CPU/memory limits (OrbStack only has global ``cpu`` and
-``memory_mib``), cross-machine exec/copy (use a multi-host inventory), health checks and
-automated recovery (application-specific). Information about a machine is read with facts
-(:mod:`pytest_orbstack.facts`), not operations.
+A machine made here is ready (systemd up, default user with passwordless sudo) when the
+operation ends, as one made by the pytest fixtures is.
 """
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Generator
+from types import ModuleType
+from typing import Any
 
 from pyinfra import host
-from pyinfra.api import OperationError, OperationValueError, operation
+from pyinfra.api import FunctionCommand, OperationError, OperationValueError, StringCommand, operation
 
+from .backends import docker_commands, orbstack_commands, resolve_kind
+from .errors import InvalidInput
 from .facts import OrbStackConfig, OrbStackMachine
-from .inputs import parse_image
+from .inputs import check_cloud_init, check_user, parse_image
 from .names import validate_machine_name
 
-
-def _orbctl(*args: str) -> str:
-    return shlex.join(["orbctl", *args])
+Commands = Generator[Any, None, None]
 
 
-def _valid(machine: str) -> str:
+def _command(argv: list[str]) -> StringCommand:
+    """A builder's argv as one shell command line, every word quoted."""
+    return StringCommand(shlex.join(argv))
+
+
+def _engine() -> str:
+    return resolve_kind(host.data.get("orbstack_backend"))
+
+
+def _commands(engine: str) -> ModuleType:
+    return docker_commands if engine == "docker" else orbstack_commands
+
+
+def _valid(check: Any, *args: Any) -> Any:
+    """Run an input check; its error becomes pyinfra's OperationValueError (one clear line)."""
     try:
-        return validate_machine_name(machine)
-    except ValueError as exc:
+        return check(*args)
+    except InvalidInput as exc:
         raise OperationValueError(str(exc)) from None
+
+
+def _docker_engine() -> Any:
+    from .backends.docker import DockerBackend
+    return DockerBackend()
+
+
+def _prepare_docker(image: str) -> None:
+    """Build the machine image and the network a Docker machine needs (idempotent; run by
+    pyinfra as a function command, so ``--dry`` does not build anything)."""
+    engine = _docker_engine()
+    engine._ensure_network()
+    engine.call(docker_commands.tag(engine._prepared_image(image), docker_commands.machine_image(image)))
+
+
+def _docker_cloud_init(machine: str, cloud_init: str) -> None:
+    from pathlib import Path
+
+    from . import cloudinit
+    _docker_engine()._apply_cloud_init(machine, cloudinit.user_data_script(Path(cloud_init).read_text()))
+
+
+def _create(engine: str, image: str, machine: str, user: str | None, arch: str | None,
+            cloud_init: str | None) -> Commands:
+    if engine == "orbstack":
+        yield _command(orbstack_commands.create(image, machine, user=user, arch=arch,
+                                                      cloud_init=cloud_init))
+        yield _command(orbstack_commands.ready(machine))
+        return
+    from .backends.docker import default_login
+    login = default_login(user)
+    labels = {docker_commands.LABEL: "1", f"{docker_commands.LABEL}.user": login,
+              f"{docker_commands.LABEL}.image": image}
+    yield FunctionCommand(_prepare_docker, (image,), {})
+    yield _command(docker_commands.run(machine, docker_commands.machine_image(image), labels))
+    setup = docker_commands.user_setup(login) if login != "root" else None
+    yield _command(docker_commands.ready(machine, setup=setup))
+    if cloud_init:
+        yield FunctionCommand(_docker_cloud_init, (machine, cloud_init), {})
 
 
 @operation()
 def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
             running: bool = True, user: str | None = None, arch: str | None = None,
-            cloud_init: str | None = None) -> Generator[str, None, None]:
-    """Ensure an OrbStack machine exists (created from ``image``) and is running or stopped,
-    or, with ``present=False``, that it does not exist.
+            cloud_init: str | None = None) -> Commands:
+    """Ensure a machine exists (created from ``image``, ready) and is running or stopped, or,
+    with ``present=False``, that it does not exist.
 
     + machine: machine name (``^[a-zA-Z0-9][a-zA-Z0-9-.]+$``, not reserved)
     + image: ``distro[:version]`` used only when the machine is created
     + present: whether the machine should exist
     + running: whether it should run (ignored when ``present=False``)
-    + user: default username, at creation (use ``machine_username`` to change it later)
-    + arch: ``amd64`` or ``arm64``, at creation
-    + cloud_init: path of a cloud-init user-data file (on the OrbStack host), at creation
+    + user: default username (passwordless sudo), at creation
+    + arch: ``amd64`` or ``arm64``, at creation (OrbStack only)
+    + cloud_init: path of a cloud-init user-data file (on the engine's host), at creation
     """
-    _valid(machine)
-    current = host.get_fact(OrbStackMachine, machine=machine)
+    engine = _engine()
+    cmds = _commands(engine)
+    _valid(validate_machine_name, machine)
+    current = host.get_fact(OrbStackMachine, machine=machine, engine=engine)
     if not present:
         if current is not None:
-            yield _orbctl("delete", "-f", machine)
+            yield _command(cmds.delete(machine))
         else:
             host.noop(f"machine {machine} does not exist")
         return
     if current is None:
-        try:
-            parse_image(image)
-        except ValueError as exc:
-            raise OperationValueError(str(exc)) from None
-        if cloud_init is not None and not os.path.isfile(cloud_init):
-            raise OperationValueError(f"cloud-init user-data file not found: {cloud_init}")
-        args = ["create"]
-        args += ["-a", arch] if arch else []
-        args += ["-u", user] if user else []
-        args += ["-c", cloud_init] if cloud_init else []
-        yield _orbctl(*args, image, machine)
+        _valid(parse_image, image)
+        _valid(check_user, user)
+        cloud_init = _valid(check_cloud_init, cloud_init)
+        yield from _create(engine, image, machine, user, arch, cloud_init)
         if not running:
-            yield _orbctl("stop", machine)
+            yield _command(cmds.stop(machine))
         return
     is_running = current["state"] == "running"
     if running and not is_running:
-        yield _orbctl("start", machine)
+        yield _command(cmds.start(machine))
+        yield _command(cmds.ready(machine))
     elif not running and is_running:
-        yield _orbctl("stop", machine)
+        yield _command(cmds.stop(machine))
     else:
         host.noop(f"machine {machine} is {current['state']}")
 
 
 @operation()
-def clone(source: str, machine: str, running: bool = True) -> Generator[str, None, None]:
-    """Ensure ``machine`` exists as a clone of ``source`` (copy-on-write; OrbStack leaves a
-    clone stopped, so it is started unless ``running=False``). An existing ``machine`` is left
-    as it is."""
-    _valid(source)
-    _valid(machine)
-    if host.get_fact(OrbStackMachine, machine=machine) is not None:
+def clone(source: str, machine: str, running: bool = True) -> Commands:
+    """Ensure ``machine`` exists as a clone of ``source`` (OrbStack: copy-on-write, left stopped
+    by OrbStack; Docker: a commit of ``source`` run as a new machine), running and ready unless
+    ``running=False``. An existing ``machine`` is left as it is."""
+    engine = _engine()
+    _valid(validate_machine_name, source)
+    _valid(validate_machine_name, machine)
+    if host.get_fact(OrbStackMachine, machine=machine, engine=engine) is not None:
         host.noop(f"machine {machine} exists")
         return
-    # A missing source is left to orbctl ("machine not found"): an earlier operation of the
-    # same deploy may create it.
-    yield _orbctl("clone", source, machine)
-    if running:
-        yield _orbctl("start", machine)
+    # A missing source is left to the engine ("machine not found"): an earlier operation of
+    # the same deploy may create it.
+    if engine == "orbstack":
+        yield _command(orbstack_commands.clone(source, machine))
+        if running:
+            yield _command(orbstack_commands.start(machine))
+            yield _command(orbstack_commands.ready(machine))
+        return
+    yield FunctionCommand(_docker_clone, (source, machine), {})
+    if not running:
+        yield _command(docker_commands.stop(machine))
+
+
+def _docker_clone(source: str, machine: str) -> None:
+    _docker_engine().clone(source, machine)
 
 
 @operation()
-def rename(old: str, new: str) -> Generator[str, None, None]:
+def rename(old: str, new: str) -> Commands:
     """Ensure machine ``old`` is called ``new``. Nothing to do if ``new`` exists and ``old``
-    does not; an error if both exist (orbctl reports a missing ``old``)."""
-    _valid(old)
-    _valid(new)
-    old_info = host.get_fact(OrbStackMachine, machine=old)
-    new_info = host.get_fact(OrbStackMachine, machine=new)
+    does not; an error if both exist (the engine reports a missing ``old``)."""
+    engine = _engine()
+    _valid(validate_machine_name, old)
+    _valid(validate_machine_name, new)
+    old_info = host.get_fact(OrbStackMachine, machine=old, engine=engine)
+    new_info = host.get_fact(OrbStackMachine, machine=new, engine=engine)
     if old_info is not None and new_info is not None:
         raise OperationError(f"cannot rename {old!r} to {new!r}: both machines exist")
     if old_info is None and new_info is not None:
         host.noop(f"machine {new} exists")
         return
-    yield _orbctl("rename", old, new)
+    yield _command(_commands(engine).rename(old, new))
 
 
 @operation()
-def config(key: str, value: str | int | bool) -> Generator[str, None, None]:
+def config(key: str, value: str | int | bool) -> Commands:
     """Ensure an OrbStack configuration key has ``value`` (``orbctl config set``). Keys are those
-    of ``orbctl config show`` (global settings such as ``memory_mib``, ``cpu``, ``rosetta``);
-    orbctl itself rejects an unknown key ("Unknown configuration key: K")."""
+    of ``orbctl config show``; orbctl itself rejects an unknown key ("Unknown configuration key:
+    K"). OrbStack only: Docker has no such settings."""
+    if _engine() != "orbstack":
+        raise OperationValueError("config: OrbStack settings exist only on the orbstack engine")
     desired = str(value).lower() if isinstance(value, bool) else str(value)
     if host.get_fact(OrbStackConfig).get(key) == desired:
         host.noop(f"config {key} is {desired}")
         return
-    yield _orbctl("config", "set", key, desired)
+    yield _command(orbstack_commands.config_set(key, desired))
 
 
 @operation()
-def machine_username(machine: str, username: str) -> Generator[str, None, None]:
-    """Ensure the default username of ``machine`` (config key ``machine.<name>.username``, the
-    only per-machine OrbStack setting)."""
-    _valid(machine)
+def machine_username(machine: str, username: str) -> Commands:
+    """Ensure the default username of ``machine`` (OrbStack config key
+    ``machine.<name>.username``). OrbStack only: on Docker the user is chosen at creation."""
+    if _engine() != "orbstack":
+        raise OperationValueError("machine_username: use machine(user=...) on the docker engine")
+    _valid(validate_machine_name, machine)
     current = host.get_fact(OrbStackMachine, machine=machine)
     if current is not None and current["default_username"] == username:
         host.noop(f"machine {machine} username is {username}")
         return
-    yield _orbctl("config", "set", f"machine.{machine}.username", username)
+    yield _command(orbstack_commands.config_set(f"machine.{machine}.username", username))

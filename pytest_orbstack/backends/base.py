@@ -16,10 +16,9 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 
-from ..errors import CommandTimeout, MachineNotFound, OrbStackError
-from ..orbctl import Machine, MachineInfo
-
-READY_STATES = ("running", "degraded")
+from ..errors import CommandTimeout, MachineError, MachineNotFound
+from .process import run
+from .types import READY_STATES, EngineMachine, MachineInfo, ready_command
 
 
 class Backend(ABC):
@@ -56,7 +55,7 @@ class Backend(ABC):
         """State and addresses of ``name``; MachineNotFound if there is none."""
 
     @abstractmethod
-    def list(self) -> list[Machine]:
+    def list(self) -> builtins.list[EngineMachine]:
         """All machines of this engine (for docker: those this package made)."""
 
     @abstractmethod
@@ -89,50 +88,40 @@ class Backend(ABC):
         return self.info(name).machine.default_username or "root"
 
     def run(self, name: str, command: str, *, user: str | None = None, workdir: str | None = None,
-            input: bytes | str | None = None, timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+            input: bytes | str | None = None, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
         """Run shell ``command``; the returned process holds the command's own exit code."""
         argv = self.exec_argv(name, command, user=user, workdir=workdir)
         data = input.encode() if isinstance(input, str) else input
-        try:
-            # input= or stdin=, never both: gevent's patched subprocess (pyinfra CLI) refuses both
-            if data is not None:
-                proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=self.env,
-                                      input=data)
-            else:
-                proc = subprocess.run(argv, capture_output=True, timeout=timeout, env=self.env,
-                                      stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired as exc:
-            raise CommandTimeout(f"command in {name} did not finish in {exc.timeout:.0f}s: {command}",
-                                 argv=argv) from None
-        return subprocess.CompletedProcess(argv, proc.returncode,
-                                           proc.stdout.decode(errors="replace"),
+        proc = run(argv, timeout=timeout, input=data, env=self.env)
+        return subprocess.CompletedProcess(argv, proc.returncode, proc.stdout.decode(errors="replace"),
                                            proc.stderr.decode(errors="replace"))
 
     def put(self, name: str, data: bytes, remote_path: str, *, user: str | None = None) -> None:
         """Write ``data`` to ``remote_path`` as ``user`` (default user: its permissions apply)."""
         proc = self.run(name, f"cat > {shlex.quote(remote_path)}", user=user, input=data)
         if proc.returncode != 0:
-            raise OrbStackError(f"upload to {name}:{remote_path} failed: {proc.stderr.strip()}",
-                                stderr=proc.stderr, returncode=proc.returncode)
+            raise MachineError(f"upload to {name}:{remote_path} failed: {proc.stderr.strip()}",
+                               stderr=proc.stderr, returncode=proc.returncode)
 
     def get(self, name: str, remote_path: str, *, user: str | None = None,
             timeout: float = 300.0) -> bytes:
         """Read ``remote_path`` as ``user``."""
         argv = self.exec_argv(name, f"cat {shlex.quote(remote_path)}", user=user)
-        try:
-            proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, env=self.env,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise CommandTimeout(f"download of {name}:{remote_path} did not finish in "
-                                 f"{timeout:.0f}s", argv=argv) from None
+        proc = run(argv, timeout=timeout, env=self.env)
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace").strip()
-            raise OrbStackError(f"download of {name}:{remote_path} failed: {stderr}",
-                                stderr=stderr, returncode=proc.returncode)
+            raise MachineError(f"download of {name}:{remote_path} failed: {stderr}",
+                               stderr=stderr, returncode=proc.returncode)
         return proc.stdout
 
     def wait_ready(self, name: str, timeout: float = 90.0) -> str:
-        """Wait until systemd in ``name`` reports running (or degraded); returns that state."""
+        """Wait until systemd in ``name`` reports running (or degraded); returns that state.
+        One blocking ``systemctl is-system-running --wait``, then polling if that did not end
+        ready (a machine still coming up may refuse the first command)."""
+        proc = self.run(name, ready_command(int(timeout)), user="root", timeout=timeout + 30)
+        words = proc.stdout.split()
+        if words and words[-1] in READY_STATES:
+            return words[-1]
         deadline = time.monotonic() + timeout
         state = ""
         while time.monotonic() < deadline:

@@ -8,9 +8,10 @@ import shlex
 import tempfile
 import uuid
 
-from ..errors import OrbStackError
-from ..orbctl import Machine, MachineInfo, Orbctl
+from ..errors import MachineError
+from ..orbctl import Orbctl
 from .base import Backend
+from .types import EngineMachine, MachineInfo
 
 
 class OrbStackBackend(Backend):
@@ -57,7 +58,7 @@ class OrbStackBackend(Backend):
     def info(self, name: str) -> MachineInfo:
         return self.client.info(name)
 
-    def list(self) -> list[Machine]:
+    def list(self) -> builtins.list[EngineMachine]:
         return self.client.list()
 
     def exec_argv(self, name: str, command: str, *, user: str | None = None,
@@ -82,7 +83,7 @@ class OrbStackBackend(Backend):
             proc = self.run(name, f"cat {shlex.quote(temp)} > {shlex.quote(remote_path)}; "
                                   f"rc=$?; rm -f {shlex.quote(temp)}; exit $rc", user=user)
             if proc.returncode != 0:
-                raise OrbStackError(f"upload to {name}:{remote_path} failed: {proc.stderr.strip()}",
+                raise MachineError(f"upload to {name}:{remote_path} failed: {proc.stderr.strip()}",
                                     stderr=proc.stderr, returncode=proc.returncode)
         finally:
             os.unlink(local)

@@ -17,8 +17,9 @@ def test_lifecycle_clone_rename_and_info_shapes(orb, orb_machine, orbctl_env):
     assert (flat.name, flat.ip4) == (orb_machine, info.ip4)
 
     copy, renamed = unique("cl"), unique("rn")
-    clone = orb.clone(orb_machine, copy)
+    orb.clone(orb_machine, copy)
     try:
+        clone = orb.info(copy)
         assert clone.machine.state == "stopped" and clone.ip4 is None
         orb.start(copy)
         assert orb.run(copy, "hostname").stdout.strip() == copy
@@ -27,11 +28,9 @@ def test_lifecycle_clone_rename_and_info_shapes(orb, orb_machine, orbctl_env):
         names = {m.name for m in orb.list()}
         assert renamed in names and copy not in names
     finally:
-        for name in (copy, renamed):
-            if orb.exists(name):
-                orb.delete(name)
+        for name in {m.name for m in orb.list()} & {copy, renamed}:
+            orb.delete(name)
     assert "Version" not in orb.version() and orb.version()[0].isdigit()
-    assert orb.status() == "Running"
     assert isinstance(orb.logs(orb_machine), str)
 
 

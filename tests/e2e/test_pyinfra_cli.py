@@ -3,6 +3,7 @@ operations through @local, each run twice (the second run must change nothing)."
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -115,3 +116,38 @@ def test_uploads_through_the_cli_on_the_docker_backend(tmp_path):
         assert backend.run(name, "cat /etc/pto-cli", user="root").stdout == "through the cli\n"
     finally:
         backend.delete(name)
+
+
+def test_machine_operation_round_trip_on_docker(tmp_path):
+    """`pyinfra @local` with operations.machine makes a running Docker machine (its docker
+    commands shown with -vv); a second run changes nothing; --dry makes nothing; present=False
+    deletes it. (pyinfra 3.10's --dry prints no commands for any operation, builtin ones too.)"""
+    web = unique("opsd")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ORBSTACK_BACKEND"}
+    data = ["--data", f"web={web}", "--data", "orbstack_backend=docker"]
+    deploy = str(HERE / "deploys" / "machine.py")
+    try:
+        dry = pyinfra(env, "--dry", "@local", deploy, *data)
+        assert dry.returncode == 0, dry.stdout + dry.stderr
+        assert not docker_names() & {web}
+        first = pyinfra(env, "-vv", "@local", deploy, *data)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert changed_count(first.stdout + first.stderr) == 1
+        assert f"docker run -d --name {web} --hostname {web}" in first.stdout + first.stderr
+        ready = subprocess.run(["docker", "exec", web, "sh", "-c", "systemctl is-system-running; id -un deploy;"
+                                " sudo -n -u deploy sudo -n true && echo sudo-ok"],
+                               capture_output=True, text=True)
+        assert ready.stdout.split() == ["running", "deploy", "sudo-ok"], ready.stdout + ready.stderr
+        second = pyinfra(env, "@local", deploy, *data)
+        assert second.returncode == 0 and changed_count(second.stdout + second.stderr) == 0, second.stdout
+    finally:
+        gone = pyinfra(env, "-vv", "@local", str(HERE / "deploys" / "teardown.py"), "--data",
+                       f"machines={web}", "--data", "orbstack_backend=docker")
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert f"docker rm -f -v {web}" in gone.stdout + gone.stderr
+    assert web not in docker_names()
+
+
+def docker_names() -> set[str]:
+    out = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)
+    return set(out.stdout.split())

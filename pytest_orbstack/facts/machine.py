@@ -1,99 +1,17 @@
-"""PyInfra facts for OrbStack.
-
-Two kinds, following ADR-0002 (host-centric model):
-
-* OrbStack facts, gathered on the host that runs OrbStack (``@local`` on the Mac):
-  :class:`OrbStackMachines`, :class:`OrbStackMachine`, :class:`OrbStackConfig`,
-  :class:`OrbStackConfigValue`.
-* Machine facts, gathered inside the current host (any connector, typically
-  ``@orbstack/NAME``): :class:`MachineNetwork`, :class:`Connectivity`, :class:`DnsLookup`,
-  :class:`MachineStatus`, :class:`SystemLogs`. They need only POSIX sh, iproute2, getent and
-  systemd; ``Connectivity`` uses curl or ping when present and falls back to bash's /dev/tcp.
-
-Rejected by the ADR and therefore absent: cross-machine exec and file copy (use a multi-host
-inventory), per-machine CPU/memory limits (OrbStack has none), generic health checks and
-automated recovery (application-specific).
+"""PyInfra facts gathered inside the current machine (any connector, typically
+``@orbstack/NAME``): :class:`MachineNetwork`, :class:`Connectivity`, :class:`DnsLookup`,
+:class:`MachineStatus`, :class:`SystemLogs`. They need only POSIX sh, iproute2, getent, ps and
+systemd; ``Connectivity`` uses curl or ping when present and falls back to bash's /dev/tcp.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import shlex
 from typing import Any
 from urllib.parse import urlsplit
 
 from pyinfra.api import FactBase
-
-from .names import validate_machine_name
-from .orbctl import parse_config, parse_config_value, parse_info, parse_machine
-
-
-def _machine_dict(record: dict[str, Any]) -> dict[str, Any]:
-    m = parse_machine(record)
-    return {"id": m.id, "name": m.name, "state": m.state, "distro": m.image.distro,
-            "version": m.image.version, "arch": m.image.arch, "default_username": m.default_username}
-
-
-class OrbStackMachines(FactBase):
-    """Machines known to OrbStack: ``[{"name", "state", "distro", "version", "arch", ...}]``."""
-
-    @staticmethod
-    def default() -> list:
-        return []
-
-    def command(self) -> str:
-        return "orbctl list -f json"
-
-    def process(self, output: list[str]) -> list[dict[str, Any]]:
-        return [_machine_dict(item) for item in json.loads("\n".join(output) or "[]") or []]
-
-
-class OrbStackMachine(FactBase):
-    """One machine with its addresses, or None if it does not exist.
-
-    ``{"name", "state", ..., "ip4", "ip6", "domain"}`` (addresses are None while stopped).
-    """
-
-    def command(self, machine: str) -> str:
-        name = shlex.quote(validate_machine_name(machine))
-        return f"if orbctl list -q | grep -qxF {name}; then orbctl info {name} -f json; else echo null; fi"
-
-    def process(self, output: list[str]) -> dict[str, Any] | None:
-        data = json.loads("\n".join(output))
-        if data is None:
-            return None
-        info = parse_info(data)
-        return {**_machine_dict(data.get("record", data)), "ip4": info.ip4, "ip6": info.ip6,
-                "domain": info.domain}
-
-
-class OrbStackConfig(FactBase):
-    """OrbStack's configuration (``orbctl config show``) as a dict of strings."""
-
-    @staticmethod
-    def default() -> dict:
-        return {}
-
-    def command(self) -> str:
-        return "orbctl config show"
-
-    def process(self, output: list[str]) -> dict[str, str]:
-        return parse_config("\n".join(output))
-
-
-class OrbStackConfigValue(FactBase):
-    """One configuration value (``orbctl config get KEY``); an unknown key fails the fact."""
-
-    def command(self, key: str) -> str:
-        self.key = key
-        return f"orbctl config get {shlex.quote(key)}"
-
-    def process(self, output: list[str]) -> str:
-        return parse_config_value(self.key, "\n".join(output))
-
-
-# -- facts about the current machine -----------------------------------------------------------
 
 _NETWORK_SCRIPT = r"""
 echo "hostname=$(hostname)"

@@ -1,0 +1,142 @@
+"""Every ``docker`` command the package runs, as argv lists: the single definition used by the
+Docker engine (executed directly), the pyinfra operations (yielded) and the facts.
+
+Pure functions: no I/O and no validation (callers check inputs once). A machine is a container
+with systemd as PID 1 (:data:`SYSTEMD_FLAGS`, never ``--privileged``) on the bridge network
+:data:`NETWORK`, where other machines reach it as ``NAME.orb.local``.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+
+from ..inputs import image_codename
+from .types import ready_command
+
+DOCKER = "docker"
+LABEL = "pytest-orbstack"
+NETWORK = "pytest-orbstack"
+SYSTEMD_FLAGS = ("--cap-add", "SYS_ADMIN", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--security-opt", "seccomp=unconfined",
+                 "--stop-signal", "SIGRTMIN+3")  # docker 20.10 refuses STOPSIGNAL in commit --change
+SETUP_DONE = "pytest-orbstack-setup-done"
+SUDOERS = "/etc/sudoers.d/90-pytest-orbstack"
+LIST_FORMAT = "\t".join(["{{.ID}}", "{{.Names}}", "{{.State}}",
+                         *(f'{{{{.Label "{LABEL}.{key}"}}}}' for key in ("user", "image"))])
+
+
+def run(machine: str, image_ref: str, labels: Mapping[str, str]) -> list[str]:
+    """Start ``machine`` from ``image_ref`` with systemd as PID 1, on the machines' network."""
+    argv = [DOCKER, "run", "-d", "--name", machine, "--hostname", machine, *SYSTEMD_FLAGS,
+            "--network", NETWORK, "--network-alias", f"{machine}.orb.local",
+            "--add-host", "host.orb.internal:host-gateway"]
+    for key, value in labels.items():
+        argv += ["--label", f"{key}={value}"]
+    return [*argv, image_ref]
+
+
+def exec_(machine: str, command: str, *, user: str, workdir: str | None = None,
+          stdin: bool = True) -> list[str]:
+    """Run shell ``command`` in ``machine`` as ``user`` (stdin passed through with ``stdin``)."""
+    argv = [DOCKER, "exec", *(["-i"] if stdin else []), "-u", user]
+    argv += ["-w", workdir] if workdir else []
+    return [*argv, machine, "sh", "-c", command]
+
+
+def user_setup(user: str) -> str:
+    """Shell that adds ``user`` with passwordless sudo (the OrbStack default user's rights)."""
+    q = shlex.quote(user)
+    return (f"(id -u {q} >/dev/null 2>&1 || useradd -m -s /bin/bash {q}) && "
+            f"printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {q} > {SUDOERS} && chmod 0440 {SUDOERS}")
+
+
+def ready(machine: str, timeout: int = 90, setup: str | None = None) -> list[str]:
+    """Wait until systemd in ``machine`` is up (prints ``running`` or ``degraded`` last),
+    running ``setup`` as root first (it prints :data:`SETUP_DONE` when it succeeded)."""
+    probe = f"until [ -S /run/systemd/private ]; do sleep 0.05; done; {ready_command(timeout)}"
+    if setup is not None:
+        probe = f"{{ {setup}; }} >&2 && echo {SETUP_DONE}; {probe}"
+    return exec_(machine, probe, user="root", stdin=False)
+
+
+def inspect(machine: str, fmt: str | None = None) -> list[str]:
+    return [DOCKER, "container", "inspect", *(["--format", fmt] if fmt else []), machine]
+
+
+def list_machines() -> list[str]:
+    """Every container this package made, one tab-separated line each (:data:`LIST_FORMAT`)."""
+    return [DOCKER, "ps", "-a", "--no-trunc", "--filter", f"label={LABEL}=1", "--format", LIST_FORMAT]
+
+
+def start(machine: str) -> list[str]:
+    return [DOCKER, "start", machine]
+
+
+def stop(machine: str) -> list[str]:
+    return [DOCKER, "stop", "-t", "10", machine]
+
+
+def delete(machine: str) -> list[str]:
+    """Remove the container and its anonymous volumes."""
+    return [DOCKER, "rm", "-f", "-v", machine]
+
+
+def rename(old: str, new: str) -> list[str]:
+    return [DOCKER, "rename", old, new]
+
+
+def commit(container: str, image: str, *changes: str) -> list[str]:
+    argv = [DOCKER, "commit"]
+    for change in changes:
+        argv += ["--change", change]
+    return [*argv, container, image]
+
+
+def remove_image(image: str) -> list[str]:
+    return [DOCKER, "rmi", image]
+
+
+def image_id(image: str) -> list[str]:
+    return [DOCKER, "image", "inspect", "-f", "{{.Id}}", image]
+
+
+def machine_image(image: str) -> str:
+    """The stable tag of the prepared image machines of ``image`` run from (pyinfra operations
+    refer to it; the engine keeps one tag per base image id and points this one at it)."""
+    distro, codename = image_codename(image)
+    return f"pytest-orbstack/{distro}:{codename}"
+
+
+def tag(source: str, target: str) -> list[str]:
+    return [DOCKER, "tag", source, target]
+
+
+def pull(image: str) -> list[str]:
+    return [DOCKER, "pull", image]
+
+
+def logs(machine: str, tail: int | None = None) -> list[str]:
+    return [DOCKER, "logs", *(["--tail", str(tail)] if tail else []), machine]
+
+
+def architecture() -> list[str]:
+    return [DOCKER, "info", "-f", "{{.Architecture}}"]
+
+
+def network_ids() -> list[str]:
+    return [DOCKER, "network", "ls", "-q", "--no-trunc", "--filter", f"name=^{NETWORK}$"]
+
+
+def network_create() -> list[str]:
+    return [DOCKER, "network", "create", "--label", f"{LABEL}=1", NETWORK]
+
+
+def network_remove(network_id: str) -> list[str]:
+    return [DOCKER, "network", "rm", network_id]
+
+
+def sleeper(container: str, image: str) -> list[str]:
+    """A container that only sleeps, to prepare an image in."""
+    return [DOCKER, "run", "-d", "--name", container, "--user", "root", "--entrypoint", "sleep",
+            image, "infinity"]

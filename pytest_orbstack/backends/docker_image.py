@@ -1,0 +1,91 @@
+"""The images Docker machines run: a base image (``debian:bookworm``, pulled when a registry
+has it, else built offline by scripts/dev.sh) plus what a machine needs, prepared once per base
+image id and cached under ``pytest-orbstack/<distro>:<codename>-<base id>``."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from filelock import FileLock
+
+from ..errors import CommandTimeout, UnknownImage
+from ..inputs import image_codename
+from ..registry import lock_path
+from . import docker_commands as cmd
+
+if TYPE_CHECKING:
+    from .docker import DockerBackend
+
+# what a machine needs -> the Debian package that provides it
+REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "procps",
+            "getent": "libc-bin", "useradd": "passwd", "/sbin/init": "systemd-sysv"}
+PULL_TIMEOUT = 120.0
+
+
+def _last_line(text: str, fallback: str = "") -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1].strip() if lines else fallback
+
+
+def base_image_id(engine: DockerBackend, image: str, base: str) -> str:
+    """Id of docker image ``base``, pulled if missing; UnknownImage if it can't be had."""
+    proc = engine.call(cmd.image_id(base), ok=("No such image",))
+    if proc.returncode == 0:
+        return proc.stdout.strip()
+    try:
+        pull = engine.call(cmd.pull(base), timeout=PULL_TIMEOUT, check=False)
+        reason = _last_line(pull.stderr, f"exit status {pull.returncode}") if pull.returncode else ""
+    except CommandTimeout:
+        reason = f"docker pull {base} timed out after {PULL_TIMEOUT:.0f}s"
+    if reason:
+        raise UnknownImage(f"image {image!r} is not available to docker: {reason}; "
+                           "load or build it first (scripts/dev.sh builds Debian offline)")
+    return engine.call(cmd.image_id(base)).stdout.strip()
+
+
+def prepared_image(engine: DockerBackend, image: str) -> str:
+    """Tag of the image machines of ``image`` run, built once per base image id (a file lock
+    makes concurrent processes wait for the one that builds)."""
+    distro, codename = image_codename(image)
+    base = f"{distro}:{codename}"
+    short_id = base_image_id(engine, image, base).split(":")[-1][:12]
+    tag = f"pytest-orbstack/{distro}:{codename}-{short_id}"
+    with FileLock(lock_path(f"image-{distro}-{codename}-{short_id}"), timeout=900):
+        if engine.call(cmd.image_id(tag), check=False).returncode != 0:
+            _build(engine, image, base, tag)
+    return tag
+
+
+def _build(engine: DockerBackend, image: str, base: str, tag: str) -> None:
+    temp = f"pytest-orbstack-prepare-{uuid.uuid4().hex[:12]}"
+    engine.call(cmd.sleeper(temp, base))
+    try:
+        _add_missing_tools(engine, image, temp)
+        # an empty machine-id makes systemd give each machine its own on first boot
+        engine.exec_root(temp, "[ ! -s /etc/machine-id ] || : > /etc/machine-id; [ ! -f "
+                               "/var/lib/dbus/machine-id ] || ln -sf /etc/machine-id /var/lib/dbus/")
+        # commit ignores 'ENTRYPOINT []' (sleep would stay); an ENTRYPOINT also resets CMD
+        engine.call(cmd.commit(temp, tag, 'ENTRYPOINT ["/sbin/init"]'), timeout=600)
+    finally:
+        engine.call(cmd.delete(temp), check=False, timeout=60)
+
+
+def _add_missing_tools(engine: DockerBackend, image: str, container: str) -> None:
+    """apt-get install what provides the missing :data:`REQUIRED` tools; UnknownImage if
+    something is missing and can't be installed."""
+    check = (f"for c in {' '.join(REQUIRED)}; do "
+             "command -v $c >/dev/null 2>&1 || [ -x \"$c\" ] || echo $c; done")
+    missing = engine.exec_root(container, check).stdout.split()
+    if not missing:
+        return
+    packages = " ".join(sorted({REQUIRED[tool] for tool in missing}))
+    script = ("command -v apt-get >/dev/null || exit 3; export DEBIAN_FRONTEND=noninteractive; "
+              f"apt-get update -q && apt-get install -y -q --no-install-recommends {packages}")
+    proc = engine.exec_root(container, script, timeout=900, check=False)
+    if proc.returncode == 0 and not engine.exec_root(container, check).stdout.split():
+        return
+    why = ("it has no apt-get to install them" if proc.returncode == 3
+           else f"apt-get install {packages} failed: {_last_line(proc.stderr or proc.stdout)}")
+    raise UnknownImage(f"image {image!r} cannot run as a machine on docker: it lacks "
+                       f"{', '.join(missing)} and {why}")

@@ -1,0 +1,94 @@
+"""Every ``orbctl`` command the package runs, as argv lists: the single definition used by the
+OrbStack engine (executed directly), the pyinfra operations (yielded) and the facts.
+
+Pure functions: no I/O and no validation (callers check inputs once, with
+:mod:`pytest_orbstack.inputs` and :func:`pytest_orbstack.names.validate_machine_name`).
+Flags come before positional arguments: orbctl parses flags non-interspersed
+(mainuli/garm-provider-orbstack, internal/orbstack/cli.go).
+"""
+
+from __future__ import annotations
+
+from .types import ready_command
+
+ORBCTL = "orbctl"
+
+
+def create(image: str, machine: str, *, user: str | None = None, arch: str | None = None,
+           cloud_init: str | None = None) -> list[str]:
+    argv = [ORBCTL, "create"]
+    argv += ["-a", arch] if arch else []
+    argv += ["-u", user] if user else []
+    argv += ["-c", cloud_init] if cloud_init else []
+    return [*argv, image, machine]
+
+
+def clone(source: str, machine: str) -> list[str]:
+    return [ORBCTL, "clone", source, machine]
+
+
+def start(machine: str) -> list[str]:
+    return [ORBCTL, "start", machine]
+
+
+def stop(machine: str) -> list[str]:
+    """Stop one machine (a bare ``orbctl stop`` would stop all of OrbStack)."""
+    return [ORBCTL, "stop", machine]
+
+
+def delete(machine: str) -> list[str]:
+    return [ORBCTL, "delete", "-f", machine]
+
+
+def rename(old: str, new: str) -> list[str]:
+    return [ORBCTL, "rename", old, new]
+
+
+def list_machines() -> list[str]:
+    return [ORBCTL, "list", "-f", "json"]
+
+
+def list_names() -> list[str]:
+    return [ORBCTL, "list", "-q"]
+
+
+def info(machine: str) -> list[str]:
+    return [ORBCTL, "info", machine, "-f", "json"]
+
+
+def config_show() -> list[str]:
+    return [ORBCTL, "config", "show"]
+
+
+def config_get(key: str) -> list[str]:
+    return [ORBCTL, "config", "get", key]
+
+
+def config_set(key: str, value: str) -> list[str]:
+    return [ORBCTL, "config", "set", key, value]
+
+
+def version() -> list[str]:
+    return [ORBCTL, "version"]
+
+
+def logs(machine: str) -> list[str]:
+    return [ORBCTL, "logs", machine]
+
+
+def exec_(machine: str, command: str, *, user: str | None = None,
+          workdir: str | None = None) -> list[str]:
+    """Run shell ``command`` in ``machine`` (``orbctl run`` starts no shell of its own)."""
+    argv = [ORBCTL, "run", "-m", machine]
+    argv += ["-u", user] if user else []
+    argv += ["-w", workdir] if workdir else []
+    return [*argv, "sh", "-c", command]
+
+
+def ready(machine: str, timeout: int = 90) -> list[str]:
+    """Wait until systemd in ``machine`` is up: prints ``running`` or ``degraded`` when ready."""
+    return exec_(machine, ready_command(timeout), user="root")
+
+
+def push(machine: str, source: str, dest: str) -> list[str]:
+    return [ORBCTL, "push", "-m", machine, source, dest]

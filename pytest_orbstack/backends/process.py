@@ -1,0 +1,48 @@
+"""The one subprocess policy for engine commands: argv lists (never a host shell), a timeout
+on every call, a missing binary or a timeout turned into a typed error, and one mapping from an
+engine's stderr to the typed errors."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from ..errors import CommandTimeout, EngineUnavailable, MachineError
+
+ErrorPatterns = Sequence[tuple[str, type[MachineError]]]
+
+
+def run(argv: Sequence[str], *, timeout: float, input: bytes | None = None,
+        env: Mapping[str, str] | None = None, missing: str = "") -> subprocess.CompletedProcess[bytes]:
+    """Run ``argv`` and return the finished process (its exit code is not checked).
+
+    stdin is ``input`` or /dev/null (never both: gevent's patched subprocess, under the pyinfra
+    CLI, refuses both). A missing binary raises EngineUnavailable (``missing`` says what to
+    install); a timeout kills the process and raises CommandTimeout."""
+    argv = list(argv)
+    try:
+        if input is not None:
+            return subprocess.run(argv, capture_output=True, input=input, timeout=timeout,
+                                  env=dict(env) if env is not None else None)
+        return subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                              env=dict(env) if env is not None else None)
+    except FileNotFoundError:
+        raise EngineUnavailable(missing or f"{argv[0]} not found on PATH", argv=argv) from None
+    except subprocess.TimeoutExpired:
+        raise CommandTimeout(f"{describe(argv)} did not finish in {timeout:.0f}s", argv=argv) from None
+
+
+def describe(argv: Sequence[str]) -> str:
+    """``orbctl create``, ``docker run``: the program's name and its verb, for messages."""
+    words = [argv[0].rsplit("/", 1)[-1], *(a for a in argv[1:3] if not a.startswith("-"))]
+    return " ".join(words[:2])
+
+
+def map_error(argv: Sequence[str], returncode: int, stderr: str, patterns: ErrorPatterns,
+              default: type[MachineError] = MachineError) -> MachineError:
+    """The typed error for a failed engine command: the class of the first pattern found in
+    ``stderr``; the message is ``<program verb>: <last stderr line>``."""
+    stderr = stderr.strip()
+    last = stderr.splitlines()[-1].strip() if stderr else f"exit status {returncode}"
+    error = next((cls for text, cls in patterns if text in stderr), default)
+    return error(f"{describe(argv)}: {last}", stderr=stderr, argv=list(argv), returncode=returncode)

@@ -1,0 +1,55 @@
+"""The data every engine returns: a machine as the engine lists it, and its addresses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+READY_STATES = ("running", "degraded")  # `systemctl is-system-running` of a usable machine
+
+
+def ready_command(timeout: int) -> str:
+    """Shell that waits until systemd is up, prints its state and exits 0 only when it is one
+    of READY_STATES (``degraded``: up, with a failed unit)."""
+    return (f"s=$(timeout {int(timeout)} systemctl is-system-running --wait); echo \"$s\"; "
+            '[ "$s" = running ] || [ "$s" = degraded ]')
+
+
+@dataclass(frozen=True)
+class Image:
+    distro: str
+    version: str
+    arch: str = ""
+    variant: str = "default"
+
+
+@dataclass(frozen=True)
+class EngineMachine:
+    """A machine as the engine lists it (for OrbStack: one item of ``orbctl list -f json``)."""
+    id: str
+    name: str
+    image: Image
+    state: str
+    default_username: str | None = None
+    isolated: bool = False
+    builtin: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.state == "running"
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """A machine with its addresses (absent while stopped)."""
+    machine: EngineMachine
+    ip4: str | None = None
+    ip6: str | None = None
+    disk_size: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.machine.name
+
+    @property
+    def domain(self) -> str:
+        return f"{self.machine.name}.orb.local"

@@ -1,0 +1,18 @@
+"""PyInfra facts of pytest-orbstack, in two groups (ADR-0002, host-centric model):
+
+* engine facts, gathered on the host that runs the engine (``@local``):
+  :class:`OrbStackMachines`, :class:`OrbStackMachine`, :class:`OrbStackConfig`,
+  :class:`OrbStackConfigValue` (:mod:`.engine`);
+* machine facts, gathered inside the current machine: :class:`MachineNetwork`,
+  :class:`Connectivity`, :class:`DnsLookup`, :class:`MachineStatus`, :class:`SystemLogs`
+  (:mod:`.machine`).
+
+Information is a fact, never an operation; cross-machine exec and copy, generic health checks
+and automated recovery are left out on purpose (docs/design.md).
+"""
+
+from .engine import OrbStackConfig, OrbStackConfigValue, OrbStackMachine, OrbStackMachines
+from .machine import Connectivity, DnsLookup, MachineNetwork, MachineStatus, SystemLogs
+
+__all__ = ["Connectivity", "DnsLookup", "MachineNetwork", "MachineStatus", "OrbStackConfig",
+           "OrbStackConfigValue", "OrbStackMachine", "OrbStackMachines", "SystemLogs"]
