@@ -1,5 +1,9 @@
 """Machine lifecycle for one pytest process: create, deploy, clone from golden, keep or delete.
 
+Golden and session-shared machines are made through the project's own pyinfra operation
+(:mod:`.provision`), then deployed to through pyinfra's API; per-test machines are made by the
+engine from the same command builders (no pyinfra run on the hot path).
+
 Names are ``pto-<session>-<slug of the key>-<hash>``, deterministic per key (test id), so xdist
 workers agree. Each name is recorded in the session registry before it is created. Machines
 shared between tests (session scope) and golden machines (one per image+deploy, cloned for each
@@ -40,7 +44,7 @@ class MachineRecord:
     image: str
     backend: str
     kind: str  # test, shared, golden
-    created_by: str = "create"  # create or clone
+    created_by: str = "create"  # create (engine builders), clone, or operations.machine (pyinfra)
     phases: dict[str, float] = field(default_factory=dict)
     outcome: str = "alive"  # deleted, kept, failed
 
@@ -140,8 +144,14 @@ class Lifecycle:
                 machine = Machine(name, self.backend, image)
             else:
                 with self._phase(record, "create"):
-                    self.backend.create(name, image, user=user, cloud_init=cloud_init,
-                                        labels=self._labels())
+                    if kind == "test":  # the hot path: the engine runs the builders directly
+                        self.backend.create(name, image, user=user, cloud_init=cloud_init,
+                                            labels=self._labels())
+                    else:  # once per session: through the project's own pyinfra operation
+                        from .provision import provision_machine
+                        record.created_by = "operations.machine"
+                        provision_machine(self.backend, name, image, user=user, cloud_init=cloud_init,
+                                          labels=self._labels())
                 machine = Machine(name, self.backend, image)
                 if deploy is not None:
                     with self._phase(record, "deploy"):

@@ -82,7 +82,7 @@ def _docker_cloud_init(machine: str, cloud_init: str) -> None:
 
 
 def _create(engine: str, image: str, machine: str, user: str | None, arch: str | None,
-            cloud_init: str | None) -> Commands:
+            cloud_init: str | None, labels: dict[str, str]) -> Commands:
     if engine == "orbstack":
         yield _command(orbstack_commands.create(image, machine, user=user, arch=arch,
                                                       cloud_init=cloud_init))
@@ -90,7 +90,7 @@ def _create(engine: str, image: str, machine: str, user: str | None, arch: str |
         return
     from .backends.docker import default_login
     login = default_login(user)
-    labels = {docker_commands.LABEL: "1", f"{docker_commands.LABEL}.user": login,
+    labels = {**labels, docker_commands.LABEL: "1", f"{docker_commands.LABEL}.user": login,
               f"{docker_commands.LABEL}.image": image}
     yield FunctionCommand(_prepare_docker, (image,), {})
     yield _command(docker_commands.run(machine, docker_commands.machine_image(image), labels))
@@ -103,7 +103,7 @@ def _create(engine: str, image: str, machine: str, user: str | None, arch: str |
 @operation()
 def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
             running: bool = True, user: str | None = None, arch: str | None = None,
-            cloud_init: str | None = None) -> Commands:
+            cloud_init: str | None = None, labels: dict[str, str] | None = None) -> Commands:
     """Ensure a machine exists (created from ``image``, ready) and is running or stopped, or,
     with ``present=False``, that it does not exist.
 
@@ -114,6 +114,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
     + user: default username (passwordless sudo), at creation
     + arch: ``amd64`` or ``arm64``, at creation (OrbStack only)
     + cloud_init: path of a cloud-init user-data file (on the engine's host), at creation
+    + labels: Docker labels, at creation (OrbStack machines have none; ignored there)
     """
     engine = _engine()
     cmds = _commands(engine)
@@ -129,7 +130,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         _valid(parse_image, image)
         _valid(check_user, user)
         cloud_init = _valid(check_cloud_init, cloud_init)
-        yield from _create(engine, image, machine, user, arch, cloud_init)
+        yield from _create(engine, image, machine, user, arch, cloud_init, labels or {})
         if not running:
             yield _command(cmds.stop(machine))
         return

@@ -27,13 +27,13 @@ class PluginState:
         self.config = config
         workerinput = getattr(config, "workerinput", None)
         self.is_worker = workerinput is not None
+        self._shared_dir: Path | None = None
         if workerinput is not None:
             self.session_id = workerinput["orbstack_session"]
-            self.shared_dir = Path(workerinput["orbstack_shared_dir"])
+            self._shared_dir = Path(workerinput["orbstack_shared_dir"])
             self.owner_pid = int(workerinput["orbstack_owner_pid"])
         else:
             self.session_id = new_session_id()
-            self.shared_dir = Path(tempfile.gettempdir()) / f"pytest-orbstack-{self.session_id}"
             self.owner_pid = os.getpid()
         self.keep: str = config.getoption("orbstack_keep") or config.getini("orbstack_keep") or "never"
         if self.keep not in KEEP_POLICIES and os.path.exists(self.keep.split("::")[0]):
@@ -51,6 +51,17 @@ class PluginState:
         self.failed = False
         self.current_item: pytest.Item | None = None
         self.pending_progress: list[str] = []  # a worker's lines, sent with the next report
+
+    @property
+    def shared_dir(self) -> Path:
+        """Where golden and session machines are agreed on by every process of the session: in
+        the controller's pytest temp folder (xdist's "session fixture once" recipe), which pytest
+        itself cleans up under its retention policy should this session be killed."""
+        if self._shared_dir is None:
+            factory = getattr(self.config, "_tmp_path_factory", None)
+            base = factory.getbasetemp() if factory is not None else Path(tempfile.gettempdir())
+            self._shared_dir = Path(base) / f"orbstack-{self.session_id}"
+        return self._shared_dir
 
     def get_lifecycle(self) -> Lifecycle:
         """The session's Lifecycle; the first call checks the engine answers, prunes what dead

@@ -1,20 +1,35 @@
 #!/usr/bin/env bash
 # pytest-orbstack developer entry point. Idempotent; safe to run as root on a fresh Debian machine.
 #
-#   bash scripts/dev.sh example   # set everything up, then run the example suite (examples/)
-#   bash scripts/dev.sh test      # set everything up, then run the project's test suite
-#   bash scripts/dev.sh setup     # only set up: engine, base image, virtualenv
+#   bash scripts/dev.sh example      # set everything up, then run the example suite (examples/)
+#   bash scripts/dev.sh test         # set everything up, then run the project's test suite
+#   bash scripts/dev.sh setup        # only set up: engine, base image, virtualenv
+#   bash scripts/dev.sh base-image   # only the engine and the base image (no virtualenv)
 #
-# Set-up steps (each skipped when already done):
-#   - Debian packages docker.io and debootstrap (only when Docker's daemon is missing and we are root)
+# Set-up steps (each skipped when already done; root is asked for through sudo when not root):
+#   - Debian packages docker.io, debootstrap and python3-venv when their commands are missing
 #   - start dockerd when `docker info` does not answer
-#   - build the offline base image `debian:bookworm` (debootstrap + docker import) when missing
-#   - a virtualenv in .venv with this package installed (editable) and its test dependencies
+#   - build the offline base image (debootstrap + docker import, CMD /sbin/init) when it is
+#     missing or has no systemd; the debootstrap tree is removed afterwards, also on failure
+#     or interruption, and nothing is left in /tmp or /var/tmp
+#   - a virtualenv with this package installed (editable) and its test dependencies
+#
+# Environment (all optional):
+#   PYTEST_ORBSTACK_BASE_IMAGE   tag of the base image (default debian:bookworm, which the
+#                                tests boot); another tag builds a throwaway copy, as .ci/run does
+#   PYTEST_ORBSTACK_VENV         the virtualenv (default .venv in the repository)
+#   PYTEST_ORBSTACK_LOG_DIR      where dockerd's log, and debootstrap's log when it fails, are
+#                                kept (default /var/log)
+#   PYTEST_ORBSTACK_SCRATCH_DIR  parent of the temporary debootstrap tree (default /var/tmp: /tmp
+#                                may be a tmpfs mounted nodev/noexec, where debootstrap fails)
+# The last three exist so that tests/setup/test_dev_sh.py can run this script against stubs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-VENV="$ROOT/.venv"
-BASE_IMAGE=debian:bookworm
+BASE_IMAGE=${PYTEST_ORBSTACK_BASE_IMAGE:-debian:bookworm}
+VENV=${PYTEST_ORBSTACK_VENV:-$ROOT/.venv}
+LOG_DIR=${PYTEST_ORBSTACK_LOG_DIR:-/var/log}
+SCRATCH_DIR=${PYTEST_ORBSTACK_SCRATCH_DIR:-/var/tmp}
 log() { printf '[dev.sh] %s\n' "$*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -27,24 +42,56 @@ apt_install() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
 }
 
+# ensure_packages engine|venv...: install the Debian packages those steps need, if missing.
 ensure_packages() {
-  local need=()
-  command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
-  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
-  command -v python3 >/dev/null 2>&1 || need+=(python3)
-  python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+  local need=() what
+  for what in "$@"; do
+    case $what in
+      engine)
+        if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then
+          need+=(docker.io)
+        fi
+        command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+        ;;
+      venv)
+        command -v python3 >/dev/null 2>&1 || need+=(python3)
+        python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
+        ;;
+    esac
+  done
   if [ ${#need[@]} -gt 0 ]; then log "installing ${need[*]}"; apt_install "${need[@]}"; fi
 }
 
 ensure_dockerd() {
   docker info >/dev/null 2>&1 && return 0
   if [ -n "${DOCKER_HOST:-}" ]; then log "DOCKER_HOST=$DOCKER_HOST does not answer"; return 1; fi
-  log "starting dockerd"
-  as_root sh -c 'nohup dockerd >/var/log/pytest-orbstack-dockerd.log 2>&1 &'
+  local dlog="$LOG_DIR/pytest-orbstack-dockerd.log"
+  log "starting dockerd (log: $dlog)"
+  # shellcheck disable=SC2016  # $1 is the inner sh's: the log path, passed as an argument
+  as_root sh -c 'nohup dockerd >"$1" 2>&1 &' sh "$dlog"
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
-  log "dockerd did not start; see /var/log/pytest-orbstack-dockerd.log"; tail -20 /var/log/pytest-orbstack-dockerd.log >&2 || true
+  log "dockerd did not start; see $dlog"; tail -20 "$dlog" >&2 || true
   return 1
 }
+
+# Build $BASE_IMAGE from a debootstrap tree. A subshell, so that its EXIT trap (which bash also
+# runs when INT, TERM or HUP end it) removes the tree whatever happens, and ends with it.
+build_base_image() (
+  log "building $BASE_IMAGE offline with debootstrap (about a minute)"
+  scratch=$(mktemp -d "$SCRATCH_DIR/pytest-orbstack-build.XXXXXX")
+  trap 'as_root rm -rf "$scratch"' EXIT
+  failed_log="$LOG_DIR/pytest-orbstack-debootstrap.log"
+  if ! as_root debootstrap --variant=minbase \
+      --include=systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,sudo,ca-certificates \
+      bookworm "$scratch/rootfs" >"$scratch/debootstrap.log" 2>&1; then
+    tail -20 "$scratch/debootstrap.log" >&2
+    as_root cp "$scratch/debootstrap.log" "$failed_log" 2>/dev/null &&
+      log "debootstrap failed; its whole log: $failed_log"
+    exit 1
+  fi
+  as_root tar -C "$scratch/rootfs" -c . | docker import --change 'CMD ["/sbin/init"]' - "$BASE_IMAGE" >/dev/null
+  as_root rm -f "$failed_log"   # an earlier failure's log would only mislead now
+)
 
 ensure_base_image() {
   # The tests' orbctl emulator boots this image directly: it must have systemd (a registry's
@@ -53,14 +100,7 @@ ensure_base_image() {
      docker run --rm --entrypoint /bin/sh "$BASE_IMAGE" -c 'test -x /lib/systemd/systemd' >/dev/null 2>&1; then
     return 0
   fi
-  log "building $BASE_IMAGE offline with debootstrap (about a minute)"
-  local rootfs; rootfs=$(mktemp -d /var/tmp/pytest-orbstack-rootfs.XXXXXX)
-  trap 'as_root rm -rf "$rootfs"' RETURN
-  as_root debootstrap --variant=minbase \
-    --include=systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,sudo,ca-certificates \
-    bookworm "$rootfs" >/var/tmp/pytest-orbstack-debootstrap.log 2>&1 \
-    || { tail -20 /var/tmp/pytest-orbstack-debootstrap.log >&2; return 1; }
-  as_root tar -C "$rootfs" -c . | docker import --change 'CMD ["/sbin/init"]' - "$BASE_IMAGE" >/dev/null
+  build_base_image
 }
 
 ensure_venv() {
@@ -69,12 +109,18 @@ ensure_venv() {
   log "creating virtualenv $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
-  "$VENV/bin/pip" install -q -e "$ROOT[test]"
+  "$VENV/bin/pip" install -q -e "${ROOT}[test]"
   touch "$stamp"
 }
 
+base_image() {
+  ensure_packages engine
+  ensure_dockerd
+  ensure_base_image
+}
+
 setup() {
-  ensure_packages
+  ensure_packages engine venv
   ensure_dockerd
   ensure_base_image
   ensure_venv
@@ -83,6 +129,7 @@ setup() {
 cmd=${1:-test}; shift || true
 case "$cmd" in
   setup) setup ;;
+  base-image) base_image ;;
   example)
     setup
     cd "$ROOT/examples"
@@ -93,5 +140,5 @@ case "$cmd" in
     cd "$ROOT"
     exec "$VENV/bin/pytest" "$@"
     ;;
-  *) echo "usage: $0 example|test|setup [pytest args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 example|test|setup|base-image [pytest args...]" >&2; exit 2 ;;
 esac

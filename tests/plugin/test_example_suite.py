@@ -27,6 +27,8 @@ def test_example_suite_passes(backend, orbctl_env, tmp_path):
     machines = json.loads(timings.read_text())["machines"]
     assert {m["backend"] for m in machines} == {backend}
     assert [m["kind"] for m in machines].count("golden") == 1
+    golden = next(m for m in machines if m["kind"] == "golden")
+    assert golden["created_by"] == "operations.machine"  # the project's own pyinfra operation
     assert all(m["outcome"] == "deleted" for m in machines), machines
     if backend == "docker":  # the golden's snapshot image went with it
         golden = next(m["name"] for m in machines if m["kind"] == "golden")

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import time
 
 import pytest
-from helpers import containers, run, start, wait_for
+from helpers import containers, run, sessions_of, start, wait_for
 
 FAILING_DEPLOY = '''
 from pyinfra.operations import server
@@ -246,3 +247,34 @@ def test_bad_input_fails_with_one_clear_line(inner, monkeypatch):
         m.setenv("PATH", "/nonexistent")
         missing = run(inner, "--orbstack-backend=orbstack", "-k", "unknown_distro")
     assert "pytest-orbstack: 'orbctl' not found on PATH" in missing.stdout.str()
+
+
+def test_xdist_one_golden_for_a_callable_deploy_checked_in_the_engine(inner, tmp_path):
+    """A deploy function with a comprehension and a nested function has the same identity in
+    every worker: under -n 2 the engine creates exactly one golden machine."""
+    inner.makeconftest('''
+        def web_deploy():
+            from pyinfra.operations import files
+            paths = [f"/srv/{name}" for name in ("a", "b")]
+            def make(path):
+                files.directory(name=f"make {path}", path=path, _sudo=True)
+            for path in paths:
+                make(path)
+    ''')
+    inner.makepyfile(**{f"test_golden{i}": '''
+        from conftest import web_deploy
+        def test_a(orbstack_machine):
+            assert orbstack_machine(deploy=web_deploy).host.file("/srv/b").is_directory
+        def test_b(orbstack_machine):
+            assert orbstack_machine(deploy=web_deploy).host.file("/srv/a").is_directory
+    ''' for i in (1, 2)})
+    since = subprocess.run(["date", "+%s"], capture_output=True, text=True).stdout.strip()
+    result = run(inner, "-n", "2")
+    result.assert_outcomes(passed=4)
+    until = str(int(subprocess.run(["date", "+%s"], capture_output=True, text=True).stdout) + 1)
+    events = subprocess.run(["docker", "events", "--since", since, "--until", until, "--filter", "type=container",
+                             "--filter", "event=create", "--format", "{{.Actor.Attributes.name}}"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    prefixes = tuple(f"pto-{sid}-golden-" for sid in sessions_of(tmp_path / "state"))
+    goldens = [name for name in events if name.startswith(prefixes)]
+    assert len(goldens) == 1, events

@@ -1,0 +1,55 @@
+"""Make a machine through the project's own pyinfra operation (:func:`operations.machine`),
+run by pyinfra's API on ``@local``, exactly as a user's ``pyinfra @local deploy.py`` would.
+
+The fixtures make golden and session-shared machines this way (once per session, so the
+pyinfra run's cost does not matter); per-test machines go through the very same command
+builders directly (docs/performance.md has both routes' cost).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pyinfra.api import Config, Inventory, State
+from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.operation import add_op
+from pyinfra.api.operations import run_ops
+
+from .backends.base import Backend
+from .errors import MachineError
+
+
+def provision_machine(engine: Backend, name: str, image: str, *, user: str | None = None,
+                      cloud_init: str | os.PathLike[str] | None = None,
+                      labels: dict[str, str] | None = None) -> None:
+    """Create ``name`` on ``engine`` with ``operations.machine`` (ready when it returns);
+    MachineError naming the failed command's last stderr line otherwise."""
+    from . import operations
+
+    env = dict(getattr(engine, "env_overrides", {}) or {})  # e.g. DOCKER_HOST of this engine
+    inventory = Inventory((["@local"], {"orbstack_backend": engine.kind}))
+    state = State(inventory, Config())
+    results: dict[Any, Any] = {}
+    try:
+        connect_all(state)
+        kwargs: dict[str, Any] = dict(machine=name, image=image, user=user, labels=labels or {},
+                                      cloud_init=os.fspath(cloud_init) if cloud_init else None)
+        if env:
+            kwargs["_env"] = env
+        results = add_op(state, operations.machine, **kwargs)
+        run_ops(state)
+    except Exception as exc:  # pyinfra stops with "No hosts remaining" when the operation failed
+        failure = str(exc)
+    else:
+        failure = ""
+    finally:
+        disconnect_all(state)
+    host = inventory.get_host("@local")
+    meta = results.get(host) if not failure else None
+    if failure or meta is None or not meta.did_succeed(_raise_if_not_complete=False):
+        op_meta = next(iter(state.ops.get(host, {}).values()), None) if host in state.ops else None
+        stderr = op_meta.operation_meta.stderr if op_meta is not None and op_meta.operation_meta.is_complete() else ""
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else failure or "operation failed"
+        raise MachineError(f"{engine.kind} machine {name!r} could not be made by operations.machine: {last}",
+                           stderr=stderr)
