@@ -203,7 +203,7 @@ class RawDocker(RawEngine):
 
     def __init__(self, session: "BenchSession") -> None:
         super().__init__(session)
-        from pytest_orbstack.backends.docker import SYSTEMD_FLAGS
+        from pytest_orbstack.backends.docker_commands import SYSTEMD_FLAGS
         self.flags = SYSTEMD_FLAGS
         self.image = session.prepared_image()
 

@@ -17,7 +17,8 @@ touching the package. Benchmarks only.
 
 from __future__ import annotations
 
-from pytest_orbstack.backends.docker import LABEL, DockerBackend
+from pytest_orbstack.backends.docker import DockerBackend
+from pytest_orbstack.backends.docker_commands import LABEL
 
 
 class ProposedDockerBackend(DockerBackend):
@@ -33,7 +34,7 @@ class ProposedDockerBackend(DockerBackend):
     def delete(self, name: str) -> None:
         self._users.pop(name, None)
         data = self._inspect(name)
-        self._docker("rm", "-f", "-v", data["Id"])
+        self.call(["docker", "rm", "-f", "-v", data["Id"]])
         clone_image = (data["Config"].get("Labels") or {}).get(f"{LABEL}.clone-image")
         if clone_image:
             self._remove_image(clone_image)
@@ -45,7 +46,7 @@ class ProposedDockerBackend(DockerBackend):
 def use_in_pytest() -> None:
     """Make the pytest plugin of this process use ProposedDockerBackend for ``docker`` (called
     from a generated conftest.py of an inner pytest run; xdist workers import it too)."""
-    import pytest_orbstack.plugin as plugin
+    import pytest_orbstack.state as plugin
     real = plugin.get_backend
 
     def get_backend(kind=None):

@@ -1,23 +1,22 @@
-"""The object a test gets: one running machine, its testinfra host, deploys and diagnostics."""
+"""The object a test gets: one running machine, its testinfra host, deploys and diagnostics.
+
+pyinfra and testinfra are imported on first use (first ``apply``, first ``host``), so that
+loading the pytest plugin costs neither."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
-
-import testinfra
-from testinfra.backend.base import CommandResult
+from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend
 from .backends.types import MachineInfo
-from .deploy import apply_deploy
-from .facts import Connectivity, DnsLookup, MachineNetwork, MachineStatus, SystemLogs
 from .inputs import Deploy, check_deploy, describe
 from .results import DeployError, DeployResult, IdempotenceError
-from .testinfra_backend import register
 
-register()
+if TYPE_CHECKING:
+    from testinfra.backend.base import CommandResult
+    from testinfra.host import Host
 
 
 class Machine:
@@ -53,12 +52,16 @@ class Machine:
         return f"{self.name}.orb.local"
 
     @property
-    def host(self) -> testinfra.host.Host:
+    def host(self) -> Host:
         """testinfra Host (``orbstack://root@NAME``): ``machine.host.service("nginx")`` ..."""
         return self.host_as("root")
 
-    def host_as(self, user: str | None) -> testinfra.host.Host:
+    def host_as(self, user: str | None) -> Host:
         """testinfra Host running as ``user`` (None: the machine's default user)."""
+        import testinfra
+
+        from .testinfra_backend import register
+        register()
         spec = f"orbstack://{user}@{self.name}" if user else f"orbstack://{self.name}"
         return testinfra.get_host(spec, engine=self.backend)
 
@@ -93,12 +96,15 @@ class Machine:
         return result
 
     def _apply_once(self, deploy: Deploy, data: dict[str, Any] | None) -> DeployResult:
+        from .deploy import apply_deploy
         result = apply_deploy(self.name, deploy, backend=self.backend.kind, data=data)
         self.deploys.append(result)
         return result
 
     # -- diagnostics (the pyinfra facts, run directly) ------------------------------------
-    def _fact(self, fact_cls: type, **kwargs: Any) -> Any:
+    def _fact(self, name: str, **kwargs: Any) -> Any:
+        from . import facts
+        fact_cls = getattr(facts, name)
         fact = fact_cls()
         result = self.run(fact.command(**kwargs))
         if result.rc != 0:
@@ -107,24 +113,24 @@ class Machine:
 
     def network(self) -> dict[str, Any]:
         """IPs, ``NAME.orb.local`` domain, subnet, gateway, nameservers."""
-        return self._fact(MachineNetwork)
+        return self._fact("MachineNetwork")
 
     def connectivity(self, target: str, method: str = "ping", port: int | None = None,
                      timeout: int = 5) -> dict[str, Any]:
         """Whether this machine reaches ``target`` (``ping``, ``tcp`` with ``port``, ``http``)."""
-        return self._fact(Connectivity, target=target, method=method, port=port, timeout=timeout)
+        return self._fact("Connectivity", target=target, method=method, port=port, timeout=timeout)
 
     def dns(self, hostname: str) -> list[str]:
         """Addresses ``hostname`` resolves to inside this machine (``[]`` if none)."""
-        return self._fact(DnsLookup, hostname=hostname)
+        return self._fact("DnsLookup", hostname=hostname)
 
     def status(self) -> dict[str, Any]:
         """systemd state, failed units, uptime, load, memory, disk, OS, kernel."""
-        return self._fact(MachineStatus)
+        return self._fact("MachineStatus")
 
     def logs(self, lines: int = 200, unit: str | None = None) -> list[str]:
         """The journal's last ``lines`` lines (of ``unit``)."""
-        return self._fact(SystemLogs, lines=lines, unit=unit)
+        return self._fact("SystemLogs", lines=lines, unit=unit)
 
     def console_log(self) -> str:
         """The engine's console/boot log of the machine."""

@@ -88,7 +88,7 @@ def _create(engine: str, image: str, machine: str, user: str | None, arch: str |
                                                       cloud_init=cloud_init))
         yield _command(orbstack_commands.ready(machine))
         return
-    from .backends.docker import default_login
+    from .backends.docker_commands import default_login
     login = default_login(user)
     labels = {**labels, docker_commands.LABEL: "1", f"{docker_commands.LABEL}.user": login,
               f"{docker_commands.LABEL}.image": image}

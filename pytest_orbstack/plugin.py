@@ -35,7 +35,6 @@ from .lifecycle import Lifecycle, MachineRecord
 from .registry import Registry
 from .report import pytest_runtest_makereport, pytest_terminal_summary
 from .state import DEFAULT_IMAGE, PLUGIN_NAME, PluginState, plugin_state
-from .testinfra_backend import register as register_testinfra
 
 __all__ = ["_orbstack_lifecycle", "orbstack", "orbstack_backend", "orbstack_machine",
            "orbstack_module_machine", "orbstack_session_machine", "pytest_runtest_makereport",
@@ -72,7 +71,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "orbstack(image=None, *, deploy=None, user=None, "
                             "cloud_init=None, clone=None, data=None): the machine the `orbstack` "
                             "fixture makes (see pytest --fixtures)")
-    register_testinfra()
+    from .testinfra_backend import register  # testinfra is loaded by its own plugin anyway
+    register()
     state = PluginState(config)
     config.pluginmanager.register(state, PLUGIN_NAME)
     if not state.is_worker and not config.getoption("help", False):

@@ -28,13 +28,14 @@ from ..errors import (
     MachineNotFound,
     UnknownImage,
 )
-from ..inputs import USER_RE, check_cloud_init, check_user, image_codename
+from ..inputs import check_cloud_init, image_codename
 from ..names import validate_machine_name
 from ..registry import lock_path
 from . import docker_commands as cmd
 from .base import Backend
-from .docker_commands import LABEL, NETWORK, SETUP_DONE
+from .docker_commands import LABEL, SETUP_DONE, default_login, parse_inspect
 from .docker_image import prepared_image
+from .process import last_line as _last_line
 from .process import map_error, run
 from .types import READY_STATES, EngineMachine, Image, MachineInfo
 
@@ -43,38 +44,6 @@ CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
 ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
 UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
-
-
-def default_login(user: str | None) -> str:
-    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
-    checked = check_user(user)
-    if checked is not None:
-        return checked
-    env_user = os.environ.get("USER", "")
-    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"
-
-
-def _last_line(text: str, fallback: str = "") -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1].strip() if lines else fallback
-
-
-def parse_inspect(data: dict[str, Any], arch: str = "") -> MachineInfo | None:
-    """``docker container inspect`` of a container -> its MachineInfo, or None if it is not a
-    machine of this package."""
-    labels = data["Config"].get("Labels") or {}
-    if labels.get(LABEL) != "1":
-        return None
-    running = bool(data["State"]["Running"])
-    net = ((data["NetworkSettings"].get("Networks") or {}).get(NETWORK) or {}) if running else {}
-    try:
-        distro, codename = image_codename(labels.get(f"{LABEL}.image", ""))
-    except UnknownImage:
-        distro, codename = "", ""
-    machine = EngineMachine(id=data["Id"], name=data["Name"].lstrip("/"), image=Image(distro, codename, arch),
-                            state="running" if running else "stopped",
-                            default_username=labels.get(f"{LABEL}.user"))
-    return MachineInfo(machine, ip4=net.get("IPAddress") or None, ip6=net.get("GlobalIPv6Address") or None)
 
 
 class DockerBackend(Backend):

@@ -8,11 +8,14 @@ with systemd as PID 1 (:data:`SYSTEMD_FLAGS`, never ``--privileged``) on the bri
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Mapping
+from typing import Any
 
-from ..inputs import image_codename
-from .types import ready_command
+from ..errors import UnknownImage
+from ..inputs import USER_RE, check_user, image_codename
+from .types import EngineMachine, Image, MachineInfo, ready_command
 
 DOCKER = "docker"
 LABEL = "pytest-orbstack"
@@ -140,3 +143,31 @@ def sleeper(container: str, image: str) -> list[str]:
     """A container that only sleeps, to prepare an image in."""
     return [DOCKER, "run", "-d", "--name", container, "--user", "root", "--entrypoint", "sleep",
             image, "infinity"]
+
+
+# -- what docker prints, and the machine's default user ---------------------------------------
+def parse_inspect(data: dict[str, Any], arch: str = "") -> MachineInfo | None:
+    """``docker container inspect`` of a container -> its MachineInfo, or None if it is not a
+    machine of this package."""
+    labels = data["Config"].get("Labels") or {}
+    if labels.get(LABEL) != "1":
+        return None
+    running = bool(data["State"]["Running"])
+    net = ((data["NetworkSettings"].get("Networks") or {}).get(NETWORK) or {}) if running else {}
+    try:
+        distro, codename = image_codename(labels.get(f"{LABEL}.image", ""))
+    except UnknownImage:
+        distro, codename = "", ""
+    machine = EngineMachine(id=data["Id"], name=data["Name"].lstrip("/"), image=Image(distro, codename, arch),
+                            state="running" if running else "stopped",
+                            default_username=labels.get(f"{LABEL}.user"))
+    return MachineInfo(machine, ip4=net.get("IPAddress") or None, ip6=net.get("GlobalIPv6Address") or None)
+
+
+def default_login(user: str | None) -> str:
+    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
+    checked = check_user(user)
+    if checked is not None:
+        return checked
+    env_user = os.environ.get("USER", "")
+    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"

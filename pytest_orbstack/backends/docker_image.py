@@ -13,6 +13,7 @@ from ..errors import CommandTimeout, UnknownImage
 from ..inputs import image_codename
 from ..registry import lock_path
 from . import docker_commands as cmd
+from .process import last_line as _last_line
 
 if TYPE_CHECKING:
     from .docker import DockerBackend
@@ -21,11 +22,6 @@ if TYPE_CHECKING:
 REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "procps",
             "getent": "libc-bin", "useradd": "passwd", "/sbin/init": "systemd-sysv"}
 PULL_TIMEOUT = 120.0
-
-
-def _last_line(text: str, fallback: str = "") -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1].strip() if lines else fallback
 
 
 def base_image_id(engine: DockerBackend, image: str, base: str) -> str:

@@ -38,11 +38,17 @@ def describe(argv: Sequence[str]) -> str:
     return " ".join(words[:2])
 
 
+def last_line(text: str, fallback: str = "") -> str:
+    """The last non-empty line of an engine's output (where CLIs put the reason)."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1].strip() if lines else fallback
+
+
 def map_error(argv: Sequence[str], returncode: int, stderr: str, patterns: ErrorPatterns,
               default: type[MachineError] = MachineError) -> MachineError:
     """The typed error for a failed engine command: the class of the first pattern found in
     ``stderr``; the message is ``<program verb>: <last stderr line>``."""
     stderr = stderr.strip()
-    last = stderr.splitlines()[-1].strip() if stderr else f"exit status {returncode}"
+    last = last_line(stderr, f"exit status {returncode}")
     error = next((cls for text, cls in patterns if text in stderr), default)
     return error(f"{describe(argv)}: {last}", stderr=stderr, argv=list(argv), returncode=returncode)

@@ -11,7 +11,7 @@ from typing import Any
 from pyinfra.api import FactBase
 
 from ..backends import docker_commands, orbstack_commands
-from ..backends.docker import parse_inspect
+from ..backends.docker_commands import parse_inspect
 from ..names import validate_machine_name
 from ..orbctl import parse_config, parse_config_value, parse_info, parse_machine
 

@@ -14,7 +14,8 @@ import subprocess
 
 import pytest
 
-from pytest_orbstack.backends.docker import DockerBackend, default_login
+from pytest_orbstack.backends.docker import DockerBackend
+from pytest_orbstack.backends.docker_commands import default_login
 from pytest_orbstack.errors import (
     CommandTimeout,
     EngineUnavailable,

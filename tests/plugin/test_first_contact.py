@@ -168,3 +168,20 @@ def test_deploys_run_as_the_default_user_with_a_hint_and_sudo_from_host_data(inn
     line = summary_line(out, "test_without_sudo")
     assert "deploy deploy.py failed: operation 'Make /srv/site': " in line and "Permission denied" in line
     assert "hint: deploys run as the machine's default user (non-root, passwordless sudo)" in out
+
+
+def test_the_environment_variable_chooses_the_engine_when_nothing_else_does(inner, monkeypatch):
+    inner.makeini("[pytest]\n")  # no orbstack_backend: $PYTEST_ORBSTACK_BACKEND decides
+    inner.makepyfile(test_env='''
+        def test_engine(orbstack_backend):
+            print("ENGINE", orbstack_backend.kind)
+    ''')
+    monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "orbstack")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no orbctl here
+    result = run(inner)
+    result.assert_outcomes(errors=1)
+    assert "pytest-orbstack: 'orbctl' not found on PATH" in summary_line(result.stdout.str(), "test_engine")
+    monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "docker")
+    docker = run(inner, "-s")
+    docker.assert_outcomes(passed=1)
+    docker.stdout.fnmatch_lines(["*ENGINE docker*"])
