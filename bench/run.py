@@ -26,7 +26,7 @@ import scale  # noqa: E402
 
 BENCHMARKS = {"1": harness_overhead, "2": exec_overhead, "3": clone_fastpath, "4": scale,
               "5": pyinfra_deploy}
-ROW_NAMES = {"1": ["1 harness overhead (create)"],
+ROW_NAMES = {"1": ["1 harness overhead (create)", "1b create via operations.machine"],
              "2": ["2a exec: 200 x machine.run", "2b testinfra suite (50 checks)"],
              "3": ["3 clone fast path"],
              "4": ["4a 16 machines: -n 2 / -n 0 wall", "4b memory per live machine"],
