@@ -14,8 +14,9 @@ import pytest
 
 from .backends.base import Backend
 from .errors import InvalidInput, MachineError
+from .identity import callable_key
 from .inputs import Deploy, check_cloud_init, check_deploy, check_user, closest, parse_image
-from .lifecycle import Lifecycle, MachineRecord, callable_key
+from .lifecycle import Lifecycle, MachineRecord
 from .machine import Machine
 from .results import DeployError
 from .state import plugin_state

@@ -24,7 +24,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from .errors import MachineNotFound, OrbStackError
+from .errors import MachineError, MachineNotFound
 
 ENV_STATE_DIR = "PYTEST_ORBSTACK_STATE_DIR"
 
@@ -144,7 +144,7 @@ class Registry:
             session = self._read(path)
             if session is None:
                 if must_exist:
-                    raise OrbStackError(f"pytest-orbstack session {session_id} is not registered")
+                    raise MachineError(f"pytest-orbstack session {session_id} is not registered")
                 return
             change(session)
             self._write(path, session)
@@ -215,7 +215,7 @@ class Registry:
                     pruned.append(name)
                 except MachineNotFound:
                     pass
-                except OrbStackError:
+                except MachineError:
                     left.append(name)
 
             def change(s: Session, left: list[str] = left) -> None:
