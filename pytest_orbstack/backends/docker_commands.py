@@ -100,6 +100,10 @@ def remove_image(image: str) -> list[str]:
     return [DOCKER, "rmi", image]
 
 
+def image_tags(repository: str) -> list[str]:
+    return [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", repository]
+
+
 def image_id(image: str) -> list[str]:
     return [DOCKER, "image", "inspect", "-f", "{{.Id}}", image]
 

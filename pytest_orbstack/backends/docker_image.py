@@ -50,7 +50,17 @@ def prepared_image(engine: DockerBackend, image: str) -> str:
     with FileLock(lock_path(f"image-{distro}-{codename}-{short_id}"), timeout=900):
         if engine.call(cmd.image_id(tag), check=False).returncode != 0:
             _build(engine, image, base, tag)
+            _remove_stale(engine, f"pytest-orbstack/{distro}", f"{codename}-", keep=tag)
     return tag
+
+
+def _remove_stale(engine: DockerBackend, repository: str, prefix: str, keep: str) -> None:
+    """Remove the prepared images of older base images (a rebuilt ``debian:bookworm``); one
+    still used by a machine stays ("conflict")."""
+    tags = engine.call(cmd.image_tags(repository)).stdout.split()
+    for old in tags:
+        if old.startswith(f"{repository}:{prefix}") and old != keep:
+            engine.call(cmd.remove_image(old), ok=("conflict", "No such image", "being used"))
 
 
 def _build(engine: DockerBackend, image: str, base: str, tag: str) -> None:

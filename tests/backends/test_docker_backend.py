@@ -11,6 +11,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import uuid
 
 import pytest
 
@@ -310,3 +311,18 @@ def test_image_lacking_tools_without_apt_get_is_refused(backend, new_name):
         assert not backend.exists(name)
     finally:
         docker("rmi", tag)
+
+
+def test_prepared_images_of_older_base_images_are_removed(backend):
+    from pytest_orbstack.backends.docker_image import _remove_stale
+    repo = f"pytest-orbstack-test/stale-{uuid.uuid4().hex[:8]}"
+    tags = [f"{repo}:bookworm-aaaaaaaaaaaa", f"{repo}:bookworm-bbbbbbbbbbbb", f"{repo}:trixie-cccccccccccc"]
+    for tag in tags:
+        docker("tag", "debian:bookworm", tag)
+    try:
+        _remove_stale(backend, repo, "bookworm-", keep=tags[1])
+        left = set(docker("images", "--format", "{{.Repository}}:{{.Tag}}", repo).stdout.split())
+        assert left == {tags[1], tags[2]}  # the current one and other releases stay
+    finally:
+        for tag in tags:
+            docker("rmi", tag)
