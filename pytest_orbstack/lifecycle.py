@@ -212,14 +212,9 @@ class Lifecycle:
         return records
 
     def sweep(self) -> list[str]:
-        """Delete every machine of this session that is not kept: those still recorded, and any
-        the engine has under the session's prefix (a create interrupted at the wrong moment)."""
-        session = self.registry.get(self.session_id)
-        kept = set(session.kept) if session else set()
-        engine = {m.name for m in self.backend.list() if m.name.startswith(self.prefix + "-")}
-        names = sorted((set(self.registry.machines(self.session_id)) | engine) - kept)
-        for name in names:
-            self._delete(name)
-        return names
+        """Delete every machine of this session that is not kept (those still recorded, and any
+        the engine has under the session's prefix), then its images no machine uses."""
+        from .reaper import reap
+        return reap(self.backend, self.registry, self.session_id)
 
 

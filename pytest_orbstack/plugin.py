@@ -11,6 +11,7 @@ Options: ``--orbstack-backend``, ``--orbstack-image``, ``--orbstack-keep[=never|
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import signal
@@ -32,6 +33,7 @@ from .fixtures import (
     orbstack_session_machine,
 )
 from .lifecycle import Lifecycle, MachineRecord
+from .reaper import prune
 from .registry import Registry
 from .report import pytest_runtest_makereport, pytest_terminal_summary
 from .state import DEFAULT_IMAGE, PLUGIN_NAME, PluginState, plugin_state
@@ -52,8 +54,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--orbstack-keep", nargs="?", const="always", default=None, metavar="POLICY",
                     help="keep machines after tests: never (default), always (the bare flag), "
                          "failed (those of failing tests). Kept machines are listed at the end.")
-    group.addoption("--orbstack-prune", action="store_true",
-                    help="delete machines left by killed sessions and kept machines, then exit.")
+    group.addoption("--orbstack-prune", nargs="?", const="project", default=None,
+                    choices=("project", "all"), metavar="SCOPE",
+                    help="delete the machines (kept ones too) and images of finished or killed "
+                         "sessions of this user in this project (the bare flag), or of every user "
+                         "and project on this host (=all); print what was deleted and kept, then exit.")
     group.addoption("--orbstack-timings", metavar="FILE", default=None,
                     help="write machine phase timings as JSON to FILE.")
     parser.addini("orbstack_backend", "default engine: auto, orbstack or docker (unset: "
@@ -80,11 +85,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _terminate_on_sigterm() -> None:
-    """SIGTERM behaves like Ctrl-C, so fixtures and the session sweep still tear down."""
+    """SIGTERM and SIGHUP (terminal closed, SSH dropped) behave like Ctrl-C, so fixtures and
+    the session sweep still tear down. (SIGKILL cannot be caught: the watcher reaps then.)"""
     def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(f"signal {signum}")
     try:
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGHUP, handler)
     except ValueError:  # not the main thread
         pass
 
@@ -120,6 +127,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
 def pytest_configure_node(node: Any) -> None:
     """xdist: workers join the controller's session (same id, owner and shared folder)."""
     state = plugin_state(node.config)
+    state.start_watcher()  # the controller owns the session its workers make machines in
     node.workerinput["orbstack_session"] = state.session_id
     node.workerinput["orbstack_shared_dir"] = str(state.shared_dir)
     node.workerinput["orbstack_owner_pid"] = str(state.owner_pid)
@@ -132,14 +140,21 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
-    if not config.getoption("orbstack_prune"):
+    scope = config.getoption("orbstack_prune")
+    if not scope:
         return None
+    mine = dict(project=str(config.rootpath), user=getpass.getuser()) if scope == "project" else {}
     try:
-        pruned = Registry().prune(get_backend, include_kept=True)
+        rows = prune(Registry(), get_backend, include_kept=True, **mine)
     except MachineError as exc:
         print(f"orbstack: prune failed: {exc}")
         return 1
-    print(f"orbstack: pruned {len(pruned)} machine(s){': ' if pruned else ''}{' '.join(pruned)}")
+    deleted = [what for _, outcome, what in rows if outcome == "deleted"]
+    where = f"this project ({config.rootpath})" if scope == "project" else "this host"
+    print(f"orbstack: pruned {len(deleted)} machine(s) of {where}{': ' if deleted else ''}{' '.join(deleted)}")
+    for session, outcome, what in rows:
+        if outcome != "deleted":
+            print(f"orbstack: {outcome} session {session}: {what}")
     return 0
 
 
@@ -160,6 +175,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if swept:
             state.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
         state.registry.close(state.session_id)
+    state.stop_watcher()
     shutil.rmtree(state.shared_dir, ignore_errors=True)
 
 

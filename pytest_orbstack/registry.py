@@ -11,20 +11,21 @@ touch their own machines and those of dead owners, so concurrent sessions on one
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import secrets
 import socket
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock
 
-from .errors import MachineError, MachineNotFound
+from .errors import MachineError
 
 ENV_STATE_DIR = "PYTEST_ORBSTACK_STATE_DIR"
 
@@ -54,12 +55,14 @@ def new_session_id() -> str:
 
 
 def process_start_time(pid: int) -> str | None:
-    """A token that changes when ``pid`` is reused (Linux: start tick in /proc), or None."""
+    """A token that changes when ``pid`` is reused: the process's start time as ``ps`` prints
+    it (POSIX ``ps -o lstart``: Linux and macOS alike), or None if there is no such process."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        proc = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True,
+                              timeout=10, env={**os.environ, "LC_ALL": "C"})
+    except (OSError, subprocess.TimeoutExpired):
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return " ".join(proc.stdout.split()) or None
 
 
 def owner_alive(pid: int, start: str | None, host: str) -> bool:
@@ -85,6 +88,8 @@ class Session:
     machines: list[str]
     created: float
     kept: list[str] = field(default_factory=list)
+    user: str = ""      # who ran the session
+    project: str = ""   # its rootdir: --orbstack-prune touches only this user's and project's
 
     @property
     def prefix(self) -> str:
@@ -122,21 +127,21 @@ class Registry:
         tmp.write_text(json.dumps(session.__dict__))
         tmp.replace(path)
 
-    def open(self, session_id: str, backend: str, pid: int | None = None) -> Session:
+    def open(self, session_id: str, backend: str, pid: int | None = None, project: str = "") -> Session:
         """Create (or reopen, for xdist workers) the file of a session owned by ``pid``."""
         with self._locked(session_id) as path:
             session = self._read(path)
             if session is None:
                 pid = pid or os.getpid()
                 session = Session(session_id, pid, process_start_time(pid), socket.gethostname(),
-                                  backend, [], time.time())
+                                  backend, [], time.time(), user=getpass.getuser(), project=project)
                 self._write(path, session)
                 with open(self.dir.parent / "sessions.log", "a") as log:  # who made pto-<id>-*
                     log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {session_id} pid={pid} "
                               f"backend={backend} cwd={os.getcwd()}\n")
             return session
 
-    def _update(self, session_id: str, change: Callable[[Session], None],
+    def update(self, session_id: str, change: Callable[[Session], None],
                 must_exist: bool = False) -> None:
         """Apply ``change`` to the session's record; a session that is gone is left alone, or
         with ``must_exist`` is an error."""
@@ -154,10 +159,10 @@ class Registry:
         def change(session: Session) -> None:
             if name not in session.machines:
                 session.machines.append(name)
-        self._update(session_id, change, must_exist=True)
+        self.update(session_id, change, must_exist=True)
 
     def remove(self, session_id: str, name: str) -> None:
-        self._update(session_id, lambda s: s.machines.remove(name) if name in s.machines else None)
+        self.update(session_id, lambda s: s.machines.remove(name) if name in s.machines else None)
 
     def keep(self, session_id: str, name: str) -> None:
         """Move ``name`` to the session's kept machines: never deleted but by ``--orbstack-prune``."""
@@ -166,7 +171,7 @@ class Registry:
                 session.machines.remove(name)
             if name not in session.kept:
                 session.kept.append(name)
-        self._update(session_id, change)
+        self.update(session_id, change)
 
     def get(self, session_id: str) -> Session | None:
         return self._read(self._path(session_id))
@@ -187,40 +192,3 @@ class Registry:
 
     def sessions(self) -> list[Session]:
         return [s for p in sorted(self.dir.glob("*.json")) if (s := self._read(p))]
-
-    def prune(self, engine: Callable[[str], Any], include_kept: bool = False) -> list[str]:
-        """Delete the machines of every session whose owner is dead; returns their names.
-
-        ``engine(kind)`` gives the backend of a session. Besides the recorded names, any machine
-        named with the session's prefix is deleted too (one whose creation finished after its
-        owner died). Kept machines are deleted only with ``include_kept``. What could not be
-        deleted stays recorded for next time.
-        """
-        pruned: list[str] = []
-        listed: dict[str, list[str]] = {}
-        for session in self.sessions():
-            if owner_alive(session.pid, session.start, session.host):
-                continue
-            backend = engine(session.backend)
-            if session.backend not in listed:
-                listed[session.backend] = [m.name for m in backend.list()]
-            found = [n for n in listed[session.backend] if session.owns(n)]
-            doomed = (set(session.machines) | set(found)) - set(session.kept)
-            if include_kept:
-                doomed |= set(session.kept)
-            left = []
-            for name in sorted(doomed):
-                try:
-                    backend.delete(name)
-                    pruned.append(name)
-                except MachineNotFound:
-                    pass
-                except MachineError:
-                    left.append(name)
-
-            def change(s: Session, left: list[str] = left) -> None:
-                s.machines = [n for n in left if n not in s.kept]
-                s.kept = [n for n in s.kept if n in left or not include_kept]
-            self._update(session.id, change)
-            self.close(session.id)
-        return pruned

@@ -3,16 +3,18 @@ that use no machine need no engine), and the progress lines of ``-v``."""
 
 from __future__ import annotations
 
+import getpass
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
 from .backends import get_backend
 from .inputs import search_dirs
 from .lifecycle import KEEP_POLICIES, Lifecycle, MachineRecord
+from .reaper import prune, start_watcher, stop_watcher
 from .registry import Registry, new_session_id
 
 DEFAULT_IMAGE = "debian:bookworm"
@@ -51,6 +53,7 @@ class PluginState:
         self.failed = False
         self.current_item: pytest.Item | None = None
         self.pending_progress: list[str] = []  # a worker's lines, sent with the next report
+        self.watcher: IO[bytes] | None = None
 
     @property
     def shared_dir(self) -> Path:
@@ -69,11 +72,24 @@ class PluginState:
         if self.lifecycle is None:
             backend = get_backend(self.kind_requested)
             backend.list()  # fails now, with a clear error, when the engine does not answer
-            self.registry.prune(get_backend)
-            self.registry.open(self.session_id, backend.kind, pid=self.owner_pid)
+            prune(self.registry, get_backend, user=getpass.getuser())  # dead sessions' leftovers
+            self.registry.open(self.session_id, backend.kind, pid=self.owner_pid,
+                               project=str(self.config.rootpath))
+            self.start_watcher()
             self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
                                        keep=self.keep, progress=self.progress)
         return self.lifecycle
+
+    def start_watcher(self) -> None:
+        """The watcher that reaps this session if its owner dies (reaper.py); started once, by
+        the owner: the only process, or the xdist controller (see plugin.py)."""
+        if self.watcher is None and not self.is_worker:
+            self.watcher = start_watcher(self.session_id, self.kind_requested, self.registry.dir.parent)
+
+    def stop_watcher(self) -> None:
+        if self.watcher is not None:
+            stop_watcher(self.watcher)
+            self.watcher = None
 
     def search_dirs(self) -> list[Path]:
         """Where relative deploy and cloud-init paths are looked up: the running test's folder,

@@ -68,6 +68,10 @@ class Backend(ABC):
     def logs(self, name: str) -> str:
         """The machine's console/boot log."""
 
+    @abstractmethod
+    def remove_session_images(self, session_id: str) -> None:
+        """Remove the images this package made for the session that no machine uses any more."""
+
     # -- shared behaviour, in terms of the methods above ---------------------------------
     def exists(self, name: str) -> bool:
         try:

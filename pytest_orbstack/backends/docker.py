@@ -192,11 +192,12 @@ class DockerBackend(Backend):
         source_labels = self._inspect(source)["Config"].get("Labels") or {}
         if self._find(name) is not None:
             raise MachineExists(f"machine already exists: {name!r}")
+        marks = [f"LABEL {key}={value}" for key, value in (labels or {}).items()]  # the session's
         if frozen_source:
-            image, owned = self._snapshot(source), None
+            image, owned = self._snapshot(source, marks), None
         else:
             image = owned = f"pytest-orbstack-clone:{name}"
-            self.call(cmd.commit(source, image, f"LABEL {LABEL}.clone-of={source}"), timeout=600)
+            self.call(cmd.commit(source, image, f"LABEL {LABEL}.clone-of={source}", *marks), timeout=600)
         labels = {**(labels or {}), LABEL: "1",
                   **{k: source_labels.get(k, "") for k in (f"{LABEL}.user", f"{LABEL}.image")}}
         if owned:
@@ -211,13 +212,19 @@ class DockerBackend(Backend):
             self.wait_ready(name)
             return self.info(name)
 
-    def _snapshot(self, source: str) -> str:
+    def _snapshot(self, source: str, marks: builtins.list[str]) -> str:
         """The snapshot image of ``source``, committed once (a file lock spans processes)."""
         image = f"pytest-orbstack-snapshot:{source}"
         with FileLock(lock_path(f"snapshot-{source}"), timeout=600):
             if self.call(cmd.image_id(image), check=False).returncode != 0:
-                self.call(cmd.commit(source, image, f"LABEL {LABEL}.snapshot-of={source}"), timeout=600)
+                self.call(cmd.commit(source, image, f"LABEL {LABEL}.snapshot-of={source}", *marks),
+                          timeout=600)
         return image
+
+    def remove_session_images(self, session_id: str) -> None:
+        """Remove the session's snapshot and clone images (labelled with it) no container uses."""
+        for image in self.call(cmd.session_images(session_id)).stdout.split():
+            self._remove_image(image)
 
     def start(self, name: str) -> None:
         self.call(cmd.start(self._inspect(name)["Id"]))

@@ -100,6 +100,12 @@ def remove_image(image: str) -> list[str]:
     return [DOCKER, "rmi", image]
 
 
+def session_images(session_id: str) -> list[str]:
+    """The images labelled with a pytest-orbstack session (snapshots and clone images)."""
+    return [DOCKER, "images", "--filter", f"label={LABEL}.session={session_id}", "--format",
+            "{{.Repository}}:{{.Tag}}"]
+
+
 def image_tags(repository: str) -> list[str]:
     return [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", repository]
 

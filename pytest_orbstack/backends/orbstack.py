@@ -55,6 +55,9 @@ class OrbStackBackend(Backend):
     def delete(self, name: str) -> None:
         self.client.delete(name)
 
+    def remove_session_images(self, session_id: str) -> None:
+        """Nothing to remove: OrbStack clones are copy-on-write machines, not images."""
+
     def info(self, name: str) -> MachineInfo:
         return self.client.info(name)
 

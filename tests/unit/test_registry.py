@@ -1,4 +1,4 @@
-"""Session registry: who owns which machine, and what prune may delete."""
+"""Session registry: who owns which machine, and what prune may delete (reaper.prune)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 from types import SimpleNamespace
 
 from pytest_orbstack.errors import MachineNotFound
+from pytest_orbstack.reaper import prune, reap
 from pytest_orbstack.registry import Registry
 
 
@@ -16,6 +17,8 @@ class Engine:
 
     def __init__(self, names):
         self.names = set(names)
+        self.deleted: list[str] = []
+        self.images_removed: list[str] = []
 
     def list(self):
         return [SimpleNamespace(name=n) for n in sorted(self.names)]
@@ -24,6 +27,10 @@ class Engine:
         if name not in self.names:
             raise MachineNotFound(name)
         self.names.remove(name)
+        self.deleted.append(name)
+
+    def remove_session_images(self, session_id):
+        self.images_removed.append(session_id)
 
 
 def dead_pid() -> int:
@@ -41,11 +48,40 @@ def test_prune_deletes_only_dead_owners_machines_and_spares_kept(tmp_path):
     reg.keep("dead01", "pto-dead01-k")
     # pto-dead01-late: its create finished after the owner died, so it was never recorded
     engine = Engine(["pto-dead01-a", "pto-dead01-k", "pto-dead01-late", "pto-live01-b", "other"])
-    assert sorted(reg.prune(lambda kind: engine)) == ["pto-dead01-a", "pto-dead01-late"]
-    assert engine.names == {"pto-dead01-k", "pto-live01-b", "other"}
+    rows = prune(reg, lambda kind: engine)
+    assert sorted(what for _, outcome, what in rows if outcome == "deleted") == ["pto-dead01-a", "pto-dead01-late"]
+    assert ("live01", "left", f"its pytest (pid {os.getpid()}) is still running") in rows
+    assert any(outcome == "kept" and what.startswith("pto-dead01-k ") for _, outcome, what in rows)
+    assert engine.names == {"pto-dead01-k", "pto-live01-b", "other"} and engine.images_removed == ["dead01"]
     assert reg.get("dead01").kept == ["pto-dead01-k"]  # still recorded, for --orbstack-prune
-    assert reg.prune(lambda kind: engine, include_kept=True) == ["pto-dead01-k"]
+    rows = prune(reg, lambda kind: engine, include_kept=True)
+    assert [what for _, outcome, what in rows if outcome == "deleted"] == ["pto-dead01-k"]
     assert reg.get("dead01") is None and reg.get("live01").machines == ["pto-live01-b"]
+
+
+def test_prune_is_scoped_to_this_user_and_project(tmp_path):
+    reg = Registry(tmp_path)
+    for sid, project in [("proja01", "/src/a"), ("projb01", "/src/b")]:
+        reg.open(sid, "docker", pid=dead_pid(), project=project)
+        reg.add(sid, f"pto-{sid}-m")
+        reg.keep(sid, f"pto-{sid}-m")
+    engine = Engine(["pto-proja01-m", "pto-projb01-m"])
+    rows = prune(reg, lambda kind: engine, include_kept=True, project="/src/a", user=reg.get("proja01").user)
+    assert engine.names == {"pto-projb01-m"}  # project b's kept machine is left
+    assert ("projb01", "left", f"another project ({reg.get('projb01').user}: /src/b)") in rows
+    prune(reg, lambda kind: engine, include_kept=True)  # the explicit whole-host form
+    assert engine.names == set()
+
+
+def test_reap_deletes_clones_before_their_golden(tmp_path):
+    reg = Registry(tmp_path)
+    reg.open("g1", "docker")
+    names = ["pto-g1-golden-debian-x", "pto-g1-test-a", "pto-g1-test-b"]
+    for name in names:
+        reg.add("g1", name)
+    engine = Engine(names)
+    assert reap(engine, reg, "g1") == ["pto-g1-test-a", "pto-g1-test-b", "pto-g1-golden-debian-x"]
+    assert engine.deleted[-1] == "pto-g1-golden-debian-x" and reg.get("g1") is None
 
 
 def test_close_keeps_a_session_with_machines_left(tmp_path):

@@ -1,0 +1,139 @@
+"""Nothing left behind, whatever ends a session.
+
+:func:`reap` deletes what one session made: its machines (clones before the golden machines
+they were cloned from), then the images labelled with the session (Docker snapshot and clone
+images no machine uses any more). The session's own sweep, ``--orbstack-prune`` and the watcher
+all use it.
+
+The watcher works like testcontainers' Ryuk, without an image and for both engines: a small
+process started with the session (``python -m pytest_orbstack.reaper``) in a session of its own
+(so a closed terminal's SIGHUP or a Ctrl-C does not reach it), holding the read end of a pipe
+whose write end only the session's owner holds. When the owner ends, however it ends (even
+SIGKILL), the pipe closes; unless the owner said ``done`` first, the watcher reaps the session
+at once, and twice more a few seconds later for machines an xdist worker was still creating.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import IO, Any
+
+from .backends import get_backend
+from .backends.base import Backend
+from .errors import MachineError, MachineNotFound
+from .registry import Registry, Session, owner_alive
+
+DONE = b"done\n"
+LATE_SWEEPS = (3.0, 3.0)  # seconds before each extra sweep after the owner is gone
+
+
+def _clones_first(name: str) -> tuple[bool, str]:
+    return ("-golden-" in name, name)
+
+
+def reap(engine: Backend, registry: Registry, session_id: str, *,
+         include_kept: bool = False) -> list[str]:
+    """Delete the session's machines that are not kept (all, with ``include_kept``): the ones
+    recorded and any the engine has under the session's prefix; then its images. Returns the
+    names deleted; what could not be deleted stays recorded for the next prune."""
+    session = registry.get(session_id)
+    prefix = f"pto-{session_id}-"
+    kept = set(session.kept) if session else set()
+    names = set(session.machines) if session else set()
+    names |= {m.name for m in engine.list() if m.name.startswith(prefix)}
+    doomed = sorted(names if include_kept else names - kept, key=_clones_first)
+    deleted, left = [], []
+    for name in doomed:
+        try:
+            engine.delete(name)
+            deleted.append(name)
+        except MachineNotFound:
+            pass
+        except MachineError:
+            left.append(name)
+    engine.remove_session_images(session_id)
+
+    def change(s: Session) -> None:
+        s.machines = [n for n in left if n not in s.kept]
+        s.kept = [n for n in s.kept if not include_kept or n in left]
+    registry.update(session_id, change)
+    registry.close(session_id)
+    return deleted
+
+
+def prune(registry: Registry, engine_for: Any, *, include_kept: bool = False,
+          project: str | None = None, user: str | None = None) -> list[tuple[str, str, str]]:
+    """Reap every session whose owner is dead; with ``project``/``user`` only the sessions of
+    that rootdir and user (``None``: any). Returns ``(session, outcome, what)`` rows for the
+    report: ``deleted`` machines, machines ``kept`` (with why), sessions ``left`` alone."""
+    rows: list[tuple[str, str, str]] = []
+    for session in registry.sessions():
+        mine = (project is None or session.project == project) and (user is None or session.user == user)
+        if not mine:
+            rows.append((session.id, "left", f"another {'project' if session.user == user else 'user'}"
+                                             f" ({session.user or '?'}: {session.project or '?'})"))
+            continue
+        if owner_alive(session.pid, session.start, session.host):
+            rows.append((session.id, "left", f"its pytest (pid {session.pid}) is still running"))
+            continue
+        kept = [] if include_kept else list(session.kept)
+        for name in reap(engine_for(session.backend), registry, session.id, include_kept=include_kept):
+            rows.append((session.id, "deleted", name))
+        rows += [(session.id, "kept", f"{name} (kept by --orbstack-keep; --orbstack-prune deletes it)")
+                 for name in kept]
+    return rows
+
+
+def start_watcher(session_id: str, kind: str | None, state_dir: Path) -> IO[bytes]:
+    """Start the watcher of ``session_id``; returns the pipe to hold open (and to pass to
+    :func:`stop_watcher` at a normal end)."""
+    argv = [sys.executable, "-m", "pytest_orbstack.reaper", "--session", session_id,
+            "--state-dir", str(state_dir), *(["--engine", kind] if kind else [])]
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    assert proc.stdin is not None
+    return proc.stdin
+
+
+def stop_watcher(pipe: IO[bytes]) -> None:
+    """A normal end: the watcher exits without reaping (the session swept itself)."""
+    try:
+        pipe.write(DONE)
+        pipe.close()
+    except OSError:
+        pass
+
+
+def watch(session_id: str, engine_kind: str | None, state_dir: Path, stdin: Any) -> int:
+    """Block until the owner closes the pipe; reap unless it said ``done``."""
+    said = stdin.read()
+    if said.endswith(DONE):
+        return 0
+    registry = Registry(state_dir)
+    for pause in (0.0, *LATE_SWEEPS):
+        time.sleep(pause)
+        session = registry.get(session_id)
+        if session is None:
+            break  # never made a machine, or reaped and closed
+        try:
+            reap(get_backend(session.backend or engine_kind), registry, session_id)
+        except MachineError:
+            continue  # the engine is away: try again, the next prune retries too
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="pytest-orbstack session watcher (internal)")
+    parser.add_argument("--session", required=True)
+    parser.add_argument("--state-dir", required=True, type=Path)
+    parser.add_argument("--engine", default=None)
+    args = parser.parse_args(argv)
+    return watch(args.session, args.engine, args.state_dir, sys.stdin.buffer)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""Nothing left behind, whatever ends the session: kill -9, SIGHUP (terminal closed), SIGTERM
+and Ctrl-C, while a machine is being deployed to and while a test runs on it, in one process and
+under `-n 2`. Within 10 s of the signal the engine holds no container and no image of that
+session, without any prune, and no temp file of it is left outside pytest's own temp folder."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import run, sessions_of
+
+CONFTEST = '''
+import os
+
+def slow_deploy():
+    from pyinfra.operations import server
+    open(os.environ["MARK"], "w").write("deploy")  # runs on this host while pyinfra prepares
+    server.shell(name="Take a while", commands=["sleep 120"])
+'''
+TESTS = '''
+import os, time
+from conftest import slow_deploy
+
+def test_deploying(orbstack_machine):
+    orbstack_machine(deploy=slow_deploy, clone=False)
+
+def test_running(orbstack_machine):
+    orbstack_machine()
+    open(os.environ["MARK"], "w").write("test")
+    time.sleep(120)
+'''
+SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGHUP": signal.SIGHUP, "SIGTERM": signal.SIGTERM,
+           "SIGINT": signal.SIGINT}
+
+
+def session_leftovers(session: str) -> list[str]:
+    label = f"label=pytest-orbstack.session={session}"
+    names = subprocess.run(["docker", "ps", "-a", "--filter", label, "--format", "{{.Names}}"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    images = subprocess.run(["docker", "images", "--filter", label, "--format", "{{.Repository}}:{{.Tag}}"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    return names + images
+
+
+@pytest.mark.parametrize("dist", ["-n0", "-n2"])
+@pytest.mark.parametrize("phase", ["deploying", "running"])
+@pytest.mark.parametrize("sig", list(SIGNALS))
+def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, dist):
+    inner.makeconftest(CONFTEST)
+    inner.makepyfile(test_endings=TESTS)
+    mark = tmp_path / "mark"
+    monkeypatch.setenv("MARK", str(mark))
+    args = ["-p", "no:cacheprovider", "-k", f"test_{phase}", f"--basetemp={tmp_path / 'basetemp'}"]
+    if dist == "-n2":
+        args += ["-n", "2"]
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=inner.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not mark.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.1)
+        time.sleep(1.0)  # well inside the phase: the deploy's command or the test's sleep runs
+        # kill -9 and a closed terminal hit the whole process group; TERM/INT the pytest process
+        if sig in ("SIGKILL", "SIGHUP"):
+            os.killpg(proc.pid, SIGNALS[sig])
+        else:
+            os.kill(proc.pid, SIGNALS[sig])
+        signalled = time.monotonic()
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    sessions = sessions_of(tmp_path / "state")
+    assert len(sessions) == 1
+    while session_leftovers(sessions[0]) and time.monotonic() - signalled < 10:
+        time.sleep(0.5)
+    assert session_leftovers(sessions[0]) == [], f"left {time.monotonic() - signalled:.1f}s after {sig}"
+    temp = [p.name for p in Path("/tmp").iterdir() if sessions[0] in p.name]
+    assert temp == []
+
+
+def test_a_kept_clone_and_its_snapshot_go_with_prune_and_other_projects_are_left(inner, tmp_path):
+    inner.path.joinpath("deploy.py").write_text(
+        "from pyinfra.operations import files\nfiles.directory(path='/srv/app', _sudo=True)\n")
+    inner.makepyfile(test_kept='''
+        def test_fails_on_a_clone(orbstack_machine):
+            orbstack_machine(deploy="deploy.py")
+            assert False, "on purpose"
+    ''')
+    other = tmp_path / "other-project"  # a second project with a kept machine of its own
+    other.mkdir()
+    (other / "pytest.ini").write_text("[pytest]\norbstack_backend = docker\n")
+    (other / "test_other.py").write_text("def test_keep(orbstack_machine):\n    orbstack_machine()\n")
+    kept_other = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--orbstack-keep"],
+                                cwd=other, capture_output=True, text=True, timeout=300)
+    assert kept_other.returncode == 0, kept_other.stdout
+    sessions = sessions_of(tmp_path / "state")
+    result = run(inner, "--orbstack-keep=failed")
+    result.assert_outcomes(failed=1)
+    ours = next(s for s in sessions_of(tmp_path / "state") if s not in sessions)
+    assert any(n.startswith("pytest-orbstack-snapshot:") for n in session_leftovers(ours))  # kept clone uses it
+    pruned = run(inner, "--orbstack-prune")
+    assert pruned.ret == 0
+    pruned.stdout.fnmatch_lines([f"orbstack: pruned 1 machine(s) of this project ({inner.path}): pto-{ours}-*",
+                                 f"orbstack: left session {sessions[0]}: another project *"])
+    assert session_leftovers(ours) == []  # the clone, then its snapshot image
+    assert session_leftovers(sessions[0]) != []  # the other project's kept machine stays
+    everything = run(inner, "--orbstack-prune=all")
+    assert everything.ret == 0 and session_leftovers(sessions[0]) == []
