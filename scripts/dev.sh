@@ -22,7 +22,8 @@
 #                                kept (default /var/log)
 #   PYTEST_ORBSTACK_SCRATCH_DIR  parent of the temporary debootstrap tree (default /var/tmp: /tmp
 #                                may be a tmpfs mounted nodev/noexec, where debootstrap fails)
-# The last three exist so that tests/setup/test_dev_sh.py can run this script against stubs.
+#   PYTEST_ORBSTACK_SYSCTL_DIR   where fs/inotify/max_user_instances is (default /proc/sys)
+# The last four exist so that tests/setup/test_dev_sh.py can run this script against stubs.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,6 +31,8 @@ BASE_IMAGE=${PYTEST_ORBSTACK_BASE_IMAGE:-debian:bookworm}
 VENV=${PYTEST_ORBSTACK_VENV:-$ROOT/.venv}
 LOG_DIR=${PYTEST_ORBSTACK_LOG_DIR:-/var/log}
 SCRATCH_DIR=${PYTEST_ORBSTACK_SCRATCH_DIR:-/var/tmp}
+SYSCTL_DIR=${PYTEST_ORBSTACK_SYSCTL_DIR:-/proc/sys}
+INOTIFY_INSTANCES=1024
 log() { printf '[dev.sh] %s\n' "$*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -72,6 +75,20 @@ ensure_dockerd() {
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
   log "dockerd did not start; see $dlog"; tail -20 "$dlog" >&2 || true
   return 1
+}
+
+# Each systemd machine holds about 7 inotify instances of the host's root user: Debian's default
+# limit of 128 lets about 20 machines boot, the next ones exit at once (measured: 22 of 45 at
+# 128, 45 of 45 at 1024). Raised for this boot only; a local engine needs it, a remote one not.
+ensure_inotify() {
+  local limit="$SYSCTL_DIR/fs/inotify/max_user_instances" current
+  [ -z "${DOCKER_HOST:-}" ] && [ -r "$limit" ] || return 0
+  current=$(cat "$limit")
+  [ "$current" -lt "$INOTIFY_INSTANCES" ] || return 0
+  log "raising fs.inotify.max_user_instances from $current to $INOTIFY_INSTANCES (systemd machines)"
+  # shellcheck disable=SC2016  # $1 and $2 are the inner sh's
+  as_root sh -c 'echo "$1" > "$2"' sh "$INOTIFY_INSTANCES" "$limit" ||
+    log "could not raise it: more than about 20 machines at once will fail to boot"
 }
 
 # Build $BASE_IMAGE from a debootstrap tree. A subshell, so that its EXIT trap (which bash also
@@ -122,6 +139,7 @@ base_image() {
 setup() {
   ensure_packages engine venv
   ensure_dockerd
+  ensure_inotify
   ensure_base_image
   ensure_venv
 }

@@ -35,6 +35,7 @@ from . import docker_commands as cmd
 from .base import Backend
 from .docker_commands import LABEL, SETUP_DONE, default_login, parse_inspect
 from .docker_image import prepared_image
+from .host_limits import boot_failure_hint
 from .process import last_line as _last_line
 from .process import map_error, run
 from .types import READY_STATES, EngineMachine, Image, MachineInfo
@@ -307,5 +308,6 @@ class DockerBackend(Backend):
     def _raise_if_stopped(self, name: str, proc: subprocess.CompletedProcess[str]) -> None:
         if "is not running" in proc.stderr or "No such container" in proc.stderr:
             tail = self.call(cmd.logs(name, tail=5), check=False)
-            raise MachineError(f"machine {name} stopped while booting: "
-                               f"{_last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))}")
+            last = _last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))
+            hint = boot_failure_hint((self.env or os.environ).get("DOCKER_HOST"))
+            raise MachineError(f"machine {name} stopped while booting: {last}{hint}")

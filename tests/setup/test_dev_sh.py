@@ -110,6 +110,11 @@ class Machine:
     venv: Path
     logs: Path
     scratch: Path
+    sysctl: Path
+
+    @property
+    def inotify_limit(self) -> Path:
+        return self.sysctl / "fs" / "inotify" / "max_user_instances"
 
     # --- arranging the machine -----------------------------------------------------------
     def install(self, *commands: str) -> None:
@@ -153,6 +158,7 @@ class Machine:
             "PYTEST_ORBSTACK_VENV": str(self.venv),
             "PYTEST_ORBSTACK_LOG_DIR": str(self.logs),
             "PYTEST_ORBSTACK_SCRATCH_DIR": str(self.scratch),
+            "PYTEST_ORBSTACK_SYSCTL_DIR": str(self.sysctl),
         }
         env.update(extra)
         return env
@@ -189,7 +195,10 @@ class Machine:
 def machine(tmp_path: Path) -> Machine:
     """A bare machine: no docker, no dockerd, no debootstrap, no python3-venv, no venv."""
     m = Machine(tmp=tmp_path, bin=tmp_path / "bin", pkgs=tmp_path / "pkgs", state=tmp_path / "state",
-                venv=tmp_path / "venv", logs=tmp_path / "log", scratch=tmp_path / "scratch")
+                venv=tmp_path / "venv", logs=tmp_path / "log", scratch=tmp_path / "scratch",
+                sysctl=tmp_path / "sysctl")
+    m.inotify_limit.parent.mkdir(parents=True)
+    m.inotify_limit.write_text("1024\n")  # already raised, unless a test says otherwise
     for d in (m.bin, m.pkgs, m.state / "images", m.logs, m.scratch, tmp_path / "home"):
         d.mkdir(parents=True)
     for tool in TOOLS:
@@ -429,3 +438,14 @@ def test_unknown_command_is_a_usage_error(machine: Machine) -> None:
     assert result.returncode == 2
     assert "usage:" in result.stderr
     assert machine.calls() == []
+
+
+def test_a_low_inotify_limit_is_raised_for_systemd_machines(machine: Machine) -> None:
+    machine.everything()
+    machine.inotify_limit.write_text("128\n")
+    result = machine.run("setup")
+    assert result.returncode == 0, result.stderr
+    assert "raising fs.inotify.max_user_instances from 128 to 1024" in result.stderr
+    assert machine.inotify_limit.read_text().strip() == "1024"
+    again = machine.run("setup")  # idempotent: nothing said the second time
+    assert "inotify" not in again.stderr

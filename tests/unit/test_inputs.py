@@ -138,3 +138,30 @@ def test_deploy_headline_names_the_cause():
     assert result.headline() == ("deploy deploy.py failed: operation 'Install nginx': "
                                  "E: Could not open lock file - Permission denied")
     assert "_sudo=True" in result.summary()  # the hint for the most common first mistake
+
+
+def test_a_machine_dying_at_boot_names_the_inotify_limit_when_it_is_used_up(tmp_path, monkeypatch):
+    from pytest_orbstack.backends import host_limits
+    limit = tmp_path / "max_user_instances"
+    limit.write_text("128\n")
+    monkeypatch.setattr(host_limits, "LIMIT", limit)
+    monkeypatch.setattr(host_limits, "inotify_in_use", lambda: 126)
+    hint = host_limits.boot_failure_hint(None)
+    assert "fs.inotify.max_user_instances = 128, 126 in use" in hint and "sysctl -w" in hint
+    assert host_limits.boot_failure_hint("tcp://build-host:2376") == ""  # not this host's limit
+    monkeypatch.setattr(host_limits, "inotify_in_use", lambda: 40)
+    assert host_limits.boot_failure_hint(None) == ""  # plenty left: not the cause
+
+
+def test_the_inotify_counter_counts_this_process_instances():
+    import ctypes
+
+    from pytest_orbstack.backends.host_limits import inotify_in_use
+    libc = ctypes.CDLL(None)
+    before = inotify_in_use()
+    fd = libc.inotify_init()
+    try:
+        assert fd >= 0 and inotify_in_use() >= before + 1
+    finally:
+        import os
+        os.close(fd)
