@@ -1,26 +1,14 @@
-"""PyInfra connector ``@orbstack``: run deploys against OrbStack machines.
-
-.. code:: shell
-
-    pyinfra @orbstack/web deploy.py          # one machine
-    pyinfra @orbstack deploy.py              # every running machine
-    pyinfra @orbstack/web deploy.py --data orbstack_backend=docker   # a Docker "machine"
-
-Commands run as the machine's default user (passwordless sudo), exactly as ``orb`` does;
-``_sudo``, ``_sudo_user``, ``_su_user``, ``_chdir``, ``_env`` and the shell options are applied by
-pyinfra's own command builder, ``_stdin``, ``_timeout`` and ``_success_exit_codes`` here. Failing
-commands are reported, never retried. Uploads go to a temp file first when a privileged user must
-own the result, then are copied into place as that user.
-"""
+"""PyInfra connector ``@orbstack``: run deploys against OrbStack machines, or Docker ones."""
 
 from __future__ import annotations
 
+import inspect
 import shlex
-import subprocess
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from io import IOBase
 from typing import TYPE_CHECKING, Any
 
+from gevent.subprocess import PIPE, Popen
 from pyinfra import logger
 from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import ConnectError
@@ -32,12 +20,14 @@ from pyinfra.connectors.util import (
     OutputLine,
     extract_control_arguments,
     make_unix_command_for_host,
+    read_output_buffers,
+    write_stdin,
 )
 from typing_extensions import TypedDict, Unpack, override
 
 from .backends import get_backend, resolve_kind
 from .backends.base import Backend
-from .errors import OrbStackError
+from .errors import MachineError
 
 if TYPE_CHECKING:
     from pyinfra.api.arguments import ConnectorArguments
@@ -45,33 +35,22 @@ if TYPE_CHECKING:
 ESCALATION_ARGS = ("_sudo", "_sudo_user", "_su_user", "_doas", "_doas_user")
 
 
-def _lines(data: bytes) -> list[str]:
-    """Output lines as pyinfra's own connectors split them: on newlines only."""
-    text = data.decode(errors="replace")
-    return text[:-1].split("\n") if text.endswith("\n") else (text.split("\n") if text else [])
-
-
-def _stdin_bytes(stdin: Any) -> bytes | None:
-    """pyinfra's ``_stdin`` (str, lines or a file) as bytes, each line newline-terminated."""
-    if not stdin:
-        return None
-    if hasattr(stdin, "readlines"):
-        stdin = stdin.readlines()
-    lines = stdin if isinstance(stdin, (list, tuple)) else [stdin]
-    return "".join(line if line.endswith("\n") else f"{line}\n" for line in lines).encode()
-
-
 class ConnectorData(TypedDict):
     orbstack_machine: str
     orbstack_backend: str
     orbstack_user: str
+    _orbstack_engine: Any
 
 
 connector_data_meta: dict[str, DataMeta] = {
-    "orbstack_machine": DataMeta("Machine name"),
-    "orbstack_backend": DataMeta("Engine: orbstack, docker or auto (default: "
-                                 "$PYTEST_ORBSTACK_BACKEND, else auto)"),
-    "orbstack_user": DataMeta("Login user (default: the machine's default user)"),
+    "orbstack_machine": DataMeta("Machine name (``@orbstack/NAME``)"),
+    "orbstack_backend": DataMeta("Engine: ``orbstack``, ``docker`` or ``auto`` (unset: "
+                                 "``$PYTEST_ORBSTACK_BACKEND``, else auto: OrbStack when ``orbctl`` "
+                                 "answers, else Docker)", default=None),
+    "orbstack_user": DataMeta("Login user (unset: the machine's default user, which has "
+                              "passwordless sudo)", default=None),
+    "_orbstack_engine": DataMeta("The engine object itself (API use: pytest-orbstack's Machine "
+                                 "hands over its own engine)", default=None),
 }
 
 
@@ -81,14 +60,59 @@ def _backend_kind(data_kind: str | None = None) -> str:
     return resolve_kind(data_kind)
 
 
+def _cli_data_engine() -> str | None:
+    """``--data orbstack_backend=...`` of the pyinfra command line, for ``@orbstack`` without
+    a name: pyinfra expands connector names before host data exists, so the inventory being
+    built is asked for its override data (the only place ``--data`` is then)."""
+    frame = inspect.currentframe()
+    while frame is not None:
+        inventory = frame.f_locals.get("self")
+        override = getattr(inventory, "override_data", None)
+        if isinstance(override, dict) and "orbstack_backend" in override:
+            return str(override["orbstack_backend"])
+        frame = frame.f_back
+    return None
+
+
 def _machine_names() -> list[str]:
+    """Running machines, less those of other pytest sessions (``pto-*``: not ours to touch)."""
     try:
-        return [m.name for m in get_backend(_backend_kind()).list() if m.running]
-    except OrbStackError as exc:
+        machines = get_backend(_backend_kind(_cli_data_engine())).list()
+    except MachineError as exc:
         raise ConnectError(str(exc)) from None
+    return [m.name for m in machines if m.running and not m.name.startswith("pto-")]
+
+
+def _decoded(pipe: Iterable[bytes]) -> Iterator[str]:
+    """Lines of a pipe as text; bytes that are not UTF-8 are replaced rather than ending the
+    reader (pyinfra's ``read_buffer`` decodes strictly)."""
+    for line in pipe:
+        yield line.decode(errors="replace")
 
 
 class OrbStackConnector(BaseConnector):
+    """Run commands in OrbStack machines (or Docker machines made by pytest-orbstack), as the
+    machine's default user with passwordless sudo, exactly as ``orb`` does.
+
+    .. code:: shell
+
+        # One machine
+        pyinfra @orbstack/web deploy.py
+
+        # Every running machine (those of pytest sessions, ``pto-*``, left out)
+        pyinfra @orbstack deploy.py
+
+        # Docker machines instead of OrbStack ones (Linux CI)
+        pyinfra @orbstack/web deploy.py --data orbstack_backend=docker
+
+    ``_sudo``, ``_sudo_user``, ``_su_user``, ``_chdir``, ``_env`` and the shell options are applied
+    by pyinfra's own command builder; ``_stdin``, ``_timeout`` and ``_success_exit_codes`` here.
+    Output streams live (``-vvv`` shows it as it comes, stdout and stderr interleaved). Failing
+    commands are reported, never retried. ``_get_pty`` is refused: commands have no terminal.
+    Uploads go to a temp file first when a privileged user must own the result, then are copied
+    into place as that user.
+    """
+
     handles_execution = True
     data_cls = ConnectorData
     data_meta = connector_data_meta
@@ -112,10 +136,14 @@ class OrbStackConnector(BaseConnector):
         self.machine = self.data["orbstack_machine"]
         kind = "an engine"
         try:
-            kind = _backend_kind(self.data.get("orbstack_backend"))
-            self.backend = get_backend(kind)
+            engine = self.data.get("_orbstack_engine")
+            if isinstance(engine, Backend):
+                self.backend, kind = engine, engine.kind
+            else:
+                kind = _backend_kind(self.data.get("orbstack_backend"))
+                self.backend = get_backend(kind)
             info = self.backend.info(self.machine)
-        except OrbStackError as exc:
+        except MachineError as exc:
             raise ConnectError(f"machine {self.machine!r} on {kind}: {exc}") from None
         if not info.machine.running:
             start = (f"orbctl start {shlex.quote(self.machine)}" if kind == "orbstack"
@@ -129,7 +157,10 @@ class OrbStackConnector(BaseConnector):
                           print_input: bool = False,
                           **arguments: Unpack[ConnectorArguments]) -> tuple[bool, CommandOutput]:
         control = extract_control_arguments(arguments)
-        arguments.pop("_get_pty", None)
+        if control.get("_get_pty"):
+            message = "_get_pty=True is not supported by @orbstack: commands run without a terminal"
+            logger.error(f"{self.host.print_prefix}{message}")
+            return False, CommandOutput([OutputLine("stderr", message)])
         unix_command = make_unix_command_for_host(self.state, self.host, command, **arguments)
         argv = self.backend.exec_argv(self.machine, unix_command.get_raw_value(),
                                       user=self.login_user)
@@ -143,22 +174,30 @@ class OrbStackConnector(BaseConnector):
 
     def _execute(self, argv: list[str], stdin: Any, timeout: float | None,
                  print_output: bool) -> tuple[int, CommandOutput]:
-        """Run argv; kill it after ``timeout`` seconds (raising TimeoutError, as pyinfra's own
-        connectors do). Works with and without gevent's monkey patching."""
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=self.backend.env)
+        """pyinfra's ``run_local_process`` for an argv (no host shell) in the engine's
+        environment. gevent's Popen gives cooperative pipes with or without the CLI's monkey
+        patching, so ``read_output_buffers`` shows each line as it comes, stdout and stderr in
+        their order. After ``timeout`` seconds the engine client is killed and pyinfra's
+        TimeoutError raised, as its own connectors do."""
+        process = Popen(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env=self.backend.env)
+        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
         try:
-            stdout, stderr = process.communicate(_stdin_bytes(stdin), timeout=timeout or None)
-        except subprocess.TimeoutExpired:
+            if stdin:
+                write_stdin(stdin, process.stdin)
+            process.stdin.close()
+            output = read_output_buffers(_decoded(process.stdout), _decoded(process.stderr),
+                                         timeout=timeout or None,  # type: ignore[arg-type]
+                                         print_output=print_output,
+                                         print_prefix=self.host.print_prefix)
+        except BaseException:  # TimeoutError, or the greenlet killed by gevent.Timeout
             process.kill()
-            process.communicate()
-            raise TimeoutError(f"command did not finish in {timeout}s") from None
-        lines = [OutputLine(name, line) for name, data in (("stdout", stdout), ("stderr", stderr))
-                 for line in _lines(data)]
-        if print_output:
-            for line in lines:
-                echo(f"{self.host.print_prefix}{line.line}", err=True)
-        return process.returncode, CommandOutput(lines)
+            raise
+        finally:
+            process.wait()
+            process.stdout.close()
+            process.stderr.close()
+        logger.debug("--> Command exit status: %i", process.returncode)
+        return process.returncode, output
 
     def _escalates(self, arguments: Mapping[str, Any]) -> bool:
         return any(arguments.get(key) for key in ESCALATION_ARGS)
@@ -177,7 +216,7 @@ class OrbStackConnector(BaseConnector):
                   if escalated else remote_filename)
         try:
             self.backend.put(self.machine, data, target, user=self.login_user)
-        except OrbStackError as exc:
+        except MachineError as exc:
             logger.error(f"{self.host.print_prefix}File upload error: {exc}")
             return False
         if escalated:
@@ -211,7 +250,7 @@ class OrbStackConnector(BaseConnector):
                 return False
         try:
             data = self.backend.get(self.machine, source, user=self.login_user)
-        except OrbStackError as exc:
+        except MachineError as exc:
             logger.error(f"{self.host.print_prefix}File download error: {exc}")
             return False
         finally:

@@ -20,6 +20,7 @@ from pyinfra.api.exceptions import ConnectError, PyinfraError
 from pyinfra.api.operations import run_ops
 from pyinfra.context import ctx_config, ctx_host, ctx_state
 
+from .backends.base import Backend
 from .inputs import Deploy, check_deploy, describe, display_path
 from .results import DeployResult, OperationResult
 
@@ -76,7 +77,7 @@ def _collect(state: State, host: Any) -> list[OperationResult]:
     return results
 
 
-def apply_deploy(machine: str, deploy: Deploy, *, backend: str,
+def apply_deploy(machine: str, deploy: Deploy, *, backend: Backend | str,
                  data: dict[str, Any] | None = None,
                  config: dict[str, Any] | None = None) -> DeployResult:
     """Run ``deploy`` against ``machine`` (on ``backend``) and return what every operation did.
@@ -87,7 +88,10 @@ def apply_deploy(machine: str, deploy: Deploy, *, backend: str,
     """
     started = time.monotonic()
     deploy = check_deploy(deploy)
-    host_data = {"orbstack_backend": backend, **(data or {})}
+    # the engine object itself reaches the connector (its env, caches, binary); a kind string
+    # goes through the one engine rule there
+    engine = {"_orbstack_engine": backend} if isinstance(backend, Backend) else {"orbstack_backend": backend}
+    host_data = {**engine, **(data or {})}
     inventory = Inventory(([(f"@orbstack/{machine}", host_data)], {}))
     cfg = Config(**(config or {}))
     path = None if callable(deploy) else Path(os.fspath(deploy))

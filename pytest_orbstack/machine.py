@@ -97,7 +97,7 @@ class Machine:
 
     def _apply_once(self, deploy: Deploy, data: dict[str, Any] | None) -> DeployResult:
         from .deploy import apply_deploy
-        result = apply_deploy(self.name, deploy, backend=self.backend.kind, data=data)
+        result = apply_deploy(self.name, deploy, backend=self.backend, data=data)
         self.deploys.append(result)
         return result
 

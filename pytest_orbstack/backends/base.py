@@ -27,6 +27,14 @@ class Backend(ABC):
     kind: str = ""
     env: dict[str, str] | None = None  # environment for engine commands (None: os.environ)
 
+    def __copy__(self) -> Backend:
+        """An engine is a handle: a copy is the same engine (pyinfra copies host data values,
+        and the engine object must reach the connector itself, with its caches)."""
+        return self
+
+    def __deepcopy__(self, memo: dict[int, object]) -> Backend:
+        return self
+
     @abstractmethod
     def create(self, name: str, image: str, *, user: str | None = None,
                cloud_init: str | os.PathLike[str] | None = None,
