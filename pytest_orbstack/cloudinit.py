@@ -19,6 +19,7 @@ import re
 import shlex
 from typing import Any
 
+LOG = "/var/log/cloud-init-output.log"
 PERMISSIONS_RE = re.compile(r"^0?[0-7]{3,4}$")
 HANDLED = ("write_files", "packages", "package_update", "package_upgrade", "runcmd", "users")
 APT = "DEBIAN_FRONTEND=noninteractive apt-get"
@@ -144,3 +145,17 @@ def _command(item: Any) -> str:
     if isinstance(item, list):
         return " ".join(shlex.quote(str(word)) for word in item)
     raise ValueError(f"invalid #cloud-config: runcmd item {item!r} is not a string or a list")
+
+
+def apply_script(engine: Any, name: str, script: str) -> None:
+    """Run the user-data script as root in machine ``name`` of a Docker ``engine``, its output
+    and any failure going to :data:`LOG` (a failure is only logged, as on OrbStack)."""
+    from .errors import CommandTimeout
+    path = "/var/lib/pytest-orbstack/user-data"
+    runner = (f"mkdir -p /var/lib/pytest-orbstack && cat > {path} && chmod 0700 {path} && "
+              f"{{ {path}; rc=$?; }} >> {LOG} 2>&1; [ $rc = 0 ] || "
+              f"echo \"pytest-orbstack: cloud-init user-data failed (exit $rc)\" >> {LOG}")
+    try:
+        engine.exec_root(name, runner, input=script, timeout=900)
+    except CommandTimeout:
+        engine.exec_root(name, f"echo 'pytest-orbstack: cloud-init user-data timed out' >> {LOG}")

@@ -78,7 +78,7 @@ def _docker_cloud_init(machine: str, cloud_init: str) -> None:
     from pathlib import Path
 
     from . import cloudinit
-    _docker_engine()._apply_cloud_init(machine, cloudinit.user_data_script(Path(cloud_init).read_text()))
+    cloudinit.apply_script(_docker_engine(), machine, cloudinit.user_data_script(Path(cloud_init).read_text()))
 
 
 def _create(engine: str, image: str, machine: str, user: str | None, arch: str | None,

@@ -11,7 +11,6 @@ The engine follows ``PYTEST_ORBSTACK_BACKEND`` (auto, orbstack, docker), or is p
 
 from __future__ import annotations
 
-import subprocess
 from typing import Any
 
 import testinfra.backend
@@ -19,6 +18,9 @@ from testinfra.backend import base
 
 from .backends import get_backend
 from .backends.base import Backend
+from .backends.process import run
+
+TIMEOUT = 3600.0  # testinfra has none; a command that hangs this long fails the check
 
 
 class OrbStackTestinfraBackend(base.BaseBackend):
@@ -33,7 +35,7 @@ class OrbStackTestinfraBackend(base.BaseBackend):
     def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
         cmd = self.get_command(command, *args)
         argv = self.engine.exec_argv(self.name, cmd, user=self.user)
-        proc = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, env=self.engine.env)
+        proc = run(argv, timeout=TIMEOUT, env=self.engine.env)
         return self.result(proc.returncode, self.encode(cmd), proc.stdout, proc.stderr)
 
 

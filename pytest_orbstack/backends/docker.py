@@ -21,7 +21,6 @@ from filelock import FileLock
 
 from .. import cloudinit
 from ..errors import (
-    CommandTimeout,
     EngineUnavailable,
     MachineError,
     MachineExists,
@@ -41,7 +40,6 @@ from .process import map_error, run
 from .types import READY_STATES, EngineMachine, Image, MachineInfo
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
 ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
 UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
@@ -169,19 +167,8 @@ class DockerBackend(Backend):
             # the user is added while systemd boots, in the first readiness probe
             self.wait_ready(name, setup=cmd.user_setup(login) if login != "root" else None)
             if script is not None:
-                self._apply_cloud_init(name, script)
+                cloudinit.apply_script(self, name, script)
             return self.info(name)
-
-    def _apply_cloud_init(self, name: str, script: str) -> None:
-        """Run the user-data script as root, its output and any failure going to the log."""
-        path, log = "/var/lib/pytest-orbstack/user-data", CLOUD_INIT_LOG
-        runner = (f"mkdir -p /var/lib/pytest-orbstack && cat > {path} && chmod 0700 {path} && "
-                  f"{{ {path}; rc=$?; }} >> {log} 2>&1; [ $rc = 0 ] || "
-                  f"echo \"pytest-orbstack: cloud-init user-data failed (exit $rc)\" >> {log}")
-        try:
-            self.exec_root(name, runner, input=script, timeout=900)
-        except CommandTimeout:
-            self.exec_root(name, f"echo 'pytest-orbstack: cloud-init user-data timed out' >> {log}")
 
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
               frozen_source: bool = False) -> MachineInfo:
@@ -286,8 +273,8 @@ class DockerBackend(Backend):
         parts = [proc.stdout + proc.stderr]
         if data["State"]["Running"]:
             parts.append(self.exec_root(name, (
-                f"journalctl -b --no-pager -n 300 2>&1; if [ -s {CLOUD_INIT_LOG} ]; then "
-                f"echo '--- {CLOUD_INIT_LOG} ---'; cat {CLOUD_INIT_LOG}; fi")).stdout)
+                f"journalctl -b --no-pager -n 300 2>&1; if [ -s {cloudinit.LOG} ]; then "
+                f"echo '--- {cloudinit.LOG} ---'; cat {cloudinit.LOG}; fi")).stdout)
         return "\n".join(part for part in parts if part)
 
     def wait_ready(self, name: str, timeout: float = 90.0, *, setup: str | None = None) -> str:
