@@ -1,7 +1,8 @@
 """Nothing left behind, whatever ends the session: kill -9, SIGHUP (terminal closed), SIGTERM
-and Ctrl-C, while a machine is being deployed to and while a test runs on it, in one process and
-under `-n 2`. Within 10 s of the signal the engine holds no container and no image of that
-session, without any prune, and no temp file of it is left outside pytest's own temp folder."""
+and Ctrl-C, while a machine is being created (its cloud-init runs), deployed to, and while a test
+runs on it, in one process and under `-n 2`. Within 10 s of the signal the engine holds no
+container and no image of that session, without any prune, and no temp file of it is left
+outside pytest's own temp folder."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ from conftest import slow_deploy
 def test_deploying(orbstack_machine):
     orbstack_machine(deploy=slow_deploy, clone=False)
 
+def test_creating(orbstack_machine, tmp_path):
+    user_data = tmp_path / "user-data"
+    user_data.write_text("#!/bin/sh\\nsleep 120\\n")
+    orbstack_machine(cloud_init=str(user_data))
+
 def test_running(orbstack_machine):
     orbstack_machine()
     open(os.environ["MARK"], "w").write("test")
@@ -37,6 +43,14 @@ def test_running(orbstack_machine):
 '''
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGHUP": signal.SIGHUP, "SIGTERM": signal.SIGTERM,
            "SIGINT": signal.SIGINT}
+
+
+def in_phase(phase: str, mark: Path, state: Path) -> bool:
+    """The mark file of the deploy or the test; for creation, a container of the session."""
+    if phase != "creating":
+        return mark.exists()
+    sessions = sessions_of(state)
+    return bool(sessions) and bool(session_leftovers(sessions[0]))
 
 
 def session_leftovers(session: str) -> list[str]:
@@ -49,7 +63,7 @@ def session_leftovers(session: str) -> list[str]:
 
 
 @pytest.mark.parametrize("dist", ["-n0", "-n2"])
-@pytest.mark.parametrize("phase", ["deploying", "running"])
+@pytest.mark.parametrize("phase", ["creating", "deploying", "running"])
 @pytest.mark.parametrize("sig", list(SIGNALS))
 def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, dist):
     inner.makeconftest(CONFTEST)
@@ -63,7 +77,7 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
-        while not mark.exists():
+        while not in_phase(phase, mark, tmp_path / "state"):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
             time.sleep(0.1)
         time.sleep(1.0)  # well inside the phase: the deploy's command or the test's sleep runs
