@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import shlex
+import subprocess
 from collections.abc import Iterable, Iterator, Mapping
 from io import IOBase
 from typing import TYPE_CHECKING, Any
@@ -81,6 +82,12 @@ def _machine_names() -> list[str]:
     except MachineError as exc:
         raise ConnectError(str(exc)) from None
     return [m.name for m in machines if m.running and not m.name.startswith("pto-")]
+
+
+def _gevent_patched() -> bool:
+    """pyinfra's CLI monkey-patches subprocess with gevent; pytest's API use does not."""
+    from gevent import monkey
+    return bool(monkey.is_module_patched("subprocess"))
 
 
 def _decoded(pipe: Iterable[bytes]) -> Iterator[str]:
@@ -175,10 +182,13 @@ class OrbStackConnector(BaseConnector):
     def _execute(self, argv: list[str], stdin: Any, timeout: float | None,
                  print_output: bool) -> tuple[int, CommandOutput]:
         """pyinfra's ``run_local_process`` for an argv (no host shell) in the engine's
-        environment. gevent's Popen gives cooperative pipes with or without the CLI's monkey
-        patching, so ``read_output_buffers`` shows each line as it comes, stdout and stderr in
-        their order. After ``timeout`` seconds the engine client is killed and pyinfra's
-        TimeoutError raised, as its own connectors do."""
+        environment. Under the CLI (gevent's monkey patching) each line is shown as it comes
+        through pyinfra's ``read_output_buffers``, stdout and stderr in their order; in pytest's
+        API runs, where nobody watches, the pipes are read at once (a Ctrl-C must reach pytest
+        at once, which a wait inside gevent's hub would delay). After ``timeout`` seconds the
+        engine client is killed and pyinfra's TimeoutError raised, as its own connectors do."""
+        if not _gevent_patched():
+            return self._communicate(argv, stdin, timeout, print_output)
         process = Popen(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env=self.backend.env)
         assert process.stdin is not None and process.stdout is not None and process.stderr is not None
         try:
@@ -198,6 +208,28 @@ class OrbStackConnector(BaseConnector):
             process.stderr.close()
         logger.debug("--> Command exit status: %i", process.returncode)
         return process.returncode, output
+
+    def _communicate(self, argv: list[str], stdin: Any, timeout: float | None,
+                     print_output: bool) -> tuple[int, CommandOutput]:
+        data = None
+        if stdin:
+            lines = stdin.readlines() if hasattr(stdin, "readlines") else stdin
+            lines = lines if isinstance(lines, (list, tuple)) else [lines]
+            data = "".join(line if line.endswith("\n") else f"{line}\n" for line in lines).encode()
+        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, env=self.backend.env)
+        try:
+            out, err = process.communicate(data, timeout=timeout or None)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise TimeoutError(f"command did not finish in {timeout}s") from None
+        lines = [OutputLine(name, line) for name, raw in (("stdout", out), ("stderr", err))
+                 for line in raw.decode(errors="replace").splitlines()]
+        if print_output:
+            for line in lines:
+                echo(f"{self.host.print_prefix}{line.line}", err=True)
+        return process.returncode, CommandOutput(lines)
 
     def _escalates(self, arguments: Mapping[str, Any]) -> bool:
         return any(arguments.get(key) for key in ESCALATION_ARGS)

@@ -7,7 +7,6 @@ tests can run against the real ``orbctl`` by setting PYTEST_ORBSTACK_REAL=1.
 from __future__ import annotations
 
 import os
-import secrets
 import sys
 from pathlib import Path
 
@@ -16,12 +15,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from emulator.shims import install_shims
+from machines import REAL, unique
 
 from pytest_orbstack.orbctl import Orbctl
-
-REAL = os.environ.get("PYTEST_ORBSTACK_REAL") == "1"
-ROOT = Path(__file__).resolve().parents[1]
-EXAMPLE_DEPLOY = ROOT / "examples" / "nginx" / "deploy.py"
 
 
 @pytest.fixture(scope="session")
@@ -51,10 +47,6 @@ def orbctl_path(orbctl_env, pytestconfig):
 @pytest.fixture(scope="session")
 def orb(orbctl_path) -> Orbctl:
     return Orbctl()
-
-
-def unique(prefix: str = "t") -> str:
-    return f"{prefix}-{secrets.token_hex(3)}"
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ both config-get forms, typed errors carrying orbctl's stderr."""
 from __future__ import annotations
 
 import pytest
-from conftest import unique
+from machines import unique
 
 from pytest_orbstack.errors import InvalidName, MachineExists, MachineNotFound, UnknownConfigKey, UnknownImage
 from pytest_orbstack.orbctl import Orbctl

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from conftest import unique
+from machines import unique
 from pyinfra import host
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.facts import get_facts

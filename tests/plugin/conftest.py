@@ -1,11 +1,11 @@
-"""The ``inner`` fixture: an inner pytest project on the docker backend (see helpers.py)."""
+"""The ``inner`` fixture: an inner pytest project on the docker backend (see innerpytest.py)."""
 
 from __future__ import annotations
 
 import subprocess
 
 import pytest
-from helpers import containers, sessions_of
+from innerpytest import containers, sessions_of
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import run, sessions_of
+from innerpytest import run, sessions_of
 
 CONFTEST = '''
 import os

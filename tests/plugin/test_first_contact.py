@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from helpers import run
+from innerpytest import run
 
 BROKEN_DEPLOY = "from pyinfra.operations import server\nserver.shell(commands=['true']\n"
 RAISING_DEPLOY = '''from pyinfra.operations import server

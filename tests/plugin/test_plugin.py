@@ -10,7 +10,7 @@ import subprocess
 import time
 
 import pytest
-from helpers import containers, run, sessions_of, start, wait_for
+from innerpytest import containers, run, sessions_of, start, wait_for
 
 FAILING_DEPLOY = '''
 from pyinfra.operations import server
