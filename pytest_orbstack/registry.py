@@ -50,6 +50,11 @@ def lock_path(name: str) -> str:
     return str(locks / f"{name}.lock")
 
 
+def remove_lock(name: str) -> None:
+    """Remove a lock file nobody can need any more (its machine is gone)."""
+    (user_state_dir() / "locks" / f"{name}.lock").unlink(missing_ok=True)
+
+
 def new_session_id() -> str:
     return secrets.token_hex(4)
 

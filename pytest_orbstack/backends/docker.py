@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..inputs import check_cloud_init, image_codename
 from ..names import validate_machine_name
-from ..registry import lock_path
+from ..registry import lock_path, remove_lock
 from . import docker_commands as cmd
 from .base import Backend
 from .docker_commands import LABEL, SETUP_DONE, default_login, parse_inspect
@@ -230,6 +230,7 @@ class DockerBackend(Backend):
         if clone_image:
             self._remove_image(clone_image)
         self._remove_image(f"pytest-orbstack-snapshot:{name}")  # if it was a frozen source
+        remove_lock(f"snapshot-{name}")
 
     def info(self, name: str) -> MachineInfo:
         info = parse_inspect(self._inspect(name), self._architecture())
