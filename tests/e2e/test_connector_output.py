@@ -167,3 +167,19 @@ def test_connector_documents_itself_as_pyinfras_docs_read_it():
     assert all(hasattr(meta[key], "default") for key in meta)
     assert meta["orbstack_backend"].default is None and meta["orbstack_user"].default is None
     assert set(meta) == set(OrbStackConnector.data_cls.__annotations__)
+
+
+def test_every_machine_form_honours_the_data_flag(machine):
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ORBSTACK_BACKEND"}
+    env["PATH"] = "/usr/bin:/bin"  # no orbctl: auto would pick docker too, the flag must decide
+    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "@orbstack", "exec", "--data",
+                           "orbstack_backend=docker", "--", "hostname"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out
+    assert f"[@orbstack/{machine}] Connected" in out or f"@orbstack/{machine}" in out, out
+    assert "@orbstack/pto-" not in out  # pytest sessions' machines are not ours to touch
+    explicit = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "@orbstack", "exec", "--data",
+                               "orbstack_backend=orbstack", "--", "hostname"], capture_output=True,
+                              text=True, env=env, timeout=300)
+    assert explicit.returncode != 0 and "'orbctl' not found on PATH" in explicit.stdout + explicit.stderr
