@@ -29,6 +29,7 @@ from typing_extensions import TypedDict, Unpack, override
 from .backends import get_backend, resolve_kind
 from .backends.base import Backend
 from .errors import MachineError
+from .names import PREFIX
 
 if TYPE_CHECKING:
     from pyinfra.api.arguments import ConnectorArguments
@@ -81,7 +82,7 @@ def _machine_names() -> list[str]:
         machines = get_backend(_backend_kind(_cli_data_engine())).list()
     except MachineError as exc:
         raise ConnectError(str(exc)) from None
-    return [m.name for m in machines if m.running and not m.name.startswith("pto-")]
+    return [m.name for m in machines if m.running and not m.name.startswith(PREFIX)]
 
 
 def _gevent_patched() -> bool:

@@ -30,7 +30,7 @@ from .errors import MachineError, MachineExists, SharedMachineError
 from .identity import deploy_key
 from .inputs import Deploy, describe
 from .machine import Machine
-from .names import slug_name
+from .names import session_prefix, slug_name
 from .registry import Registry
 from .results import DeployError
 
@@ -55,7 +55,7 @@ class Lifecycle:
         self.backend = backend
         self.registry = registry
         self.session_id = session_id
-        self.prefix = f"pto-{session_id}"
+        self.prefix = session_prefix(session_id)
         self.shared_dir = shared_dir
         self.shared_dir.mkdir(parents=True, exist_ok=True)
         self.keep = keep

@@ -27,6 +27,14 @@ def validate_machine_name(name: object) -> str:
     return name
 
 
+PREFIX = "pto-"  # every machine pytest-orbstack makes: pto-<session id>-<test>-<hash>
+
+
+def session_prefix(session_id: str) -> str:
+    """Every machine of a session is named ``pto-<session id>-...``: the one place that says so."""
+    return f"{PREFIX}{session_id}"
+
+
 def readable(key: str) -> str:
     """The readable part of a test key: ``tests/sub/test_web.py::test_x[a]#0`` ->
     ``test_web::test_x[a]#0`` (folders and ``.py`` dropped; other keys unchanged)."""

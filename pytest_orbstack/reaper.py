@@ -25,6 +25,7 @@ from typing import IO, Any
 from .backends import get_backend
 from .backends.base import Backend
 from .errors import MachineError, MachineNotFound
+from .names import session_prefix
 from .registry import Registry, Session, owner_alive
 
 DONE = b"done\n"
@@ -41,7 +42,7 @@ def reap(engine: Backend, registry: Registry, session_id: str, *,
     recorded and any the engine has under the session's prefix; then its images. Returns the
     names deleted; what could not be deleted stays recorded for the next prune."""
     session = registry.get(session_id)
-    prefix = f"pto-{session_id}-"
+    prefix = session_prefix(session_id) + "-"
     kept = set(session.kept) if session else set()
     names = set(session.machines) if session else set()
     names |= {m.name for m in engine.list() if m.name.startswith(prefix)}

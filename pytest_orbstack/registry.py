@@ -96,14 +96,6 @@ class Session:
     user: str = ""      # who ran the session
     project: str = ""   # its rootdir: --orbstack-prune touches only this user's and project's
 
-    @property
-    def prefix(self) -> str:
-        """Every machine of the session is named ``<prefix>-...``."""
-        return f"pto-{self.id}"
-
-    def owns(self, name: str) -> bool:
-        return name.startswith(self.prefix + "-")
-
 
 class Registry:
     """Session files under ``state_dir``; every change happens under the session's file lock."""
