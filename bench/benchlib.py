@@ -307,7 +307,7 @@ class BenchSession:
         cache (built by the first machine of any session, shared by all, never deleted by the
         package), so cleanup leaves it, as the test suite does: removing it under concurrent
         sessions would break their next ``docker run``."""
-        return self.backend._prepared_image(IMAGE)  # type: ignore[attr-defined]
+        return self.backend.prepare(IMAGE)  # type: ignore[attr-defined]
 
     def new_session_id(self) -> str:
         """A registered session id whose machines (``pto-<id>-*``) cleanup deletes."""

@@ -56,12 +56,6 @@ connector_data_meta: dict[str, DataMeta] = {
 }
 
 
-def _backend_kind(data_kind: str | None = None) -> str:
-    """Host data ``orbstack_backend``, else $PYTEST_ORBSTACK_BACKEND, else auto (the one rule
-    of :func:`pytest_orbstack.backends.resolve_kind`)."""
-    return resolve_kind(data_kind)
-
-
 def _cli_data_engine() -> str | None:
     """``--data orbstack_backend=...`` of the pyinfra command line, for ``@orbstack`` without
     a name: pyinfra expands connector names before host data exists, so the inventory being
@@ -79,7 +73,7 @@ def _cli_data_engine() -> str | None:
 def _machine_names() -> list[str]:
     """Running machines, less those of other pytest sessions (``pto-*``: not ours to touch)."""
     try:
-        machines = get_backend(_backend_kind(_cli_data_engine())).list()
+        machines = get_backend(resolve_kind(_cli_data_engine())).list()
     except MachineError as exc:
         raise ConnectError(str(exc)) from None
     return [m.name for m in machines if m.running and not m.name.startswith(PREFIX)]
@@ -148,7 +142,7 @@ class OrbStackConnector(BaseConnector):
             if isinstance(engine, Backend):
                 self.backend, kind = engine, engine.kind
             else:
-                kind = _backend_kind(self.data.get("orbstack_backend"))
+                kind = resolve_kind(self.data.get("orbstack_backend"))
                 self.backend = get_backend(kind)
             info = self.backend.info(self.machine)
         except MachineError as exc:

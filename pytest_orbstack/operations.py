@@ -70,8 +70,7 @@ def _prepare_docker(image: str) -> None:
     """Build the machine image and the network a Docker machine needs (idempotent; run by
     pyinfra as a function command, so ``--dry`` does not build anything)."""
     engine = _docker_engine()
-    engine._ensure_network()
-    engine.call(docker_commands.tag(engine._prepared_image(image), docker_commands.machine_image(image)))
+    engine.call(docker_commands.tag(engine.prepare(image), docker_commands.machine_image(image)))
 
 
 def _docker_cloud_init(machine: str, cloud_init: str) -> None:

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from .backends import orbstack_commands as cmd
-from .backends.process import map_error, run
+from .backends.process import map_error, run_text
 from .backends.types import EngineMachine, Image, MachineInfo
 from .errors import (
     CommandTimeout,
@@ -98,12 +98,10 @@ class Orbctl:
              input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a builder's argv with this client's binary; a failure raises the typed error."""
         argv = [self.binary, *argv[1:]]
-        proc = run(argv, timeout=timeout or self.timeout, env=self.env,
-                   input=input.encode() if input is not None else None, missing=self._missing())
-        done = subprocess.CompletedProcess(argv, proc.returncode, proc.stdout.decode(errors="replace"),
-                                           proc.stderr.decode(errors="replace"))
-        if check and proc.returncode != 0:
-            raise map_error(argv, proc.returncode, done.stderr, ERRORS)
+        done = run_text(argv, timeout=timeout or self.timeout, env=self.env, input=input,
+                        missing=self._missing())
+        if check and done.returncode != 0:
+            raise map_error(argv, done.returncode, done.stderr, ERRORS)
         return done
 
     def _missing(self) -> str:

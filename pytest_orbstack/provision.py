@@ -17,6 +17,7 @@ from pyinfra.api.operation import add_op
 from pyinfra.api.operations import run_ops
 
 from .backends.base import Backend
+from .backends.process import last_line
 from .errors import MachineError
 
 
@@ -45,11 +46,9 @@ def provision_machine(engine: Backend, name: str, image: str, *, user: str | Non
         failure = ""
     finally:
         disconnect_all(state)
-    host = inventory.get_host("@local")
-    meta = results.get(host) if not failure else None
+    meta = results.get(inventory.get_host("@local"))
     if failure or meta is None or not meta.did_succeed(_raise_if_not_complete=False):
-        op_meta = next(iter(state.ops.get(host, {}).values()), None) if host in state.ops else None
-        stderr = op_meta.operation_meta.stderr if op_meta is not None and op_meta.operation_meta.is_complete() else ""
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else failure or "operation failed"
+        stderr = meta.stderr if meta is not None and meta.is_complete() else ""
+        last = last_line(stderr, failure or "operation failed")
         raise MachineError(f"{engine.kind} machine {name!r} could not be made by operations.machine: {last}",
                            stderr=stderr)

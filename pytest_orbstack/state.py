@@ -12,6 +12,7 @@ from typing import IO, Any
 import pytest
 
 from .backends import get_backend
+from .backends.base import Backend
 from .inputs import search_dirs
 from .lifecycle import KEEP_POLICIES, Lifecycle, MachineRecord
 from .reaper import prune, start_watcher, stop_watcher
@@ -72,7 +73,10 @@ class PluginState:
         if self.lifecycle is None:
             backend = get_backend(self.kind_requested)
             backend.list()  # fails now, with a clear error, when the engine does not answer
-            prune(self.registry, get_backend, user=getpass.getuser())  # dead sessions' leftovers
+
+            def engine_for(kind: str) -> Backend:  # this session's engine where it is the same
+                return backend if kind == backend.kind else get_backend(kind)
+            prune(self.registry, engine_for, user=getpass.getuser())  # dead sessions' leftovers
             self.registry.open(self.session_id, backend.kind, pid=self.owner_pid,
                                project=str(self.config.rootpath))
             self.start_watcher()

@@ -17,7 +17,7 @@ import time
 from abc import ABC, abstractmethod
 
 from ..errors import CommandTimeout, MachineError, MachineNotFound
-from .process import run
+from .process import run, run_text
 from .types import READY_STATES, EngineMachine, MachineInfo, ready_command
 
 
@@ -103,10 +103,7 @@ class Backend(ABC):
             input: bytes | str | None = None, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
         """Run shell ``command``; the returned process holds the command's own exit code."""
         argv = self.exec_argv(name, command, user=user, workdir=workdir)
-        data = input.encode() if isinstance(input, str) else input
-        proc = run(argv, timeout=timeout, input=data, env=self.env)
-        return subprocess.CompletedProcess(argv, proc.returncode, proc.stdout.decode(errors="replace"),
-                                           proc.stderr.decode(errors="replace"))
+        return run_text(argv, timeout=timeout, input=input, env=self.env)
 
     def put(self, name: str, data: bytes, remote_path: str, *, user: str | None = None) -> None:
         """Write ``data`` to ``remote_path`` as ``user`` (default user: its permissions apply)."""

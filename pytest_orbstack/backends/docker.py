@@ -36,7 +36,7 @@ from .docker_commands import LABEL, SETUP_DONE, default_login, parse_inspect
 from .docker_image import prepared_image
 from .host_limits import boot_failure_hint
 from .process import last_line as _last_line
-from .process import map_error, run
+from .process import map_error, run_text
 from .types import READY_STATES, EngineMachine, Image, MachineInfo
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -67,10 +67,7 @@ class DockerBackend(Backend):
         ``ok``; the process is returned then."""
         argv = [self.docker, *argv[1:]]
         missing = f"{self.docker} not found on PATH: install Docker (apt-get install docker.io) or use OrbStack"
-        proc = run(argv, timeout=timeout, env=self.env, missing=missing,
-                   input=input.encode() if input is not None else None)
-        done = subprocess.CompletedProcess(argv, proc.returncode, proc.stdout.decode(errors="replace"),
-                                           proc.stderr.decode(errors="replace"))
+        done = run_text(argv, timeout=timeout, env=self.env, missing=missing, input=input)
         if check and done.returncode != 0 and not any(s in done.stderr for s in ok):
             raise self._error(done)
         return done
@@ -119,7 +116,10 @@ class DockerBackend(Backend):
     def _remove_image(self, image: str) -> None:
         self.call(cmd.remove_image(image), ok=("conflict", "No such image"))
 
-    def _prepared_image(self, image: str) -> str:
+    def prepare(self, image: str) -> str:
+        """What a machine of ``image`` needs before ``docker run``: the machines' network and
+        the prepared image (built once); returns the image's tag."""
+        self._ensure_network()
         if image not in self._tags:
             self._tags[image] = prepared_image(self, image)
         return self._tags[image]
@@ -159,7 +159,7 @@ class DockerBackend(Backend):
         login = default_login(user)
         path = check_cloud_init(cloud_init)
         script = None if path is None else cloudinit.user_data_script(Path(path).read_text())
-        ref = self._prepared_image(image)
+        ref = self.prepare(image)
         # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
         self._run_container(name, ref, {**(labels or {}), LABEL: "1", f"{LABEL}.user": login,
                                         f"{LABEL}.image": image})

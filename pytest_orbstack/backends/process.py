@@ -32,6 +32,16 @@ def run(argv: Sequence[str], *, timeout: float, input: bytes | None = None,
         raise CommandTimeout(f"{describe(argv)} did not finish in {timeout:.0f}s", argv=argv) from None
 
 
+def run_text(argv: Sequence[str], *, timeout: float, input: str | bytes | None = None,
+             env: Mapping[str, str] | None = None, missing: str = "") -> subprocess.CompletedProcess[str]:
+    """:func:`run` with text in and out (undecodable bytes replaced), for engine commands whose
+    output is read as text."""
+    data = input.encode() if isinstance(input, str) else input
+    proc = run(argv, timeout=timeout, input=data, env=env, missing=missing)
+    return subprocess.CompletedProcess(list(argv), proc.returncode, proc.stdout.decode(errors="replace"),
+                                       proc.stderr.decode(errors="replace"))
+
+
 def describe(argv: Sequence[str]) -> str:
     """``orbctl create``, ``docker run``: the program's name and its verb, for messages."""
     words = [argv[0].rsplit("/", 1)[-1], *(a for a in argv[1:3] if not a.startswith("-"))]
