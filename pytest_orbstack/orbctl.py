@@ -4,7 +4,8 @@ Each method runs one ``orbctl`` command (argv list, no shell), parses its output
 failures into the typed errors of :mod:`pytest_orbstack.errors` carrying the CLI's stderr.
 Machine names are validated before any call. Shapes parsed are the documented ones:
 ``list -f json`` items, ``info -f json`` in both its 2025+ form ``{"record":..., "ip4":...}``
-and the older flat record, ``config`` as ``key: value`` lines or bare values.
+and the older flat record, ``config`` as ``key: value`` lines or bare values. Each behaviour
+relied on is recorded, with its public source, in ``tests/contracts/orbstack/``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import subprocess
 import time
 from typing import Any
@@ -21,6 +23,7 @@ from .backends.process import map_error, run_text
 from .backends.types import EngineMachine, Image, MachineInfo
 from .errors import (
     CommandTimeout,
+    EngineUnavailable,
     InvalidName,
     MachineError,
     MachineExists,
@@ -31,15 +34,50 @@ from .errors import (
 from .inputs import check_cloud_init, check_user, parse_image
 from .names import validate_machine_name
 
-# stderr text -> error (sources: OrbStack issues #1337, #2152, #1441; the client pre-validates
-# names and images, so the last two are rarely reached)
+# stderr text -> error class. Sources (github.com/orbstack/orbstack/issues/N and the projects
+# named in tests/contracts/orbstack): "[-32098] machine not found: 'X'" (billystar, 2.2.1; #323),
+# "already exists" (pyinfra-orbstack), "make rootfs: image not found: {d v arch variant}" (#1441,
+# #2363, #2075), image downloads that fail (#2402, #1013, #143, #2661) and "timed out waiting
+# for network" (#1126): the image service or network, not the caller. ASSUMED, no public
+# source: "Unknown configuration key", "invalid name", "unsupported distro" (the client
+# validates names, images and keys' users first, so these are rarely reached).
 ERRORS = (("machine not found", MachineNotFound), ("already exists", MachineExists),
           ("Unknown configuration key", UnknownConfigKey), ("invalid name", InvalidName),
           ("invalid machine name", InvalidName), ("unsupported distro", UnknownImage),
-          ("image not found", UnknownImage))
+          ("image not found", UnknownImage), ("make rootfs: download", EngineUnavailable),
+          ("make rootfs: fetch index", EngineUnavailable),
+          ("timed out waiting for network", EngineUnavailable))
+# stderr text -> what it means, appended to the error's message.
+HINTS = (
+    ("image not found", "OrbStack offers no such image (any more): choose another release"),
+    ("make rootfs: download", "OrbStack could not download the image: check the network or proxy"),
+    ("make rootfs: fetch index", "OrbStack could not fetch its image index: check the network or proxy"),
+    ("timed out waiting for network", "the machine had no network: check the network or proxy"),
+    ("machine crashed on startup", "the machine crashed while booting, an OrbStack fault for some "
+     "distro/architecture pairs (#2476): try another image or update OrbStack"),
+    ("canceled by machine shutdown", "the machine shut down during its initial setup, e.g. a "
+     "cloud-init reboot (#2555, fixed in OrbStack 2.2.2)"),
+    ("missing IP address", "the machine got no address in time (#2213, #2663)"),
+)
+# feature -> (oldest OrbStack that has it, source)
+FEATURES = {
+    "clone": ((2, 0, 0), "clone arrived in OrbStack 2.0 (orbstack/orbstack#654)"),
+    "isolated": ((2, 1, 0), "isolated machines arrived in OrbStack 2.1.0 (orbstack/orbstack#2396)"),
+    "resources": ((2, 2, 1), "create --cpus/--memory/--disk: the oldest OrbStack a public report "
+                             "shows them on is 2.2.1 (orbstack/orbstack#2555)"),
+}
+_VERSIONS: dict[tuple[str, str], tuple[int, int, int]] = {}  # (binary, PATH) -> version: once a process
 
 DEFAULT_TIMEOUT = 120.0
 CREATE_TIMEOUT = 600.0
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """``Version: 2.2.3 (2020300)`` (or a bare ``2.2.3``) -> ``(2, 2, 3)``; None if absent."""
+    match = re.search(r"(?:^|Version:\s*)(\d+)\.(\d+)(?:\.(\d+))?", text.strip(), re.MULTILINE)
+    if not match:
+        return None
+    return int(match[1]), int(match[2]), int(match[3] or 0)
 
 
 def parse_machine(record: dict[str, Any]) -> EngineMachine:
@@ -101,7 +139,7 @@ class Orbctl:
         done = run_text(argv, timeout=timeout or self.timeout, env=self.env, input=input,
                         missing=self._missing())
         if check and done.returncode != 0:
-            raise map_error(argv, done.returncode, done.stderr, ERRORS)
+            raise classify(argv, done.returncode, done.stderr)
         return done
 
     def _missing(self) -> str:
@@ -161,7 +199,8 @@ class Orbctl:
         self._run(cmd.delete(validate_machine_name(name)))
 
     def clone(self, source: str, new: str) -> None:
-        """Copy-on-write clone; OrbStack leaves the clone stopped."""
+        """Copy-on-write clone; OrbStack leaves the clone stopped. Needs OrbStack 2.0."""
+        self.require("clone")
         self._run(cmd.clone(validate_machine_name(source), validate_machine_name(new)),
                   timeout=CREATE_TIMEOUT)
 
@@ -195,6 +234,28 @@ class Orbctl:
                 return line.split()[1]
         return text.strip()
 
+    def version_tuple(self) -> tuple[int, int, int]:
+        """This OrbStack's version, asked once per process and binary (later calls are free).
+        An unreadable answer counts as new enough: the feature's own error then speaks."""
+        key = (self.binary, (self.env or os.environ).get("PATH", ""))
+        if key not in _VERSIONS:
+            _VERSIONS[key] = parse_version(self.version()) or (999, 0, 0)
+        return _VERSIONS[key]
+
+    def supports(self, feature: str) -> bool:
+        """Whether this OrbStack is new enough for ``feature`` (a key of FEATURES)."""
+        return self.version_tuple() >= FEATURES[feature][0]
+
+    def require(self, feature: str) -> None:
+        """Raise EngineUnavailable, saying which version is needed and why, when this OrbStack
+        is older than ``feature`` (a key of FEATURES) needs."""
+        floor, why = FEATURES[feature]
+        if not self.supports(feature):
+            have = self.version_tuple()
+            raise EngineUnavailable(
+                f"{feature} needs OrbStack {'.'.join(map(str, floor))} or newer, this one is "
+                f"{'.'.join(map(str, have))}: update OrbStack ({why})")
+
     # -- commands and files in a machine ---------------------------------------------------
     def run_argv(self, name: str, command: str, *, user: str | None = None,
                  workdir: str | None = None) -> builtins.list[str]:
@@ -209,5 +270,18 @@ class Orbctl:
         return self._run(argv, timeout=timeout, check=False, input=input)
 
     def push(self, name: str, source: str, dest: str) -> None:
-        """Copy a local file into the machine, as its default user (``cp`` semantics)."""
+        """Copy a local file into the machine (``cp`` semantics). Not used for uploads: push
+        reads the file through ``/mnt/mac`` (#406; broken on isolated machines before 2.2.0,
+        #2469) and wrote as the default user until 2.2.3 (#407); uploads go over stdin."""
         self._run(cmd.push(validate_machine_name(name), source, dest))
+
+
+def classify(argv: builtins.list[str], returncode: int, stderr: str) -> MachineError:
+    """The typed error for a failed orbctl command (ERRORS), its message ending with what the
+    text means when it is a known one (HINTS)."""
+    error = map_error(argv, returncode, stderr, ERRORS)
+    hint = next((text for key, text in HINTS if key in stderr), None)
+    if hint is None:
+        return error
+    return type(error)(f"{error.message} ({hint})", stderr=error.stderr, argv=error.argv,
+                       returncode=error.returncode)

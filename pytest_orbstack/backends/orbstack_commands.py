@@ -12,6 +12,7 @@ from __future__ import annotations
 from .types import ready_command
 
 ORBCTL = "orbctl"
+HOME_FIRST = "cd ~ 2>/dev/null; "  # prefix of a command run without an explicit workdir
 
 
 def create(image: str, machine: str, *, user: str | None = None, arch: str | None = None,
@@ -78,11 +79,18 @@ def logs(machine: str) -> list[str]:
 
 def exec_(machine: str, command: str, *, user: str | None = None,
           workdir: str | None = None) -> list[str]:
-    """Run shell ``command`` in ``machine`` (``orbctl run`` starts no shell of its own)."""
+    """Run shell ``command`` in ``machine`` (``orbctl run`` starts no shell of its own), always
+    in a Linux directory: ``workdir``, else the user's home (``/`` if it has none).
+
+    Without ``-w``, ``orbctl run`` starts in the caller's current directory on the Mac, reached
+    through the file share (maintainer in OrbStack issue #1661; docs example in #38), so relative
+    paths would land in the developer's checkout. ``-w`` exists since OrbStack 1.5.0 (#1005).
+    """
     argv = [ORBCTL, "run", "-m", machine]
     argv += ["-u", user] if user else []
-    argv += ["-w", workdir] if workdir else []
-    return [*argv, "sh", "-c", command]
+    if workdir:
+        return [*argv, "-w", workdir, "sh", "-c", command]
+    return [*argv, "-w", "/", "sh", "-c", HOME_FIRST + command]
 
 
 def ready(machine: str, timeout: int = 90) -> list[str]:
@@ -91,4 +99,5 @@ def ready(machine: str, timeout: int = 90) -> list[str]:
 
 
 def push(machine: str, source: str, dest: str) -> list[str]:
+    """Copy a Mac file into ``machine`` (reads it through ``/mnt/mac``, OrbStack #406, #2469)."""
     return [ORBCTL, "push", "-m", machine, source, dest]

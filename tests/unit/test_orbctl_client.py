@@ -1,7 +1,8 @@
 """The OrbStack client builds the documented argv and parses the documented outputs.
 
 A recorder stands in for subprocess.run so each test states exactly which command the client
-sends and what orbctl answered (samples from shared/orbstack-cli-facts.md).
+sends and what orbctl answered. Answers recorded from real OrbStack, with their sources, are
+replayed by tests/contracts/test_client_contracts.py; the samples here exercise the logic.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ import subprocess
 import pytest
 
 from pytest_orbstack import orbctl as orbctl_mod
+from pytest_orbstack.backends.orbstack import OrbStackBackend
 from pytest_orbstack.errors import (
     CommandTimeout,
     EngineUnavailable,
     InvalidName,
+    MachineError,
     MachineExists,
     MachineNotFound,
     UnknownConfigKey,
@@ -51,6 +54,7 @@ class Recorder:
 
 @pytest.fixture
 def rec(monkeypatch):
+    monkeypatch.setattr(orbctl_mod, "_VERSIONS", {})
     return Recorder(monkeypatch)
 
 
@@ -175,3 +179,62 @@ def test_run_argv_wraps_in_sh_c_with_flags_first():
     argv = Orbctl().run_argv("web", "echo 'it''s'", user="root", workdir="/tmp")
     assert argv == ["orbctl", "run", "-m", "web", "-u", "root", "-w", "/tmp", "sh", "-c",
                     "echo 'it''s'"]
+
+
+def test_every_run_names_a_linux_directory_home_by_default():
+    """Without -w orbctl run starts in the Mac's current directory (OrbStack #1661)."""
+    argv = Orbctl().run_argv("web", "touch x")
+    assert argv == ["orbctl", "run", "-m", "web", "-w", "/", "sh", "-c", "cd ~ 2>/dev/null; touch x"]
+
+
+def test_clone_needs_orbstack_2_and_the_version_is_asked_once(rec):
+    rec.answer(stdout="Version: 1.7.2 (1070200)\nCommit: abc (v1.7.2)\n")
+    with pytest.raises(EngineUnavailable, match=r"clone needs OrbStack 2\.0\.0 or newer, this one is 1\.7\.2"):
+        Orbctl().clone("golden", "copy")
+    with pytest.raises(EngineUnavailable):
+        Orbctl().clone("golden", "copy")
+    assert rec.calls == [["orbctl", "version"]]
+
+
+def test_clone_on_a_new_orbstack_runs(rec):
+    rec.answer(stdout="Version: 2.2.3 (2020300)\n").answer()
+    Orbctl().clone("golden", "copy")
+    assert rec.calls == [["orbctl", "version"], ["orbctl", "clone", "golden", "copy"]]
+    assert Orbctl().supports("resources") and len(rec.calls) == 2
+
+
+@pytest.mark.parametrize("stderr, cls, hint", [
+    ("[-32098] create 'w': make rootfs: download metadata: GET download status: 404 Not Found",
+     EngineUnavailable, "could not download"),
+    ("[-32098] create 'w': setup: machine crashed on startup", MachineError, "crashed while booting"),
+    ("[-32098] create 'w': make rootfs: image not found: {nixos 25.05 arm64 default}", UnknownImage,
+     "no such image"),
+])
+def test_known_failure_texts_are_classified_and_explained(stderr, cls, hint):
+    error = orbctl_mod.classify(["orbctl", "create", "debian", "w"], 1, stderr)
+    assert type(error) is cls and hint in str(error) and str(error).startswith("orbctl create: [-32098]")
+
+
+def test_backend_refuses_distros_without_systemd_before_any_call(rec):
+    with pytest.raises(UnknownImage, match="alpine machines run OpenRC or runit"):
+        OrbStackBackend().create("a1", "alpine:3.20")
+    assert rec.calls == []
+
+
+def test_backend_reports_a_provisioning_machine_that_answers_as_running(rec):
+    provisioning = {**INFO_NEW, "record": {**LIST_ITEM, "state": "provisioning"}}
+    rec.answer(stdout=json.dumps(provisioning)).answer(0)
+    assert OrbStackBackend().info("web").machine.running
+    assert rec.calls[1][:5] == ["orbctl", "run", "-m", "web", "-u"]
+    rec.answer(stdout=json.dumps(provisioning)).answer(1)
+    assert OrbStackBackend().info("web").machine.state == "provisioning"
+
+
+def test_backend_uploads_over_stdin_never_push(monkeypatch):
+    sent = []
+    monkeypatch.setattr(orbctl_mod.subprocess, "run", lambda argv, **kw: sent.append((argv, kw))
+                        or subprocess.CompletedProcess(argv, 0, b"", b""))
+    OrbStackBackend().put("web", b"data", "/etc/motd", user="root")
+    (argv, kwargs), = sent
+    assert argv[:2] == ["orbctl", "run"] and "push" not in argv and kwargs["input"] == b"data"
+    assert argv[-1] == "cd ~ 2>/dev/null; cat > /etc/motd"
