@@ -63,7 +63,7 @@ class Emulator:
     def __call__(self, *args: str, input: str | None = None, binary: str = "orbctl",
                  **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([binary, *args], capture_output=True, text=True, input=input,
-                              env={**self.env, **env}, timeout=120)
+                              env={**self.env, **env}, timeout=120, cwd="/")  # no -w: runs in "/"
 
     def ok(self, *args: str, **kwargs) -> str:
         proc = self(*args, **kwargs)
@@ -118,7 +118,8 @@ def test_version_and_status(orbctl):
 
 
 def test_create_makes_the_user_and_runs_cloud_init_as_root(orbctl, web):
-    assert orbctl.sh("id -un; pwd; sudo -n true && echo sudo-ok").split() == ["deploy", "/home/deploy", "sudo-ok"]
+    who = orbctl.sh("id -un; echo $HOME; sudo -n true && echo sudo-ok")
+    assert who.split() == ["deploy", "/home/deploy", "sudo-ok"]
     motd = orbctl.ok("run", "-m", web, "-u", "root", "sh", "-c",
                      "cat /etc/emulator-test/motd; echo; stat -c %a /etc/emulator-test/motd")
     assert motd.split() == ["hello", "from", "cloud-init", "600"]
@@ -138,13 +139,15 @@ def test_list_shapes(orbctl, web):
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     assert item == {"name": "web", "image": {"distro": "debian", "version": "bookworm", "arch": arch,
                                              "variant": "default"},
-                    "config": {"isolated": False, "default_username": "deploy"},
+                    "config": {"isolated": False, "forward_ssh_agent": False, "isolate_network": False,
+                               "default_username": "deploy", "http_port": 80, "https_port": 443},
                     "builtin": False, "state": "running"}
     assert orbctl.ok("list", "-q") == "web\n"
     assert orbctl.ok("list", "-r", "-q") == "web\n"
     table = orbctl.ok("list").splitlines()
     assert table[0].split() == ["NAME", "STATE", "DISTRO", "VERSION", "ARCH"]
-    assert table[1].split() == ["web", "running", "debian", "bookworm", arch]
+    assert table[1].split() == ["----", "-----", "------", "-------", "----"]  # #323
+    assert table[2].split() == ["web", "running", "debian", "bookworm", arch]
 
 
 def test_info_new_and_flat_shapes(orbctl, web):
@@ -154,6 +157,28 @@ def test_info_new_and_flat_shapes(orbctl, web):
     assert isinstance(info["disk_size"], int) and re.fullmatch(r"[\d.]+", info["ip4"])
     flat = json.loads(orbctl.ok("info", web, "-f", "json", ORBCTL_EMULATOR_INFO_SHAPE="flat"))
     assert "record" not in flat and flat["name"] == "web" and flat["id"] == listed["id"]
+
+
+def test_run_without_workdir_runs_in_the_callers_directory_or_fails(orbctl, web, tmp_path):
+    """OrbStack runs in the caller's current directory (#1661): a client that omits -w runs
+    in the developer's checkout on a Mac, so the emulator fails it when the path is absent."""
+    assert subprocess.run(["orbctl", "run", "-m", web, "pwd"], capture_output=True, text=True, cwd="/var",
+                          env=orbctl.env).stdout == "/var\n"
+    lost = subprocess.run(["orbctl", "run", "-m", web, "pwd"], capture_output=True, text=True, cwd=tmp_path,
+                          env=orbctl.env)
+    assert lost.returncode == 1 and lost.stderr.startswith(f"[-32098] run: chdir '{tmp_path}'")
+
+
+def test_version_knob_gates_clone_isolated_and_delete_by_id(orbctl, web):
+    assert orbctl.ok("version", ORBCTL_EMULATOR_VERSION="1.7.2").strip() == "Version: 1.7.2 (1070200)"
+    old = orbctl("clone", web, "web-old", ORBCTL_EMULATOR_VERSION="1.11.3")
+    assert (old.returncode, old.stderr.splitlines()[0]) == (1, 'Error: unknown command "clone" for "orbctl"')
+    flag = orbctl("create", "--isolated", "debian", "iso", ORBCTL_EMULATOR_VERSION="2.0.5")
+    assert flag.stderr.strip() == "Error: unknown flag: --isolated"
+    ulid = json.loads(orbctl.ok("info", web, "-f", "json"))["record"]["id"]
+    panic = orbctl("delete", "-f", ulid)  # 2.2.1-2.2.3 (billystar, garm-provider-orbstack)
+    assert panic.returncode == 2 and "scon/cmd/scli/cmd/delete.go:141" in panic.stderr
+    assert orbctl.names() == ["web"]
 
 
 def test_run_passes_exit_code_stdin_user_and_workdir(orbctl, web):
@@ -168,16 +193,20 @@ def test_run_passes_exit_code_stdin_user_and_workdir(orbctl, web):
     assert orbctl("run", "-x", "true").stderr.strip() == "Error: unknown shorthand flag: 'x' in -x"
 
 
-def test_push_and_pull_copy_as_the_default_user(orbctl, web, tmp_path):
+def test_push_and_pull_copy_as_the_default_user_before_2_2_3(orbctl, web, tmp_path):
     src = tmp_path / "notes.txt"
     src.write_text("some notes\n")
     src.chmod(0o640)
-    orbctl.ok("push", "-m", web, str(src))
-    orbctl.ok("push", "-m", web, str(src), "copy.txt")
-    assert orbctl.sh("stat -c '%U %a' notes.txt; cat ~/copy.txt") == "deploy 640\nsome notes"
-    denied = orbctl("push", "-m", web, str(src), "/root/notes.txt")
+    old = {"ORBCTL_EMULATOR_VERSION": "2.2.2"}
+    orbctl.ok("push", "-m", web, str(src), **old)
+    orbctl.ok("push", "-m", web, str(src), "copy.txt", **old)
+    assert orbctl.sh("stat -c '%U %a' ~/notes.txt; cat ~/copy.txt", **old) == "deploy 640\nsome notes"
+    denied = orbctl("push", "-m", web, str(src), "/root/notes.txt", **old)  # #407, before 2.2.3
     assert denied.returncode == 1
     assert denied.stderr.strip() == "cp: cannot create regular file '/root/notes.txt': Permission denied"
+    orbctl.ok("push", "-m", web, str(src), "/root/notes.txt")  # "Fixed in v2.2.3" (#407)
+    missing = orbctl("push", "-m", web, str(tmp_path / "nope.yaml"))
+    assert missing.stderr.strip() == f"cp: cannot stat '/mnt/mac{tmp_path}/nope.yaml': No such file or directory"
     out = tmp_path / "out"
     out.mkdir()
     orbctl.ok("pull", "-m", web, "copy.txt", str(out))
@@ -198,7 +227,9 @@ def test_clone_is_stopped_then_resolves_by_name_and_rename_moves_it(orbctl, web)
     orbctl.ok("start", "web-copy")  # idempotent
     assert orbctl.sh("hostname", machine="web-copy") == "web-copy"
     web_ip = json.loads(orbctl.ok("info", web, "-f", "json"))["ip4"]
-    assert orbctl.sh("getent hosts web.orb.local", machine="web-copy").split()[0] == web_ip
+    relay = orbctl.sh("getent hosts web.orb.local", machine="web-copy").split()[0]
+    assert relay != web_ip  # a per-machine relay address, not ip4 (#2676, #2057)
+    assert orbctl.sh("getent hosts web", machine="web-copy").split()[0] == web_ip
     orbctl.ok("rename", "web-copy", "web-b")
     assert orbctl.names() == ["web", "web-b"]
     assert orbctl.sh("getent hosts web-b.orb.local >/dev/null && echo ok") == "ok"
@@ -222,7 +253,7 @@ def test_config_show_get_set(orbctl, web):
         "Unknown configuration key: machine.nope.username"
     orbctl.ok("config", "set", "machine.web.username", "alice")  # creates the user
     try:
-        assert orbctl.sh("id -un; pwd") == "alice\n/home/alice"
+        assert orbctl.sh("id -un; echo $HOME") == "alice\n/home/alice"
         assert json.loads(orbctl.ok("list", "-f", "json"))[0]["config"]["default_username"] == "alice"
     finally:
         orbctl.ok("config", "set", "machine.web.username", "deploy")
@@ -230,11 +261,13 @@ def test_config_show_get_set(orbctl, web):
 
 def test_create_errors_leave_nothing_behind(orbctl, web):
     other_arch = "arm64" if platform.machine() in ("x86_64", "amd64") else "amd64"
+    host = "amd64" if other_arch == "arm64" else "arm64"
     cases = {
         ("debian", "my_vm"): "[-32098] create 'my_vm': invalid name",
         ("debian", "docker"): "[-32098] create 'docker': invalid name: 'docker' is reserved",
         ("plan9", "p9"): "[-32098] create 'p9': unsupported distro: 'plan9'",
-        ("debian:11", "old"): "[-32098] create 'old': image not found: 'debian:bullseye'",
+        ("debian:11", "old"): f"[-32098] create 'old': make rootfs: image not found: {{debian bullseye {host} ",
+        ("ubuntu:20.04", "focal"): "[-32098] create 'focal': make rootfs: image not found: {ubuntu focal",
         ("debian:12", "web"): "[-32098] create 'web': machine already exists: 'web'",
         ("-a", other_arch, "debian", "foreign"): "[-32098] create 'foreign': unsupported architecture",
         ("-u", "bad user", "debian", "baduser"): "[-32098] create 'baduser': setup: user 'bad user': useradd",

@@ -1,0 +1,68 @@
+"""What the orbctl emulator knows of real OrbStack, each fact with its public source or the
+word ASSUMED. ``#N`` is github.com/orbstack/orbstack/issues/N; G-cli and G-probe are
+mainuli/garm-provider-orbstack's internal/orbstack/cli.go and its capabilities probe; B is
+billyhargroveofficial/billystar's OrbStack harness; TF is robertdebock/terraform-provider-
+orbstack; S is elazar/pyinfra-orbstack. The observations are in tests/contracts/orbstack."""
+
+from __future__ import annotations
+
+import os
+
+E = "[-32098] "  # prefix of errors from OrbStack's daemon (B, #1441, #2213)
+DEFAULT_VERSION = "2.2.3"  # the newest version the sources show (#2663, G-cli)
+FLOORS = {"clone": (2, 0, 0),  # #654: clone arrived in 2.0 (export/import with it, #186)
+          "isolated": (2, 1, 0),  # #2396: isolated machines arrived in 2.1.0
+          "push_as_root": (2, 2, 3),  # #407: pushing to /root "Fixed in v2.2.3" (how: ASSUMED root)
+          "copy_isolated": (2, 2, 0)}  # #2469: pull/push through /mnt/mac failed on isolated machines
+DELETE_BY_ID_PANICS = ((2, 2, 1), (2, 2, 3))  # B (2.2.1) and G-cli (2.2.3): delete <ID> panics
+# The panic's text and exit status are ASSUMED (Go's runtime: exit 2); G-cli names the place.
+DELETE_PANIC = ("panic: runtime error: invalid memory address or nil pointer dereference\n"
+                "[signal SIGSEGV: segmentation violation]\n\ngoroutine 1 [running]:\n"
+                "github.com/orbstack/macvirt/scon/cmd/scli/cmd.init.func5()\n"
+                "\tgithub.com/orbstack/macvirt/scon/cmd/scli/cmd/delete.go:141 +0x1c")
+NOT_FOUND = E + "machine not found: '{}'"  # B: exact, exit 1, empty stdout
+MISSING_IP = "machine didn't start in 30s (missing IP address)"  # #2213, #2663: whatever the wait
+IMAGE_NOT_FOUND = E + "create '{name}': make rootfs: image not found: {{{distro} {version} {arch} default}}"  # #1441
+PUSH_NO_SOURCE = "cp: cannot stat '/mnt/mac{}': No such file or directory"  # #406: read via /mnt/mac
+COPY_ISOLATED = "cp: cannot create regular file '/mnt/mac{}': Permission denied"  # #2469
+UNKNOWN_COMMAND = 'Error: unknown command "{}" for "orbctl"\nRun \'orbctl --help\' for usage.'  # ASSUMED (cobra)
+NO_CWD = (E + "run: chdir '{}': no such file or directory (the orbctl emulator runs a command "
+          "in the caller's directory like OrbStack, #1661, and fails when the machine has no such "
+          "directory: pass -w)")  # ASSUMED: real OrbStack's answer here is not public
+# image names and default releases seen in "image not found" texts (#2363, on 2.0.5)
+IMAGE_NAMES = {"arch": "archlinux"}
+DEFAULT_RELEASES = {"arch": "current", "nixos": "25.05", "debian": "bookworm", "ubuntu": "noble"}
+REMOVED = {("ubuntu", "focal")}  # #2075, #2152: Ubuntu 20.04 images were removed upstream
+# `config show` keys (S shows cpu, memory_mib, network.subnet4, rosetta, machine.N.username;
+# TF reads power.pause_in_sleep, ssh.expose_port, docker.node_name); default values ASSUMED.
+CONFIG_DEFAULTS = {
+    "app.start_at_login": "false", "cpu": "8", "docker.expose_ports_to_lan": "true",
+    "docker.node_name": "orbstack", "docker.set_context": "true", "k8s.enable": "false",
+    "k8s.expose_services": "false", "machines.expose_ports_to_lan": "true",
+    "machines.forward_ports": "true", "memory_mib": "8192", "network.https": "true",
+    "network.subnet4": "192.168.138.0/23", "network_bridge": "true", "network_proxy": "auto",
+    "power.pause_in_sleep": "true", "rosetta": "true", "setup.use_admin": "true",
+    "ssh.expose_port": "false"}
+# per-machine keys (G-cli ApplySettings; raycast/extensions#29498), username (S)
+MACHINE_KEYS = ("username", "cpu", "memory_mib", "disk_bytes", "isolated", "isolate_network",
+                "forward_ssh_agent", "mounts")
+PORTS = {"http_port": 80, "https_port": 443}  # record.config fields (G-cli, B); values ASSUMED
+
+
+def version() -> str:
+    return os.environ.get("ORBCTL_EMULATOR_VERSION") or DEFAULT_VERSION
+
+
+def version_tuple() -> tuple[int, int, int]:
+    parts = [int(p) for p in version().split(".")] + [0, 0]
+    return parts[0], parts[1], parts[2]
+
+
+def version_line() -> str:
+    """``Version: 2.2.3 (2020300)`` (G-cli; #1441 shows 1.7.2 as 1070200)."""
+    major, minor, patch = version_tuple()
+    return f"Version: {version()} ({major * 1000000 + minor * 10000 + patch * 100})"
+
+
+def has(feature: str) -> bool:
+    return version_tuple() >= FLOORS[feature]
