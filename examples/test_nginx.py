@@ -47,6 +47,8 @@ def test_host_data_changes_the_port(orbstack_machine):
 
 def test_another_machine_reaches_the_site_by_name(orbstack, orbstack_machine):
     client = orbstack_machine()
-    assert orbstack.ip4 in client.dns(orbstack.domain)
+    # On OrbStack NAME.orb.local is a relay address of its own, not the machine's ip4
+    # (orbstack/orbstack#2676, #2057): what holds is that the name resolves and the site answers.
+    assert client.dns(orbstack.domain)
     reach = client.connectivity(orbstack.domain, method="http", port=8080)
     assert reach["reachable"] and reach["status"] == 200, reach
