@@ -16,6 +16,7 @@ __version__ = "0.2.0.dev0"
 # public name -> module that defines it
 _EXPORTS = {
     "Machine": "machine",
+    "MachineGroup": "machine",
     "IdempotenceError": "results",
     "DeployResult": "results",
     "OperationResult": "results",
@@ -35,8 +36,8 @@ _EXPORTS = {
 
 __all__ = [
     "CommandTimeout", "DeployError", "DeployResult", "EngineUnavailable", "IdempotenceError",
-    "InvalidInput", "InvalidName", "Machine", "MachineError", "MachineExists", "MachineNotFound",
-    "OperationResult", "OrbStackError", "SharedMachineError", "UnknownConfigKey", "UnknownImage",
+    "InvalidInput", "InvalidName", "Machine", "MachineError", "MachineExists", "MachineGroup",
+    "MachineNotFound", "OperationResult", "OrbStackError", "SharedMachineError", "UnknownConfigKey", "UnknownImage",
     "__version__",
 ]
 
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
         UnknownConfigKey,
         UnknownImage,
     )
-    from .machine import Machine
+    from .machine import Machine, MachineGroup
     from .results import DeployError, DeployResult, IdempotenceError, OperationResult
 
 

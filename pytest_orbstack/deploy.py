@@ -1,28 +1,108 @@
-"""Apply a PyInfra deploy to one machine through pyinfra's API and report per operation.
+"""Apply a PyInfra deploy to machines exactly as ``pyinfra -y INVENTORY deploy.py`` does, run in
+this process by pyinfra's own CLI code, and report what each operation did on each machine.
 
-A deploy is a deploy file (path; relative ``src=`` paths resolve from its folder, as with the
-``pyinfra`` CLI) or a Python callable that calls operations. The run goes through the
-``@orbstack`` connector, so it is exactly what ``pyinfra @orbstack/NAME deploy.py`` does.
+A deploy is a deploy file or a Python callable that calls operations. Its folder (a callable's:
+the folder of the file defining it) plays the CLI's current directory: ``group_data/*.py`` and
+``config.py`` there are loaded, and ``local.include`` and relative ``src=`` paths resolve from
+it, as they do for ``cd FOLDER && pyinfra INVENTORY deploy.py``. pyinfra's code does the work:
+
+- ``config.py``: ``pyinfra_cli.util.exec_file`` with the run's Config in context, then the
+  ``config=`` overrides (the CLI's ``--sudo`` etc.), then ``Config.lock_current_state``;
+- inventory and group data: ``pyinfra_cli.inventory.make_inventory_from_files``; ``data=`` is
+  its override data (``--data``: above host, group and ``all`` data);
+- the deploy: ``pyinfra_cli.util.load_deploy_file`` (a callable: ``load_func``, as
+  ``pyinfra INVENTORY module.func``) with ``pyinfra.is_cli`` set for the run, so ``local.include``
+  works and operations are ordered by their line in the deploy, as on the command line;
+- the run: ``pyinfra.api.operations.run_ops``; operation names: ``pyinfra_cli.prints.pretty_op_name``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import os
+import sys
 import time
 import traceback
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyinfra.api import Config, Inventory, State
-from pyinfra.api.connect import disconnect_all
-from pyinfra.api.exceptions import ConnectError, PyinfraError
+import pyinfra
+from pyinfra.api import BaseStateCallback, Config, Inventory, State
+from pyinfra.api.command import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api.connect import connect_all, disconnect_all
+from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
-from pyinfra.context import ctx_config, ctx_host, ctx_state
+from pyinfra.api.state import StateStage
+from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 
 from .backends.base import Backend
 from .inputs import Deploy, check_deploy, describe, display_path
 from .results import DeployResult, OperationResult
+
+
+def _register_cli_package() -> None:
+    """Make ``pyinfra_cli``'s modules importable without running its ``__init__``, whose only
+    statement is gevent's ``monkey.patch_all()``: patching the whole standard library inside
+    pytest turns threads into greenlets and delays Ctrl-C. (A process that imported
+    ``pyinfra_cli`` itself already has it, patched, and keeps it.)"""
+    if "pyinfra_cli" in sys.modules:
+        return
+    spec = importlib.util.find_spec("pyinfra_cli")
+    assert spec is not None and spec.submodule_search_locations is not None
+    package = importlib.util.module_from_spec(spec)  # created, not executed
+    sys.modules["pyinfra_cli"] = package
+
+
+_register_cli_package()
+from pyinfra_cli import util as cli_util  # noqa: E402
+from pyinfra_cli.exceptions import UnexpectedExternalError  # noqa: E402
+from pyinfra_cli.inventory import make_inventory_from_files  # noqa: E402
+from pyinfra_cli.prints import pretty_op_name  # noqa: E402
+
+
+@dataclass
+class Target:
+    """One machine of a run: its engine name, the inventory groups it is in and its host data."""
+    machine: str
+    groups: Sequence[str] = ()
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def host_name(self) -> str:
+        return f"@orbstack/{self.machine}"
+
+
+class _Recorder(BaseStateCallback):
+    """pyinfra state callbacks: how long each operation took on each host, why a host could
+    not connect."""
+
+    def __init__(self) -> None:
+        self.started: dict[tuple[str, str], float] = {}
+        self.durations: dict[tuple[str, str], float] = {}
+        self.connect_errors: dict[str, str] = {}
+
+    def host_connect_error(self, state: State, host: Any, error: Any) -> None:  # type: ignore[override]
+        self.connect_errors[host.name] = str(error)
+
+    def operation_host_start(self, state: State, host: Any, op_hash: str) -> None:  # type: ignore[override]
+        self.started[(host.name, op_hash)] = time.monotonic()
+
+    def _end(self, host: Any, op_hash: str) -> None:
+        start = self.started.get((host.name, op_hash))
+        if start is not None:
+            self.durations[(host.name, op_hash)] = round(time.monotonic() - start, 3)
+
+    def operation_host_success(self, state: State, host: Any, op_hash: str,  # type: ignore[override]
+                               retry_count: int = 0) -> None:
+        self._end(host, op_hash)
+
+    def operation_host_error(self, state: State, host: Any, op_hash: str,  # type: ignore[override]
+                             retry_count: int = 0, max_retries: int = 0) -> None:
+        self._end(host, op_hash)
 
 
 def _user_error(exc: BaseException) -> tuple[str, list[str]]:
@@ -30,19 +110,13 @@ def _user_error(exc: BaseException) -> tuple[str, list[str]]:
     own frames (pyinfra's and pytest-orbstack's frames left out)."""
     frames = traceback.extract_tb(exc.__traceback__)
     here = str(Path(__file__).resolve().parent)
-    pyinfra_dir = str(Path(inspect.getfile(State)).resolve().parents[1])
-    own = [f for f in frames if not f.filename.startswith((here, pyinfra_dir))
+    pyinfra_dirs = tuple(str(Path(inspect.getfile(m)).resolve().parent) for m in (pyinfra, cli_util))
+    own = [f for f in frames if not f.filename.startswith((here, *pyinfra_dirs))
            and "importlib" not in f.filename]
     where = f"{display_path(own[-1].filename)}:{own[-1].lineno}: " if own else ""
     text = " ".join(str(exc).split()) or "(no message)"
     lines = [f"{display_path(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in own]
     return f"{where}{type(exc).__name__}: {text}", lines
-
-
-def _exec_deploy_file(state: State, path: Path) -> None:
-    code = compile(path.read_text(encoding="utf-8"), str(path), "exec")
-    state.current_deploy_filename = state.current_exec_filename = str(path)
-    exec(code, {"__file__": str(path), "__name__": "__pyinfra_deploy__"})
 
 
 def _is_idempotent(op_data: Any) -> bool:
@@ -55,7 +129,21 @@ def _is_idempotent(op_data: Any) -> bool:
     return bool(getattr(func, "is_idempotent", True))
 
 
-def _collect(state: State, host: Any) -> list[OperationResult]:
+def _command_text(command: Any) -> str:
+    """A command as a person reads it: shell commands with secrets masked (as pyinfra prints
+    them), uploads and downloads by their paths, a Python step by its function's name."""
+    if isinstance(command, StringCommand):
+        return command.get_masked_value()
+    if isinstance(command, (FileUploadCommand, FileDownloadCommand)):
+        src = command.src if isinstance(command.src, str) else type(command.src).__name__
+        verb = "upload" if isinstance(command, FileUploadCommand) else "download"
+        return f"{verb} {src} -> {command.dest}"
+    if isinstance(command, FunctionCommand):
+        return f"python: {getattr(command.function, '__name__', command.function)}()"
+    return repr(command)
+
+
+def _collect(state: State, host: Any, recorder: _Recorder) -> list[OperationResult]:
     results = []
     for op_hash in state.get_op_order():
         op_data = state.ops[host].get(op_hash)
@@ -65,61 +153,132 @@ def _collect(state: State, host: Any) -> list[OperationResult]:
         complete = meta.is_complete()
         success = meta.did_succeed(_raise_if_not_complete=False) if complete else False
         results.append(OperationResult(
-            name=", ".join(sorted(state.get_op_meta(op_hash).names)) or op_hash,
+            name=pretty_op_name(state.get_op_meta(op_hash)),
             changed=bool(complete and meta.did_change()),
             success=bool(success) or bool(op_data.global_arguments.get("_ignore_errors")),
             ran=complete,
             idempotent=_is_idempotent(op_data),
-            commands=[str(c) for c in (meta._commands or [])],
+            commands=[_command_text(c) for c in (meta._commands or [])],
             stdout=meta.stdout if complete else "",
             stderr=meta.stderr if complete else "",
+            duration=recorder.durations.get((host.name, op_hash), 0.0),
         ))
     return results
 
 
-def apply_deploy(machine: str, deploy: Deploy, *, backend: Backend | str,
-                 data: dict[str, Any] | None = None,
-                 config: dict[str, Any] | None = None) -> DeployResult:
-    """Run ``deploy`` against ``machine`` (on ``backend``) and return what every operation did.
+def _folder_of(deploy: Deploy) -> Path:
+    if callable(deploy):
+        try:
+            return Path(inspect.getfile(deploy)).resolve().parent
+        except TypeError:  # a builtin or a callable object without a source file
+            return Path.cwd()
+    return Path(os.fspath(deploy)).parent
 
-    Never raises for a failing operation: the result says which failed and with what stderr.
-    ``data`` becomes host data (``host.data`` in the deploy); ``config`` sets pyinfra Config
-    attributes (e.g. ``{"SUDO": True}``).
+
+@contextmanager
+def _cli_mode(folder: Path) -> Iterator[None]:
+    """What ``pyinfra`` (pyinfra_cli.main) sets for a run, undone afterwards: CLI mode and the
+    current directory on ``sys.path`` (a deploy may import modules next to it). Compiled deploy
+    files are forgotten, so a file edited between two runs of one process is read again."""
+    was_cli, old_path = pyinfra.is_cli, list(sys.path)
+    pyinfra.is_cli = True
+    if str(folder) not in sys.path:
+        sys.path.append(str(folder))
+    cli_util.PYTHON_CODES.clear()
+    try:
+        yield
+    finally:
+        pyinfra.is_cli = was_cli
+        sys.path[:] = old_path
+
+
+def _inventory(targets: Sequence[Target], folder: Path, engine: dict[str, Any],
+               override: dict[str, Any]) -> Inventory:
+    """The inventory ``pyinfra INVENTORY`` would build for ``targets`` run from ``folder``:
+    pyinfra loads ``group_data/`` (``all.py``, one file per group) exactly as for a host list;
+    the targets' groups and host data are then attached as an inventory file would attach them."""
+    loaded = make_inventory_from_files(",".join(t.host_name for t in targets), override_data=override,
+                                       cwd=str(folder))
+    members: dict[str, list[str]] = {}
+    for target in targets:
+        for group in target.groups:
+            members.setdefault(group, []).append(target.host_name)
+    names = [(t.host_name, {**engine, **t.data}) for t in targets]
+    groups = {name: (members.get(name, []), dict(loaded.group_data.get(name, {})))
+              for name in {*members, *loaded.group_data} - {"all"}}
+    return Inventory((names, dict(loaded.data)), override_data=override, **groups)
+
+
+def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | str,
+               data: Mapping[str, Any] | None = None,
+               config: Mapping[str, Any] | None = None) -> dict[str, DeployResult]:
+    """Run ``deploy`` once across ``targets`` (machines on ``backend``), as the pyinfra CLI
+    would run it on an inventory of them; what every operation did, per machine.
+
+    Never raises for a failing operation or deploy: each result says what failed. ``data`` is
+    the CLI's ``--data`` (override data); ``config`` sets Config attributes after ``config.py``,
+    as the CLI's flags do (e.g. ``{"SUDO": True}`` for ``--sudo``).
     """
     started = time.monotonic()
     deploy = check_deploy(deploy)
+    folder = _folder_of(deploy)
     # the engine object itself reaches the connector (its env, caches, binary); a kind string
     # goes through the one engine rule there
     engine = {"_orbstack_engine": backend} if isinstance(backend, Backend) else {"orbstack_backend": backend}
-    host_data = {**engine, **(data or {})}
-    inventory = Inventory(([(f"@orbstack/{machine}", host_data)], {}))
-    cfg = Config(**(config or {}))
-    path = None if callable(deploy) else Path(os.fspath(deploy))
-    state = State(inventory, cfg)
-    state.cwd = str(path.parent if path else Path.cwd())
-    error = None
+    state = State(check_for_changes=False)  # pyinfra -y
+    state.cwd = str(folder)
+    recorder = _Recorder()
+    error: str | None = None
     frames: list[str] = []
-    try:
-        host = inventory.get_host(f"@orbstack/{machine}")
-        host.connect(raise_exceptions=True, show_errors=False)
-        state.activate_host(host)
-        with ctx_state.use(state), ctx_host.use(host), ctx_config.use(state.config.copy()):
-            if path is not None:
-                _exec_deploy_file(state, path)
-            else:
-                deploy()  # type: ignore[operator]
-        run_ops(state)
-    except ConnectError as exc:
-        error = f"cannot connect: {exc}"
-    except PyinfraError as exc:  # "No hosts remaining": an operation failed, collected below
-        error = str(exc) if "No hosts remaining" not in str(exc) else None
-    except Exception as exc:  # an error in the user's deploy code
-        error, frames = _user_error(exc)
-    finally:
-        disconnect_all(state)
-    host = inventory.get_host(f"@orbstack/{machine}")
-    operations = _collect(state, host) if host in state.ops else []
-    result = DeployResult(describe(deploy), operations, error, time.monotonic() - started, frames)
-    if error is None and not result.success and not result.failed:
-        result.error = "deploy failed before running its operations"
-    return result
+    inventory = None
+    with _cli_mode(folder), ctx_state.use(state):
+        cfg = Config()
+        try:
+            with ctx_config.use(cfg):
+                if (folder / "config.py").exists():
+                    cli_util.exec_file(str(folder / "config.py"))
+                for key, value in (config or {}).items():
+                    setattr(cfg, key, value)
+                cfg.lock_current_state()
+                inventory = _inventory(targets, folder, engine, dict(data or {}))
+            with ctx_inventory.use(inventory), ctx_config.use(cfg):
+                state.init(inventory, cfg)
+                state.add_callback_handler(recorder)
+                state.set_stage(StateStage.Connect)
+                connect_all(state)
+                state.set_stage(StateStage.Prepare)
+                if callable(deploy):
+                    cli_util.load_func(state, deploy)
+                else:
+                    cli_util.load_deploy_file(state, str(deploy))
+                cfg.reset_locked_state()
+                state.set_stage(StateStage.Execute)
+                run_ops(state)
+        except UnexpectedExternalError as exc:  # deploy code raised (pyinfra wraps it)
+            error, frames = _user_error(exc.exception)
+        except PyinfraError as exc:  # "No hosts remaining": what failed is collected below
+            error = str(exc) if "No hosts remaining" not in str(exc) else None
+        except Exception as exc:  # an error in the user's callable or group data
+            error, frames = _user_error(exc)
+        finally:
+            if inventory is not None and state.initialised:
+                disconnect_all(state)
+    duration = time.monotonic() - started
+    results = {}
+    for target in targets:
+        host = inventory.get_host(target.host_name) if inventory is not None else None
+        operations = _collect(state, host, recorder) if host is not None and host in state.ops else []
+        why = recorder.connect_errors.get(target.host_name)
+        result = DeployResult(describe(deploy), operations, f"cannot connect: {why}" if why else error,
+                              duration, frames)
+        if result.error is None and not result.success and not result.failed:
+            result.error = "deploy failed before running its operations"
+        results[target.machine] = result
+    return results
+
+
+def apply_deploy(machine: str, deploy: Deploy, *, backend: Backend | str,
+                 data: Mapping[str, Any] | None = None,
+                 config: Mapping[str, Any] | None = None) -> DeployResult:
+    """:func:`run_deploy` on one machine (``pyinfra -y @orbstack/NAME deploy.py``)."""
+    return run_deploy([Target(machine)], deploy, backend=backend, data=data, config=config)[machine]

@@ -6,8 +6,9 @@ checked before any machine is made, and a problem fails the test with one line n
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import pytest
@@ -15,9 +16,18 @@ import pytest
 from .backends.base import Backend
 from .errors import InvalidInput, MachineError
 from .identity import callable_key
-from .inputs import Deploy, check_cloud_init, check_deploy, check_user, closest, parse_image
+from .inputs import (
+    Deploy,
+    check_capabilities,
+    check_cloud_init,
+    check_deploy,
+    check_names,
+    check_user,
+    closest,
+    parse_image,
+)
 from .lifecycle import Lifecycle, MachineRecord
-from .machine import Machine
+from .machine import Machine, MachineGroup
 from .results import DeployError
 from .state import plugin_state
 
@@ -29,35 +39,52 @@ MachineFactory = Callable[..., Machine]
 
 def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
                     user: str | None = None, cloud_init: str | None = None,
-                    clone: bool | None = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+                    clone: bool | None = None, data: dict[str, Any] | None = None,
+                    check_idempotent: bool = False, allow_changes: Sequence[str] = (),
+                    capabilities: Sequence[str] = ()) -> dict[str, Any]:
     """``@pytest.mark.orbstack(image=None, *, deploy=None, user=None, cloud_init=None,
-    clone=None, data=None)``: the machine the ``orbstack`` fixture makes; the factories take
-    the same keywords.
+    clone=None, data=None, check_idempotent=False, allow_changes=(), capabilities=())``: the
+    machine the ``orbstack`` fixture makes; the factories take the same keywords.
 
     ``image``: ``distro[:version]`` (default: ``--orbstack-image`` / ini ``orbstack_image``).
-    ``deploy``: a pyinfra deploy file or a callable, applied to the machine. ``user``: the
-    machine's default user (passwordless sudo; default: ini ``orbstack_user``, else the engine's
-    default). ``cloud_init``: a cloud-init user-data file applied at creation. ``clone``: run
-    the deploy once on a golden machine and clone it per test (default: ini ``orbstack_clone``,
-    true). ``data``: pyinfra host data for the deploy (``host.data``). Relative paths are looked
-    up in the running test's folder, then in the rootdir.
+    ``deploy``: a pyinfra deploy file or a callable, applied to the machine as
+    ``pyinfra -y @orbstack/NAME deploy.py`` would. ``user``: the machine's default user
+    (passwordless sudo; default: ini ``orbstack_user``, else the engine's default).
+    ``cloud_init``: a cloud-init user-data file applied at creation. ``clone``: run the deploy
+    once on a golden machine and clone it per test (default: ini ``orbstack_clone``, true).
+    ``data``: host data for the deploy, as ``--data``. ``check_idempotent``: apply the deploy a
+    second time and fail if an operation changed again (on the golden machine, before it is
+    cloned: two applies in all); ``allow_changes``: name patterns (``fnmatch``, as pyinfra
+    prints operation names) of operations that may change every time. ``capabilities``: Linux
+    capabilities the machine's root gets on Docker (``["NET_ADMIN"]`` for iptables/nftables;
+    OrbStack machines have them already). Relative paths are looked up in the running test's
+    folder, then in the rootdir.
     """
     return dict(image=image, deploy=deploy, user=user, cloud_init=cloud_init, clone=clone,
-                data=data)
+                data=data, check_idempotent=check_idempotent, allow_changes=allow_changes,
+                capabilities=capabilities)
+
+
+KEYWORDS = tuple(inspect.signature(orbstack_marker).parameters)
+
+
+def machine_keywords(args: Sequence[Any], kwargs: Mapping[str, Any],
+                     where: str = "@pytest.mark.orbstack") -> dict[str, Any]:
+    """``args``/``kwargs`` checked against :func:`orbstack_marker`; InvalidInput naming the
+    wrong argument (with the closest right one) otherwise."""
+    for key in kwargs:
+        if key not in KEYWORDS:
+            raise InvalidInput(f"{where} got an unknown argument {key!r}"
+                               f"{closest(key, KEYWORDS)}; it takes {', '.join(KEYWORDS)}")
+    try:
+        return orbstack_marker(*args, **kwargs)
+    except TypeError as exc:
+        raise InvalidInput(f"{where}: {exc}".replace("orbstack_marker() ", ""))
 
 
 def marker_kwargs(marker: pytest.Mark) -> dict[str, Any]:
-    """The marker's arguments checked against :func:`orbstack_marker`; InvalidInput naming
-    the wrong argument (with the closest right one) otherwise."""
-    names = ("image", "deploy", "user", "cloud_init", "clone", "data")
-    for key in marker.kwargs:
-        if key not in names:
-            raise InvalidInput(f"@pytest.mark.orbstack got an unknown argument {key!r}"
-                               f"{closest(key, names)}; it takes {', '.join(names)}")
-    try:
-        return orbstack_marker(*marker.args, **marker.kwargs)
-    except TypeError as exc:
-        raise InvalidInput(f"@pytest.mark.orbstack: {exc}".replace("orbstack_marker() ", ""))
+    """The marker's arguments, checked (see :func:`machine_keywords`)."""
+    return machine_keywords(marker.args, marker.kwargs)
 
 
 def _or_fail(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -92,6 +119,10 @@ def _machine_args(config: pytest.Config, kwargs: dict[str, Any]) -> dict[str, An
         kwargs["cloud_init"] = check_cloud_init(kwargs["cloud_init"], dirs)
     if kwargs.get("data") is not None and not isinstance(kwargs["data"], dict):
         raise InvalidInput(f"data= must be a dict of host data, not {type(kwargs['data']).__name__}")
+    kwargs["allow_changes"] = check_names(kwargs.get("allow_changes", ()), "allow_changes=")
+    kwargs["capabilities"] = check_capabilities(kwargs.get("capabilities", ()))
+    if (kwargs.get("check_idempotent") or kwargs["allow_changes"]) and "deploy" not in kwargs:
+        raise InvalidInput("check_idempotent= and allow_changes= need a deploy= to check")
     return kwargs
 
 
@@ -110,31 +141,44 @@ def orbstack_backend(_orbstack_lifecycle: Lifecycle) -> Backend:
     return _orbstack_lifecycle.backend
 
 
-def _factory(request: pytest.FixtureRequest, lifecycle: Lifecycle, scope_key: str,
-             failed: Callable[[], bool]) -> Iterator[MachineFactory]:
-    made: list[tuple[Machine, MachineRecord]] = []
-    state = plugin_state(request.config)
+class _Factory:
+    """The machines one fixture makes for its scope, finished (deleted, or kept as
+    ``--orbstack-keep`` says) together when the fixture ends."""
 
-    def make(image: str | None = None, *, deploy: Deploy | None = None, user: str | None = None,
-             cloud_init: str | None = None, clone: bool | None = None,
-             data: dict[str, Any] | None = None) -> Machine:
-        kwargs = _or_fail(_machine_args, request.config, orbstack_marker(
-            image, deploy=deploy, user=user, cloud_init=cloud_init, clone=clone, data=data))
-        key = f"{scope_key}#{len(made)}"
-        machine, record = _or_fail(lifecycle.create, key, **kwargs)
-        machine.search_dirs = state.search_dirs
-        made.append((machine, record))
-        request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
+    def __init__(self, request: pytest.FixtureRequest, lifecycle: Lifecycle, scope_key: str) -> None:
+        self.request, self.lifecycle, self.scope_key = request, lifecycle, scope_key
+        self.made: list[tuple[Machine, MachineRecord]] = []
+
+    def make(self, suffix: str, keywords: dict[str, Any]) -> Machine:
+        kwargs = _or_fail(_machine_args, self.request.config, keywords)
+        machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}", **kwargs)
+        machine.search_dirs = plugin_state(self.request.config).search_dirs
+        self.made.append((machine, record))
+        self.request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
         return machine
 
-    yield make
-    for machine, record in made:
-        lifecycle.finish(machine, record, failed=failed())
+    def numbered(self, where: str) -> MachineFactory:
+        """The public factory: ``make(image=None, **keywords)``, machines numbered in order."""
+        def make(image: str | None = None, **keywords: Any) -> Machine:
+            checked = _or_fail(machine_keywords, (image,), keywords, where)
+            return self.make(str(len(self.made)), checked)
+        return make
+
+    def finish(self, failed: bool) -> None:
+        for machine, record in self.made:
+            self.lifecycle.finish(machine, record, failed=failed)
 
 
 def _worker_id(request: pytest.FixtureRequest) -> str:
     workerinput = getattr(request.config, "workerinput", None)
     return workerinput["workerid"] if workerinput else "main"
+
+
+def _test_key(request: pytest.FixtureRequest) -> str:
+    key = request.node.nodeid
+    if request.config.getoption("dist", "no") == "each":  # every worker runs every test
+        key += f"@{_worker_id(request)}"
+    return key
 
 
 def _test_failed(item: pytest.Item) -> bool:
@@ -144,16 +188,57 @@ def _test_failed(item: pytest.Item) -> bool:
 @pytest.fixture
 def orbstack_machine(request: pytest.FixtureRequest,
                      _orbstack_lifecycle: Lifecycle) -> Iterator[MachineFactory]:
-    """A factory of machines for this test:
-    ``orbstack_machine(image=None, *, deploy=None, user=None, cloud_init=None, clone=None,
-    data=None)`` returns a running :class:`~pytest_orbstack.Machine` (``.host`` testinfra
-    Host as root, ``.run()``, ``.apply()``, ``.ip4``, ``.domain``, ``.status()``, ...). The
-    keywords are those of the ``orbstack`` marker. Every machine it made is deleted after
-    the test, or kept as ``--orbstack-keep`` says."""
-    key = request.node.nodeid
-    if request.config.getoption("dist", "no") == "each":  # every worker runs every test
-        key += f"@{_worker_id(request)}"
-    yield from _factory(request, _orbstack_lifecycle, key, lambda: _test_failed(request.node))
+    """A factory of machines for this test: ``orbstack_machine(image=None, **keywords)``
+    returns a running :class:`~pytest_orbstack.Machine` (``.host`` testinfra Host as root,
+    ``.run()``, ``.apply()``, ``.ip4``, ``.domain``, ``.status()``, ...). The keywords are
+    those of the ``orbstack`` marker (``deploy``, ``user``, ``cloud_init``, ``clone``,
+    ``data``, ``check_idempotent``, ``allow_changes``, ``capabilities``). Every machine it made
+    is deleted after the test, or kept as ``--orbstack-keep`` says."""
+    factory = _Factory(request, _orbstack_lifecycle, _test_key(request))
+    yield factory.numbered("orbstack_machine()")
+    factory.finish(_test_failed(request.node))
+
+
+@pytest.fixture
+def orbstack_machines(request: pytest.FixtureRequest,
+                      _orbstack_lifecycle: Lifecycle) -> Iterator[Callable[..., MachineGroup]]:
+    """A factory of named machine groups for multi-host deploys:
+    ``orbstack_machines({"web": dict(image=...), "db": dict(groups=["backend"])}, *,
+    deploy=None, data=None, check_idempotent=False, allow_changes=())`` makes one machine per
+    name (each spec takes the ``orbstack`` marker's keywords, plus ``groups``: more inventory
+    groups than its name; its ``data`` is its host data) and returns a
+    :class:`~pytest_orbstack.MachineGroup` (``group["web"]`` is a Machine). ``deploy`` then runs
+    ONCE across all of them, as ``pyinfra inventory.py deploy.py`` would with each machine in
+    the group of its name: the deploy branches on ``host.groups`` and finds the others with
+    ``inventory.get_group("db")``; machines reach each other as ``NAME.orb.local``
+    (``machine.domain``). Deleted after the test, or kept as ``--orbstack-keep`` says."""
+    factory = _Factory(request, _orbstack_lifecycle, _test_key(request))
+    yield lambda specs, **kwargs: _or_fail(_make_group, factory, specs, **kwargs)
+    factory.finish(_test_failed(request.node))
+
+
+def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]], *, deploy: Deploy | None = None,
+                data: dict[str, Any] | None = None, check_idempotent: bool = False,
+                allow_changes: Sequence[str] = ()) -> MachineGroup:
+    where = "orbstack_machines()"
+    if not isinstance(specs, dict) or not specs:
+        raise InvalidInput(f"{where} takes a dict of machine name -> dict(image=..., ...), not {specs!r}")
+    checked, groups, host_data = {}, {}, {}
+    for alias, spec in specs.items():
+        if not isinstance(alias, str) or not isinstance(spec, dict):
+            raise InvalidInput(f"{where}: {alias!r}: give a name and a dict of keywords, not {spec!r}")
+        spec = dict(spec)
+        groups[alias] = check_names(spec.pop("groups", ()), f"{where}: {alias!r}: groups=")
+        checked[alias] = machine_keywords((), spec, f"{where}: {alias!r}")
+        host_data[alias] = _machine_args(factory.request.config, checked[alias]).get("data") or {}
+    if deploy is not None:
+        deploy = check_deploy(deploy, plugin_state(factory.request.config).search_dirs())
+    allow_changes = check_names(allow_changes, "allow_changes=")
+    machines = {alias: factory.make(alias, keywords) for alias, keywords in checked.items()}
+    group = MachineGroup(machines, groups, host_data)
+    if deploy is not None:
+        group.apply(deploy, data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
+    return group
 
 
 @pytest.fixture(scope="module")
@@ -163,22 +248,22 @@ def orbstack_module_machine(request: pytest.FixtureRequest,
     :class:`~pytest_orbstack.Machine`) for machines that live for the whole test module (one
     set per xdist worker); deleted after the module, or kept if a test failed and
     ``--orbstack-keep=failed``."""
-    yield from _factory(request, _orbstack_lifecycle, f"{request.node.nodeid}@{_worker_id(request)}",
-                        lambda: plugin_state(request.config).failed)
+    factory = _Factory(request, _orbstack_lifecycle, f"{request.node.nodeid}@{_worker_id(request)}")
+    yield factory.numbered("orbstack_module_machine()")
+    factory.finish(plugin_state(request.config).failed)
 
 
 @pytest.fixture(scope="session")
 def orbstack_session_machine(request: pytest.FixtureRequest,
                              _orbstack_lifecycle: Lifecycle) -> MachineFactory:
-    """A factory of session-wide machines:
-    ``orbstack_session_machine(image=None, *, deploy=None, user=None, cloud_init=None,
-    data=None)`` returns the one :class:`~pytest_orbstack.Machine` for those arguments,
-    made by whichever test (or xdist worker) asks first and shared by all; deleted once, when
-    every worker has finished. A failed creation is not retried: every asker gets its error."""
-    def make(image: str | None = None, *, deploy: Deploy | None = None, user: str | None = None,
-             cloud_init: str | None = None, data: dict[str, Any] | None = None) -> Machine:
-        kwargs = _or_fail(_machine_args, request.config, orbstack_marker(
-            image, deploy=deploy, user=user, cloud_init=cloud_init, data=data))
+    """A factory of session-wide machines: ``orbstack_session_machine(image=None, **keywords)``
+    (the marker's keywords but ``clone``) returns the one :class:`~pytest_orbstack.Machine`
+    for those arguments, made by whichever test (or xdist worker) asks first and shared by
+    all; deleted once, when every worker has finished. A failed creation is not retried:
+    every asker gets its error."""
+    def make(image: str | None = None, **keywords: Any) -> Machine:
+        checked = _or_fail(machine_keywords, (image,), keywords, "orbstack_session_machine()")
+        kwargs = _or_fail(_machine_args, request.config, checked)
         kwargs.pop("clone", None)
         identity = {k: callable_key(v) if callable(v) else v for k, v in kwargs.items()}
         key = "session:" + json.dumps(identity, sort_keys=True, default=str)
@@ -189,9 +274,9 @@ def orbstack_session_machine(request: pytest.FixtureRequest,
 @pytest.fixture
 def orbstack(request: pytest.FixtureRequest, orbstack_machine: MachineFactory) -> Machine:
     """The running :class:`~pytest_orbstack.Machine` that the closest
-    ``@pytest.mark.orbstack(image=None, *, deploy=None, user=None, cloud_init=None, clone=None,
-    data=None)`` describes (without a marker: ini ``orbstack_image`` and ``orbstack_deploy``);
-    deleted after the test, or kept as ``--orbstack-keep`` says."""
+    ``@pytest.mark.orbstack(image=None, **keywords)`` describes (see the marker; without a
+    marker: ini ``orbstack_image`` and ``orbstack_deploy``); deleted after the test, or kept
+    as ``--orbstack-keep`` says."""
     marker = request.node.get_closest_marker("orbstack")
     kwargs = _or_fail(marker_kwargs, marker) if marker else {}
     if kwargs.get("deploy") is None and request.config.getini("orbstack_deploy"):

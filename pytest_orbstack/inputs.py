@@ -109,6 +109,27 @@ def check_cloud_init(cloud_init: str | os.PathLike[str] | None,
     return str(resolve_path(cloud_init, "cloud-init user-data file", dirs))
 
 
+CAPABILITY_RE = re.compile(r"^(CAP_)?[A-Z][A-Z_]*[A-Z]$")
+
+
+def check_names(value: object, what: str) -> tuple[str, ...]:
+    """A list/tuple of strings as a tuple (a lone string is a mistake: it is not split)."""
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+            not all(isinstance(v, str) for v in value):
+        raise InvalidInput(f"{what} must be a list of strings, not {value!r}")
+    return tuple(value)
+
+
+def check_capabilities(value: object) -> tuple[str, ...]:
+    """Linux capability names (``NET_ADMIN`` or ``CAP_NET_ADMIN``), upper-cased, ``CAP_`` dropped."""
+    names = tuple(c.upper() for c in check_names(value, "capabilities="))
+    for name in names:
+        if not CAPABILITY_RE.match(name):
+            raise InvalidInput(f"capabilities=: {name!r} is not a Linux capability name "
+                               "(e.g. NET_ADMIN, SYS_TIME)")
+    return tuple(n.removeprefix("CAP_") for n in names)
+
+
 def check_create(image: str, user: str | None = None,
                  cloud_init: str | os.PathLike[str] | None = None) -> None:
     """Everything a create needs checked, for engines and operations (paths already absolute

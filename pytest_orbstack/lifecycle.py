@@ -17,7 +17,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,7 +32,7 @@ from .inputs import Deploy, describe
 from .machine import Machine
 from .names import session_prefix, slug_name
 from .registry import Registry
-from .results import DeployError
+from .results import DeployError, DeployResult
 
 KEEP_POLICIES = ("never", "always", "failed")
 
@@ -47,6 +47,7 @@ class MachineRecord:
     created_by: str = "create"  # create (engine builders), clone, or operations.machine (pyinfra)
     phases: dict[str, float] = field(default_factory=dict)
     outcome: str = "alive"  # deleted, kept, failed
+    deploys: list[dict[str, Any]] = field(default_factory=list)  # every apply, see deployed()
 
 
 class Lifecycle:
@@ -80,35 +81,38 @@ class Lifecycle:
     # -- machines -----------------------------------------------------------------------------
     def create(self, key: str, image: str, *, deploy: Deploy | None = None, user: str | None = None,
                cloud_init: str | os.PathLike | None = None, clone: bool = True,
-               data: dict[str, Any] | None = None, kind: str = "test") -> tuple[Machine, MachineRecord]:
-        """A running machine for ``key``, with ``deploy`` applied. With ``clone`` (and no
-        cloud-init), the deploy runs once on a golden machine that is then cloned."""
+               data: dict[str, Any] | None = None, check_idempotent: bool = False,
+               allow_changes: Sequence[str] = (), capabilities: Sequence[str] = (),
+               kind: str = "test") -> tuple[Machine, MachineRecord]:
+        """A running machine for ``key``, with ``deploy`` applied (twice with
+        ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
+        machine that is then cloned: the clones get no apply of their own."""
         name = self.name_for(key)
+        apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
         record = MachineRecord(name, image, self.backend.kind, kind)
         self.records.append(record)
         self.registry.add(self.session_id, name)
         machine = None
         try:
             if deploy is not None and clone and cloud_init is None:
-                golden = self.golden(image, deploy, user, data)
+                golden = self.golden(image, deploy, dict(user=user, capabilities=capabilities), apply_args)
                 record.created_by = "clone"
                 with self._phase(record, "clone"):
                     self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
-                machine = Machine(name, self.backend, image)
+                machine = self._machine(name, image, record)
             else:
                 with self._phase(record, "create"):
                     if kind == "test":  # the hot path: the engine runs the builders directly
                         self.backend.create(name, image, user=user, cloud_init=cloud_init,
-                                            labels=self._labels())
+                                            labels=self._labels(), capabilities=capabilities)
                     else:  # once per session: through the project's own pyinfra operation
                         from .provision import provision_machine
                         record.created_by = "operations.machine"
                         provision_machine(self.backend, name, image, user=user, cloud_init=cloud_init,
-                                          labels=self._labels())
-                machine = Machine(name, self.backend, image)
+                                          labels=self._labels(), capabilities=capabilities)
+                machine = self._machine(name, image, record)
                 if deploy is not None:
-                    with self._phase(record, "deploy"):
-                        machine.apply(deploy, data=data)
+                    machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
         except MachineExists:
             record.outcome = "failed"  # not ours to delete: another owner made it
             raise
@@ -120,6 +124,25 @@ class Lifecycle:
                 self._delete(name)
             raise
         return machine, record
+
+    def _machine(self, name: str, image: str, record: MachineRecord | None) -> Machine:
+        machine = Machine(name, self.backend, image)
+        machine.on_apply = lambda machine, result: self.deployed(machine, record, result)
+        return machine
+
+    def deployed(self, machine: Machine, record: MachineRecord | None, result: DeployResult) -> None:
+        """Every apply, by a fixture or in a test body: added to the record (its ``deploy``
+        phase is the sum of them; ``--orbstack-timings`` lists each operation) and told in
+        ``-v`` progress lines with the operations that changed something."""
+        if record is not None:
+            record.deploys.append(dict(
+                deploy=result.deploy, duration=round(result.duration, 3), success=result.success,
+                operations=[dict(name=op.name, changed=op.changed, success=op.success,
+                                 duration=op.duration) for op in result.operations]))
+            record.phases["deploy"] = round(sum(d["duration"] for d in record.deploys), 3)
+        self.progress(f"orbstack: deploy {machine.name}: {result.headline().removeprefix('deploy ')}")
+        for op in result.changed:
+            self.progress(f"orbstack:   changed: {op.name}")
 
     def _labels(self) -> dict[str, str]:
         return {"pytest-orbstack.session": self.session_id}
@@ -158,18 +181,16 @@ class Lifecycle:
     def _shared_entries(self) -> list[Path]:
         return sorted(self.shared_dir.glob("*.json"))
 
-    def shared(self, key: str, image: str, *, deploy: Deploy | None = None, user: str | None = None,
-               cloud_init: str | os.PathLike[str] | None = None, data: dict[str, Any] | None = None,
-               kind: str = "shared", clone: bool = False, label: str = "") -> Machine:
+    def shared(self, key: str, image: str, *, kind: str = "shared", label: str = "",
+               **create_args: Any) -> Machine:
         """The one machine for ``key`` in this session, created by whichever worker asks first.
         A creation that failed is not retried: every asker gets the same error, whose first
         line is the cause (``label`` says which shared machine it was)."""
         with self._shared_entry(key) as entry:
             if not entry:
                 try:
-                    machine, record = self.create(key, image, deploy=deploy, user=user,
-                                                  cloud_init=cloud_init, data=data, kind=kind,
-                                                  clone=clone)
+                    create_args.setdefault("clone", False)
+                    machine, record = self.create(key, image, kind=kind, **create_args)
                     entry.update(name=machine.name, image=image, record=asdict(record))
                 except (MachineError, DeployError) as exc:
                     entry["error"] = str(exc)
@@ -179,14 +200,18 @@ class Lifecycle:
             what = label or f"{kind} machine of {image}"
             raise SharedMachineError(f"{entry['error']}\n  (while making the {what}; every test "
                                      "using it fails with this error)")
-        return Machine(entry["name"], self.backend, entry["image"])
+        mine = next((r for r in self.records if r.name == entry["name"]), None)
+        return self._machine(entry["name"], entry["image"], mine)
 
-    def golden(self, image: str, deploy: Deploy, user: str | None, data: dict[str, Any] | None) -> str:
-        """Name of the golden machine for (image, deploy, user, data): deployed once."""
-        key = f"golden:{image}:{user}:{deploy_key(deploy)}:{json.dumps(data, sort_keys=True, default=str)}"
+    def golden(self, image: str, deploy: Deploy, machine_args: dict[str, Any],
+               apply_args: dict[str, Any]) -> str:
+        """Name of the golden machine for (image, deploy, machine and apply arguments):
+        deployed once (twice with ``check_idempotent``), before any clone is made from it."""
+        args = json.dumps([machine_args, apply_args], sort_keys=True, default=str)
+        key = f"golden:{image}:{deploy_key(deploy)}:{args}"
         label = f"golden machine of {image} with deploy {describe(deploy)}"
-        return self.shared(key, image, deploy=deploy, user=user, data=data, kind="golden",
-                           label=label).name
+        return self.shared(key, image, deploy=deploy, kind="golden", label=label,
+                           **machine_args, **apply_args).name
 
     def finish_shared(self, failed: bool) -> list[MachineRecord]:
         """At the session's end, once (the only process, or the xdist controller after every

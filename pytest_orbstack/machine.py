@@ -5,14 +5,14 @@ loading the pytest plugin costs neither."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend
 from .backends.types import MachineInfo
-from .inputs import Deploy, check_deploy, describe
-from .results import DeployError, DeployResult, IdempotenceError
+from .inputs import Deploy, check_deploy
+from .results import DeployError, DeployResult, IdempotenceError, changed_again
 
 if TYPE_CHECKING:
     from testinfra.backend.base import CommandResult
@@ -25,7 +25,8 @@ class Machine:
 
     ``search_dirs()`` gives the folders a relative deploy path given to :meth:`apply` is
     looked up in (the fixtures: the running test's folder, then the rootdir; default: the
-    current directory)."""
+    current directory). ``deploys`` holds every run's result; ``on_apply(machine, result)`` is
+    called after each (the fixtures report it)."""
 
     def __init__(self, name: str, backend: Backend, image: str,
                  search_dirs: Callable[[], Sequence[Path]] = lambda: ()) -> None:
@@ -34,6 +35,7 @@ class Machine:
         self.image = image
         self.search_dirs = search_dirs
         self.deploys: list[DeployResult] = []
+        self.on_apply: Callable[[Machine, DeployResult], None] = lambda machine, result: None
 
     def __repr__(self) -> str:
         return f"<Machine {self.name} ({self.image} on {self.backend.kind})>"
@@ -71,35 +73,22 @@ class Machine:
 
     # -- deploys -----------------------------------------------------------------------------
     def apply(self, deploy: Deploy, *, check: bool = True, check_idempotent: bool = False,
-              data: dict[str, Any] | None = None) -> DeployResult:
-        """Apply a pyinfra deploy (file path or callable) through pyinfra's API.
+              allow_changes: Sequence[str] = (), data: dict[str, Any] | None = None,
+              config: dict[str, Any] | None = None) -> DeployResult:
+        """Apply a pyinfra deploy (file path or callable) as ``pyinfra -y @orbstack/NAME
+        deploy.py`` would (:mod:`pytest_orbstack.deploy`): ``group_data/``, ``config.py`` and
+        ``local.include`` from the deploy's folder; ``data`` as ``--data``, ``config`` as the
+        CLI's flags (``{"SUDO": True}``).
 
         ``check``: raise DeployError (a test failure naming each failed operation with its
         stderr) if any operation fails. ``check_idempotent``: apply it a second time and raise
-        IdempotenceError listing operations that changed again (operations pyinfra declares
-        non-idempotent, such as ``server.shell``, are excluded).
+        IdempotenceError naming each operation that changed again with the commands it ran
+        (except those pyinfra declares non-idempotent, such as ``server.shell``, and those
+        whose name matches an ``allow_changes`` pattern). Returns the first run's result.
         """
         __tracebackhide__ = True
-        deploy = check_deploy(deploy, self.search_dirs())
-        result = self._apply_once(deploy, data)
-        if check and not result.success:
-            raise DeployError(result)
-        if check_idempotent:
-            second = self._apply_once(deploy, data)
-            if check and not second.success:
-                raise DeployError(second)
-            changed = [op.name for op in second.changed if op.idempotent]
-            if changed:
-                raise IdempotenceError(
-                    f"deploy {describe(deploy)} is not idempotent on {self.name}: "
-                    f"{len(changed)} operation(s) changed on the second run: {', '.join(changed)}")
-        return result
-
-    def _apply_once(self, deploy: Deploy, data: dict[str, Any] | None) -> DeployResult:
-        from .deploy import apply_deploy
-        result = apply_deploy(self.name, deploy, backend=self.backend, data=data)
-        self.deploys.append(result)
-        return result
+        return apply_to({self.name: (self, (), {})}, deploy, check=check, check_idempotent=check_idempotent,
+                        allow_changes=allow_changes, data=data, config=config)[self.name]
 
     # -- diagnostics (the pyinfra facts, run directly) ------------------------------------
     def _fact(self, name: str, **kwargs: Any) -> Any:
@@ -137,3 +126,78 @@ class Machine:
         return self.backend.logs(self.name)
 
 
+
+
+class MachineGroup(Mapping[str, Machine]):
+    """Named machines that one multi-host deploy runs across, as ``pyinfra inventory.py
+    deploy.py`` would: ``group["web"]`` is a :class:`Machine`; each is in the inventory group
+    of its name and in the ``groups`` its spec names, so the deploy can branch on
+    ``host.groups`` and find the others with ``inventory.get_group("db")``."""
+
+    def __init__(self, machines: dict[str, Machine], groups: Mapping[str, Sequence[str]] = {},
+                 host_data: Mapping[str, Mapping[str, Any]] = {}) -> None:
+        self.machines = machines
+        self.groups = {alias: (alias, *groups.get(alias, ())) for alias in machines}
+        self.host_data = {alias: dict(host_data.get(alias, {})) for alias in machines}
+
+    def __getitem__(self, alias: str) -> Machine:
+        return self.machines[alias]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.machines)
+
+    def __len__(self) -> int:
+        return len(self.machines)
+
+    def __repr__(self) -> str:
+        return f"<MachineGroup {', '.join(f'{a}={m.name}' for a, m in self.machines.items())}>"
+
+    def apply(self, deploy: Deploy, *, check: bool = True, check_idempotent: bool = False,
+              allow_changes: Sequence[str] = (), data: dict[str, Any] | None = None,
+              config: dict[str, Any] | None = None) -> dict[str, DeployResult]:
+        """Run ``deploy`` once across every machine (keywords as :meth:`Machine.apply`); each
+        machine's result, by its name in the group."""
+        __tracebackhide__ = True
+        targets = {alias: (m, self.groups[alias], self.host_data[alias])
+                   for alias, m in self.machines.items()}
+        return apply_to(targets, deploy, check=check, check_idempotent=check_idempotent,
+                        allow_changes=allow_changes, data=data, config=config)
+
+
+def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, Any]]], deploy: Deploy,
+             *, check: bool,
+             check_idempotent: bool, allow_changes: Sequence[str], data: dict[str, Any] | None,
+             config: dict[str, Any] | None) -> dict[str, DeployResult]:
+    """One run of ``deploy`` across ``targets`` (key: (machine, its inventory groups, its host
+    data)), then a
+    second one with ``check_idempotent``; every run is recorded on its machines."""
+    __tracebackhide__ = True
+    first_machine = next(iter(targets.values()))[0]
+    deploy = check_deploy(deploy, first_machine.search_dirs())
+
+    def run_once() -> dict[str, DeployResult]:
+        from .deploy import Target, run_deploy
+        runs = run_deploy([Target(m.name, groups, hd) for m, groups, hd in targets.values()], deploy,
+                          backend=first_machine.backend, data=data, config=config)
+        results = {}
+        for key, (machine, _groups, _data) in targets.items():
+            results[key] = runs[machine.name]
+            machine.deploys.append(results[key])
+            machine.on_apply(machine, results[key])
+        return results
+
+    def check_runs(results: dict[str, DeployResult]) -> None:
+        for result in results.values():
+            if check and not result.success:
+                raise DeployError(result)
+
+    first = run_once()
+    check_runs(first)
+    if check_idempotent:
+        second = run_once()
+        check_runs(second)
+        for key, result in second.items():
+            changed = changed_again(result, allow_changes)
+            if changed:
+                raise IdempotenceError(result, changed, targets[key][0].name)
+    return first

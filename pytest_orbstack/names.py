@@ -46,10 +46,14 @@ def readable(key: str) -> str:
 
 def slug_name(prefix: str, text: str, max_length: int = MAX_LENGTH) -> str:
     """A valid, deterministic machine name ``prefix-<slug>-<hash>`` for any text: the slug is
-    the readable start of ``text`` (cut at the end when too long), the hash of all of it
-    keeps names unique."""
+    the readable start of ``text`` (cut at the end when too long, keeping what follows its
+    last ``#``: a machine's name in its test), the hash of all of it keeps names unique."""
     digest = hashlib.sha1(text.encode()).hexdigest()[:6]
-    slug = re.sub(r"[^a-zA-Z0-9]+", "-", readable(text)).strip("-").lower()
-    room = max_length - len(prefix) - len(digest) - 2
-    slug = slug[:room].strip("-") if room > 0 else ""
-    return validate_machine_name("-".join(p for p in (prefix, slug, digest) if p))
+    head, sep, tail = readable(text).rpartition("#")
+    if not sep:
+        head, tail = tail, ""
+    slugs = [re.sub(r"[^a-zA-Z0-9]+", "-", part).strip("-").lower() for part in (head, tail)]
+    slugs[1] = slugs[1][:24].strip("-")
+    room = max_length - len(prefix) - len(digest) - 2 - (len(slugs[1]) + 1 if slugs[1] else 0)
+    slugs[0] = slugs[0][:room].strip("-") if room > 0 else ""
+    return validate_machine_name("-".join(p for p in (prefix, *slugs, digest) if p))

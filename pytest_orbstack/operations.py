@@ -24,7 +24,7 @@ operation ends, as one made by the pytest fixtures is.
 from __future__ import annotations
 
 import shlex
-from collections.abc import Generator
+from collections.abc import Generator, Sequence
 from types import ModuleType
 from typing import Any
 
@@ -34,7 +34,7 @@ from pyinfra.api import FunctionCommand, OperationError, OperationValueError, St
 from .backends import docker_commands, orbstack_commands, resolve_kind
 from .errors import InvalidInput
 from .facts import OrbStackConfig, OrbStackMachine
-from .inputs import check_cloud_init, check_user, parse_image
+from .inputs import check_capabilities, check_cloud_init, check_user, parse_image
 from .names import validate_machine_name
 
 Commands = Generator[Any, None, None]
@@ -81,7 +81,7 @@ def _docker_cloud_init(machine: str, cloud_init: str) -> None:
 
 
 def _create(engine: str, image: str, machine: str, user: str | None, arch: str | None,
-            cloud_init: str | None, labels: dict[str, str]) -> Commands:
+            cloud_init: str | None, labels: dict[str, str], capabilities: Sequence[str]) -> Commands:
     if engine == "orbstack":
         yield _command(orbstack_commands.create(image, machine, user=user, arch=arch,
                                                       cloud_init=cloud_init))
@@ -89,10 +89,10 @@ def _create(engine: str, image: str, machine: str, user: str | None, arch: str |
         return
     from .backends.docker_commands import default_login
     login = default_login(user)
-    labels = {**labels, docker_commands.LABEL: "1", f"{docker_commands.LABEL}.user": login,
-              f"{docker_commands.LABEL}.image": image}
+    labels = {**labels, **docker_commands.machine_labels(login, image, capabilities)}
     yield FunctionCommand(_prepare_docker, (image,), {})
-    yield _command(docker_commands.run(machine, docker_commands.machine_image(image), labels))
+    yield _command(docker_commands.run(machine, docker_commands.machine_image(image), labels,
+                                       capabilities))
     setup = docker_commands.user_setup(login) if login != "root" else None
     yield _command(docker_commands.ready(machine, setup=setup))
     if cloud_init:
@@ -102,7 +102,8 @@ def _create(engine: str, image: str, machine: str, user: str | None, arch: str |
 @operation()
 def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
             running: bool = True, user: str | None = None, arch: str | None = None,
-            cloud_init: str | None = None, labels: dict[str, str] | None = None) -> Commands:
+            cloud_init: str | None = None, labels: dict[str, str] | None = None,
+            capabilities: Sequence[str] = ()) -> Commands:
     """Ensure a machine exists (created from ``image``, ready) and is running or stopped, or,
     with ``present=False``, that it does not exist.
 
@@ -114,6 +115,8 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
     + arch: ``amd64`` or ``arm64``, at creation (OrbStack only)
     + cloud_init: path of a cloud-init user-data file (on the engine's host), at creation
     + labels: Docker labels, at creation (OrbStack machines have none; ignored there)
+    + capabilities: Linux capabilities such as ``NET_ADMIN`` for root in the machine, at
+      creation (Docker; OrbStack machines are not restricted that way, ASSUMED: ignored there)
     """
     engine = _engine()
     cmds = _commands(engine)
@@ -129,7 +132,8 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         _valid(parse_image, image)
         _valid(check_user, user)
         cloud_init = _valid(check_cloud_init, cloud_init)
-        yield from _create(engine, image, machine, user, arch, cloud_init, labels or {})
+        capabilities = _valid(check_capabilities, list(capabilities))
+        yield from _create(engine, image, machine, user, arch, cloud_init, labels or {}, capabilities)
         if not running:
             yield _command(cmds.stop(machine))
         return

@@ -29,6 +29,7 @@ from .fixtures import (
     orbstack,
     orbstack_backend,
     orbstack_machine,
+    orbstack_machines,
     orbstack_module_machine,
     orbstack_session_machine,
 )
@@ -39,7 +40,7 @@ from .report import pytest_runtest_makereport, pytest_terminal_summary
 from .state import DEFAULT_IMAGE, PLUGIN_NAME, PluginState, plugin_state
 
 __all__ = ["_orbstack_lifecycle", "orbstack", "orbstack_backend", "orbstack_machine",
-           "orbstack_module_machine", "orbstack_session_machine", "pytest_runtest_makereport",
+           "orbstack_machines", "orbstack_module_machine", "orbstack_session_machine", "pytest_runtest_makereport",
            "pytest_terminal_summary"]
 
 

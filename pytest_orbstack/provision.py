@@ -9,6 +9,7 @@ builders directly (docs/performance.md has both routes' cost).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from pyinfra.api import Config, Inventory, State
@@ -23,7 +24,7 @@ from .errors import MachineError
 
 def provision_machine(engine: Backend, name: str, image: str, *, user: str | None = None,
                       cloud_init: str | os.PathLike[str] | None = None,
-                      labels: dict[str, str] | None = None) -> None:
+                      labels: dict[str, str] | None = None, capabilities: Sequence[str] = ()) -> None:
     """Create ``name`` on ``engine`` with ``operations.machine`` (ready when it returns);
     MachineError naming the failed command's last stderr line otherwise."""
     from . import operations
@@ -35,7 +36,8 @@ def provision_machine(engine: Backend, name: str, image: str, *, user: str | Non
     try:
         connect_all(state)
         kwargs: dict[str, Any] = dict(machine=name, image=image, user=user, labels=labels or {},
-                                      cloud_init=os.fspath(cloud_init) if cloud_init else None)
+                                      cloud_init=os.fspath(cloud_init) if cloud_init else None,
+                                      capabilities=list(capabilities))
         if env:
             kwargs["_env"] = env
         results = add_op(state, operations.machine, **kwargs)

@@ -5,7 +5,9 @@ Plain data, no pyinfra import: the plugin reports these without loading pyinfra.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 
 PERMISSION_HINT = ("hint: deploys run as the machine's default user (non-root, passwordless "
                    "sudo); pass _sudo=True to the operation, set _sudo = True in "
@@ -24,6 +26,7 @@ class OperationResult:
     commands: list[str] = field(default_factory=list)
     stdout: str = ""
     stderr: str = ""
+    duration: float = 0.0
 
     def last_error_line(self) -> str:
         lines = (self.stderr or self.stdout).strip().splitlines()
@@ -93,10 +96,29 @@ class DeployError(AssertionError):
     """A deploy failed; the first line of the message names the cause, the rest lists the
     failing operations with their stderr. ``result`` is the :class:`DeployResult`."""
 
-    def __init__(self, result: DeployResult) -> None:
-        super().__init__(result.summary())
+    def __init__(self, result: DeployResult, message: str | None = None) -> None:
+        super().__init__(message or result.summary())
         self.result = result
 
 
-class IdempotenceError(AssertionError):
-    """A deploy changed something on its second run."""
+def changed_again(second: DeployResult, allow_changes: Sequence[str] = ()) -> list[OperationResult]:
+    """Operations of a second run that changed something although they should not have: not
+    those pyinfra declares non-idempotent (``server.shell``, ...) and not those whose name
+    (as pyinfra prints it) matches an ``allow_changes`` pattern (``fnmatch``: ``"*restart*"``)."""
+    return [op for op in second.changed if op.idempotent
+            and not any(fnmatchcase(op.name, pattern) for pattern in allow_changes)]
+
+
+class IdempotenceError(DeployError):
+    """A deploy changed something on its second run: the message names each operation (with
+    its arguments, as pyinfra prints it) and the commands it ran the second time."""
+
+    def __init__(self, second: DeployResult, changed: Sequence[OperationResult], where: str) -> None:
+        lines = [f"deploy {second.deploy} is not idempotent on {where}: {len(changed)} "
+                 "operation(s) changed on the second run:"]
+        for op in changed:
+            lines.append(f"  {op.name}")
+            lines += [f"    $ {cmd}" for cmd in op.commands] or ["    (no command: changed by a fact)"]
+        lines.append("  (exempt an operation that must change every time with "
+                     "allow_changes=['NAME PATTERN'])")
+        super().__init__(second, "\n".join(lines))

@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 from ..errors import CommandTimeout, MachineError, MachineNotFound
 from .process import run, run_text
@@ -38,9 +39,11 @@ class Backend(ABC):
     @abstractmethod
     def create(self, name: str, image: str, *, user: str | None = None,
                cloud_init: str | os.PathLike[str] | None = None,
-               labels: dict[str, str] | None = None) -> MachineInfo:
+               labels: dict[str, str] | None = None,
+               capabilities: Sequence[str] = ()) -> MachineInfo:
         """Create and start machine ``name`` from ``image`` (OrbStack form, ``debian:bookworm``);
-        returns once systemd is up."""
+        returns once systemd is up. ``capabilities``: Linux capabilities (``NET_ADMIN``) its
+        root needs, which clones inherit."""
 
     @abstractmethod
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,

@@ -12,7 +12,7 @@ import builtins
 import json
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -125,9 +125,10 @@ class DockerBackend(Backend):
         return self._tags[image]
 
     def _run_container(self, name: str, image_ref: str, labels: dict[str, str]) -> None:
-        """``docker run`` a machine; a failed run leaves no container behind."""
+        """``docker run`` a machine (with the capabilities its labels name); a failed run
+        leaves no container behind."""
         self._ensure_network()
-        proc = self.call(cmd.run(name, image_ref, labels), check=False)
+        proc = self.call(cmd.run(name, image_ref, labels, cmd.label_capabilities(labels)), check=False)
         if proc.returncode != 0:
             if "is already in use" in proc.stderr:
                 raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
@@ -151,7 +152,8 @@ class DockerBackend(Backend):
     # -- machines -------------------------------------------------------------------------------
     def create(self, name: str, image: str, *, user: str | None = None,
                cloud_init: str | os.PathLike[str] | None = None,
-               labels: dict[str, str] | None = None) -> MachineInfo:
+               labels: dict[str, str] | None = None,
+               capabilities: Sequence[str] = ()) -> MachineInfo:
         """Run ``name`` from ``image``, wait for systemd, add the default user (passwordless
         sudo), then apply ``cloud_init``, whose failure is only logged (as on OrbStack)."""
         validate_machine_name(name)
@@ -161,8 +163,7 @@ class DockerBackend(Backend):
         script = None if path is None else cloudinit.user_data_script(Path(path).read_text())
         ref = self.prepare(image)
         # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
-        self._run_container(name, ref, {**(labels or {}), LABEL: "1", f"{LABEL}.user": login,
-                                        f"{LABEL}.image": image})
+        self._run_container(name, ref, {**(labels or {}), **cmd.machine_labels(login, image, capabilities)})
         with self._removed_on_failure(name):
             # the user is added while systemd boots, in the first readiness probe
             self.wait_ready(name, setup=cmd.user_setup(login) if login != "root" else None)
@@ -187,7 +188,7 @@ class DockerBackend(Backend):
             image = owned = f"pytest-orbstack-clone:{name}"
             self.call(cmd.commit(source, image, f"LABEL {LABEL}.clone-of={source}", *marks), timeout=600)
         labels = {**(labels or {}), LABEL: "1",
-                  **{k: source_labels.get(k, "") for k in (f"{LABEL}.user", f"{LABEL}.image")}}
+                  **{k: v for k, v in source_labels.items() if k in cmd.INHERITED_LABELS}}
         if owned:
             labels[f"{LABEL}.clone-image"] = owned
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..errors import UnknownImage
@@ -23,20 +23,43 @@ NETWORK = "pytest-orbstack"
 SYSTEMD_FLAGS = ("--cap-add", "SYS_ADMIN", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
                  "--tmpfs", "/run", "--tmpfs", "/run/lock", "--security-opt", "seccomp=unconfined",
                  "--stop-signal", "SIGRTMIN+3")  # docker 20.10 refuses STOPSIGNAL in commit --change
+# /tmp is a tmpfs, so what a golden machine leaves there does not reach its clones (a commit
+# skips it), as on OrbStack, whose /tmp "does not survive machine stop/clone" (evidence G-probe)
+TMP_FLAGS = ("--tmpfs", "/tmp:rw,exec,nosuid,nodev,mode=1777")
 SETUP_DONE = "pytest-orbstack-setup-done"
 SUDOERS = "/etc/sudoers.d/90-pytest-orbstack"
 LIST_FORMAT = "\t".join(["{{.ID}}", "{{.Names}}", "{{.State}}",
                          *(f'{{{{.Label "{LABEL}.{key}"}}}}' for key in ("user", "image"))])
 
 
-def run(machine: str, image_ref: str, labels: Mapping[str, str]) -> list[str]:
-    """Start ``machine`` from ``image_ref`` with systemd as PID 1, on the machines' network."""
+def run(machine: str, image_ref: str, labels: Mapping[str, str],
+        capabilities: Sequence[str] = ()) -> list[str]:
+    """Start ``machine`` from ``image_ref`` with systemd as PID 1, on the machines' network,
+    its root granted ``capabilities`` (``NET_ADMIN``, ...) besides systemd's."""
     argv = [DOCKER, "run", "-d", "--name", machine, "--hostname", machine, *SYSTEMD_FLAGS,
+            *TMP_FLAGS, *(a for c in capabilities for a in ("--cap-add", c)),
             "--network", NETWORK, "--network-alias", f"{machine}.orb.local",
             "--add-host", "host.orb.internal:host-gateway"]
     for key, value in labels.items():
         argv += ["--label", f"{key}={value}"]
     return [*argv, image_ref]
+
+
+INHERITED_LABELS = (f"{LABEL}.user", f"{LABEL}.image", f"{LABEL}.capabilities")  # by clones
+
+
+def machine_labels(login: str, image: str, capabilities: Sequence[str] = ()) -> dict[str, str]:
+    """What a machine's labels record (and its clones inherit): made by this package, its
+    default user, its image and the capabilities it was granted."""
+    labels = {LABEL: "1", f"{LABEL}.user": login, f"{LABEL}.image": image}
+    if capabilities:
+        labels[f"{LABEL}.capabilities"] = ",".join(capabilities)
+    return labels
+
+
+def label_capabilities(labels: Mapping[str, str]) -> list[str]:
+    """The capabilities :func:`machine_labels` recorded."""
+    return [c for c in labels.get(f"{LABEL}.capabilities", "").split(",") if c]
 
 
 def exec_(machine: str, command: str, *, user: str, workdir: str | None = None,

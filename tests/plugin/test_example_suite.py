@@ -23,10 +23,11 @@ def test_example_suite_passes(backend, orbctl_env, tmp_path):
                            f"--orbstack-backend={backend}", f"--orbstack-timings={timings}"],
                           cwd=ROOT / "examples", env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
-    assert "6 passed" in proc.stdout, proc.stdout[-3000:]
+    assert "7 passed" in proc.stdout, proc.stdout[-3000:]
     machines = json.loads(timings.read_text())["machines"]
     assert {m["backend"] for m in machines} == {backend}
     assert [m["kind"] for m in machines].count("golden") == 1
+    assert {"web", "db"} <= {m["name"].split("-")[-2] for m in machines}  # the web+db example
     golden = next(m for m in machines if m["kind"] == "golden")
     assert golden["created_by"] == "operations.machine"  # the project's own pyinfra operation
     assert all(m["outcome"] == "deleted" for m in machines), machines

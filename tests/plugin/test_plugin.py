@@ -23,6 +23,7 @@ import time
 from io import StringIO
 from pyinfra.operations import files, server
 files.put(name="Write a timestamp", src=StringIO(str(time.time())), dest="/tmp/stamp")
+files.line(path="/tmp/counter", line=f"run {time.time()}")
 files.directory(name="Steady directory", path="/tmp/steady")
 server.shell(name="Always runs", commands=["true"])
 '''
@@ -180,15 +181,33 @@ def test_failing_deploy_names_the_operation_and_its_stderr(inner):
 
 
 def test_non_idempotent_deploy_lists_the_operations(inner):
+    """The failure names each operation as pyinfra prints it (an unnamed one with its
+    arguments) and the commands it ran the second time; ``allow_changes`` exempts operations
+    by name pattern; ``server.shell`` (declared non-idempotent by pyinfra) never counts."""
     inner.makefile(".py", drift_deploy=DRIFTING_DEPLOY)
     inner.makepyfile(test_drift='''
+        import pytest
+
         def test_drift(orbstack_machine):
             orbstack_machine().apply("drift_deploy.py", check_idempotent=True)
+
+        @pytest.mark.orbstack(deploy="drift_deploy.py", check_idempotent=True, clone=False,
+                              allow_changes=["Write a timestamp", "files.line (path=/tmp/counter*"])
+        def test_exempted(orbstack):
+            assert len(orbstack.deploys) == 2  # converged and checked in two applies
     ''')
     result = run(inner)
-    result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*not idempotent*1 operation(s) changed on the second run: Write a timestamp*"])
-    assert "Always runs" not in result.stdout.str().split("not idempotent")[1].splitlines()[0]
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "*is not idempotent on pto-*: 2 operation(s) changed on the second run:",
+        "*  Write a timestamp",
+        "*    $ *",
+        "*  files.line (path=/tmp/counter, line=run *)",
+        "*    $ *",
+        "*exempt an operation that must change every time with allow_changes=*",
+    ])
+    failure = result.stdout.str().split("is not idempotent")[1].split("exempt an operation")[0]
+    assert "Always runs" not in failure and "Steady directory" not in failure
 
 
 def test_marker_ini_module_machine_and_diagnostics(inner, tmp_path):
@@ -278,3 +297,59 @@ def test_xdist_one_golden_for_a_callable_deploy_checked_in_the_engine(inner, tmp
     prefixes = tuple(f"pto-{sid}-golden-" for sid in sessions_of(tmp_path / "state"))
     goldens = [name for name in events if name.startswith(prefixes)]
     assert len(goldens) == 1, events
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_a_deploy_in_the_test_body_is_reported(inner, tmp_path, workers):
+    """An apply in a test body shows in the ``-v`` lines (with what changed), the machines
+    table's deploy column and, per operation, in ``--orbstack-timings``."""
+    inner.makefile(".py", small_deploy="from pyinfra.operations import files\n"
+                   "files.directory(name='Make a folder', path='/srv/x', _sudo=True)\n")
+    inner.makepyfile(test_body='''
+        def test_body(orbstack_machine):
+            assert orbstack_machine().apply("small_deploy.py").changed
+    ''')
+    timings = tmp_path / "timings.json"
+    result = run(inner, "-v", f"--orbstack-timings={timings}", *workers)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*orbstack: deploy pto-*: small_deploy.py: 1 operations, 1 changed (*s)",
+                                 "*orbstack:   changed: Make a folder"])
+    result.stdout.re_match_lines([r"pto-\S+-test-body-test-body-0-\S+ +test +debian:bookworm +\d+\.\ds +- +\d+\.\ds"])
+    (machine,) = json.loads(timings.read_text())["machines"]
+    (deploy,) = machine["deploys"]
+    assert deploy["deploy"] == "small_deploy.py" and deploy["success"]
+    assert [(op["name"], op["changed"]) for op in deploy["operations"]] == [("Make a folder", True)]
+    assert deploy["operations"][0]["duration"] > 0
+
+
+FIREWALL_DEPLOY = '''
+from pyinfra.operations import apt, server
+apt.packages(name="nftables", packages=["nftables"], update=True, cache_time=3600, _sudo=True)
+server.shell(name="drop 9999", _sudo=True, commands=[
+    "nft add table inet pto", "nft add chain inet pto input '{ type filter hook input priority 0; }'",
+    "nft add rule inet pto input tcp dport 9999 drop"])
+'''
+
+
+def test_capabilities_let_a_firewall_deploy_run(inner):
+    """``capabilities=["NET_ADMIN"]`` lets nftables work on Docker (clones inherit it);
+    without it the same deploy fails with the kernel's refusal."""
+    inner.makefile(".py", firewall=FIREWALL_DEPLOY)
+    inner.makepyfile(test_fw='''
+        import pytest
+
+        @pytest.mark.orbstack(deploy="firewall.py", capabilities=["NET_ADMIN"])
+        def test_cloned_firewall_machine(orbstack):
+            assert orbstack.run("nft add table inet again").rc == 0  # the clone has it too
+
+        def test_fresh_firewall_machine(orbstack_machine):
+            machine = orbstack_machine(deploy="firewall.py", capabilities=["cap_net_admin"], clone=False)
+            assert "dport 9999 drop" in machine.run("nft list ruleset").stdout
+
+        def test_without_the_capability(orbstack_machine):
+            result = orbstack_machine().apply("firewall.py", check=False)
+            assert [op.name for op in result.failed] == ["drop 9999"]
+            assert "Operation not permitted" in result.failed[0].stderr
+    ''')
+    result = run(inner, "-n", "2")
+    result.assert_outcomes(passed=3)

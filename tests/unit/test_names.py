@@ -23,3 +23,11 @@ def test_slug_names_are_valid_deterministic_and_distinct():
     assert a.startswith("pto-ab12-") and len(a) <= 63
     long = slug_name("pto-ab12", "x" * 300)
     assert len(long) <= 63 and validate_machine_name(long)
+
+
+def test_a_machines_name_in_its_test_survives_a_long_test_name():
+    key = "tests/test_web.py::test_the_web_server_reaches_the_database_by_its_name[param]#db"
+    name = slug_name("pto-1234abcd", key)
+    assert name.startswith("pto-1234abcd-test-web-test-the-web") and name[:-7].endswith("-db")
+    assert len(name) <= 63
+    assert slug_name("pto-1234abcd", key.replace("#db", "#" + "x" * 80)).count("x") == 24

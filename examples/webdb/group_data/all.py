@@ -1,0 +1,1 @@
+_sudo = True  # OrbStack machines log in as a non-root user with passwordless sudo

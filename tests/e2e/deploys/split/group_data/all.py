@@ -1,0 +1,3 @@
+_sudo = True  # the machine's default user is not root
+app_path = "/opt/app"
+greeting = "from group_data"  # --data greeting=... (data=) takes precedence
