@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
+from .backends.types import Resources
 from .errors import InvalidInput, UnknownImage
 
 Deploy = Union[str, "os.PathLike[str]", Callable[[], Any]]
@@ -32,18 +33,26 @@ RELEASES: dict[str, tuple[dict[str, str], str]] = {
     "ubuntu": ({"20.04": "focal", "22.04": "jammy", "24.04": "noble", "24.10": "oracular",
                 "25.04": "plucky", "25.10": "questing"}, "noble"),
 }
+# OrbStack offers these, but they run OpenRC or runit: a machine never becomes ready, since
+# readiness is systemd's (docs.orbstack.dev/architecture: "systemd, OpenRC, and runit")
+NON_SYSTEMD = frozenset({"alpine", "devuan", "gentoo", "void"})
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 
 
 def parse_image(image: object) -> tuple[str, str | None]:
     """``"ubuntu:24.04"`` -> ``("ubuntu", "24.04")``; UnknownImage for a distro OrbStack does
-    not offer or a release number that does not exist."""
+    not offer, one without systemd, or a release number that does not exist."""
     if not isinstance(image, str) or not image:
         raise UnknownImage(f"invalid image {image!r}: use distro[:version], e.g. debian:bookworm")
     distro, _, version = image.partition(":")
     if distro not in DISTROS:
         raise UnknownImage(f"unknown image {image!r}: OrbStack distros are "
-                           f"{', '.join(sorted(DISTROS))}")
+                           f"{', '.join(sorted(DISTROS - NON_SYSTEMD))}")
+    if distro in NON_SYSTEMD:
+        raise UnknownImage(
+            f"image {image!r}: {distro} machines run OpenRC or runit, not systemd, and "
+            f"pytest-orbstack waits for systemd to call a machine ready: use a systemd distro "
+            f"(debian, ubuntu, fedora, arch, alma, rocky, ...)")
     releases = RELEASES.get(distro, ({}, ""))[0]
     if version and releases and version[0].isdigit() and version not in releases:
         known = ", ".join(f"{number} ({name})" for number, name in releases.items())
@@ -118,6 +127,35 @@ def check_names(value: object, what: str) -> tuple[str, ...]:
             not all(isinstance(v, str) for v in value):
         raise InvalidInput(f"{what} must be a list of strings, not {value!r}")
     return tuple(value)
+
+
+SIZE_RE = re.compile(r"^(\d+)\s*([MG])i?B?$", re.IGNORECASE)
+
+
+def parse_size(value: object, what: str) -> int | None:
+    """A size in MiB from ``"512M"``, ``"4G"`` or a number of MiB (None stays None)."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        return value
+    match = SIZE_RE.match(value) if isinstance(value, str) else None
+    if not match or int(match.group(1)) == 0:
+        raise InvalidInput(f"{what} must be a size such as '512M' or '4G' (or MiB as a number), "
+                           f"not {value!r}")
+    return int(match.group(1)) * (1024 if match.group(2).upper() == "G" else 1)
+
+
+def check_resources(cpus: object = None, memory: object = None, disk: object = None,
+                    isolated: object = False, capabilities: object = ()) -> Resources:
+    """The machine keywords ``cpus=``, ``memory=``, ``disk=``, ``isolated=`` and
+    ``capabilities=`` as one checked :class:`Resources`."""
+    if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0):
+        raise InvalidInput(f"cpus= must be a positive number, not {cpus!r}")
+    if not isinstance(isolated, bool):
+        raise InvalidInput(f"isolated= must be True or False, not {isolated!r}")
+    return Resources(cpus=cpus, memory_mib=parse_size(memory, "memory="),
+                     disk_mib=parse_size(disk, "disk="), isolated=isolated,
+                     capabilities=check_capabilities(capabilities))
 
 
 def check_capabilities(value: object) -> tuple[str, ...]:

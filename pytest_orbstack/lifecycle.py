@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -26,6 +27,7 @@ from typing import Any
 from filelock import FileLock
 
 from .backends.base import Backend
+from .backends.types import NO_RESOURCES, Resources
 from .errors import MachineError, MachineExists, SharedMachineError
 from .identity import deploy_key
 from .inputs import Deploy, describe
@@ -63,6 +65,7 @@ class Lifecycle:
         self.progress = progress
         self.records: list[MachineRecord] = []
         self.kept: list[MachineRecord] = []
+        self._warned_no_clone = False
 
     # -- naming and timing ------------------------------------------------------------------
     def name_for(self, key: str) -> str:
@@ -82,7 +85,7 @@ class Lifecycle:
     def create(self, key: str, image: str, *, deploy: Deploy | None = None, user: str | None = None,
                cloud_init: str | os.PathLike | None = None, clone: bool = True,
                data: dict[str, Any] | None = None, check_idempotent: bool = False,
-               allow_changes: Sequence[str] = (), capabilities: Sequence[str] = (),
+               allow_changes: Sequence[str] = (), resources: Resources = NO_RESOURCES,
                kind: str = "test") -> tuple[Machine, MachineRecord]:
         """A running machine for ``key``, with ``deploy`` applied (twice with
         ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
@@ -94,8 +97,8 @@ class Lifecycle:
         self.registry.add(self.session_id, name)
         machine = None
         try:
-            if deploy is not None and clone and cloud_init is None:
-                golden = self.golden(image, deploy, dict(user=user, capabilities=capabilities), apply_args)
+            if deploy is not None and clone and cloud_init is None and self._can_clone():
+                golden = self.golden(image, deploy, dict(user=user, resources=resources), apply_args)
                 record.created_by = "clone"
                 with self._phase(record, "clone"):
                     self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
@@ -104,12 +107,12 @@ class Lifecycle:
                 with self._phase(record, "create"):
                     if kind == "test":  # the hot path: the engine runs the builders directly
                         self.backend.create(name, image, user=user, cloud_init=cloud_init,
-                                            labels=self._labels(), capabilities=capabilities)
+                                            labels=self._labels(), resources=resources)
                     else:  # once per session: through the project's own pyinfra operation
                         from .provision import provision_machine
                         record.created_by = "operations.machine"
                         provision_machine(self.backend, name, image, user=user, cloud_init=cloud_init,
-                                          labels=self._labels(), capabilities=capabilities)
+                                          labels=self._labels(), resources=resources)
                 machine = self._machine(name, image, record)
                 if deploy is not None:
                     machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
@@ -143,6 +146,17 @@ class Lifecycle:
         self.progress(f"orbstack: deploy {machine.name}: {result.headline().removeprefix('deploy ')}")
         for op in result.changed:
             self.progress(f"orbstack:   changed: {op.name}")
+
+    def _can_clone(self) -> bool:
+        """Whether golden machines can be cloned here; if not, every test machine gets the
+        deploy itself, and one warning says why (an OrbStack before 2.0)."""
+        if self.backend.can_clone():
+            return True
+        if not self._warned_no_clone:
+            self._warned_no_clone = True
+            warnings.warn(f"{self.backend.kind} cannot clone machines (OrbStack 2.0 or newer can):"
+                          " each test machine gets its deploy applied instead", stacklevel=2)
+        return False
 
     def _labels(self) -> dict[str, str]:
         return {"pytest-orbstack.session": self.session_id}

@@ -32,9 +32,10 @@ from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationError, OperationValueError, StringCommand, operation
 
 from .backends import docker_commands, orbstack_commands, resolve_kind
-from .errors import InvalidInput
+from .backends.types import Resources
+from .errors import InvalidInput, MachineError
 from .facts import OrbStackConfig, OrbStackMachine
-from .inputs import check_capabilities, check_cloud_init, check_user, parse_image
+from .inputs import check_cloud_init, check_resources, check_user, parse_image
 from .names import validate_machine_name
 
 Commands = Generator[Any, None, None]
@@ -53,12 +54,22 @@ def _commands(engine: str) -> ModuleType:
     return docker_commands if engine == "docker" else orbstack_commands
 
 
-def _valid(check: Any, *args: Any) -> Any:
+def _valid(check: Any, *args: Any, **kwargs: Any) -> Any:
     """Run an input check; its error becomes pyinfra's OperationValueError (one clear line)."""
     try:
-        return check(*args)
+        return check(*args, **kwargs)
     except InvalidInput as exc:
         raise OperationValueError(str(exc)) from None
+
+
+def _orbstack_requires(*features: str) -> None:
+    """OperationError naming the OrbStack version ``features`` need, when this one is older."""
+    from .orbctl import Orbctl
+    try:
+        for feature in features:
+            Orbctl().require(feature)
+    except MachineError as exc:
+        raise OperationError(str(exc)) from None
 
 
 def _docker_engine() -> Any:
@@ -81,18 +92,21 @@ def _docker_cloud_init(machine: str, cloud_init: str) -> None:
 
 
 def _create(engine: str, image: str, machine: str, user: str | None, arch: str | None,
-            cloud_init: str | None, labels: dict[str, str], capabilities: Sequence[str]) -> Commands:
+            cloud_init: str | None, labels: dict[str, str], resources: Resources) -> Commands:
     if engine == "orbstack":
+        _orbstack_requires(*(["resources"] if resources.limits else []),
+                           *(["isolated"] if resources.isolated else []))
         yield _command(orbstack_commands.create(image, machine, user=user, arch=arch,
-                                                      cloud_init=cloud_init))
+                                                cloud_init=cloud_init, resources=resources))
         yield _command(orbstack_commands.ready(machine))
         return
     from .backends.docker_commands import default_login
     login = default_login(user)
-    labels = {**labels, **docker_commands.machine_labels(login, image, capabilities)}
+    _valid(docker_commands.check_docker_resources, resources)
+    labels = {**labels, **docker_commands.machine_labels(login, image, resources)}
     yield FunctionCommand(_prepare_docker, (image,), {})
     yield _command(docker_commands.run(machine, docker_commands.machine_image(image), labels,
-                                       capabilities))
+                                       resources))
     setup = docker_commands.user_setup(login) if login != "root" else None
     yield _command(docker_commands.ready(machine, setup=setup))
     if cloud_init:
@@ -103,6 +117,8 @@ def _create(engine: str, image: str, machine: str, user: str | None, arch: str |
 def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
             running: bool = True, user: str | None = None, arch: str | None = None,
             cloud_init: str | None = None, labels: dict[str, str] | None = None,
+            cpus: float | None = None, memory: str | int | None = None,
+            disk: str | int | None = None, isolated: bool = False,
             capabilities: Sequence[str] = ()) -> Commands:
     """Ensure a machine exists (created from ``image``, ready) and is running or stopped, or,
     with ``present=False``, that it does not exist.
@@ -115,6 +131,10 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
     + arch: ``amd64`` or ``arm64``, at creation (OrbStack only)
     + cloud_init: path of a cloud-init user-data file (on the engine's host), at creation
     + labels: Docker labels, at creation (OrbStack machines have none; ignored there)
+    + cpus, memory, disk: the machine's limits, at creation (``memory="4G"``, ``disk="64G"``;
+      OrbStack 2.2.1+ flags; Docker's own ``--cpus``/``--memory``, no disk limit there)
+    + isolated: no access to the host's files, at creation (OrbStack 2.1+; Docker machines
+      never have any)
     + capabilities: Linux capabilities such as ``NET_ADMIN`` for root in the machine, at
       creation (Docker; OrbStack machines are not restricted that way, ASSUMED: ignored there)
     """
@@ -132,8 +152,9 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         _valid(parse_image, image)
         _valid(check_user, user)
         cloud_init = _valid(check_cloud_init, cloud_init)
-        capabilities = _valid(check_capabilities, list(capabilities))
-        yield from _create(engine, image, machine, user, arch, cloud_init, labels or {}, capabilities)
+        resources = _valid(check_resources, cpus=cpus, memory=memory, disk=disk, isolated=isolated,
+                           capabilities=list(capabilities))
+        yield from _create(engine, image, machine, user, arch, cloud_init, labels or {}, resources)
         if not running:
             yield _command(cmds.stop(machine))
         return
@@ -161,6 +182,7 @@ def clone(source: str, machine: str, running: bool = True) -> Commands:
     # A missing source is left to the engine ("machine not found"): an earlier operation of
     # the same deploy may create it.
     if engine == "orbstack":
+        _orbstack_requires("clone")
         yield _command(orbstack_commands.clone(source, machine))
         if running:
             yield _command(orbstack_commands.start(machine))

@@ -20,7 +20,7 @@ from typing import Any
 
 from .backends import orbstack_commands as cmd
 from .backends.process import map_error, run_text
-from .backends.types import EngineMachine, Image, MachineInfo
+from .backends.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources
 from .errors import (
     CommandTimeout,
     EngineUnavailable,
@@ -158,7 +158,7 @@ class Orbctl:
 
     def create(self, image: str, name: str, *, arch: str | None = None, user: str | None = None,
                user_data: str | os.PathLike[str] | None = None,
-               timeout: float = CREATE_TIMEOUT) -> MachineInfo:
+               resources: Resources = NO_RESOURCES, timeout: float = CREATE_TIMEOUT) -> MachineInfo:
         """Create and start a machine from ``image`` (``distro[:version]``).
 
         OrbStack's create occasionally hangs after succeeding, or fails transiently with
@@ -170,7 +170,11 @@ class Orbctl:
         parse_image(image)
         check_user(user)
         cloud_init = check_cloud_init(user_data)  # absolute: orbctl may run elsewhere
-        argv = cmd.create(image, name, user=user, arch=arch, cloud_init=cloud_init)
+        if resources.limits:
+            self.require("resources")
+        if resources.isolated:
+            self.require("isolated")
+        argv = cmd.create(image, name, user=user, arch=arch, cloud_init=cloud_init, resources=resources)
         for attempt in (1, 2):
             try:
                 self._run(argv, timeout=timeout)

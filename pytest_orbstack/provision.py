@@ -9,7 +9,6 @@ builders directly (docs/performance.md has both routes' cost).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any
 
 from pyinfra.api import Config, Inventory, State
@@ -19,12 +18,13 @@ from pyinfra.api.operations import run_ops
 
 from .backends.base import Backend
 from .backends.process import last_line
+from .backends.types import NO_RESOURCES, Resources
 from .errors import MachineError
 
 
 def provision_machine(engine: Backend, name: str, image: str, *, user: str | None = None,
                       cloud_init: str | os.PathLike[str] | None = None,
-                      labels: dict[str, str] | None = None, capabilities: Sequence[str] = ()) -> None:
+                      labels: dict[str, str] | None = None, resources: Resources = NO_RESOURCES) -> None:
     """Create ``name`` on ``engine`` with ``operations.machine`` (ready when it returns);
     MachineError naming the failed command's last stderr line otherwise."""
     from . import operations
@@ -37,7 +37,9 @@ def provision_machine(engine: Backend, name: str, image: str, *, user: str | Non
         connect_all(state)
         kwargs: dict[str, Any] = dict(machine=name, image=image, user=user, labels=labels or {},
                                       cloud_init=os.fspath(cloud_init) if cloud_init else None,
-                                      capabilities=list(capabilities))
+                                      cpus=resources.cpus, memory=resources.memory_mib,
+                                      disk=resources.disk_mib, isolated=resources.isolated,
+                                      capabilities=list(resources.capabilities))
         if env:
             kwargs["_env"] = env
         results = add_op(state, operations.machine, **kwargs)

@@ -15,11 +15,10 @@ import shlex
 import subprocess
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
 
 from ..errors import CommandTimeout, MachineError, MachineNotFound
 from .process import run, run_text
-from .types import READY_STATES, EngineMachine, MachineInfo, ready_command
+from .types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
 
 
 class Backend(ABC):
@@ -40,16 +39,19 @@ class Backend(ABC):
     def create(self, name: str, image: str, *, user: str | None = None,
                cloud_init: str | os.PathLike[str] | None = None,
                labels: dict[str, str] | None = None,
-               capabilities: Sequence[str] = ()) -> MachineInfo:
-        """Create and start machine ``name`` from ``image`` (OrbStack form, ``debian:bookworm``);
-        returns once systemd is up. ``capabilities``: Linux capabilities (``NET_ADMIN``) its
-        root needs, which clones inherit."""
+               resources: Resources = NO_RESOURCES) -> MachineInfo:
+        """Create and start machine ``name`` from ``image`` (OrbStack form, ``debian:bookworm``)
+        within ``resources`` (which clones inherit); returns once systemd is up."""
 
     @abstractmethod
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
               frozen_source: bool = False) -> MachineInfo:
         """Create ``name`` as a copy of ``source`` and start it. ``frozen_source`` promises the
         source no longer changes (a golden machine), so an engine may reuse one snapshot."""
+
+    def can_clone(self) -> bool:
+        """Whether :meth:`clone` works on this engine (an older OrbStack has no clone)."""
+        return True
 
     @abstractmethod
     def start(self, name: str) -> None: ...

@@ -12,7 +12,7 @@ import builtins
 import json
 import os
 import subprocess
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,12 +32,12 @@ from ..names import validate_machine_name
 from ..registry import lock_path, remove_lock
 from . import docker_commands as cmd
 from .base import Backend
-from .docker_commands import LABEL, SETUP_DONE, default_login, parse_inspect
+from .docker_commands import LABEL, SETUP_DONE, check_docker_resources, default_login, parse_inspect
 from .docker_image import prepared_image
 from .host_limits import boot_failure_hint
 from .process import last_line as _last_line
 from .process import map_error, run_text
-from .types import READY_STATES, EngineMachine, Image, MachineInfo
+from .types import NO_RESOURCES, READY_STATES, EngineMachine, Image, MachineInfo, Resources
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
@@ -125,10 +125,10 @@ class DockerBackend(Backend):
         return self._tags[image]
 
     def _run_container(self, name: str, image_ref: str, labels: dict[str, str]) -> None:
-        """``docker run`` a machine (with the capabilities its labels name); a failed run
+        """``docker run`` a machine (within the resources its labels record); a failed run
         leaves no container behind."""
         self._ensure_network()
-        proc = self.call(cmd.run(name, image_ref, labels, cmd.label_capabilities(labels)), check=False)
+        proc = self.call(cmd.run(name, image_ref, labels, cmd.label_resources(labels)), check=False)
         if proc.returncode != 0:
             if "is already in use" in proc.stderr:
                 raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
@@ -153,7 +153,7 @@ class DockerBackend(Backend):
     def create(self, name: str, image: str, *, user: str | None = None,
                cloud_init: str | os.PathLike[str] | None = None,
                labels: dict[str, str] | None = None,
-               capabilities: Sequence[str] = ()) -> MachineInfo:
+               resources: Resources = NO_RESOURCES) -> MachineInfo:
         """Run ``name`` from ``image``, wait for systemd, add the default user (passwordless
         sudo), then apply ``cloud_init``, whose failure is only logged (as on OrbStack)."""
         validate_machine_name(name)
@@ -163,7 +163,8 @@ class DockerBackend(Backend):
         script = None if path is None else cloudinit.user_data_script(Path(path).read_text())
         ref = self.prepare(image)
         # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
-        self._run_container(name, ref, {**(labels or {}), **cmd.machine_labels(login, image, capabilities)})
+        check_docker_resources(resources)
+        self._run_container(name, ref, {**(labels or {}), **cmd.machine_labels(login, image, resources)})
         with self._removed_on_failure(name):
             # the user is added while systemd boots, in the first readiness probe
             self.wait_ready(name, setup=cmd.user_setup(login) if login != "root" else None)

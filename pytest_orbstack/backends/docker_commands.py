@@ -8,14 +8,16 @@ with systemd as PID 1 (:data:`SYSTEMD_FLAGS`, never ``--privileged``) on the bri
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from ..errors import UnknownImage
+from ..errors import InvalidInput, UnknownImage
 from ..inputs import USER_RE, check_user, image_codename
-from .types import EngineMachine, Image, MachineInfo, ready_command
+from .types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources, ready_command
 
 DOCKER = "docker"
 LABEL = "pytest-orbstack"
@@ -33,11 +35,15 @@ LIST_FORMAT = "\t".join(["{{.ID}}", "{{.Names}}", "{{.State}}",
 
 
 def run(machine: str, image_ref: str, labels: Mapping[str, str],
-        capabilities: Sequence[str] = ()) -> list[str]:
+        resources: Resources = NO_RESOURCES) -> list[str]:
     """Start ``machine`` from ``image_ref`` with systemd as PID 1, on the machines' network,
-    its root granted ``capabilities`` (``NET_ADMIN``, ...) besides systemd's."""
+    within ``resources``: Docker's own ``--cpus`` and ``--memory`` limits, root granted the
+    capabilities (``NET_ADMIN``, ...) besides systemd's. (``disk_mib`` is refused earlier:
+    overlay2 has no per-container size here; ``isolated`` needs nothing: no host files.)"""
+    limits = ["--cpus", f"{resources.cpus:g}"] if resources.cpus else []
+    limits += ["--memory", f"{resources.memory_mib}m"] if resources.memory_mib else []
     argv = [DOCKER, "run", "-d", "--name", machine, "--hostname", machine, *SYSTEMD_FLAGS,
-            *TMP_FLAGS, *(a for c in capabilities for a in ("--cap-add", c)),
+            *TMP_FLAGS, *limits, *(a for c in resources.capabilities for a in ("--cap-add", c)),
             "--network", NETWORK, "--network-alias", f"{machine}.orb.local",
             "--add-host", "host.orb.internal:host-gateway"]
     for key, value in labels.items():
@@ -45,21 +51,30 @@ def run(machine: str, image_ref: str, labels: Mapping[str, str],
     return [*argv, image_ref]
 
 
-INHERITED_LABELS = (f"{LABEL}.user", f"{LABEL}.image", f"{LABEL}.capabilities")  # by clones
+INHERITED_LABELS = (f"{LABEL}.user", f"{LABEL}.image", f"{LABEL}.resources")  # by clones
 
 
-def machine_labels(login: str, image: str, capabilities: Sequence[str] = ()) -> dict[str, str]:
+def machine_labels(login: str, image: str, resources: Resources = NO_RESOURCES) -> dict[str, str]:
     """What a machine's labels record (and its clones inherit): made by this package, its
-    default user, its image and the capabilities it was granted."""
+    default user, its image and its resources."""
     labels = {LABEL: "1", f"{LABEL}.user": login, f"{LABEL}.image": image}
-    if capabilities:
-        labels[f"{LABEL}.capabilities"] = ",".join(capabilities)
+    if resources != NO_RESOURCES:
+        labels[f"{LABEL}.resources"] = json.dumps(dataclasses.asdict(resources))
     return labels
 
 
-def label_capabilities(labels: Mapping[str, str]) -> list[str]:
-    """The capabilities :func:`machine_labels` recorded."""
-    return [c for c in labels.get(f"{LABEL}.capabilities", "").split(",") if c]
+def check_docker_resources(resources: Resources) -> None:
+    """InvalidInput for what the Docker engine cannot give a machine: a disk size (overlay2
+    limits a container's size only on xfs with project quotas)."""
+    if resources.disk_mib is not None:
+        raise InvalidInput("disk= is not supported by the Docker engine (overlay2 has no "
+                           "per-container size limit); use OrbStack or leave it out")
+
+
+def label_resources(labels: Mapping[str, str]) -> Resources:
+    """The resources :func:`machine_labels` recorded."""
+    recorded = json.loads(labels.get(f"{LABEL}.resources") or "{}")
+    return Resources(**{**recorded, "capabilities": tuple(recorded.get("capabilities", ()))})
 
 
 def exec_(machine: str, command: str, *, user: str, workdir: str | None = None,

@@ -5,17 +5,11 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import os
-from collections.abc import Sequence
 
-from ..errors import UnknownImage
 from ..orbctl import Orbctl
 from .base import Backend
-from .types import EngineMachine, MachineInfo
+from .types import NO_RESOURCES, EngineMachine, MachineInfo, Resources
 
-# OrbStack runs these with OpenRC or runit, not systemd (docs.orbstack.dev/architecture: "Init
-# systems including systemd, OpenRC, and runit are fully functional"); readiness here means
-# systemd is up, so they are refused before anything is created.
-NON_SYSTEMD = frozenset({"alpine", "devuan", "gentoo", "void"})
 # States OrbStack reports while a machine comes up; a started clone can stay "provisioning"
 # while it already runs commands (OrbStack 1.11.1, orbstack/orbstack#1973).
 COMING_UP = ("provisioning", "creating", "starting")
@@ -37,23 +31,19 @@ class OrbStackBackend(Backend):
     def create(self, name: str, image: str, *, user: str | None = None,
                cloud_init: str | os.PathLike[str] | None = None,
                labels: dict[str, str] | None = None,
-               capabilities: Sequence[str] = ()) -> MachineInfo:
-        """Create ``name`` and wait for systemd; distros without systemd are refused first.
-        ``capabilities``: OrbStack machines are not restricted that way (ASSUMED), nothing to
-        grant."""
-        distro = image.partition(":")[0]
-        if distro in NON_SYSTEMD:
-            raise UnknownImage(
-                f"image {image!r}: {distro} machines run OpenRC or runit, not systemd, and "
-                f"pytest-orbstack waits for systemd to call a machine ready: use a systemd distro "
-                f"(debian, ubuntu, fedora, arch, alma, rocky, ...)")
-        self.client.create(image, name, user=user, user_data=cloud_init)
+               resources: Resources = NO_RESOURCES) -> MachineInfo:
+        """Create ``name`` (the client refuses distros without systemd and flags this OrbStack
+        is too old for) and wait for systemd."""
+        self.client.create(image, name, user=user, user_data=cloud_init, resources=resources)
         try:
             self.wait_ready(name)
         except BaseException:
             self.delete_if_exists(name)
             raise
         return self.client.info(name)
+
+    def can_clone(self) -> bool:
+        return self.client.supports("clone")
 
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
               frozen_source: bool = False) -> MachineInfo:

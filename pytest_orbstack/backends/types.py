@@ -15,6 +15,27 @@ def ready_command(timeout: int) -> str:
 
 
 @dataclass(frozen=True)
+class Resources:
+    """What a machine may use and how it is set apart, fixed at creation; clones inherit it.
+    ``cpus``, ``memory_mib``, ``disk_mib``: limits (unset: the engine's default). ``isolated``:
+    no access to the host's files (OrbStack ``--isolated``; Docker machines never have any).
+    ``capabilities``: Linux capabilities granted to root (Docker; OrbStack machines are not
+    restricted that way)."""
+    cpus: float | None = None
+    memory_mib: int | None = None
+    disk_mib: int | None = None
+    isolated: bool = False
+    capabilities: tuple[str, ...] = ()
+
+    @property
+    def limits(self) -> bool:
+        return any(v is not None for v in (self.cpus, self.memory_mib, self.disk_mib))
+
+
+NO_RESOURCES = Resources()  # the engine's defaults
+
+
+@dataclass(frozen=True)
 class Image:
     distro: str
     version: str

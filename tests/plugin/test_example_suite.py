@@ -30,6 +30,8 @@ def test_example_suite_passes(backend, orbctl_env, tmp_path):
     assert {"web", "db"} <= {m["name"].split("-")[-2] for m in machines}  # the web+db example
     golden = next(m for m in machines if m["kind"] == "golden")
     assert golden["created_by"] == "operations.machine"  # the project's own pyinfra operation
+    assert len(golden["deploys"]) == 2  # check_idempotent: converged and checked, then cloned
+    assert not any(op["changed"] for op in golden["deploys"][1]["operations"])
     assert all(m["outcome"] == "deleted" for m in machines), machines
     if backend == "docker":  # the golden's snapshot image went with it
         golden = next(m["name"] for m in machines if m["kind"] == "golden")
