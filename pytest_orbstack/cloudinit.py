@@ -1,161 +1,61 @@
-"""cloud-init user-data as one POSIX shell script, for engines without cloud-init (docker).
+"""cloud-init on Docker machines: Debian's own ``cloud-init``, run by its own systemd units from
+a NoCloud seed, as on OrbStack (https://docs.orbstack.dev/machines/cloud-init: ``orb create -c
+USER_DATA``), so the same user-data gives the same machine.
 
-:func:`user_data_script` turns user-data into a script to run as root once the machine is up:
-
-* a ``#!`` script is returned unchanged;
-* ``#cloud-config`` YAML (parsed with PyYAML) becomes ``write_files``, then ``packages``
-  (apt-get), then ``runcmd``, the order cloud-init runs them in. ``users`` is ignored (the
-  backend creates the default user); any other key becomes a ``# unsupported`` comment.
-* anything else raises ValueError.
-
-Every value from the user-data is put into the script through :func:`shlex.quote`.
+* Every prepared image has the ``cloud-init`` package, set up by :data:`IMAGE_SETUP`: the
+  NoCloud datasource only, no network configuration (Docker's), the hostname left alone (a
+  clone keeps its own), and disabled by ``/etc/cloud/cloud-init.disabled``: a machine without
+  user-data boots without it (its generator stops at that file, before ``ds-identify``).
+* :func:`run` seeds a booted machine (``/var/lib/cloud/seed/nocloud/{user-data,meta-data}``,
+  instance-id and local-hostname = the machine's name), removes that file, re-runs the
+  generators and starts ``cloud-init.target``: cloud-init's own four units run it, and then
+  again at every boot, as on any cloud machine (per-boot modules such as ``bootcmd`` run each
+  boot, per-instance ones once). A clone keeps the seed and the instance-id, so cloud-init
+  sees the same instance and runs nothing per-instance again.
+* Failures are only logged (``cloud-init status --long``, :data:`LOG`): create goes on, as
+  the user-data failures of orbstack/orbstack#1446 leave machines behind.
 """
 
 from __future__ import annotations
 
 import base64
-import posixpath
-import re
-import shlex
-from typing import Any
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import CommandTimeout
+
+if TYPE_CHECKING:
+    from .backends.docker import DockerBackend
 
 LOG = "/var/log/cloud-init-output.log"
-PERMISSIONS_RE = re.compile(r"^0?[0-7]{3,4}$")
-HANDLED = ("write_files", "packages", "package_update", "package_upgrade", "runcmd", "users")
-APT = "DEBIAN_FRONTEND=noninteractive apt-get"
+SEED = "/var/lib/cloud/seed/nocloud"
+DISABLED = "/etc/cloud/cloud-init.disabled"
+TIMEOUT = 900.0
+SETTINGS = ("datasource_list: [NoCloud]", "network: {config: disabled}", "preserve_hostname: true")
+# the locale module needs the locales package (update-locale), which debootstrap's minbase lacks:
+# it could only fail, so it leaves Debian's module list
+IMAGE_SETUP = ("printf '%s\\n' " + " ".join(f"'{line}'" for line in SETTINGS)
+               + " > /etc/cloud/cloud.cfg.d/90-pytest-orbstack.cfg && "
+               f"sed -i '/^ - locale$/d' /etc/cloud/cloud.cfg && touch {DISABLED}")
 
 
-def user_data_script(user_data: str) -> str:
-    """One shell script (run as root) doing what ``user_data`` asks; see the module doc."""
-    text = user_data.lstrip("\ufeff")
-    first_line = text.split("\n", 1)[0].strip()
-    if text.startswith("#!"):
-        return text
-    if first_line == "#cloud-config":
-        return cloud_config_script(_load_yaml(text))
-    raise ValueError("unsupported cloud-init user-data: the first line must be '#cloud-config' "
-                     f"or a '#!' interpreter line, not {first_line[:60]!r}")
+def seed_script(machine: str) -> str:
+    """Shell, as root in booted ``machine``, that seeds cloud-init with the base64 user-data on
+    its stdin, enables it and waits for it to finish (whatever its outcome)."""
+    meta = json.dumps({"instance-id": machine, "local-hostname": machine})
+    return (f"set -e; mkdir -p {SEED}; base64 -d > {SEED}/user-data; "
+            f"printf '%s\\n' '{meta}' > {SEED}/meta-data; rm -f {DISABLED}; "
+            "systemctl daemon-reload; systemctl start --no-block cloud-init.target; "
+            "cloud-init status --wait >/dev/null || true")
 
 
-def _load_yaml(text: str) -> dict[str, Any]:
+def run(engine: DockerBackend, machine: str, user_data: str) -> None:
+    """Run cloud-init with the user-data file ``user_data`` in booted ``machine`` and wait for
+    it; a failing (or still running after :data:`TIMEOUT`) cloud-init is only logged."""
+    data = base64.b64encode(Path(user_data).read_bytes()).decode()
     try:
-        import yaml
-    except ImportError:
-        raise ImportError("#cloud-config user-data needs PyYAML: pip install pyyaml") from None
-    try:
-        config = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ValueError(f"invalid #cloud-config YAML: {' '.join(str(exc).split())}") from None
-    if config is None:
-        return {}
-    if not isinstance(config, dict):
-        raise ValueError(f"invalid #cloud-config: expected a mapping, got {type(config).__name__}")
-    return config
-
-
-def cloud_config_script(config: dict[str, Any]) -> str:
-    """The script for a parsed ``#cloud-config`` mapping."""
-    lines = ["#!/bin/sh", "# generated by pytest-orbstack from #cloud-config", "set -e"]
-    for key in sorted(k for k in config if k not in HANDLED):
-        lines.append(f"# unsupported cloud-config key: {_comment(key)}")
-    if "users" in config:
-        lines.append("# users: ignored (the machine's default user is created by pytest-orbstack)")
-    for item in _list_of(config, "write_files"):
-        lines += _write_file(item)
-    lines += _packages(config)
-    runcmd = _list_of(config, "runcmd")
-    if runcmd:
-        lines.append("set +e  # like cloud-init, runcmd goes on after a failing command")
-    lines += [_command(item) for item in runcmd]
-    return "\n".join(lines) + "\n"
-
-
-def _list_of(config: dict[str, Any], key: str) -> list[Any]:
-    value = config.get(key) or []
-    if not isinstance(value, list):
-        raise ValueError(f"invalid #cloud-config: {key} must be a list, got {type(value).__name__}")
-    return value
-
-
-def _comment(value: object) -> str:
-    return " ".join(str(value).split())
-
-
-def _write_file(item: Any) -> list[str]:
-    if not isinstance(item, dict) or not item.get("path"):
-        raise ValueError(f"invalid #cloud-config: each write_files item needs a path, got {item!r}")
-    path = str(item["path"])
-    lines = [f"# write_files: {_comment(path)}"]
-    for key in sorted(set(item) - {"path", "content", "permissions", "owner", "append", "encoding"}):
-        lines.append(f"# unsupported write_files key: {_comment(key)}")
-    content = item.get("content")
-    content = "" if content is None else str(content)
-    encoding = str(item.get("encoding") or "text").lower()
-    decode = ""
-    if encoding in ("b64", "base64"):
-        base64.b64decode(content, validate=False)  # fail here, not in the machine
-        decode = " | base64 -d"
-    elif encoding != "text":
-        return lines + [f"# unsupported write_files encoding: {_comment(encoding)} (file skipped)"]
-    target = shlex.quote(path)
-    redirect = ">>" if item.get("append") else ">"
-    if posixpath.dirname(path):
-        lines.append(f"mkdir -p {shlex.quote(posixpath.dirname(path))}")
-    lines += [f"printf '%s' {shlex.quote(content)}{decode} {redirect} {target}",
-              f"chmod {_permissions(item.get('permissions'))} {target}",
-              f"chown {shlex.quote(str(item.get('owner') or 'root:root'))} {target}"]
-    return lines
-
-
-def _permissions(value: Any) -> str:
-    """cloud-init's ``permissions``: an octal string, or an int (YAML reads 0644 as 420)."""
-    if value is None:
-        return "0644"
-    text = f"0{value:o}" if isinstance(value, int) else str(value).strip("'\"")
-    if not PERMISSIONS_RE.match(text):
-        raise ValueError(f"invalid #cloud-config: write_files permissions {value!r} is not octal")
-    return shlex.quote(text)
-
-
-def _packages(config: dict[str, Any]) -> list[str]:
-    names = []
-    for item in _list_of(config, "packages"):
-        if isinstance(item, list) and len(item) == 2:
-            names.append(f"{item[0]}={item[1]}")
-        elif isinstance(item, str):
-            names.append(item)
-        else:
-            raise ValueError(f"invalid #cloud-config: package {item!r} is not a name or [name, version]")
-    update = bool(names or config.get("package_update") or config.get("package_upgrade"))
-    if not update:
-        return []
-    lines = ["command -v apt-get >/dev/null || { echo 'cloud-config packages need apt-get' >&2; exit 1; }",
-             f"{APT} update -q"]
-    if config.get("package_upgrade"):
-        lines.append(f"{APT} upgrade -y -q")
-    if names:
-        lines.append(f"{APT} install -y -q {' '.join(shlex.quote(n) for n in names)}")
-    return lines
-
-
-def _command(item: Any) -> str:
-    """A runcmd item: a string is a shell line as is, a list is an argv (each word quoted)."""
-    if isinstance(item, str):
-        return item
-    if isinstance(item, list):
-        return " ".join(shlex.quote(str(word)) for word in item)
-    raise ValueError(f"invalid #cloud-config: runcmd item {item!r} is not a string or a list")
-
-
-def apply_script(engine: Any, name: str, script: str) -> None:
-    """Run the user-data script as root in machine ``name`` of a Docker ``engine``, its output
-    and any failure going to :data:`LOG` (a failure is only logged, as on OrbStack)."""
-    from .errors import CommandTimeout
-    path = "/var/lib/pytest-orbstack/user-data"
-    runner = (f"mkdir -p /var/lib/pytest-orbstack && cat > {path} && chmod 0700 {path} && "
-              f"{{ {path}; rc=$?; }} >> {LOG} 2>&1; [ $rc = 0 ] || "
-              f"echo \"pytest-orbstack: cloud-init user-data failed (exit $rc)\" >> {LOG}")
-    try:
-        engine.exec_root(name, runner, input=script, timeout=900)
+        engine.exec_root(machine, seed_script(machine), input=data, timeout=TIMEOUT)
     except CommandTimeout:
-        engine.exec_root(name, f"echo 'pytest-orbstack: cloud-init user-data timed out' >> {LOG}")
+        engine.exec_root(machine, f"echo 'pytest-orbstack: cloud-init still running after "
+                                  f"{TIMEOUT:.0f}s; create went on' >> {LOG}")

@@ -85,10 +85,10 @@ def _prepare_docker(image: str) -> None:
 
 
 def _docker_cloud_init(machine: str, cloud_init: str) -> None:
-    from pathlib import Path
-
+    """Run Debian's cloud-init with ``cloud_init`` in the booted machine (a failure is only
+    logged, as on OrbStack)."""
     from . import cloudinit
-    cloudinit.apply_script(_docker_engine(), machine, cloudinit.user_data_script(Path(cloud_init).read_text()))
+    cloudinit.run(_docker_engine(), machine, cloud_init)
 
 
 def _create(engine: str, image: str, machine: str, user: str | None, arch: str | None,

@@ -29,6 +29,9 @@ DIAGNOSTICS = (
     'echo "failed units: $(echo $failed)"\n'
     'for unit in $failed; do echo "--- journal of $unit"; '
     'journalctl -u "$unit" -n 20 --no-pager -q -o short-iso; done\n'
+    # cloud-init's generator leaves this file when it enabled cloud-init for this boot
+    'if [ -e /run/cloud-init/enabled ]; then echo "--- cloud-init status"; '
+    "cloud-init status --long 2>&1; fi\n"
     f'echo "--- journal (last {JOURNAL_LINES} lines; sudo and session lines left out)"\n'
     "journalctl -n 1000 --no-pager -q -o short-iso")
 

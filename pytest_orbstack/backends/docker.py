@@ -14,7 +14,6 @@ import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
@@ -154,22 +153,26 @@ class DockerBackend(Backend):
                cloud_init: str | os.PathLike[str] | None = None,
                labels: dict[str, str] | None = None,
                resources: Resources = NO_RESOURCES) -> MachineInfo:
-        """Run ``name`` from ``image``, wait for systemd, add the default user (passwordless
-        sudo), then apply ``cloud_init``, whose failure is only logged (as on OrbStack)."""
+        """Run ``name`` from ``image``, wait for systemd, run ``cloud_init`` (Debian's
+        cloud-init; a failure is only logged, as on OrbStack), then add the default user
+        (passwordless sudo; a user cloud-init made is kept)."""
         validate_machine_name(name)
         image_codename(image)
         login = default_login(user)
         path = check_cloud_init(cloud_init)
-        script = None if path is None else cloudinit.user_data_script(Path(path).read_text())
         ref = self.prepare(image)
         # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
         check_docker_resources(resources)
         self._run_container(name, ref, {**(labels or {}), **cmd.machine_labels(login, image, resources)})
+        setup = cmd.user_setup(login) if login != "root" else None
         with self._removed_on_failure(name):
-            # the user is added while systemd boots, in the first readiness probe
-            self.wait_ready(name, setup=cmd.user_setup(login) if login != "root" else None)
-            if script is not None:
-                cloudinit.apply_script(self, name, script)
+            if path is None:  # the user is added while systemd boots, in the first readiness probe
+                self.wait_ready(name, setup=setup)
+            else:  # OrbStack runs cloud-init before it adds the default user (orbstack/orbstack#1446)
+                self.wait_ready(name)
+                cloudinit.run(self, name, path)
+                if setup is not None:
+                    self.exec_root(name, setup)
             return self.info(name)
 
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,

@@ -1,14 +1,17 @@
 """The images Docker machines run: a base image (``debian:bookworm``, pulled when a registry
-has it, else built offline by scripts/dev.sh) plus what a machine needs, prepared once per base
-image id and cached under ``pytest-orbstack/<distro>:<codename>-<base id>``."""
+has it, else built offline by scripts/dev.sh) plus what a machine needs (Debian's cloud-init
+among it, set up disabled: :mod:`pytest_orbstack.cloudinit`), prepared once per base image id
+and recipe and cached under ``pytest-orbstack/<distro>:<codename>-<base id>-<recipe>``."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
+from ..cloudinit import IMAGE_SETUP
 from ..errors import CommandTimeout, UnknownImage
 from ..inputs import image_codename
 from ..registry import lock_path
@@ -20,7 +23,10 @@ if TYPE_CHECKING:
 
 # what a machine needs -> the Debian package that provides it
 REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "procps",
-            "getent": "libc-bin", "useradd": "passwd", "/sbin/init": "systemd-sysv"}
+            "getent": "libc-bin", "useradd": "passwd", "/sbin/init": "systemd-sysv",
+            "cloud-init": "cloud-init"}
+# what a prepared image is made of: a new recipe makes new images (and removes the old ones)
+RECIPE = hashlib.sha256(repr((sorted(REQUIRED.items()), IMAGE_SETUP)).encode()).hexdigest()[:6]
 PULL_TIMEOUT = 120.0
 
 
@@ -41,13 +47,13 @@ def base_image_id(engine: DockerBackend, image: str, base: str) -> str:
 
 
 def prepared_image(engine: DockerBackend, image: str) -> str:
-    """Tag of the image machines of ``image`` run, built once per base image id (a file lock
-    makes concurrent processes wait for the one that builds)."""
+    """Tag of the image machines of ``image`` run, built once per base image id and
+    :data:`RECIPE` (a file lock makes concurrent processes wait for the one that builds)."""
     distro, codename = image_codename(image)
     base = f"{distro}:{codename}"
     short_id = base_image_id(engine, image, base).split(":")[-1][:12]
-    tag = f"pytest-orbstack/{distro}:{codename}-{short_id}"
-    with FileLock(lock_path(f"image-{distro}-{codename}-{short_id}"), timeout=900):
+    tag = f"pytest-orbstack/{distro}:{codename}-{short_id}-{RECIPE}"
+    with FileLock(lock_path(f"image-{distro}-{codename}-{short_id}-{RECIPE}"), timeout=900):
         if engine.call(cmd.image_id(tag), check=False).returncode != 0:
             _build(engine, image, base, tag)
             _remove_stale(engine, f"pytest-orbstack/{distro}", f"{codename}-", keep=tag)
@@ -55,8 +61,8 @@ def prepared_image(engine: DockerBackend, image: str) -> str:
 
 
 def _remove_stale(engine: DockerBackend, repository: str, prefix: str, keep: str) -> None:
-    """Remove the prepared images of older base images (a rebuilt ``debian:bookworm``); one
-    still used by a machine stays ("conflict")."""
+    """Remove the prepared images of older base images (a rebuilt ``debian:bookworm``) or
+    recipes; one still used by a machine stays ("conflict")."""
     tags = engine.call(cmd.image_tags(repository)).stdout.split()
     for old in tags:
         if old.startswith(f"{repository}:{prefix}") and old != keep:
@@ -68,6 +74,7 @@ def _build(engine: DockerBackend, image: str, base: str, tag: str) -> None:
     engine.call(cmd.sleeper(temp, base))
     try:
         _add_missing_tools(engine, image, temp)
+        engine.exec_root(temp, IMAGE_SETUP)
         # an empty machine-id makes systemd give each machine its own on first boot
         engine.exec_root(temp, "[ ! -s /etc/machine-id ] || : > /etc/machine-id; [ ! -f "
                                "/var/lib/dbus/machine-id ] || ln -sf /etc/machine-id /var/lib/dbus/")

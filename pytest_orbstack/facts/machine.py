@@ -138,6 +138,7 @@ else
   fi
 fi
 df -Pk / | awk 'NR==2 {print "disk_total_kib=" $2; print "disk_used_kib=" $3}'
+[ ! -e /run/cloud-init/enabled ] || echo "cloud_init=$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')"
 . /etc/os-release 2>/dev/null; echo "os=$PRETTY_NAME"
 echo "kernel=$(uname -r)"
 echo "arch=$(uname -m)"
@@ -154,7 +155,8 @@ class MachineStatus(FactBase):
     that kernel), ``mem_total_kib`` / ``mem_used_kib`` / ``mem_available_kib`` (from the
     machine's memory cgroup when it has one, its limit or else the kernel's total; else from
     /proc/meminfo), ``memory_source`` (``cgroup`` or ``meminfo``), ``disk_total_kib``,
-    ``disk_used_kib``, ``os``, ``kernel``, ``arch``."""
+    ``disk_used_kib``, ``os``, ``kernel``, ``arch``, ``cloud_init`` (cloud-init's status:
+    ``done``, ``error``, ``running``; ``""`` when cloud-init is not enabled in the machine)."""
 
     def command(self) -> str:
         return _STATUS_SCRIPT.strip()
@@ -168,7 +170,7 @@ class MachineStatus(FactBase):
                 status["failed_units"].append(value)
             else:
                 raw[key] = value.strip()
-        for key in ("system", "os", "kernel", "arch"):
+        for key in ("system", "os", "kernel", "arch", "cloud_init"):
             status[key] = raw.get(key, "")
         status["uptime_seconds"] = float(raw.get("uptime") or 0)
         status["load"] = float(raw.get("load") or 0)

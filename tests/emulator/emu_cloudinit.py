@@ -1,78 +1,89 @@
-"""cloud-init as the orbctl emulator runs it: user-data applied from the host, as root, after
-boot (``#!`` scripts and ``#cloud-config`` write_files, packages, runcmd only). ASSUMED: a
-failure is logged and never fails create (#1446 and #2555 show real creates that fail)."""
+"""cloud-init as the orbctl emulator runs it: the distro's own ``cloud-init``, from a NoCloud seed.
+
+OrbStack runs cloud-init on ``create -c/--user-data FILE`` (https://docs.orbstack.dev/machines/
+cloud-init), before its own setup adds the default user (#1446: a user that user-data names gets
+uid 1000 from cloud-init, ``write_files`` owned by the default user fail unless deferred) and
+inside the create (#2555: a ``power_state`` reboot cancels it). ASSUMED: a failure is logged and
+never fails create (#1446 and #2555 show real creates that fail); the distro's stock cloud.cfg
+(Debian: ``users: [default]`` is its ``debian`` user).
+
+Machines with user-data run from ``orbemu-cloud/<distro>:<version>-<base id>-<recipe>``: the
+base image with ``cloud-init`` installed, the NoCloud datasource only, no network configuration
+and the hostname left alone, built once (labelled ``orbctl-emulator=1``; older ones are removed).
+The seed is written once the machine booted; ``systemctl daemon-reload`` lets cloud-init's
+generator enable it and its own units run it, then and at every later boot.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
+import hashlib
 import json
-import shlex
+import os
+from pathlib import Path
 
-CLOUD_INIT_SH = ('#!/bin/sh\n# cloud-init stand-in of the orbctl emulator: only "status" is supported\n'
-                 'r=/var/lib/cloud/data/result.json\n[ "$1" = status ] || { echo "cloud-init: '
-                 'only status is emulated" >&2; exit 1; }\nif [ ! -e $r ]; then echo "status: disabled"\n'
-                 'elif grep -q \'"errors": \\[\\]\' $r; then echo "status: done"\n'
-                 'else echo "status: error"; exit 1; fi\n')
-
-
-def cloud_init_steps(data: bytes) -> list[tuple[str, list[str], bytes | None]]:
-    text = data.decode(errors="replace")
-    if text.startswith("#!"):
-        script = "/var/lib/cloud/instance/scripts/part-001"
-        return [("scripts_user", ["sh", "-c", 'cat > "$1" && chmod 700 "$1" && exec "$1"', "sh", script], data)]
-    if not text.startswith("#cloud-config"):
-        raise ValueError("unsupported user-data format (expected '#!' or '#cloud-config')")
-    import yaml  # PyYAML: only needed for #cloud-config
-    cfg = yaml.safe_load(text) or {}
-    steps = []
-    for f in cfg.get("write_files") or []:
-        content = f.get("content", "")
-        content = content.encode() if isinstance(content, str) else bytes(content)
-        if str(f.get("encoding", "")).lower() in ("b64", "base64"):
-            content = base64.b64decode(content)
-        perms = f.get("permissions", "0644")
-        perms = format(perms, "o") if isinstance(perms, int) else str(perms)
-        redirect = ">>" if f.get("append") else ">"
-        script = f'mkdir -p "$(dirname "$1")" && cat {redirect} "$1" && chmod "$2" "$1" && chown "$3" "$1"'
-        steps.append(("write_files", ["sh", "-c", script, "sh", f["path"], perms,
-                                      str(f.get("owner", "root:root"))], content))
-    packages = ["=".join(map(str, p)) if isinstance(p, list) else str(p) for p in cfg.get("packages") or []]
-    if packages:
-        steps.append(("package_update_upgrade_install", ["sh", "-c", "apt-get update -q && DEBIAN_FRONTEND="
-                      "noninteractive apt-get install -y -q " + " ".join(map(shlex.quote, packages))], None))
-    lines = [shlex.join(map(str, c)) if isinstance(c, list) else str(c) for c in cfg.get("runcmd") or []]
-    if lines:
-        steps.append(("runcmd", ["sh", "-c", "\n".join(lines)], None))
-    return steps
+SEED = "/var/lib/cloud/seed/nocloud"
+DISABLED = "/etc/cloud/cloud-init.disabled"
+SETTINGS = ("datasource_list: [NoCloud]", "network: {config: disabled}", "preserve_hostname: true")
+SETUP = ("export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q "
+         "--no-install-recommends cloud-init && printf '%s\\n' "
+         + " ".join(f"'{line}'" for line in SETTINGS) + " > /etc/cloud/cloud.cfg.d/90-orbemu.cfg"
+         # minbase has no locales package: the locale module could only fail
+         + f" && sed -i '/^ - locale$/d' /etc/cloud/cloud.cfg && touch {DISABLED}")
+RECIPE = hashlib.sha256(SETUP.encode()).hexdigest()[:6]
+LABEL = "orbctl-emulator"
 
 
-def run_cloud_init(c: dict, data: bytes, docker, log_path) -> None:
-    """Run user-data as root in the machine; failures go to the console log, never raised."""
-    cid, log, errors = c["Id"], [], []
-    docker("exec", "-i", cid, "sh", "-c", "mkdir -p /var/lib/cloud/seed/nocloud /var/lib/cloud/data "
-           "/var/lib/cloud/instance/scripts /run/cloud-init && cat > /var/lib/cloud/seed/nocloud/user-data",
-           input=data, binary=True, check=False)
-    try:
-        steps = cloud_init_steps(data)
-    except Exception as exc:  # YAML errors, bad formats: cloud-init reports and goes on
-        steps, errors = [], [f"user-data: {exc}"]
-    for module, argv, stdin in steps:
-        proc = docker("exec", "-i", cid, *argv, input=stdin or b"", binary=True, check=False)
-        log.append((proc.stdout + proc.stderr).decode(errors="replace"))
-        if proc.returncode:
-            errors.append(f"{module}: exit status {proc.returncode}")
-    result = json.dumps({"v1": {"datasource": "DataSourceNoCloud [seed=/var/lib/cloud/seed/nocloud]",
-                                "errors": errors}}, indent=1)
-    summary = f"Cloud-init finished: {'FAILED: ' + '; '.join(errors) if errors else 'done'}\n"
-    output = "".join(log) + summary
-    docker("exec", "-i", cid, "sh", "-c", 'cat > /var/log/cloud-init-output.log; printf %s "$1" | '
-           'tee /run/cloud-init/result.json /var/lib/cloud/data/result.json >/dev/null; '
-           '[ -e /usr/bin/cloud-init ] || { printf %s "$2" > /usr/local/bin/cloud-init; '
-           'chmod 755 /usr/local/bin/cloud-init; }', "sh", result, CLOUD_INIT_SH,
-           input=output.encode(), binary=True, check=False)
-    path = log_path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
+@contextlib.contextmanager
+def _image_lock():
+    """One image build at a time across emulator homes (xdist workers)."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "orbctl-emulator"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / "cloud-image.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def cloud_image(image: str, docker) -> str:
+    """The tag of ``image`` with cloud-init, built when missing."""
+    base_id = docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip().split(":")[-1][:12]
+    repository, _, version = image.partition(":")
+    tag = f"orbemu-cloud/{repository}:{version}-{base_id}-{RECIPE}"
+    with _image_lock():
+        if docker("image", "inspect", tag, check=False).returncode == 0:
+            return tag
+        temp = f"orbemu-cloud-build-{base_id}-{os.getpid()}"
+        try:
+            docker("run", "--name", temp, "--user", "root", "--entrypoint", "sh", image, "-c", SETUP)
+            docker("commit", "--change", 'ENTRYPOINT ["/sbin/init"]', "--change", f"LABEL {LABEL}=1",
+                   temp, tag)
+        finally:
+            docker("rm", "-f", temp, check=False)
+        old = docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"orbemu-cloud/{repository}").stdout
+        for stale in old.split():
+            if stale.startswith(f"orbemu-cloud/{repository}:{version}-") and stale != tag:
+                docker("rmi", stale, check=False)
+    return tag
+
+
+def seed_script(machine: str) -> str:
+    """Shell, as root in a booted machine, that seeds cloud-init with the base64 user-data on
+    stdin, enables it and waits for it (whatever its outcome)."""
+    meta = json.dumps({"instance-id": machine, "local-hostname": machine})
+    return (f"set -e; mkdir -p {SEED}; base64 -d > {SEED}/user-data; "
+            f"printf '%s\\n' '{meta}' > {SEED}/meta-data; rm -f {DISABLED}; "
+            "systemctl daemon-reload; systemctl start --no-block cloud-init.target; "
+            "cloud-init status --wait >/dev/null || true")
+
+
+def run_cloud_init(c: dict, machine: str, data: bytes, docker, log_path: Path) -> None:
+    """Run cloud-init with user-data ``data`` in booted container ``c``; its output goes to the
+    console log (``orbctl logs``), its failures are never raised."""
+    docker("exec", "-i", c["Id"], "sh", "-c", seed_script(machine), input=base64.b64encode(data),
+           binary=True, check=False)
+    output = docker("exec", c["Id"], "cat", "/var/log/cloud-init-output.log", check=False).stdout
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("a") as f:
         f.write(output)
-
-

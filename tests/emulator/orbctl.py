@@ -54,9 +54,9 @@ images present locally as ``<distro>:<codename>`` can be created (never pulled, 
 or index errors) and only for the host's architecture; addresses are Docker's (no IPv6: ``ip6``
 is left out); ``disk_size`` is the container's size; no SSH, export/import, port forwarding,
 ``ORBENV`` or ``/mnt/mac``; clones get a new ``/etc/machine-id`` (real ones share it, G-probe);
-cloud-init is emulated from the host (emu_cloudinit.py) and never fails create (#1446 and
-#2555 show real failures); ``push``/``pull`` copy single files only; a renamed machine keeps
-its old hostname; ``run -s`` joins its arguments into one login-shell command line;
+cloud-init (the distro's own, emu_cloudinit.py) never fails create (#1446 and #2555 show real
+failures) and ``power_state`` reboots do not cancel it; ``push``/``pull`` copy single files
+only; a renamed machine keeps its old hostname; ``run -s`` joins its arguments into one login-shell command line;
 ``run``/``push``/``pull`` start a stopped machine first (#1741: machines auto-start).
 """
 
@@ -78,7 +78,7 @@ import time
 from pathlib import Path
 
 import emu_facts as facts
-from emu_cloudinit import run_cloud_init
+from emu_cloudinit import cloud_image, run_cloud_init
 from emu_facts import E
 
 DISTROS = ("alma alpine arch centos debian devuan fedora gentoo kali nixos openeuler opensuse "
@@ -400,6 +400,8 @@ def cmd_create(argv):
                 "isolate_network": a.isolate_network and "true",
                 "forward_ssh_agent": a.forward_ssh_agent and "true", "mounts": a.mount}
     limits = (["--cpus", a.cpus] if a.cpus else []) + (["--memory", f"{mebibytes(a.memory)}m"] if a.memory else [])
+    if user_data is not None:
+        image = cloud_image(image, docker)
     set_status("Running")
     with locked():
         ensure_network()
@@ -411,15 +413,16 @@ def cmd_create(argv):
         raise Fail(f"{E}create '{name}': " + (f"machine already exists: '{name}'" if "already in use" in reason
                                               else f"setup: docker run: {reason}"))
     c = find(name)
-    problem = BOOT_TIMEOUT if not wait_booted(c["Id"]) else ensure_user(c["Id"], user)
+    booted = wait_booted(c["Id"])
+    if booted and user_data is not None:  # cloud-init first, then the default user (#1446)
+        run_cloud_init(c, name, user_data, docker, console_log(c))
+    problem = BOOT_TIMEOUT if not booted else ensure_user(c["Id"], user)
     if problem:  # like OrbStack's failed creates, leave nothing behind
         with locked():
             remove_machine(c)
             drop_network_if_unused()
         raise Fail(f"{E}create '{name}': setup: {problem}")
     update_state(lambda s: s["config"].update({f"machine.{name}.{k}": v for k, v in settings.items() if v}))
-    if user_data is not None:
-        run_cloud_init(c, user_data, docker, console_log(c))
 
 
 def mebibytes(size: str) -> int:
