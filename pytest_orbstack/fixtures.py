@@ -24,6 +24,7 @@ from .inputs import (
     check_resources,
     check_user,
     closest,
+    image_list,
     parse_image,
 )
 from .lifecycle import Lifecycle, MachineRecord
@@ -32,6 +33,7 @@ from .results import DeployError
 from .state import plugin_state
 
 MACHINES_KEY = pytest.StashKey[list[Machine]]()
+RECORDS_KEY = pytest.StashKey[list[MachineRecord]]()  # the test's own machines, for JUnit
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 T = TypeVar("T")
 MachineFactory = Callable[..., Machine]
@@ -89,8 +91,29 @@ def machine_keywords(args: Sequence[Any], kwargs: Mapping[str, Any],
 
 
 def marker_kwargs(marker: pytest.Mark) -> dict[str, Any]:
-    """The marker's arguments, checked (see :func:`machine_keywords`)."""
-    return machine_keywords(marker.args, marker.kwargs)
+    """The marker's arguments, checked (see :func:`machine_keywords`); ``image`` may be a list
+    of images (a platform matrix: the test runs once per image)."""
+    kwargs = machine_keywords(marker.args, marker.kwargs)
+    if isinstance(kwargs["image"], (list, tuple)):
+        image_list(kwargs["image"], "@pytest.mark.orbstack(image=[...])")
+    return kwargs
+
+
+MATRIX_FIXTURES = frozenset({"orbstack", "orbstack_machine", "orbstack_machines"})
+
+
+def image_matrix(config: pytest.Config, marker: pytest.Mark | None) -> tuple[list[str], list[str]] | None:
+    """The images a test runs on, once each, and those ``--orbstack-image`` left out; None
+    when it is not a matrix (one image, not given as a list). The matrix is the marker's image
+    list, else the ini ``orbstack_image`` list (or ``--orbstack-image``) when it has several."""
+    state = plugin_state(config)
+    image = marker_kwargs(marker)["image"] if marker is not None else None
+    if isinstance(image, str):
+        return None
+    if image is None:
+        return (state.images, []) if len(state.images) > 1 else None
+    chosen = [i for i in image if state.narrow is None or i in state.narrow]
+    return chosen, [i for i in image if i not in chosen]
 
 
 def _or_fail(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -108,12 +131,14 @@ def _fail(message: str) -> NoReturn:
     pytest.fail(message, pytrace=False)
 
 
-def _machine_args(config: pytest.Config, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Factory keywords with the ini defaults filled in, every input checked (paths resolved
-    to absolute ones) before any engine call."""
+def _machine_args(config: pytest.Config, kwargs: dict[str, Any],
+                  default_image: str | None = None) -> dict[str, Any]:
+    """Factory keywords with the defaults filled in (``default_image``: the test's image in a
+    platform matrix), every input checked (paths resolved to absolute ones) before any engine
+    call."""
     state = plugin_state(config)
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    kwargs.setdefault("image", state.image)
+    kwargs.setdefault("image", default_image or state.image)
     kwargs.setdefault("user", config.getini("orbstack_user") or None)
     kwargs.setdefault("clone", config.getini("orbstack_clone"))
     dirs = state.search_dirs()
@@ -151,16 +176,19 @@ class _Factory:
     """The machines one fixture makes for its scope, finished (deleted, or kept as
     ``--orbstack-keep`` says) together when the fixture ends."""
 
-    def __init__(self, request: pytest.FixtureRequest, lifecycle: Lifecycle, scope_key: str) -> None:
+    def __init__(self, request: pytest.FixtureRequest, lifecycle: Lifecycle, scope_key: str,
+                 image: str | None = None) -> None:
         self.request, self.lifecycle, self.scope_key = request, lifecycle, scope_key
+        self.image = image  # the test's image in a platform matrix
         self.made: list[tuple[Machine, MachineRecord]] = []
 
     def make(self, suffix: str, keywords: dict[str, Any]) -> Machine:
-        kwargs = _or_fail(_machine_args, self.request.config, keywords)
+        kwargs = _or_fail(_machine_args, self.request.config, keywords, self.image)
         machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}", **kwargs)
         machine.search_dirs = plugin_state(self.request.config).search_dirs
         self.made.append((machine, record))
         self.request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
+        self.request.node.stash.setdefault(RECORDS_KEY, []).append(record)
         return machine
 
     def numbered(self, where: str) -> MachineFactory:
@@ -192,22 +220,29 @@ def _test_failed(item: pytest.Item) -> bool:
 
 
 @pytest.fixture
-def orbstack_machine(request: pytest.FixtureRequest,
-                     _orbstack_lifecycle: Lifecycle) -> Iterator[MachineFactory]:
+def _orbstack_image(request: pytest.FixtureRequest) -> str | None:
+    """Internal: the test's image in a platform matrix (parametrized by plugin.py), else None."""
+    return getattr(request, "param", None)
+
+
+@pytest.fixture
+def orbstack_machine(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifecycle,
+                     _orbstack_image: str | None) -> Iterator[MachineFactory]:
     """A factory of machines for this test: ``orbstack_machine(image=None, **keywords)``
     returns a running :class:`~pytest_orbstack.Machine` (``.host`` testinfra Host as root,
     ``.run()``, ``.apply()``, ``.ip4``, ``.domain``, ``.status()``, ...). The keywords are
     those of the ``orbstack`` marker (``deploy``, ``user``, ``cloud_init``, ``clone``,
     ``data``, ``check_idempotent``, ``allow_changes``, ``capabilities``). Every machine it made
-    is deleted after the test, or kept as ``--orbstack-keep`` says."""
-    factory = _Factory(request, _orbstack_lifecycle, _test_key(request))
+    is deleted after the test, or kept as ``--orbstack-keep`` says. In a platform matrix
+    (the marker's or ini ``orbstack_image``'s image list) machines default to the test's image."""
+    factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image)
     yield factory.numbered("orbstack_machine()")
     factory.finish(_test_failed(request.node))
 
 
 @pytest.fixture
-def orbstack_machines(request: pytest.FixtureRequest,
-                      _orbstack_lifecycle: Lifecycle) -> Iterator[Callable[..., MachineGroup]]:
+def orbstack_machines(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifecycle,
+                      _orbstack_image: str | None) -> Iterator[Callable[..., MachineGroup]]:
     """A factory of named machine groups for multi-host deploys:
     ``orbstack_machines({"web": dict(image=...), "db": dict(groups=["backend"])}, *,
     deploy=None, data=None, check_idempotent=False, allow_changes=())`` makes one machine per
@@ -218,7 +253,7 @@ def orbstack_machines(request: pytest.FixtureRequest,
     the group of its name: the deploy branches on ``host.groups`` and finds the others with
     ``inventory.get_group("db")``; machines reach each other as ``NAME.orb.local``
     (``machine.domain``). Deleted after the test, or kept as ``--orbstack-keep`` says."""
-    factory = _Factory(request, _orbstack_lifecycle, _test_key(request))
+    factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image)
     yield lambda specs, **kwargs: _or_fail(_make_group, factory, specs, **kwargs)
     factory.finish(_test_failed(request.node))
 
@@ -236,7 +271,8 @@ def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]], *, deploy: 
         spec = dict(spec)
         groups[alias] = check_names(spec.pop("groups", ()), f"{where}: {alias!r}: groups=")
         checked[alias] = machine_keywords((), spec, f"{where}: {alias!r}")
-        host_data[alias] = _machine_args(factory.request.config, checked[alias]).get("data") or {}
+        host_data[alias] = _machine_args(factory.request.config, checked[alias],
+                                         factory.image).get("data") or {}
     if deploy is not None:
         deploy = check_deploy(deploy, plugin_state(factory.request.config).search_dirs())
     allow_changes = check_names(allow_changes, "allow_changes=")
@@ -278,13 +314,18 @@ def orbstack_session_machine(request: pytest.FixtureRequest,
 
 
 @pytest.fixture
-def orbstack(request: pytest.FixtureRequest, orbstack_machine: MachineFactory) -> Machine:
+def orbstack(request: pytest.FixtureRequest, orbstack_machine: MachineFactory,
+             _orbstack_image: str | None) -> Machine:
     """The running :class:`~pytest_orbstack.Machine` that the closest
     ``@pytest.mark.orbstack(image=None, **keywords)`` describes (see the marker; without a
     marker: ini ``orbstack_image`` and ``orbstack_deploy``); deleted after the test, or kept
-    as ``--orbstack-keep`` says."""
+    as ``--orbstack-keep`` says. ``image=["debian:bookworm", "debian:trixie"]`` (or several
+    images in ini ``orbstack_image``) runs the test once per image, ids ``[debian:trixie]``;
+    ``--orbstack-image`` narrows that list."""
     marker = request.node.get_closest_marker("orbstack")
     kwargs = _or_fail(marker_kwargs, marker) if marker else {}
+    if _orbstack_image is not None:
+        kwargs["image"] = _orbstack_image
     if kwargs.get("deploy") is None and request.config.getini("orbstack_deploy"):
         kwargs["deploy"] = request.config.getini("orbstack_deploy")
     return orbstack_machine(**kwargs)

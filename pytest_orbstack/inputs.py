@@ -61,6 +61,17 @@ def parse_image(image: object) -> tuple[str, str | None]:
     return distro, version or None
 
 
+def image_list(value: object, what: str = "image") -> list[str]:
+    """Images from a list, or from a string of them separated by spaces or commas (the ini
+    option, ``--orbstack-image``), each checked, in order, without repeats."""
+    items = value.replace(",", " ").split() if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not items:
+        raise UnknownImage(f"{what} must be an image or a list of images, not {value!r}")
+    for image in items:
+        parse_image(image)
+    return list(dict.fromkeys(items))
+
+
 def image_codename(image: str) -> tuple[str, str]:
     """``distro[:version]`` -> ``(distro, codename)``: ``ubuntu:24.04`` -> ``noble``."""
     distro, version = parse_image(image)

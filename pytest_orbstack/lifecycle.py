@@ -35,6 +35,7 @@ from .machine import Machine
 from .names import session_prefix, slug_name
 from .registry import Registry
 from .results import DeployError, DeployResult
+from .reuse import KeptMachine
 
 KEEP_POLICIES = ("never", "always", "failed")
 
@@ -46,7 +47,8 @@ class MachineRecord:
     image: str
     backend: str
     kind: str  # test, shared, golden
-    created_by: str = "create"  # create (engine builders), clone, or operations.machine (pyinfra)
+    created_by: str = "create"  # create (engine builders), clone, operations.machine (pyinfra), reused
+    test: str = ""  # the key it was made for: the test id (and its number in the test)
     phases: dict[str, float] = field(default_factory=dict)
     outcome: str = "alive"  # deleted, kept, failed
     deploys: list[dict[str, Any]] = field(default_factory=list)  # every apply, see deployed()
@@ -54,7 +56,8 @@ class MachineRecord:
 
 class Lifecycle:
     def __init__(self, backend: Backend, registry: Registry, session_id: str, shared_dir: Path,
-                 keep: str = "never", progress: Callable[[str], None] = lambda line: None) -> None:
+                 keep: str = "never", progress: Callable[[str], None] = lambda line: None,
+                 find_kept: Callable[[str], KeptMachine | None] | None = None) -> None:
         self.backend = backend
         self.registry = registry
         self.session_id = session_id
@@ -65,6 +68,7 @@ class Lifecycle:
         self.progress = progress
         self.records: list[MachineRecord] = []
         self.kept: list[MachineRecord] = []
+        self.find_kept = find_kept  # --orbstack-reuse: a test's kept machine, if any
         self._warned_no_clone = False
 
     # -- naming and timing ------------------------------------------------------------------
@@ -90,9 +94,12 @@ class Lifecycle:
         """A running machine for ``key``, with ``deploy`` applied (twice with
         ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
         machine that is then cloned: the clones get no apply of their own."""
-        name = self.name_for(key)
         apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
-        record = MachineRecord(name, image, self.backend.kind, kind)
+        kept = self.find_kept(key) if self.find_kept is not None and kind == "test" else None
+        if kept is not None:
+            return self._reuse(kept, key, deploy, apply_args)
+        name = self.name_for(key)
+        record = MachineRecord(name, image, self.backend.kind, kind, test=key)
         self.records.append(record)
         self.registry.add(self.session_id, name)
         machine = None
@@ -126,6 +133,22 @@ class Lifecycle:
                 record.outcome = "failed"
                 self._delete(name)
             raise
+        return machine, record
+
+    def _reuse(self, kept: KeptMachine, key: str, deploy: Deploy | None,
+               apply_args: dict[str, Any]) -> tuple[Machine, MachineRecord]:
+        """A kept machine of an ended session, taken over by this one and started if needed,
+        with ``deploy`` applied again (the debug loop: fix the deploy, rerun); it stays kept."""
+        record = MachineRecord(kept.name, kept.image, self.backend.kind, "test", "reused", test=key)
+        self.records.append(record)
+        self.registry.adopt(kept.session, self.session_id, kept.name)
+        self.progress(f"orbstack: reusing kept {kept.name} ({kept.image})")
+        if not self.backend.info(kept.name).machine.running:
+            with self._phase(record, "start"):
+                self.backend.start(kept.name)
+        machine = self._machine(kept.name, kept.image, record)
+        if deploy is not None:
+            machine.apply(deploy, **apply_args)
         return machine, record
 
     def _machine(self, name: str, image: str, record: MachineRecord | None) -> Machine:
@@ -169,11 +192,11 @@ class Lifecycle:
         return self.keep == "always" or (self.keep == "failed" and failed)
 
     def finish(self, machine: Machine, record: MachineRecord, failed: bool) -> None:
-        """Delete the machine, or keep it as the keep policy says."""
-        if self._keeps(failed):
+        """Delete the machine, or keep it as the keep policy says (a reused one stays kept)."""
+        if self._keeps(failed) or record.created_by == "reused":
             record.outcome = "kept"
             self.kept.append(record)
-            self.registry.keep(self.session_id, machine.name)
+            self.registry.keep(self.session_id, machine.name, {"test": record.test, "image": record.image})
             self.progress(f"orbstack: kept {machine.name}")
             return
         with self._phase(record, "teardown"):

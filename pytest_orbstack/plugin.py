@@ -24,7 +24,10 @@ import pytest
 from .backends import KINDS, get_backend
 from .errors import InvalidInput, MachineError
 from .fixtures import (
+    MATRIX_FIXTURES,
+    _orbstack_image,
     _orbstack_lifecycle,
+    image_matrix,
     marker_kwargs,
     orbstack,
     orbstack_backend,
@@ -37,9 +40,10 @@ from .lifecycle import Lifecycle, MachineRecord
 from .reaper import prune
 from .registry import Registry
 from .report import pytest_runtest_makereport, pytest_terminal_summary
+from .reuse import kept_machines, listing
 from .state import DEFAULT_IMAGE, PLUGIN_NAME, PluginState, plugin_state
 
-__all__ = ["_orbstack_lifecycle", "orbstack", "orbstack_backend", "orbstack_machine",
+__all__ = ["_orbstack_image", "_orbstack_lifecycle", "orbstack", "orbstack_backend", "orbstack_machine",
            "orbstack_machines", "orbstack_module_machine", "orbstack_session_machine", "pytest_runtest_makereport",
            "pytest_terminal_summary"]
 
@@ -60,6 +64,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="delete the machines (kept ones too) and images of finished or killed "
                          "sessions of this user in this project (the bare flag), or of every user "
                          "and project on this host (=all); print what was deleted and kept, then exit.")
+    group.addoption("--orbstack-reuse", action="store_true", default=False,
+                    help="run the tests on the machines an earlier --orbstack-keep run kept (the "
+                         "deploy is applied again, nothing is created for them); they stay kept, and "
+                         "machines made anew are kept too (unless --orbstack-keep says otherwise).")
+    group.addoption("--orbstack-list", action="store_true", default=False,
+                    help="list this project's kept machines (test, image, age, login command), then exit.")
     group.addoption("--orbstack-timings", metavar="FILE", default=None,
                     help="write machine phase timings as JSON to FILE.")
     parser.addini("orbstack_backend", "default engine: auto, orbstack or docker (unset: "
@@ -95,6 +105,27 @@ def _terminate_on_sigterm() -> None:
         signal.signal(signal.SIGHUP, handler)
     except ValueError:  # not the main thread
         pass
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A platform matrix: a test using a machine fixture runs once per image of its matrix
+    (:func:`fixtures.image_matrix`), ids ``[debian:bookworm]``. Images ``--orbstack-image``
+    leaves out are not run; a test left with none is skipped, saying so."""
+    if not MATRIX_FIXTURES & set(metafunc.fixturenames):
+        return
+    marker = metafunc.definition.get_closest_marker("orbstack")
+    try:
+        matrix = image_matrix(metafunc.config, marker)
+    except InvalidInput:
+        return  # reported with the test's id by pytest_collection_modifyitems
+    if matrix is None:
+        return
+    images, left_out = matrix
+    params: list[Any] = list(images) or [pytest.param(
+        None, id="-".join(left_out), marks=pytest.mark.skip(
+            reason=f"--orbstack-image={metafunc.config.getoption('orbstack_image')} leaves out "
+                   f"this test's images ({', '.join(left_out)})"))]
+    metafunc.parametrize("_orbstack_image", params, ids=[*images] or None)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -141,6 +172,10 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("orbstack_list"):
+        for line in listing(kept_machines(Registry(), getpass.getuser(), str(config.rootpath))):
+            print(line)
+        return 0
     scope = config.getoption("orbstack_prune")
     if not scope:
         return None

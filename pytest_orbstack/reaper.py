@@ -46,7 +46,7 @@ def reap(engine: Backend, registry: Registry, session_id: str, *,
     kept = set(session.kept) if session else set()
     names = set(session.machines) if session else set()
     names |= {m.name for m in engine.list() if m.name.startswith(prefix)}
-    doomed = sorted(names if include_kept else names - kept, key=_clones_first)
+    doomed = sorted(names | kept if include_kept else names - kept, key=_clones_first)
     deleted, left = [], []
     for name in doomed:
         try:
@@ -56,7 +56,8 @@ def reap(engine: Backend, registry: Registry, session_id: str, *,
             pass
         except MachineError:
             left.append(name)
-    engine.remove_session_images(session_id)
+    for owner in [session_id, *(session.adopted if session else [])]:  # a reused clone's snapshot
+        engine.remove_session_images(owner)
 
     def change(s: Session) -> None:
         s.machines = [n for n in left if n not in s.kept]

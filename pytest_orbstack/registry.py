@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -95,6 +96,8 @@ class Session:
     kept: list[str] = field(default_factory=list)
     user: str = ""      # who ran the session
     project: str = ""   # its rootdir: --orbstack-prune touches only this user's and project's
+    about: dict[str, dict[str, Any]] = field(default_factory=dict)  # kept name -> test, image, when
+    adopted: list[str] = field(default_factory=list)  # sessions whose kept machines it took over
 
 
 class Registry:
@@ -161,14 +164,33 @@ class Registry:
     def remove(self, session_id: str, name: str) -> None:
         self.update(session_id, lambda s: s.machines.remove(name) if name in s.machines else None)
 
-    def keep(self, session_id: str, name: str) -> None:
-        """Move ``name`` to the session's kept machines: never deleted but by ``--orbstack-prune``."""
+    def keep(self, session_id: str, name: str, about: dict[str, Any] | None = None) -> None:
+        """Move ``name`` to the session's kept machines: never deleted but by ``--orbstack-prune``;
+        ``about`` (its test, image, ...) is what ``--orbstack-list`` and ``--orbstack-reuse`` read."""
         def change(session: Session) -> None:
             if name in session.machines:
                 session.machines.remove(name)
             if name not in session.kept:
                 session.kept.append(name)
+            session.about[name] = {**session.about.get(name, {}), **(about or {}), "kept_at": time.time()}
         self.update(session_id, change)
+
+    def adopt(self, from_session: str, to_session: str, name: str) -> dict[str, Any]:
+        """Move kept machine ``name`` of a finished session to ``to_session`` (still kept: a
+        reused machine is a debugging machine); the old session's file goes once empty.
+        Returns what was recorded about it."""
+        about: dict[str, Any] = {}
+
+        def release(session: Session) -> None:
+            about.update(session.about.pop(name, {}))
+            if name in session.kept:
+                session.kept.remove(name)
+        self.update(from_session, release)
+        self.close(from_session)
+        self.keep(to_session, name, about)
+        self.update(to_session, lambda s: s.adopted.append(from_session)
+                    if from_session not in s.adopted else None)
+        return about
 
     def get(self, session_id: str) -> Session | None:
         return self._read(self._path(session_id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Generator
 from dataclasses import asdict
 from pathlib import Path
@@ -13,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from .fixtures import MACHINES_KEY, REPORTS_KEY
-from .lifecycle import MachineRecord
+from .fixtures import MACHINES_KEY, RECORDS_KEY, REPORTS_KEY
+from .lifecycle import KEEP_POLICIES, MachineRecord
 from .machine import Machine
 from .state import plugin_state
 
@@ -56,11 +57,27 @@ def _attach_diagnostics(report: pytest.TestReport, machine: Machine) -> None:
     report.sections.append((f"orbstack machine: {machine.name}", text))
 
 
+def junit_properties(records: list[MachineRecord]) -> list[tuple[str, str]]:
+    """Per machine of a test: its name, image, engine, how it was made and its phase timings,
+    as JUnit XML ``<property>`` pairs (``--junitxml``), so a CI dashboard shows which machine
+    a failure ran on."""
+    props = []
+    for r in records:
+        props += [("orbstack.machine", r.name), ("orbstack.image", r.image),
+                  ("orbstack.engine", r.backend), ("orbstack.created_by", r.created_by),
+                  ("orbstack.outcome", r.outcome)]
+        props += [(f"orbstack.{phase}_seconds", f"{seconds:.3f}") for phase, seconds in r.phases.items()]
+    return props
+
+
 @pytest.hookimpl(wrapper=True, tryfirst=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
                               ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     """Remember each phase's report (keep=failed reads it), attach diagnostics to failures,
-    and on an xdist worker send the phase's progress lines with the report."""
+    on an xdist worker send the phase's progress lines with the report, and give the teardown
+    report (the test's machines are finished by then) their JUnit properties."""
+    if call.when == "teardown":
+        item.user_properties += junit_properties(item.stash.get(RECORDS_KEY, []))
     report = yield
     item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
     if report.failed:
@@ -71,6 +88,18 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         report.orbstack_progress = state.pending_progress  # type: ignore[attr-defined]
         state.pending_progress = []
     return report
+
+
+def rerun_command(config: pytest.Config) -> str:
+    """This run's command line with ``--orbstack-reuse`` instead of ``--orbstack-keep``."""
+    args = list(config.invocation_params.args)
+    kept = []
+    for i, arg in enumerate(args):
+        if arg == "--orbstack-keep" and i + 1 < len(args) and args[i + 1] in KEEP_POLICIES:
+            args[i + 1] = ""  # its value
+        if not arg.startswith(("--orbstack-keep", "--orbstack-reuse")) and args[i]:
+            kept.append(arg)
+    return shlex.join(["pytest", "--orbstack-reuse", *kept])
 
 
 def login_command(record: MachineRecord) -> str:
@@ -103,7 +132,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line(f"kept {len(kept)} machine(s); log in with:")
         for r in kept:
             tr.write_line(f"  {login_command(r)}")
-        tr.write_line("delete them with: pytest --orbstack-prune")
+        tr.write_line(f"rerun the tests on them: {rerun_command(config)}")
+        tr.write_line("list them: pytest --orbstack-list; delete them: pytest --orbstack-prune")
     path = config.getoption("orbstack_timings")
     if path:
         Path(path).write_text(json.dumps({"session": state.session_id,

@@ -13,10 +13,12 @@ import pytest
 
 from .backends import get_backend
 from .backends.base import Backend
-from .inputs import search_dirs
+from .errors import InvalidInput
+from .inputs import image_list, search_dirs
 from .lifecycle import KEEP_POLICIES, Lifecycle, MachineRecord
 from .reaper import prune, start_watcher, stop_watcher
 from .registry import Registry, new_session_id
+from .reuse import finder
 
 DEFAULT_IMAGE = "debian:bookworm"
 PLUGIN_NAME = "orbstack_state"
@@ -38,7 +40,9 @@ class PluginState:
         else:
             self.session_id = new_session_id()
             self.owner_pid = os.getpid()
-        self.keep: str = config.getoption("orbstack_keep") or config.getini("orbstack_keep") or "never"
+        self.reuse: bool = config.getoption("orbstack_reuse")
+        self.keep: str = (config.getoption("orbstack_keep") or ("always" if self.reuse else None)
+                          or config.getini("orbstack_keep") or "never")
         if self.keep not in KEEP_POLICIES and os.path.exists(self.keep.split("::")[0]):
             # `pytest --orbstack-keep tests/test_x.py`: the bare flag, then a path to test
             config.args.append(self.keep)
@@ -47,7 +51,16 @@ class PluginState:
             raise pytest.UsageError(f"--orbstack-keep / orbstack_keep = {self.keep!r}: "
                                     f"use {', '.join(KEEP_POLICIES)}")
         self.kind_requested = config.getoption("orbstack_backend") or config.getini("orbstack_backend")
-        self.image: str = config.getoption("orbstack_image") or config.getini("orbstack_image")
+        # --orbstack-image narrows every matrix to its images; else the ini list is the matrix
+        # of tests whose marker names no image
+        option = config.getoption("orbstack_image")
+        try:
+            self.narrow: list[str] | None = image_list(option, "--orbstack-image") if option else None
+            self.images: list[str] = self.narrow or image_list(config.getini("orbstack_image"),
+                                                               "ini orbstack_image")
+        except InvalidInput as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.image = self.images[0]  # the default image outside a matrix
         self.registry = Registry()
         self.lifecycle: Lifecycle | None = None
         self.records: list[MachineRecord] = []  # from xdist workers
@@ -80,8 +93,10 @@ class PluginState:
             self.registry.open(self.session_id, backend.kind, pid=self.owner_pid,
                                project=str(self.config.rootpath))
             self.start_watcher()
+            find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath),
+                               backend.kind) if self.reuse else None
             self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
-                                       keep=self.keep, progress=self.progress)
+                                       keep=self.keep, progress=self.progress, find_kept=find_kept)
         return self.lifecycle
 
     def start_watcher(self) -> None:

@@ -167,6 +167,11 @@ def pull(image: str) -> list[str]:
     return [DOCKER, "pull", image]
 
 
+def import_rootfs(tag: str) -> list[str]:
+    """Import a root file system tar from stdin as image ``tag`` that boots systemd."""
+    return [DOCKER, "import", "--change", 'CMD ["/sbin/init"]', "-", tag]
+
+
 def logs(machine: str, tail: int | None = None) -> list[str]:
     return [DOCKER, "logs", *(["--tail", str(tail)] if tail else []), machine]
 

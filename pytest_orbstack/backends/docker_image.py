@@ -16,6 +16,7 @@ from ..errors import CommandTimeout, UnknownImage
 from ..inputs import image_codename
 from ..registry import lock_path
 from . import docker_commands as cmd
+from .debian_build import build_debian, why_not_buildable
 from .process import last_line as _last_line
 
 if TYPE_CHECKING:
@@ -31,19 +32,35 @@ PULL_TIMEOUT = 120.0
 
 
 def base_image_id(engine: DockerBackend, image: str, base: str) -> str:
-    """Id of docker image ``base``, pulled if missing; UnknownImage if it can't be had."""
+    """Id of docker image ``base``: there already, else pulled from a registry, else (Debian)
+    built offline with debootstrap; UnknownImage saying why each way failed."""
     proc = engine.call(cmd.image_id(base), ok=("No such image",))
     if proc.returncode == 0:
         return proc.stdout.strip()
+    with FileLock(lock_path(f"base-{base.replace(':', '-')}"), timeout=1800):
+        if engine.call(cmd.image_id(base), check=False).returncode != 0:
+            _pull_or_build(engine, image, base)
+    return engine.call(cmd.image_id(base)).stdout.strip()
+
+
+def _pull_or_build(engine: DockerBackend, image: str, base: str) -> None:
     try:
         pull = engine.call(cmd.pull(base), timeout=PULL_TIMEOUT, check=False)
         reason = _last_line(pull.stderr, f"exit status {pull.returncode}") if pull.returncode else ""
     except CommandTimeout:
         reason = f"docker pull {base} timed out after {PULL_TIMEOUT:.0f}s"
-    if reason:
-        raise UnknownImage(f"image {image!r} is not available to docker: {reason}; "
-                           "load or build it first (scripts/dev.sh builds Debian offline)")
-    return engine.call(cmd.image_id(base)).stdout.strip()
+    if not reason:
+        return
+    distro, suite = base.split(":")
+    cannot = why_not_buildable() if distro == "debian" else "only Debian is built without a registry"
+    if cannot is None:
+        try:
+            build_debian(engine, suite, base)
+            return
+        except UnknownImage as exc:
+            cannot = str(exc)
+    raise UnknownImage(f"image {image!r} is not available to docker: no registry has it ({reason}) "
+                       f"and it cannot be built here: {cannot}")
 
 
 def prepared_image(engine: DockerBackend, image: str) -> str:

@@ -353,3 +353,26 @@ def test_capabilities_let_a_firewall_deploy_run(inner):
     ''')
     result = run(inner, "-n", "2")
     result.assert_outcomes(passed=3)
+
+
+def test_junit_xml_names_each_tests_machines(inner, tmp_path):
+    """``--junitxml`` carries, per test, its machines' name, image, engine and phase timings
+    (under xdist too), so a CI dashboard shows which machine a failure ran on."""
+    import xml.etree.ElementTree as ET
+    inner.makepyfile(test_junit='''
+        def test_fails(orbstack_machine):
+            orbstack_machine()
+            assert False
+
+        def test_none():
+            pass
+    ''')
+    junit = tmp_path / "junit.xml"
+    run(inner, f"--junitxml={junit}", "-n", "2").assert_outcomes(failed=1, passed=1)
+    cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["test_fails"].iter("property")}
+    assert props["orbstack.machine"].startswith("pto-") and "test-fails" in props["orbstack.machine"]
+    assert props["orbstack.image"] == "debian:bookworm" and props["orbstack.engine"] == "docker"
+    assert props["orbstack.outcome"] == "deleted"
+    assert float(props["orbstack.create_seconds"]) > 0 and float(props["orbstack.teardown_seconds"]) > 0
+    assert list(cases["test_none"].iter("property")) == []

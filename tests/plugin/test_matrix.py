@@ -1,0 +1,88 @@
+"""A platform matrix: one test, once per image, with readable ids; ``--orbstack-image``
+narrows it; the Docker engine builds a Debian suite no registry has with debootstrap."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from innerpytest import run
+
+IMAGES = ("debian:bookworm", "debian:trixie")
+
+
+def _image_ids() -> set[str]:
+    out = subprocess.run(["docker", "images", "-q", "--no-trunc"], capture_output=True, text=True,
+                         check=True).stdout
+    return set(out.split())
+
+
+@pytest.fixture(scope="module")
+def trixie_goes_if_we_built_it():
+    """debian:trixie (and its prepared image) is removed afterwards if this module built it:
+    the suite leaves no image behind."""
+    before = _image_ids()
+    yield
+    out = subprocess.run(["docker", "images", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}"],
+                         capture_output=True, text=True, check=True).stdout
+    made = [tag for line in out.splitlines() for image_id, tag in [line.split()]
+            if "trixie" in tag and not any(i.endswith(image_id) or image_id in i for i in before)]
+    if made:
+        subprocess.run(["docker", "rmi", *made], capture_output=True)
+
+
+def test_marker_image_list_runs_once_per_image(inner, trixie_goes_if_we_built_it):
+    inner.makepyfile(test_matrix='''
+        import pytest
+
+        @pytest.mark.orbstack(image=["debian:bookworm", "debian:trixie"])
+        def test_release(orbstack, orbstack_machine):
+            codename = orbstack.run(". /etc/os-release && echo $VERSION_CODENAME").stdout.strip()
+            assert orbstack.image == f"debian:{codename}"
+            assert orbstack_machine().image == orbstack.image  # the factory follows the matrix
+
+        def test_plain(orbstack):
+            assert orbstack.image == "debian:bookworm"
+    ''')
+    result = run(inner, "-v", "-n", "2")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines_random(["*PASSED*test_release?debian:bookworm?*",
+                                        "*PASSED*test_release?debian:trixie?*",
+                                        "*PASSED*test_plain*"])
+
+    narrowed = run(inner, "-v", "--orbstack-image=debian:trixie", "-k", "release")
+    narrowed.assert_outcomes(passed=1)
+    narrowed.stdout.fnmatch_lines(["*test_release?debian:trixie? PASSED*"])
+
+    none_left = run(inner, "-rs", "--orbstack-image=debian:bullseye", "-k", "release")
+    none_left.assert_outcomes(skipped=1)
+    none_left.stdout.fnmatch_lines(["*--orbstack-image=debian:bullseye leaves out this test's images "
+                                    "(debian:bookworm, debian:trixie)*"])
+
+
+def test_ini_image_list_is_the_matrix_of_unmarked_tests(inner):
+    inner.makeini("[pytest]\norbstack_backend = docker\norbstack_image = debian:bookworm debian:bookworm\n")
+    inner.makepyfile(test_ini='''
+        def test_one(orbstack_machine):
+            assert orbstack_machine().image == "debian:bookworm"
+    ''')
+    result = run(inner, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["test_ini.py::test_one"])  # one image, repeated: no matrix
+
+    inner.makeini("[pytest]\norbstack_backend = docker\norbstack_image = debian:bookworm, ubuntu:24.04\n")
+    result = run(inner, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["test_ini.py::test_one[[]debian:bookworm[]]",
+                                 "test_ini.py::test_one[[]ubuntu:24.04[]]"])
+
+
+def test_a_bad_image_in_a_matrix_stops_the_run(inner):
+    inner.makepyfile(test_bad='''
+        import pytest
+
+        @pytest.mark.orbstack(image=["debian:bookworm", "debian:99"])
+        def test_x(orbstack):
+            pass
+    ''')
+    result = run(inner)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*test_bad.py::test_x*unknown debian version '99'*"])
