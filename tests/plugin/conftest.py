@@ -17,7 +17,12 @@ def inner(pytester, monkeypatch, tmp_path):
     monkeypatch.setenv("COLUMNS", "250")  # the -ra summary lines whole, as on CI (never cut there)
     pytester.makeini("[pytest]\norbstack_backend = docker\n")
     yield pytester
-    leaked = set().union(*[containers(s) for s in sessions_of(tmp_path / "state")])
-    for name in leaked:  # clean up, then fail
+    sessions = sessions_of(tmp_path / "state")
+    leaked = set().union(*[containers(s) for s in sessions])
+    for name in leaked:  # clean up (the machines, then their sessions' images), then fail
         subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+    for session in sessions if leaked else []:
+        images = subprocess.run(["docker", "images", "-q", "--filter", f"label=pytest-orbstack.session={session}"],
+                                capture_output=True, text=True).stdout.split()
+        subprocess.run(["docker", "rmi", "-f", *images], capture_output=True) if images else None
     assert not leaked, f"machines leaked: {leaked}"
