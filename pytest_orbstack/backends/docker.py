@@ -153,9 +153,11 @@ class DockerBackend(Backend):
                cloud_init: str | os.PathLike[str] | None = None,
                labels: dict[str, str] | None = None,
                resources: Resources = NO_RESOURCES) -> MachineInfo:
-        """Run ``name`` from ``image``, wait for systemd, run ``cloud_init`` (Debian's
-        cloud-init; a failure is only logged, as on OrbStack), then add the default user
-        (passwordless sudo; a user cloud-init made is kept)."""
+        """Run ``name`` from ``image``, wait for systemd, add the default user (passwordless
+        sudo), then run ``cloud_init`` (Debian's cloud-init; a failure is only logged, as on
+        OrbStack). OrbStack adds its default user after cloud-init (orbstack/orbstack#1446);
+        here it exists first, as in :func:`pytest_orbstack.operations.machine`, so a machine
+        listed by the engine always has its user."""
         validate_machine_name(name)
         image_codename(image)
         login = default_login(user)
@@ -164,15 +166,11 @@ class DockerBackend(Backend):
         # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
         check_docker_resources(resources)
         self._run_container(name, ref, {**(labels or {}), **cmd.machine_labels(login, image, resources)})
-        setup = cmd.user_setup(login) if login != "root" else None
         with self._removed_on_failure(name):
-            if path is None:  # the user is added while systemd boots, in the first readiness probe
-                self.wait_ready(name, setup=setup)
-            else:  # OrbStack runs cloud-init before it adds the default user (orbstack/orbstack#1446)
-                self.wait_ready(name)
+            # the user is added while systemd boots, in the first readiness probe
+            self.wait_ready(name, setup=cmd.user_setup(login) if login != "root" else None)
+            if path is not None:
                 cloudinit.run(self, name, path)
-                if setup is not None:
-                    self.exec_root(name, setup)
             return self.info(name)
 
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,

@@ -24,10 +24,10 @@ if TYPE_CHECKING:
 
 # what a machine needs -> the Debian package that provides it
 REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "procps",
-            "getent": "libc-bin", "useradd": "passwd", "/sbin/init": "systemd-sysv",
-            "cloud-init": "cloud-init"}
+            "getent": "libc-bin", "useradd": "passwd", "/sbin/init": "systemd-sysv"}
+CLOUD_INIT = {"cloud-init": "cloud-init"}  # installed after the tools: a refusal names those first
 # what a prepared image is made of: a new recipe makes new images (and removes the old ones)
-RECIPE = hashlib.sha256(repr((sorted(REQUIRED.items()), IMAGE_SETUP)).encode()).hexdigest()[:6]
+RECIPE = hashlib.sha256(repr((REQUIRED, CLOUD_INIT, IMAGE_SETUP)).encode()).hexdigest()[:6]
 PULL_TIMEOUT = 120.0
 
 
@@ -88,9 +88,10 @@ def _remove_stale(engine: DockerBackend, repository: str, prefix: str, keep: str
 
 def _build(engine: DockerBackend, image: str, base: str, tag: str) -> None:
     temp = f"pytest-orbstack-prepare-{uuid.uuid4().hex[:12]}"
-    engine.call(cmd.sleeper(temp, base))
-    try:
-        _add_missing_tools(engine, image, temp)
+    try:  # a sleeper that fails to start is still a container
+        engine.call(cmd.sleeper(temp, base))
+        _add_missing_tools(engine, image, temp, REQUIRED)
+        _add_missing_tools(engine, image, temp, CLOUD_INIT)
         engine.exec_root(temp, IMAGE_SETUP)
         # an empty machine-id makes systemd give each machine its own on first boot
         engine.exec_root(temp, "[ ! -s /etc/machine-id ] || : > /etc/machine-id; [ ! -f "
@@ -101,15 +102,16 @@ def _build(engine: DockerBackend, image: str, base: str, tag: str) -> None:
         engine.call(cmd.delete(temp), check=False, timeout=60)
 
 
-def _add_missing_tools(engine: DockerBackend, image: str, container: str) -> None:
-    """apt-get install what provides the missing :data:`REQUIRED` tools; UnknownImage if
+def _add_missing_tools(engine: DockerBackend, image: str, container: str,
+                       required: dict[str, str]) -> None:
+    """apt-get install what provides the missing ``required`` tools; UnknownImage if
     something is missing and can't be installed."""
-    check = (f"for c in {' '.join(REQUIRED)}; do "
+    check = (f"for c in {' '.join(required)}; do "
              "command -v $c >/dev/null 2>&1 || [ -x \"$c\" ] || echo $c; done")
     missing = engine.exec_root(container, check).stdout.split()
     if not missing:
         return
-    packages = " ".join(sorted({REQUIRED[tool] for tool in missing}))
+    packages = " ".join(sorted({required[tool] for tool in missing}))
     script = ("command -v apt-get >/dev/null || exit 3; export DEBIAN_FRONTEND=noninteractive; "
               f"apt-get update -q && apt-get install -y -q --no-install-recommends {packages}")
     proc = engine.exec_root(container, script, timeout=900, check=False)

@@ -99,15 +99,15 @@ def test_users_write_files_packages_runcmd_bootcmd(engine, machine):
     assert h.file("/var/log/runcmd.log").content_string == "runcmd as root\nargv-form\n"
     assert h.file("/var/log/bootcmd.log").content_string == "boot\n"
     assert h.run("cloud-init status").stdout.strip() == "status: done"
-    assert "DataSourceNoCloud" in h.run("cloud-init status --long").stdout
-    assert h.file(f"/var/lib/cloud/instances/{machine}").is_directory  # instance-id = name
     assert h.run("hostname").stdout.strip() == machine
 
 
-def test_the_default_user_is_made_after_cloud_init(engine, machine):
-    """As on OrbStack (#1446): cloud-init runs first, the default user is added after it."""
+def test_the_default_user_and_cloud_init_users(engine, machine):
+    """OrbStack (and so the emulator) runs cloud-init first: the first user it makes gets uid
+    1000 (#1446); the Docker engine adds the default user first."""
     h = host(engine, machine)
-    assert h.user("ops").uid < h.user("alice").uid
+    first = h.user("ops" if engine.kind == "orbstack" else "alice")
+    assert first.uid == 1000
     assert h.run("sudo -u alice sudo -n true").rc == 0
     assert engine.info(machine).machine.default_username == "alice"
 
@@ -129,14 +129,18 @@ def test_a_failing_user_data_is_logged_and_shown_in_diagnostics(engine, made, tm
 
 
 def test_clone_keeps_the_instance_and_runs_only_per_boot_modules(tmp_path):
-    """A clone has the source's seed and instance-id: cloud-init sees the same instance, so
-    only per-boot modules (bootcmd) run again; its hostname stays its own."""
+    """The seed is NoCloud's, instance-id = the machine's name. A clone has the source's seed
+    and instance-id: cloud-init sees the same instance, so only per-boot modules (bootcmd) run
+    again; its hostname stays its own. A machine without user-data never runs cloud-init."""
     engine = DockerBackend()
     user_data = tmp_path / "user-data"
     user_data.write_text(USER_DATA)
     source, clone, plain = unique("cis"), unique("cic"), unique("cip")
     try:
         engine.create(source, "debian:bookworm", cloud_init=user_data)
+        s = host(engine, source)
+        assert "DataSourceNoCloud" in s.run("cloud-init status --long").stdout
+        assert s.file(f"/var/lib/cloud/instances/{source}").is_directory
         engine.clone(source, clone)
         h = host(engine, clone)
         assert h.file("/var/log/bootcmd.log").content_string == "boot\nboot\n"
