@@ -199,8 +199,16 @@ class _Factory:
         return make
 
     def finish(self, failed: bool) -> None:
+        """Finish every machine made, even when one fails (its error is reported after the
+        others are done; it stays recorded, so the session's end or the next run deletes it)."""
+        errors = []
         for machine, record in self.made:
-            self.lifecycle.finish(machine, record, failed=failed)
+            try:
+                self.lifecycle.finish(machine, record, failed=failed)
+            except MachineError as exc:
+                errors.append(f"pytest-orbstack: teardown of {machine.name} failed: {exc}")
+        if errors:
+            _fail("\n".join(errors))
 
 
 def _worker_id(request: pytest.FixtureRequest) -> str:

@@ -199,8 +199,12 @@ class Lifecycle:
             self.registry.keep(self.session_id, machine.name, {"test": record.test, "image": record.image})
             self.progress(f"orbstack: kept {machine.name}")
             return
-        with self._phase(record, "teardown"):
-            self._delete(machine.name)
+        try:
+            with self._phase(record, "teardown"):
+                self._delete(machine.name)
+        except MachineError:
+            record.outcome = "failed"  # still recorded: the session's sweep tries again
+            raise
         record.outcome = "deleted"
 
     # -- machines shared between workers: golden images and session machines ---------------

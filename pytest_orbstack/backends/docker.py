@@ -34,8 +34,8 @@ from .base import Backend
 from .docker_commands import LABEL, SETUP_DONE, check_docker_resources, default_login, parse_inspect
 from .docker_image import prepared_image
 from .host_limits import boot_failure_hint
+from .process import describe, map_error, run_text
 from .process import last_line as _last_line
-from .process import map_error, run_text
 from .types import NO_RESOURCES, READY_STATES, EngineMachine, Image, MachineInfo, Resources
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -77,6 +77,10 @@ class DockerBackend(Backend):
             where = f"DOCKER_HOST={host}" if host else "the local socket"
             return EngineUnavailable(f"docker daemon not answering at {where}: {_last_line(proc.stderr)}",
                                      stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
+        if "no space left on device" in proc.stderr:
+            return MachineError(f"{describe(proc.args)}: the docker engine's disk is full (no space left "
+                                "on device): free space (docker system df; docker system prune) and rerun",
+                                stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
 
     def _find(self, name: str) -> dict[str, Any] | None:

@@ -180,7 +180,7 @@ def test_cloud_init_applied_and_failure_only_logged(backend, ci_machine):
     assert out(backend, ci_machine, f"cat {path}") == "hi 'there' $HOME"
     assert out(backend, ci_machine, "test -e '/tmp/ran with space' && echo yes") == "yes"
     logs = backend.logs(ci_machine)
-    assert "from-runcmd" in logs and "cloud-init user-data failed (exit 3)" in logs
+    assert "from-runcmd" in logs and "Failed to run module scripts-user" in logs
     assert "Startup finished" in logs  # the boot journal
 
 
