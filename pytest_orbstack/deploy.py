@@ -40,6 +40,7 @@ from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 
 from .backends.base import Backend
+from .errors import InvalidInput
 from .inputs import Deploy, check_deploy, describe, display_path
 from .results import DeployResult, OperationResult
 
@@ -66,14 +67,16 @@ from pyinfra_cli.prints import pretty_op_name  # noqa: E402
 
 @dataclass
 class Target:
-    """One machine of a run: its engine name, the inventory groups it is in and its host data."""
+    """One machine of a run: its engine name, the inventory groups it is in and its host data
+    (with an inventory file: ``alias`` is its name there, ``@orbstack/ALIAS``)."""
     machine: str
     groups: Sequence[str] = ()
     data: Mapping[str, Any] = field(default_factory=dict)
+    alias: str | None = None
 
     @property
     def host_name(self) -> str:
-        return f"@orbstack/{self.machine}"
+        return f"@orbstack/{self.alias or self.machine}"
 
 
 class _Recorder(BaseStateCallback):
@@ -209,8 +212,39 @@ def _inventory(targets: Sequence[Target], folder: Path, engine: dict[str, Any],
     return Inventory((names, dict(loaded.data)), override_data=override, **groups)
 
 
+def _file_inventory(path: Path, targets: Sequence[Target], folder: Path, engine: dict[str, Any],
+                    override: dict[str, Any]) -> Inventory:
+    """The inventory ``pyinfra INVENTORY_FILE`` builds (its groups, host data and both
+    ``group_data/`` folders, by pyinfra's loader), with each ``@orbstack/ALIAS`` host pointed
+    at the machine made for it."""
+    inventory = make_inventory_from_files(str(path), override_data=override, cwd=str(folder))
+    for target in targets:
+        inventory.host_data[target.host_name].update(engine, orbstack_machine=target.machine)
+    return inventory
+
+
+def inventory_machines(path: Path) -> dict[str, dict[str, Any]]:
+    """The machines an inventory file asks for, read by pyinfra's loader: ``{NAME: {"image":
+    ...}}`` for each ``@orbstack/NAME`` host (image: its host data ``orbstack_image``, else the
+    default); InvalidInput naming any other kind of host."""
+    with ctx_state.use(State()):
+        try:
+            inventory = make_inventory_from_files(str(path), cwd=str(path.parent))
+        except Exception as exc:  # the user's inventory code
+            raise InvalidInput(f"inventory {display_path(path)}: {_user_error(exc)[0]}") from None
+    machines = {}
+    for host in inventory:
+        if not host.name.startswith("@orbstack/") or host.name == "@orbstack/":
+            raise InvalidInput(f"inventory {display_path(path)}: host {host.name!r} is not "
+                               "@orbstack/NAME; only those hosts become machines")
+        machines[host.name.removeprefix("@orbstack/")] = {"image": host.data.get("orbstack_image")}
+    if not machines:
+        raise InvalidInput(f"inventory {display_path(path)} has no hosts")
+    return machines
+
+
 def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | str,
-               data: Mapping[str, Any] | None = None,
+               data: Mapping[str, Any] | None = None, inventory_file: Path | None = None,
                config: Mapping[str, Any] | None = None) -> dict[str, DeployResult]:
     """Run ``deploy`` once across ``targets`` (machines on ``backend``), as the pyinfra CLI
     would run it on an inventory of them; what every operation did, per machine.
@@ -240,7 +274,8 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
                 for key, value in (config or {}).items():
                     setattr(cfg, key, value)
                 cfg.lock_current_state()
-                inventory = _inventory(targets, folder, engine, dict(data or {}))
+                inventory = (_file_inventory(inventory_file, targets, folder, engine, dict(data or {}))
+                             if inventory_file else _inventory(targets, folder, engine, dict(data or {})))
             with ctx_inventory.use(inventory), ctx_config.use(cfg):
                 state.init(inventory, cfg)
                 state.add_callback_handler(recorder)

@@ -26,6 +26,7 @@ from .inputs import (
     closest,
     image_list,
     parse_image,
+    resolve_path,
 )
 from .lifecycle import Lifecycle, MachineRecord
 from .machine import Machine, MachineGroup
@@ -255,21 +256,32 @@ def orbstack_machines(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifec
     ``orbstack_machines({"web": dict(image=...), "db": dict(groups=["backend"])}, *,
     deploy=None, data=None, check_idempotent=False, allow_changes=())`` makes one machine per
     name (each spec takes the ``orbstack`` marker's keywords, plus ``groups``: more inventory
-    groups than its name; its ``data`` is its host data) and returns a
+    groups than its name; its ``data`` is its host data), or
+    ``orbstack_machines(inventory="inventory.py", deploy=...)`` one per ``@orbstack/NAME`` host
+    of a pyinfra inventory file (its groups, host data and ``group_data/`` as the CLI loads
+    them; host data ``orbstack_image`` picks the image), and returns a
     :class:`~pytest_orbstack.MachineGroup` (``group["web"]`` is a Machine). ``deploy`` then runs
     ONCE across all of them, as ``pyinfra inventory.py deploy.py`` would with each machine in
     the group of its name: the deploy branches on ``host.groups`` and finds the others with
     ``inventory.get_group("db")``; machines reach each other as ``NAME.orb.local``
     (``machine.domain``). Deleted after the test, or kept as ``--orbstack-keep`` says."""
     factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image)
-    yield lambda specs, **kwargs: _or_fail(_make_group, factory, specs, **kwargs)
+    yield lambda specs=None, **kwargs: _or_fail(_make_group, factory, specs, **kwargs)
     factory.finish(_test_failed(request.node))
 
 
-def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]], *, deploy: Deploy | None = None,
+def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]] | None = None, *,
+                inventory: str | None = None, deploy: Deploy | None = None,
                 data: dict[str, Any] | None = None, check_idempotent: bool = False,
                 allow_changes: Sequence[str] = ()) -> MachineGroup:
     where = "orbstack_machines()"
+    dirs = plugin_state(factory.request.config).search_dirs()
+    inventory_path = resolve_path(inventory, "inventory file", dirs) if inventory is not None else None
+    if inventory_path is not None:
+        if specs is not None:
+            raise InvalidInput(f"{where} takes machine specs or an inventory file, not both")
+        from .deploy import inventory_machines
+        specs = inventory_machines(inventory_path)
     if not isinstance(specs, dict) or not specs:
         raise InvalidInput(f"{where} takes a dict of machine name -> dict(image=..., ...), not {specs!r}")
     checked, groups, host_data = {}, {}, {}
@@ -282,10 +294,10 @@ def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]], *, deploy: 
         host_data[alias] = _machine_args(factory.request.config, checked[alias],
                                          factory.image).get("data") or {}
     if deploy is not None:
-        deploy = check_deploy(deploy, plugin_state(factory.request.config).search_dirs())
+        deploy = check_deploy(deploy, dirs)
     allow_changes = check_names(allow_changes, "allow_changes=")
     machines = {alias: factory.make(alias, keywords) for alias, keywords in checked.items()}
-    group = MachineGroup(machines, groups, host_data)
+    group = MachineGroup(machines, groups, host_data, inventory=inventory_path)
     if deploy is not None:
         group.apply(deploy, data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
     return group

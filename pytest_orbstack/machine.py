@@ -132,13 +132,17 @@ class MachineGroup(Mapping[str, Machine]):
     """Named machines that one multi-host deploy runs across, as ``pyinfra inventory.py
     deploy.py`` would: ``group["web"]`` is a :class:`Machine`; each is in the inventory group
     of its name and in the ``groups`` its spec names, so the deploy can branch on
-    ``host.groups`` and find the others with ``inventory.get_group("db")``."""
+    ``host.groups`` and find the others with ``inventory.get_group("db")``. With an
+    ``inventory`` file, that file's groups and data are used instead (its ``@orbstack/NAME``
+    hosts are the machines)."""
 
-    def __init__(self, machines: dict[str, Machine], groups: Mapping[str, Sequence[str]] = {},
-                 host_data: Mapping[str, Mapping[str, Any]] = {}) -> None:
+    def __init__(self, machines: dict[str, Machine], groups: Mapping[str, Sequence[str]] | None = None,
+                 host_data: Mapping[str, Mapping[str, Any]] | None = None,
+                 inventory: Path | None = None) -> None:
         self.machines = machines
-        self.groups = {alias: (alias, *groups.get(alias, ())) for alias in machines}
-        self.host_data = {alias: dict(host_data.get(alias, {})) for alias in machines}
+        self.groups = {alias: (alias, *(groups or {}).get(alias, ())) for alias in machines}
+        self.host_data = {alias: dict((host_data or {}).get(alias, {})) for alias in machines}
+        self.inventory = inventory
 
     def __getitem__(self, alias: str) -> Machine:
         return self.machines[alias]
@@ -161,24 +165,25 @@ class MachineGroup(Mapping[str, Machine]):
         targets = {alias: (m, self.groups[alias], self.host_data[alias])
                    for alias, m in self.machines.items()}
         return apply_to(targets, deploy, check=check, check_idempotent=check_idempotent,
-                        allow_changes=allow_changes, data=data, config=config)
+                        allow_changes=allow_changes, data=data, config=config, inventory=self.inventory)
 
 
 def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, Any]]], deploy: Deploy,
              *, check: bool,
              check_idempotent: bool, allow_changes: Sequence[str], data: dict[str, Any] | None,
-             config: dict[str, Any] | None) -> dict[str, DeployResult]:
+             config: dict[str, Any] | None, inventory: Path | None = None) -> dict[str, DeployResult]:
     """One run of ``deploy`` across ``targets`` (key: (machine, its inventory groups, its host
-    data)), then a
-    second one with ``check_idempotent``; every run is recorded on its machines."""
+    data); with an ``inventory`` file the key is the machine's name there), then a second one
+    with ``check_idempotent``; every run is recorded on its machines."""
     __tracebackhide__ = True
     first_machine = next(iter(targets.values()))[0]
     deploy = check_deploy(deploy, first_machine.search_dirs())
 
     def run_once() -> dict[str, DeployResult]:
         from .deploy import Target, run_deploy
-        runs = run_deploy([Target(m.name, groups, hd) for m, groups, hd in targets.values()], deploy,
-                          backend=first_machine.backend, data=data, config=config)
+        runs = run_deploy([Target(m.name, groups, hd, alias=key if inventory else None)
+                           for key, (m, groups, hd) in targets.items()], deploy,
+                          backend=first_machine.backend, data=data, config=config, inventory_file=inventory)
         results = {}
         for key, (machine, _groups, _data) in targets.items():
             results[key] = runs[machine.name]

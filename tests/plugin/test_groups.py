@@ -83,3 +83,33 @@ def test_bad_group_input_fails_before_any_machine(inner):
         "*test_bad?missing-deploy?*missing.py*",
     ])
     assert "orbstack machines" not in result.stdout.str()  # no machine was made
+
+
+def test_an_inventory_files_hosts_become_machines(inner):
+    """``orbstack_machines(inventory=...)``: the same inventory a user passes to
+    ``pyinfra inventories/dev.py deploy.py`` (groups, host data, the inventory's own
+    ``group_data/``), each ``@orbstack/NAME`` host a fresh machine."""
+    inner.makefile(".py", deploy=GROUP_DEPLOY)
+    (inner.path / "group_data").mkdir()
+    (inner.path / "group_data" / "all.py").write_text("_sudo = True\n")  # next to the deploy
+    (inner.path / "inventories" / "group_data").mkdir(parents=True)
+    (inner.path / "inventories" / "dev.py").write_text(
+        'web = ["@orbstack/web"]\ndb = ([("@orbstack/db", {"orbstack_image": "debian:bookworm"})], {})\n')
+    (inner.path / "inventories" / "group_data" / "db.py").write_text("db_port = 7000\n")  # the inventory's
+    inner.makepyfile(test_inventory='''
+        def test_inventory(orbstack_machines):
+            group = orbstack_machines(inventory="inventories/dev.py", deploy="deploy.py")
+            assert sorted(group) == ["db", "web"]
+            web, db = group["web"], group["db"]
+            assert web.deploys[0].changed and len(db.deploys[0].changed) == 4
+            address = web.host.file("/etc/web.env").content_string.strip()
+            assert address == f"DB={db.domain}:7000"
+
+        def test_bad_inventory(orbstack_machines):
+            orbstack_machines(inventory="inventories/other.py")
+    ''')
+    (inner.path / "inventories" / "other.py").write_text('web = ["@orbstack/web", "plain-ssh-host"]\n')
+    result = run(inner, "-ra")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*test_bad_inventory - Failed: pytest-orbstack: inventory "
+                                 "inventories/other.py: host 'plain-ssh-host' is not @orbstack/NAME*"])
