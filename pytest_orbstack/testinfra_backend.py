@@ -7,6 +7,11 @@
 
 The engine follows ``PYTEST_ORBSTACK_BACKEND`` (auto, orbstack, docker), or is passed as
 ``engine=`` to ``testinfra.get_host``. Registered with testinfra when the pytest plugin loads.
+
+A command reaches the machine as testinfra's own backends send it: the string from
+``get_command``, encoded with the machine's encoding (:meth:`encode`, which testinfra detects in
+the machine), run by ``/bin/sh -c`` (messages read ``/bin/sh: 1: ...``) with stdin /dev/null.
+Its bytes arrive unchanged: ``é`` on a latin-1 machine is ``e9``, as over SSH.
 """
 
 from __future__ import annotations
@@ -33,10 +38,24 @@ class OrbStackTestinfraBackend(base.BaseBackend):
         super().__init__(self.name, *args, **kwargs)
 
     def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
+        """Run ``command`` (``%s`` filled with the quoted ``args``) in the machine as
+        ``/bin/sh -c COMMAND </dev/null``; stdout and stderr are the machine's bytes."""
         cmd = self.get_command(command, *args)
-        argv = self.engine.exec_argv(self.name, cmd, user=self.user)
+        argv = self.engine.exec_argv(self.name, sh_c(self.encode(cmd)), user=self.user)
         proc = run(argv, timeout=TIMEOUT, env=self.engine.env)
         return self.result(proc.returncode, self.encode(cmd), proc.stdout, proc.stderr)
+
+
+def sh_c(command: bytes) -> str:
+    """ASCII shell running the bytes ``command`` as ``/bin/sh -c COMMAND </dev/null``.
+
+    A non-ASCII command travels as printf octal escapes (trailing newlines dropped): docker's
+    CLI turns argv that is not UTF-8 into U+FFFD (``e9`` arrives as ``ef bf bd``), and orbctl,
+    also written in Go, gets only ASCII too."""
+    if command.isascii():
+        return base.BaseBackend.quote("exec /bin/sh -c %s </dev/null", command.decode())
+    text = "".join(chr(b) if 32 <= b < 127 and b not in b"\\%'" else f"\\{b:03o}" for b in command)
+    return f"exec /bin/sh -c \"$(printf '{text}')\" </dev/null"
 
 
 def register() -> None:
