@@ -172,9 +172,10 @@ def test_connector_documents_itself_as_pyinfras_docs_read_it():
 def test_every_machine_form_honours_the_data_flag(machine):
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ORBSTACK_BACKEND"}
     env["PATH"] = "/usr/bin:/bin"  # no orbctl: auto would pick docker too, the flag must decide
-    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "@orbstack", "exec", "--data",
-                           "orbstack_backend=docker", "--", "hostname"], capture_output=True, text=True,
-                          env=env, timeout=300)
+    # --limit: other tests' machines come and go meanwhile; only ours is connected to
+    proc = subprocess.run([sys.executable, "-m", "pyinfra", "-y", "@orbstack", "--limit", f"@orbstack/{machine}",
+                           "exec", "--data", "orbstack_backend=docker", "--", "hostname"],
+                          capture_output=True, text=True, env=env, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out
     assert f"[@orbstack/{machine}] Connected" in out or f"@orbstack/{machine}" in out, out
