@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import subprocess
 from pathlib import Path
+
+import pytest
 
 REAL = os.environ.get("PYTEST_ORBSTACK_REAL") == "1"  # the e2e tests against a real orbctl
 ROOT = Path(__file__).resolve().parents[1]
@@ -14,3 +17,20 @@ EXAMPLE_DEPLOY = ROOT / "examples" / "nginx" / "deploy.py"
 def unique(prefix: str = "t") -> str:
     """A machine name no other test uses."""
     return f"{prefix}-{secrets.token_hex(3)}"
+
+
+def needs_docker(what: str, image: str = "debian:bookworm") -> pytest.MarkDecorator:
+    """Skip the module unless Docker answers and has ``image``; under ``CI=true`` (where every
+    engine test must run) a missing engine is an error, never a skip."""
+    try:
+        if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode:
+            why: str | None = "docker daemon not answering"
+        elif subprocess.run(["docker", "image", "inspect", image], capture_output=True).returncode:
+            why = f"image {image} missing (bash scripts/dev.sh setup builds it)"
+        else:
+            why = None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        why = f"docker unusable: {exc}"
+    if why and os.environ.get("CI"):
+        raise RuntimeError(f"{what} need Docker: {why}")
+    return pytest.mark.skipif(bool(why), reason=f"needs Docker: {why}")

@@ -15,6 +15,7 @@ import subprocess
 
 import pytest
 from emulator.shims import install_shims
+from machines import needs_docker
 
 from .transcripts import fill, known, load_all, matches, shape_errors
 
@@ -36,21 +37,7 @@ KNOWN_GAPS = {
 }
 
 
-def _docker_why() -> str | None:
-    try:
-        if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode:
-            return "docker daemon not answering"
-        if subprocess.run(["docker", "image", "inspect", "debian:bookworm"], capture_output=True).returncode:
-            return "image debian:bookworm missing"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker unusable: {exc}"
-    return None
-
-
-WHY = _docker_why()
-if WHY and os.environ.get("CI"):
-    raise RuntimeError(f"the emulator contract tests need Docker: {WHY}")
-pytestmark = pytest.mark.skipif(bool(WHY), reason=f"needs Docker: {WHY}")
+pytestmark = needs_docker("the emulator contract tests")
 
 
 def test_every_transcript_is_replayed_or_a_known_gap():

@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from machines import needs_docker
 
 from .shims import install_shims
 
@@ -32,21 +33,7 @@ runcmd:
 """
 
 
-def _docker_ready() -> str | None:
-    try:
-        if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode:
-            return "docker daemon not answering"
-        if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True).returncode:
-            return f"image {IMAGE} missing (see shared/linux-engine-facts.md)"
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"docker unusable: {exc}"
-    return None
-
-
-_why = _docker_ready()
-if _why and os.environ.get("CI"):
-    raise RuntimeError(f"the orbctl emulator tests need Docker: {_why}")
-pytestmark = pytest.mark.skipif(bool(_why), reason=f"needs Docker: {_why}")
+pytestmark = needs_docker("the orbctl emulator tests", IMAGE)
 
 
 class Emulator:
