@@ -28,7 +28,7 @@ from typing_extensions import TypedDict, Unpack, override
 
 from .backends import get_backend, resolve_kind
 from .backends.base import Backend
-from .errors import MachineError
+from .errors import CommandTimeout, MachineError
 from .names import PREFIX
 
 if TYPE_CHECKING:
@@ -92,6 +92,22 @@ def _decoded(pipe: Iterable[bytes]) -> Iterator[str]:
         yield line.decode(errors="replace")
 
 
+def _stdin_bytes(stdin: Any) -> bytes | None:
+    """pyinfra's ``_stdin`` (a string, lines, or a file) as bytes, each line ending in a
+    newline, as pyinfra's ``write_stdin`` writes it; None when there is none."""
+    if not stdin:
+        return None
+    lines = stdin.readlines() if hasattr(stdin, "readlines") else stdin
+    lines = lines if isinstance(lines, (list, tuple)) else [lines]
+    return "".join(line if line.endswith("\n") else f"{line}\n" for line in lines).encode()
+
+
+def _output(out: bytes, err: bytes) -> CommandOutput:
+    """pyinfra's output lines: stdout's, then stderr's (undecodable bytes replaced)."""
+    return CommandOutput([OutputLine(name, line) for name, raw in (("stdout", out), ("stderr", err))
+                          for line in raw.decode(errors="replace").splitlines()])
+
+
 class OrbStackConnector(BaseConnector):
     """Run commands in OrbStack machines (or Docker machines made by pytest-orbstack), as the
     machine's default user with passwordless sudo, exactly as ``orb`` does.
@@ -109,8 +125,10 @@ class OrbStackConnector(BaseConnector):
 
     ``_sudo``, ``_sudo_user``, ``_su_user``, ``_chdir``, ``_env`` and the shell options are applied
     by pyinfra's own command builder; ``_stdin``, ``_timeout`` and ``_success_exit_codes`` here.
-    Output streams live (``-vvv`` shows it as it comes, stdout and stderr interleaved). Failing
-    commands are reported, never retried. ``_get_pty`` is refused: commands have no terminal.
+    Commands run through the machine's persistent shell (:meth:`Backend.execute`); when output is
+    watched (``-vvv``, ``pyinfra exec``) each gets an engine process of its own, and its output
+    streams live (stdout and stderr interleaved as they come). Failing commands are reported,
+    never retried. ``_get_pty`` is refused: commands have no terminal.
     Uploads go to a temp file first when a privileged user must own the result, then are copied
     into place as that user.
     """
@@ -164,13 +182,16 @@ class OrbStackConnector(BaseConnector):
             logger.error(f"{self.host.print_prefix}{message}")
             return False, CommandOutput([OutputLine("stderr", message)])
         unix_command = make_unix_command_for_host(self.state, self.host, command, **arguments)
-        argv = self.backend.exec_argv(self.machine, unix_command.get_raw_value(),
-                                      user=self.login_user)
+        raw = unix_command.get_raw_value()
         logger.debug("--> Running command on %s: %s", self.machine, unix_command)
         if print_input:
             echo(f"{self.host.print_prefix}>>> {unix_command}", err=True)
-        return_code, output = self._execute(argv, control.get("_stdin"), control.get("_timeout"),
-                                            print_output)
+        if print_output:  # watched (-vvv, pyinfra exec): each line as it comes, own process
+            argv = self.backend.exec_argv(self.machine, raw, user=self.login_user)
+            return_code, output = self._execute(argv, control.get("_stdin"), control.get("_timeout"),
+                                                print_output)
+        else:
+            return_code, output = self._in_shell(raw, control.get("_stdin"), control.get("_timeout"))
         codes = control.get("_success_exit_codes") or [0]
         return return_code in codes, output
 
@@ -204,27 +225,32 @@ class OrbStackConnector(BaseConnector):
         logger.debug("--> Command exit status: %i", process.returncode)
         return process.returncode, output
 
+    def _in_shell(self, command: str, stdin: Any, timeout: float | None) -> tuple[int, CommandOutput]:
+        """Run ``command`` through the machine's persistent shell (:meth:`Backend.execute`);
+        after ``timeout`` seconds only this command is killed and pyinfra's TimeoutError raised."""
+        try:
+            proc = self.backend.execute(self.machine, command, user=self.login_user,
+                                        input=_stdin_bytes(stdin), timeout=timeout or None)
+        except CommandTimeout:
+            raise TimeoutError(f"command did not finish in {timeout}s") from None
+        logger.debug("--> Command exit status: %i", proc.returncode)
+        return proc.returncode, _output(proc.stdout, proc.stderr)
+
     def _communicate(self, argv: list[str], stdin: Any, timeout: float | None,
                      print_output: bool) -> tuple[int, CommandOutput]:
-        data = None
-        if stdin:
-            lines = stdin.readlines() if hasattr(stdin, "readlines") else stdin
-            lines = lines if isinstance(lines, (list, tuple)) else [lines]
-            data = "".join(line if line.endswith("\n") else f"{line}\n" for line in lines).encode()
         process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, env=self.backend.env)
         try:
-            out, err = process.communicate(data, timeout=timeout or None)
+            out, err = process.communicate(_stdin_bytes(stdin), timeout=timeout or None)
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
             raise TimeoutError(f"command did not finish in {timeout}s") from None
-        lines = [OutputLine(name, line) for name, raw in (("stdout", out), ("stderr", err))
-                 for line in raw.decode(errors="replace").splitlines()]
+        output = _output(out, err)
         if print_output:
-            for line in lines:
+            for line in output:
                 echo(f"{self.host.print_prefix}{line.line}", err=True)
-        return process.returncode, CommandOutput(lines)
+        return process.returncode, output
 
     def _escalates(self, arguments: Mapping[str, Any]) -> bool:
         return any(arguments.get(key) for key in ESCALATION_ARGS)

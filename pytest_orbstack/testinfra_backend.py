@@ -10,8 +10,9 @@ The engine follows ``PYTEST_ORBSTACK_BACKEND`` (auto, orbstack, docker), or is p
 
 A command reaches the machine as testinfra's own backends send it: the string from
 ``get_command``, encoded with the machine's encoding (:meth:`encode`, which testinfra detects in
-the machine), run by ``/bin/sh -c`` (messages read ``/bin/sh: 1: ...``) with stdin /dev/null.
-Its bytes arrive unchanged: ``é`` on a latin-1 machine is ``e9``, as over SSH.
+the machine), run by ``/bin/sh -c`` (messages read ``/bin/sh: 1: ...``) with stdin /dev/null
+through the machine's persistent shell (:meth:`Backend.execute`). Its bytes arrive unchanged:
+``é`` on a latin-1 machine is ``e9``, as over SSH.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from testinfra.backend import base
 
 from .backends import get_backend
 from .backends.base import Backend
-from .backends.process import run
 
 TIMEOUT = 3600.0  # testinfra has none; a command that hangs this long fails the check
 
@@ -41,8 +41,7 @@ class OrbStackTestinfraBackend(base.BaseBackend):
         """Run ``command`` (``%s`` filled with the quoted ``args``) in the machine as
         ``/bin/sh -c COMMAND </dev/null``; stdout and stderr are the machine's bytes."""
         cmd = self.get_command(command, *args)
-        argv = self.engine.exec_argv(self.name, sh_c(self.encode(cmd)), user=self.user)
-        proc = run(argv, timeout=TIMEOUT, env=self.engine.env)
+        proc = self.engine.execute(self.name, sh_c(self.encode(cmd)), user=self.user, timeout=TIMEOUT)
         return self.result(proc.returncode, self.encode(cmd), proc.stdout, proc.stderr)
 
 

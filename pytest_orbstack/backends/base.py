@@ -18,6 +18,8 @@ from abc import ABC, abstractmethod
 
 from ..errors import CommandTimeout, MachineError, MachineNotFound
 from .process import run, run_text
+from .shell import Shells
+from .shell import enabled as shell_enabled
 from .types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
 
 
@@ -104,11 +106,42 @@ class Backend(ABC):
     def default_user(self, name: str) -> str:
         return self.info(name).machine.default_username or "root"
 
+    @property
+    def shells(self) -> Shells:
+        """This engine's persistent shells (made on first use, closed per machine on delete)."""
+        shells: Shells | None = self.__dict__.get("_shells")
+        if shells is None:
+            shells = self.__dict__["_shells"] = Shells(
+                lambda name, user, command: self.exec_argv(name, command, user=user), self.env)
+        return shells
+
+    def execute(self, name: str, command: str, *, user: str | None = None, input: bytes | None = None,
+                timeout: float | None = 600.0) -> subprocess.CompletedProcess[bytes]:
+        """Run shell ``command`` in ``name`` as ``user`` (stdin ``input``, else /dev/null; no
+        timeout when None): the machine's bytes and the command's own exit code, exactly as one
+        :meth:`exec_argv` process gives them. Through the machine's persistent shell
+        (:mod:`.shell`) unless ``PYTEST_ORBSTACK_SHELL=off``; CommandTimeout after ``timeout``."""
+        if shell_enabled():
+            return self.shells.run(name, command, user=user, input=input, timeout=timeout)
+        return run(self.exec_argv(name, command, user=user), timeout=timeout or 1e9, input=input,
+                   env=self.env)
+
+    def close_shells(self, name: str) -> None:
+        """Close ``name``'s persistent shells (before it is stopped or deleted)."""
+        if "_shells" in self.__dict__:
+            self.shells.close(name)
+
     def run(self, name: str, command: str, *, user: str | None = None, workdir: str | None = None,
             input: bytes | str | None = None, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
-        """Run shell ``command``; the returned process holds the command's own exit code."""
-        argv = self.exec_argv(name, command, user=user, workdir=workdir)
-        return run_text(argv, timeout=timeout, input=input, env=self.env)
+        """Run shell ``command`` (in ``workdir``: one process of its own); the returned process
+        holds the command's own exit code, its output as text (undecodable bytes replaced)."""
+        if workdir is not None:
+            return run_text(self.exec_argv(name, command, user=user, workdir=workdir),
+                            timeout=timeout, input=input, env=self.env)
+        data = input.encode() if isinstance(input, str) else input
+        proc = self.execute(name, command, user=user, input=data, timeout=timeout)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
+                                           proc.stderr.decode(errors="replace"))
 
     def put(self, name: str, data: bytes, remote_path: str, *, user: str | None = None) -> None:
         """Write ``data`` to ``remote_path`` as ``user`` (default user: its permissions apply)."""
@@ -120,8 +153,7 @@ class Backend(ABC):
     def get(self, name: str, remote_path: str, *, user: str | None = None,
             timeout: float = 300.0) -> bytes:
         """Read ``remote_path`` as ``user``."""
-        argv = self.exec_argv(name, f"cat {shlex.quote(remote_path)}", user=user)
-        proc = run(argv, timeout=timeout, env=self.env)
+        proc = self.execute(name, f"cat {shlex.quote(remote_path)}", user=user, timeout=timeout)
         if proc.returncode != 0:
             stderr = proc.stderr.decode(errors="replace").strip()
             raise MachineError(f"download of {name}:{remote_path} failed: {stderr}",

@@ -226,11 +226,13 @@ class DockerBackend(Backend):
         self.wait_ready(name)
 
     def stop(self, name: str) -> None:
+        self.close_shells(name)
         self.call(cmd.stop(self._inspect(name)["Id"]), timeout=60)
 
     def delete(self, name: str) -> None:
         """Remove the container and its volumes, and its clone image unless still in use."""
         data = self._inspect(name)
+        self.close_shells(name)
         self._users.pop(name, None)
         self.call(cmd.delete(data["Id"]))
         clone_image = (data["Config"].get("Labels") or {}).get(f"{LABEL}.clone-image")

@@ -60,9 +60,11 @@ class OrbStackBackend(Backend):
         self.wait_ready(name)
 
     def stop(self, name: str) -> None:
+        self.close_shells(name)
         self.client.stop(name)
 
     def delete(self, name: str) -> None:
+        self.close_shells(name)
         self.client.delete(name)
 
     def remove_session_images(self, session_id: str) -> None:

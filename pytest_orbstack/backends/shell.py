@@ -1,0 +1,214 @@
+"""One persistent shell per machine and user: a command costs a pipe round trip, not a new
+``docker exec`` / ``orbctl run`` process (about 1 ms instead of 55 ms).
+
+The shell is the engine's own exec argv (:meth:`Backend.exec_argv`, so the builders stay the one
+place argv is made) running :data:`DRIVER`. The protocol, host to machine, per command::
+
+    <k> <m|->\\n  <the command: k lines>\\n  <m bytes: its stdin; "-" means /dev/null>
+
+(the command is read with the shell's own ``read``: no process per command but its own). The
+driver starts each command as ``sh -c COMMAND`` in a new session (``setsid``), exactly what
+one ``docker exec NAME sh -c COMMAND`` would run: a ``cd``, ``export``, ``exit`` or ``exec`` in
+the command ends with its child, the driver's variables are not exported, and a ``kill 0``
+kills only the command's own process group. Its stdout and stderr are the shell's own two
+pipes, so they stay separate and binary-safe (the driver's own messages, such as a killed
+command's ``Terminated``, go to /dev/null). Frames carry a per-shell random token that never
+appears in any process's arguments or environment once the command runs:
+
+* stdout: ``TOKEN p PID \\n`` before the command starts, ``TOKEN r RC \\n`` after it ended;
+* stderr: ``TOKEN e \\n`` after it ended.
+
+A timeout kills the command's process group (one extra exec as root) and closes that shell
+only. A command the shell could not take (it had ended, or never started: a stopped or missing
+machine) runs as one process of its own, so the engine's own error comes back; a shell that ends
+during a command gives exit code 255 and says so on stderr, as ssh does. The next command gets a
+new shell. Idle shells are kept per (machine, user); a caller that finds none idle (threads,
+pyinfra's greenlets) starts another. ``PYTEST_ORBSTACK_SHELL=off`` turns it all off: one
+process per command.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import selectors
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+from ..errors import CommandTimeout
+from .process import run
+
+DRIVER = r"""s=setsid; command -v setsid >/dev/null 2>&1 || s=
+exec 3>&2 2>/dev/null
+IFS= read -r t || exit 0
+while read -r k m; do
+  IFS= read -r c; i=1
+  while [ "$i" -lt "$k" ]; do IFS= read -r l; c="$c
+$l"; i=$((i + 1)); done
+  if [ "$m" = - ]; then
+    (read -r p _ </proc/self/stat; printf '%sp%d\n' "$t" "$p"; exec $s sh -c "$c") </dev/null 2>&3 3>&-
+  else
+    head -c "$m" | { (read -r p _ </proc/self/stat; printf '%sp%d\n' "$t" "$p"; exec $s sh -c "$c")
+                     r=$?; cat >/dev/null; exit $r; } 2>&3 3>&-
+  fi
+  r=$?
+  printf '%se\n' "$t" >&3
+  printf '%sr%d\n' "$t" "$r"
+done"""
+DIED = b"pytest-orbstack: the machine's shell ended during this command\n"
+ArgvFor = Callable[[str, "str | None", str], list[str]]  # (machine, user, command) -> argv
+
+
+def enabled() -> bool:
+    """Whether commands use persistent shells (``PYTEST_ORBSTACK_SHELL=off`` disables them)."""
+    return os.environ.get("PYTEST_ORBSTACK_SHELL", "on").lower() not in ("off", "0", "false", "no")
+
+
+class Shell:
+    """One running driver. Not thread-safe: :class:`Shells` lends it to one caller at a time."""
+
+    def __init__(self, argv: list[str], env: dict[str, str] | None) -> None:
+        self.token = secrets.token_hex(16).encode()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        self.fds = [pipe.fileno() for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr)
+                    if pipe is not None]
+        for fd in self.fds:
+            os.set_blocking(fd, False)
+        self.greeted = False
+        self.alive = True
+
+    def run(self, command: bytes, input: bytes | None, timeout: float | None,
+            kill: Callable[[int], None]) -> tuple[int, bytes, bytes] | None:
+        """(exit code, stdout, stderr) of ``command``; None if the shell could not take it (the
+        command did not start). On timeout ``kill(pid)`` ends the command's process group and
+        CommandTimeout is raised."""
+        header = b"" if self.greeted else self.token + b"\n"
+        header += b"%d %s\n" % (command.count(b"\n") + 1, b"-" if input is None else b"%d" % len(input))
+        self.greeted = True
+        pending = memoryview(header + command + b"\n" + (input or b""))
+        out, err = bytearray(), bytearray()
+        pid = rc = None
+        err_done = False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        stdin_fd, out_fd, err_fd = self.fds
+        with selectors.DefaultSelector() as sel:
+            sel.register(stdin_fd, selectors.EVENT_WRITE)
+            sel.register(out_fd, selectors.EVENT_READ)
+            sel.register(err_fd, selectors.EVENT_READ)
+            while rc is None or not err_done:
+                wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+                events = sel.select(wait)
+                if not events and deadline is not None and time.monotonic() >= deadline:
+                    if pid is not None:
+                        kill(pid)
+                    self.close()
+                    raise CommandTimeout(f"command did not finish in {timeout:.0f}s")
+                for key, _ in events:
+                    if key.fd == stdin_fd:
+                        try:
+                            pending = pending[os.write(stdin_fd, pending[:1 << 16]):]
+                        except BlockingIOError:
+                            continue
+                        except BrokenPipeError:
+                            pending = pending[:0]
+                        if not pending:
+                            sel.unregister(stdin_fd)
+                        continue
+                    try:
+                        chunk = os.read(key.fd, 1 << 18)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:  # the shell ended
+                        self.close()
+                        if pid is None:
+                            return None
+                        return 255, bytes(out), bytes(err) + DIED
+                    if key.fd == out_fd:
+                        scan = max(0, len(out) - len(self.token) - 24)
+                        out += chunk
+                        pid, rc = self._frames(out, scan, pid)
+                    else:
+                        err += chunk
+                        if err.endswith(self.token + b"e\n"):
+                            del err[-len(self.token) - 2:]
+                            err_done = True
+        return rc, bytes(out), bytes(err)
+
+    def _frames(self, out: bytearray, scan: int, pid: int | None) -> tuple[int | None, int | None]:
+        """Remove the complete frames found in ``out`` from ``scan`` on; (pid, rc) so far."""
+        while (start := out.find(self.token, scan)) >= 0:
+            end = out.find(b"\n", start)
+            if end < 0:
+                break
+            kind, value = out[start + len(self.token)], int(out[start + len(self.token) + 1:end])
+            del out[start:end + 1]
+            scan = start
+            if kind == ord("p"):
+                pid = value
+            else:
+                return pid, value
+        return pid, None
+
+    def close(self) -> None:
+        """End the driver (EOF on its stdin) and reap it; safe to call twice."""
+        self.alive = False
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Shells:
+    """The idle shells of one engine, per (machine, user); ``argv_for`` is the engine's exec
+    argv builder and ``env`` its environment."""
+
+    def __init__(self, argv_for: ArgvFor, env: dict[str, str] | None) -> None:
+        self.argv_for = argv_for
+        self.env = env
+        self.idle: dict[tuple[str, str | None], list[Shell]] = {}
+        self.lock = threading.Lock()
+
+    def run(self, name: str, command: str, *, user: str | None, input: bytes | None,
+            timeout: float | None) -> subprocess.CompletedProcess[bytes]:
+        """Run shell ``command`` in ``name`` as ``user`` as one ``exec_argv`` process would."""
+        key = (name, user)
+        with self.lock:
+            shells = self.idle.get(key)
+            shell = shells.pop() if shells else None
+        for fresh in ((False, True) if shell else (True,)):
+            if fresh:
+                shell = Shell(self.argv_for(name, user, DRIVER), self.env)
+            assert shell is not None
+            try:
+                result = shell.run(command.encode(), input, timeout, lambda pid: self._kill(name, pid))
+            except BaseException:
+                shell.close()
+                raise
+            if result is not None:
+                break
+        if result is None:  # not even a new shell took it: one process, the engine's own answer
+            return run(self.argv_for(name, user, command), timeout=timeout or 1e9, input=input,
+                       env=self.env)
+        if shell.alive:
+            with self.lock:
+                self.idle.setdefault(key, []).append(shell)
+        return subprocess.CompletedProcess(["sh", "-c", command], *result)
+
+    def _kill(self, name: str, pid: int) -> None:
+        kill = f"kill -s KILL -- -{pid} 2>/dev/null || kill -s KILL {pid}"
+        run(self.argv_for(name, "root", kill), timeout=30, env=self.env)
+
+    def close(self, name: str) -> None:
+        """Close the idle shells of machine ``name`` (deleted or stopped)."""
+        with self.lock:
+            keys = [key for key in self.idle if key[0] == name]
+            closing = [shell for key in keys for shell in self.idle.pop(key)]
+        for shell in closing:
+            shell.close()
