@@ -182,10 +182,10 @@ class Shells:
         with self.lock:
             shells = self.idle.get(key)
             shell = shells.pop() if shells else None
+        result = None
         for fresh in ((False, True) if shell else (True,)):
-            if fresh:
+            if fresh or shell is None:
                 shell = Shell(self.argv_for(name, user, DRIVER), self.env)
-            assert shell is not None
             try:
                 result = shell.run(command.encode(), input, timeout, lambda pid: self._kill(name, pid))
             except BaseException:
@@ -193,7 +193,7 @@ class Shells:
                 raise
             if result is not None:
                 break
-        if result is None:  # not even a new shell took it: one process, the engine's own answer
+        if shell is None or result is None:  # not even a new shell took it: the engine's answer
             return run(self.argv_for(name, user, command), timeout=timeout or 1e9, input=input,
                        env=self.env)
         if shell.alive:
