@@ -18,6 +18,7 @@
 #   PYTEST_ORBSTACK_BASE_IMAGE   tag of the base image (default debian:bookworm, which the
 #                                tests boot); another tag builds a throwaway copy, as .ci/run does
 #   PYTEST_ORBSTACK_VENV         the virtualenv (default .venv in the repository)
+#   PYTEST_ORBSTACK_WORKERS      xdist workers of `test` (default 2; 0: one process)
 #   PYTEST_ORBSTACK_LOG_DIR      where dockerd's log, and debootstrap's log when it fails, are
 #                                kept (default /var/log)
 #   PYTEST_ORBSTACK_SCRATCH_DIR  parent of the temporary debootstrap tree (default /var/tmp: /tmp
@@ -156,7 +157,8 @@ case "$cmd" in
   test)
     setup
     cd "$ROOT"
-    exec "$VENV/bin/pytest" "$@"
+    # two xdist workers (the CI machine's cores; PYTEST_ORBSTACK_WORKERS=0 runs in one process)
+    exec "$VENV/bin/pytest" -n "${PYTEST_ORBSTACK_WORKERS:-2}" "$@"
     ;;
   *) echo "usage: $0 example|test|setup|base-image [pytest args...]" >&2; exit 2 ;;
 esac

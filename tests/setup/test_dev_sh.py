@@ -423,7 +423,7 @@ def test_bare_machine_passes_the_first_time_and_the_second(machine: Machine, com
     assert machine.has_image("debian:bookworm")
     assert (machine.state / "pytest-cwd").read_text().strip() == str(
         ROOT / "examples" if command == "example" else ROOT)
-    expected = ["-p", "no:cacheprovider", "-k", "nginx"] if command == "example" else ["-k", "nginx"]
+    expected = ["-p", "no:cacheprovider", "-k", "nginx"] if command == "example" else ["-n", "2", "-k", "nginx"]
     assert machine.calls("pytest") == [["pytest", *expected]]
     assert_no_scratch_left(machine)
 
