@@ -28,9 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import READY_STATES, Backend
@@ -105,7 +105,7 @@ class Comparison:
 
     def describe(self, a: str, b: str, unit: str = "s") -> str:
         fmt = (lambda v: f"{v * 1000:.1f}ms") if unit == "ms" else (lambda v: f"{v:.2f}s")
-        per_round = [x / y for x, y in zip(self.times[a], self.times[b])]
+        per_round = [x / y for x, y in zip(self.times[a], self.times[b], strict=True)]
         return (f"  A {a}: median {fmt(self.median(a))} "
                 f"(rounds: {', '.join(fmt(v) for v in self.times[a])})\n"
                 f"  B {b}: median {fmt(self.median(b))} "
@@ -182,7 +182,7 @@ def summarize_calls(calls: list[tuple[float, list[str]]], runs: int,
 class RawEngine:
     """The engine driven directly, as a user would without this package (side B)."""
 
-    def __init__(self, session: "BenchSession") -> None:
+    def __init__(self, session: BenchSession) -> None:
         self.session = session
 
     def name(self, what: str) -> str:
@@ -201,7 +201,7 @@ class RawEngine:
 class RawDocker(RawEngine):
     """``docker run`` with backends/docker.py's systemd flags on the same prepared image."""
 
-    def __init__(self, session: "BenchSession") -> None:
+    def __init__(self, session: BenchSession) -> None:
         super().__init__(session)
         from pytest_orbstack.backends.docker_commands import SYSTEMD_FLAGS
         self.flags = SYSTEMD_FLAGS
@@ -279,10 +279,9 @@ class RawOrbStack(RawEngine):
 class BenchSession:
     """Backend, temp dirs, Lifecycle factory and the record of everything to clean up."""
 
-    def __init__(self, kind: str = "docker", verbose: bool = True, proposed: bool = False) -> None:
+    def __init__(self, kind: str = "docker", verbose: bool = True) -> None:
         self.kind = kind
         self.verbose = verbose
-        self.proposed = proposed
         self.run_id = secrets.token_hex(3)
         self.backend: Backend = get_backend(kind)
         self.backend.list()  # fails now if the engine does not answer
@@ -382,9 +381,6 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--backend", default="docker", choices=("docker", "orbstack", "auto"),
                         help="engine to measure (default: docker)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    parser.add_argument("--proposed", action="store_true",
-                        help="also measure the fixes of bench/proposed.py where that costs extra "
-                             "runs (benchmark 4); benchmark 1 always measures them")
     return parser.parse_args()
 
 
@@ -399,7 +395,7 @@ def standalone(run: Callable[[BenchSession], list[Result]], description: str) ->
     """``main()`` of a benchmark module: one session, its results as a table, cleanup."""
     args = arguments(description)
     terminate_like_ctrl_c()
-    session = BenchSession(args.backend, verbose=not args.quiet, proposed=args.proposed)
+    session = BenchSession(args.backend, verbose=not args.quiet)
     try:
         results = run(session)
     finally:

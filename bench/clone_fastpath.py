@@ -10,7 +10,7 @@ B: ``Lifecycle.create(key, ..., deploy=..., clone=False)``: fresh machine, then 
 The golden machine and a first clone (Docker: it commits the golden's snapshot image, shared by
 all later clones) are made once, before the rounds: that cost is paid once per session and is
 reported, not counted. Teardown is outside both timings. Sides alternate; ratio =
-median(A)/median(B); target <= 0.25. Each machine is checked (nginx running) after timing.
+median(A)/median(B); target <= 0.10. Each machine is checked (nginx running) after timing.
 
     python bench/clone_fastpath.py [--backend docker|orbstack]
 """
@@ -24,7 +24,7 @@ from benchlib import IMAGE, ROOT, BenchSession, Result
 
 DEPLOY = ROOT / "examples" / "nginx" / "deploy.py"
 ROUNDS = 4
-TARGET = 0.25
+TARGET = 0.10
 
 
 def run(session: BenchSession, rounds: int = ROUNDS) -> list[Result]:
@@ -32,7 +32,7 @@ def run(session: BenchSession, rounds: int = ROUNDS) -> list[Result]:
     phases: dict[str, list[dict[str, float]]] = {"clone": [], "fresh": []}
     try:
         session.log("clone fast path: golden machine (deploy applied once) and a first clone")
-        golden_seconds = benchlib.timed(lambda: lifecycle.golden(IMAGE, DEPLOY, None, None))
+        golden_seconds = benchlib.timed(lambda: lifecycle.golden(IMAGE, DEPLOY, {}, {}))
 
         def side(clone: bool):
             def create(i: int) -> float:

@@ -15,8 +15,9 @@ C: the same machine made through the project's pyinfra operation (``provision_ma
 
 Teardown is outside all timings. One untimed warm-up of each side fills the backend's
 per-process caches (prepared image, network, architecture) as a session's first machine does.
-Ratio = median(A)/median(B); target <= 1.10. Row 1b is median(C)/median(B), for information. The details list the engine calls of each side
-(``subprocess.run`` traced) and the time outside them (poll sleeps, Python).
+Ratio = median(A)/median(B); target <= 1.10. Row 1b is median(C)/median(B), for information.
+The details list the engine calls of each side (``subprocess.run`` traced) and the time outside
+them (poll sleeps, Python).
 
     python bench/harness_overhead.py [--backend docker|orbstack]
 """

@@ -1,6 +1,6 @@
 """Run all five benchmarks in one session and print one table (name, measured, target, verdict).
 
-    python bench/run.py [--backend docker|orbstack] [--only 1,3] [--proposed] [--quiet]
+    python bench/run.py [--backend docker|orbstack] [--only 1,3] [--quiet]
 
 Each benchmark is also runnable alone (``python bench/exec_overhead.py``). Everything the run
 creates (machines, containers, images, temp dirs) is removed at the end, on Ctrl-C and on
@@ -17,12 +17,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import benchlib  # noqa: E402
-import clone_fastpath  # noqa: E402
-import exec_overhead  # noqa: E402
-import harness_overhead  # noqa: E402
-import pyinfra_deploy  # noqa: E402
-import scale  # noqa: E402
+import benchlib
+import clone_fastpath
+import exec_overhead
+import harness_overhead
+import pyinfra_deploy
+import scale
 
 BENCHMARKS = {"1": harness_overhead, "2": exec_overhead, "3": clone_fastpath, "4": scale,
               "5": pyinfra_deploy}
@@ -38,13 +38,11 @@ def main() -> int:
     parser.add_argument("--backend", default="docker", choices=("docker", "orbstack", "auto"))
     parser.add_argument("--only", default=",".join(BENCHMARKS),
                         help="comma-separated benchmark numbers (default: all)")
-    parser.add_argument("--proposed", action="store_true",
-                        help="also measure bench/proposed.py's fixes in benchmark 4 (slower)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
     benchlib.terminate_like_ctrl_c()
     started = time.monotonic()
-    session = benchlib.BenchSession(args.backend, verbose=not args.quiet, proposed=args.proposed)
+    session = benchlib.BenchSession(args.backend, verbose=not args.quiet)
     results: list[benchlib.Result] = []
     timings = []
     try:
