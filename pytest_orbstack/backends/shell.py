@@ -185,7 +185,11 @@ class Shells:
         result = None
         for fresh in ((False, True) if shell else (True,)):
             if fresh or shell is None:
-                shell = Shell(self.argv_for(name, user, DRIVER), self.env)
+                try:
+                    shell = Shell(self.argv_for(name, user, DRIVER), self.env)
+                except OSError:  # no engine binary: the one process raises EngineUnavailable
+                    shell = None
+                    break
             try:
                 result = shell.run(command.encode(), input, timeout, lambda pid: self._kill(name, pid))
             except BaseException:
