@@ -27,7 +27,7 @@ from typing import Any
 from filelock import FileLock
 
 from .backends.base import Backend
-from .backends.types import NO_RESOURCES, Resources
+from .backends.types import NO_RESOURCES, MachineInfo, Resources
 from .errors import MachineError, MachineExists, SharedMachineError
 from .identity import deploy_key
 from .inputs import Deploy, describe
@@ -108,19 +108,20 @@ class Lifecycle:
                 golden = self.golden(image, deploy, dict(user=user, resources=resources), apply_args)
                 record.created_by = "clone"
                 with self._phase(record, "clone"):
-                    self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
-                machine = self._machine(name, image, record)
+                    info = self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
+                machine = self._machine(name, image, record, info)
             else:
                 with self._phase(record, "create"):
+                    info = None
                     if kind == "test":  # the hot path: the engine runs the builders directly
-                        self.backend.create(name, image, user=user, cloud_init=cloud_init,
-                                            labels=self._labels(), resources=resources)
+                        info = self.backend.create(name, image, user=user, cloud_init=cloud_init,
+                                                   labels=self._labels(), resources=resources)
                     else:  # once per session: through the project's own pyinfra operation
                         from .provision import provision_machine
                         record.created_by = "operations.machine"
                         provision_machine(self.backend, name, image, user=user, cloud_init=cloud_init,
                                           labels=self._labels(), resources=resources)
-                machine = self._machine(name, image, record)
+                machine = self._machine(name, image, record, info)
                 if deploy is not None:
                     machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
         except MachineExists:
@@ -151,8 +152,9 @@ class Lifecycle:
             machine.apply(deploy, **apply_args)
         return machine, record
 
-    def _machine(self, name: str, image: str, record: MachineRecord | None) -> Machine:
-        machine = Machine(name, self.backend, image)
+    def _machine(self, name: str, image: str, record: MachineRecord | None,
+                 info: MachineInfo | None = None) -> Machine:
+        machine = Machine(name, self.backend, image, created=info)
         machine.on_apply = lambda machine, result: self.deployed(machine, record, result)
         return machine
 

@@ -29,10 +29,12 @@ class Machine:
     called after each (the fixtures report it)."""
 
     def __init__(self, name: str, backend: Backend, image: str,
-                 search_dirs: Callable[[], Sequence[Path]] = lambda: ()) -> None:
+                 search_dirs: Callable[[], Sequence[Path]] = lambda: (),
+                 created: MachineInfo | None = None) -> None:
         self.name = name
         self.backend = backend
         self.image = image
+        self.created = created  # what the engine said when it made the machine
         self.search_dirs = search_dirs
         self.deploys: list[DeployResult] = []
         self.on_apply: Callable[[Machine, DeployResult], None] = lambda machine, result: None
@@ -43,11 +45,14 @@ class Machine:
     # -- state ---------------------------------------------------------------------------
     @property
     def info(self) -> MachineInfo:
+        """The machine as the engine sees it now (asks the engine)."""
         return self.backend.info(self.name)
 
     @property
     def ip4(self) -> str | None:
-        return self.info.ip4
+        """Its IPv4 address: the one the engine gave it when it was made (no engine call), else
+        asked now."""
+        return self.created.ip4 if self.created is not None and self.created.ip4 else self.info.ip4
 
     @property
     def domain(self) -> str:

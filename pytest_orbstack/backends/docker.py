@@ -39,6 +39,7 @@ from .process import last_line as _last_line
 from .types import NO_RESOURCES, READY_STATES, EngineMachine, Image, MachineInfo, Resources
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_ARCHITECTURES: dict[tuple[str, str], str] = {}  # (docker binary, DOCKER_HOST) -> architecture
 ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
 UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
@@ -56,7 +57,6 @@ class DockerBackend(Backend):
         self._tags: dict[str, str] = {}  # image -> prepared tag (the base does not change mid-session)
         self._users: dict[str, str] = {}  # machine -> default user
         self._network_ready = False
-        self._arch: str | None = None
 
     # -- plumbing ---------------------------------------------------------------------------
     def call(self, argv: builtins.list[str], *, timeout: float = 120.0, check: bool = True,
@@ -238,8 +238,9 @@ class DockerBackend(Backend):
         clone_image = (data["Config"].get("Labels") or {}).get(f"{LABEL}.clone-image")
         if clone_image:
             self._remove_image(clone_image)
-        self._remove_image(f"pytest-orbstack-snapshot:{name}")  # if it was a frozen source
-        remove_lock(f"snapshot-{name}")
+        if os.path.exists(lock_path(f"snapshot-{name}")):  # it was a frozen source: a snapshot
+            self._remove_image(f"pytest-orbstack-snapshot:{name}")
+            remove_lock(f"snapshot-{name}")
 
     def info(self, name: str) -> MachineInfo:
         info = parse_inspect(self._inspect(name), self._architecture())
@@ -253,10 +254,12 @@ class DockerBackend(Backend):
                        for cid, name, state, user, image in rows), key=lambda m: m.name)
 
     def _architecture(self) -> str:
-        if self._arch is None:
+        """The engine's architecture, asked once per process and engine (``docker info``)."""
+        key = (self.docker, (self.env or os.environ).get("DOCKER_HOST", ""))
+        if key not in _ARCHITECTURES:
             arch = self.call(cmd.architecture()).stdout.strip()
-            self._arch = ARCHES.get(arch, arch)
-        return self._arch
+            _ARCHITECTURES[key] = ARCHES.get(arch, arch)
+        return _ARCHITECTURES[key]
 
     def _machine(self, cid: str, name: str, running: bool, user: str | None, image: str) -> EngineMachine:
         try:

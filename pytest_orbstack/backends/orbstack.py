@@ -34,13 +34,14 @@ class OrbStackBackend(Backend):
                resources: Resources = NO_RESOURCES) -> MachineInfo:
         """Create ``name`` (the client refuses distros without systemd and flags this OrbStack
         is too old for) and wait for systemd."""
-        self.client.create(image, name, user=user, user_data=cloud_init, resources=resources)
+        created = self.client.create(image, name, user=user, user_data=cloud_init, resources=resources)
         try:
             self.wait_ready(name)
         except BaseException:
             self.delete_if_exists(name)
             raise
-        return self.client.info(name)
+        # what create reported, unless it was still coming up then (no second info per create)
+        return created if created.ip4 and created.machine.running else self.client.info(name)
 
     def can_clone(self) -> bool:
         return self.client.supports("clone")

@@ -326,3 +326,33 @@ def test_prepared_images_of_older_base_images_are_removed(backend):
     finally:
         for tag in tags:
             docker("rmi", tag)
+
+
+class CountingDocker(DockerBackend):
+    """The Docker engine, recording the docker verbs it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.verbs: list[str] = []
+
+    def call(self, argv, **kwargs):
+        self.verbs.append(" ".join(a for a in argv[1:3] if not a.startswith("-")))
+        return super().call(argv, **kwargs)
+
+
+def test_no_engine_call_wasted_on_the_hot_path(new_name):
+    """The address create reported answers ``ip4`` (no inspect); ``docker info`` is asked once
+    per process; deleting a machine that never was a golden one removes no snapshot image."""
+    from pytest_orbstack.machine import Machine
+    engine = CountingDocker()
+    name = new_name()
+    machine = Machine(name, engine, "debian:bookworm", created=engine.create(name, "debian:bookworm"))
+    engine.verbs.clear()
+    assert machine.ip4 and machine.ip4 == machine.ip4 == engine.info(name).ip4
+    assert engine.verbs == ["container inspect"]  # only the explicit info() above
+    another = CountingDocker()  # a new engine object (a new connection) asks no `docker info`
+    another.info(name)
+    assert another.verbs == ["container inspect"]
+    engine.verbs.clear()
+    engine.delete(name)
+    assert not [v for v in engine.verbs if v.startswith(("image rm", "rmi"))], engine.verbs
