@@ -146,9 +146,10 @@ def _command_text(command: Any) -> str:
     return repr(command)
 
 
-def _collect(state: State, host: Any, recorder: _Recorder) -> list[OperationResult]:
+def _collect(state: State, order: Sequence[str], host: Any, recorder: _Recorder) -> list[OperationResult]:
+    """What each operation of the run (in pyinfra's ``order``) did on ``host``."""
     results = []
-    for op_hash in state.get_op_order():
+    for op_hash in order:
         op_data = state.ops[host].get(op_hash)
         if op_data is None:
             continue
@@ -299,10 +300,11 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
             if inventory is not None and state.initialised:
                 disconnect_all(state)
     duration = time.monotonic() - started
+    order = state.get_op_order() if state.initialised else []  # a topological sort: once a run
     results = {}
     for target in targets:
         host = inventory.get_host(target.host_name) if inventory is not None else None
-        operations = _collect(state, host, recorder) if host is not None and host in state.ops else []
+        operations = _collect(state, order, host, recorder) if host is not None and host in state.ops else []
         why = recorder.connect_errors.get(target.host_name)
         result = DeployResult(describe(deploy), operations, f"cannot connect: {why}" if why else error,
                               duration, frames)

@@ -183,9 +183,13 @@ class _Factory:
         self.image = image  # the test's image in a platform matrix
         self.made: list[tuple[Machine, MachineRecord]] = []
 
-    def make(self, suffix: str, keywords: dict[str, Any]) -> Machine:
-        kwargs = _or_fail(_machine_args, self.request.config, keywords, self.image)
-        machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}", **kwargs)
+    def check(self, keywords: dict[str, Any]) -> dict[str, Any]:
+        """The keywords with their defaults, every input checked (InvalidInput otherwise)."""
+        return _machine_args(self.request.config, keywords, self.image)
+
+    def make(self, suffix: str, checked: dict[str, Any]) -> Machine:
+        """A machine from :meth:`check`'s keywords."""
+        machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}", **checked)
         machine.search_dirs = plugin_state(self.request.config).search_dirs
         self.made.append((machine, record))
         self.request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
@@ -195,7 +199,7 @@ class _Factory:
     def numbered(self, where: str) -> MachineFactory:
         """The public factory: ``make(image=None, **keywords)``, machines numbered in order."""
         def make(image: str | None = None, **keywords: Any) -> Machine:
-            checked = _or_fail(machine_keywords, (image,), keywords, where)
+            checked = _or_fail(self.check, _or_fail(machine_keywords, (image,), keywords, where))
             return self.make(str(len(self.made)), checked)
         return make
 
@@ -290,9 +294,8 @@ def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]] | None = Non
             raise InvalidInput(f"{where}: {alias!r}: give a name and a dict of keywords, not {spec!r}")
         spec = dict(spec)
         groups[alias] = check_names(spec.pop("groups", ()), f"{where}: {alias!r}: groups=")
-        checked[alias] = machine_keywords((), spec, f"{where}: {alias!r}")
-        host_data[alias] = _machine_args(factory.request.config, checked[alias],
-                                         factory.image).get("data") or {}
+        checked[alias] = factory.check(machine_keywords((), spec, f"{where}: {alias!r}"))
+        host_data[alias] = checked[alias].get("data") or {}
     if deploy is not None:
         deploy = check_deploy(deploy, dirs)
     allow_changes = check_names(allow_changes, "allow_changes=")

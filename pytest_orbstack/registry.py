@@ -175,10 +175,10 @@ class Registry:
             session.about[name] = {**session.about.get(name, {}), **(about or {}), "kept_at": time.time()}
         self.update(session_id, change)
 
-    def adopt(self, from_session: str, to_session: str, name: str) -> dict[str, Any]:
-        """Move kept machine ``name`` of a finished session to ``to_session`` (still kept: a
-        reused machine is a debugging machine); the old session's file goes once empty.
-        Returns what was recorded about it."""
+    def adopt(self, from_session: str, to_session: str, name: str) -> None:
+        """Move kept machine ``name`` of a finished session, with what was recorded about it, to
+        ``to_session`` (still kept: a reused machine is a debugging machine); the old session's
+        file goes once empty."""
         about: dict[str, Any] = {}
 
         def release(session: Session) -> None:
@@ -190,7 +190,6 @@ class Registry:
         self.keep(to_session, name, about)
         self.update(to_session, lambda s: s.adopted.append(from_session)
                     if from_session not in s.adopted else None)
-        return about
 
     def get(self, session_id: str) -> Session | None:
         return self._read(self._path(session_id))

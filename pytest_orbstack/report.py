@@ -17,6 +17,7 @@ import pytest
 from .fixtures import MACHINES_KEY, RECORDS_KEY, REPORTS_KEY
 from .lifecycle import KEEP_POLICIES, MachineRecord
 from .machine import Machine
+from .reuse import login_command
 from .state import plugin_state
 
 JOURNAL_LINES = 80
@@ -102,12 +103,6 @@ def rerun_command(config: pytest.Config) -> str:
     return shlex.join(["pytest", "--orbstack-reuse", *kept])
 
 
-def login_command(record: MachineRecord) -> str:
-    if record.backend == "orbstack":
-        return f"orb -m {record.name}"
-    return f"docker exec -it {record.name} bash -l"
-
-
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """The machines table (phase timings, outcome), how to log in to kept machines, and the
     ``--orbstack-timings`` JSON."""
@@ -131,7 +126,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line("")
         tr.write_line(f"kept {len(kept)} machine(s); log in with:")
         for r in kept:
-            tr.write_line(f"  {login_command(r)}")
+            tr.write_line(f"  {login_command(r.backend, r.name)}")
         tr.write_line(f"rerun the tests on them: {rerun_command(config)}")
         tr.write_line("list them: pytest --orbstack-list; delete them: pytest --orbstack-prune")
     path = config.getoption("orbstack_timings")

@@ -30,8 +30,11 @@ class KeptMachine:
                 return f"{seconds // size}{unit}"
         return f"{seconds}s"
 
-    def login(self) -> str:
-        return f"orb -m {self.name}" if self.backend == "orbstack" else f"docker exec -it {self.name} bash -l"
+
+
+def login_command(backend: str, name: str) -> str:
+    """How a person logs in to machine ``name`` of engine ``backend``."""
+    return f"orb -m {name}" if backend == "orbstack" else f"docker exec -it {name} bash -l"
 
 
 def kept_machines(registry: Registry, user: str, project: str) -> list[KeptMachine]:
@@ -69,5 +72,5 @@ def listing(kept: list[KeptMachine]) -> list[str]:
     for k in kept:
         busy = "  (its pytest still runs)" if k.running_session else ""
         lines.append(f"{k.name:<{width}}  {k.age():>5}  {k.image:<16} {k.test}{busy}")
-        lines.append(f"{'':<{width}}  {'':>5}  {'':<16} {k.login()}")
+        lines.append(f"{'':<{width}}  {'':>5}  {'':<16} {login_command(k.backend, k.name)}")
     return lines
