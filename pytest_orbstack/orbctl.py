@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 from .backends import orbstack_commands as cmd
-from .backends.process import map_error, run_text
+from .backends.process import call_timeout, map_error, run_text
 from .backends.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources
 from .errors import (
     CommandTimeout,
@@ -68,7 +68,6 @@ FEATURES = {
 }
 _VERSIONS: dict[tuple[str, str], tuple[int, int, int]] = {}  # (binary, PATH) -> version: once a process
 
-DEFAULT_TIMEOUT = 120.0
 CREATE_TIMEOUT = 600.0
 
 
@@ -125,7 +124,7 @@ class Orbctl:
     """Client of one ``orbctl`` binary. ``binary`` may be a path; ``env`` extends os.environ.
     Commands come from :mod:`pytest_orbstack.backends.orbstack_commands`."""
 
-    def __init__(self, binary: str = "orbctl", *, timeout: float = DEFAULT_TIMEOUT,
+    def __init__(self, binary: str = "orbctl", *, timeout: float | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.binary = binary
         self.timeout = timeout
@@ -136,7 +135,7 @@ class Orbctl:
              input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a builder's argv with this client's binary; a failure raises the typed error."""
         argv = [self.binary, *argv[1:]]
-        done = run_text(argv, timeout=timeout or self.timeout, env=self.env, input=input,
+        done = run_text(argv, timeout=timeout or self.timeout or call_timeout(), env=self.env, input=input,
                         missing=self._missing())
         if check and done.returncode != 0:
             raise classify(argv, done.returncode, done.stderr)

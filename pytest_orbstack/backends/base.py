@@ -120,11 +120,23 @@ class Backend(ABC):
         """Run shell ``command`` in ``name`` as ``user`` (stdin ``input``, else /dev/null; no
         timeout when None): the machine's bytes and the command's own exit code, exactly as one
         :meth:`exec_argv` process gives them. Through the machine's persistent shell
-        (:mod:`.shell`) unless ``PYTEST_ORBSTACK_SHELL=off``; CommandTimeout after ``timeout``."""
+        (:mod:`.shell`) unless ``PYTEST_ORBSTACK_SHELL=off``; CommandTimeout after ``timeout``,
+        the engine's :meth:`refusal` when it would not run the command."""
         if shell_enabled():
-            return self.shells.run(name, command, user=user, input=input, timeout=timeout)
-        return run(self.exec_argv(name, command, user=user), timeout=timeout or 1e9, input=input,
-                   env=self.env)
+            proc = self.shells.run(name, command, user=user, input=input, timeout=timeout)
+        else:
+            proc = run(self.exec_argv(name, command, user=user), timeout=timeout or 1e9, input=input,
+                       env=self.env)
+        refusal = self.refusal(name, proc) if proc.returncode != 0 else None
+        if refusal is not None:
+            raise refusal
+        return proc
+
+    def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
+        """The error to raise when a failed :meth:`execute` is the engine refusing to run the
+        command at all (the machine stopped under the test, say), not the command failing;
+        None: the command's own result."""
+        return None
 
     def close_shells(self, name: str) -> None:
         """Close ``name``'s persistent shells (before it is stopped or deleted)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from filelock import FileLock
 
 from .. import cloudinit
 from ..errors import (
+    CommandTimeout,
     EngineUnavailable,
     MachineError,
     MachineExists,
@@ -34,13 +36,14 @@ from .base import Backend
 from .docker_commands import LABEL, SETUP_DONE, check_docker_resources, default_login, parse_inspect
 from .docker_image import prepared_image
 from .host_limits import boot_failure_hint
-from .process import describe, map_error, run_text
+from .process import call_timeout, describe, map_error, run_text
 from .process import last_line as _last_line
 from .types import NO_RESOURCES, READY_STATES, EngineMachine, Image, MachineInfo, Resources
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _ARCHITECTURES: dict[tuple[str, str], str] = {}  # (docker binary, DOCKER_HOST) -> architecture
 ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
+NOT_RUNNING = re.compile(r"Error response from daemon: Container [0-9a-f]+ is not running\s*")
 UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
 
@@ -59,14 +62,14 @@ class DockerBackend(Backend):
         self._network_ready = False
 
     # -- plumbing ---------------------------------------------------------------------------
-    def call(self, argv: builtins.list[str], *, timeout: float = 120.0, check: bool = True,
+    def call(self, argv: builtins.list[str], *, timeout: float | None = None, check: bool = True,
              ok: tuple[str, ...] = (), input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a builder's docker argv with this engine's binary and environment. A failure
         raises the matching typed error, unless ``check`` is false or the stderr contains one of
-        ``ok``; the process is returned then."""
+        ``ok``; the process is returned then. ``timeout`` defaults to :func:`call_timeout`."""
         argv = [self.docker, *argv[1:]]
         missing = f"{self.docker} not found on PATH: install Docker (apt-get install docker.io) or use OrbStack"
-        done = run_text(argv, timeout=timeout, env=self.env, missing=missing, input=input)
+        done = run_text(argv, timeout=timeout or call_timeout(), env=self.env, missing=missing, input=input)
         if check and done.returncode != 0 and not any(s in done.stderr for s in ok):
             raise self._error(done)
         return done
@@ -97,7 +100,7 @@ class DockerBackend(Backend):
         return data
 
     def exec_root(self, name: str, script: str, *, input: str | None = None,
-                  timeout: float = 120.0, check: bool = True) -> subprocess.CompletedProcess[str]:
+                  timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run shell ``script`` as root in container ``name``."""
         argv = cmd.exec_(name, script, user="root", stdin=input is not None)
         return self.call(argv, input=input, timeout=timeout, check=check)
@@ -128,14 +131,18 @@ class DockerBackend(Backend):
         return self._tags[image]
 
     def _run_container(self, name: str, image_ref: str, labels: dict[str, str]) -> None:
-        """``docker run`` a machine (within the resources its labels record); a failed run
-        leaves no container behind."""
+        """``docker run`` a machine (within the resources its labels record); a failed or timed
+        out run leaves no container behind."""
         self._ensure_network()
-        proc = self.call(cmd.run(name, image_ref, labels, cmd.label_resources(labels)), check=False)
+        try:
+            proc = self.call(cmd.run(name, image_ref, labels, cmd.label_resources(labels)), check=False)
+        except CommandTimeout:  # the engine may still make it: remove it (the sweep would, later)
+            self.call(cmd.delete(name), check=False)
+            raise
         if proc.returncode != 0:
             if "is already in use" in proc.stderr:
                 raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
-            self.call(cmd.delete(name), check=False, timeout=60)
+            self.call(cmd.delete(name), check=False)
             raise self._error(proc)
 
     @contextmanager
@@ -145,7 +152,7 @@ class DockerBackend(Backend):
             yield
         except BaseException:
             try:
-                self.call(cmd.delete(name), check=False, timeout=60)
+                self.call(cmd.delete(name), check=False)
                 if image:
                     self._remove_image(image)
             except MachineError:
@@ -227,7 +234,7 @@ class DockerBackend(Backend):
 
     def stop(self, name: str) -> None:
         self.close_shells(name)
-        self.call(cmd.stop(self._inspect(name)["Id"]), timeout=60)
+        self.call(cmd.stop(self._inspect(name)["Id"]))
 
     def delete(self, name: str) -> None:
         """Remove the container and its volumes, and its clone image unless still in use."""
@@ -278,6 +285,20 @@ class DockerBackend(Backend):
         if user is None:  # the label never changes: one inspect per machine, not per command
             user = self._users.get(name) or self._users.setdefault(name, self.default_user(name))
         return [self.docker, *host, *cmd.exec_(name, command, user=user, workdir=workdir)[1:]]
+
+    def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
+        """A stopped machine (killed, stopped from outside, or its engine restarted: ``docker
+        exec`` says "Container ... is not running") or an engine gone, rather than the command's
+        own exit code."""
+        stderr = proc.stderr.decode(errors="replace")
+        if any(stderr.startswith(s) for s in UNREACHABLE):
+            return self._error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
+        if not NOT_RUNNING.fullmatch(stderr):
+            return None
+        state = (self._find(name) or {}).get("State") or {}
+        how = f" (exit code {state['ExitCode']} at {state['FinishedAt'][:19]}Z)" if "ExitCode" in state else ""
+        return MachineError(f"machine {name} is not running{how}: it was stopped or killed, or the "
+                            "docker engine restarted", stderr=stderr, returncode=proc.returncode)
 
     def logs(self, name: str) -> str:
         """``docker logs``, and when running the boot journal and the cloud-init output."""

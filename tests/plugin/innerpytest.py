@@ -41,3 +41,31 @@ def wait_for(path: Path, timeout: float = 120) -> str:
             return path.read_text().strip()
         time.sleep(0.2)
     raise AssertionError(f"{path} did not appear")
+
+
+def slow_engine(where: Path, verb: str, mark: Path, *, hang: str = "before") -> str:
+    """A ``docker`` in ``where`` (put it first on PATH) that, the first time it is asked to
+    ``verb`` (``commit``, ``rm``, ``run``...), writes ``mark`` and stalls: ``before`` calling the
+    real docker (the engine is busy at that step: a signal lands there) or ``after`` it (the
+    engine did the work, the call never returns: a hanging engine). Other calls pass straight
+    through. Returns the PATH to use."""
+    import os
+    import shutil
+
+    real = shutil.which("docker")
+    where.mkdir(parents=True, exist_ok=True)
+    shim = where / "docker"
+    shim.write_text(f'''#!{sys.executable}
+import os, subprocess, sys, time
+mark, first = {str(mark)!r}, sys.argv[1:2] == [{verb!r}] and not os.path.exists({str(mark)!r})
+if first and {hang!r} == "before":
+    open(mark, "w").write("{verb}")
+    time.sleep(300)
+code = subprocess.call([{real!r}, *sys.argv[1:]])
+if first:
+    open(mark, "w").write("{verb}")
+    time.sleep(300)
+sys.exit(code)
+''')
+    shim.chmod(0o755)
+    return f"{where}{os.pathsep}{os.environ['PATH']}"

@@ -5,7 +5,7 @@ the session goes on, and once the engine answers again nothing of the session is
 
 from __future__ import annotations
 
-from innerpytest import containers, run, sessions_of
+from innerpytest import containers, run, sessions_of, slow_engine
 
 
 def test_engine_gone_then_back_mid_session(inner, tmp_path):
@@ -29,3 +29,66 @@ def test_engine_gone_then_back_mid_session(inner, tmp_path):
     assert "Traceback" not in summary
     (session,) = sessions_of(tmp_path / "state")
     assert containers(session) == set()  # test a's machine: deleted by the session's sweep
+
+
+def test_a_hanging_engine_call_fails_that_test_only(inner, tmp_path, monkeypatch):
+    """The engine makes test a's machine but its `docker run` never returns: after
+    PYTEST_ORBSTACK_ENGINE_TIMEOUT that test fails in one line, its machine is removed at once,
+    and the next test runs."""
+    monkeypatch.setenv("PATH", slow_engine(tmp_path / "bin", "run", tmp_path / "hung", hang="after"))
+    monkeypatch.setenv("PYTEST_ORBSTACK_ENGINE_TIMEOUT", "15")
+    inner.makepyfile(test_hang='''
+        import subprocess
+
+        def test_a_create_hangs(orbstack_machine):
+            orbstack_machine(clone=False)
+
+        def test_b_goes_on(orbstack_machine, request):
+            assert orbstack_machine(clone=False).run("true").succeeded
+            names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
+                                   capture_output=True, text=True).stdout.split()
+            assert not [n for n in names if "test-a-create-hangs" in n]  # removed when it timed out
+    ''')
+    result = run(inner, "-rA", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED test_hang.py::test_a_create_hangs - *docker run did not finish in 15s*"])
+    summary = result.stdout.str().split("short test summary info")[1]
+    assert "Traceback" not in summary
+    (session,) = sessions_of(tmp_path / "state")
+    assert containers(session) == set()
+
+
+def test_machines_stopped_as_an_engine_restart_stops_them(inner, tmp_path):
+    """Restarting dockerd stops every machine (it cannot be done here: the host's engine
+    serves the other tests); the machines are killed from outside instead. The test whose
+    machine stopped fails naming that, in testinfra checks as in `run`; the next test clones
+    from a golden machine that was stopped too; nothing is left."""
+    inner.makepyfile(test_restart='''
+        import subprocess
+
+        def deploy():
+            from pyinfra.operations import server
+            server.shell(commands=["true"])
+
+        def kill_all_machines(name):
+            session = "-".join(name.split("-")[:2])  # pto-<session>
+            ids = subprocess.run(["docker", "ps", "-q", "--filter", f"name=^{session}-"],
+                                 capture_output=True, text=True, check=True).stdout.split()
+            subprocess.run(["docker", "kill", *ids], capture_output=True, check=True)
+
+        def test_a_machine_stops_under_the_test(orbstack_machine):
+            machine = orbstack_machine(deploy=deploy)
+            kill_all_machines(machine.name)  # this test's and the golden machine
+            assert machine.host.file("/etc/os-release").exists
+
+        def test_b_goes_on(orbstack_machine):
+            assert orbstack_machine(deploy=deploy).run("true").succeeded
+    ''')
+    result = run(inner, "-rA", "-p", "no:randomly")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["E * pytest_orbstack.errors.MachineError: machine pto-* is not running (exit "
+                                 "code 137 at *Z): it was stopped or killed, or the docker engine restarted",
+                                 "FAILED test_restart.py::test_a_machine_stops_under_the_test - *MachineError: "
+                                 "machine pto-* is not running*"])
+    (session,) = sessions_of(tmp_path / "state")
+    assert containers(session) == set()

@@ -1,6 +1,8 @@
 """Nothing left behind, whatever ends the session: kill -9, SIGHUP (terminal closed), SIGTERM
-and Ctrl-C, while a machine is being created (its cloud-init runs), deployed to, and while a test
-runs on it, in one process and under `-n 2`. Within 10 s of the signal the engine holds no
+and Ctrl-C, while a machine is being created (its cloud-init runs), deployed to, cloned from its
+golden machine, while a test runs on it and while it is being deleted, in one process and under
+`-n 2`. (Cloning and deleting take the engine well under a second; a ``docker`` in front of the
+real one stalls at that step, so that the signal lands there.) Within 10 s of the signal the engine holds no
 container and no image of that session, without any prune, and no temp file of it is left
 outside pytest's own temp folder."""
 
@@ -14,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from innerpytest import run, sessions_of
+from innerpytest import run, sessions_of, slow_engine
 
 CONFTEST = '''
 import os
@@ -23,10 +25,14 @@ def slow_deploy():
     from pyinfra.operations import server
     open(os.environ["MARK"], "w").write("deploy")  # runs on this host while pyinfra prepares
     server.shell(name="Take a while", commands=["sleep 120"])
+
+def quick_deploy():
+    from pyinfra.operations import server
+    server.shell(name="Be quick", commands=["true"])
 '''
 TESTS = '''
 import os, time
-from conftest import slow_deploy
+from conftest import quick_deploy, slow_deploy
 
 def test_deploying(orbstack_machine):
     orbstack_machine(deploy=slow_deploy, clone=False)
@@ -36,17 +42,25 @@ def test_creating(orbstack_machine, tmp_path):
     user_data.write_text("#!/bin/sh\\nsleep 120\\n")
     orbstack_machine(cloud_init=str(user_data))
 
+def test_cloning(orbstack_machine):
+    orbstack_machine(deploy=quick_deploy)
+
+def test_tearing_down(orbstack_machine):
+    orbstack_machine(clone=False)
+
 def test_running(orbstack_machine):
     orbstack_machine()
     open(os.environ["MARK"], "w").write("test")
     time.sleep(120)
 '''
+STALLS = {"cloning": "commit", "tearing_down": "rm"}  # the engine step where each phase waits
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGHUP": signal.SIGHUP, "SIGTERM": signal.SIGTERM,
            "SIGINT": signal.SIGINT}
 
 
 def in_phase(phase: str, mark: Path, state: Path) -> bool:
-    """The mark file of the deploy or the test; for creation, a container of the session."""
+    """The mark file of the deploy, the test or the stalled engine step; for creation, a
+    container of the session."""
     if phase != "creating":
         return mark.exists()
     sessions = sessions_of(state)
@@ -63,13 +77,15 @@ def session_leftovers(session: str) -> list[str]:
 
 
 @pytest.mark.parametrize("dist", ["-n0", "-n2"])
-@pytest.mark.parametrize("phase", ["creating", "deploying", "running"])
+@pytest.mark.parametrize("phase", ["creating", "deploying", "cloning", "running", "tearing_down"])
 @pytest.mark.parametrize("sig", list(SIGNALS))
 def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, dist):
     inner.makeconftest(CONFTEST)
     inner.makepyfile(test_endings=TESTS)
     mark = tmp_path / "mark"
     monkeypatch.setenv("MARK", str(mark))
+    if phase in STALLS:
+        monkeypatch.setenv("PATH", slow_engine(tmp_path / "bin", STALLS[phase], mark))
     args = ["-p", "no:cacheprovider", "-k", f"test_{phase}", f"--basetemp={tmp_path / 'basetemp'}"]
     if dist == "-n2":
         args += ["-n", "2"]
