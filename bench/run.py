@@ -1,70 +1,653 @@
-"""Run all five benchmarks in one session and print one table (name, measured, target, verdict).
+"""pytest-orbstack's benchmarks: one harness, one run, one table (measured, target, verdict).
 
-    python bench/run.py [--backend docker|orbstack] [--only 1,3] [--quiet]
+    python bench/run.py [--backend docker|orbstack] [--only 1,2,3,4,5] [--quiet]
 
-Each benchmark is also runnable alone (``python bench/exec_overhead.py``). Everything the run
-creates (machines, containers, images, temp dirs) is removed at the end, on Ctrl-C and on
-SIGTERM too. Timings are printed, never asserted; see docs/performance.md for the latest table.
+Every benchmark compares pytest-orbstack's path (side A) with a reference (side B) *in the same
+run*: the sides alternate (A B, then B A, ...) so that drift on a noisy host hits both, and the
+ratio printed is median(A) / median(B), lower is better. Timings are printed, never asserted.
+Set-up and teardown stay outside the timed parts. Everything a run makes (machines, containers,
+clone and snapshot images, temp dirs) is removed at the end, on Ctrl-C and SIGTERM too; the
+package's prepared base image is its per-host cache and stays.
+
+1   fixture-ready / raw engine, <= 1.10. A: ``Lifecycle.create(key, "debian:bookworm")``, the
+    call ``orbstack_machine()`` makes (registry, name, image, ``docker run``, systemd ready,
+    default user, info). B: ``docker run -d`` with the backend's systemd flags on the same
+    prepared image, then ``docker exec NAME systemctl is-system-running`` every 0.2 s until
+    running/degraded (OrbStack: ``orbctl create`` + ``orbctl run`` polls). One untimed warm-up
+    each; 11 rounds.
+2a  200 x ``machine.run("true")`` / 200 x ``docker exec NAME true``, <= 0.10. Blocks of 20 calls
+    alternate; the per-call medians are compared. Beside it, in the same rotation: our
+    one-process argv (what ``PYTEST_ORBSTACK_SHELL=off`` costs) against the bare argv.
+2b  50 testinfra checks (files, packages, services, users, groups, commands) on
+    ``orbstack://root@NAME`` / on testinfra's own ``docker://root@NAME`` (OrbStack: testinfra's
+    ssh backend through OrbStack's SSH server), same machine, <= 0.25. Both must give the same
+    answers. One untimed pass each (testinfra's caches), then 4 rounds.
+3   clone-from-golden / fresh create + deploy, <= 0.10. A: ``Lifecycle.create(..., deploy=
+    examples/nginx/deploy.py, clone=True)`` once the golden machine exists; B: the same with
+    ``clone=False`` (a fresh machine, then the deploy through pyinfra's API). The golden machine
+    and a first clone (Docker commits the snapshot then) are made once before the rounds and
+    reported, not counted. Each machine is checked (nginx running). 4 rounds.
+4a  16 machine tests ``pytest -n 2`` / ``pytest -n 0``, whole inner runs, <= 0.65. In the same
+    rotation the engine's own ratio: the same 16 machine cycles (raw run + poll, 2 commands, rm)
+    in 2 threads / 1, printed beside it, and the host's CPU load. 3 rounds.
+4b  memory per live machine in the host process, < 5 MiB: a child process makes 16 machines
+    with ``Lifecycle.create``, a command and a testinfra check on each; peak RSS (VmHWM; macOS
+    ``ru_maxrss``) with 16 alive minus with 1, over 15. Then each machine gets a second
+    persistent shell (its default user's): the RSS growth per shell in the host process, and
+    the resident size of the engine's exec client process a shell keeps.
+5   a 30-operation deploy: ``pyinfra -y @orbstack/NAME deploy.py`` / ``pyinfra -y
+    @docker/CONTAINER deploy.py`` (OrbStack: pyinfra's @ssh through OrbStack's SSH server), the
+    same container, whole CLI runs, <= 0.5. The deploy's target is removed (untimed) before each
+    run, so every run changes every operation. One untimed run each, then 5 rounds.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
+import json
+import os
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import testinfra
 
-import benchlib
-import clone_fastpath
-import exec_overhead
-import harness_overhead
-import pyinfra_deploy
-import scale
+from pytest_orbstack.backends import get_backend
+from pytest_orbstack.backends.base import READY_STATES, Backend
+from pytest_orbstack.lifecycle import Lifecycle
+from pytest_orbstack.registry import Registry
 
-BENCHMARKS = {"1": harness_overhead, "2": exec_overhead, "3": clone_fastpath, "4": scale,
-              "5": pyinfra_deploy}
-ROW_NAMES = {"1": ["1 harness overhead (create)", "1b create via operations.machine"],
-             "2": ["2a exec: 200 x machine.run", "2b testinfra suite (50 checks)"],
-             "3": ["3 clone fast path"],
-             "4": ["4a 16 machines: -n 2 / -n 0 wall", "4b memory per live machine"],
-             "5": ["5 pyinfra deploy, 30 ops"]}
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+IMAGE = "debian:bookworm"
+RAW_LABEL = "pytest-orbstack-bench"
+NGINX_DEPLOY = ROOT / "examples" / "nginx" / "deploy.py"
+TESTS = 16
+
+
+# -- results and timing ---------------------------------------------------------------------------
+@dataclass
+class Result:
+    """One row: ``value`` (a ratio A/B, or MiB) against ``target``."""
+    name: str
+    value: float
+    target: float
+    unit: str = "x"
+    strict: bool = False  # value < target (else <=)
+    detail: str = ""
+    error: bool = False
+
+    @property
+    def verdict(self) -> str:
+        if self.error:
+            return "ERROR"
+        return "PASS" if (self.value < self.target if self.strict else self.value <= self.target) else "MISS"
+
+
+def print_table(results: list[Result]) -> None:
+    width = max([9] + [len(r.name) for r in results])
+    print(f"{'benchmark':<{width}}  {'measured':>10}  {'target':>10}  verdict")
+    print(f"{'-' * width}  {'-' * 10}  {'-' * 10}  -------")
+    for r in results:
+        unit = "" if r.unit == "x" else f" {r.unit}"
+        value = "-" if r.error else f"{r.value:.3f}{unit}"
+        target = f"{'<' if r.strict else '<='} {r.target:g}{unit}"
+        print(f"{r.name:<{width}}  {value:>10}  {target:>10}  {r.verdict}")
+    for r in results:
+        if r.detail:
+            print(f"\n[{r.name}]\n{r.detail}")
+
+
+def timed(func: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    func()
+    return time.perf_counter() - started
+
+
+class Comparison:
+    """Seconds of each side per round; the sides run alternately (:func:`alternate`)."""
+
+    def __init__(self, names: list[str]) -> None:
+        self.times: dict[str, list[float]] = {name: [] for name in names}
+
+    def median(self, side: str) -> float:
+        return statistics.median(self.times[side])
+
+    def ratio(self, a: str, b: str) -> float:
+        return self.median(a) / self.median(b)
+
+    def describe(self, a: str, b: str, ms: bool = False) -> str:
+        def fmt(v: float) -> str:
+            return f"{v * 1000:.2f}ms" if ms else f"{v:.2f}s"
+        lines = [f"  {side} {name}: median {fmt(self.median(name))} (rounds: "
+                 f"{', '.join(fmt(v) for v in self.times[name])})" for side, name in (("A", a), ("B", b))]
+        return "\n".join(lines + [f"  median(A)/median(B) = {self.ratio(a, b):.3f}"])
+
+
+def alternate(sides: dict[str, Callable[[int], float]], rounds: int,
+              log: Callable[[str], None] | None = None) -> Comparison:
+    """Run every side once per round, the order reversed every other round and rotated (for
+    more than two sides); each side gets the round number and returns the seconds to count."""
+    result, items = Comparison(list(sides)), list(sides.items())
+    for i in range(rounds):
+        order = items if i % 2 == 0 else items[::-1]
+        order = order[i % len(items):] + order[:i % len(items)] if len(items) > 2 else order
+        for name, side in order:
+            result.times[name].append(side(i))
+        if log:
+            log(f"round {i + 1}/{rounds}: " + "  ".join(f"{n} {t[-1]:.2f}s" for n, t in result.times.items()))
+    return result
+
+
+# -- the engine without pytest-orbstack (side B) ----------------------------------------------------
+class RawDocker:
+    """``docker run`` with backends/docker.py's systemd flags on the same prepared image."""
+
+    def __init__(self, bench: Bench) -> None:
+        from pytest_orbstack.backends.docker_commands import SYSTEMD_FLAGS
+        self.bench, self.flags = bench, SYSTEMD_FLAGS
+        self.image = bench.backend.prepare(IMAGE)  # type: ignore[attr-defined]
+
+    def create(self, name: str) -> None:
+        subprocess.run(["docker", "run", "-d", "--name", name, *self.flags, "--label",
+                        f"{RAW_LABEL}={self.bench.run_id}", self.image], check=True, capture_output=True)
+        self.wait(name)
+
+    def wait(self, name: str) -> None:
+        while subprocess.run(self.exec_argv(name, "systemctl", "is-system-running"), capture_output=True,
+                             text=True).stdout.strip() not in READY_STATES:
+            time.sleep(0.2)
+
+    def delete(self, name: str) -> None:
+        subprocess.run(["docker", "rm", "-f", "-v", name], capture_output=True)
+
+    def exec_argv(self, name: str, *command: str) -> list[str]:
+        return ["docker", "exec", name, *command]
+
+    def testinfra_spec(self, name: str) -> str:
+        return f"docker://root@{name}"
+
+    def pyinfra_args(self, name: str) -> list[str]:
+        cid = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", name], check=True, capture_output=True,
+                             text=True).stdout.strip()
+        return [f"@docker/{cid}"]
+
+    def sweep(self) -> None:
+        ids = subprocess.run(["docker", "ps", "-aq", "--filter", f"label={RAW_LABEL}={self.bench.run_id}"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True)
+
+
+class RawOrbStack(RawDocker):
+    """``orbctl create`` / ``orbctl run``; other tools through OrbStack's SSH server
+    (``NAME@orb``). Written for a Mac; not run on the host of docs/performance.md."""
+
+    ssh_config = Path.home() / ".orbstack" / "ssh" / "config"
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+
+    def create(self, name: str) -> None:
+        subprocess.run(["orbctl", "create", IMAGE, name], check=True, capture_output=True)
+        self.wait(name)
+
+    def delete(self, name: str) -> None:
+        subprocess.run(["orbctl", "delete", "-f", name], capture_output=True)
+
+    def exec_argv(self, name: str, *command: str) -> list[str]:
+        return ["orbctl", "run", "-m", name, "-u", "root", *command]
+
+    def testinfra_spec(self, name: str) -> str:
+        return f"ssh://root%40{name}@orb?ssh_config={self.ssh_config}"
+
+    def pyinfra_args(self, name: str) -> list[str]:
+        return ["orb", "--ssh-user", f"root@{name}", "--data", f"ssh_config_file={self.ssh_config}",
+                "--data", "ssh_strict_host_key_checking=off"]
+
+    def sweep(self) -> None:
+        names = subprocess.run(["orbctl", "list", "-q"], capture_output=True, text=True).stdout.split()
+        for name in names:
+            if name.startswith(self.bench.raw_name("")):
+                self.delete(name)
+
+
+# -- one run: engine, sessions, cleanup --------------------------------------------------------------
+class Bench:
+    """The engine, a temp dir, Lifecycles like the plugin's, and what to clean up."""
+
+    def __init__(self, kind: str, verbose: bool) -> None:
+        self.kind, self.verbose = kind, verbose
+        self.run_id = secrets.token_hex(3)
+        self.backend: Backend = get_backend(kind)
+        self.backend.list()  # fails now if the engine does not answer
+        self.tmp = Path(tempfile.mkdtemp(prefix=f"ptobench-{self.run_id}-"))
+        self.registry = Registry(self.tmp / "state")
+        self.sessions: list[str] = []
+        self._raw: RawDocker | None = None
+
+    def log(self, line: str) -> None:
+        if self.verbose:
+            print(f"  . {line}", file=sys.stderr, flush=True)
+
+    @property
+    def raw(self) -> RawDocker:
+        if self._raw is None:
+            self._raw = RawDocker(self) if self.backend.kind == "docker" else RawOrbStack(self)
+        return self._raw
+
+    def raw_name(self, what: str) -> str:
+        return f"ptobench-{self.run_id}-{what}"
+
+    def new_session(self) -> str:
+        """A registered session id; cleanup deletes its machines (``pto-<id>-*``)."""
+        sid = f"b{secrets.token_hex(3)}"
+        self.sessions.append(sid)
+        self.registry.open(sid, self.backend.kind)
+        return sid
+
+    def lifecycle(self) -> Lifecycle:
+        sid = self.new_session()
+        return Lifecycle(self.backend, self.registry, sid, self.tmp / f"shared-{sid}")
+
+    def inner_env(self) -> dict[str, str]:
+        """Environment of an inner pytest run: a state dir of this run, no outer xdist vars."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "PYTEST_ADDOPTS"))}
+        return {**env, "PYTEST_ORBSTACK_STATE_DIR": str(self.tmp / "inner-state")}
+
+    def cleanup(self) -> list[str]:
+        """Delete every machine, container and image of this run (SIGINT ignored meanwhile)."""
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            log = self.tmp / "inner-state" / "sessions.log"
+            inner = [line.split()[1] for line in log.read_text().splitlines()] if log.exists() else []
+            prefixes = tuple(f"pto-{sid}-" for sid in self.sessions + inner)
+            removed = [m.name for m in self.backend.list() if prefixes and m.name.startswith(prefixes)]
+            for name in sorted(removed, key=lambda n: "-golden-" in n):  # clones first
+                self.backend.delete_if_exists(name)
+            if self._raw is not None:
+                self._raw.sweep()
+            if self.backend.kind == "docker" and prefixes:
+                refs = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                                      capture_output=True, text=True).stdout.split()
+                mine = [r for r in refs if r.startswith(("pytest-orbstack-clone:", "pytest-orbstack-snapshot:"))
+                        and r.split(":", 1)[1].startswith(prefixes)]
+                if mine:
+                    subprocess.run(["docker", "rmi", "-f", *mine], capture_output=True)
+                removed += mine
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return removed
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+# -- 1: harness overhead ---------------------------------------------------------------------------
+def bench_create(bench: Bench, rounds: int = 11) -> list[Result]:
+    lifecycle, raw = bench.lifecycle(), bench.raw
+
+    def harness(i: int) -> float:
+        made = []
+        seconds = timed(lambda: made.append(lifecycle.create(f"h{i}", IMAGE)))
+        lifecycle.finish(*made[0], failed=False)
+        return seconds
+
+    def engine(i: int) -> float:
+        name = bench.raw_name(f"raw-{i}")
+        try:
+            return timed(lambda: raw.create(name))
+        finally:
+            raw.delete(name)
+
+    A, B = "Lifecycle.create", "raw engine"
+    harness(-1), engine(-1)  # warm-up: the backend's per-process caches, as a session's first machine
+    comparison = alternate({A: harness, B: engine}, rounds, bench.log)
+    return [Result("1 fixture-ready / raw engine", comparison.ratio(A, B), 1.10, detail=comparison.describe(A, B))]
+
+
+# -- 2: commands and testinfra checks ----------------------------------------------------------------
+def checks(login: str) -> list[Callable[[testinfra.host.Host], bool]]:
+    """50 assertions; each returns what it found (the two sides must agree)."""
+    def ok(value: bool) -> bool:
+        assert value
+        return value
+    out: list[Callable[[testinfra.host.Host], bool]] = []
+    for p in ["/etc/passwd", "/etc/group", "/etc/hostname", "/etc/debian_version", "/etc/hosts"]:  # 20
+        out += [lambda h, p=p: ok(h.file(p).is_file), lambda h, p=p: ok(h.file(p).user == "root"),
+                lambda h, p=p: ok(h.file(p).mode == 0o644), lambda h, p=p: ok(h.file(p).size > 0)]
+    for p in ["/etc", "/usr/bin", "/var/log", "/root", f"/home/{login}"]:  # 5
+        out.append(lambda h, p=p: ok(h.file(p).is_directory))
+    out += [lambda h: ok(h.file("/etc/passwd").contains("^root:")),  # 2
+            lambda h: ok(h.file("/etc/os-release").contains("bookworm"))]
+    for p in ("bash", "systemd", "dbus", "coreutils", "sudo", "iproute2"):  # 7
+        out.append(lambda h, p=p: ok(h.package(p).is_installed))
+    out.append(lambda h: ok(not h.package("nginx").is_installed))
+    for s in ("dbus", "systemd-journald", "systemd-logind"):  # 4
+        out.append(lambda h, s=s: ok(h.service(s).is_running))
+    out.append(lambda h: ok(h.service("systemd-pstore").is_enabled))
+    out += [lambda h: ok(h.user("root").uid == 0), lambda h: ok(h.user("root").home == "/root"),  # 7
+            lambda h: ok(h.user(login).exists), lambda h: ok(h.user(login).shell == "/bin/bash"),
+            lambda h: ok(h.user("root").shell == "/bin/bash"), lambda h: ok(h.group("root").exists),
+            lambda h: ok(h.group(login).exists)]
+    out += [lambda h: ok(h.run("true").rc == 0), lambda h: ok(h.run("echo hello").stdout == "hello\n"),  # 5
+            lambda h: ok(h.check_output("uname -s") == "Linux"), lambda h: ok(h.run("exit 3").rc == 3),
+            lambda h: ok(h.exists("systemctl"))]
+    assert len(out) == 50, len(out)
+    return out
+
+
+def bench_exec(bench: Bench, calls: int = 200, block: int = 20, suite_rounds: int = 4) -> list[Result]:
+    lifecycle = bench.lifecycle()
+    machine, record = lifecycle.create("exec", IMAGE)
+    try:
+        raw_argv = bench.raw.exec_argv(machine.name, "true")
+        our_argv = machine.backend.exec_argv(machine.name, "true", user="root")
+
+        def per_call(call: Callable[[], object], n: int) -> Callable[[int], float]:
+            return lambda i: timed(lambda: [call() for _ in range(n)]) / n
+
+        A, B, ARGV = "machine.run('true')", shlex.join(raw_argv), "our argv, one process (SHELL=off)"
+        sides = {A: per_call(lambda: machine.run("true"), block),
+                 B: per_call(lambda: subprocess.run(raw_argv, capture_output=True), block),
+                 ARGV: per_call(lambda: subprocess.run(our_argv, capture_output=True, stdin=subprocess.DEVNULL),
+                                block // 4)}
+        for side in sides.values():
+            side(-1)  # starts the persistent shell
+        bench.log(f"exec: {calls} calls a side in blocks of {block}")
+        c = alternate(sides, calls // block)
+        exec_row = Result("2a 200 x machine.run / 200 x docker exec", c.ratio(A, B), 0.10,
+                          detail=c.describe(A, B, ms=True) + f"\n  {ARGV} / B: {c.ratio(ARGV, B):.3f}")
+
+        ours = testinfra.get_host(f"orbstack://root@{machine.name}", engine=machine.backend)
+        theirs = testinfra.get_host(bench.raw.testinfra_spec(machine.name))
+        suite, answers = checks(machine.backend.default_user(machine.name)), {}
+
+        def run_suite(host: testinfra.host.Host) -> Callable[[int], float]:
+            def one_pass(i: int) -> float:
+                found: list[bool] = []
+                seconds = timed(lambda: found.extend(check(host) for check in suite))
+                answers.setdefault(id(host), found)
+                return seconds
+            return one_pass
+
+        A, B = "our orbstack:// backend", "testinfra's own backend"
+        sides = {A: run_suite(ours), B: run_suite(theirs)}
+        for side in sides.values():
+            side(-1)
+        if len({repr(v) for v in answers.values()}) != 1:
+            raise AssertionError("the two testinfra backends disagree")
+        c = alternate(sides, suite_rounds, bench.log)
+        return [exec_row, Result("2b 50 testinfra checks / testinfra docker://", c.ratio(A, B), 0.25,
+                                 detail=c.describe(A, B))]
+    finally:
+        lifecycle.finish(machine, record, failed=False)
+
+
+# -- 3: clone fast path ------------------------------------------------------------------------------
+def bench_clone(bench: Bench, rounds: int = 4) -> list[Result]:
+    lifecycle = bench.lifecycle()
+    phases: dict[str, list[dict[str, float]]] = {"clone": [], "fresh": []}
+
+    def side(clone: bool) -> Callable[[int], float]:
+        def create(i: int) -> float:
+            made = []
+            seconds = timed(lambda: made.append(lifecycle.create(
+                f"{'clone' if clone else 'fresh'}-{i}", IMAGE, deploy=NGINX_DEPLOY, clone=clone)))
+            machine, record = made[0]
+            try:
+                if not machine.host.service("nginx").is_running:
+                    raise AssertionError(f"nginx is not running in {machine.name}")
+                if i >= 0:
+                    phases["clone" if clone else "fresh"].append(dict(record.phases))
+            finally:
+                lifecycle.finish(machine, record, failed=False)
+            return seconds
+        return create
+
+    try:
+        bench.log("clone: the golden machine (deploy applied once) and a first clone")
+        golden = timed(lambda: lifecycle.golden(IMAGE, NGINX_DEPLOY, {}, {}))
+        first = side(True)(-1)
+        A, B = "clone of golden", "fresh create + deploy"
+        c = alternate({A: side(True), B: side(False)}, rounds, bench.log)
+    finally:
+        lifecycle.finish_shared(failed=False)
+    medians = "; ".join(f"{kind}: " + ", ".join(f"{p} {statistics.median(r[p] for r in runs):.2f}s" for p in runs[0])
+                        for kind, runs in phases.items() if runs)
+    detail = (c.describe(A, B) + f"\n  once per session: golden machine {golden:.1f}s, first clone {first:.1f}s"
+              f"\n  median phases: {medians}")
+    return [Result("3 clone-from-golden / fresh create+deploy", c.ratio(A, B), 0.10, detail=detail)]
+
+
+# -- 4: scale ----------------------------------------------------------------------------------------
+INNER_TEST = f'''
+import pytest
+
+@pytest.mark.parametrize("i", range({TESTS}))
+def test_own_machine(orbstack_machine, i):
+    machine = orbstack_machine()
+    assert machine.run("hostname").stdout.strip() == machine.name
+    assert machine.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
+'''
+
+
+def cpu_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the host (Linux; zeros elsewhere)."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except OSError:
+        return 0, 0
+    return sum(values) - values[3] - values[4], sum(values)
+
+
+def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
+    suite = bench.tmp / "scale-suite"
+    suite.mkdir()
+    (suite / "test_scale.py").write_text(INNER_TEST)
+    (suite / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
+
+    def inner_run(workers: int) -> Callable[[int], float]:
+        argv = [PYTHON, "-m", "pytest", "-q", "-n", str(workers), f"--orbstack-backend={bench.backend.kind}"]
+
+        def run(i: int) -> float:
+            proc = subprocess.Popen(argv, cwd=suite, env=bench.inner_env(), stdout=subprocess.PIPE,
+                                    stderr=subprocess.STDOUT, text=True)
+            output: list[str] = []
+            try:
+                seconds = timed(lambda: output.append(proc.communicate()[0]))
+            except BaseException:  # Ctrl-C: let the inner session tear its machines down
+                proc.terminate()
+                proc.wait(timeout=300)
+                raise
+            if proc.returncode != 0:
+                raise RuntimeError(f"{shlex.join(argv)} failed:\n{output[0][-3000:]}")
+            return seconds
+        return run
+
+    def raw_run(workers: int) -> Callable[[int], float]:
+        def cycle(name: str) -> None:
+            bench.raw.create(name)
+            try:
+                for command in (["hostname"], ["systemctl", "is-system-running"]):
+                    subprocess.run(bench.raw.exec_argv(name, *command), capture_output=True)
+            finally:
+                bench.raw.delete(name)
+
+        def run(i: int) -> float:
+            names = [bench.raw_name(f"s{workers}-{i}-{k}") for k in range(TESTS)]
+            with ThreadPoolExecutor(workers) as pool:
+                return timed(lambda: list(pool.map(lambda part: [cycle(n) for n in part],
+                                                   [names[w::workers] for w in range(workers)])))
+        return run
+
+    A, B, RAW_A, RAW_B = "pytest -n 2", "pytest -n 0", "raw engine, 2 threads", "raw engine, 1 thread"
+    bench.log(f"scale: {TESTS} machine tests, {rounds} rounds")
+    start = cpu_busy()
+    c = alternate({B: inner_run(0), A: inner_run(2), RAW_B: raw_run(1), RAW_A: raw_run(2)}, rounds, bench.log)
+    end = cpu_busy()
+    engine = c.ratio(RAW_A, RAW_B)
+    detail = (c.describe(A, B) + f"\n  the engine alone, same {TESTS} cycles in 2 vs 1 threads: "
+              f"{c.median(RAW_A):.2f}s vs {c.median(RAW_B):.2f}s, ratio {engine:.3f}")
+    if end[1] > start[1]:
+        detail += f"\n  host CPU busy: {(end[0] - start[0]) / (end[1] - start[1]):.0%} of {os.cpu_count()} cores"
+    rows = [Result(f"4a {TESTS} machine tests -n 2 / -n 0 (engine's own: {engine:.3f})", c.ratio(A, B), 0.65,
+                   detail=detail)]
+    return rows + bench_memory(bench)
+
+
+def bench_memory(bench: Bench) -> list[Result]:
+    sid = bench.new_session()
+    argv = [PYTHON, __file__, "--memory-child", bench.backend.kind, str(bench.registry.dir.parent), sid,
+            str(bench.tmp / f"shared-{sid}")]
+    bench.log(f"memory: one process holding 1, then {TESTS} machines, then a second shell each")
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"memory probe failed: {proc.stderr[-2000:]}")
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    per_machine = (data["all"]["hwm"] - data["one"]["hwm"]) / (TESTS - 1) / 1024
+    per_shell = (data["shells"]["rss"] - data["all"]["rss"]) / TESTS
+    detail = (f"  peak RSS with 1 machine {data['one']['hwm'] / 1024:.1f} MiB, with {TESTS}: "
+              f"{data['all']['hwm'] / 1024:.1f} MiB\n  per persistent shell: {per_shell:.0f} KiB in the host "
+              f"process, plus its exec client process: {data['client_rss'] / 1024:.1f} MiB resident")
+    return [Result("4b memory per live machine (host process)", per_machine, 5.0, unit="MiB", strict=True,
+                   detail=detail),
+            Result("4b memory per persistent shell (host process)", per_shell / 1024, 1.0, unit="MiB",
+                   strict=True)]
+
+
+def _rss_kib() -> dict[str, float]:
+    gc.collect()
+    status = Path("/proc/self/status")
+    if status.exists():
+        fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+        return {"hwm": float(fields["VmHWM"].split()[0]), "rss": float(fields["VmRSS"].split()[0])}
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # macOS: bytes
+    return {"hwm": peak, "rss": peak}
+
+
+def memory_child(kind: str, state_dir: str, sid: str, shared_dir: str) -> None:
+    """In a fresh process: print the memory at 1 and 16 machines and after a second shell each."""
+    lifecycle = Lifecycle(get_backend(kind), Registry(Path(state_dir)), sid, Path(shared_dir))
+    made, report = [], {}
+    try:
+        for i in range(TESTS):
+            machine, record = lifecycle.create(f"mem-{i}", IMAGE)
+            made.append((machine, record))
+            assert machine.run("true").rc == 0 and machine.host.file("/etc/passwd").exists
+            if len(made) in (1, TESTS):
+                report["one" if len(made) == 1 else "all"] = _rss_kib()
+        for machine, _ in made:
+            assert machine.run("true", user=None).rc == 0  # a second shell: the default user's
+        report["shells"] = _rss_kib()
+        shell = next(s for shells in lifecycle.backend.shells.idle.values() for s in shells)
+        status = Path(f"/proc/{shell.proc.pid}/status")
+        report["client_rss"] = (float(next(line.split()[1] for line in status.read_text().splitlines()
+                                           if line.startswith("VmRSS:"))) if status.exists() else float("nan"))
+    finally:
+        for machine, record in made:
+            lifecycle.finish(machine, record, failed=False)
+    print(json.dumps(report))
+
+
+# -- 5: a pyinfra deploy -----------------------------------------------------------------------------
+def deploy_source(root: str = "/opt/pyinfra-bench") -> str:
+    """Exactly 30 cheap operations, every one changing something on a clean machine."""
+    ops = ["from pyinfra.operations import files, server", ""]
+    ops += [f'files.directory(name="dir {i}", path="{root}/d{i}", mode="755")' for i in range(10)]
+    ops.append(f'files.file(name="lines file", path="{root}/settings.conf")')
+    ops += [f'files.line(name="line {i}", path="{root}/settings.conf", line="^key{i}=.*$", '
+            f'replace="key{i}=value{i}")' for i in range(9)]
+    ops += [f'files.link(name="link {i}", path="{root}/link{i}", target="{root}/d{i}")' for i in range(5)]
+    ops += [f'server.shell(name="shell {i}", commands=["test -d {root}/d{i}"])' for i in range(5)]
+    assert sum(line.startswith(("files.", "server.")) for line in ops) == 30
+    return "\n".join(ops) + "\n"
+
+
+def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
+    deploy = bench.tmp / "deploy30.py"
+    deploy.write_text(deploy_source())
+    pyinfra = str(Path(PYTHON).with_name("pyinfra"))
+    pyinfra = pyinfra if Path(pyinfra).exists() else shutil.which("pyinfra") or "pyinfra"
+    lifecycle = bench.lifecycle()
+    machine, record = lifecycle.create("pyinfra", IMAGE)
+    try:
+        ours = [pyinfra, "-y", f"@orbstack/{machine.name}", str(deploy), "--data",
+                f"orbstack_backend={bench.backend.kind}", "--data", "orbstack_user=root"]
+        theirs = [pyinfra, "-y", *bench.raw.pyinfra_args(machine.name), str(deploy)]
+
+        def side(argv: list[str]) -> Callable[[int], float]:
+            def once(i: int) -> float:
+                machine.backend.run(machine.name, "rm -rf /opt/pyinfra-bench", user="root")
+                done: list[subprocess.CompletedProcess[str]] = []
+                seconds = timed(lambda: done.append(subprocess.run(argv, capture_output=True, text=True,
+                                                                   cwd=bench.tmp)))
+                if done[0].returncode != 0:
+                    raise RuntimeError(f"{shlex.join(argv)} failed:\n{done[0].stdout[-3000:]}{done[0].stderr[-3000:]}")
+                return seconds
+            return once
+
+        A, B = "our @orbstack connector", "pyinfra's own connector"
+        sides = {A: side(ours), B: side(theirs)}
+        for once in sides.values():
+            once(-1)
+        check = machine.run("grep -c = /opt/pyinfra-bench/settings.conf; ls /opt/pyinfra-bench | wc -l")
+        if check.stdout.split() != ["9", "16"]:
+            raise AssertionError(f"the deploy did not do its work: {check.stdout!r}")
+        c = alternate(sides, rounds, bench.log)
+    finally:
+        lifecycle.finish(machine, record, failed=False)
+    detail = c.describe(A, B) + f"\n  A: {shlex.join(ours)}\n  B: {shlex.join(theirs)}"
+    return [Result("5 30-op deploy pyinfra @orbstack / @docker", c.ratio(A, B), 0.5, detail=detail)]
+
+
+# -- the run -----------------------------------------------------------------------------------------
+BENCHMARKS = {"1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="docker", choices=("docker", "orbstack", "auto"))
-    parser.add_argument("--only", default=",".join(BENCHMARKS),
-                        help="comma-separated benchmark numbers (default: all)")
+    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated numbers (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
-    benchlib.terminate_like_ctrl_c()
-    started = time.monotonic()
-    session = benchlib.BenchSession(args.backend, verbose=not args.quiet)
-    results: list[benchlib.Result] = []
-    timings = []
+
+    def interrupt(signum: int, frame: object) -> None:  # SIGTERM: cleanup runs as on Ctrl-C
+        raise KeyboardInterrupt(f"signal {signum}")
+    signal.signal(signal.SIGTERM, interrupt)
+    started, results, timings = time.monotonic(), [], []
+    bench = Bench(args.backend, verbose=not args.quiet)
     try:
-        for number in args.only.split(","):
-            module = BENCHMARKS[number.strip()]
-            session.log(f"benchmark {number}: {module.__doc__.splitlines()[0]}")
+        for number in (n.strip() for n in args.only.split(",")):
+            bench.log(f"benchmark {number}")
             began = time.monotonic()
             try:
-                results += module.run(session)
-            except Exception:  # one broken benchmark must not hide the others' results
-                results += [benchlib.Result(name, float("nan"), 0, error=True,
-                                            detail=traceback.format_exc())
-                            for name in ROW_NAMES[number.strip()]]
+                results += BENCHMARKS[number](bench)
+            except Exception:  # one broken benchmark must not hide the others
+                results.append(Result(f"{number} (failed)", float("nan"), 0, error=True, detail=traceback.format_exc()))
             timings.append(f"{number}: {time.monotonic() - began:.0f}s")
     finally:
-        removed = session.cleanup()
-    print(f"\nbackend {session.backend.kind}; run {session.run_id}\n")
-    benchlib.print_table(results)
-    print(f"\ntotal {time.monotonic() - started:.0f}s ({', '.join(timings)}); "
-          f"cleanup removed {len(removed)} leftover machine(s)/image(s)")
+        removed = bench.cleanup()
+    print(f"\nbackend {bench.backend.kind}; run {bench.run_id}\n")
+    print_table(results)
+    print(f"\ntotal {time.monotonic() - started:.0f}s ({', '.join(timings)}); cleanup removed "
+          f"{len(removed)} leftover machine(s)/image(s)")
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    if sys.argv[1:2] == ["--memory-child"]:
+        memory_child(*sys.argv[2:6])
+    else:
+        raise SystemExit(main())
