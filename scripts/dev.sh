@@ -99,8 +99,9 @@ build_base_image() (
   scratch=$(mktemp -d "$SCRATCH_DIR/pytest-orbstack-build.XXXXXX")
   trap 'as_root rm -rf "$scratch"' EXIT
   failed_log="$LOG_DIR/pytest-orbstack-debootstrap.log"
-  if ! as_root debootstrap --variant=minbase \
-      --include=systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,sudo,ca-certificates \
+  # the one package list of base images (backends/debian_build.py reads it for other suites)
+  packages=$(tr -d ' \n' < "$ROOT/pytest_orbstack/backends/debian-base-packages")
+  if ! as_root debootstrap --variant=minbase --include="$packages" \
       bookworm "$scratch/rootfs" >"$scratch/debootstrap.log" 2>&1; then
     tail -20 "$scratch/debootstrap.log" >&2
     as_root cp "$scratch/debootstrap.log" "$failed_log" 2>/dev/null &&

@@ -1,7 +1,8 @@
 """Build a Debian base image without a registry: ``debootstrap`` a minimal tree of any suite
 (bullseye, bookworm, trixie, ...) from a Debian mirror and ``docker import`` it, with systemd as
-its command. The same tree scripts/dev.sh builds for ``debian:bookworm`` (keep the package
-lists in step); this one serves every other suite a machine asks for."""
+its command. The same tree scripts/dev.sh builds for ``debian:bookworm`` (both read the package
+list from the file ``debian-base-packages`` beside this module); this one serves every other
+suite a machine asks for."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from .process import last_line
 if TYPE_CHECKING:
     from .docker import DockerBackend
 
-PACKAGES = "systemd,systemd-sysv,dbus,iproute2,iputils-ping,procps,sudo,ca-certificates"
+PACKAGES = Path(__file__).with_name("debian-base-packages").read_text().strip()
 MIRROR = os.environ.get("PYTEST_ORBSTACK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 BUILD_TIMEOUT = 1800.0
 
