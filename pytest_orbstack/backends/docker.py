@@ -60,6 +60,7 @@ class DockerBackend(Backend):
         self._tags: dict[str, str] = {}  # image -> prepared tag (the base does not change mid-session)
         self._users: dict[str, str] = {}  # machine -> default user
         self._network_ready = False
+        self._frozen: dict[str, tuple[str, dict[str, str]]] = {}  # golden -> its snapshot, labels
 
     # -- plumbing ---------------------------------------------------------------------------
     def call(self, argv: builtins.list[str], *, timeout: float | None = None, check: bool = True,
@@ -189,17 +190,21 @@ class DockerBackend(Backend):
         """Commit ``source`` to an image and run ``name`` from it like :meth:`create` (own
         hostname); the source keeps running. With ``frozen_source`` (a golden machine that no
         longer changes) one snapshot image of the source serves every clone; it goes with the
-        source."""
+        source, and this process asks the engine about the source only for its first clone."""
         validate_machine_name(name)
-        source_labels = self._inspect(source)["Config"].get("Labels") or {}
-        if self._find(name) is not None:
-            raise MachineExists(f"machine already exists: {name!r}")
-        marks = [f"LABEL {key}={value}" for key, value in (labels or {}).items()]  # the session's
-        if frozen_source:
-            image, owned = self._snapshot(source, marks), None
+        if frozen_source and source in self._frozen:  # asked once per process: a golden is fixed
+            (image, source_labels), owned = self._frozen[source], None  # a name in use: run fails
         else:
-            image = owned = f"pytest-orbstack-clone:{name}"
-            self.call(cmd.commit(source, image, f"LABEL {LABEL}.clone-of={source}", *marks), timeout=600)
+            source_labels = self._inspect(source)["Config"].get("Labels") or {}
+            if self._find(name) is not None:
+                raise MachineExists(f"machine already exists: {name!r}")
+            marks = [f"LABEL {key}={value}" for key, value in (labels or {}).items()]  # the session's
+            if frozen_source:
+                image, owned = self._snapshot(source, marks), None
+                self._frozen[source] = (image, source_labels)
+            else:
+                image = owned = f"pytest-orbstack-clone:{name}"
+                self.call(cmd.commit(source, image, f"LABEL {LABEL}.clone-of={source}", *marks), timeout=600)
         labels = {**(labels or {}), LABEL: "1",
                   **{k: v for k, v in source_labels.items() if k in cmd.INHERITED_LABELS}}
         if owned:
@@ -241,6 +246,7 @@ class DockerBackend(Backend):
         data = self._inspect(name)
         self.close_shells(name)
         self._users.pop(name, None)
+        self._frozen.pop(name, None)
         self.call(cmd.delete(data["Id"]))
         clone_image = (data["Config"].get("Labels") or {}).get(f"{LABEL}.clone-image")
         if clone_image:

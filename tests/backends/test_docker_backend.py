@@ -356,3 +356,26 @@ def test_no_engine_call_wasted_on_the_hot_path(new_name):
     engine.verbs.clear()
     engine.delete(name)
     assert not [v for v in engine.verbs if v.startswith(("image rm", "rmi"))], engine.verbs
+
+
+def test_clones_of_a_golden_machine_ask_the_engine_about_it_once(new_name):
+    """The first clone of a frozen source inspects it and commits its snapshot; later clones
+    in the process only run, wait for systemd and read their own info. A name in use still
+    fails as MachineExists, and the snapshot goes with the source."""
+    from pytest_orbstack.errors import MachineExists
+    engine = CountingDocker()
+    golden, first, second = new_name(), new_name(), new_name()
+    engine.create(golden, "debian:bookworm")
+    try:
+        engine.clone(golden, first, frozen_source=True)
+        engine.verbs.clear()
+        engine.clone(golden, second, frozen_source=True)
+        assert engine.verbs == ["run", "exec", "container inspect"], engine.verbs
+        assert engine.info(second).machine.default_username == engine.info(golden).machine.default_username
+        with pytest.raises(MachineExists):
+            engine.clone(golden, first, frozen_source=True)
+        assert engine.exists(first)
+    finally:
+        for name in (second, first, golden):
+            engine.delete_if_exists(name)
+    assert docker("image", "inspect", f"pytest-orbstack-snapshot:{golden}").returncode != 0
