@@ -138,10 +138,14 @@ class Comparison:
 
 
 def alternate(sides: dict[str, Callable[[int], float]], rounds: int,
-              log: Callable[[str], None] | None = None) -> Comparison:
-    """Run every side once per round, the order reversed every other round and rotated (for
-    more than two sides); each side gets the round number and returns the seconds to count."""
+              log: Callable[[str], None] | None = None, warm_up: bool = True) -> Comparison:
+    """Run every side once untimed (with ``warm_up``; round -1: it fills per-process and
+    per-host caches, as a session's first use does), then once per round, the order reversed every
+    other round and rotated (for more than two sides); each side gets the round number and
+    returns the seconds to count."""
     result, items = Comparison(list(sides)), list(sides.items())
+    for _, side in items if warm_up else ():
+        side(-1)
     for i in range(rounds):
         order = items if i % 2 == 0 else items[::-1]
         order = order[i % len(items):] + order[:i % len(items)] if len(items) > 2 else order
@@ -312,7 +316,6 @@ def bench_create(bench: Bench, rounds: int = 11) -> list[Result]:
             raw.delete(name)
 
     A, B = "Lifecycle.create", "raw engine"
-    harness(-1), engine(-1)  # warm-up: the backend's per-process caches, as a session's first machine
     comparison = alternate({A: harness, B: engine}, rounds, bench.log)
     return [Result("1 fixture-ready / raw engine", comparison.ratio(A, B), 1.10, detail=comparison.describe(A, B))]
 
@@ -362,9 +365,7 @@ def bench_exec(bench: Bench, calls: int = 200, block: int = 20, suite_rounds: in
         sides = {A: per_call(lambda: machine.run("true"), block),
                  B: per_call(lambda: subprocess.run(raw_argv, capture_output=True), block),
                  ARGV: per_call(lambda: subprocess.run(our_argv, capture_output=True, stdin=subprocess.DEVNULL),
-                                block // 4)}
-        for side in sides.values():
-            side(-1)  # starts the persistent shell
+                                block // 4)}  # the warm-up starts the persistent shell
         bench.log(f"exec: {calls} calls a side in blocks of {block}")
         c = alternate(sides, calls // block)
         exec_row = Result("2a 200 x machine.run / 200 x docker exec", c.ratio(A, B), 0.10,
@@ -383,12 +384,9 @@ def bench_exec(bench: Bench, calls: int = 200, block: int = 20, suite_rounds: in
             return one_pass
 
         A, B = "our orbstack:// backend", "testinfra's own backend"
-        sides = {A: run_suite(ours), B: run_suite(theirs)}
-        for side in sides.values():
-            side(-1)
+        c = alternate({A: run_suite(ours), B: run_suite(theirs)}, suite_rounds, bench.log)
         if len({repr(v) for v in answers.values()}) != 1:
             raise AssertionError("the two testinfra backends disagree")
-        c = alternate(sides, suite_rounds, bench.log)
         return [exec_row, Result("2b 50 testinfra checks / testinfra docker://", c.ratio(A, B), 0.25,
                                  detail=c.describe(A, B))]
     finally:
@@ -421,7 +419,7 @@ def bench_clone(bench: Bench, rounds: int = 4) -> list[Result]:
         golden = timed(lambda: lifecycle.golden(IMAGE, NGINX_DEPLOY, {}, {}))
         first = side(True)(-1)
         A, B = "clone of golden", "fresh create + deploy"
-        c = alternate({A: side(True), B: side(False)}, rounds, bench.log)
+        c = alternate({A: side(True), B: side(False)}, rounds, bench.log, warm_up=False)  # `first` was
     finally:
         lifecycle.finish_shared(failed=False)
     medians = "; ".join(f"{kind}: " + ", ".join(f"{p} {statistics.median(r[p] for r in runs):.2f}s" for p in runs[0])
@@ -495,7 +493,8 @@ def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
     A, B, RAW_A, RAW_B = "pytest -n 2", "pytest -n 0", "raw engine, 2 threads", "raw engine, 1 thread"
     bench.log(f"scale: {TESTS} machine tests, {rounds} rounds")
     start = cpu_busy()
-    c = alternate({B: inner_run(0), A: inner_run(2), RAW_B: raw_run(1), RAW_A: raw_run(2)}, rounds, bench.log)
+    c = alternate({B: inner_run(0), A: inner_run(2), RAW_B: raw_run(1), RAW_A: raw_run(2)}, rounds, bench.log,
+                  warm_up=False)  # whole runs: each pays its own start-up, as a user's does
     end = cpu_busy()
     engine = c.ratio(RAW_A, RAW_B)
     detail = (c.describe(A, B) + f"\n  the engine alone, same {TESTS} cycles in 2 vs 1 threads: "
@@ -599,13 +598,10 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
             return once
 
         A, B = "our @orbstack connector", "pyinfra's own connector"
-        sides = {A: side(ours), B: side(theirs)}
-        for once in sides.values():
-            once(-1)
+        c = alternate({A: side(ours), B: side(theirs)}, rounds, bench.log)
         check = machine.run("grep -c = /opt/pyinfra-bench/settings.conf; ls /opt/pyinfra-bench | wc -l")
         if check.stdout.split() != ["9", "16"]:
             raise AssertionError(f"the deploy did not do its work: {check.stdout!r}")
-        c = alternate(sides, rounds, bench.log)
     finally:
         lifecycle.finish(machine, record, failed=False)
     detail = c.describe(A, B) + f"\n  A: {shlex.join(ours)}\n  B: {shlex.join(theirs)}"
