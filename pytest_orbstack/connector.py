@@ -178,9 +178,7 @@ class OrbStackConnector(BaseConnector):
                           **arguments: Unpack[ConnectorArguments]) -> tuple[bool, CommandOutput]:
         control = extract_control_arguments(arguments)
         if control.get("_get_pty"):
-            message = "_get_pty=True is not supported by @orbstack: commands run without a terminal"
-            logger.error(f"{self.host.print_prefix}{message}")
-            return False, CommandOutput([OutputLine("stderr", message)])
+            return self._not_run("_get_pty=True is not supported by @orbstack: commands run without a terminal")
         unix_command = make_unix_command_for_host(self.state, self.host, command, **arguments)
         raw = unix_command.get_raw_value()
         logger.debug("--> Running command on %s: %s", self.machine, unix_command)
@@ -191,9 +189,17 @@ class OrbStackConnector(BaseConnector):
             return_code, output = self._execute(argv, control.get("_stdin"), control.get("_timeout"),
                                                 print_output)
         else:
-            return_code, output = self._in_shell(raw, control.get("_stdin"), control.get("_timeout"))
+            try:
+                return_code, output = self._in_shell(raw, control.get("_stdin"), control.get("_timeout"))
+            except MachineError as exc:  # the engine would not run it: the machine stopped meanwhile
+                return self._not_run(str(exc))
         codes = control.get("_success_exit_codes") or [0]
         return return_code in codes, output
+
+    def _not_run(self, message: str) -> tuple[bool, CommandOutput]:
+        """A command that did not run: a failure whose stderr says why (logged as pyinfra does)."""
+        logger.error(f"{self.host.print_prefix}{message}")
+        return False, CommandOutput([OutputLine("stderr", message)])
 
     def _execute(self, argv: list[str], stdin: Any, timeout: float | None,
                  print_output: bool) -> tuple[int, CommandOutput]:

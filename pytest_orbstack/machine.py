@@ -131,8 +131,6 @@ class Machine:
         return self.backend.logs(self.name)
 
 
-
-
 class MachineGroup(Mapping[str, Machine]):
     """Named machines that one multi-host deploy runs across, as ``pyinfra inventory.py
     deploy.py`` would: ``group["web"]`` is a :class:`Machine`; each is in the inventory group

@@ -31,7 +31,6 @@ class KeptMachine:
         return f"{seconds}s"
 
 
-
 def login_command(backend: str, name: str) -> str:
     """How a person logs in to machine ``name`` of engine ``backend``."""
     return f"orb -m {name}" if backend == "orbstack" else f"docker exec -it {name} bash -l"

@@ -125,7 +125,7 @@ class Backend(ABC):
         if shell_enabled():
             proc = self.shells.run(name, command, user=user, input=input, timeout=timeout)
         else:
-            proc = run(self.exec_argv(name, command, user=user), timeout=timeout or 1e9, input=input,
+            proc = run(self.exec_argv(name, command, user=user), timeout=timeout, input=input,
                        env=self.env)
         refusal = self.refusal(name, proc) if proc.returncode != 0 else None
         if refusal is not None:

@@ -21,7 +21,6 @@ from filelock import FileLock
 
 from .. import cloudinit
 from ..errors import (
-    CommandTimeout,
     EngineUnavailable,
     MachineError,
     MachineExists,
@@ -135,11 +134,8 @@ class DockerBackend(Backend):
         """``docker run`` a machine (within the resources its labels record); a failed or timed
         out run leaves no container behind."""
         self._ensure_network()
-        try:
+        with self._removed_on_failure(name):  # a run that timed out: the engine may still make it
             proc = self.call(cmd.run(name, image_ref, labels, cmd.label_resources(labels)), check=False)
-        except CommandTimeout:  # the engine may still make it: remove it (the sweep would, later)
-            self.call(cmd.delete(name), check=False)
-            raise
         if proc.returncode != 0:
             if "is already in use" in proc.stderr:
                 raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)

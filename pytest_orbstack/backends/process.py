@@ -29,13 +29,15 @@ def call_timeout() -> float:
     return seconds
 
 
-def run(argv: Sequence[str], *, timeout: float, input: bytes | None = None,
+def run(argv: Sequence[str], *, timeout: float | None, input: bytes | None = None,
         env: Mapping[str, str] | None = None, missing: str = "") -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` and return the finished process (its exit code is not checked).
 
     stdin is ``input`` or /dev/null (never both: gevent's patched subprocess, under the pyinfra
     CLI, refuses both). A missing binary raises EngineUnavailable (``missing`` says what to
-    install); a timeout kills the process and raises CommandTimeout."""
+    install); a timeout kills the process and raises CommandTimeout. ``timeout=None`` (no
+    limit) is only for a command run in a machine whose caller set none, as pyinfra's
+    ``_timeout`` unset."""
     argv = list(argv)
     try:
         if input is not None:

@@ -198,7 +198,7 @@ class Shells:
             if result is not None:
                 break
         if shell is None or result is None:  # not even a new shell took it: the engine's answer
-            return run(self.argv_for(name, user, command), timeout=timeout or 1e9, input=input,
+            return run(self.argv_for(name, user, command), timeout=timeout, input=input,
                        env=self.env)
         if shell.alive:
             with self.lock:

@@ -83,9 +83,19 @@ def test_machines_stopped_as_an_engine_restart_stops_them(inner, tmp_path):
 
         def test_b_goes_on(orbstack_machine):
             assert orbstack_machine(deploy=deploy).run("true").succeeded
+
+        def test_c_machine_stops_during_a_deploy(orbstack_machine):
+            from pyinfra.operations import python, server
+            machine = orbstack_machine()
+
+            def stopping():
+                python.call(name="Stop it", function=lambda: kill_all_machines(machine.name))
+                server.shell(name="Too late", commands=["true"])
+            machine.apply(stopping)
     ''')
     result = run(inner, "-rA", "-p", "no:randomly")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=1, failed=2)
+    result.stdout.fnmatch_lines(["*FAILED Too late*", "*machine pto-* is not running (exit code 137 at *Z)*"])
     result.stdout.fnmatch_lines(["E * pytest_orbstack.errors.MachineError: machine pto-* is not running (exit "
                                  "code 137 at *Z): it was stopped or killed, or the docker engine restarted",
                                  "FAILED test_restart.py::test_a_machine_stops_under_the_test - *MachineError: "

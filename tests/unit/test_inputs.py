@@ -176,3 +176,22 @@ def test_a_full_engine_disk_is_named():
                                        "abc-init: no space left on device.\n")
     error = DockerBackend()._error(proc)
     assert str(error).startswith("docker run: the docker engine's disk is full (no space left on device)")
+
+
+def test_a_command_without_a_timeout_runs_to_its_end():
+    """``timeout=None`` (pyinfra's ``_timeout`` unset) means no limit, with or without stdin:
+    not a huge number, which poll() refuses ("timeout is too large")."""
+    from pytest_orbstack.backends.process import run
+    assert run(["true"], timeout=None).returncode == 0
+    assert run(["cat"], timeout=None, input=b"stdin").stdout == b"stdin"
+
+
+def test_engine_timeout_is_one_setting(monkeypatch):
+    from pytest_orbstack.backends.process import call_timeout
+    assert call_timeout() == 120
+    monkeypatch.setenv("PYTEST_ORBSTACK_ENGINE_TIMEOUT", "7.5")
+    assert call_timeout() == 7.5
+    for bad in ("soon", "0", "-3"):
+        monkeypatch.setenv("PYTEST_ORBSTACK_ENGINE_TIMEOUT", bad)
+        with pytest.raises(InvalidInput, match=f"PYTEST_ORBSTACK_ENGINE_TIMEOUT='{bad}': expected a number"):
+            call_timeout()
