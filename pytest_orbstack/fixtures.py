@@ -31,6 +31,7 @@ from .inputs import (
 from .lifecycle import Lifecycle, MachineRecord
 from .machine import Machine, MachineGroup
 from .results import DeployError
+from .spares import same_machines
 from .state import plugin_state
 
 MACHINES_KEY = pytest.StashKey[list[Machine]]()
@@ -178,9 +179,10 @@ class _Factory:
     ``--orbstack-keep`` says) together when the fixture ends."""
 
     def __init__(self, request: pytest.FixtureRequest, lifecycle: Lifecycle, scope_key: str,
-                 image: str | None = None) -> None:
+                 image: str | None = None, per_test: bool = False) -> None:
         self.request, self.lifecycle, self.scope_key = request, lifecycle, scope_key
         self.image = image  # the test's image in a platform matrix
+        self.per_test = per_test  # a test's machines: the next test's may be cloned early
         self.made: list[tuple[Machine, MachineRecord]] = []
 
     def check(self, keywords: dict[str, Any]) -> dict[str, Any]:
@@ -189,12 +191,22 @@ class _Factory:
 
     def make(self, suffix: str, checked: dict[str, Any]) -> Machine:
         """A machine from :meth:`check`'s keywords."""
-        machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}", **checked)
+        machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}",
+                                   next_key=self._next_key(suffix), **checked)
         machine.search_dirs = plugin_state(self.request.config).search_dirs
         self.made.append((machine, record))
         self.request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
         self.request.node.stash.setdefault(RECORDS_KEY, []).append(record)
         return machine
+
+    def _next_key(self, suffix: str) -> str | None:
+        """The key of the next test's machine ``suffix``, if that test will likely ask for it
+        with these arguments (:func:`.spares.same_machines`): it is cloned while this one runs."""
+        nextitem = plugin_state(self.request.config).next_item
+        if not self.per_test or not same_machines(self.request.node, nextitem):
+            return None
+        assert nextitem is not None
+        return f"{_item_key(self.request.config, nextitem)}#{suffix}"
 
     def numbered(self, where: str) -> MachineFactory:
         """The public factory: ``make(image=None, **keywords)``, machines numbered in order."""
@@ -206,6 +218,8 @@ class _Factory:
     def finish(self, failed: bool) -> None:
         """Finish every machine made, even when one fails (its error is reported after the
         others are done; it stays recorded, so the session's end or the next run deletes it)."""
+        if self.per_test:
+            self.lifecycle.spares.unclaimed(self.scope_key)
         errors = []
         for machine, record in self.made:
             try:
@@ -222,9 +236,14 @@ def _worker_id(request: pytest.FixtureRequest) -> str:
 
 
 def _test_key(request: pytest.FixtureRequest) -> str:
-    key = request.node.nodeid
-    if request.config.getoption("dist", "no") == "each":  # every worker runs every test
-        key += f"@{_worker_id(request)}"
+    return _item_key(request.config, request.node)
+
+
+def _item_key(config: pytest.Config, item: pytest.Item) -> str:
+    key = item.nodeid
+    if config.getoption("dist", "no") == "each":  # every worker runs every test
+        workerinput = getattr(config, "workerinput", None)
+        key += f"@{workerinput['workerid'] if workerinput else 'main'}"
     return key
 
 
@@ -248,7 +267,7 @@ def orbstack_machine(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifecy
     ``data``, ``check_idempotent``, ``allow_changes``, ``capabilities``). Every machine it made
     is deleted after the test, or kept as ``--orbstack-keep`` says. In a platform matrix
     (the marker's or ini ``orbstack_image``'s image list) machines default to the test's image."""
-    factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image)
+    factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image, per_test=True)
     yield factory.numbered("orbstack_machine()")
     factory.finish(_test_failed(request.node))
 
@@ -269,7 +288,7 @@ def orbstack_machines(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifec
     the group of its name: the deploy branches on ``host.groups`` and finds the others with
     ``inventory.get_group("db")``; machines reach each other as ``NAME.orb.local``
     (``machine.domain``). Deleted after the test, or kept as ``--orbstack-keep`` says."""
-    factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image)
+    factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image, per_test=True)
     yield lambda specs=None, **kwargs: _or_fail(_make_group, factory, specs, **kwargs)
     factory.finish(_test_failed(request.node))
 

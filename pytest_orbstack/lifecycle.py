@@ -36,6 +36,7 @@ from .names import session_prefix, slug_name
 from .registry import Registry
 from .results import DeployError, DeployResult
 from .reuse import KeptMachine
+from .spares import Spares
 
 KEEP_POLICIES = ("never", "always", "failed")
 
@@ -47,7 +48,8 @@ class MachineRecord:
     image: str
     backend: str
     kind: str  # test, shared, golden
-    created_by: str = "create"  # create (engine builders), clone, operations.machine (pyinfra), reused
+    created_by: str = "create"  # create (engine builders), clone, spare (a clone started while
+    # the previous test ran: .spares), operations.machine (pyinfra), reused
     test: str = ""  # the key it was made for: the test id (and its number in the test)
     phases: dict[str, float] = field(default_factory=dict)
     outcome: str = "alive"  # deleted, kept, failed
@@ -70,6 +72,7 @@ class Lifecycle:
         self.kept: list[MachineRecord] = []
         self.find_kept = find_kept  # --orbstack-reuse: a test's kept machine, if any
         self._warned_no_clone = False
+        self.spares = Spares(backend, self._delete)
 
     # -- naming and timing ------------------------------------------------------------------
     def name_for(self, key: str) -> str:
@@ -90,10 +93,12 @@ class Lifecycle:
                cloud_init: str | os.PathLike | None = None, clone: bool = True,
                data: dict[str, Any] | None = None, check_idempotent: bool = False,
                allow_changes: Sequence[str] = (), resources: Resources = NO_RESOURCES,
-               kind: str = "test") -> tuple[Machine, MachineRecord]:
+               kind: str = "test", next_key: str | None = None) -> tuple[Machine, MachineRecord]:
         """A running machine for ``key``, with ``deploy`` applied (twice with
         ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
-        machine that is then cloned: the clones get no apply of their own."""
+        machine that is then cloned: the clones get no apply of their own. ``next_key``: the
+        key the next test will likely ask for with these same arguments; its clone starts
+        now, in the background (:mod:`.spares`)."""
         apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
         kept = self.find_kept(key) if self.find_kept is not None and kind == "test" else None
         if kept is not None:
@@ -108,9 +113,17 @@ class Lifecycle:
                 golden = self.golden(image, deploy, dict(user=user, resources=resources), apply_args)
                 record.created_by = "clone"
                 with self._phase(record, "clone"):
-                    info = self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
+                    info = self.spares.take(name, golden)
+                    if info is None:
+                        info = self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
+                    else:
+                        record.created_by = "spare"
                 machine = self._machine(name, image, record, info)
+                if next_key is not None and self.find_kept is None and kind == "test":
+                    self.registry.add(self.session_id, self.name_for(next_key))
+                    self.spares.start(self.name_for(next_key), golden, next_key, self._labels())
             else:
+                self.spares.take(name, None)  # a spare guessed wrong: the name must be free
                 with self._phase(record, "create"):
                     info = None
                     if kind == "test":  # the hot path: the engine runs the builders directly
@@ -258,7 +271,9 @@ class Lifecycle:
 
     def finish_shared(self, failed: bool) -> list[MachineRecord]:
         """At the session's end, once (the only process, or the xdist controller after every
-        worker is down): delete golden machines, and delete or keep session machines."""
+        worker is down): delete golden machines (spare clones of them first), and delete or
+        keep session machines."""
+        self.spares.drop()
         records = []
         mine = {r.name: r for r in self.records}
         for path in self._shared_entries():

@@ -146,13 +146,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, object, object]:
-    """The running test, whose folder relative deploy/cloud-init paths are looked up in."""
+    """The running test, whose folder relative deploy/cloud-init paths are looked up in, and
+    the next one (pytest's, or xdist's for this worker), whose machine may be cloned early."""
     state = plugin_state(item.config)
-    state.current_item = item
+    state.current_item, state.next_item = item, nextitem
     try:
         return (yield)
     finally:
-        state.current_item = None
+        state.current_item = state.next_item = None
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -200,6 +201,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     worker is down): shared and golden machines go (or are kept), then anything this session
     still owns is swept (Ctrl-C, SIGTERM, a crashed worker), and the session is closed."""
     state = plugin_state(session.config)
+    if state.lifecycle is not None:
+        state.lifecycle.spares.drop()  # before any golden machine goes, in every process
     if state.is_worker:
         records = [asdict(r) for r in state.all_records()]
         session.config.workeroutput["orbstack_records"] = json.dumps(records)  # type: ignore[attr-defined]

@@ -66,6 +66,7 @@ class PluginState:
         self.records: list[MachineRecord] = []  # from xdist workers
         self.failed = False
         self.current_item: pytest.Item | None = None
+        self.next_item: pytest.Item | None = None  # the test this process runs next, if known
         self.pending_progress: list[str] = []  # a worker's lines, sent with the next report
         self.watcher: IO[bytes] | None = None
 

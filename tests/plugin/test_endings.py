@@ -1,8 +1,9 @@
 """Nothing left behind, whatever ends the session: kill -9, SIGHUP (terminal closed), SIGTERM
 and Ctrl-C, while a machine is being created (its cloud-init runs), deployed to, cloned from its
-golden machine, while a test runs on it and while it is being deleted, in one process and under
-`-n 2`. (Cloning and deleting take the engine well under a second; a ``docker`` in front of the
-real one stalls at that step, so that the signal lands there.) Within 10 s of the signal the engine holds no
+golden machine, while a test runs on it (and the next test's spare clone boots beside it) and
+while it is being deleted, in one process and under `-n 2`. (Cloning and deleting take the
+engine well under a second; a ``docker`` in front of the real one stalls at that step, so that
+the signal lands there.) Within 10 s of the signal the engine holds no
 container and no image of that session, without any prune, and no temp file of it is left
 outside pytest's own temp folder."""
 
@@ -32,6 +33,7 @@ def quick_deploy():
 '''
 TESTS = '''
 import os, time
+import pytest
 from conftest import quick_deploy, slow_deploy
 
 def test_deploying(orbstack_machine):
@@ -52,8 +54,15 @@ def test_running(orbstack_machine):
     orbstack_machine()
     open(os.environ["MARK"], "w").write("test")
     time.sleep(120)
+
+@pytest.mark.parametrize("i", range(4))
+def test_spare(orbstack_machine, i):
+    orbstack_machine(deploy=quick_deploy)  # the next run's clone starts now, in the background
+    open(os.environ["MARK"], "w").write("test")
+    time.sleep(120)
 '''
 STALLS = {"cloning": "commit", "tearing_down": "rm"}  # the engine step where each phase waits
+SETTLE = {"spare": 0.1}  # seconds in the phase before the signal (default 1): the spare boots
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGHUP": signal.SIGHUP, "SIGTERM": signal.SIGTERM,
            "SIGINT": signal.SIGINT}
 
@@ -77,7 +86,7 @@ def session_leftovers(session: str) -> list[str]:
 
 
 @pytest.mark.parametrize("dist", ["-n0", "-n2"])
-@pytest.mark.parametrize("phase", ["creating", "deploying", "cloning", "running", "tearing_down"])
+@pytest.mark.parametrize("phase", ["creating", "deploying", "cloning", "running", "spare", "tearing_down"])
 @pytest.mark.parametrize("sig", list(SIGNALS))
 def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, dist):
     inner.makeconftest(CONFTEST)
@@ -96,7 +105,7 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
         while not in_phase(phase, mark, tmp_path / "state"):
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
             time.sleep(0.1)
-        time.sleep(1.0)  # well inside the phase: the deploy's command or the test's sleep runs
+        time.sleep(SETTLE.get(phase, 1.0))  # inside the phase: the deploy's command or the test's sleep runs
         # kill -9 and a closed terminal hit the whole process group; TERM/INT the pytest process
         if sig in ("SIGKILL", "SIGHUP"):
             os.killpg(proc.pid, SIGNALS[sig])

@@ -1,0 +1,119 @@
+"""Clones started early: while a test runs, the machine the next test will ask for is cloned
+from the same golden machine in a background thread, so that test finds it booted.
+
+A spare is only a guess about the next test (:func:`same_machines`), checked when it is
+taken: the asker's golden machine must be the one it was cloned from, else it is deleted and
+the asker's machine is made as usual. A spare no test took is deleted when the test it was
+made for ends, and every spare when the session ends (:meth:`Spares.drop`). Its name is
+recorded in the session before its clone starts, so a killed session's sweep finds it too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from .backends.base import Backend
+from .backends.types import MachineInfo
+from .errors import MachineError
+
+JOIN_TIMEOUT = 300.0  # a clone's own engine calls time out well before this
+
+
+@dataclass
+class _Spare:
+    golden: str
+    key: str  # the key it was made for: ``<test>#<machine in the test>``
+    done: threading.Event = field(default_factory=threading.Event)
+    info: MachineInfo | None = None  # set when the clone succeeded
+    error: BaseException | None = None
+
+
+class Spares:
+    """The spare clones of one process, by machine name."""
+
+    def __init__(self, backend: Backend, delete: Callable[[str], None]) -> None:
+        self.backend = backend
+        self._delete = delete  # deletes a machine and forgets it in the session
+        self._spares: dict[str, _Spare] = {}
+
+    def start(self, name: str, golden: str, key: str, labels: dict[str, str]) -> None:
+        """Clone ``golden`` to ``name`` (the machine of ``key``) in a daemon thread."""
+        if name in self._spares:
+            return
+        spare = self._spares[name] = _Spare(golden, key)
+
+        def clone() -> None:
+            try:
+                spare.info = self.backend.clone(golden, name, labels=labels, frozen_source=True)
+            except BaseException as exc:  # kept for the taker; the clone cleaned up after itself
+                spare.error = exc
+            finally:
+                spare.done.set()
+        threading.Thread(target=clone, name=f"pytest-orbstack spare {name}", daemon=True).start()
+
+    def take(self, name: str, golden: str | None) -> MachineInfo | None:
+        """The spare ``name`` once booted, if it was cloned from ``golden``; otherwise None,
+        and a spare of that name (another golden's, or ``golden`` None: the asker wants no
+        clone) is deleted first, so the name is free."""
+        spare = self._spares.get(name)
+        if spare is None:
+            return None
+        self._settle(name, spare)
+        if spare.info is not None and spare.golden == golden:
+            return spare.info
+        self._discard(name, spare)
+        return None
+
+    def unclaimed(self, test: str) -> None:
+        """Delete the spares made for the test keyed ``test`` (now over) that it did not take."""
+        for name, spare in list(self._spares.items()):
+            if spare.key.rpartition("#")[0] == test:
+                self._settle(name, spare)
+                self._discard(name, spare)
+
+    def drop(self) -> None:
+        """Delete every spare (the session is ending): each clone still running is waited for."""
+        for name, spare in list(self._spares.items()):
+            self._settle(name, spare)
+            self._discard(name, spare)
+
+    def _settle(self, name: str, spare: _Spare) -> None:
+        """Wait for the clone, then forget it (whoever waits owns the machine from here)."""
+        spare.done.wait(JOIN_TIMEOUT)
+        self._spares.pop(name, None)
+
+    def _discard(self, name: str, spare: _Spare) -> None:
+        if spare.info is None and spare.done.is_set():
+            return  # the clone failed and removed what it made (or the name was another's)
+        try:
+            self._delete(name)
+        except MachineError:
+            pass  # still recorded: the session's sweep tries again
+
+
+def same_machines(item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+    """Whether ``nextitem`` will likely ask for the machines ``item`` asked for, with the same
+    arguments: another run of the same test function, or a test whose ``orbstack`` fixture has
+    the same closest marker; with the same image in a platform matrix, and not marked skip."""
+    if nextitem is None or any(nextitem.iter_markers("skip")) or any(nextitem.iter_markers("skipif")):
+        return False
+    if _param(item, "_orbstack_image") != _param(nextitem, "_orbstack_image"):
+        return False
+    if "orbstack" in getattr(item, "fixturenames", ()) and "orbstack" in getattr(nextitem, "fixturenames", ()):
+        return _marker(item) == _marker(nextitem)
+    function = getattr(item, "function", None)
+    return function is not None and function is getattr(nextitem, "function", None)
+
+
+def _param(item: pytest.Item, name: str) -> Any:
+    return getattr(getattr(item, "callspec", None), "params", {}).get(name)
+
+
+def _marker(item: pytest.Item) -> tuple[Any, Any] | None:
+    marker = item.get_closest_marker("orbstack")
+    return None if marker is None else (marker.args, marker.kwargs)

@@ -1,0 +1,109 @@
+"""Spare clones (pytest_orbstack/spares.py): while a test runs, the machine the next test will
+likely ask for is cloned from the same golden machine. Checked from outside, against the engine:
+a spare is a complete machine of its own name, a wrong guess never reaches a test, and a spare
+nobody takes is deleted when the test it was made for ends."""
+
+from __future__ import annotations
+
+import json
+
+from innerpytest import containers, run
+
+DEPLOYS = '''
+from pyinfra.operations import files
+
+def deploy_a():
+    files.put(name="Mark a", src=__import__("io").StringIO("a\\n"), dest="/etc/which-deploy", _sudo=True)
+
+def deploy_b():
+    files.put(name="Mark b", src=__import__("io").StringIO("b\\n"), dest="/etc/which-deploy", _sudo=True)
+'''
+
+
+def machines(result_path) -> dict[str, dict]:
+    return {m["test"]: m for m in json.loads(result_path.read_text())["machines"] if m["kind"] == "test"}
+
+
+def test_the_next_tests_machine_is_cloned_while_a_test_runs(inner):
+    """Tests sharing an ``orbstack`` marker: every machine after the first was cloned early,
+    and is what a clone made on demand is: its own hostname and name on the network, the
+    deploy's service running, nothing of the golden machine's /tmp."""
+    inner.makeconftest(DEPLOYS)
+    inner.makepyfile(test_seq='''
+        import pytest
+        from conftest import deploy_a
+
+        pytestmark = pytest.mark.orbstack(deploy=deploy_a)
+
+        @pytest.mark.parametrize("i", range(3))
+        def test_machine(orbstack, i):
+            assert orbstack.run("hostname").stdout.strip() == orbstack.name
+            assert orbstack.run("cat /etc/which-deploy").stdout == "a\\n"
+            assert orbstack.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
+            assert orbstack.run(f"getent hosts {orbstack.name}.orb.local").stdout.split()[0] == orbstack.ip4
+
+        def test_other_function_same_marker(orbstack):
+            assert orbstack.run("hostname").stdout.strip() == orbstack.name
+    ''')
+    result = run(inner, "-v", "--orbstack-timings=t.json")
+    result.assert_outcomes(passed=4)
+    made = {test.split("::")[-1].split("#")[0]: m["created_by"] for test, m in machines(inner.path / "t.json").items()}
+    assert made == {"test_machine[0]": "clone", "test_machine[1]": "spare", "test_machine[2]": "spare",
+                    "test_other_function_same_marker": "spare"}
+    assert containers() == set()
+
+
+def test_a_wrong_guess_is_deleted_and_the_test_gets_its_own_machine(inner):
+    """The same test function asking for another deploy each run: the spare (the previous
+    run's deploy) is deleted and the test gets a clone of its own deploy's golden machine. A
+    run that asks for no machine leaves its spare unclaimed: deleted when that run ends."""
+    inner.makeconftest(DEPLOYS)
+    inner.makepyfile(test_guess='''
+        import subprocess
+        import pytest
+        from conftest import deploy_a, deploy_b
+
+        def names():
+            return subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
+                                  capture_output=True, text=True, check=True).stdout.split()
+
+        @pytest.mark.parametrize("deploy", [deploy_a, deploy_b, None, "check"], ids=["a", "b", "none", "check"])
+        def test_guess(orbstack_machine, deploy, request):
+            if deploy is None:
+                pytest.skip("asks for no machine")
+            if deploy == "check":  # the spare made for [none] went when [none] ended
+                assert not [n for n in names() if "test-guess-none" in n]
+                return
+            machine = orbstack_machine(deploy=deploy)
+            expected = "a\\n" if deploy is deploy_a else "b\\n"
+            assert machine.run("cat /etc/which-deploy").stdout == expected
+    ''')
+    result = run(inner, "-v", "--orbstack-timings=t.json")
+    result.assert_outcomes(passed=3, skipped=1)
+    made = {test.split("[")[-1].split("]")[0]: m["created_by"] for test, m in machines(inner.path / "t.json").items()}
+    assert made == {"a": "clone", "b": "clone"}
+    assert containers() == set()
+
+
+def test_spares_under_xdist_and_with_clone_off(inner):
+    """Under ``-n 2`` each worker clones its own next machine; ``clone=False`` makes no spare."""
+    inner.makeconftest(DEPLOYS)
+    inner.makepyfile(test_x='''
+        import pytest
+        from conftest import deploy_a
+
+        @pytest.mark.orbstack(deploy=deploy_a)
+        @pytest.mark.parametrize("i", range(4))
+        def test_cloned(orbstack, i):
+            assert orbstack.run("cat /etc/which-deploy").stdout == "a\\n"
+
+        @pytest.mark.orbstack(deploy=deploy_a, clone=False)
+        @pytest.mark.parametrize("i", range(2))
+        def test_fresh(orbstack, i):
+            assert orbstack.run("cat /etc/which-deploy").stdout == "a\\n"
+    ''')
+    result = run(inner, "-n", "2", "--orbstack-timings=t.json")
+    result.assert_outcomes(passed=6)
+    made = [m["created_by"] for m in machines(inner.path / "t.json").values()]
+    assert made.count("spare") >= 1 and made.count("create") == 2, made
+    assert containers() == set()
