@@ -141,6 +141,7 @@ class OrbStackConnector(BaseConnector):
     backend: Backend
     machine: str
     login_user: str
+    transfer_error: str | None = None  # the last failed upload/download, for the deploy's result
 
     @override
     @staticmethod
@@ -276,16 +277,14 @@ class OrbStackConnector(BaseConnector):
         try:
             self.backend.put(self.machine, data, target, user=self.login_user)
         except MachineError as exc:
-            logger.error(f"{self.host.print_prefix}File upload error: {exc}")
-            return False
+            return self._transfer_failed("upload", exc)
         if escalated:
             command = StringCommand("cp", QuoteString(target), QuoteString(remote_filename))
             status, output = self.run_shell_command(command, print_output=print_output,
                                                     print_input=print_input, **arguments)
             self._remove(target)
             if not status:
-                logger.error(f"{self.host.print_prefix}File upload error: {output.stderr}")
-                return False
+                return self._transfer_failed("upload", output.stderr)
         if print_output:
             echo(f"{self.host.print_prefix}file uploaded: {remote_filename}", err=True)
         return True
@@ -305,13 +304,11 @@ class OrbStackConnector(BaseConnector):
             status, output = self.run_shell_command(command, print_output=print_output,
                                                     print_input=print_input, **arguments)
             if not status:
-                logger.error(f"{self.host.print_prefix}File download error: {output.stderr}")
-                return False
+                return self._transfer_failed("download", output.stderr)
         try:
             data = self.backend.get(self.machine, source, user=self.login_user)
         except MachineError as exc:
-            logger.error(f"{self.host.print_prefix}File download error: {exc}")
-            return False
+            return self._transfer_failed("download", exc)
         finally:
             if source != remote_filename:
                 self._remove(source, sudo=True)
@@ -320,6 +317,13 @@ class OrbStackConnector(BaseConnector):
         if print_output:
             echo(f"{self.host.print_prefix}file downloaded: {remote_filename}", err=True)
         return True
+
+    def _transfer_failed(self, what: str, detail: object) -> bool:
+        """Log a failed upload or download as pyinfra's own connectors do, and keep the line
+        for the operation's result (pyinfra gives a failed transfer no output of its own)."""
+        self.transfer_error = f"File {what} error: {detail}"
+        logger.error(f"{self.host.print_prefix}{self.transfer_error}")
+        return False
 
     def _remove(self, path: str, sudo: bool = False) -> None:
         self.backend.run(self.machine, f"rm -f {shlex.quote(path)}",

@@ -81,12 +81,13 @@ class Target:
 
 class _Recorder(BaseStateCallback):
     """pyinfra state callbacks: how long each operation took on each host, why a host could
-    not connect."""
+    not connect, why a file transfer failed (the connector's line: pyinfra keeps none)."""
 
     def __init__(self) -> None:
         self.started: dict[tuple[str, str], float] = {}
         self.durations: dict[tuple[str, str], float] = {}
         self.connect_errors: dict[str, str] = {}
+        self.transfer_errors: dict[tuple[str, str], str] = {}
 
     def host_connect_error(self, state: State, host: Any, error: Any) -> None:  # type: ignore[override]
         self.connect_errors[host.name] = str(error)
@@ -106,6 +107,10 @@ class _Recorder(BaseStateCallback):
     def operation_host_error(self, state: State, host: Any, op_hash: str,  # type: ignore[override]
                              retry_count: int = 0, max_retries: int = 0) -> None:
         self._end(host, op_hash)
+        error = getattr(host.connector, "transfer_error", None)
+        if error:
+            self.transfer_errors[(host.name, op_hash)] = error
+            host.connector.transfer_error = None
 
 
 def _user_error(exc: BaseException) -> tuple[str, list[str]]:
@@ -114,8 +119,8 @@ def _user_error(exc: BaseException) -> tuple[str, list[str]]:
     frames = traceback.extract_tb(exc.__traceback__)
     here = str(Path(__file__).resolve().parent)
     pyinfra_dirs = tuple(str(Path(inspect.getfile(m)).resolve().parent) for m in (pyinfra, cli_util))
-    own = [f for f in frames if not f.filename.startswith((here, *pyinfra_dirs))
-           and "importlib" not in f.filename]
+    own = [f for f in frames if not f.filename.startswith((here, *pyinfra_dirs, "src/gevent/"))
+           and "importlib" not in f.filename and "/gevent/" not in f.filename]
     where = f"{display_path(own[-1].filename)}:{own[-1].lineno}: " if own else ""
     text = " ".join(str(exc).split()) or "(no message)"
     lines = [f"{display_path(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in own]
@@ -164,7 +169,7 @@ def _collect(state: State, order: Sequence[str], host: Any, recorder: _Recorder)
             idempotent=_is_idempotent(op_data),
             commands=[_command_text(c) for c in (meta._commands or [])],
             stdout=meta.stdout if complete else "",
-            stderr=meta.stderr if complete else "",
+            stderr=(meta.stderr if complete else "") or recorder.transfer_errors.get((host.name, op_hash), ""),
             duration=recorder.durations.get((host.name, op_hash), 0.0),
         ))
     return results

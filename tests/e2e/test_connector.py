@@ -105,8 +105,19 @@ def test_in_memory_upload_and_template_to_root_owned_paths(orb_machine, orb, tmp
 
 
 def test_upload_without_sudo_into_root_owned_dir_fails_cleanly(orb_machine):
+    """The failed operation carries the engine's reason (pyinfra keeps no output for a failed
+    transfer; its connectors only log it), so the failure's headline names it."""
     result = apply(orb_machine, lambda: files.put(name="denied", src=StringIO("x"), dest="/etc/pto-denied"))
     assert [op.name for op in result.failed] == ["denied"]
+    assert "File upload error" in result.failed[0].stderr
+    assert "Permission denied" in result.failed[0].last_error_line()
+    assert "Permission denied" in result.headline()
+
+
+def test_a_missing_template_names_the_file_not_gevent(orb_machine, tmp_path):
+    result = apply(orb_machine, lambda: files.template(name="tpl", src=str(tmp_path / "gone.j2"), dest="/tmp/x"))
+    assert result.error is not None and "gone.j2" in result.error
+    assert "gevent" not in result.error and "gevent" not in "".join(result.traceback)
 
 
 @pytest.mark.parametrize("sudo", [False, True], ids=["as-user", "with-sudo"])
