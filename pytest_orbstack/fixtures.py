@@ -218,8 +218,6 @@ class _Factory:
     def finish(self, failed: bool) -> None:
         """Finish every machine made, even when one fails (its error is reported after the
         others are done; it stays recorded, so the session's end or the next run deletes it)."""
-        if self.per_test:
-            self.lifecycle.spares.unclaimed(self.scope_key)
         errors = []
         for machine, record in self.made:
             try:

@@ -72,7 +72,7 @@ class Lifecycle:
         self.kept: list[MachineRecord] = []
         self.find_kept = find_kept  # --orbstack-reuse: a test's kept machine, if any
         self._warned_no_clone = False
-        self.spares = Spares(backend, self._delete)
+        self.spares = Spares(backend, lambda name: registry.remove(session_id, name), progress)
 
     # -- naming and timing ------------------------------------------------------------------
     def name_for(self, key: str) -> str:
@@ -120,8 +120,7 @@ class Lifecycle:
                         record.created_by = "spare"
                 machine = self._machine(name, image, record, info)
                 if next_key is not None and self.find_kept is None and kind == "test":
-                    self.registry.add(self.session_id, self.name_for(next_key))
-                    self.spares.start(self.name_for(next_key), golden, next_key, self._labels())
+                    self._start_spare(next_key, golden)
             else:
                 self.spares.take(name, None)  # a spare guessed wrong: the name must be free
                 with self._phase(record, "create"):
@@ -148,6 +147,16 @@ class Lifecycle:
                 self._delete(name)
             raise
         return machine, record
+
+    def _start_spare(self, key: str, golden: str) -> None:
+        """Clone the machine of ``key`` from ``golden`` now, in the background (:mod:`.spares`);
+        if that cannot start, the test that asks for it clones on demand."""
+        name = self.name_for(key)
+        try:
+            self.registry.add(self.session_id, name)
+            self.spares.start(name, golden, key, self._labels())
+        except Exception as exc:
+            self.progress(f"orbstack: no spare clone {name}: {exc}")
 
     def _reuse(self, kept: KeptMachine, key: str, deploy: Deploy | None,
                apply_args: dict[str, Any]) -> tuple[Machine, MachineRecord]:

@@ -25,6 +25,7 @@ from .backends import KINDS, get_backend
 from .errors import InvalidInput, MachineError
 from .fixtures import (
     MATRIX_FIXTURES,
+    _item_key,
     _orbstack_image,
     _orbstack_lifecycle,
     image_matrix,
@@ -154,6 +155,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
         return (yield)
     finally:
         state.current_item = state.next_item = None
+        if state.lifecycle is not None:  # even if the test never set its fixtures up
+            state.lifecycle.spares.unclaimed(_item_key(item.config, item))
 
 
 @pytest.hookimpl(optionalhook=True)

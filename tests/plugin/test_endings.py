@@ -1,11 +1,11 @@
 """Nothing left behind, whatever ends the session: kill -9, SIGHUP (terminal closed), SIGTERM
-and Ctrl-C, while a machine is being created (its cloud-init runs), deployed to, cloned from its
-golden machine, while a test runs on it (and the next test's spare clone boots beside it) and
-while it is being deleted, in one process and under `-n 2`. (Cloning and deleting take the
-engine well under a second; a ``docker`` in front of the real one stalls at that step, so that
-the signal lands there.) Within 10 s of the signal the engine holds no
-container and no image of that session, without any prune, and no temp file of it is left
-outside pytest's own temp folder."""
+and Ctrl-C (SIGINT to pytest alone, and to its whole process group as a terminal sends it),
+while a machine is being created (its cloud-init runs), deployed to, cloned from its golden
+machine, while a test runs on it (and the next test's spare clone boots beside it) and while it
+is being deleted, in one process and under `-n 2`. (Cloning and deleting take the engine well
+under a second; a ``docker`` in front of the real one stalls at that step, so that the signal
+lands there.) Within 10 s of the signal the engine holds no container and no image of that
+session, without any prune, and no temp file of it is left outside pytest's own temp folder."""
 
 from __future__ import annotations
 
@@ -64,7 +64,8 @@ def test_spare(orbstack_machine, i):
 STALLS = {"cloning": "commit", "tearing_down": "rm"}  # the engine step where each phase waits
 SETTLE = {"spare": 0.1}  # seconds in the phase before the signal (default 1): the spare boots
 SIGNALS = {"SIGKILL": signal.SIGKILL, "SIGHUP": signal.SIGHUP, "SIGTERM": signal.SIGTERM,
-           "SIGINT": signal.SIGINT}
+           "SIGINT": signal.SIGINT, "SIGINT-group": signal.SIGINT}
+TO_GROUP = ("SIGKILL", "SIGHUP", "SIGINT-group")  # also reach the engine's client processes
 
 
 def in_phase(phase: str, mark: Path, state: Path) -> bool:
@@ -106,8 +107,8 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
             time.sleep(0.1)
         time.sleep(SETTLE.get(phase, 1.0))  # inside the phase: the deploy's command or the test's sleep runs
-        # kill -9 and a closed terminal hit the whole process group; TERM/INT the pytest process
-        if sig in ("SIGKILL", "SIGHUP"):
+        # kill -9, a closed terminal and Ctrl-C in a terminal hit the whole process group
+        if sig in TO_GROUP:
             os.killpg(proc.pid, SIGNALS[sig])
         else:
             os.kill(proc.pid, SIGNALS[sig])
