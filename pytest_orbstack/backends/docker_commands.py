@@ -42,7 +42,9 @@ def run(machine: str, image_ref: str, labels: Mapping[str, str],
     overlay2 has no per-container size here; ``isolated`` needs nothing: no host files.)"""
     limits = ["--cpus", f"{resources.cpus:g}"] if resources.cpus else []
     limits += ["--memory", f"{resources.memory_mib}m"] if resources.memory_mib else []
-    argv = [DOCKER, "run", "-d", "--name", machine, "--hostname", machine, *SYSTEMD_FLAGS,
+    # --sig-proxy=false: while it starts the machine, the CLI would pass on a Ctrl-C it gets (the
+    # terminal's SIGINT reaches the whole process group) to systemd, PID 1, which reboots on it
+    argv = [DOCKER, "run", "-d", "--sig-proxy=false", "--name", machine, "--hostname", machine, *SYSTEMD_FLAGS,
             *TMP_FLAGS, *limits, *(a for c in resources.capabilities for a in ("--cap-add", c)),
             "--network", NETWORK, "--network-alias", f"{machine}.orb.local",
             "--add-host", "host.orb.internal:host-gateway"]

@@ -405,7 +405,8 @@ def cmd_create(argv):
     set_status("Running")
     with locked():
         ensure_network()
-        proc = docker("run", "-d", *limits, *container_args(name, lbls, image), check=False)
+        # (no signal of the caller reaches a real OrbStack machine: orbctl asks a daemon)
+        proc = docker("run", "-d", "--sig-proxy=false", *limits, *container_args(name, lbls, image), check=False)
         if not proc.returncode:
             join_relay(proc.stdout.strip(), name)
     if proc.returncode:
