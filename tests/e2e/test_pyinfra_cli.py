@@ -133,7 +133,7 @@ def test_machine_operation_round_trip_on_docker(tmp_path):
         first = pyinfra(env, "-vv", "@local", deploy, *data)
         assert first.returncode == 0, first.stdout + first.stderr
         assert changed_count(first.stdout + first.stderr) == 1
-        assert f"docker run -d --name {web} --hostname {web}" in first.stdout + first.stderr
+        assert f"docker run -d --sig-proxy=false --name {web} --hostname {web}" in first.stdout + first.stderr
         ready = subprocess.run(["docker", "exec", web, "sh", "-c", "systemctl is-system-running; id -un deploy;"
                                 " sudo -n -u deploy sudo -n true && echo sudo-ok"],
                                capture_output=True, text=True)
