@@ -228,8 +228,8 @@ class _Factory:
             _fail("\n".join(errors))
 
 
-def _worker_id(request: pytest.FixtureRequest) -> str:
-    workerinput = getattr(request.config, "workerinput", None)
+def _worker_id(config: pytest.Config) -> str:
+    workerinput = getattr(config, "workerinput", None)
     return workerinput["workerid"] if workerinput else "main"
 
 
@@ -240,8 +240,7 @@ def _test_key(request: pytest.FixtureRequest) -> str:
 def _item_key(config: pytest.Config, item: pytest.Item) -> str:
     key = item.nodeid
     if config.getoption("dist", "no") == "each":  # every worker runs every test
-        workerinput = getattr(config, "workerinput", None)
-        key += f"@{workerinput['workerid'] if workerinput else 'main'}"
+        key += f"@{_worker_id(config)}"
     return key
 
 
@@ -330,7 +329,7 @@ def orbstack_module_machine(request: pytest.FixtureRequest,
     :class:`~pytest_orbstack.Machine`) for machines that live for the whole test module (one
     set per xdist worker); deleted after the module, or kept if a test failed and
     ``--orbstack-keep=failed``."""
-    factory = _Factory(request, _orbstack_lifecycle, f"{request.node.nodeid}@{_worker_id(request)}")
+    factory = _Factory(request, _orbstack_lifecycle, f"{request.node.nodeid}@{_worker_id(request.config)}")
     yield factory.numbered("orbstack_module_machine()")
     factory.finish(plugin_state(request.config).failed)
 

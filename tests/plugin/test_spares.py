@@ -75,9 +75,13 @@ def test_a_wrong_guess_is_deleted_and_the_test_gets_its_own_machine(inner):
         from conftest import deploy_a, deploy_b
         from pytest_orbstack.registry import Registry
 
+        SESSION = []  # this session's id, from the first machine: other sessions run beside it
+
         def names():
-            return subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
-                                  capture_output=True, text=True, check=True).stdout.split()
+            mine = f"pto-{SESSION[0]}-"
+            return [n for n in subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"],
+                                              capture_output=True, text=True, check=True).stdout.split()
+                    if n.startswith(mine)]
 
         @pytest.mark.parametrize("deploy", [
             deploy_a, deploy_b, None, deploy_a,
@@ -93,6 +97,7 @@ def test_a_wrong_guess_is_deleted_and_the_test_gets_its_own_machine(inner):
             expected = "a\\n" if deploy is deploy_a else "b\\n"
             assert machine.run("cat /etc/which-deploy").stdout == expected
             session = machine.name.split("-")[1]
+            SESSION[:] = [session]
             assert machine.name in Registry().get(session).machines  # recorded, spare or not
     ''')
     result = run(inner, "-v", "--orbstack-timings=t.json")
