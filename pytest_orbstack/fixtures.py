@@ -1,14 +1,13 @@
 """The fixtures of pytest-orbstack (registered by :mod:`pytest_orbstack.plugin`).
 
-Every factory takes the same keywords; see :func:`orbstack_marker` for their meaning. Inputs are
+Every factory takes the same keywords; see :func:`.marker.orbstack_marker` for their meaning. Inputs are
 checked before any machine is made, and a problem fails the test with one line naming it.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import pytest
@@ -16,20 +15,10 @@ import pytest
 from .backends.base import Backend
 from .errors import InvalidInput, MachineError
 from .identity import callable_key
-from .inputs import (
-    Deploy,
-    check_cloud_init,
-    check_deploy,
-    check_names,
-    check_resources,
-    check_user,
-    closest,
-    image_list,
-    parse_image,
-    resolve_path,
-)
+from .inputs import Deploy, check_deploy, check_names, resolve_path
 from .lifecycle import Lifecycle, MachineRecord
 from .machine import Machine, MachineGroup
+from .marker import machine_args, machine_keywords, marker_kwargs
 from .results import DeployError
 from .spares import same_machines
 from .state import plugin_state
@@ -39,83 +28,6 @@ RECORDS_KEY = pytest.StashKey[list[MachineRecord]]()  # the test's own machines,
 REPORTS_KEY = pytest.StashKey[dict[str, pytest.TestReport]]()
 T = TypeVar("T")
 MachineFactory = Callable[..., Machine]
-
-
-def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
-                    user: str | None = None, cloud_init: str | None = None,
-                    clone: bool | None = None, data: dict[str, Any] | None = None,
-                    check_idempotent: bool = False, allow_changes: Sequence[str] = (),
-                    cpus: float | None = None, memory: str | int | None = None,
-                    disk: str | int | None = None, isolated: bool = False,
-                    capabilities: Sequence[str] = ()) -> dict[str, Any]:
-    """``@pytest.mark.orbstack(image=None, *, deploy=None, user=None, cloud_init=None,
-    clone=None, data=None, check_idempotent=False, allow_changes=(), cpus=None, memory=None,
-    disk=None, isolated=False, capabilities=())``: the machine the ``orbstack`` fixture makes;
-    the factories take the same keywords.
-
-    ``image``: ``distro[:version]`` (default: ``--orbstack-image`` / ini ``orbstack_image``).
-    ``deploy``: a pyinfra deploy file or a callable, applied to the machine as
-    ``pyinfra -y @orbstack/NAME deploy.py`` would. ``user``: the machine's default user
-    (passwordless sudo; default: ini ``orbstack_user``, else the engine's default).
-    ``cloud_init``: a cloud-init user-data file applied at creation. ``clone``: run the deploy
-    once on a golden machine and clone it per test (default: ini ``orbstack_clone``, true).
-    ``data``: host data for the deploy, as ``--data``. ``check_idempotent``: apply the deploy a
-    second time and fail if an operation changed again (on the golden machine, before it is
-    cloned: two applies in all); ``allow_changes``: name patterns (``fnmatch``, as pyinfra
-    prints operation names) of operations that may change every time. ``cpus``, ``memory``
-    (``"4G"``), ``disk`` (``"64G"``, OrbStack only): the machine's limits (OrbStack 2.2.1+;
-    Docker's own limits). ``isolated``: no access to the host's files (OrbStack 2.1+; Docker
-    machines never have any). ``capabilities``: Linux capabilities the machine's root gets on
-    Docker (``["NET_ADMIN"]`` for iptables/nftables; OrbStack machines have them already).
-    Relative paths are looked up in the running test's folder, then in the rootdir.
-    """
-    return dict(image=image, deploy=deploy, user=user, cloud_init=cloud_init, clone=clone,
-                data=data, check_idempotent=check_idempotent, allow_changes=allow_changes,
-                cpus=cpus, memory=memory, disk=disk, isolated=isolated, capabilities=capabilities)
-
-
-KEYWORDS = tuple(inspect.signature(orbstack_marker).parameters)
-RESOURCE_KEYWORDS = ("cpus", "memory", "disk", "isolated", "capabilities")
-
-
-def machine_keywords(args: Sequence[Any], kwargs: Mapping[str, Any],
-                     where: str = "@pytest.mark.orbstack") -> dict[str, Any]:
-    """``args``/``kwargs`` checked against :func:`orbstack_marker`; InvalidInput naming the
-    wrong argument (with the closest right one) otherwise."""
-    for key in kwargs:
-        if key not in KEYWORDS:
-            raise InvalidInput(f"{where} got an unknown argument {key!r}"
-                               f"{closest(key, KEYWORDS)}; it takes {', '.join(KEYWORDS)}")
-    try:
-        return orbstack_marker(*args, **kwargs)
-    except TypeError as exc:
-        raise InvalidInput(f"{where}: {exc}".replace("orbstack_marker() ", ""))
-
-
-def marker_kwargs(marker: pytest.Mark) -> dict[str, Any]:
-    """The marker's arguments, checked (see :func:`machine_keywords`); ``image`` may be a list
-    of images (a platform matrix: the test runs once per image)."""
-    kwargs = machine_keywords(marker.args, marker.kwargs)
-    if isinstance(kwargs["image"], (list, tuple)):
-        image_list(kwargs["image"], "@pytest.mark.orbstack(image=[...])")
-    return kwargs
-
-
-MATRIX_FIXTURES = frozenset({"orbstack", "orbstack_machine", "orbstack_machines"})
-
-
-def image_matrix(config: pytest.Config, marker: pytest.Mark | None) -> tuple[list[str], list[str]] | None:
-    """The images a test runs on, once each, and those ``--orbstack-image`` left out; None
-    when it is not a matrix (one image, not given as a list). The matrix is the marker's image
-    list, else the ini ``orbstack_image`` list (or ``--orbstack-image``) when it has several."""
-    state = plugin_state(config)
-    image = marker_kwargs(marker)["image"] if marker is not None else None
-    if isinstance(image, str):
-        return None
-    if image is None:
-        return (state.images, []) if len(state.images) > 1 else None
-    chosen = [i for i in image if state.narrow is None or i in state.narrow]
-    return chosen, [i for i in image if i not in chosen]
 
 
 def _or_fail(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -131,32 +43,6 @@ def _or_fail(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 def _fail(message: str) -> NoReturn:
     __tracebackhide__ = True
     pytest.fail(message, pytrace=False)
-
-
-def _machine_args(config: pytest.Config, kwargs: dict[str, Any],
-                  default_image: str | None = None) -> dict[str, Any]:
-    """Factory keywords with the defaults filled in (``default_image``: the test's image in a
-    platform matrix), every input checked (paths resolved to absolute ones) before any engine
-    call."""
-    state = plugin_state(config)
-    kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    kwargs.setdefault("image", default_image or state.image)
-    kwargs.setdefault("user", config.getini("orbstack_user") or None)
-    kwargs.setdefault("clone", config.getini("orbstack_clone"))
-    dirs = state.search_dirs()
-    parse_image(kwargs["image"])
-    check_user(kwargs["user"])
-    if "deploy" in kwargs:
-        kwargs["deploy"] = check_deploy(kwargs["deploy"], dirs)
-    if "cloud_init" in kwargs:
-        kwargs["cloud_init"] = check_cloud_init(kwargs["cloud_init"], dirs)
-    if kwargs.get("data") is not None and not isinstance(kwargs["data"], dict):
-        raise InvalidInput(f"data= must be a dict of host data, not {type(kwargs['data']).__name__}")
-    kwargs["allow_changes"] = check_names(kwargs.get("allow_changes", ()), "allow_changes=")
-    kwargs["resources"] = check_resources(**{k: kwargs.pop(k) for k in RESOURCE_KEYWORDS if k in kwargs})
-    if (kwargs.get("check_idempotent") or kwargs["allow_changes"]) and "deploy" not in kwargs:
-        raise InvalidInput("check_idempotent= and allow_changes= need a deploy= to check")
-    return kwargs
 
 
 @pytest.fixture(scope="session")
@@ -187,7 +73,7 @@ class _Factory:
 
     def check(self, keywords: dict[str, Any]) -> dict[str, Any]:
         """The keywords with their defaults, every input checked (InvalidInput otherwise)."""
-        return _machine_args(self.request.config, keywords, self.image)
+        return machine_args(self.request.config, keywords, self.image)
 
     def make(self, suffix: str, checked: dict[str, Any]) -> Machine:
         """A machine from :meth:`check`'s keywords."""
@@ -201,12 +87,14 @@ class _Factory:
 
     def _next_key(self, suffix: str) -> str | None:
         """The key of the next test's machine ``suffix``, if that test will likely ask for it
-        with these arguments (:func:`.spares.same_machines`): it is cloned while this one runs."""
-        nextitem = plugin_state(self.request.config).next_item
-        if not self.per_test or not same_machines(self.request.node, nextitem):
+        with these arguments (:func:`.spares.same_machines`): it is cloned while this one runs
+        (unless ini ``orbstack_spares`` is false)."""
+        config = self.request.config
+        nextitem = plugin_state(config).next_item
+        if not self.per_test or not config.getini("orbstack_spares") or not same_machines(self.request.node, nextitem):
             return None
         assert nextitem is not None
-        return f"{_item_key(self.request.config, nextitem)}#{suffix}"
+        return f"{_item_key(config, nextitem)}#{suffix}"
 
     def numbered(self, where: str) -> MachineFactory:
         """The public factory: ``make(image=None, **keywords)``, machines numbered in order."""
@@ -344,7 +232,7 @@ def orbstack_session_machine(request: pytest.FixtureRequest,
     every asker gets its error."""
     def make(image: str | None = None, **keywords: Any) -> Machine:
         checked = _or_fail(machine_keywords, (image,), keywords, "orbstack_session_machine()")
-        kwargs = _or_fail(_machine_args, request.config, checked)
+        kwargs = _or_fail(machine_args, request.config, checked)
         kwargs.pop("clone", None)
         identity = {k: callable_key(v) if callable(v) else v for k, v in kwargs.items()}
         key = "session:" + json.dumps(identity, sort_keys=True, default=str)

@@ -24,12 +24,9 @@ import pytest
 from .backends import KINDS, get_backend
 from .errors import InvalidInput, MachineError
 from .fixtures import (
-    MATRIX_FIXTURES,
     _item_key,
     _orbstack_image,
     _orbstack_lifecycle,
-    image_matrix,
-    marker_kwargs,
     orbstack,
     orbstack_backend,
     orbstack_machine,
@@ -38,6 +35,7 @@ from .fixtures import (
     orbstack_session_machine,
 )
 from .lifecycle import Lifecycle, MachineRecord
+from .marker import MATRIX_FIXTURES, image_matrix, marker_kwargs
 from .reaper import prune
 from .registry import Registry
 from .report import pytest_runtest_makereport, pytest_terminal_summary
@@ -80,6 +78,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("orbstack_keep", "default keep policy: never, always or failed", default="never")
     parser.addini("orbstack_clone", "deploy once on a golden machine, clone it per test",
                   type="bool", default=True)
+    parser.addini("orbstack_spares", "while a test runs, clone the machine the next test will likely "
+                  "ask for (one more machine alive per process)", type="bool", default=True)
     parser.addini("orbstack_deploy", "deploy file applied by the `orbstack` fixture when its "
                   "marker names none (looked up in the test's folder, then the rootdir)", default="")
 
@@ -110,7 +110,7 @@ def _terminate_on_sigterm() -> None:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A platform matrix: a test using a machine fixture runs once per image of its matrix
-    (:func:`fixtures.image_matrix`), ids ``[debian:bookworm]``. Images ``--orbstack-image``
+    (:func:`.marker.image_matrix`), ids ``[debian:bookworm]``. Images ``--orbstack-image``
     leaves out are not run; a test left with none is skipped, saying so."""
     if not MATRIX_FIXTURES & set(metafunc.fixturenames):
         return

@@ -106,8 +106,10 @@ def test_a_wrong_guess_is_deleted_and_the_test_gets_its_own_machine(inner):
     assert made == {"a": "clone", "b": "clone", "c": "clone"}
 
 
-def test_spares_under_xdist_and_with_clone_off(inner):
-    """Under ``-n 2`` each worker clones its own next machine; ``clone=False`` makes no spare."""
+@pytest.mark.parametrize("spares", ["on", "off"])
+def test_spares_under_xdist_with_clone_off_and_switched_off(inner, spares):
+    """Under ``-n 2`` each worker clones its own next machine; ``clone=False`` makes no spare,
+    nor does anything with ini ``orbstack_spares`` false (given as ``-o``)."""
     inner.makeconftest(DEPLOYS)
     inner.makepyfile(test_x='''
         import pytest
@@ -123,7 +125,9 @@ def test_spares_under_xdist_and_with_clone_off(inner):
         def test_fresh(orbstack, i):
             assert orbstack.run("cat /etc/which-deploy").stdout == "a\\n"
     ''')
-    result = run(inner, "-n", "2", "--orbstack-timings=t.json")
+    switch = ["-o", "orbstack_spares=false"] if spares == "off" else []
+    result = run(inner, "-n", "2", "--orbstack-timings=t.json", *switch)
     result.assert_outcomes(passed=6)
     made = [m["created_by"] for m in machines(inner.path / "t.json").values()]
-    assert made.count("spare") >= 1 and made.count("create") == 2, made
+    assert made.count("create") == 2, made
+    assert made.count("spare") >= 1 if spares == "on" else made.count("clone") == 4, made
