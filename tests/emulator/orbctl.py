@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """An ``orbctl``/``orb`` emulator for tests: OrbStack's CLI on Linux, backed by Docker.
 
-OrbStack runs only on macOS. This file answers the ``orbctl`` commands the project uses with
+OrbStack runs only on macOS. This file (the commands; machines and state in emu_machines.py,
+``run``/``push``/``pull`` in emu_files.py) answers the ``orbctl`` commands the project uses with
 OrbStack's output shapes, exit codes and error texts, each taken from a public source recorded
 in tests/contracts/orbstack (tags as in emu_facts.py: #N is orbstack/orbstack issue N; G-cli,
 G-probe, B, TF, S the projects named there) or marked ASSUMED. Each "machine" is a real Docker
@@ -62,306 +63,57 @@ only; a renamed machine keeps its old hostname; ``run -s`` joins its arguments i
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import fcntl
-import hashlib
 import json
 import os
-import platform
 import re
-import secrets
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import emu_facts as facts
 from emu_cloudinit import cloud_image, run_cloud_init
 from emu_facts import E
-
-DISTROS = ("alma alpine arch centos debian devuan fedora gentoo kali nixos openeuler opensuse "
-           "oracle rocky ubuntu void").split()
-CODENAMES = {"debian": {"11": "bullseye", "12": "bookworm", "13": "trixie"},
-             "ubuntu": {"20.04": "focal", "22.04": "jammy", "24.04": "noble"}}
-RESERVED = {"default", "vm", "host", "services", "gateway", "k8s", "docker"}
-NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-.]+$")
-CONFIG_DEFAULTS = facts.CONFIG_DEFAULTS
-BOOT_TIMEOUT = facts.MISSING_IP
-STATUS_CODES = {"Running": 0, "Stopped": 1, "Starting": 2}
-SYSTEMD_FLAGS = ["--cap-add", "SYS_ADMIN", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:mode=1777",
-                 "--security-opt", "seccomp=unconfined",
-                 "--stop-signal", "SIGRTMIN+3"]  # SIGRTMIN+3 makes systemd halt at once
-# /tmp is a tmpfs: empty after a stop and in a clone (G-probe: "/tmp does not survive machine
-# stop/clone"); a commit does not copy it.
-LBL = "orbctl-emulator"
-CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-DOCKER = os.environ.get("ORBCTL_EMULATOR_DOCKER") or "docker"
-HOME = Path(os.environ.get("ORBCTL_EMULATOR_HOME") or "~/.orbctl-emulator").expanduser().absolute()
-HASH = hashlib.sha1(str(HOME).encode()).hexdigest()[:8]
-PREFIX, NETWORK, RELAY = f"orbemu-{HASH}-", f"orbemu-{HASH}", f"orbemu-{HASH}-relay"
-# Shell snippets get their values as positional parameters, never spliced into the text.
-TILDE = 'case $p in "~") p=$HOME;; "~/"*) p=$HOME/${p#"~/"};; esac\n'
-PUSH_SH = ('HOME=$(getent passwd "$5" | cut -d: -f6); cd "${HOME:-/}" 2>/dev/null || cd /; p=$1\n' + TILDE +
-           'if [ -d "$p" ]; then p=${p%/}/$2; elif [ "$4" = multi ]; then\n'
-           '  echo "cp: target \'$1\' is not a directory" >&2; exit 1; fi\n'
-           'if [ -d "$p" ]; then echo "cp: cannot overwrite directory \'$p\' with non-directory" >&2; exit 1; fi\n'
-           'new=; [ -e "$p" ] || new=1\n'
-           'err=$(touch -- "$p" 2>&1) || { echo "cp: cannot create regular file \'$p\': ${err##*: }" >&2; exit 1; }\n'
-           'cat > "$p" || exit 1\n[ -z "$new" ] || chmod "$3" -- "$p"\n')
-PULL_SH = ('cd ~ 2>/dev/null || cd /; p=$1\n' + TILDE +
-           'err=$(ls -d -- "$p" 2>&1) || { echo "cp: cannot stat \'$1\': ${err##*: }" >&2; exit 1; }\n'
-           'if [ -d "$p" ]; then echo "cp: -r not specified; omitting directory \'$1\' '
-           '(the orbctl emulator copies files only)" >&2; exit 1; fi\n'
-           'if [ ! -r "$p" ]; then echo "cp: cannot open \'$1\' for reading: Permission denied" >&2; exit 1; fi\n'
-           'exec cat -- "$p"\n')
-USER_SH = ('u=; [ -n "$2" ] && ! getent passwd "$2" >/dev/null && u="-u $2"\n'
-           'id -u "$1" >/dev/null 2>&1 || useradd -m -s /bin/bash $u "$1" || exit 1\n'
-           'f=/etc/sudoers.d/orbemu-$(printf %s "$1" | tr . _)\n'
-           'printf \'%s ALL=(ALL) NOPASSWD:ALL\\n\' "$1" > "$f" && chmod 0440 "$f"\n')
-
-
-
-class Fail(Exception):
-    """A command failed: its text goes to stderr and orbctl exits 1."""
-
-
-class Parser(argparse.ArgumentParser):
-    def error(self, message):
-        raise Fail(f"Error: {message}")
-
-
-def parse(verb: str, argv: list[str], *specs: str) -> argparse.Namespace:
-    """Specs: ``-x/--long`` takes a value, ``-x/--long!`` is a switch, ``pos`` ``pos?`` ``pos*`` ``pos+``."""
-    parser = Parser(prog=f"orbctl {verb}")
-    for spec in specs:
-        name, mark = spec.rstrip("!?*+"), spec[len(spec.rstrip("!?*+")):]
-        if name.startswith("-"):
-            parser.add_argument(*name.split("/"), action="store_true" if mark == "!" else "store")
-        else:
-            parser.add_argument(name, nargs=mark or None)
-    return parser.parse_args(argv)
-
-
-# -- docker and local state ------------------------------------------------------------------
-def docker(*args: str, check: bool = True, input=None, binary: bool = False):
-    try:
-        proc = subprocess.run([DOCKER, *args], input=input, capture_output=True, text=not binary)
-    except FileNotFoundError:
-        raise Fail(f"Docker is unavailable: {DOCKER!r} not found (the orbctl emulator needs Docker)")
-    err = proc.stderr.decode(errors="replace") if binary else proc.stderr
-    if proc.returncode and ("Cannot connect to the Docker daemon" in err or "error during connect" in err):
-        raise Fail(f"Docker is unavailable: {err.strip().splitlines()[-1]}")
-    if check and proc.returncode:
-        reason = err.strip().splitlines()[-1] if err.strip() else f"exit status {proc.returncode}"
-        raise Fail(f"{E}docker {args[0]}: {reason}")
-    return proc
-
-
-@contextlib.contextmanager
-def locked():
-    HOME.mkdir(parents=True, exist_ok=True)
-    with open(HOME / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-def load_state() -> dict:
-    try:
-        return json.loads((HOME / "config.json").read_text())
-    except FileNotFoundError:
-        return {}
-
-
-def update_state(change) -> None:
-    with locked():
-        state = load_state()
-        state.setdefault("config", {})
-        change(state)
-        tmp = HOME / f".config.json.{os.getpid()}"
-        tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
-        tmp.replace(HOME / "config.json")
-
-
-def set_status(status: str) -> None:
-    if load_state().get("status", "Running") != status:
-        update_state(lambda s: s.update(status=status))
-
-
-def console_log(c: dict) -> Path:
-    return HOME / "logs" / f"{labels(c)[LBL + '.id']}.log"
-
-
-# -- machines ----------------------------------------------------------------------------------
-def labels(c: dict) -> dict:
-    return c["Config"]["Labels"] or {}
-
-
-def name_of(c: dict) -> str:
-    return c["Name"].lstrip("/")[len(PREFIX):]
-
-
-def cname(name: str) -> str:
-    return PREFIX + name
-
-
-def running(c: dict) -> bool:
-    return c["State"]["Status"] == "running"
-
-
-def machines() -> list[dict]:
-    ids = docker("ps", "-aq", "--filter", f"label={LBL}.home={HASH}").stdout.split()
-    found = json.loads(docker("inspect", "--type", "container", *ids).stdout) if ids else []
-    return sorted(found, key=name_of)
-
-
-def lookup(name: str, size: bool = False) -> dict | None:
-    proc = docker("inspect", "--type", "container", *(["--size"] if size else []), cname(name), check=False)
-    found = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
-    return found[0] if found and labels(found[0]).get(LBL + ".home") == HASH else None
-
-
-def find(name: str, size: bool = False) -> dict:
-    c = lookup(name, size)
-    if c is None:
-        raise Fail(f"{E}machine not found: '{name}'")
-    return c
-
-
-def username(c: dict, state: dict | None = None) -> str:
-    config = (state if state is not None else load_state()).get("config", {})
-    return config.get(f"machine.{name_of(c)}.username") or labels(c)[LBL + ".username"]
-
-
-def record(c: dict, state: dict) -> dict:
-    lb = labels(c)
-    return {"id": lb[LBL + ".id"], "name": name_of(c),
-            "image": {"distro": lb[LBL + ".distro"], "version": lb[LBL + ".version"],
-                      "arch": lb[LBL + ".arch"], "variant": "default"},
-            "config": {"isolated": setting(c, state, "isolated") == "true",
-                       "forward_ssh_agent": setting(c, state, "forward_ssh_agent") == "true",
-                       "isolate_network": setting(c, state, "isolate_network") == "true",
-                       "default_username": username(c, state), **facts.PORTS},
-            "builtin": False, "state": state_of(c)}
-
-
-def setting(c: dict, state: dict, key: str) -> str:
-    return state.get("config", {}).get(f"machine.{name_of(c)}.{key}", "false")
-
-
-def state_of(c: dict) -> str:
-    """running/stopped; a started clone stays "provisioning" with ORBCTL_EMULATOR_CLONE_STATE=
-    provisioning, as OrbStack 1.11.1 showed while it ran commands (#1973)."""
-    if not running(c):
-        return "stopped"
-    clone_state = os.environ.get("ORBCTL_EMULATOR_CLONE_STATE")
-    return clone_state if clone_state and labels(c).get(LBL + ".clone") else "running"
-
-
-def default_machine() -> str:
-    names = [name_of(c) for c in machines()]
-    wanted = load_state().get("default")
-    if wanted in names:
-        return wanted
-    if not names:
-        raise Fail(f"{E}no machines: create one first with 'orbctl create DISTRO NAME'")
-    return names[0]
-
-
-def new_id() -> str:
-    n = (int(time.time() * 1000) << 80) | secrets.randbits(80)
-    return "".join(CROCKFORD[(n >> (5 * i)) & 31] for i in reversed(range(26)))
-
-
-def host_arch() -> str:
-    machine = platform.machine().lower()
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
-
-
-def check_new_name(verb: str, name: str) -> None:
-    if name.lower() in RESERVED:
-        raise Fail(f"{E}{verb} '{name}': invalid name: '{name}' is reserved")
-    if not NAME_RE.match(name) or len(name) > 63:
-        raise Fail(f"{E}{verb} '{name}': invalid name: must match {NAME_RE.pattern} (at most 63 characters)")
-    if lookup(name) is not None:
-        raise Fail(f"{E}{verb} '{name}': machine already exists: '{name}'")
-
-
-def container_args(name: str, lbls: dict, image: str) -> list[str]:
-    args = ["--name", cname(name), "--hostname", name, "--network", NETWORK, "--network-alias", name,
-            "--add-host", "host.orb.internal:host-gateway", *SYSTEMD_FLAGS]
-    for key, value in lbls.items():
-        args += ["--label", f"{key}={value}"]
-    return [*args, image]
-
-
-def ensure_network() -> None:
-    for net in (NETWORK, RELAY):
-        if docker("network", "inspect", net, check=False).returncode:
-            docker("network", "create", "--label", f"{LBL}.home={HASH}", net)
-
-
-def drop_network_if_unused() -> None:
-    if not machines():
-        docker("network", "rm", NETWORK, RELAY, check=False)
-
-
-def join_relay(container: str, name: str) -> None:
-    """``NAME.orb.local`` is a per-machine relay address, not the machine's own IP (#2676;
-    #2057: "not guaranteed to have the same IP"): here, the machine's address on a second
-    network."""
-    docker("network", "connect", "--alias", f"{name}.orb.local", RELAY, container)
-
-
-def wait_booted(container: str) -> bool:
-    deadline = time.monotonic() + float(os.environ.get("ORBCTL_EMULATOR_BOOT_TIMEOUT") or 60)
-    while True:
-        proc = docker("exec", container, "systemctl", "is-system-running", check=False)
-        if proc.stdout.strip() in ("running", "degraded"):
-            return True
-        if time.monotonic() >= deadline or "is not running" in proc.stderr:
-            return False
-        time.sleep(0.2)
-
-
-def ensure_user(container: str, user: str) -> str | None:
-    """Make ``user`` (passwordless sudo) if missing; returns what went wrong, if anything."""
-    if user == "root":
-        return None
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    # the default user gets the host's UID when it is a person's (#1446, B: uid=501 on a Mac)
-    proc = docker("exec", container, "sh", "-c", USER_SH, "sh", user, str(uid) if uid >= 500 else "",
-                  check=False)
-    return f"user '{user}': {proc.stderr.strip() or proc.stdout.strip()}" if proc.returncode else None
-
-
-def start_machine(c: dict) -> None:
-    set_status("Running")
-    if running(c):
-        return
-    docker("start", c["Id"])
-    override = load_state().get("config", {}).get(f"machine.{name_of(c)}.username")
-    problem = BOOT_TIMEOUT if not wait_booted(c["Id"]) else override and ensure_user(c["Id"], override)
-    if problem:
-        raise Fail(f"{E}start '{name_of(c)}': setup: {problem}")
-
-
-def remove_machine(c: dict) -> None:
-    docker("rm", "-f", c["Id"])
-    docker("rmi", f"orbemu-clone-{HASH}:{labels(c)[LBL + '.id'].lower()}", check=False)
-    console_log(c).unlink(missing_ok=True)
-
-
-def forget(state: dict, name: str, new: str | None = None) -> None:
-    """Drop (or move to ``new``) the settings of machine ``name``."""
-    for key in [k for k in state["config"] if k.startswith(f"machine.{name}.")]:
-        value = state["config"].pop(key)
-        if new:
-            state["config"][f"machine.{new}." + key[len(f"machine.{name}."):]] = value
-    if state.get("default") == name:
-        state["default"] = new
+from emu_files import cmd_pull, cmd_push, cmd_run
+from emu_machines import (
+    BOOT_TIMEOUT,
+    CODENAMES,
+    CONFIG_DEFAULTS,
+    DISTROS,
+    HASH,
+    LBL,
+    NETWORK,
+    RELAY,
+    STATUS_CODES,
+    Fail,
+    check_new_name,
+    cname,
+    console_log,
+    container_args,
+    default_machine,
+    docker,
+    drop_network_if_unused,
+    ensure_network,
+    ensure_user,
+    find,
+    forget,
+    host_arch,
+    join_relay,
+    labels,
+    load_state,
+    locked,
+    lookup,
+    machines,
+    name_of,
+    new_id,
+    parse,
+    record,
+    remove_machine,
+    running,
+    set_status,
+    start_machine,
+    update_state,
+    username,
+    wait_booted,
+)
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -551,108 +303,6 @@ def cmd_rename(argv):
     docker("network", "connect", "--alias", a.new, NETWORK, c["Id"])
     join_relay(c["Id"], a.new)
     update_state(lambda s: forget(s, a.old, a.new))
-
-
-def parse_run_flags(argv: list[str]) -> tuple[dict, list[str]]:
-    """``run`` flags come only before the first non-flag argument (like OrbStack's)."""
-    opts, i, names = {}, 0, {"-m": "machine", "--machine": "machine", "-u": "user", "--user": "user",
-                             "-w": "workdir", "--workdir": "workdir"}
-    while i < len(argv) and argv[i].startswith("-"):
-        arg, i = argv[i], i + 1
-        key, eq, value = arg.partition("=")
-        if arg == "--":
-            break
-        if arg in ("-s", "--shell"):
-            opts["shell"] = True
-        elif key in names:
-            if not eq:
-                if i >= len(argv):
-                    raise Fail(f"Error: flag needs an argument: {arg}")
-                value, i = argv[i], i + 1
-            opts[names[key]] = value
-        elif arg[:2] in names and not arg.startswith("--"):
-            opts[names[arg[:2]]] = arg[2:]
-        else:
-            raise Fail(f"Error: unknown flag: {arg}" if arg.startswith("--")
-                       else f"Error: unknown shorthand flag: '{arg[1:2]}' in {arg}")
-    return opts, argv[i:]
-
-
-def cmd_run(argv):
-    opts, command = parse_run_flags(argv)
-    c = find(opts.get("machine") or default_machine())
-    start_machine(c)
-    user = opts.get("user") or username(c)
-    args = [DOCKER, "exec", "-i", *(["-t"] if os.isatty(0) and os.isatty(1) else []), "-u", user]
-    # Without -w, OrbStack runs in the caller's current directory (#1661, #1005, #38); the
-    # emulator fails when the machine has no such directory (facts.NO_CWD, ASSUMED).
-    cwd = opts.get("workdir") or os.getcwd()
-    cd = f'cd {shlex.quote(cwd)} 2>/dev/null || {{ echo {shlex.quote(facts.NO_CWD.format(cwd))} >&2; exit 1; }}; '
-    if opts.get("workdir"):
-        args += ["-w", opts["workdir"]]
-        cd = ""
-    if opts.get("shell") or not command:
-        login = cd + 's=$(getent passwd "$(id -un)" | cut -d: -f7); exec "${s:-/bin/sh}" -l'
-        command = ["sh", "-c", login + (' -c "$1"' if command else ""), "sh", " ".join(command)]
-    elif cd:
-        command = ["sh", "-c", cd + 'exec "$@"', "sh", *command]
-    sys.stdout.flush()
-    try:
-        os.execvp(DOCKER, [*args, c["Id"], *command])
-    except FileNotFoundError:
-        raise Fail(f"Docker is unavailable: {DOCKER!r} not found (the orbctl emulator needs Docker)")
-
-
-def copy_args(verb: str, argv: list[str]):
-    a = parse(verb, argv, "-m/--machine", "paths+")
-    c = find(a.machine or default_machine())
-    start_machine(c)
-    srcs, dest = (a.paths[:-1], a.paths[-1]) if len(a.paths) > 1 else (a.paths, None)
-    return find(name_of(c)), srcs, dest
-
-
-def cmd_push(argv):
-    c, srcs, dest = copy_args("push", argv)
-    status = 0
-    for src in srcs:
-        path = Path(src)
-        if not path.exists() or path.is_dir():
-            print(facts.PUSH_NO_SOURCE.format(path.absolute()) if not path.exists() else
-                  f"cp: -r not specified; omitting directory '{src}' (the orbctl emulator copies files only)",
-                  file=sys.stderr)
-            status = 1
-            continue
-        mode = format(path.stat().st_mode & 0o777, "o")
-        writer = "root" if facts.has("push_as_root") else username(c)  # #407
-        proc = docker("exec", "-i", "-u", writer, c["Id"], "sh", "-c", PUSH_SH, "sh", dest or ".", path.name,
-                      mode, "multi" if len(srcs) > 1 else "one", username(c), input=path.read_bytes(),
-                      binary=True, check=False)
-        sys.stderr.write(proc.stderr.decode(errors="replace"))
-        status = status or (1 if proc.returncode else 0)
-    return status
-
-
-def cmd_pull(argv):
-    c, srcs, dest = copy_args("pull", argv)
-    status, dest = 0, dest or "."
-    if record(c, load_state())["config"]["isolated"] and not facts.has("copy_isolated"):
-        raise Fail(facts.COPY_ISOLATED.format(os.path.abspath(dest)))
-    if len(srcs) > 1 and not os.path.isdir(dest):
-        raise Fail(f"cp: target '{dest}' is not a directory")
-    for src in srcs:
-        proc = docker("exec", "-u", username(c), c["Id"], "sh", "-c", PULL_SH, "sh", src,
-                      binary=True, check=False)
-        if proc.returncode:
-            sys.stderr.write(proc.stderr.decode(errors="replace"))
-            status = 1
-            continue
-        target = os.path.join(dest, os.path.basename(src.rstrip("/"))) if os.path.isdir(dest) else dest
-        try:
-            Path(target).write_bytes(proc.stdout)
-        except OSError as exc:
-            print(f"cp: cannot create regular file '{target}': {exc.strerror}", file=sys.stderr)
-            status = 1
-    return status
 
 
 def cmd_logs(argv):

@@ -1,0 +1,142 @@
+"""The orbctl emulator's ``run``, ``push`` and ``pull``: a command or a file crosses into a
+machine through ``docker exec`` (tests/emulator/orbctl.py names the sources)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from pathlib import Path
+
+import emu_facts as facts
+from emu_machines import (
+    DOCKER,
+    Fail,
+    default_machine,
+    docker,
+    find,
+    load_state,
+    name_of,
+    parse,
+    record,
+    start_machine,
+    username,
+)
+
+# Shell snippets get their values as positional parameters, never spliced into the text.
+TILDE = 'case $p in "~") p=$HOME;; "~/"*) p=$HOME/${p#"~/"};; esac\n'
+PUSH_SH = ('HOME=$(getent passwd "$5" | cut -d: -f6); cd "${HOME:-/}" 2>/dev/null || cd /; p=$1\n' + TILDE +
+           'if [ -d "$p" ]; then p=${p%/}/$2; elif [ "$4" = multi ]; then\n'
+           '  echo "cp: target \'$1\' is not a directory" >&2; exit 1; fi\n'
+           'if [ -d "$p" ]; then echo "cp: cannot overwrite directory \'$p\' with non-directory" >&2; exit 1; fi\n'
+           'new=; [ -e "$p" ] || new=1\n'
+           'err=$(touch -- "$p" 2>&1) || { echo "cp: cannot create regular file \'$p\': ${err##*: }" >&2; exit 1; }\n'
+           'cat > "$p" || exit 1\n[ -z "$new" ] || chmod "$3" -- "$p"\n')
+PULL_SH = ('cd ~ 2>/dev/null || cd /; p=$1\n' + TILDE +
+           'err=$(ls -d -- "$p" 2>&1) || { echo "cp: cannot stat \'$1\': ${err##*: }" >&2; exit 1; }\n'
+           'if [ -d "$p" ]; then echo "cp: -r not specified; omitting directory \'$1\' '
+           '(the orbctl emulator copies files only)" >&2; exit 1; fi\n'
+           'if [ ! -r "$p" ]; then echo "cp: cannot open \'$1\' for reading: Permission denied" >&2; exit 1; fi\n'
+           'exec cat -- "$p"\n')
+
+
+def parse_run_flags(argv: list[str]) -> tuple[dict, list[str]]:
+    """``run`` flags come only before the first non-flag argument (like OrbStack's)."""
+    opts, i, names = {}, 0, {"-m": "machine", "--machine": "machine", "-u": "user", "--user": "user",
+                             "-w": "workdir", "--workdir": "workdir"}
+    while i < len(argv) and argv[i].startswith("-"):
+        arg, i = argv[i], i + 1
+        key, eq, value = arg.partition("=")
+        if arg == "--":
+            break
+        if arg in ("-s", "--shell"):
+            opts["shell"] = True
+        elif key in names:
+            if not eq:
+                if i >= len(argv):
+                    raise Fail(f"Error: flag needs an argument: {arg}")
+                value, i = argv[i], i + 1
+            opts[names[key]] = value
+        elif arg[:2] in names and not arg.startswith("--"):
+            opts[names[arg[:2]]] = arg[2:]
+        else:
+            raise Fail(f"Error: unknown flag: {arg}" if arg.startswith("--")
+                       else f"Error: unknown shorthand flag: '{arg[1:2]}' in {arg}")
+    return opts, argv[i:]
+
+
+def cmd_run(argv):
+    opts, command = parse_run_flags(argv)
+    c = find(opts.get("machine") or default_machine())
+    start_machine(c)
+    user = opts.get("user") or username(c)
+    args = [DOCKER, "exec", "-i", *(["-t"] if os.isatty(0) and os.isatty(1) else []), "-u", user]
+    # Without -w, OrbStack runs in the caller's current directory (#1661, #1005, #38); the
+    # emulator fails when the machine has no such directory (facts.NO_CWD, ASSUMED).
+    cwd = opts.get("workdir") or os.getcwd()
+    cd = f'cd {shlex.quote(cwd)} 2>/dev/null || {{ echo {shlex.quote(facts.NO_CWD.format(cwd))} >&2; exit 1; }}; '
+    if opts.get("workdir"):
+        args += ["-w", opts["workdir"]]
+        cd = ""
+    if opts.get("shell") or not command:
+        login = cd + 's=$(getent passwd "$(id -un)" | cut -d: -f7); exec "${s:-/bin/sh}" -l'
+        command = ["sh", "-c", login + (' -c "$1"' if command else ""), "sh", " ".join(command)]
+    elif cd:
+        command = ["sh", "-c", cd + 'exec "$@"', "sh", *command]
+    sys.stdout.flush()
+    try:
+        os.execvp(DOCKER, [*args, c["Id"], *command])
+    except FileNotFoundError:
+        raise Fail(f"Docker is unavailable: {DOCKER!r} not found (the orbctl emulator needs Docker)")
+
+
+def copy_args(verb: str, argv: list[str]):
+    a = parse(verb, argv, "-m/--machine", "paths+")
+    c = find(a.machine or default_machine())
+    start_machine(c)
+    srcs, dest = (a.paths[:-1], a.paths[-1]) if len(a.paths) > 1 else (a.paths, None)
+    return find(name_of(c)), srcs, dest
+
+
+def cmd_push(argv):
+    c, srcs, dest = copy_args("push", argv)
+    status = 0
+    for src in srcs:
+        path = Path(src)
+        if not path.exists() or path.is_dir():
+            print(facts.PUSH_NO_SOURCE.format(path.absolute()) if not path.exists() else
+                  f"cp: -r not specified; omitting directory '{src}' (the orbctl emulator copies files only)",
+                  file=sys.stderr)
+            status = 1
+            continue
+        mode = format(path.stat().st_mode & 0o777, "o")
+        writer = "root" if facts.has("push_as_root") else username(c)  # #407
+        proc = docker("exec", "-i", "-u", writer, c["Id"], "sh", "-c", PUSH_SH, "sh", dest or ".", path.name,
+                      mode, "multi" if len(srcs) > 1 else "one", username(c), input=path.read_bytes(),
+                      binary=True, check=False)
+        sys.stderr.write(proc.stderr.decode(errors="replace"))
+        status = status or (1 if proc.returncode else 0)
+    return status
+
+
+def cmd_pull(argv):
+    c, srcs, dest = copy_args("pull", argv)
+    status, dest = 0, dest or "."
+    if record(c, load_state())["config"]["isolated"] and not facts.has("copy_isolated"):
+        raise Fail(facts.COPY_ISOLATED.format(os.path.abspath(dest)))
+    if len(srcs) > 1 and not os.path.isdir(dest):
+        raise Fail(f"cp: target '{dest}' is not a directory")
+    for src in srcs:
+        proc = docker("exec", "-u", username(c), c["Id"], "sh", "-c", PULL_SH, "sh", src,
+                      binary=True, check=False)
+        if proc.returncode:
+            sys.stderr.write(proc.stderr.decode(errors="replace"))
+            status = 1
+            continue
+        target = os.path.join(dest, os.path.basename(src.rstrip("/"))) if os.path.isdir(dest) else dest
+        try:
+            Path(target).write_bytes(proc.stdout)
+        except OSError as exc:
+            print(f"cp: cannot create regular file '{target}': {exc.strerror}", file=sys.stderr)
+            status = 1
+    return status

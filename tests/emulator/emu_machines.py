@@ -1,0 +1,288 @@
+"""The orbctl emulator's machines and state, shared by its commands (tests/emulator/orbctl.py,
+whose docstring names the public source of each behaviour). A machine is a Docker container
+whose labels carry OrbStack's record; settings (``orbctl config``, the default machine) live
+in ``$ORBCTL_EMULATOR_HOME/config.json``; errors are :class:`Fail` (text to stderr, exit 1)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import emu_facts as facts
+from emu_facts import E
+
+DISTROS = ("alma alpine arch centos debian devuan fedora gentoo kali nixos openeuler opensuse "
+           "oracle rocky ubuntu void").split()
+CODENAMES = {"debian": {"11": "bullseye", "12": "bookworm", "13": "trixie"},
+             "ubuntu": {"20.04": "focal", "22.04": "jammy", "24.04": "noble"}}
+RESERVED = {"default", "vm", "host", "services", "gateway", "k8s", "docker"}
+NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-.]+$")
+CONFIG_DEFAULTS = facts.CONFIG_DEFAULTS
+BOOT_TIMEOUT = facts.MISSING_IP
+STATUS_CODES = {"Running": 0, "Stopped": 1, "Starting": 2}
+SYSTEMD_FLAGS = ["--cap-add", "SYS_ADMIN", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:mode=1777",
+                 "--security-opt", "seccomp=unconfined",
+                 "--stop-signal", "SIGRTMIN+3"]  # SIGRTMIN+3 makes systemd halt at once
+# /tmp is a tmpfs: empty after a stop and in a clone (G-probe: "/tmp does not survive machine
+# stop/clone"); a commit does not copy it.
+LBL = "orbctl-emulator"
+CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+DOCKER = os.environ.get("ORBCTL_EMULATOR_DOCKER") or "docker"
+HOME = Path(os.environ.get("ORBCTL_EMULATOR_HOME") or "~/.orbctl-emulator").expanduser().absolute()
+HASH = hashlib.sha1(str(HOME).encode()).hexdigest()[:8]
+PREFIX, NETWORK, RELAY = f"orbemu-{HASH}-", f"orbemu-{HASH}", f"orbemu-{HASH}-relay"
+USER_SH = ('u=; [ -n "$2" ] && ! getent passwd "$2" >/dev/null && u="-u $2"\n'
+           'id -u "$1" >/dev/null 2>&1 || useradd -m -s /bin/bash $u "$1" || exit 1\n'
+           'f=/etc/sudoers.d/orbemu-$(printf %s "$1" | tr . _)\n'
+           'printf \'%s ALL=(ALL) NOPASSWD:ALL\\n\' "$1" > "$f" && chmod 0440 "$f"\n')
+
+
+class Fail(Exception):
+    """A command failed: its text goes to stderr and orbctl exits 1."""
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise Fail(f"Error: {message}")
+
+
+def parse(verb: str, argv: list[str], *specs: str) -> argparse.Namespace:
+    """Specs: ``-x/--long`` takes a value, ``-x/--long!`` is a switch, ``pos`` ``pos?`` ``pos*`` ``pos+``."""
+    parser = Parser(prog=f"orbctl {verb}")
+    for spec in specs:
+        name, mark = spec.rstrip("!?*+"), spec[len(spec.rstrip("!?*+")):]
+        if name.startswith("-"):
+            parser.add_argument(*name.split("/"), action="store_true" if mark == "!" else "store")
+        else:
+            parser.add_argument(name, nargs=mark or None)
+    return parser.parse_args(argv)
+
+
+# -- docker and local state ------------------------------------------------------------------
+def docker(*args: str, check: bool = True, input=None, binary: bool = False):
+    try:
+        proc = subprocess.run([DOCKER, *args], input=input, capture_output=True, text=not binary)
+    except FileNotFoundError:
+        raise Fail(f"Docker is unavailable: {DOCKER!r} not found (the orbctl emulator needs Docker)")
+    err = proc.stderr.decode(errors="replace") if binary else proc.stderr
+    if proc.returncode and ("Cannot connect to the Docker daemon" in err or "error during connect" in err):
+        raise Fail(f"Docker is unavailable: {err.strip().splitlines()[-1]}")
+    if check and proc.returncode:
+        reason = err.strip().splitlines()[-1] if err.strip() else f"exit status {proc.returncode}"
+        raise Fail(f"{E}docker {args[0]}: {reason}")
+    return proc
+
+
+@contextlib.contextmanager
+def locked():
+    HOME.mkdir(parents=True, exist_ok=True)
+    with open(HOME / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def load_state() -> dict:
+    try:
+        return json.loads((HOME / "config.json").read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def update_state(change) -> None:
+    with locked():
+        state = load_state()
+        state.setdefault("config", {})
+        change(state)
+        tmp = HOME / f".config.json.{os.getpid()}"
+        tmp.write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
+        tmp.replace(HOME / "config.json")
+
+
+def set_status(status: str) -> None:
+    if load_state().get("status", "Running") != status:
+        update_state(lambda s: s.update(status=status))
+
+
+def console_log(c: dict) -> Path:
+    return HOME / "logs" / f"{labels(c)[LBL + '.id']}.log"
+
+
+# -- machines ----------------------------------------------------------------------------------
+def labels(c: dict) -> dict:
+    return c["Config"]["Labels"] or {}
+
+
+def name_of(c: dict) -> str:
+    return c["Name"].lstrip("/")[len(PREFIX):]
+
+
+def cname(name: str) -> str:
+    return PREFIX + name
+
+
+def running(c: dict) -> bool:
+    return c["State"]["Status"] == "running"
+
+
+def machines() -> list[dict]:
+    ids = docker("ps", "-aq", "--filter", f"label={LBL}.home={HASH}").stdout.split()
+    found = json.loads(docker("inspect", "--type", "container", *ids).stdout) if ids else []
+    return sorted(found, key=name_of)
+
+
+def lookup(name: str, size: bool = False) -> dict | None:
+    proc = docker("inspect", "--type", "container", *(["--size"] if size else []), cname(name), check=False)
+    found = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+    return found[0] if found and labels(found[0]).get(LBL + ".home") == HASH else None
+
+
+def find(name: str, size: bool = False) -> dict:
+    c = lookup(name, size)
+    if c is None:
+        raise Fail(f"{E}machine not found: '{name}'")
+    return c
+
+
+def username(c: dict, state: dict | None = None) -> str:
+    config = (state if state is not None else load_state()).get("config", {})
+    return config.get(f"machine.{name_of(c)}.username") or labels(c)[LBL + ".username"]
+
+
+def record(c: dict, state: dict) -> dict:
+    lb = labels(c)
+    return {"id": lb[LBL + ".id"], "name": name_of(c),
+            "image": {"distro": lb[LBL + ".distro"], "version": lb[LBL + ".version"],
+                      "arch": lb[LBL + ".arch"], "variant": "default"},
+            "config": {"isolated": setting(c, state, "isolated") == "true",
+                       "forward_ssh_agent": setting(c, state, "forward_ssh_agent") == "true",
+                       "isolate_network": setting(c, state, "isolate_network") == "true",
+                       "default_username": username(c, state), **facts.PORTS},
+            "builtin": False, "state": state_of(c)}
+
+
+def setting(c: dict, state: dict, key: str) -> str:
+    return state.get("config", {}).get(f"machine.{name_of(c)}.{key}", "false")
+
+
+def state_of(c: dict) -> str:
+    """running/stopped; a started clone stays "provisioning" with ORBCTL_EMULATOR_CLONE_STATE=
+    provisioning, as OrbStack 1.11.1 showed while it ran commands (#1973)."""
+    if not running(c):
+        return "stopped"
+    clone_state = os.environ.get("ORBCTL_EMULATOR_CLONE_STATE")
+    return clone_state if clone_state and labels(c).get(LBL + ".clone") else "running"
+
+
+def default_machine() -> str:
+    names = [name_of(c) for c in machines()]
+    wanted = load_state().get("default")
+    if wanted in names:
+        return wanted
+    if not names:
+        raise Fail(f"{E}no machines: create one first with 'orbctl create DISTRO NAME'")
+    return names[0]
+
+
+def new_id() -> str:
+    n = (int(time.time() * 1000) << 80) | secrets.randbits(80)
+    return "".join(CROCKFORD[(n >> (5 * i)) & 31] for i in reversed(range(26)))
+
+
+def host_arch() -> str:
+    machine = platform.machine().lower()
+    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine, machine)
+
+
+def check_new_name(verb: str, name: str) -> None:
+    if name.lower() in RESERVED:
+        raise Fail(f"{E}{verb} '{name}': invalid name: '{name}' is reserved")
+    if not NAME_RE.match(name) or len(name) > 63:
+        raise Fail(f"{E}{verb} '{name}': invalid name: must match {NAME_RE.pattern} (at most 63 characters)")
+    if lookup(name) is not None:
+        raise Fail(f"{E}{verb} '{name}': machine already exists: '{name}'")
+
+
+def container_args(name: str, lbls: dict, image: str) -> list[str]:
+    args = ["--name", cname(name), "--hostname", name, "--network", NETWORK, "--network-alias", name,
+            "--add-host", "host.orb.internal:host-gateway", *SYSTEMD_FLAGS]
+    for key, value in lbls.items():
+        args += ["--label", f"{key}={value}"]
+    return [*args, image]
+
+
+def ensure_network() -> None:
+    for net in (NETWORK, RELAY):
+        if docker("network", "inspect", net, check=False).returncode:
+            docker("network", "create", "--label", f"{LBL}.home={HASH}", net)
+
+
+def drop_network_if_unused() -> None:
+    if not machines():
+        docker("network", "rm", NETWORK, RELAY, check=False)
+
+
+def join_relay(container: str, name: str) -> None:
+    """``NAME.orb.local`` is a per-machine relay address, not the machine's own IP (#2676;
+    #2057: "not guaranteed to have the same IP"): here, the machine's address on a second
+    network."""
+    docker("network", "connect", "--alias", f"{name}.orb.local", RELAY, container)
+
+
+def wait_booted(container: str) -> bool:
+    deadline = time.monotonic() + float(os.environ.get("ORBCTL_EMULATOR_BOOT_TIMEOUT") or 60)
+    while True:
+        proc = docker("exec", container, "systemctl", "is-system-running", check=False)
+        if proc.stdout.strip() in ("running", "degraded"):
+            return True
+        if time.monotonic() >= deadline or "is not running" in proc.stderr:
+            return False
+        time.sleep(0.2)
+
+
+def ensure_user(container: str, user: str) -> str | None:
+    """Make ``user`` (passwordless sudo) if missing; returns what went wrong, if anything."""
+    if user == "root":
+        return None
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    # the default user gets the host's UID when it is a person's (#1446, B: uid=501 on a Mac)
+    proc = docker("exec", container, "sh", "-c", USER_SH, "sh", user, str(uid) if uid >= 500 else "",
+                  check=False)
+    return f"user '{user}': {proc.stderr.strip() or proc.stdout.strip()}" if proc.returncode else None
+
+
+def start_machine(c: dict) -> None:
+    set_status("Running")
+    if running(c):
+        return
+    docker("start", c["Id"])
+    override = load_state().get("config", {}).get(f"machine.{name_of(c)}.username")
+    problem = BOOT_TIMEOUT if not wait_booted(c["Id"]) else override and ensure_user(c["Id"], override)
+    if problem:
+        raise Fail(f"{E}start '{name_of(c)}': setup: {problem}")
+
+
+def remove_machine(c: dict) -> None:
+    docker("rm", "-f", c["Id"])
+    docker("rmi", f"orbemu-clone-{HASH}:{labels(c)[LBL + '.id'].lower()}", check=False)
+    console_log(c).unlink(missing_ok=True)
+
+
+def forget(state: dict, name: str, new: str | None = None) -> None:
+    """Drop (or move to ``new``) the settings of machine ``name``."""
+    for key in [k for k in state["config"] if k.startswith(f"machine.{name}.")]:
+        value = state["config"].pop(key)
+        if new:
+            state["config"][f"machine.{new}." + key[len(f"machine.{name}."):]] = value
+    if state.get("default") == name:
+        state["default"] = new
