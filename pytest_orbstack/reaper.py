@@ -10,7 +10,10 @@ process started with the session (``python -m pytest_orbstack.reaper``) in a ses
 (so a closed terminal's SIGHUP or a Ctrl-C does not reach it), holding the read end of a pipe
 whose write end only the session's owner holds. When the owner ends, however it ends (even
 SIGKILL), the pipe closes; unless the owner said ``done`` first, the watcher reaps the session
-at once, and twice more a few seconds later for machines an xdist worker was still creating.
+at once, and twice more a few seconds later for machines an xdist worker was still creating;
+before each later sweep it waits (up to 15 minutes) while an engine call naming one of the
+session's machines still runs: a ``docker run``/``orbctl create`` outlives the process that
+started it and makes its machine after the owner is gone.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from .registry import Registry, Session, owner_alive
 
 DONE = b"done\n"
 LATE_SWEEPS = (3.0, 3.0)  # seconds before each extra sweep after the owner is gone
+ORPHAN_WAIT = 900.0  # at most this long for the owner's engine calls to end (OrbStack create: 600)
 
 
 def _clones_first(name: str) -> tuple[bool, str]:
@@ -116,16 +120,40 @@ def watch(session_id: str, engine_kind: str | None, state_dir: Path, stdin: Any)
     if said.endswith(DONE):
         return 0
     registry = Registry(state_dir)
+    session = registry.get(session_id)
+    if session is None:
+        return 0  # it never asked for a machine
+    kind, prefix = session.backend or engine_kind, session_prefix(session_id) + "-"
+    deadline = time.monotonic() + ORPHAN_WAIT
     for pause in (0.0, *LATE_SWEEPS):
         time.sleep(pause)
-        session = registry.get(session_id)
-        if session is None:
-            break  # never made a machine, or reaped and closed
-        try:
-            reap(get_backend(session.backend or engine_kind), registry, session_id)
+        while pause and _engine_call_running(prefix) and time.monotonic() < deadline:
+            time.sleep(1.0)  # the dead owner's `docker run`/`orbctl create` still making a machine
+        try:  # (a closed session: reap finds the machines by their prefix on the engine)
+            reap(get_backend(kind), registry, session_id)
         except MachineError:
             continue  # the engine is away: try again, the next prune retries too
     return 0
+
+
+def _engine_call_running(prefix: str) -> bool:
+    """Whether a process whose command line names a machine ``prefix...`` runs: an engine call
+    the dead owner started (``docker run -d --name pto-...``, ``orbctl create ... pto-...``)
+    lives on and may still make its machine."""
+    proc = Path("/proc")
+    if proc.is_dir():  # Linux
+        for entry in proc.iterdir():
+            try:
+                if entry.name.isdigit() and prefix.encode() in (entry / "cmdline").read_bytes():
+                    return True
+            except OSError:
+                continue  # it ended meanwhile
+        return False
+    try:  # macOS
+        out = subprocess.run(["ps", "-A", "-o", "args="], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return prefix in out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -43,12 +43,12 @@ def wait_for(path: Path, timeout: float = 120) -> str:
     raise AssertionError(f"{path} did not appear")
 
 
-def slow_engine(where: Path, verb: str, mark: Path, *, hang: str = "before") -> str:
+def slow_engine(where: Path, verb: str, mark: Path, *, hang: str = "before", seconds: float = 300) -> str:
     """A ``docker`` in ``where`` (put it first on PATH) that, the first time it is asked to
     ``verb`` (``commit``, ``rm``, ``run``...), writes ``mark`` and stalls: ``before`` calling the
     real docker (the engine is busy at that step: a signal lands there) or ``after`` it (the
-    engine did the work, the call never returns: a hanging engine). Other calls pass straight
-    through. Returns the PATH to use."""
+    engine did the work, the call never returns: a hanging engine), for ``seconds``. Other calls
+    pass straight through. Returns the PATH to use."""
     import os
     import shutil
 
@@ -60,11 +60,11 @@ import os, subprocess, sys, time
 mark, first = {str(mark)!r}, sys.argv[1:2] == [{verb!r}] and not os.path.exists({str(mark)!r})
 if first and {hang!r} == "before":
     open(mark, "w").write("{verb}")
-    time.sleep(300)
+    time.sleep({seconds!r})
 code = subprocess.call([{real!r}, *sys.argv[1:]])
-if first:
+if first and {hang!r} == "after":
     open(mark, "w").write("{verb}")
-    time.sleep(300)
+    time.sleep({seconds!r})
 sys.exit(code)
 ''')
     shim.chmod(0o755)

@@ -9,6 +9,7 @@ session, without any prune, and no temp file of it is left outside pytest's own 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -125,6 +126,44 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
     assert session_leftovers(sessions[0]) == [], f"left {time.monotonic() - signalled:.1f}s after {sig}"
     temp = [p.name for p in Path("/tmp").iterdir() if sessions[0] in p.name]
     assert temp == []
+
+
+def test_a_machine_made_after_its_session_died_is_deleted(inner, tmp_path, monkeypatch):
+    """kill -9 to pytest alone while its ``docker run`` is under way: that engine call lives on
+    and makes the machine 12 s later, after the watcher's first sweeps. The watcher waits for
+    it, then deletes the machine."""
+    mark = tmp_path / "mark"
+    monkeypatch.setenv("PATH", slow_engine(tmp_path / "bin", "run", mark, seconds=12))
+    inner.makepyfile(test_orphan="def test_a(orbstack_machine):\n    orbstack_machine(clone=False)\n")
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], cwd=inner.path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not mark.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.1)
+        os.kill(proc.pid, signal.SIGKILL)  # pytest alone: its `docker run` goes on
+        proc.wait()
+        (session,) = sessions_of(tmp_path / "state")
+        prefix = f"pto-{session}-".encode()
+
+        def engine_call_running() -> bool:
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                with contextlib.suppress(OSError):  # (a process that ended meanwhile)
+                    if prefix in cmdline.read_bytes():
+                        return True
+            return False
+        while engine_call_running() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not engine_call_running()
+        gone = time.monotonic() + 10
+        while session_leftovers(session) and time.monotonic() < gone:
+            time.sleep(0.5)
+        assert session_leftovers(session) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def test_a_kept_clone_and_its_snapshot_go_with_prune_and_other_projects_are_left(inner, tmp_path):
