@@ -3,9 +3,12 @@
 OrbStack runs cloud-init on ``create -c/--user-data FILE`` (https://docs.orbstack.dev/machines/
 cloud-init), before its own setup adds the default user (#1446: a user that user-data names gets
 uid 1000 from cloud-init, ``write_files`` owned by the default user fail unless deferred) and
-inside the create (#2555: a ``power_state`` reboot cancels it). ASSUMED: a failure is logged and
-never fails create (#1446 and #2555 show real creates that fail); the distro's stock cloud.cfg
-(Debian: ``users: [default]`` is its ``debian`` user).
+inside the create (#2555: a ``power_state`` reboot cancels it). Its own failure is logged and
+does not fail create (OrbStack's source, orbstack/swift-nio cheru/danny/next scon/agent/
+setup.go: ``cloud-init status --wait``, a failure only warned; real creates fail when
+OrbStack's later setup clashes with what cloud-init did, #1446, which the emulator does not
+reproduce). ASSUMED: the distro's stock cloud.cfg (Debian: ``users: [default]`` is its
+``debian`` user).
 
 Machines with user-data run from ``orbemu-cloud/<distro>:<version>-<base id>-<recipe>``: the
 base image with ``cloud-init`` installed, the NoCloud datasource only, no network configuration

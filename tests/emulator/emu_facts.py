@@ -2,7 +2,11 @@
 word ASSUMED. ``#N`` is github.com/orbstack/orbstack/issues/N; G-cli and G-probe are
 mainuli/garm-provider-orbstack's internal/orbstack/cli.go and its capabilities probe; B is
 billyhargroveofficial/billystar's OrbStack harness; TF is robertdebock/terraform-provider-
-orbstack; S is elazar/pyinfra-orbstack. The observations are in tests/contracts/orbstack."""
+orbstack; S is elazar/pyinfra-orbstack; FIRM is InSuperposition/firmament (scripts and a bug
+report run on a real 2.2.3); SRC is OrbStack's own source as published in orbstack/swift-nio,
+branch cheru/danny/next, commit 82202d2 (2025-08-20, app version 1.11.3: older than 2.x, so a
+fact from it holds for 2.x only where nothing newer contradicts it). The observations are in
+tests/contracts/orbstack."""
 
 from __future__ import annotations
 
@@ -15,26 +19,36 @@ FLOORS = {"clone": (2, 0, 0),  # #654: clone arrived in 2.0 (export/import with 
           "push_as_root": (2, 2, 3),  # #407: pushing to /root "Fixed in v2.2.3" (how: ASSUMED root)
           "copy_isolated": (2, 2, 0)}  # #2469: pull/push through /mnt/mac failed on isolated machines
 DELETE_BY_ID_PANICS = ((2, 2, 1), (2, 2, 3))  # B (2.2.1) and G-cli (2.2.3): delete <ID> panics
-# The panic's text and exit status are ASSUMED (Go's runtime: exit 2); G-cli names the place.
-DELETE_PANIC = ("panic: runtime error: invalid memory address or nil pointer dereference\n"
-                "[signal SIGSEGV: segmentation violation]\n\ngoroutine 1 [running]:\n"
-                "github.com/orbstack/macvirt/scon/cmd/scli/cmd.init.func5()\n"
-                "\tgithub.com/orbstack/macvirt/scon/cmd/scli/cmd/delete.go:141 +0x1c")
+# FIRM modules/vm-orb/BUGS.md (2.2.3, exit 2): the panic's head, as printed (addresses there)
+DELETE_PANIC = ("panic: runtime error: invalid memory address or nil pointer dereference [recovered, repanicked]\n"
+                "[signal SIGSEGV: segmentation violation code=0x2 addr=0x10 pc=0x102573828]\n\n"
+                "goroutine 1 [running]:\n"
+                "github.com/orbstack/macvirt/vmgr/util/errorx.RecoverCLI(0x1)\n"
+                "\tgithub.com/orbstack/macvirt/vmgr@v0.0.0-00010101000000-000000000000/util/errorx/errorx.go:30 +0x7c\n"
+                "panic({0x102cb3a60?, 0x102e26d50?})\n\truntime/panic.go:860 +0x100\n"
+                "github.com/orbstack/macvirt/scon/cmd/scli/cmd.init.func47("
+                "0x102e42780, {0x2469e9039700, 0x1, 0x1026aff03?})\n"
+                "\tgithub.com/orbstack/macvirt/scon/cmd/scli/cmd/delete.go:141 +0x868")
 NOT_FOUND = E + "machine not found: '{}'"  # B: exact, exit 1, empty stdout
 MISSING_IP = "machine didn't start in 30s (missing IP address)"  # #2213, #2663: whatever the wait
 IMAGE_NOT_FOUND = E + "create '{name}': make rootfs: image not found: {{{distro} {version} {arch} default}}"  # #1441
 PUSH_NO_SOURCE = "cp: cannot stat '/mnt/mac{}': No such file or directory"  # #406: read via /mnt/mac
 COPY_ISOLATED = "cp: cannot create regular file '/mnt/mac{}': Permission denied"  # #2469
-UNKNOWN_COMMAND = 'Error: unknown command "{}" for "orbctl"\nRun \'orbctl --help\' for usage.'  # ASSUMED (cobra)
-NO_CWD = (E + "run: chdir '{}': no such file or directory (the orbctl emulator runs a command "
-          "in the caller's directory like OrbStack, #1661, and fails when the machine has no such "
-          "directory: pass -w)")  # ASSUMED: real OrbStack's answer here is not public
+# cobra 1.9.1's text (SRC root command: every cobra error exits 1, main.go); no transcript shows it
+UNKNOWN_COMMAND = 'Error: unknown command "{}" for "orbctl"\nRun \'orbctl --help\' for usage.'
+CREATE_USAGE = "Usage:\n  orbctl create [flags] DISTRO[:VERSION] [MACHINE_NAME]"  # cobra prints it after a flag error
+INVALID_NAME = E + "{verb} '{name}': invalid machine name '{name}'"  # SRC scon/create.go, rpc_server.go
+INVALID_DISTRO = "Error: invalid distro: {}"  # SRC cmd/create.go: checked by the client, exit 1
 # image names and default releases seen in "image not found" texts (#2363, on 2.0.5)
 IMAGE_NAMES = {"arch": "archlinux"}
 DEFAULT_RELEASES = {"arch": "current", "nixos": "25.05", "debian": "bookworm", "ubuntu": "noble"}
 REMOVED = {("ubuntu", "focal")}  # #2075, #2152: Ubuntu 20.04 images were removed upstream
 # `config show` keys (S shows cpu, memory_mib, network.subnet4, rosetta, machine.N.username;
-# TF reads power.pause_in_sleep, ssh.expose_port, docker.node_name); default values ASSUMED.
+# TF reads power.pause_in_sleep, ssh.expose_port, docker.node_name). Defaults: docker.node_name,
+# ssh.expose_port, the sleep pause, network_*, rosetta and k8s.* as in SRC vmconfig.go
+# BaseDefaults (where the pause key is power.pause_on_sleep: renamed since, or not, is not
+# public); cpu and memory_mib depend on the Mac there (all cores; half its memory, at most
+# 16 GiB): these values are ASSUMED for one Mac; the other keys' values are ASSUMED.
 CONFIG_DEFAULTS = {
     "app.start_at_login": "false", "cpu": "8", "docker.expose_ports_to_lan": "true",
     "docker.node_name": "orbstack", "docker.set_context": "true", "k8s.enable": "false",
@@ -43,10 +57,11 @@ CONFIG_DEFAULTS = {
     "network.subnet4": "192.168.138.0/23", "network_bridge": "true", "network_proxy": "auto",
     "power.pause_in_sleep": "true", "rosetta": "true", "setup.use_admin": "true",
     "ssh.expose_port": "false"}
-# per-machine keys (G-cli ApplySettings; raycast/extensions#29498), username (S)
+# per-machine keys (G-cli ApplySettings; raycast/extensions#29498), username (S); the whole
+# list as 2.2.3 prints it: berlysia/dotfiles home/dot_local/bin/executable_agent-vm
 MACHINE_KEYS = ("username", "cpu", "memory_mib", "disk_bytes", "isolated", "isolate_network",
-                "forward_ssh_agent", "mounts")
-PORTS = {"http_port": 80, "https_port": 443}  # record.config fields (G-cli, B); values ASSUMED
+                "forward_ssh_agent", "mounts", "http_port", "https_port")
+PORTS = {"http_port": 0, "https_port": 0}  # record.config fields (G-cli); B checks both are exactly 0 (2.2.1)
 
 
 def version() -> str:

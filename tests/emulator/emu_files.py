@@ -40,28 +40,36 @@ PULL_SH = ('cd ~ 2>/dev/null || cd /; p=$1\n' + TILDE +
            'exec cat -- "$p"\n')
 
 
+RUN_FLAGS = {"-m": "machine", "--machine": "machine", "-machine": "machine", "-u": "user", "--user": "user",
+             "-user": "user", "-w": "workdir", "--workdir": "workdir", "-workdir": "workdir"}
+RUN_SWITCHES = {"-s": "shell", "--shell": "shell", "-shell": "shell", "-p": "path", "--path": "path", "-path": "path"}
+
+
 def parse_run_flags(argv: list[str]) -> tuple[dict, list[str]]:
-    """``run`` flags come only before the first non-flag argument (like OrbStack's)."""
-    opts, i, names = {}, 0, {"-m": "machine", "--machine": "machine", "-u": "user", "--user": "user",
-                             "-w": "workdir", "--workdir": "workdir"}
+    """As SRC cmd/run.go ParseRunFlags: flags only before the first other argument, a value as
+    ``-m NAME`` or ``-m=NAME`` (never ``-mNAME``), an unknown ``KEY=VALUE`` flag ignored, the
+    error texts as there (#2122 and #2202 show ``Error: unknown flag --`` on 2.0.x). ``--``
+    ends the flags (2.0.1-2.0.3 refused it, #2122; accepted since: ASSUMED)."""
+    opts, i = {}, 0
     while i < len(argv) and argv[i].startswith("-"):
         arg, i = argv[i], i + 1
-        key, eq, value = arg.partition("=")
         if arg == "--":
             break
-        if arg in ("-s", "--shell"):
-            opts["shell"] = True
-        elif key in names:
-            if not eq:
-                if i >= len(argv):
-                    raise Fail(f"Error: flag needs an argument: {arg}")
-                value, i = argv[i], i + 1
-            opts[names[key]] = value
-        elif arg[:2] in names and not arg.startswith("--"):
-            opts[names[arg[:2]]] = arg[2:]
-        else:
-            raise Fail(f"Error: unknown flag: {arg}" if arg.startswith("--")
-                       else f"Error: unknown shorthand flag: '{arg[1:2]}' in {arg}")
+        if arg in RUN_SWITCHES:
+            opts[RUN_SWITCHES[arg]] = True
+            continue
+        key, eq, value = arg.partition("=")
+        if eq:
+            if key in RUN_FLAGS:
+                opts[RUN_FLAGS[key]] = value
+            elif key in RUN_SWITCHES:
+                opts[RUN_SWITCHES[key]] = value == "true"
+            continue
+        if key not in RUN_FLAGS:
+            raise Fail(f"Error: unknown flag {arg}")
+        if i >= len(argv):
+            raise Fail(f"Error: missing value for flag {arg}")
+        opts[RUN_FLAGS[key]], i = argv[i], i + 1
     return opts, argv[i:]
 
 
@@ -71,17 +79,15 @@ def cmd_run(argv):
     start_machine(c)
     user = opts.get("user") or username(c)
     args = [DOCKER, "exec", "-i", *(["-t"] if os.isatty(0) and os.isatty(1) else []), "-u", user]
-    # Without -w, OrbStack runs in the caller's current directory (#1661, #1005, #38); the
-    # emulator fails when the machine has no such directory (facts.NO_CWD, ASSUMED).
-    cwd = opts.get("workdir") or os.getcwd()
-    cd = f'cd {shlex.quote(cwd)} 2>/dev/null || {{ echo {shlex.quote(facts.NO_CWD.format(cwd))} >&2; exit 1; }}; '
-    if opts.get("workdir"):
-        args += ["-w", opts["workdir"]]
-        cd = ""
+    # The directory: -w's, else the caller's own (#1661, #1005, #38; SRC shell/ssh.go sends
+    # os.Getwd()); an empty one is the user's home; one the machine lacks becomes / without a
+    # word (SRC scon/agent/process.go ResolveSSHDir: "reset to / if not").
+    cwd = opts["workdir"] if "workdir" in opts else os.getcwd()
+    cd = f"cd {shlex.quote(cwd)} 2>/dev/null || cd /; " if cwd else "cd ~ 2>/dev/null || cd /; "
     if opts.get("shell") or not command:
         login = cd + 's=$(getent passwd "$(id -un)" | cut -d: -f7); exec "${s:-/bin/sh}" -l'
         command = ["sh", "-c", login + (' -c "$1"' if command else ""), "sh", " ".join(command)]
-    elif cd:
+    else:
         command = ["sh", "-c", cd + 'exec "$@"', "sh", *command]
     sys.stdout.flush()
     try:

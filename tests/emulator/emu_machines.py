@@ -21,6 +21,7 @@ from pathlib import Path
 import emu_facts as facts
 from emu_facts import E
 
+# SRC scon/images/images.go DistroToImage
 DISTROS = ("alma alpine arch centos debian devuan fedora gentoo kali nixos openeuler opensuse "
            "oracle rocky ubuntu void").split()
 CODENAMES = {"debian": {"11": "bullseye", "12": "bookworm", "13": "trixie"},
@@ -205,17 +206,42 @@ def host_arch() -> str:
 
 
 def check_new_name(verb: str, name: str) -> None:
-    if name.lower() in RESERVED:
-        raise Fail(f"{E}{verb} '{name}': invalid name: '{name}' is reserved")
-    if not NAME_RE.match(name) or len(name) > 63:
-        raise Fail(f"{E}{verb} '{name}': invalid name: must match {NAME_RE.pattern} (at most 63 characters)")
+    """SRC scon/create.go validateContainerName with scon/types/names.go's rule and list (exact
+    names); its text for create (rpc_server.go wraps it in "create 'N': "), the same form for
+    clone and rename (ASSUMED). Longer than 63 characters: refused too, as Docker cannot set
+    such a hostname (ASSUMED: SRC checks no length)."""
+    if not NAME_RE.match(name) or name in RESERVED or len(name) > 63:
+        raise Fail(facts.INVALID_NAME.format(verb=verb, name=name))
     if lookup(name) is not None:
         raise Fail(f"{E}{verb} '{name}': machine already exists: '{name}'")
 
 
+CAPS = ("CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
+        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
+        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
+        "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
+        "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ").split()  # Linux's capabilities 0-37, in number order
+
+
+def grantable_caps() -> list[str]:
+    """Every capability this host can grant (``--cap-add ALL`` fails where the host itself
+    lacks one, as in a container): those in this process's bounding set (Docker is local)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        bounding = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapBnd:")), 16)
+    except (OSError, StopIteration):
+        return ["NET_ADMIN"]
+    return [cap for bit, cap in enumerate(CAPS) if bounding >> bit & 1]
+
+
 def container_args(name: str, lbls: dict, image: str) -> list[str]:
+    """A machine's ``docker run``/``create`` arguments. Root in a machine has every capability
+    (SRC scon/start.go: no lxc.cap.drop, AppArmor unconfined; containerlab#2304: iptables
+    works); an isolated machine's are restricted (SRC: a user namespace "to get capability
+    restrictions"): here Docker's default set with systemd's SYS_ADMIN."""
+    caps = [] if lbls.get(f"{LBL}.isolated") else [a for cap in grantable_caps() for a in ("--cap-add", cap)]
     args = ["--name", cname(name), "--hostname", name, "--network", NETWORK, "--network-alias", name,
-            "--add-host", "host.orb.internal:host-gateway", *SYSTEMD_FLAGS]
+            "--add-host", "host.orb.internal:host-gateway", *SYSTEMD_FLAGS, *caps]
     for key, value in lbls.items():
         args += ["--label", f"{key}={value}"]
     return [*args, image]

@@ -16,20 +16,25 @@ G-cli; mapped to Docker limits and per-machine config keys); "image not found: {
 arch default}" (#1441, #2363; Ubuntu 20.04 removed, #2075); failed creates leave nothing (#2653,
 "missing IP address" text #2213); ``list -f json``/``info -f json`` records with config
 isolated, isolate_network, forward_ssh_agent, default_username, http_port, https_port (G-cli, B;
-port values ASSUMED); the text list's ``----`` row (#323); not-found text and exit 1 (B); clones
+ports 0: B); the text list's ``----`` row (#323); not-found text and exit 1 (B); clones
 stopped, named as their hostname, inheriting settings, with an empty /tmp (G-probe), optionally
 "provisioning" once started (#1973); ``run`` in the caller's directory without ``-w`` (#1661,
-#1005), failing when the machine has no such directory (ASSUMED: fail closed); stdin and exit
+#1005), in ``/`` when the machine has no such directory (SRC), its flags and their errors
+(SRC cmd/run.go); stdin and exit
 codes passed through (G-probe, B); ``NAME.orb.local`` on a relay network, distinct from ip4
 (#2676, #2057); push reads sources as ``/mnt/mac/...`` in errors (#406), writes as the default
 user before 2.2.3 and as root from 2.2.3 (#407; root ASSUMED); pull on isolated machines
-before 2.2.0 fails (#2469); ``delete <ID>`` panics on 2.2.1-2.2.3 (B, G-cli; text ASSUMED);
+before 2.2.0 fails (#2469); ``delete <ID>`` panics on 2.2.1-2.2.3 (B, G-cli; text FIRM);
 clone unknown before 2.0 (#654), ``--isolated`` before 2.1 (#2396); config keys (S, TF, G-cli;
-default values ASSUMED); ``stop`` without a name stops everything (G-cli); the default user is
-the caller's name (TF) with the caller's UID when it is a person's (#1446, B).
+defaults in emu_facts.py); ``stop`` without a name stops everything (G-cli); the default user is
+the caller's name (TF) with the caller's UID when it is a person's (#1446, B). From OrbStack's
+own source (SRC, emu_facts.py): the distros, the invalid-name rule and text, the invalid-distro
+text, the unknown config key texts and ``config set``'s value errors, ``status`` exit codes,
+cloud-init finishing before the default user is made and its failure only logged, root's
+capabilities (all, unless isolated).
 
-ASSUMED without a source: ``config get`` forms, the unknown-key, invalid-name and unsupported-
-distro texts, ``status`` exit codes, ``logs`` exiting 0 on errors, ``start`` being idempotent.
+ASSUMED without a source: ``config get`` printing the bare value (FIRM's scripts rely on it),
+``logs`` exiting 0 on errors, ``start`` being idempotent.
 
 State: containers are labelled ``orbctl-emulator=1`` and ``orbctl-emulator.home=<sha1(home)[:8]>``
 and named ``orbemu-<homehash>-<machine>``; per-home bridge networks ``orbemu-<homehash>`` (alias
@@ -122,13 +127,13 @@ def cmd_create(argv):
     --isolate-network --forward-ssh-agent --mount; image before name (#2107, #1441)."""
     a = parse("create", argv, "-a/--arch", "-u/--user", "-c/--user-data", "--cpus", "--memory", "--disk",
               "--isolated!", "--isolate-network!", "--forward-ssh-agent!", "--mount", "image", "name?")
-    if a.isolated and not facts.has("isolated"):
-        raise Fail("Error: unknown flag: --isolated")  # ASSUMED text (cobra); floor from #2396
+    if a.isolated and not facts.has("isolated"):  # floor from #2396; cobra's text, then usage (SRC)
+        raise Fail(f"Error: unknown flag: --isolated\n{facts.CREATE_USAGE}")
     distro, _, version = a.image.partition(":")
     name = a.name or distro
+    if distro not in DISTROS:  # checked by the client, before the daemon sees the name (SRC)
+        raise Fail(f"{facts.INVALID_DISTRO.format(distro)}\n{facts.CREATE_USAGE}")
     check_new_name("create", name)
-    if distro not in DISTROS:
-        raise Fail(f"{E}create '{name}': unsupported distro: '{distro}'")  # ASSUMED text
     version = CODENAMES.get(distro, {}).get(version, version) or facts.DEFAULT_RELEASES.get(distro, "latest")
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(a.arch or "", a.arch or host_arch())
     if arch != host_arch():
@@ -146,7 +151,8 @@ def cmd_create(argv):
     user = (a.user or os.environ.get("ORBCTL_EMULATOR_DEFAULT_USER")
             or (env_user if env_user and env_user != "root" else "dev"))
     lbls = {LBL: "1", f"{LBL}.home": HASH, f"{LBL}.id": new_id(), f"{LBL}.distro": distro,
-            f"{LBL}.version": version, f"{LBL}.arch": arch, f"{LBL}.username": user}
+            f"{LBL}.version": version, f"{LBL}.arch": arch, f"{LBL}.username": user,
+            **({f"{LBL}.isolated": "1"} if a.isolated else {})}
     settings = {"cpu": a.cpus, "memory_mib": a.memory and str(mebibytes(a.memory)),
                 "disk_bytes": a.disk and str(mebibytes(a.disk) << 20), "isolated": a.isolated and "true",
                 "isolate_network": a.isolate_network and "true",
@@ -331,6 +337,10 @@ def machine_key(key: str) -> dict | None:
     return lookup(m.group(1)) if m else None
 
 
+GO_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), "true"),
+            **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), "false")}  # strconv.ParseBool
+
+
 def cmd_config(argv):
     if not argv or argv[0] not in ("show", "get", "set"):
         raise Fail("Error: usage: orbctl config show|get KEY|set KEY VALUE")
@@ -345,20 +355,26 @@ def cmd_config(argv):
     key, c = args[0], None
     if key not in CONFIG_DEFAULTS:
         c = machine_key(key)
+        if c is None and verb == "set" and key.startswith("machine."):  # SRC cmd/config_set.go
+            parts = key.split(".")[1:]
+            if len(parts) < 2:
+                raise Fail(f"Invalid machine config key: {key}")
+            find(".".join(parts[:-1]).replace('"', ""))  # an unknown machine is named first
+            raise Fail(f"Unknown machine config key: {key}")
         if c is None:
-            raise Fail(f"Unknown configuration key: {key}")
+            raise Fail(f"Unknown configuration key: {key}")  # SRC cmd/config_set.go
     if verb == "get":
         value = (username(c, state) if key.endswith(".username") else state["config"].get(key, "")) \
             if c else config_keys(state, [])[key]
         print(f"{key}: {value}" if os.environ.get("ORBCTL_EMULATOR_CONFIG_GET_STYLE") == "keyvalue" else value)
         return
-    value = args[1]
+    value = args[1]  # parsed as SRC cmd/config_set.go does: Go's strconv, its error printed, exit 1
     if CONFIG_DEFAULTS.get(key) in ("true", "false"):
-        value = value.lower()
-        if value not in ("true", "false"):
-            raise Fail(f"Invalid value for {key}: '{args[1]}' (expected true or false)")
-    elif key in ("cpu", "memory_mib") and not value.isdigit():
-        raise Fail(f"Invalid value for {key}: '{value}' (expected an integer)")
+        if value not in GO_BOOLS:
+            raise Fail(f'strconv.ParseBool: parsing "{value}": invalid syntax')
+        value = GO_BOOLS[value]
+    elif key in ("cpu", "memory_mib") and not (value.isascii() and value.isdigit()):
+        raise Fail(f'strconv.ParseUint: parsing "{value}": invalid syntax')  # so "8G" too
     problem = ensure_user(c["Id"], value) if c is not None and running(c) and key.endswith(".username") else None
     if problem:
         raise Fail(f"{E}config set '{key}': {problem}")

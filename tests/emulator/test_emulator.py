@@ -127,7 +127,7 @@ def test_list_shapes(orbctl, web):
     assert item == {"name": "web", "image": {"distro": "debian", "version": "bookworm", "arch": arch,
                                              "variant": "default"},
                     "config": {"isolated": False, "forward_ssh_agent": False, "isolate_network": False,
-                               "default_username": "deploy", "http_port": 80, "https_port": 443},
+                               "default_username": "deploy", "http_port": 0, "https_port": 0},
                     "builtin": False, "state": "running"}
     assert orbctl.ok("list", "-q") == "web\n"
     assert orbctl.ok("list", "-r", "-q") == "web\n"
@@ -146,14 +146,16 @@ def test_info_new_and_flat_shapes(orbctl, web):
     assert "record" not in flat and flat["name"] == "web" and flat["id"] == listed["id"]
 
 
-def test_run_without_workdir_runs_in_the_callers_directory_or_fails(orbctl, web, tmp_path):
-    """OrbStack runs in the caller's current directory (#1661): a client that omits -w runs
-    in the developer's checkout on a Mac, so the emulator fails it when the path is absent."""
+def test_run_without_workdir_runs_in_the_callers_directory_else_in_root(orbctl, web, tmp_path):
+    """OrbStack runs in the caller's current directory (#1661), or in -w's; one the machine
+    has not becomes / without a word (SRC ResolveSSHDir), and -w "" is the user's home."""
     assert subprocess.run(["orbctl", "run", "-m", web, "pwd"], capture_output=True, text=True, cwd="/var",
                           env=orbctl.env).stdout == "/var\n"
     lost = subprocess.run(["orbctl", "run", "-m", web, "pwd"], capture_output=True, text=True, cwd=tmp_path,
                           env=orbctl.env)
-    assert lost.returncode == 1 and lost.stderr.startswith(f"[-32098] run: chdir '{tmp_path}'")
+    assert (lost.returncode, lost.stdout, lost.stderr) == (0, "/\n", "")
+    assert orbctl.ok("run", "-m", web, "-w", "/no/such/dir", "pwd") == "/\n"
+    assert orbctl.ok("run", "-m", web, "-w", "", "pwd") == "/home/deploy\n"
 
 
 def test_version_knob_gates_clone_isolated_and_delete_by_id(orbctl, web):
@@ -161,10 +163,12 @@ def test_version_knob_gates_clone_isolated_and_delete_by_id(orbctl, web):
     old = orbctl("clone", web, "web-old", ORBCTL_EMULATOR_VERSION="1.11.3")
     assert (old.returncode, old.stderr.splitlines()[0]) == (1, 'Error: unknown command "clone" for "orbctl"')
     flag = orbctl("create", "--isolated", "debian", "iso", ORBCTL_EMULATOR_VERSION="2.0.5")
-    assert flag.stderr.strip() == "Error: unknown flag: --isolated"
+    assert flag.stderr.splitlines()[:2] == ["Error: unknown flag: --isolated", "Usage:"]
     ulid = json.loads(orbctl.ok("info", web, "-f", "json"))["record"]["id"]
-    panic = orbctl("delete", "-f", ulid)  # 2.2.1-2.2.3 (billystar, garm-provider-orbstack)
+    panic = orbctl("delete", "-f", ulid)  # 2.2.1-2.2.3 (billystar, garm-provider-orbstack, firmament)
     assert panic.returncode == 2 and "scon/cmd/scli/cmd/delete.go:141" in panic.stderr
+    assert panic.stderr.startswith("panic: runtime error: invalid memory address or nil pointer dereference "
+                                   "[recovered, repanicked]\n")
     assert orbctl.names() == ["web"]
 
 
@@ -177,7 +181,9 @@ def test_run_passes_exit_code_stdin_user_and_workdir(orbctl, web):
     assert orbctl.ok("run", "-m", web, "-s", "echo $HOME").strip() == "/home/deploy"
     assert orbctl.ok("-m", web, "whoami", binary="orb").strip() == "deploy"  # orb ARGS == run ARGS
     assert orbctl.ok("list", "-q", binary="orb") == "web\n"
-    assert orbctl("run", "-x", "true").stderr.strip() == "Error: unknown shorthand flag: 'x' in -x"
+    assert orbctl("run", "-x", "true").stderr.strip() == "Error: unknown flag -x"  # SRC cmd/run.go
+    assert orbctl("run", "-m").stderr.strip() == "Error: missing value for flag -m"
+    assert orbctl.ok("run", "--machine=" + web, "-user=root", "--bogus=1", "id", "-un").strip() == "root"
 
 
 def test_push_and_pull_copy_as_the_default_user_before_2_2_3(orbctl, web, tmp_path):
@@ -236,8 +242,16 @@ def test_config_show_get_set(orbctl, web):
     assert orbctl.ok("config", "get", "rosetta") == "false\n"
     unknown = orbctl("config", "get", "no.such.key")
     assert (unknown.returncode, unknown.stderr) == (1, "Unknown configuration key: no.such.key\n")
-    assert orbctl("config", "set", "machine.nope.username", "x").stderr.strip() == \
-        "Unknown configuration key: machine.nope.username"
+    assert orbctl("config", "set", "machine.nope.username", "x").stderr.strip() == NOT_FOUND
+    assert orbctl("config", "set", "machine.web.colour", "x").stderr.strip() == \
+        "Unknown machine config key: machine.web.colour"  # SRC cmd/config_set.go
+    bad = {("rosetta", "maybe"): 'strconv.ParseBool: parsing "maybe": invalid syntax',
+           ("memory_mib", "8G"): 'strconv.ParseUint: parsing "8G": invalid syntax'}
+    for (key, value), text in bad.items():
+        proc = orbctl("config", "set", key, value)
+        assert (proc.returncode, proc.stderr) == (1, text + "\n")
+    orbctl.ok("config", "set", "rosetta", "T")  # Go's ParseBool
+    assert orbctl.ok("config", "get", "rosetta") == "true\n"
     orbctl.ok("config", "set", "machine.web.username", "alice")  # creates the user
     try:
         assert orbctl.sh("id -un; echo $HOME") == "alice\n/home/alice"
@@ -250,9 +264,9 @@ def test_create_errors_leave_nothing_behind(orbctl, web):
     other_arch = "arm64" if platform.machine() in ("x86_64", "amd64") else "amd64"
     host = "amd64" if other_arch == "arm64" else "arm64"
     cases = {
-        ("debian", "my_vm"): "[-32098] create 'my_vm': invalid name",
-        ("debian", "docker"): "[-32098] create 'docker': invalid name: 'docker' is reserved",
-        ("plan9", "p9"): "[-32098] create 'p9': unsupported distro: 'plan9'",
+        ("debian", "my_vm"): "[-32098] create 'my_vm': invalid machine name 'my_vm'\n",
+        ("debian", "docker"): "[-32098] create 'docker': invalid machine name 'docker'\n",
+        ("plan9", "my_vm"): "Error: invalid distro: plan9\nUsage:\n  orbctl create [flags]",
         ("debian:11", "old"): f"[-32098] create 'old': make rootfs: image not found: {{debian bullseye {host} ",
         ("ubuntu:20.04", "focal"): "[-32098] create 'focal': make rootfs: image not found: {ubuntu focal",
         ("debian:12", "web"): "[-32098] create 'web': machine already exists: 'web'",
@@ -310,3 +324,19 @@ def test_failing_cloud_init_does_not_fail_create(orbctl, web, tmp_path):
         assert (status.returncode, status.stdout) == (1, "status: error\n")
     finally:
         orbctl.ok("delete", "-f", "ci-fail")
+
+
+def test_root_has_every_capability_unless_the_machine_is_isolated(orbctl, web):
+    """SRC scon/start.go: machines drop no capability (iptables works, containerlab#2304);
+    isolated ones run in a user namespace that restricts them."""
+    net_admin = 1 << 12  # CAP_NET_ADMIN in /proc/self/status CapEff
+
+    def effective(machine: str) -> int:
+        status = orbctl.ok("run", "-m", machine, "-u", "root", "cat", "/proc/self/status")
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapEff:")), 16)
+    assert effective(web) & net_admin
+    orbctl.ok("create", "--isolated", "debian", "iso")
+    try:
+        assert not effective("iso") & net_admin
+    finally:
+        orbctl.ok("delete", "-f", "iso")
