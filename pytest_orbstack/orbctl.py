@@ -24,6 +24,7 @@ from .backends.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Res
 from .errors import (
     CommandTimeout,
     EngineUnavailable,
+    InvalidInput,
     InvalidName,
     MachineError,
     MachineExists,
@@ -38,12 +39,14 @@ from .names import validate_machine_name
 # named in tests/contracts/orbstack): "[-32098] machine not found: 'X'" (billystar, 2.2.1; #323),
 # "already exists" (pyinfra-orbstack), "make rootfs: image not found: {d v arch variant}" (#1441,
 # #2363, #2075), image downloads that fail (#2402, #1013, #143, #2661) and "timed out waiting
-# for network" (#1126): the image service or network, not the caller. ASSUMED, no public
-# source: "Unknown configuration key", "invalid name", "unsupported distro" (the client
-# validates names, images and keys' users first, so these are rarely reached).
+# for network" (#1126): the image service or network, not the caller. From OrbStack's own
+# source (orbstack/swift-nio, branch cheru/danny/next, 1.11.3-era: scon/cmd/scli/cmd/
+# config_set.go, scon/create.go, scli/cmd/create.go): "Unknown configuration key", "invalid
+# machine name", "invalid distro" (the client validates names, images and keys first, so
+# these are rarely reached).
 ERRORS = (("machine not found", MachineNotFound), ("already exists", MachineExists),
-          ("Unknown configuration key", UnknownConfigKey), ("invalid name", InvalidName),
-          ("invalid machine name", InvalidName), ("unsupported distro", UnknownImage),
+          ("Unknown configuration key", UnknownConfigKey), ("Unknown machine config key", UnknownConfigKey),
+          ("invalid machine name", InvalidName), ("invalid distro", UnknownImage),
           ("image not found", UnknownImage), ("make rootfs: download", EngineUnavailable),
           ("make rootfs: fetch index", EngineUnavailable),
           ("timed out waiting for network", EngineUnavailable))
@@ -169,6 +172,8 @@ class Orbctl:
         parse_image(image)
         check_user(user)
         cloud_init = check_cloud_init(user_data)  # absolute: orbctl may run elsewhere
+        if resources.disk_mib and resources.disk_mib % 1024:  # (see orbstack_commands.create)
+            raise InvalidInput(f"disk= on OrbStack takes whole GiB (\"64G\"), not {resources.disk_mib} MiB")
         if resources.limits:
             self.require("resources")
         if resources.isolated:

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import InvalidInput, UnknownImage
 from ..inputs import USER_RE, check_user, image_codename
-from .types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources, ready_command
+from .types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources, in_workdir, ready_command
 
 DOCKER = "docker"
 LABEL = "pytest-orbstack"
@@ -81,10 +81,10 @@ def label_resources(labels: Mapping[str, str]) -> Resources:
 
 def exec_(machine: str, command: str, *, user: str, workdir: str | None = None,
           stdin: bool = True) -> list[str]:
-    """Run shell ``command`` in ``machine`` as ``user`` (stdin passed through with ``stdin``)."""
+    """Run shell ``command`` in ``machine`` as ``user`` (stdin passed through with ``stdin``),
+    in ``workdir`` (:func:`.types.in_workdir`) if given."""
     argv = [DOCKER, "exec", *(["-i"] if stdin else []), "-u", user]
-    argv += ["-w", workdir] if workdir else []
-    return [*argv, machine, "sh", "-c", command]
+    return [*argv, machine, "sh", "-c", in_workdir(command, workdir) if workdir else command]
 
 
 def user_setup(user: str) -> str:

@@ -9,7 +9,7 @@ Flags come before positional arguments: orbctl parses flags non-interspersed
 
 from __future__ import annotations
 
-from .types import NO_RESOURCES, Resources, ready_command
+from .types import NO_RESOURCES, Resources, in_workdir, ready_command
 
 ORBCTL = "orbctl"
 HOME_FIRST = "cd ~ 2>/dev/null; "  # prefix of a command run without an explicit workdir
@@ -17,23 +17,27 @@ HOME_FIRST = "cd ~ 2>/dev/null; "  # prefix of a command run without an explicit
 
 def create(image: str, machine: str, *, user: str | None = None, arch: str | None = None,
            cloud_init: str | None = None, resources: Resources = NO_RESOURCES) -> list[str]:
-    """``orbctl create [flags] IMAGE NAME``; the 2.x flags ``--cpus``, ``--memory``, ``--disk``
-    (sizes as ``4G`` / ``512M``: RX, #2555, D; ``M`` ASSUMED) and ``--isolated`` (#2396, D, OX)
-    only when asked for. ``capabilities`` have no flag: OrbStack machines are not restricted
-    that way (ASSUMED)."""
+    """``orbctl create [flags] IMAGE NAME``; the 2.x flags ``--cpus``, ``--memory`` (MiB, a bare
+    number), ``--disk`` (whole GiB, ``64G``) and ``--isolated`` (#2396, D, OX) only when asked
+    for. The size forms are the ones a 2.2.3 user's script passes and checks in the machine
+    (InSuperposition/firmament .mise/lib/orb.sh: ``--memory "$memory_mib"``, ``--disk
+    "${disk}G"``; a disk of part of a GiB is refused first by the client: no public source
+    shows another unit).
+    ``capabilities`` have no flag: OrbStack machines drop none (OrbStack's own source,
+    orbstack/swift-nio cheru/danny/next scon/start.go; isolated ones are restricted)."""
     argv = [ORBCTL, "create"]
     argv += ["-a", arch] if arch else []
     argv += ["-u", user] if user else []
     argv += ["-c", cloud_init] if cloud_init else []
     argv += ["--cpus", f"{resources.cpus:g}"] if resources.cpus else []
-    argv += ["--memory", _size(resources.memory_mib)] if resources.memory_mib else []
-    argv += ["--disk", _size(resources.disk_mib)] if resources.disk_mib else []
+    argv += ["--memory", str(resources.memory_mib)] if resources.memory_mib else []
+    argv += ["--disk", _gibibytes(resources.disk_mib)] if resources.disk_mib else []
     argv += ["--isolated"] if resources.isolated else []
     return [*argv, image, machine]
 
 
-def _size(mib: int) -> str:
-    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"
+def _gibibytes(mib: int) -> str:
+    return f"{mib // 1024}G"
 
 
 def clone(source: str, machine: str) -> list[str]:
@@ -97,12 +101,13 @@ def exec_(machine: str, command: str, *, user: str | None = None,
     Without ``-w``, ``orbctl run`` starts in the caller's current directory on the Mac, reached
     through the file share (maintainer in OrbStack issue #1661; docs example in #38), so relative
     paths would land in the developer's checkout. ``-w`` exists since OrbStack 1.5.0 (#1005).
+    A directory the machine lacks becomes ``/`` without a word (OrbStack's source,
+    orbstack/swift-nio cheru/danny/next scon/agent/process.go), so ``workdir`` is entered by
+    the command itself (:func:`.types.in_workdir`).
     """
     argv = [ORBCTL, "run", "-m", machine]
     argv += ["-u", user] if user else []
-    if workdir:
-        return [*argv, "-w", workdir, "sh", "-c", command]
-    return [*argv, "-w", "/", "sh", "-c", HOME_FIRST + command]
+    return [*argv, "-w", "/", "sh", "-c", in_workdir(command, workdir) if workdir else HOME_FIRST + command]
 
 
 def ready(machine: str, timeout: int = 90) -> list[str]:

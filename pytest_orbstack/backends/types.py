@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 READY_STATES = ("running", "degraded")  # `systemctl is-system-running` of a usable machine
@@ -12,6 +13,14 @@ def ready_command(timeout: int) -> str:
     of READY_STATES (``degraded``: up, with a failed unit)."""
     return (f"s=$(timeout {int(timeout)} systemctl is-system-running --wait); echo \"$s\"; "
             '[ "$s" = running ] || [ "$s" = degraded ]')
+
+
+def in_workdir(command: str, workdir: str) -> str:
+    """Shell that runs ``command`` in ``workdir``, or fails with 126 (as ``docker exec -w`` does,
+    the shell's reason on stderr) when the machine has no such directory: the same on both
+    engines (``orbctl run -w`` would run it in ``/`` instead, ``docker exec -w`` prints its
+    reason on stdout)."""
+    return f"cd {shlex.quote(workdir)} || exit 126; {command}"
 
 
 @dataclass(frozen=True)

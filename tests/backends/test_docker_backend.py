@@ -140,7 +140,7 @@ def test_exec_as_default_user_and_root(backend, machine):
     assert out(backend, machine, "cat", input="from stdin") == "from stdin"
     assert backend.run(machine, "echo oops >&2; exit 7").returncode == 7
     assert backend.exec_argv(machine, "true", user="root", workdir="/w") == [
-        "docker", "exec", "-i", "-u", "root", "-w", "/w", machine, "sh", "-c", "true"]
+        "docker", "exec", "-i", "-u", "root", machine, "sh", "-c", "cd /w || exit 126; true"]
 
 
 def test_put_get_round_trip(backend, machine):

@@ -59,6 +59,14 @@ def test_orbstack_create_flags_become_the_machines_settings(orb, orbctl_path, re
     assert orb.info(name).machine.isolated
 
 
+def test_orbstack_refuses_a_disk_of_part_of_a_gib_before_creating_anything(orbctl_path):
+    engine = OrbStackBackend()
+    name = f"res-{secrets.token_hex(3)}"
+    with pytest.raises(InvalidInput, match=r'disk= on OrbStack takes whole GiB \("64G"\), not 1500 MiB'):
+        engine.create(name, "debian:bookworm", resources=check_resources(disk="1500M"))
+    assert name not in [m.name for m in engine.list()]
+
+
 @pytest.mark.parametrize("version, resources, feature", [
     ("2.2.0", Resources(memory_mib=1024), "resources needs OrbStack 2.2.1"),
     ("2.0.5", Resources(isolated=True), "isolated needs OrbStack 2.1.0"),

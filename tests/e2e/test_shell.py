@@ -54,6 +54,14 @@ def machine(request):
     return OrbStackBackend(), request.getfixturevalue("orb_machine")
 
 
+def test_a_command_runs_in_its_workdir_or_fails_when_there_is_none(machine):
+    """On both engines (OrbStack itself would run it in / instead: see orbstack_commands.exec_)."""
+    engine, name = machine
+    assert engine.run(name, "pwd", workdir="/etc").stdout == "/etc\n"
+    lost = engine.run(name, "pwd", workdir="/no/such dir")
+    assert lost.returncode == 126 and lost.stdout == "" and "/no/such dir" in lost.stderr
+
+
 @pytest.mark.parametrize("user", ["root", None])
 @pytest.mark.parametrize(("command", "stdin"), SAME_AS_ONE_PROCESS)
 def test_same_result_as_one_process_per_command(machine, monkeypatch, command, stdin, user):

@@ -177,8 +177,8 @@ def test_version_parses(rec):
 
 def test_run_argv_wraps_in_sh_c_with_flags_first():
     argv = Orbctl().run_argv("web", "echo 'it''s'", user="root", workdir="/tmp")
-    assert argv == ["orbctl", "run", "-m", "web", "-u", "root", "-w", "/tmp", "sh", "-c",
-                    "echo 'it''s'"]
+    assert argv == ["orbctl", "run", "-m", "web", "-u", "root", "-w", "/", "sh", "-c",
+                    "cd /tmp || exit 126; echo 'it''s'"]  # a missing -w directory would be /
 
 
 def test_every_run_names_a_linux_directory_home_by_default():
