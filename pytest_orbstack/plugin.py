@@ -204,9 +204,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     worker is down): shared and golden machines go (or are kept), then anything this session
     still owns is swept (Ctrl-C, SIGTERM, a crashed worker), and the session is closed."""
     state = plugin_state(session.config)
-    if state.lifecycle is not None:
-        state.lifecycle.spares.drop()  # before any golden machine goes, in every process
     if state.is_worker:
+        if state.lifecycle is not None:
+            state.lifecycle.spares.drop()  # before the controller deletes the golden machines
         records = [asdict(r) for r in state.all_records()]
         session.config.workeroutput["orbstack_records"] = json.dumps(records)  # type: ignore[attr-defined]
         return
