@@ -48,7 +48,7 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
     second time and fail if an operation changed again (on the golden machine, before it is
     cloned: two applies in all); ``allow_changes``: name patterns (``fnmatch``, as pyinfra
     prints operation names) of operations that may change every time. ``cpus``, ``memory``
-    (``"4G"``), ``disk`` (``"64G"``, OrbStack only): the machine's limits (OrbStack 2.2.1+;
+    (``"4G"``), ``disk`` (``"64G"``, whole GiB, OrbStack only): the machine's limits (OrbStack 2.2.1+;
     Docker's own limits). ``isolated``: no access to the host's files (OrbStack 2.1+; Docker
     machines never have any). ``capabilities``: Linux capabilities the machine's root gets on
     Docker (``["NET_ADMIN"]`` for iptables/nftables; OrbStack machines have them already).
