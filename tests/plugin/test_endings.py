@@ -87,6 +87,19 @@ def session_leftovers(session: str) -> list[str]:
     return names + images
 
 
+def hang_report(proc: subprocess.Popen[str]) -> str:
+    """What a session that does not end is doing: the processes of its group and its engine
+    calls, then every thread's stack (pytest's faulthandler prints them on SIGABRT)."""
+    ps = subprocess.run(["ps", "-eo", "pid,pgid,etimes,stat,args"], capture_output=True, text=True).stdout
+    mine = [line for line in ps.splitlines()[1:] if line.split()[1] == str(proc.pid) or " pto-" in line]
+    os.kill(proc.pid, signal.SIGABRT)
+    try:
+        output = proc.communicate(timeout=15)[0]
+    except subprocess.TimeoutExpired:
+        output = "(no stack dump within 15 s)"
+    return "\n".join(mine) + "\n" + output[-8000:]
+
+
 @pytest.mark.parametrize("dist", ["-n0", "-n2"])
 @pytest.mark.parametrize("phase", ["creating", "deploying", "cloning", "running", "spare", "tearing_down"])
 @pytest.mark.parametrize("sig", list(SIGNALS))
@@ -114,7 +127,10 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
         else:
             os.kill(proc.pid, SIGNALS[sig])
         signalled = time.monotonic()
-        proc.communicate(timeout=60)
+        try:
+            proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"pytest still ran 60 s after {sig}; its threads and processes:\n{hang_report(proc)}")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
