@@ -60,6 +60,7 @@ class DockerBackend(Backend):
         self._users: dict[str, str] = {}  # machine -> default user
         self._network_ready = False
         self._frozen: dict[str, tuple[str, dict[str, str]]] = {}  # golden -> its snapshot, labels
+        self._known: dict[str, tuple[str, str | None]] = {}  # machine -> (id, its clone image) once inspected
 
     # -- plumbing ---------------------------------------------------------------------------
     def call(self, argv: builtins.list[str], *, timeout: float | None = None, check: bool = True,
@@ -95,8 +96,10 @@ class DockerBackend(Backend):
     def _inspect(self, name: str) -> dict[str, Any]:
         """Like :meth:`_find`, for a machine: MachineNotFound unless this package made it."""
         data = self._find(name)
-        if data is None or (data["Config"].get("Labels") or {}).get(LABEL) != "1":
+        labels = (data or {}).get("Config", {}).get("Labels") or {}
+        if data is None or labels.get(LABEL) != "1":
             raise MachineNotFound(f"machine not found: {name!r}")
+        self._known[name] = (data["Id"], labels.get(f"{LABEL}.clone-image"))
         return data
 
     def exec_root(self, name: str, script: str, *, input: str | None = None,
@@ -238,13 +241,18 @@ class DockerBackend(Backend):
         self.call(cmd.stop(self._inspect(name)["Id"]))
 
     def delete(self, name: str) -> None:
-        """Remove the container and its volumes, and its clone image unless still in use."""
-        data = self._inspect(name)
+        """Remove the container and its volumes, and its clone image unless still in use. A
+        machine this process has inspected (every one it made) is removed by the id it had
+        then, without asking the engine again; MachineNotFound if that container is gone."""
+        if name not in self._known:
+            self._inspect(name)
+        cid, clone_image = self._known.pop(name)
         self.close_shells(name)
         self._users.pop(name, None)
         self._frozen.pop(name, None)
-        self.call(cmd.delete(data["Id"]))
-        clone_image = (data["Config"].get("Labels") or {}).get(f"{LABEL}.clone-image")
+        proc = self.call(cmd.delete(cid), check=False)
+        if proc.returncode != 0 or "No such container" in proc.stderr:  # (`rm -f` exits 0 then)
+            raise self._error(proc)
         if clone_image:
             self._remove_image(clone_image)
         if os.path.exists(lock_path(f"snapshot-{name}")):  # it was a frozen source: a snapshot

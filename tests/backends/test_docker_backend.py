@@ -342,7 +342,8 @@ class CountingDocker(DockerBackend):
 
 def test_no_engine_call_wasted_on_the_hot_path(new_name):
     """The address create reported answers ``ip4`` (no inspect); ``docker info`` is asked once
-    per process; deleting a machine that never was a golden one removes no snapshot image."""
+    per process; deleting a machine it made is one ``docker rm`` (no inspect, no snapshot
+    image removed: it never was a golden one)."""
     from pytest_orbstack.machine import Machine
     engine = CountingDocker()
     name = new_name()
@@ -355,7 +356,24 @@ def test_no_engine_call_wasted_on_the_hot_path(new_name):
     assert another.verbs == ["container inspect"]
     engine.verbs.clear()
     engine.delete(name)
-    assert not [v for v in engine.verbs if v.startswith(("image rm", "rmi"))], engine.verbs
+    assert engine.verbs == ["rm"]
+    assert docker("ps", "-aq", "--filter", f"name=^{name}$").stdout == ""
+
+
+def test_a_machine_removed_from_outside_is_not_found_and_its_name_reused_by_another_is_left(new_name):
+    """delete() removes the container this process made by its id: once that is gone (removed
+    from outside) it raises MachineNotFound, even if a container now has the name."""
+    engine = CountingDocker()
+    name = new_name()
+    engine.create(name, "debian:bookworm")
+    docker("rm", "-f", name)
+    docker("run", "-d", "--name", name, "--label", "pytest-orbstack=1", "debian:bookworm", "sleep", "300")
+    try:
+        with pytest.raises(MachineNotFound):
+            engine.delete(name)
+        assert docker("ps", "-q", "--filter", f"name=^{name}$").stdout.strip()  # not ours: still there
+    finally:
+        docker("rm", "-f", name)
 
 
 def test_clones_of_a_golden_machine_ask_the_engine_about_it_once(new_name):
