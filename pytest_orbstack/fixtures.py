@@ -16,9 +16,10 @@ from .backends.base import Backend
 from .errors import InvalidInput, MachineError
 from .identity import callable_key
 from .inputs import Deploy, check_deploy, check_names, resolve_path
-from .lifecycle import Lifecycle, MachineRecord
+from .lifecycle import Lifecycle
 from .machine import Machine, MachineGroup
 from .marker import machine_args, machine_keywords, marker_kwargs
+from .records import MachineRecord
 from .results import DeployError
 from .spares import same_machines
 from .state import plugin_state

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +33,13 @@ from .identity import deploy_key
 from .inputs import Deploy, describe
 from .machine import Machine
 from .names import session_prefix, slug_name
+from .records import MachineRecord
 from .registry import Registry
 from .results import DeployError, DeployResult
 from .reuse import KeptMachine
 from .spares import Spares
 
 KEEP_POLICIES = ("never", "always", "failed")
-
-
-@dataclass
-class MachineRecord:
-    """One machine's timings and fate, for the terminal summary and ``--orbstack-timings``."""
-    name: str
-    image: str
-    backend: str
-    kind: str  # test, shared, golden
-    created_by: str = "create"  # create (engine builders), clone, spare (a clone started while
-    # the previous test ran: .spares), operations.machine (pyinfra), reused
-    test: str = ""  # the key it was made for: the test id (and its number in the test)
-    phases: dict[str, float] = field(default_factory=dict)
-    outcome: str = "alive"  # deleted, kept, failed
-    deploys: list[dict[str, Any]] = field(default_factory=list)  # every apply, see deployed()
 
 
 class Lifecycle:
@@ -185,11 +171,7 @@ class Lifecycle:
         phase is the sum of them; ``--orbstack-timings`` lists each operation) and told in
         ``-v`` progress lines with the operations that changed something."""
         if record is not None:
-            record.deploys.append(dict(
-                deploy=result.deploy, duration=round(result.duration, 3), success=result.success,
-                operations=[dict(name=op.name, changed=op.changed, success=op.success,
-                                 duration=op.duration) for op in result.operations]))
-            record.phases["deploy"] = round(sum(d["duration"] for d in record.deploys), 3)
+            record.add_deploy(result)
         self.progress(f"orbstack: deploy {machine.name}: {result.headline().removeprefix('deploy ')}")
         for op in result.changed:
             self.progress(f"orbstack:   changed: {op.name}")

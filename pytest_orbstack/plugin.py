@@ -34,9 +34,10 @@ from .fixtures import (
     orbstack_module_machine,
     orbstack_session_machine,
 )
-from .lifecycle import Lifecycle, MachineRecord
+from .lifecycle import Lifecycle
 from .marker import MATRIX_FIXTURES, image_matrix, marker_kwargs
 from .reaper import prune
+from .records import MachineRecord
 from .registry import Registry
 from .report import pytest_runtest_makereport, pytest_terminal_summary
 from .reuse import kept_machines, listing

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from .fixtures import MACHINES_KEY, RECORDS_KEY, REPORTS_KEY
-from .lifecycle import KEEP_POLICIES, MachineRecord
+from .lifecycle import KEEP_POLICIES
 from .machine import Machine
+from .records import MachineRecord
 from .reuse import login_command
 from .state import plugin_state
 

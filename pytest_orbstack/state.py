@@ -15,8 +15,9 @@ from .backends import get_backend
 from .backends.base import Backend
 from .errors import InvalidInput
 from .inputs import image_list, search_dirs
-from .lifecycle import KEEP_POLICIES, Lifecycle, MachineRecord
+from .lifecycle import KEEP_POLICIES, Lifecycle
 from .reaper import prune, start_watcher, stop_watcher
+from .records import MachineRecord
 from .registry import Registry, new_session_id
 from .reuse import finder
 
