@@ -260,11 +260,11 @@ class Lifecycle:
         return self.shared(key, image, deploy=deploy, kind="golden", label=label,
                            **machine_args, **apply_args).name
 
-    def finish_shared(self, failed: bool) -> list[MachineRecord]:
+    def finish_shared(self, failed: bool, interrupted: bool = False) -> list[MachineRecord]:
         """At the session's end, once (the only process, or the xdist controller after every
-        worker is down): delete golden machines (spare clones of them first), and delete or
-        keep session machines."""
-        self.spares.drop()
+        worker is down): delete golden machines (spare clones of them first; ``interrupted``:
+        those under way are not waited for), and delete or keep session machines."""
+        self.spares.drop(wait=not interrupted)
         records = []
         mine = {r.name: r for r in self.records}
         for path in self._shared_entries():

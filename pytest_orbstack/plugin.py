@@ -205,20 +205,22 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     worker is down): shared and golden machines go (or are kept), then anything this session
     still owns is swept (Ctrl-C, SIGTERM, a crashed worker), and the session is closed."""
     state = plugin_state(session.config)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED  # Ctrl-C, SIGTERM, SIGHUP
     if state.is_worker:
-        if state.lifecycle is not None:
-            state.lifecycle.spares.drop()  # before the controller deletes the golden machines
+        if state.lifecycle is not None:  # before the controller deletes the golden machines
+            state.lifecycle.spares.drop(wait=not interrupted)
         records = [asdict(r) for r in state.all_records()]
         session.config.workeroutput["orbstack_records"] = json.dumps(records)  # type: ignore[attr-defined]
         return
     lifecycle = state.lifecycle or _lifecycle_of_workers(state)
     if lifecycle is not None:
-        lifecycle.finish_shared(state.failed)
+        lifecycle.finish_shared(state.failed, interrupted)
         swept = lifecycle.sweep()
         if swept:
             state.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
         state.registry.close(state.session_id)
-    state.stop_watcher()
+    # interrupted: an engine call still under way (a spare's clone) may make a machine later
+    state.stop_watcher(late=interrupted and lifecycle is not None)
     shutil.rmtree(state.shared_dir, ignore_errors=True)
 
 

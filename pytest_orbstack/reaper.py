@@ -10,7 +10,8 @@ process started with the session (``python -m pytest_orbstack.reaper``) in a ses
 (so a closed terminal's SIGHUP or a Ctrl-C does not reach it), holding the read end of a pipe
 whose write end only the session's owner holds. When the owner ends, however it ends (even
 SIGKILL), the pipe closes; unless the owner said ``done`` first, the watcher reaps the session
-at once, and twice more a few seconds later for machines an xdist worker was still creating;
+at once, and twice more a few seconds later for machines an xdist worker was still creating
+(an interrupted session that swept itself says ``late KIND``: the same, by the name prefix);
 before each later sweep it waits (up to 15 minutes) while an engine call naming one of the
 session's machines still runs: a ``docker run``/``orbctl create`` outlives the process that
 started it and makes its machine after the owner is gone.
@@ -32,6 +33,7 @@ from .names import session_prefix
 from .registry import Registry, Session, owner_alive
 
 DONE = b"done\n"
+LATE = b"late "  # + the engine's kind: the session swept itself, but not what is still under way
 LATE_SWEEPS = (3.0, 3.0)  # seconds before each extra sweep after the owner is gone
 ORPHAN_WAIT = 900.0  # at most this long for the owner's engine calls to end (OrbStack create: 600)
 
@@ -105,10 +107,12 @@ def start_watcher(session_id: str, kind: str | None, state_dir: Path) -> IO[byte
     return proc.stdin
 
 
-def stop_watcher(pipe: IO[bytes]) -> None:
-    """A normal end: the watcher exits without reaping (the session swept itself)."""
+def stop_watcher(pipe: IO[bytes], late_kind: str | None = None) -> None:
+    """The session swept itself. The watcher exits without reaping; with ``late_kind`` (an
+    interrupted session, whose engine calls under way were not waited for) it reaps the
+    session on that engine by its name prefix once the owner is gone, as if it had died."""
     try:
-        pipe.write(DONE)
+        pipe.write(LATE + late_kind.encode() + b"\n" if late_kind else DONE)
         pipe.close()
     except OSError:
         pass
@@ -121,9 +125,11 @@ def watch(session_id: str, engine_kind: str | None, state_dir: Path, stdin: Any)
         return 0
     registry = Registry(state_dir)
     session = registry.get(session_id)
-    if session is None:
+    late = said.startswith(LATE) and said.endswith(b"\n")
+    if session is None and not late:
         return 0  # it never asked for a machine
-    kind, prefix = session.backend or engine_kind, session_prefix(session_id) + "-"
+    kind = said[len(LATE):].strip().decode() if late else (session.backend if session else None) or engine_kind
+    prefix = session_prefix(session_id) + "-"
     deadline = time.monotonic() + ORPHAN_WAIT
     for pause in (0.0, *LATE_SWEEPS):
         time.sleep(pause)

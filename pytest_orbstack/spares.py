@@ -5,8 +5,9 @@ A spare is only a guess about the next test (:func:`same_machines`), checked whe
 the asker's golden machine must be the one it was cloned from, else it is deleted and the
 asker's machine is made as usual. A spare no test took is deleted when the test it was made
 for ends (``plugin.pytest_runtest_protocol``, whether or not that test set its fixtures up),
-and every spare when the session ends (:meth:`Spares.drop`). Its name is recorded in the
-session before its clone starts, so a killed session's sweep finds it too.
+and every spare when the session ends (:meth:`Spares.drop`; an interrupted session does not
+wait for a clone under way). Its name is recorded in the session before its clone starts, so a
+killed session's sweep finds it too.
 """
 
 from __future__ import annotations
@@ -76,10 +77,14 @@ class Spares:
         for name in [n for n, spare in self._spares.items() if spare.key.startswith(f"{test}#")]:
             self._discard(name, self._settle(name))
 
-    def drop(self) -> None:
-        """Delete every spare (the session is ending): each clone still running is waited for."""
+    def drop(self, wait: bool = True) -> None:
+        """Delete every spare (the session is ending): each clone still running is waited for,
+        unless ``wait`` is false (an interrupted session: Ctrl-C, SIGTERM, a closed terminal).
+        Such a clone stays recorded; the session's sweep deletes its machine if made already,
+        the watcher's late sweeps if its engine call makes it later."""
         for name in list(self._spares):
-            self._discard(name, self._settle(name))
+            if wait or self._spares[name].done.is_set():
+                self._discard(name, self._settle(name))
 
     def _settle(self, name: str) -> _Spare | None:
         """Wait for the clone of ``name`` (each engine call in it has its own time limit), then

@@ -107,9 +107,11 @@ class PluginState:
         if self.watcher is None and not self.is_worker:
             self.watcher = start_watcher(self.session_id, self.kind_requested, self.registry.dir.parent)
 
-    def stop_watcher(self) -> None:
+    def stop_watcher(self, late: bool = False) -> None:
+        """The session's end: the watcher exits, or with ``late`` sweeps again once this
+        process and its engine calls have ended (:func:`.reaper.stop_watcher`)."""
         if self.watcher is not None:
-            stop_watcher(self.watcher)
+            stop_watcher(self.watcher, self.lifecycle.backend.kind if late and self.lifecycle else None)
             self.watcher = None
 
     def search_dirs(self) -> list[Path]:

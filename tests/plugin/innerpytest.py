@@ -43,12 +43,13 @@ def wait_for(path: Path, timeout: float = 120) -> str:
     raise AssertionError(f"{path} did not appear")
 
 
-def slow_engine(where: Path, verb: str, mark: Path, *, hang: str = "before", seconds: float = 300) -> str:
+def slow_engine(where: Path, verb: str, mark: Path, *, hang: str = "before", seconds: float = 300,
+                match: str = "") -> str:
     """A ``docker`` in ``where`` (put it first on PATH) that, the first time it is asked to
-    ``verb`` (``commit``, ``rm``, ``run``...), writes ``mark`` and stalls: ``before`` calling the
-    real docker (the engine is busy at that step: a signal lands there) or ``after`` it (the
-    engine did the work, the call never returns: a hanging engine), for ``seconds``. Other calls
-    pass straight through. Returns the PATH to use."""
+    ``verb`` (``commit``, ``rm``, ``run``...) with an argument containing ``match``, writes
+    ``mark`` and stalls: ``before`` calling the real docker (the engine is busy at that step: a
+    signal lands there) or ``after`` it (the engine did the work, the call never returns: a
+    hanging engine), for ``seconds``. Other calls pass straight through. Returns the PATH."""
     import os
     import shutil
 
@@ -58,6 +59,7 @@ def slow_engine(where: Path, verb: str, mark: Path, *, hang: str = "before", sec
     shim.write_text(f'''#!{sys.executable}
 import os, subprocess, sys, time
 mark, first = {str(mark)!r}, sys.argv[1:2] == [{verb!r}] and not os.path.exists({str(mark)!r})
+first = first and any({match!r} in arg for arg in sys.argv[2:])
 if first and {hang!r} == "before":
     open(mark, "w").write("{verb}")
     time.sleep({seconds!r})

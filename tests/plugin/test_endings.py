@@ -144,6 +144,43 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
     assert temp == []
 
 
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_an_interrupted_session_does_not_wait_for_a_slow_spare(inner, tmp_path, monkeypatch, sig):
+    """SIGTERM or Ctrl-C to pytest alone while the engine is slow to start the next test's
+    spare clone: the session ends at once, without waiting for a clone no test will use. That
+    engine call lives on and makes its machine 20 s later; the watcher deletes it then."""
+    inner.makeconftest(CONFTEST)
+    inner.makepyfile(test_endings=TESTS)
+    mark, stalled = tmp_path / "mark", tmp_path / "stalled"
+    monkeypatch.setenv("MARK", str(mark))
+    monkeypatch.setenv("PATH", slow_engine(tmp_path / "bin", "run", stalled, seconds=20, match="test-spare-1"))
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", "test_spare"],
+                            cwd=inner.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (mark.exists() and stalled.exists()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.1)
+        os.kill(proc.pid, SIGNALS[sig])
+        signalled = time.monotonic()
+        output = proc.communicate(timeout=60)[0]
+        ended = time.monotonic() - signalled
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert ended < 8, f"pytest ended {ended:.1f}s after {sig}:\n{output}"
+    (session,) = sessions_of(tmp_path / "state")
+    spare = f"pto-{session}-test-endings-test-spare-1-"
+    while time.monotonic() < deadline and not any(n.startswith(spare) for n in session_leftovers(session)):
+        time.sleep(0.2)  # the stalled `docker run` makes the spare after pytest ended
+    gone = time.monotonic() + 15
+    while session_leftovers(session) and time.monotonic() < gone:
+        time.sleep(0.5)
+    assert session_leftovers(session) == []
+
+
 def test_a_machine_made_after_its_session_died_is_deleted(inner, tmp_path, monkeypatch):
     """kill -9 to pytest alone while its ``docker run`` is under way: that engine call lives on
     and makes the machine 12 s later, after the watcher's first sweeps. The watcher waits for
