@@ -33,8 +33,9 @@ package's prepared base image is its per-host cache and stays.
     reported, not counted. 4 rounds.
 4a  16 machine tests ``pytest -n 2`` / ``pytest -n 0``, whole inner runs, <= 0.65. In the same
     rotation the engine's own ratio: the same 16 machine cycles (raw run + poll, 2 commands, rm)
-    in 2 threads / 1, printed beside it, and the host's CPU load. One untimed ``-n 2`` run of one
-    test first fills Python's bytecode cache (inner runs cache bytecode, as a user's do). 3 rounds.
+    in 2 threads / 1, printed beside it, and how many host cores each side kept busy (the kernel's
+    own work included). One untimed ``-n 2`` run of one test first fills Python's bytecode cache
+    (inner runs cache bytecode, as a user's do). 3 rounds.
 4b  memory per live machine in the host process, < 5 MiB: a child process makes 16 machines
     with ``Lifecycle.create``, a command and a testinfra check on each; peak RSS (VmHWM; macOS
     ``ru_maxrss``) with 16 alive minus with 1, over 15. Then each machine gets a second
@@ -463,6 +464,19 @@ def cpu_busy() -> tuple[int, int]:
     return sum(values) - values[3] - values[4], sum(values)
 
 
+def busy_cores(side: Callable[[int], float], used: list[float]) -> Callable[[int], float]:
+    """``side``, also appending how many of the host's cores were busy (all processes, the
+    kernel's own work included) while it ran."""
+    def run(i: int) -> float:
+        start = cpu_busy()
+        seconds = side(i)
+        end = cpu_busy()
+        if end[1] > start[1]:
+            used.append((end[0] - start[0]) / (end[1] - start[1]) * (os.cpu_count() or 1))
+        return seconds
+    return run
+
+
 def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
     suite = bench.tmp / "scale-suite"
     suite.mkdir()
@@ -508,15 +522,16 @@ def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
                    env=bench.inner_env(), capture_output=True, check=True)  # untimed: fills the bytecode cache
     A, B, RAW_A, RAW_B = "pytest -n 2", "pytest -n 0", "raw engine, 2 threads", "raw engine, 1 thread"
     bench.log(f"scale: {TESTS} machine tests, {rounds} rounds")
-    start = cpu_busy()
-    c = alternate({B: inner_run(0), A: inner_run(2), RAW_B: raw_run(1), RAW_A: raw_run(2)}, rounds, bench.log,
+    cores: dict[str, list[float]] = {A: [], B: [], RAW_A: [], RAW_B: []}
+    sides = {B: inner_run(0), A: inner_run(2), RAW_B: raw_run(1), RAW_A: raw_run(2)}
+    c = alternate({name: busy_cores(side, cores[name]) for name, side in sides.items()}, rounds, bench.log,
                   warm_up=False)  # whole runs: each pays its own start-up, as a user's does
-    end = cpu_busy()
     engine = c.ratio(RAW_A, RAW_B)
     detail = (c.describe(A, B) + f"\n  the engine alone, same {TESTS} cycles in 2 vs 1 threads: "
               f"{c.median(RAW_A):.2f}s vs {c.median(RAW_B):.2f}s, ratio {engine:.3f}")
-    if end[1] > start[1]:
-        detail += f"\n  host CPU busy: {(end[0] - start[0]) / (end[1] - start[1]):.0%} of {os.cpu_count()} cores"
+    if all(cores.values()):
+        detail += (f"\n  host cores busy (median, of {os.cpu_count()}): " + ", ".join(
+            f"{name} {statistics.median(used):.2f}" for name, used in cores.items()))
     rows = [Result(f"4a {TESTS} machine tests -n 2 / -n 0 (engine's own: {engine:.3f})", c.ratio(A, B), 0.65,
                    detail=detail)]
     return rows + bench_memory(bench)
