@@ -125,18 +125,21 @@ def watch(session_id: str, engine_kind: str | None, state_dir: Path, stdin: Any)
         return 0
     registry = Registry(state_dir)
     session = registry.get(session_id)
-    late = said.startswith(LATE) and said.endswith(b"\n")
-    if session is None and not late:
+    if said.startswith(LATE) and said.endswith(b"\n"):
+        kind = said[len(LATE):].strip().decode()  # (its record may be closed: the prefix serves)
+    elif session is None:
         return 0  # it never asked for a machine
-    kind = said[len(LATE):].strip().decode() if late else (session.backend if session else None) or engine_kind
+    else:
+        kind = session.backend or engine_kind
     prefix = session_prefix(session_id) + "-"
-    deadline = time.monotonic() + ORPHAN_WAIT
+    deadline, engine = time.monotonic() + ORPHAN_WAIT, None
     for pause in (0.0, *LATE_SWEEPS):
         time.sleep(pause)
         while pause and _engine_call_running(prefix) and time.monotonic() < deadline:
             time.sleep(1.0)  # the dead owner's `docker run`/`orbctl create` still making a machine
         try:  # (a closed session: reap finds the machines by their prefix on the engine)
-            reap(get_backend(kind), registry, session_id)
+            engine = engine or get_backend(kind)
+            reap(engine, registry, session_id)
         except MachineError:
             continue  # the engine is away: try again, the next prune retries too
     return 0
