@@ -13,12 +13,11 @@ it, as they do for ``cd FOLDER && pyinfra INVENTORY deploy.py``. pyinfra's code 
 - the deploy: ``pyinfra_cli.util.load_deploy_file`` (a callable: ``load_func``, as
   ``pyinfra INVENTORY module.func``) with ``pyinfra.is_cli`` set for the run, so ``local.include``
   works and operations are ordered by their line in the deploy, as on the command line;
-- the run: ``pyinfra.api.operations.run_ops``; operation names: ``pyinfra_cli.prints.pretty_op_name``.
+- the run: ``pyinfra.api.operations.run_ops``; what each operation did: :mod:`.deploy_results`.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import os
 import sys
@@ -31,8 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import pyinfra
-from pyinfra.api import BaseStateCallback, Config, Inventory, State
-from pyinfra.api.command import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand
+from pyinfra.api import Config, Inventory, State
 from pyinfra.api.connect import connect_all, disconnect_all
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.operations import run_ops
@@ -40,29 +38,11 @@ from pyinfra.api.state import StateStage
 from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 
 from .backends.base import Backend
+from .cli_modules import UnexpectedExternalError, cli_util, make_inventory_from_files
+from .deploy_results import Recorder, collect
 from .errors import InvalidInput
 from .inputs import Deploy, check_deploy, describe, display_path
-from .results import DeployResult, OperationResult
-
-
-def _register_cli_package() -> None:
-    """Make ``pyinfra_cli``'s modules importable without running its ``__init__``, whose only
-    statement is gevent's ``monkey.patch_all()``: patching the whole standard library inside
-    pytest turns threads into greenlets and delays Ctrl-C. (A process that imported
-    ``pyinfra_cli`` itself already has it, patched, and keeps it.)"""
-    if "pyinfra_cli" in sys.modules:
-        return
-    spec = importlib.util.find_spec("pyinfra_cli")
-    assert spec is not None and spec.submodule_search_locations is not None
-    package = importlib.util.module_from_spec(spec)  # created, not executed
-    sys.modules["pyinfra_cli"] = package
-
-
-_register_cli_package()
-from pyinfra_cli import util as cli_util  # noqa: E402
-from pyinfra_cli.exceptions import UnexpectedExternalError  # noqa: E402
-from pyinfra_cli.inventory import make_inventory_from_files  # noqa: E402
-from pyinfra_cli.prints import pretty_op_name  # noqa: E402
+from .results import DeployResult
 
 
 @dataclass
@@ -79,40 +59,6 @@ class Target:
         return f"@orbstack/{self.alias or self.machine}"
 
 
-class _Recorder(BaseStateCallback):
-    """pyinfra state callbacks: how long each operation took on each host, why a host could
-    not connect, why a file transfer failed (the connector's line: pyinfra keeps none)."""
-
-    def __init__(self) -> None:
-        self.started: dict[tuple[str, str], float] = {}
-        self.durations: dict[tuple[str, str], float] = {}
-        self.connect_errors: dict[str, str] = {}
-        self.transfer_errors: dict[tuple[str, str], str] = {}
-
-    def host_connect_error(self, state: State, host: Any, error: Any) -> None:  # type: ignore[override]
-        self.connect_errors[host.name] = str(error)
-
-    def operation_host_start(self, state: State, host: Any, op_hash: str) -> None:  # type: ignore[override]
-        self.started[(host.name, op_hash)] = time.monotonic()
-
-    def _end(self, host: Any, op_hash: str) -> None:
-        start = self.started.get((host.name, op_hash))
-        if start is not None:
-            self.durations[(host.name, op_hash)] = round(time.monotonic() - start, 3)
-
-    def operation_host_success(self, state: State, host: Any, op_hash: str,  # type: ignore[override]
-                               retry_count: int = 0) -> None:
-        self._end(host, op_hash)
-
-    def operation_host_error(self, state: State, host: Any, op_hash: str,  # type: ignore[override]
-                             retry_count: int = 0, max_retries: int = 0) -> None:
-        self._end(host, op_hash)
-        error = getattr(host.connector, "transfer_error", None)
-        if error:
-            self.transfer_errors[(host.name, op_hash)] = error
-            host.connector.transfer_error = None
-
-
 def _user_error(exc: BaseException) -> tuple[str, list[str]]:
     """``FILE:LINE: Type: message`` for an exception raised by deploy code, and the deploy's
     own frames (pyinfra's and pytest-orbstack's frames left out)."""
@@ -125,54 +71,6 @@ def _user_error(exc: BaseException) -> tuple[str, list[str]]:
     text = " ".join(str(exc).split()) or "(no message)"
     lines = [f"{display_path(f.filename)}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in own]
     return f"{where}{type(exc).__name__}: {text}", lines
-
-
-def _is_idempotent(op_data: Any) -> bool:
-    """pyinfra marks operations such as ``server.shell`` ``is_idempotent=False``; the flag sits
-    on the operation function, which the command generator closes over."""
-    try:
-        func = inspect.getclosurevars(op_data.command_generator).nonlocals.get("func")
-    except (TypeError, ValueError):
-        return True
-    return bool(getattr(func, "is_idempotent", True))
-
-
-def _command_text(command: Any) -> str:
-    """A command as a person reads it: shell commands with secrets masked (as pyinfra prints
-    them), uploads and downloads by their paths, a Python step by its function's name."""
-    if isinstance(command, StringCommand):
-        return command.get_masked_value()
-    if isinstance(command, (FileUploadCommand, FileDownloadCommand)):
-        src = command.src if isinstance(command.src, str) else type(command.src).__name__
-        verb = "upload" if isinstance(command, FileUploadCommand) else "download"
-        return f"{verb} {src} -> {command.dest}"
-    if isinstance(command, FunctionCommand):
-        return f"python: {getattr(command.function, '__name__', command.function)}()"
-    return repr(command)
-
-
-def _collect(state: State, order: Sequence[str], host: Any, recorder: _Recorder) -> list[OperationResult]:
-    """What each operation of the run (in pyinfra's ``order``) did on ``host``."""
-    results = []
-    for op_hash in order:
-        op_data = state.ops[host].get(op_hash)
-        if op_data is None:
-            continue
-        meta = op_data.operation_meta
-        complete = meta.is_complete()
-        success = meta.did_succeed(_raise_if_not_complete=False) if complete else False
-        results.append(OperationResult(
-            name=pretty_op_name(state.get_op_meta(op_hash)),
-            changed=bool(complete and meta.did_change()),
-            success=bool(success) or bool(op_data.global_arguments.get("_ignore_errors")),
-            ran=complete,
-            idempotent=_is_idempotent(op_data),
-            commands=[_command_text(c) for c in (meta._commands or [])],
-            stdout=meta.stdout if complete else "",
-            stderr=(meta.stderr if complete else "") or recorder.transfer_errors.get((host.name, op_hash), ""),
-            duration=recorder.durations.get((host.name, op_hash), 0.0),
-        ))
-    return results
 
 
 def _folder_of(deploy: Deploy) -> Path:
@@ -267,7 +165,7 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
     engine = {"_orbstack_engine": backend} if isinstance(backend, Backend) else {"orbstack_backend": backend}
     state = State(check_for_changes=False)  # pyinfra -y
     state.cwd = str(folder)
-    recorder = _Recorder()
+    recorder = Recorder()
     error: str | None = None
     frames: list[str] = []
     inventory = None
@@ -309,7 +207,7 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
     results = {}
     for target in targets:
         host = inventory.get_host(target.host_name) if inventory is not None else None
-        operations = _collect(state, order, host, recorder) if host is not None and host in state.ops else []
+        operations = collect(state, order, host, recorder) if host is not None and host in state.ops else []
         why = recorder.connect_errors.get(target.host_name)
         result = DeployResult(describe(deploy), operations, f"cannot connect: {why}" if why else error,
                               duration, frames)
