@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import inspect
 import shlex
-import subprocess
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from io import IOBase
 from typing import TYPE_CHECKING, Any
 
-from gevent.subprocess import PIPE, Popen
 from pyinfra import logger
 from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import ConnectError
@@ -21,13 +19,12 @@ from pyinfra.connectors.util import (
     OutputLine,
     extract_control_arguments,
     make_unix_command_for_host,
-    read_output_buffers,
-    write_stdin,
 )
 from typing_extensions import TypedDict, Unpack, override
 
 from .backends import get_backend, resolve_kind
 from .backends.base import Backend
+from .connector_io import output_lines, run_watched, stdin_bytes
 from .errors import CommandTimeout, MachineError
 from .names import PREFIX
 
@@ -77,35 +74,6 @@ def _machine_names() -> list[str]:
     except MachineError as exc:
         raise ConnectError(str(exc)) from None
     return [m.name for m in machines if m.running and not m.name.startswith(PREFIX)]
-
-
-def _gevent_patched() -> bool:
-    """pyinfra's CLI monkey-patches subprocess with gevent; pytest's API use does not."""
-    from gevent import monkey
-    return bool(monkey.is_module_patched("subprocess"))
-
-
-def _decoded(pipe: Iterable[bytes]) -> Iterator[str]:
-    """Lines of a pipe as text; bytes that are not UTF-8 are replaced rather than ending the
-    reader (pyinfra's ``read_buffer`` decodes strictly)."""
-    for line in pipe:
-        yield line.decode(errors="replace")
-
-
-def _stdin_bytes(stdin: Any) -> bytes | None:
-    """pyinfra's ``_stdin`` (a string, lines, or a file) as bytes, each line ending in a
-    newline, as pyinfra's ``write_stdin`` writes it; None when there is none."""
-    if not stdin:
-        return None
-    lines = stdin.readlines() if hasattr(stdin, "readlines") else stdin
-    lines = lines if isinstance(lines, (list, tuple)) else [lines]
-    return "".join(line if line.endswith("\n") else f"{line}\n" for line in lines).encode()
-
-
-def _output(out: bytes, err: bytes) -> CommandOutput:
-    """pyinfra's output lines: stdout's, then stderr's (undecodable bytes replaced)."""
-    return CommandOutput([OutputLine(name, line) for name, raw in (("stdout", out), ("stderr", err))
-                          for line in raw.decode(errors="replace").splitlines()])
 
 
 class OrbStackConnector(BaseConnector):
@@ -187,8 +155,8 @@ class OrbStackConnector(BaseConnector):
             echo(f"{self.host.print_prefix}>>> {unix_command}", err=True)
         if print_output:  # watched (-vvv, pyinfra exec): each line as it comes, own process
             argv = self.backend.exec_argv(self.machine, raw, user=self.login_user)
-            return_code, output = self._execute(argv, control.get("_stdin"), control.get("_timeout"),
-                                                print_output)
+            return_code, output = run_watched(argv, self.backend.env, control.get("_stdin"),
+                                              control.get("_timeout"), self.host.print_prefix)
         else:
             try:
                 return_code, output = self._in_shell(raw, control.get("_stdin"), control.get("_timeout"))
@@ -202,62 +170,16 @@ class OrbStackConnector(BaseConnector):
         logger.error(f"{self.host.print_prefix}{message}")
         return False, CommandOutput([OutputLine("stderr", message)])
 
-    def _execute(self, argv: list[str], stdin: Any, timeout: float | None,
-                 print_output: bool) -> tuple[int, CommandOutput]:
-        """pyinfra's ``run_local_process`` for an argv (no host shell) in the engine's
-        environment. Under the CLI (gevent's monkey patching) each line is shown as it comes
-        through pyinfra's ``read_output_buffers``, stdout and stderr in their order; in pytest's
-        API runs, where nobody watches, the pipes are read at once (a Ctrl-C must reach pytest
-        at once, which a wait inside gevent's hub would delay). After ``timeout`` seconds the
-        engine client is killed and pyinfra's TimeoutError raised, as its own connectors do."""
-        if not _gevent_patched():
-            return self._communicate(argv, stdin, timeout, print_output)
-        process = Popen(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env=self.backend.env)
-        assert process.stdin is not None and process.stdout is not None and process.stderr is not None
-        try:
-            if stdin:
-                write_stdin(stdin, process.stdin)
-            process.stdin.close()
-            output = read_output_buffers(_decoded(process.stdout), _decoded(process.stderr),
-                                         timeout=timeout or None,  # type: ignore[arg-type]
-                                         print_output=print_output,
-                                         print_prefix=self.host.print_prefix)
-        except BaseException:  # TimeoutError, or the greenlet killed by gevent.Timeout
-            process.kill()
-            raise
-        finally:
-            process.wait()
-            process.stdout.close()
-            process.stderr.close()
-        logger.debug("--> Command exit status: %i", process.returncode)
-        return process.returncode, output
-
     def _in_shell(self, command: str, stdin: Any, timeout: float | None) -> tuple[int, CommandOutput]:
         """Run ``command`` through the machine's persistent shell (:meth:`Backend.execute`);
         after ``timeout`` seconds only this command is killed and pyinfra's TimeoutError raised."""
         try:
             proc = self.backend.execute(self.machine, command, user=self.login_user,
-                                        input=_stdin_bytes(stdin), timeout=timeout or None)
+                                        input=stdin_bytes(stdin), timeout=timeout or None)
         except CommandTimeout:
             raise TimeoutError(f"command did not finish in {timeout}s") from None
         logger.debug("--> Command exit status: %i", proc.returncode)
-        return proc.returncode, _output(proc.stdout, proc.stderr)
-
-    def _communicate(self, argv: list[str], stdin: Any, timeout: float | None,
-                     print_output: bool) -> tuple[int, CommandOutput]:
-        process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, env=self.backend.env)
-        try:
-            out, err = process.communicate(_stdin_bytes(stdin), timeout=timeout or None)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
-            raise TimeoutError(f"command did not finish in {timeout}s") from None
-        output = _output(out, err)
-        if print_output:
-            for line in output:
-                echo(f"{self.host.print_prefix}{line.line}", err=True)
-        return process.returncode, output
+        return proc.returncode, output_lines(proc.stdout, proc.stderr)
 
     def _escalates(self, arguments: Mapping[str, Any]) -> bool:
         return any(arguments.get(key) for key in ESCALATION_ARGS)
