@@ -87,6 +87,16 @@ def session_leftovers(session: str) -> list[str]:
     return names + images
 
 
+def engine_call_running(session: str) -> bool:
+    """Whether a process naming one of the session's machines runs (an engine call of it)."""
+    prefix = f"pto-{session}-".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):  # (a process that ended meanwhile)
+            if prefix in cmdline.read_bytes():
+                return True
+    return False
+
+
 def hang_report(proc: subprocess.Popen[str]) -> str:
     """What a session that does not end is doing: the processes of its group and its engine
     calls, then every thread's stack (pytest's faulthandler prints them on SIGABRT)."""
@@ -172,9 +182,9 @@ def test_an_interrupted_session_does_not_wait_for_a_slow_spare(inner, tmp_path, 
             proc.wait()
     assert ended < 8, f"pytest ended {ended:.1f}s after {sig}:\n{output}"
     (session,) = sessions_of(tmp_path / "state")
-    spare = f"pto-{session}-test-endings-test-spare-1-"
-    while time.monotonic() < deadline and not any(n.startswith(spare) for n in session_leftovers(session)):
-        time.sleep(0.2)  # the stalled `docker run` makes the spare after pytest ended
+    while engine_call_running(session) and time.monotonic() < deadline:
+        time.sleep(0.5)  # the stalled `docker run` makes the spare after pytest ended
+    assert not engine_call_running(session)
     gone = time.monotonic() + 15
     while session_leftovers(session) and time.monotonic() < gone:
         time.sleep(0.5)
@@ -198,17 +208,9 @@ def test_a_machine_made_after_its_session_died_is_deleted(inner, tmp_path, monke
         os.kill(proc.pid, signal.SIGKILL)  # pytest alone: its `docker run` goes on
         proc.wait()
         (session,) = sessions_of(tmp_path / "state")
-        prefix = f"pto-{session}-".encode()
-
-        def engine_call_running() -> bool:
-            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-                with contextlib.suppress(OSError):  # (a process that ended meanwhile)
-                    if prefix in cmdline.read_bytes():
-                        return True
-            return False
-        while engine_call_running() and time.monotonic() < deadline:
+        while engine_call_running(session) and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not engine_call_running()
+        assert not engine_call_running(session)
         gone = time.monotonic() + 10
         while session_leftovers(session) and time.monotonic() < gone:
             time.sleep(0.5)
