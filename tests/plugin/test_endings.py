@@ -158,15 +158,16 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
 def test_an_interrupted_session_does_not_wait_for_a_slow_spare(inner, tmp_path, monkeypatch, sig):
     """SIGTERM or Ctrl-C to pytest alone while the engine is slow to start the next test's
     spare clone: the session ends at once, without waiting for a clone no test will use. That
-    engine call lives on and makes its machine 20 s later; the watcher deletes it then."""
+    engine call lives on and makes the spare 20 s later (the first test's machine is kept, so
+    the snapshot image it needs is still there); the watcher deletes it then, and only it."""
     inner.makeconftest(CONFTEST)
     inner.makepyfile(test_endings=TESTS)
     mark, stalled = tmp_path / "mark", tmp_path / "stalled"
     monkeypatch.setenv("MARK", str(mark))
     monkeypatch.setenv("PATH", slow_engine(tmp_path / "bin", "run", stalled, seconds=20, match="test-spare-1"))
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", "test_spare"],
-                            cwd=inner.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", "test_spare",
+                             "--orbstack-keep=always"], cwd=inner.path, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while not (mark.exists() and stalled.exists()):
@@ -182,12 +183,16 @@ def test_an_interrupted_session_does_not_wait_for_a_slow_spare(inner, tmp_path, 
             proc.wait()
     assert ended < 8, f"pytest ended {ended:.1f}s after {sig}:\n{output}"
     (session,) = sessions_of(tmp_path / "state")
+    kept = [n for n in session_leftovers(session) if "-test-spare-0-" in n]
+    assert len(kept) == 1, session_leftovers(session)
     while engine_call_running(session) and time.monotonic() < deadline:
         time.sleep(0.5)  # the stalled `docker run` makes the spare after pytest ended
     assert not engine_call_running(session)
     gone = time.monotonic() + 15
-    while session_leftovers(session) and time.monotonic() < gone:
+    while [n for n in session_leftovers(session) if "-test-spare-1-" in n] and time.monotonic() < gone:
         time.sleep(0.5)
+    assert [n for n in session_leftovers(session) if "-test-spare-" in n] == kept
+    assert run(inner, "--orbstack-prune").ret == 0  # the kept machine, then its snapshot image
     assert session_leftovers(session) == []
 
 
