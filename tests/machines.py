@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 import subprocess
 from pathlib import Path
 
@@ -12,6 +13,15 @@ import pytest
 REAL = os.environ.get("PYTEST_ORBSTACK_REAL") == "1"  # the e2e tests against a real orbctl
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE_DEPLOY = ROOT / "examples" / "nginx" / "deploy.py"
+
+
+def terminal_signals() -> None:
+    """``preexec_fn`` for a process a test signals as a terminal would: SIGINT and SIGQUIT at
+    their defaults. A background job of a non-interactive shell (``cmd &`` in a CI script,
+    ``nohup``) starts with both ignored, and Python and bash keep an ignored SIGINT ignored, so
+    a Ctrl-C sent to the test's process would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 def unique(prefix: str = "t") -> str:

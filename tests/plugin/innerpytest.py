@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from machines import terminal_signals
 
 
 def containers(session: str | None = None) -> set[str]:
@@ -29,9 +30,11 @@ def run(pytester, *args) -> pytest.RunResult:
 
 
 def start(pytester, *args) -> subprocess.Popen:
+    """An inner session as a user starts it in a terminal (its own process group; Ctrl-C not
+    ignored, whatever this process was started with), for a test to signal."""
     return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
                             cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True, preexec_fn=terminal_signals)
 
 
 def wait_for(path: Path, timeout: float = 120) -> str:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from innerpytest import run, sessions_of, slow_engine
+from innerpytest import run, sessions_of, slow_engine, start
 
 CONFTEST = '''
 import os
@@ -120,11 +120,10 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
     monkeypatch.setenv("MARK", str(mark))
     if phase in STALLS:
         monkeypatch.setenv("PATH", slow_engine(tmp_path / "bin", STALLS[phase], mark))
-    args = ["-p", "no:cacheprovider", "-k", f"test_{phase}", f"--basetemp={tmp_path / 'basetemp'}"]
+    args = ["-k", f"test_{phase}", f"--basetemp={tmp_path / 'basetemp'}"]
     if dist == "-n2":
         args += ["-n", "2"]
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", *args], cwd=inner.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = start(inner, *args)
     try:
         deadline = time.monotonic() + 120
         while not in_phase(phase, mark, tmp_path / "state"):
@@ -165,9 +164,7 @@ def test_an_interrupted_session_does_not_wait_for_a_slow_spare(inner, tmp_path, 
     mark, stalled = tmp_path / "mark", tmp_path / "stalled"
     monkeypatch.setenv("MARK", str(mark))
     monkeypatch.setenv("PATH", slow_engine(tmp_path / "bin", "run", stalled, seconds=20, match="test-spare-1"))
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", "test_spare",
-                             "--orbstack-keep=always"], cwd=inner.path, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = start(inner, "-k", "test_spare", "--orbstack-keep=always")
     try:
         deadline = time.monotonic() + 120
         while not (mark.exists() and stalled.exists()):
@@ -203,8 +200,7 @@ def test_a_machine_made_after_its_session_died_is_deleted(inner, tmp_path, monke
     mark = tmp_path / "mark"
     monkeypatch.setenv("PATH", slow_engine(tmp_path / "bin", "run", mark, seconds=12))
     inner.makepyfile(test_orphan="def test_a(orbstack_machine):\n    orbstack_machine(clone=False)\n")
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"], cwd=inner.path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    proc = start(inner)
     try:
         deadline = time.monotonic() + 120
         while not mark.exists():

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from machines import terminal_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_SH = ROOT / "scripts" / "dev.sh"
@@ -387,7 +388,8 @@ def test_interrupted_build_leaves_no_tree(machine: Machine, sig: signal.Signals)
     (machine.state / "calls").write_text("")
     # Its own process group, signalled as a whole, as Ctrl-C or a CI timeout does.
     proc = subprocess.Popen([BASH, str(DEV_SH), "setup"], env=machine.env(), start_new_session=True,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=terminal_signals)
     try:
         deadline = time.monotonic() + 20
         while not (machine.state / "debootstrap-started").exists():
