@@ -16,6 +16,7 @@ from emu_machines import (
     docker,
     find,
     load_state,
+    lookup,
     name_of,
     parse,
     record,
@@ -75,7 +76,15 @@ def parse_run_flags(argv: list[str]) -> tuple[dict, list[str]]:
 
 def cmd_run(argv):
     opts, command = parse_run_flags(argv)
-    c = find(opts.get("machine") or default_machine())
+    name = opts.get("machine") or default_machine()
+    c = lookup(name)
+    if c is None:  # SRC: run reaches the machine through OrbStack's SSH server as USER@NAME
+        # (scon/cmd/scli/shell/ssh.go); its resolveUser fails for an unknown NAME, and
+        # handleSession writes the error ("machine not found", ErrMachineNotFound) only to a
+        # terminal (printErr = isPty, scon/ssh.go), then exits 1: without one, nothing is said.
+        if os.isatty(0) and os.isatty(1):
+            raise Fail("machine not found")
+        sys.exit(1)
     start_machine(c)
     user = opts.get("user") or username(c)
     args = [DOCKER, "exec", "-i", *(["-t"] if os.isatty(0) and os.isatty(1) else []), "-u", user]
