@@ -76,15 +76,7 @@ def parse_run_flags(argv: list[str]) -> tuple[dict, list[str]]:
 
 def cmd_run(argv):
     opts, command = parse_run_flags(argv)
-    name = opts.get("machine") or default_machine()
-    c = lookup(name)
-    if c is None:  # SRC: run reaches the machine through OrbStack's SSH server as USER@NAME
-        # (scon/cmd/scli/shell/ssh.go); its resolveUser fails for an unknown NAME, and
-        # handleSession writes the error ("machine not found", ErrMachineNotFound) only to a
-        # terminal (printErr = isPty, scon/ssh.go), then exits 1: without one, nothing is said.
-        if os.isatty(0) and os.isatty(1):
-            raise Fail("machine not found")
-        sys.exit(1)
+    c = over_ssh(opts.get("machine") or default_machine())
     start_machine(c)
     user = opts.get("user") or username(c)
     args = [DOCKER, "exec", "-i", *(["-t"] if os.isatty(0) and os.isatty(1) else []), "-u", user]
@@ -105,9 +97,22 @@ def cmd_run(argv):
         raise Fail(f"Docker is unavailable: {DOCKER!r} not found (the orbctl emulator needs Docker)")
 
 
+def over_ssh(name: str) -> dict:
+    """The machine ``run``, ``push`` and ``pull`` reach. SRC: they go through OrbStack's SSH
+    server as USER@NAME (scon/cmd/scli/shell/ssh.go RunSSH, copy.go); its resolveUser fails for
+    an unknown NAME, and handleSession writes that error ("machine not found") only to a
+    terminal (printErr = isPty, scon/ssh.go), then exits 1: without one, nothing is said."""
+    c = lookup(name)
+    if c is None:
+        if os.isatty(0) and os.isatty(1):
+            raise Fail("machine not found")
+        sys.exit(1)
+    return c
+
+
 def copy_args(verb: str, argv: list[str]):
     a = parse(verb, argv, "-m/--machine", "paths+")
-    c = find(a.machine or default_machine())
+    c = over_ssh(a.machine or default_machine())
     start_machine(c)
     srcs, dest = (a.paths[:-1], a.paths[-1]) if len(a.paths) > 1 else (a.paths, None)
     return find(name_of(c)), srcs, dest

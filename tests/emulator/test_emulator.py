@@ -285,11 +285,13 @@ def test_create_errors_leave_nothing_behind(orbctl, web):
 def test_unknown_machine_command_and_docker(orbctl, web, tmp_path):
     for args in (("info", "nope"), ("delete", "-f", "nope"),
                  ("start", "nope"), ("stop", "nope"), ("clone", "nope", "n2"), ("rename", "nope", "n2"),
-                 ("push", "-m", "nope", __file__), ("default", "nope")):
+                 ("default", "nope")):
         proc = orbctl(*args)
         assert (proc.returncode, proc.stderr.strip()) == (1, NOT_FOUND), args
-    run = orbctl("run", "-m", "nope", "echo", "ran")  # (SRC: the SSH server tells only a terminal)
-    assert (run.returncode, run.stdout, run.stderr) == (1, "", "")
+    for args in (("run", "-m", "nope", "echo", "ran"), ("push", "-m", "nope", __file__),
+                 ("pull", "-m", "nope", "/etc/hostname", str(tmp_path))):  # (SRC: over SSH, whose
+        proc = orbctl(*args)  # server tells only a terminal)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", ""), args
     logs = orbctl("logs", "nope")  # logs prints errors but exits 0
     assert (logs.returncode, logs.stderr.strip()) == (0, NOT_FOUND)
     bogus = orbctl("frobnicate")
