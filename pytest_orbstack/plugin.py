@@ -219,8 +219,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         if swept:
             state.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
         state.registry.close(state.session_id)
-    # interrupted: an engine call still under way (a spare's clone) may make a machine later
-    state.stop_watcher(late=interrupted and lifecycle is not None)
+    state.stop_watcher(late=interrupted)  # a spare's clone still under way may make its machine later
     shutil.rmtree(state.shared_dir, ignore_errors=True)
 
 

@@ -149,11 +149,11 @@ def _engine_call_running(prefix: str) -> bool:
     """Whether a process whose command line names a machine ``prefix...`` runs: an engine call
     the dead owner started (``docker run -d --name pto-...``, ``orbctl create ... pto-...``)
     lives on and may still make its machine."""
-    proc = Path("/proc")
+    proc, needle = Path("/proc"), prefix.encode()
     if proc.is_dir():  # Linux
         for entry in proc.iterdir():
             try:
-                if entry.name.isdigit() and prefix.encode() in (entry / "cmdline").read_bytes():
+                if entry.name.isdigit() and needle in (entry / "cmdline").read_bytes():
                     return True
             except OSError:
                 continue  # it ended meanwhile

@@ -108,8 +108,8 @@ class PluginState:
             self.watcher = start_watcher(self.session_id, self.kind_requested, self.registry.dir.parent)
 
     def stop_watcher(self, late: bool = False) -> None:
-        """The session's end: the watcher exits, or with ``late`` sweeps again once this
-        process and its engine calls have ended (:func:`.reaper.stop_watcher`)."""
+        """The session's end: the watcher exits, or with ``late`` (and machines made) sweeps again
+        once this process and its engine calls have ended (:func:`.reaper.stop_watcher`)."""
         if self.watcher is not None:
             stop_watcher(self.watcher, self.lifecycle.backend.kind if late and self.lifecycle else None)
             self.watcher = None

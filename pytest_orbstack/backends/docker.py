@@ -96,7 +96,7 @@ class DockerBackend(Backend):
     def _inspect(self, name: str) -> dict[str, Any]:
         """Like :meth:`_find`, for a machine: MachineNotFound unless this package made it."""
         data = self._find(name)
-        labels = (data or {}).get("Config", {}).get("Labels") or {}
+        labels = (data["Config"].get("Labels") or {}) if data else {}
         if data is None or labels.get(LABEL) != "1":
             raise MachineNotFound(f"machine not found: {name!r}")
         self._known[name] = (data["Id"], labels.get(f"{LABEL}.clone-image"))
