@@ -21,6 +21,7 @@ _EXPORTS = {
     "DeployResult": "results",
     "OperationResult": "results",
     "DeployError": "results",
+    "StaleServicesError": "freshness",
     "MachineError": "errors",
     "OrbStackError": "errors",
     "MachineNotFound": "errors",
@@ -37,7 +38,8 @@ _EXPORTS = {
 __all__ = [
     "CommandTimeout", "DeployError", "DeployResult", "EngineUnavailable", "IdempotenceError",
     "InvalidInput", "InvalidName", "Machine", "MachineError", "MachineExists", "MachineGroup",
-    "MachineNotFound", "OperationResult", "OrbStackError", "SharedMachineError", "UnknownConfigKey", "UnknownImage",
+    "MachineNotFound", "OperationResult", "OrbStackError", "SharedMachineError", "StaleServicesError",
+    "UnknownConfigKey", "UnknownImage",
     "__version__",
 ]
 
@@ -55,6 +57,7 @@ if TYPE_CHECKING:
         UnknownConfigKey,
         UnknownImage,
     )
+    from .freshness import StaleServicesError
     from .machine import Machine, MachineGroup
     from .results import DeployError, DeployResult, IdempotenceError, OperationResult
 

@@ -29,6 +29,7 @@ from filelock import FileLock
 from .backends.base import Backend
 from .backends.types import NO_RESOURCES, MachineInfo, Resources
 from .errors import MachineError, MachineExists, SharedMachineError
+from .freshness import apply_golden
 from .identity import deploy_key
 from .inputs import Deploy, describe
 from .machine import Machine
@@ -78,11 +79,14 @@ class Lifecycle:
     def create(self, key: str, image: str, *, deploy: Deploy | None = None, user: str | None = None,
                cloud_init: str | os.PathLike | None = None, clone: bool = True,
                data: dict[str, Any] | None = None, check_idempotent: bool = False,
-               allow_changes: Sequence[str] = (), resources: Resources = NO_RESOURCES,
-               kind: str = "test", next_key: str | None = None) -> tuple[Machine, MachineRecord]:
+               allow_changes: Sequence[str] = (), allow_stale: Sequence[str] = (),
+               resources: Resources = NO_RESOURCES, kind: str = "test",
+               next_key: str | None = None) -> tuple[Machine, MachineRecord]:
         """A running machine for ``key``, with ``deploy`` applied (twice with
         ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
-        machine that is then cloned: the clones get no apply of their own. ``next_key``: the
+        machine that is then cloned: the clones get no apply of their own, and the golden fails
+        if the deploy left a service running on changed files (:mod:`.freshness`; services
+        matching ``allow_stale`` are exempt). ``next_key``: the
         key the next test will likely ask for with these same arguments; its clone starts
         now, in the background (:mod:`.spares`)."""
         apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
@@ -96,7 +100,8 @@ class Lifecycle:
         machine = None
         try:
             if deploy is not None and clone and cloud_init is None and self._can_clone():
-                golden = self.golden(image, deploy, dict(user=user, resources=resources), apply_args)
+                golden = self.golden(image, deploy, dict(user=user, resources=resources,
+                                                         allow_stale=allow_stale), apply_args)
                 record.created_by = "clone"
                 with self._phase(record, "clone"):
                     info = self.spares.take(name, golden)
@@ -121,7 +126,10 @@ class Lifecycle:
                                           labels=self._labels(), resources=resources)
                 machine = self._machine(name, image, record, info)
                 if deploy is not None:
-                    machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
+                    if kind == "golden":
+                        apply_golden(machine, deploy, apply_args, allow_stale)
+                    else:
+                        machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
         except MachineExists:
             record.outcome = "failed"  # not ours to delete: another owner made it
             raise

@@ -30,12 +30,12 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
                     user: str | None = None, cloud_init: str | None = None,
                     clone: bool | None = None, data: dict[str, Any] | None = None,
                     check_idempotent: bool = False, allow_changes: Sequence[str] = (),
-                    cpus: float | None = None, memory: str | int | None = None,
+                    allow_stale: Sequence[str] = (), cpus: float | None = None, memory: str | int | None = None,
                     disk: str | int | None = None, isolated: bool = False,
                     capabilities: Sequence[str] = ()) -> dict[str, Any]:
     """``@pytest.mark.orbstack(image=None, *, deploy=None, user=None, cloud_init=None,
-    clone=None, data=None, check_idempotent=False, allow_changes=(), cpus=None, memory=None,
-    disk=None, isolated=False, capabilities=())``: the machine the ``orbstack`` fixture makes;
+    clone=None, data=None, check_idempotent=False, allow_changes=(), allow_stale=(), cpus=None,
+    memory=None, disk=None, isolated=False, capabilities=())``: the machine the ``orbstack`` fixture makes;
     the factories take the same keywords.
 
     ``image``: ``distro[:version]`` (default: ``--orbstack-image`` / ini ``orbstack_image``).
@@ -47,7 +47,9 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
     ``data``: host data for the deploy, as ``--data``. ``check_idempotent``: apply the deploy a
     second time and fail if an operation changed again (on the golden machine, before it is
     cloned: two applies in all); ``allow_changes``: name patterns (``fnmatch``, as pyinfra
-    prints operation names) of operations that may change every time. ``cpus``, ``memory``
+    prints operation names) of operations that may change every time. ``allow_stale``: unit
+    name patterns of services that may run on configuration the deploy changed after they
+    started (a golden machine fails otherwise: its clones would hide it). ``cpus``, ``memory``
     (``"4G"``), ``disk`` (``"64G"``, whole GiB, OrbStack only): the machine's limits (OrbStack 2.2.1+;
     Docker's own limits). ``isolated``: no access to the host's files (OrbStack 2.1+; Docker
     machines never have any). ``capabilities``: Linux capabilities the machine's root gets on
@@ -56,7 +58,8 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
     """
     return dict(image=image, deploy=deploy, user=user, cloud_init=cloud_init, clone=clone,
                 data=data, check_idempotent=check_idempotent, allow_changes=allow_changes,
-                cpus=cpus, memory=memory, disk=disk, isolated=isolated, capabilities=capabilities)
+                allow_stale=allow_stale, cpus=cpus, memory=memory, disk=disk, isolated=isolated,
+                capabilities=capabilities)
 
 
 KEYWORDS = tuple(inspect.signature(orbstack_marker).parameters)
@@ -123,7 +126,9 @@ def machine_args(config: pytest.Config, kwargs: dict[str, Any],
     if kwargs.get("data") is not None and not isinstance(kwargs["data"], dict):
         raise InvalidInput(f"data= must be a dict of host data, not {type(kwargs['data']).__name__}")
     kwargs["allow_changes"] = check_names(kwargs.get("allow_changes", ()), "allow_changes=")
+    kwargs["allow_stale"] = check_names(kwargs.get("allow_stale", ()), "allow_stale=")
     kwargs["resources"] = check_resources(**{k: kwargs.pop(k) for k in RESOURCE_KEYWORDS if k in kwargs})
-    if (kwargs.get("check_idempotent") or kwargs["allow_changes"]) and "deploy" not in kwargs:
-        raise InvalidInput("check_idempotent= and allow_changes= need a deploy= to check")
+    if (kwargs.get("check_idempotent") or kwargs["allow_changes"] or kwargs["allow_stale"]) \
+            and "deploy" not in kwargs:
+        raise InvalidInput("check_idempotent=, allow_changes= and allow_stale= need a deploy= to check")
     return kwargs

@@ -5,7 +5,7 @@
   :class:`OrbStackConfigValue` (:mod:`.engine`);
 * machine facts, gathered inside the current machine: :class:`MachineNetwork`,
   :class:`Connectivity`, :class:`DnsLookup`, :class:`MachineStatus`, :class:`SystemLogs`
-  (:mod:`.machine`).
+  (:mod:`.machine`), :class:`StaleServices` (:mod:`.services`).
 
 Information is a fact, never an operation; cross-machine exec and copy, generic health checks
 and automated recovery are left out on purpose (docs/design.md).
@@ -13,6 +13,8 @@ and automated recovery are left out on purpose (docs/design.md).
 
 from .engine import OrbStackConfig, OrbStackConfigValue, OrbStackMachine, OrbStackMachines
 from .machine import Connectivity, DnsLookup, MachineNetwork, MachineStatus, SystemLogs
+from .services import StaleServices
 
 __all__ = ["Connectivity", "DnsLookup", "MachineNetwork", "MachineStatus", "OrbStackConfig",
-           "OrbStackConfigValue", "OrbStackMachine", "OrbStackMachines", "SystemLogs"]
+           "OrbStackConfigValue", "OrbStackMachine", "OrbStackMachines", "StaleServices",
+           "SystemLogs"]

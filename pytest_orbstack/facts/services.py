@@ -1,0 +1,123 @@
+"""The pyinfra fact :class:`StaleServices`: running systemd services whose configuration
+changed after they last (re)started or reloaded, so that what runs is not what the files say.
+
+A service's configuration, as this fact reads it:
+
+* its unit file and drop-ins (``FragmentPath``, ``DropInPaths``);
+* the files under ``/etc`` its ``ExecStart`` names, and its ``EnvironmentFiles``;
+* the ``/etc`` files of the Debian package (``dpkg``) or RPM that ships its unit file: the
+  files the package lists, every file in a folder below ``/etc/X`` that the package lists,
+  and everything under an ``/etc/X`` that package alone owns (``/etc/nginx``). Folders that
+  several packages share at the top (``/etc/default``, ``/etc/mysql``) count only through the
+  package's own files and subfolders; ``/etc/systemd/system`` and ``/etc/systemd/user``
+  (other services' unit files) never count.
+
+A file is stale for a service when its change time (ctime) is after ``since`` and after the
+service entered the active state and after its last reload (the journal's "Reloaded" entry,
+``MESSAGE_ID`` 7b05ebc6...). Symbolic links are not followed. Machines without systemd give
+no service.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra.api import FactBase
+
+RELOADED_MESSAGE_ID = "7b05ebc668384222baa8881179cfda54"  # systemd's SD_MESSAGE_UNIT_RELOADED
+
+# $1: since (seconds since the epoch, fractions allowed). Prints "package<TAB>UNIT<TAB>PACKAGE"
+# per running unit's package and "stale<TAB>UNIT<TAB>unit|PACKAGE<TAB>FILE" per changed file.
+_SCRIPT = r"""
+since=$1
+command -v systemctl >/dev/null 2>&1 || exit 0
+packages_of() {  # the packages that ship path $1 (merged /usr or not)
+  for p in "$1" "/usr$1" "${1#/usr}"; do
+    if command -v dpkg-query >/dev/null 2>&1; then
+      dpkg-query -S "$p" 2>/dev/null | grep -v '^diversion' | sed -n '1s/: .*//p' | tr -d ' ' | tr ',' '\n'
+    elif command -v rpm >/dev/null 2>&1; then
+      rpm -qf --qf '%{NAME}\n' "$p" 2>/dev/null | grep -v 'not owned'
+    fi
+  done | sort -u
+}
+files_of() {  # what package $1 lists
+  if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -L "$1" 2>/dev/null; else rpm -ql "$1" 2>/dev/null; fi
+}
+config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" lines (module docstring)
+  unit=$1
+  for f in $(systemctl show -P FragmentPath "$unit") $(systemctl show -P DropInPaths "$unit"); do
+    printf '0\t%s\tunit\n' "$f"
+  done
+  systemctl show -P EnvironmentFiles "$unit" | awk '{print "0\t" $1 "\tunit"}'
+  systemctl show -P ExecStart "$unit" | grep -o '/etc/[^ ;]*' | awk '{print "0\t" $1 "\tunit"}'
+  frag=$(systemctl show -P FragmentPath "$unit")
+  [ -n "$frag" ] || return 0
+  for pkg in $(packages_of "$frag"); do
+    printf 'package\t%s\t%s\n' "$unit" "$pkg"
+    files_of "$pkg" | grep '^/etc/' | while IFS= read -r path; do
+      case $path in /etc/systemd/system|/etc/systemd/system/*|/etc/systemd/user|/etc/systemd/user/*) continue ;; esac
+      if [ ! -d "$path" ]; then printf '0\t%s\t%s\n' "$path" "$pkg"; continue; fi
+      case ${path#/etc/} in
+        */*) printf '1\t%s\t%s\n' "$path" "$pkg" ;;
+        *) [ "$(packages_of "$path" | wc -l)" -eq 1 ] && printf '9\t%s\t%s\n' "$path" "$pkg" ;;
+      esac
+    done
+  done
+}
+tab=$(printf '\t')
+systemctl list-units --type=service --state=running --plain --no-legend --no-pager | awk '{print $1}' |
+while IFS= read -r unit; do
+  entered=$(date -d "$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc "$unit" 2>/dev/null ||
+                       systemctl show -P ActiveEnterTimestamp "$unit")" +%s.%N 2>/dev/null) || entered=0
+  reloaded=$(journalctl -q -o short-unix --no-pager -n 1 "UNIT=$unit" "MESSAGE_ID=__RELOADED__" 2>/dev/null |
+             awk 'NR == 1 {print $1}')
+  after=$(printf '%s\n' "$since" "$entered" "${reloaded:-0}" | sort -g | tail -n 1)
+  config_of "$unit" | sort -u | while IFS="$tab" read -r depth path scope; do
+    if [ "$depth" = package ]; then printf 'package\t%s\t%s\n' "$path" "$scope"; continue; fi
+    [ -e "$path" ] || continue
+    find "$path" -maxdepth "$depth" \( -path /etc/systemd/system -o -path /etc/systemd/user \) -prune \
+      -o -type f -newerct "@$after" -print 2>/dev/null | while IFS= read -r file; do
+        printf 'stale\t%s\t%s\t%s\n' "$unit" "$scope" "$file"
+      done
+  done | sort -u
+done
+""".replace("__RELOADED__", RELOADED_MESSAGE_ID)
+
+
+class StaleServices(FactBase):
+    """Running services whose configuration changed after ``since`` and after they last
+    started or reloaded (see the module docstring for what counts as configuration).
+
+    ``since``: seconds since the epoch, as ``date +%s.%N`` prints them in the machine.
+    Returns ``{"nginx.service": ["/etc/nginx/conf.d/site.conf", ...], ...}`` (empty: none).
+    """
+
+    def command(self, since: str) -> str:
+        float(since)  # a number, or ValueError before anything runs
+        return f"sh -c {shlex.quote(_SCRIPT.strip())} stale-services {shlex.quote(since)}"
+
+    def process(self, output: list[str]) -> dict[str, list[str]]:
+        units_of: dict[str, set[str]] = {}
+        found: list[tuple[str, str, str]] = []
+        for line in output:
+            kind, unit, scope, *rest = line.split("\t", 3)
+            if kind == "package":
+                units_of.setdefault(scope, set()).add(unit)
+            elif kind == "stale" and rest:
+                found.append((unit, scope, rest[0]))
+        stale: dict[str, set[str]] = {}
+        for unit, scope, path in found:
+            if scope == "unit" or _belongs(unit, path, units_of.get(scope, set())):
+                stale.setdefault(unit, set()).add(path)
+        return {unit: sorted(paths) for unit, paths in sorted(stale.items())}
+
+
+def _belongs(unit: str, path: str, package_units: set[str]) -> bool:
+    """Whether a file of the package that ships ``unit`` configures ``unit``: always when the
+    package runs that one service; when it runs several (systemd: journald, logind...), only
+    a file whose path names the unit (``/etc/systemd/journald.conf`` for
+    ``systemd-journald.service``)."""
+    if len(package_units) <= 1:
+        return True
+    stem = unit.removesuffix(".service").split("@")[0].removeprefix("systemd-")
+    return stem in path
