@@ -3,19 +3,23 @@ changed after they last (re)started or reloaded, so that what runs is not what t
 
 A service's configuration, as this fact reads it:
 
-* its unit file and drop-ins (``FragmentPath``, ``DropInPaths``);
+* its unit file and drop-ins (``FragmentPath``, ``DropInPaths``; not those systemd generates
+  under ``/run``);
 * the files under ``/etc`` its ``ExecStart`` names, and its ``EnvironmentFiles``;
 * the ``/etc`` files of the Debian package (``dpkg``) or RPM that ships its unit file: the
   files the package lists, every file in a folder below ``/etc/X`` that the package lists,
   and everything under an ``/etc/X`` that package alone owns (``/etc/nginx``). Folders that
   several packages share at the top (``/etc/default``, ``/etc/mysql``) count only through the
-  package's own files and subfolders; ``/etc/systemd/system`` and ``/etc/systemd/user``
-  (other services' unit files) never count.
+  package's own files and subfolders. Folders where many packages drop files for other
+  programs (:data:`NOT_SERVICE_CONFIG`: ``/etc/systemd/system``, ``/etc/logrotate.d``,
+  ``/etc/ufw/applications.d``...) never count.
 
 A file is stale for a service when its change time (ctime) is after ``since`` and after the
 service entered the active state and after its last reload (the journal's "Reloaded" entry,
-``MESSAGE_ID`` 7b05ebc6...). Symbolic links are not followed. Machines without systemd give
-no service.
+``MESSAGE_ID`` 7b05ebc6...), and it is not exactly as an installed package ships it (its md5
+is not the package's, or no package ships it): what a package installs after a service
+started is the package manager's business on a real server too. Symbolic links are not
+followed. Machines without systemd give no service.
 """
 
 from __future__ import annotations
@@ -26,11 +30,22 @@ from pyinfra.api import FactBase
 
 RELOADED_MESSAGE_ID = "7b05ebc668384222baa8881179cfda54"  # systemd's SD_MESSAGE_UNIT_RELOADED
 
+# Folders whose files configure other programs than the services of the packages that drop
+# them there (unit files are checked through each unit's own FragmentPath).
+NOT_SERVICE_CONFIG = (
+    "/etc/systemd/system", "/etc/systemd/user", "/etc/init.d", "/etc/rc?.d", "/etc/default",
+    "/etc/logrotate.d", "/etc/logcheck", "/etc/cron.*", "/etc/ufw", "/etc/apparmor.d",
+    "/etc/pam.d", "/etc/profile.d", "/etc/bash_completion.d", "/etc/sudoers.d", "/etc/sysctl.d",
+    "/etc/tmpfiles.d", "/etc/modprobe.d", "/etc/ld.so.conf.d", "/etc/apt", "/etc/update-motd.d",
+    "/etc/network/if-*.d", "/etc/xdg", "/etc/X11", "/etc/insserv.conf.d",
+)
+
 # $1: since (seconds since the epoch, fractions allowed). Prints "package<TAB>UNIT<TAB>PACKAGE"
 # per running unit's package and "stale<TAB>UNIT<TAB>unit|PACKAGE<TAB>FILE" per changed file.
 _SCRIPT = r"""
 since=$1
 command -v systemctl >/dev/null 2>&1 || exit 0
+tab=$(printf '\t')
 packages_of() {  # the packages that ship path $1 (merged /usr or not)
   for p in "$1" "/usr$1" "${1#/usr}"; do
     if command -v dpkg-query >/dev/null 2>&1; then
@@ -43,19 +58,36 @@ packages_of() {  # the packages that ship path $1 (merged /usr or not)
 files_of() {  # what package $1 lists
   if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -L "$1" 2>/dev/null; else rpm -ql "$1" 2>/dev/null; fi
 }
+pristine() {  # whether file $1 is exactly as an installed package ships it
+  if command -v dpkg-query >/dev/null 2>&1; then
+    sum=$(md5sum < "$1" | cut -d' ' -f1)
+    for pkg in $(packages_of "$1"); do
+      dpkg-query -W -f='${Conffiles}\n' "$pkg" 2>/dev/null |
+        awk -v f="$1" -v s="$sum" '$1 == f && $2 == s {found = 1} END {exit !found}' && return 0
+      sums=$(dpkg-query --control-path "$pkg" md5sums 2>/dev/null) && [ -n "$sums" ] &&
+        grep -qxF "$sum  ${1#/}" "$sums" && return 0
+    done
+    return 1
+  fi
+  rpm -qf "$1" >/dev/null 2>&1 && ! rpm -Vf "$1" 2>/dev/null | grep -q " $1\$"
+}
+not_config() {  # whether path $1 is in a folder of NOT_SERVICE_CONFIG
+  case $1 in __NOT_CONFIG__) return 0 ;; esac
+  return 1
+}
 config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" lines (module docstring)
   unit=$1
-  for f in $(systemctl show -P FragmentPath "$unit") $(systemctl show -P DropInPaths "$unit"); do
-    printf '0\t%s\tunit\n' "$f"
+  frag=$(systemctl show -P FragmentPath "$unit")
+  for f in $frag $(systemctl show -P DropInPaths "$unit"); do
+    case $f in /run/*) ;; *) printf '0\t%s\tunit\n' "$f" ;; esac
   done
   systemctl show -P EnvironmentFiles "$unit" | awk '{print "0\t" $1 "\tunit"}'
   systemctl show -P ExecStart "$unit" | grep -o '/etc/[^ ;]*' | awk '{print "0\t" $1 "\tunit"}'
-  frag=$(systemctl show -P FragmentPath "$unit")
   [ -n "$frag" ] || return 0
   for pkg in $(packages_of "$frag"); do
     printf 'package\t%s\t%s\n' "$unit" "$pkg"
     files_of "$pkg" | grep '^/etc/' | while IFS= read -r path; do
-      case $path in /etc/systemd/system|/etc/systemd/system/*|/etc/systemd/user|/etc/systemd/user/*) continue ;; esac
+      not_config "$path" && continue
       if [ ! -d "$path" ]; then printf '0\t%s\t%s\n' "$path" "$pkg"; continue; fi
       case ${path#/etc/} in
         */*) printf '1\t%s\t%s\n' "$path" "$pkg" ;;
@@ -64,7 +96,6 @@ config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" 
     done
   done
 }
-tab=$(printf '\t')
 systemctl list-units --type=service --state=running --plain --no-legend --no-pager | awk '{print $1}' |
 while IFS= read -r unit; do
   entered=$(date -d "$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc "$unit" 2>/dev/null ||
@@ -75,13 +106,13 @@ while IFS= read -r unit; do
   config_of "$unit" | sort -u | while IFS="$tab" read -r depth path scope; do
     if [ "$depth" = package ]; then printf 'package\t%s\t%s\n' "$path" "$scope"; continue; fi
     [ -e "$path" ] || continue
-    find "$path" -maxdepth "$depth" \( -path /etc/systemd/system -o -path /etc/systemd/user \) -prune \
-      -o -type f -newerct "@$after" -print 2>/dev/null | while IFS= read -r file; do
-        printf 'stale\t%s\t%s\t%s\n' "$unit" "$scope" "$file"
-      done
+    find "$path" -maxdepth "$depth" -type f -newerct "@$after" -print 2>/dev/null | while IFS= read -r file; do
+      not_config "$file" || pristine "$file" || printf 'stale\t%s\t%s\t%s\n' "$unit" "$scope" "$file"
+    done
   done | sort -u
 done
-""".replace("__RELOADED__", RELOADED_MESSAGE_ID)
+""".replace("__RELOADED__", RELOADED_MESSAGE_ID).replace(
+    "__NOT_CONFIG__", "|".join(f"{d}|{d}/*" for d in NOT_SERVICE_CONFIG))
 
 
 class StaleServices(FactBase):
