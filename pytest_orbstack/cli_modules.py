@@ -19,9 +19,11 @@ def _register_cli_package() -> None:
 
 
 _register_cli_package()
+from pyinfra_cli import commands as cli_commands  # noqa: E402
 from pyinfra_cli import util as cli_util  # noqa: E402
-from pyinfra_cli.exceptions import UnexpectedExternalError  # noqa: E402
+from pyinfra_cli.exceptions import CliError, UnexpectedExternalError  # noqa: E402
 from pyinfra_cli.inventory import make_inventory_from_files  # noqa: E402
 from pyinfra_cli.prints import pretty_op_name  # noqa: E402
 
-__all__ = ["UnexpectedExternalError", "cli_util", "make_inventory_from_files", "pretty_op_name"]
+__all__ = ["CliError", "UnexpectedExternalError", "cli_commands", "cli_util", "make_inventory_from_files",
+           "pretty_op_name"]

@@ -1,10 +1,11 @@
 """Apply a PyInfra deploy to machines exactly as ``pyinfra -y INVENTORY deploy.py`` does, run in
 this process by pyinfra's own CLI code, and report what each operation did on each machine.
 
-A deploy is a deploy file or a Python callable that calls operations. Its folder (a callable's:
-the folder of the file defining it) plays the CLI's current directory: ``group_data/*.py`` and
-``config.py`` there are loaded, and ``local.include`` and relative ``src=`` paths resolve from
-it, as they do for ``cd FOLDER && pyinfra INVENTORY deploy.py``. pyinfra's code does the work:
+A deploy is a deploy file or a Python callable that calls operations. Its folder plays the CLI's
+current directory: ``group_data/*.py`` and ``config.py`` there are loaded, and ``local.include``
+and relative ``src=`` paths resolve from it, as they do for ``cd FOLDER && pyinfra INVENTORY
+deploy.py``; a callable's folder is the one ``pyinfra INVENTORY module.function`` would be run
+from (:func:`.deploy_refs.function_folder`). pyinfra's code does the work:
 
 - ``config.py``: ``pyinfra_cli.util.exec_file`` with the run's Config in context, then the
   ``config=`` overrides (the CLI's ``--sudo`` etc.), then ``Config.lock_current_state``;
@@ -39,6 +40,7 @@ from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 
 from .backends.base import Backend
 from .cli_modules import UnexpectedExternalError, cli_util, make_inventory_from_files
+from .deploy_refs import function_folder
 from .deploy_results import Recorder, collect
 from .errors import InvalidInput
 from .inputs import Deploy, check_deploy, describe, display_path
@@ -74,12 +76,7 @@ def _user_error(exc: BaseException) -> tuple[str, list[str]]:
 
 
 def _folder_of(deploy: Deploy) -> Path:
-    if callable(deploy):
-        try:
-            return Path(inspect.getfile(deploy)).resolve().parent
-        except TypeError:  # a builtin or a callable object without a source file
-            return Path.cwd()
-    return Path(os.fspath(deploy)).parent
+    return function_folder(deploy) if callable(deploy) else Path(os.fspath(deploy)).parent
 
 
 @contextmanager

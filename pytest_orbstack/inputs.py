@@ -108,11 +108,20 @@ def resolve_path(path: str | os.PathLike[str], what: str, dirs: Sequence[Path] =
 
 def check_deploy(deploy: Deploy, dirs: Sequence[Path] = ()) -> Deploy:
     """A callable as is; a deploy file resolved to its absolute path after checking it exists
-    and compiles (a syntax error is reported as ``FILE:LINE: SyntaxError: ...``)."""
+    and compiles (a syntax error is reported as ``FILE:LINE: SyntaxError: ...``); a
+    ``module.function`` name that is not a file (what ``pyinfra INVENTORY module.function``
+    takes) imported as the pyinfra CLI imports it, ``dirs`` playing its current directory
+    (:mod:`.deploy_refs`)."""
     if callable(deploy):
         return deploy
     if not isinstance(deploy, (str, os.PathLike)):
-        raise InvalidInput(f"invalid deploy {deploy!r}: use a deploy file path or a callable")
+        raise InvalidInput(f"invalid deploy {deploy!r}: use a deploy file path, a "
+                           "module.function name or a callable")
+    if isinstance(deploy, str):
+        from .deploy_refs import is_function_name, resolve_function
+        places = dirs or [Path.cwd()]
+        if is_function_name(deploy) and not any((d / deploy).is_file() for d in places):
+            return resolve_function(deploy, places)
     path = resolve_path(deploy, "deploy file", dirs)
     try:
         compile(path.read_bytes(), str(path), "exec")

@@ -39,8 +39,9 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
     the factories take the same keywords.
 
     ``image``: ``distro[:version]`` (default: ``--orbstack-image`` / ini ``orbstack_image``).
-    ``deploy``: a pyinfra deploy file or a callable, applied to the machine as
-    ``pyinfra -y @orbstack/NAME deploy.py`` would. ``user``: the machine's default user
+    ``deploy``: a pyinfra deploy file, a callable (plain or ``@deploy``) or a
+    ``module.function`` name, applied to the machine as ``pyinfra -y @orbstack/NAME deploy.py``
+    (``... module.function``) would. ``user``: the machine's default user
     (passwordless sudo; default: ini ``orbstack_user``, else the engine's default).
     ``cloud_init``: a cloud-init user-data file applied at creation. ``clone``: run the deploy
     once on a golden machine and clone it per test (default: ini ``orbstack_clone``, true).

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -66,7 +67,7 @@ def test_deploy_files_must_compile(tmp_path, monkeypatch):
     (tmp_path / "bad.py").write_text("from pyinfra.operations import server\nserver.shell(\n")
     with pytest.raises(InvalidInput, match=r"^bad\.py:2: SyntaxError in deploy: "):
         check_deploy("bad.py")
-    with pytest.raises(InvalidInput, match="use a deploy file path or a callable"):
+    with pytest.raises(InvalidInput, match=r"use a deploy file path, a module\.function name or a callable"):
         check_deploy(42)  # type: ignore[arg-type]
     assert check_deploy(print) is print
 
@@ -195,3 +196,23 @@ def test_engine_timeout_is_one_setting(monkeypatch):
         monkeypatch.setenv("PYTEST_ORBSTACK_ENGINE_TIMEOUT", bad)
         with pytest.raises(InvalidInput, match=f"PYTEST_ORBSTACK_ENGINE_TIMEOUT='{bad}': expected a number"):
             call_timeout()
+
+
+def test_a_deploy_functions_folder_is_where_the_cli_would_run_it(tmp_path, monkeypatch):
+    """``pyinfra INV tasks.web.install`` runs from the folder ``tasks`` is imported from, also
+    for a function wrapped by pyinfra's ``@deploy`` (whose wrapper lives in pyinfra/api)."""
+    from pyinfra.operations import server
+
+    from pytest_orbstack.deploy_refs import function_folder, resolve_function
+
+    (tmp_path / "tasks").mkdir()
+    (tmp_path / "tasks" / "__init__.py").write_text("")
+    (tmp_path / "tasks" / "fold_web.py").write_text(
+        "from pyinfra.api import deploy\n\n@deploy()\ndef install():\n    pass\n")
+    install = resolve_function("tasks.fold_web.install", [tmp_path])
+    assert function_folder(install) == tmp_path.resolve()
+    assert install.__module__ == "tasks.fold_web" and str(tmp_path) not in sys.path
+    monkeypatch.chdir(tmp_path / "tasks")
+    assert function_folder(server.shell) == tmp_path / "tasks"  # an installed one: the cwd
+    assert function_folder(lambda: None) == Path(__file__).parent  # a test module's: its folder
+    sys.modules.pop("tasks.fold_web"), sys.modules.pop("tasks")
