@@ -172,8 +172,10 @@ def orbstack_machines(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifec
     :class:`~pytest_orbstack.MachineGroup` (``group["web"]`` is a Machine). ``deploy`` then runs
     ONCE across all of them, as ``pyinfra inventory.py deploy.py`` would with each machine in
     the group of its name: the deploy branches on ``host.groups`` and finds the others with
-    ``inventory.get_group("db")``; machines reach each other as ``NAME.orb.local``
-    (``machine.domain``). Deleted after the test, or kept as ``--orbstack-keep`` says."""
+    ``inventory.get_group("db")``; inside the group each machine's name there (``db``, and
+    ``db.orb.local`` as OrbStack names machines) resolves to that machine, so a deploy written
+    for an inventory of ``@orbstack/db`` works unchanged (``machine.domain`` reaches it too).
+    Deleted after the test, or kept as ``--orbstack-keep`` says."""
     factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image, per_test=True)
     yield lambda specs=None, **kwargs: _or_fail(_make_group, factory, specs, **kwargs)
     factory.finish(_test_failed(request.node))
@@ -206,6 +208,7 @@ def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]] | None = Non
     allow_changes = check_names(allow_changes, "allow_changes=")
     machines = {alias: factory.make(alias, keywords) for alias, keywords in checked.items()}
     group = MachineGroup(machines, groups, host_data, inventory=inventory_path)
+    group.name_each_other()
     if deploy is not None:
         group.apply(deploy, data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
     return group

@@ -5,18 +5,24 @@ loading the pytest plugin costs neither."""
 
 from __future__ import annotations
 
+import re
+import shlex
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend
 from .backends.types import MachineInfo
+from .errors import MachineError
 from .inputs import Deploy, check_deploy
 from .results import DeployError, DeployResult, IdempotenceError, changed_again
 
 if TYPE_CHECKING:
     from testinfra.backend.base import CommandResult
     from testinfra.host import Host
+
+HOSTS_TAG = "# pytest-orbstack group"
+HOST_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 
 class Machine:
@@ -80,10 +86,10 @@ class Machine:
     def apply(self, deploy: Deploy, *, check: bool = True, check_idempotent: bool = False,
               allow_changes: Sequence[str] = (), data: dict[str, Any] | None = None,
               config: dict[str, Any] | None = None) -> DeployResult:
-        """Apply a pyinfra deploy (file path or callable) as ``pyinfra -y @orbstack/NAME
-        deploy.py`` would (:mod:`pytest_orbstack.deploy`): ``group_data/``, ``config.py`` and
-        ``local.include`` from the deploy's folder; ``data`` as ``--data``, ``config`` as the
-        CLI's flags (``{"SUDO": True}``).
+        """Apply a pyinfra deploy (file path, callable or ``module.function`` name) as
+        ``pyinfra -y @orbstack/NAME deploy.py`` would (:mod:`pytest_orbstack.deploy`):
+        ``group_data/``, ``config.py`` and ``local.include`` from the deploy's folder;
+        ``data`` as ``--data``, ``config`` as the CLI's flags (``{"SUDO": True}``).
 
         ``check``: raise DeployError (a test failure naming each failed operation with its
         stderr) if any operation fails. ``check_idempotent``: apply it a second time and raise
@@ -158,6 +164,23 @@ class MachineGroup(Mapping[str, Machine]):
 
     def __repr__(self) -> str:
         return f"<MachineGroup {', '.join(f'{a}={m.name}' for a, m in self.machines.items())}>"
+
+    def name_each_other(self) -> None:
+        """Make every member's group name resolve to its IPv4 inside every member, as
+        ``NAME`` and ``NAME.orb.local`` (``/etc/hosts`` lines tagged ``# pytest-orbstack
+        group``, replaced on each call): a deploy written for an inventory of
+        ``@orbstack/dbserver`` reaches ``dbserver.orb.local`` unchanged. Names that are not
+        host names are left out."""
+        lines = [f"{m.ip4} {alias} {alias}.orb.local {HOSTS_TAG}" for alias, m in self.machines.items()
+                 if m.ip4 and HOST_NAME_RE.match(alias)]
+        script = (f"grep -vF {shlex.quote(HOSTS_TAG)} /etc/hosts > /etc/hosts.pto; "
+                  f"printf '%s\\n' {' '.join(shlex.quote(line) for line in lines)} >> /etc/hosts.pto "
+                  "&& cat /etc/hosts.pto > /etc/hosts; rm -f /etc/hosts.pto")
+        for machine in self.machines.values() if lines else ():
+            result = machine.run(script)
+            if result.rc != 0:
+                raise MachineError(f"cannot add the group's names to /etc/hosts of {machine.name}: "
+                                   f"{result.stderr.strip()}")
 
     def apply(self, deploy: Deploy, *, check: bool = True, check_idempotent: bool = False,
               allow_changes: Sequence[str] = (), data: dict[str, Any] | None = None,

@@ -113,3 +113,37 @@ def test_an_inventory_files_hosts_become_machines(inner):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*test_bad_inventory - Failed: pytest-orbstack: inventory "
                                  "inventories/other.py: host 'plain-ssh-host' is not @orbstack/NAME*"])
+
+
+# Written for a real inventory: the web host's config names the db server by its OrbStack name.
+INVENTORY_DEPLOY = '''
+from pyinfra import host
+from pyinfra.operations import files
+
+if host.name == "@orbstack/web":
+    files.template(name="app config", src="templates/app.conf.j2", dest="/etc/app.conf", _sudo=True)
+'''
+
+
+def test_an_inventorys_names_reach_the_groups_machines(inner):
+    """A deploy written for ``@orbstack/web`` and ``@orbstack/dbserver`` works unchanged in a
+    group: inside each machine ``dbserver`` and ``dbserver.orb.local`` are the group's db."""
+    inner.makefile(".py", deploy=INVENTORY_DEPLOY, inventory='web = ["@orbstack/web"]\n'
+                   'dbservers = ["@orbstack/dbserver"]\n')
+    (inner.path / "templates").mkdir()
+    (inner.path / "templates" / "app.conf.j2").write_text("DB_HOST=dbserver.orb.local\n")
+    inner.makepyfile(test_names='''
+        def test_names(orbstack_machines):
+            group = orbstack_machines(inventory="inventory.py", deploy="deploy.py")
+            web, db = group["web"], group["dbserver"]
+            assert web.host.file("/etc/app.conf").content_string == "DB_HOST=dbserver.orb.local\\n"
+            for name in ("dbserver.orb.local", "dbserver"):
+                found = web.run(f"getent hosts {name}")
+                assert found.stdout.split()[:1] == [db.ip4], (name, found.stdout, found.stderr)
+            assert db.run("getent hosts web.orb.local").stdout.split()[:1] == [web.ip4]
+            assert web.connectivity("dbserver.orb.local")["reachable"]
+            group.name_each_other()  # again: replaced, not added twice
+            assert web.run("grep -c dbserver /etc/hosts").stdout.strip() == "1"
+    ''')
+    result = run(inner, "-ra")
+    result.assert_outcomes(passed=1)
