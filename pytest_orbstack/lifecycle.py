@@ -33,7 +33,7 @@ from .freshness import apply_golden
 from .identity import deploy_key
 from .inputs import Deploy, describe
 from .machine import Machine
-from .names import session_prefix, slug_name
+from .names import PROJECT_LABEL, SESSION_LABEL, project_tag, session_prefix, slug_name
 from .records import MachineRecord
 from .registry import Registry
 from .results import DeployError, DeployResult
@@ -59,6 +59,7 @@ class Lifecycle:
         self.kept: list[MachineRecord] = []
         self.find_kept = find_kept  # --orbstack-reuse: a test's kept machine, if any
         self._warned_no_clone = False
+        self._project_tag: str | None = None
         self.spares = Spares(backend, lambda name: registry.remove(session_id, name), progress)
 
     # -- naming and timing ------------------------------------------------------------------
@@ -196,7 +197,12 @@ class Lifecycle:
         return False
 
     def _labels(self) -> dict[str, str]:
-        return {"pytest-orbstack.session": self.session_id}
+        """The session's labels on its machines and images: its id, its user and project."""
+        if self._project_tag is None:
+            session = self.registry.get(self.session_id)
+            self._project_tag = project_tag(session.user, session.project) if session else ""
+        tag = {PROJECT_LABEL: self._project_tag} if self._project_tag else {}
+        return {SESSION_LABEL: self.session_id, **tag}
 
     def _delete(self, name: str) -> None:
         self.backend.delete_if_exists(name)

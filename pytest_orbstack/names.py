@@ -28,6 +28,13 @@ def validate_machine_name(name: object) -> str:
 
 
 PREFIX = "pto-"  # every machine pytest-orbstack makes: pto-<session id>-<test>-<hash>
+SESSION_LABEL = "pytest-orbstack.session"  # on a session's machines and images: its id
+PROJECT_LABEL = "pytest-orbstack.project"  # and its user and project: project_tag()
+
+
+def project_tag(user: str, project: str) -> str:
+    """The label value naming a session's user and project (a hash: any path fits a label)."""
+    return hashlib.sha1(f"{user}\0{project}".encode()).hexdigest()[:12]
 
 
 def session_prefix(session_id: str) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from .backends import KINDS, get_backend
+from .backends import KINDS, get_backend, resolve_kind
 from .errors import InvalidInput, MachineError
 from .fixtures import (
     _item_key,
@@ -185,17 +185,21 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if not scope:
         return None
     mine = dict(project=str(config.rootpath), user=getpass.getuser()) if scope == "project" else {}
+    kind = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
     try:
-        rows = prune(Registry(), get_backend, include_kept=True, **mine)
+        rows = prune(Registry(), get_backend, include_kept=True, images_on=[resolve_kind(kind)], **mine)
     except MachineError as exc:
         print(f"orbstack: prune failed: {exc}")
         return 1
     deleted = [what for _, outcome, what in rows if outcome == "deleted"]
+    images = [what for _, outcome, what in rows if outcome == "image"]
     where = f"this project ({config.rootpath})" if scope == "project" else "this host"
     print(f"orbstack: pruned {len(deleted)} machine(s) of {where}{': ' if deleted else ''}{' '.join(deleted)}")
+    if images:
+        print(f"orbstack: removed {len(images)} image(s) no machine needs: {' '.join(images)}")
     for session, outcome, what in rows:
-        if outcome != "deleted":
-            print(f"orbstack: {outcome} session {session}: {what}")
+        if outcome not in ("deleted", "image"):
+            print(f"orbstack: {outcome} {'session ' + session + ': ' if session != '-' else ''}{what}")
     return 0
 
 

@@ -1,9 +1,12 @@
 """Nothing left behind, whatever ends a session.
 
 :func:`reap` deletes what one session made: its machines (clones before the golden machines
-they were cloned from), then the images labelled with the session (Docker snapshot and clone
-images no machine uses any more). The session's own sweep, ``--orbstack-prune`` and the watcher
-all use it.
+they were cloned from; not those a later session took over with ``--orbstack-reuse``), then
+the images labelled with the session (Docker snapshot and clone images no machine uses any
+more). The session's own sweep, ``--orbstack-prune`` and the watcher all use it.
+:func:`prune` reaps the sessions whose owner is gone, oldest first, then asks the engine for
+every image this package made that no session left and no machine needs (kept machines pass
+from session to session, so no single session's record says which images they run from).
 
 The watcher works like testcontainers' Ryuk, without an image and for both engines: a small
 process started with the session (``python -m pytest_orbstack.reaper``) in a session of its own
@@ -23,13 +26,14 @@ import argparse
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 from .backends import get_backend
 from .backends.base import Backend
 from .errors import MachineError, MachineNotFound
-from .names import session_prefix
+from .names import PROJECT_LABEL, SESSION_LABEL, project_tag, session_prefix
 from .registry import Registry, Session, owner_alive
 
 DONE = b"done\n"
@@ -51,7 +55,8 @@ def reap(engine: Backend, registry: Registry, session_id: str, *,
     prefix = session_prefix(session_id) + "-"
     kept = set(session.kept) if session else set()
     names = set(session.machines) if session else set()
-    names |= {m.name for m in engine.list() if m.name.startswith(prefix)}
+    taken = {n for s in registry.sessions() if s.id != session_id for n in (*s.machines, *s.kept)}
+    names |= {m.name for m in engine.list() if m.name.startswith(prefix) and m.name not in taken}
     doomed = sorted(names | kept if include_kept else names - kept, key=_clones_first)
     deleted, left = [], []
     for name in doomed:
@@ -74,12 +79,17 @@ def reap(engine: Backend, registry: Registry, session_id: str, *,
 
 
 def prune(registry: Registry, engine_for: Any, *, include_kept: bool = False,
-          project: str | None = None, user: str | None = None) -> list[tuple[str, str, str]]:
-    """Reap every session whose owner is dead; with ``project``/``user`` only the sessions of
-    that rootdir and user (``None``: any). Returns ``(session, outcome, what)`` rows for the
-    report: ``deleted`` machines, machines ``kept`` (with why), sessions ``left`` alone."""
+          project: str | None = None, user: str | None = None,
+          images_on: Iterable[str] = ()) -> list[tuple[str, str, str]]:
+    """Reap every session whose owner is dead, oldest first; with ``project``/``user`` only the
+    sessions of that rootdir and user (``None``: any). Then, on the engines of the sessions
+    reaped and those of ``images_on``, remove the images no remaining session and no machine
+    needs (:func:`removable`). Returns ``(session, outcome, what)`` rows for the report:
+    ``deleted`` machines, machines ``kept`` (with why), sessions ``left`` alone, each
+    ``image`` removed (session ``-``)."""
     rows: list[tuple[str, str, str]] = []
-    for session in registry.sessions():
+    reaped: dict[str, str] = {}  # session -> its engine kind
+    for session in sorted(registry.sessions(), key=lambda s: (s.created, s.id)):
         mine = (project is None or session.project == project) and (user is None or session.user == user)
         if not mine:
             rows.append((session.id, "left", f"another {'project' if session.user == user else 'user'}"
@@ -89,11 +99,38 @@ def prune(registry: Registry, engine_for: Any, *, include_kept: bool = False,
             rows.append((session.id, "left", f"its pytest (pid {session.pid}) is still running"))
             continue
         kept = [] if include_kept else list(session.kept)
+        reaped.update(dict.fromkeys([session.id, *session.adopted], session.backend))
         for name in reap(engine_for(session.backend), registry, session.id, include_kept=include_kept):
             rows.append((session.id, "deleted", name))
         rows += [(session.id, "kept", f"{name} (kept by --orbstack-keep; --orbstack-prune deletes it)")
                  for name in kept]
+    accept = removable(registry, set(reaped), project, user)
+    for kind in dict.fromkeys([*reaped.values(), *images_on]):
+        try:
+            rows += [("-", "image", image) for image in engine_for(kind).remove_unused_images(accept)]
+        except MachineError as exc:  # the engine is away: the next prune retries
+            rows.append(("-", "left", f"the images on {kind}: {exc}"))
     return rows
+
+
+def removable(registry: Registry, reaped: set[str], project: str | None, user: str | None
+              ) -> Callable[[Mapping[str, str]], bool]:
+    """Which images, by their labels, a prune may remove (the engine then checks that no machine
+    needs them): never those of a session still recorded (alive, another project's, or with
+    machines left). Of one user's ``project``: that project's, and those without a project
+    label (an earlier release) whose session was ``reaped`` now; of one ``user``: those whose
+    session was reaped now; of anyone: all."""
+    recorded = {s.id for s in registry.sessions()}
+    tag = project_tag(user, project) if project is not None and user is not None else None
+
+    def accept(labels: Mapping[str, str]) -> bool:
+        session = labels.get(SESSION_LABEL, "")
+        if session in recorded:
+            return False
+        if tag is not None and PROJECT_LABEL in labels:
+            return labels[PROJECT_LABEL] == tag
+        return session in reaped or (project is None and user is None)
+    return accept
 
 
 def start_watcher(session_id: str, kind: str | None, state_dir: Path) -> IO[bytes]:

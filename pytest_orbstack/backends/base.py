@@ -15,6 +15,7 @@ import shlex
 import subprocess
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
 
 from ..errors import CommandTimeout, MachineError, MachineNotFound
 from .process import run, run_text
@@ -86,6 +87,13 @@ class Backend(ABC):
     @abstractmethod
     def remove_session_images(self, session_id: str) -> None:
         """Remove the images this package made for the session that no machine uses any more."""
+
+    def remove_unused_images(self, removable: Callable[[Mapping[str, str]], bool]) -> builtins.list[str]:
+        """Remove every image this package made that nothing needs and whose labels
+        ``removable`` accepts: no machine runs from it and the machine it was taken from is gone
+        (the engine is asked, whatever the session records say). Returns what was removed;
+        engines whose machines are not made from images (OrbStack) have nothing to remove."""
+        return []
 
     # -- shared behaviour, in terms of the methods above ---------------------------------
     def exists(self, name: str) -> bool:

@@ -13,7 +13,7 @@ import json
 import os
 import re
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -231,6 +231,11 @@ class DockerBackend(Backend):
         """Remove the session's snapshot and clone images (labelled with it) no container uses."""
         for image in self.call(cmd.session_images(session_id)).stdout.split():
             self._remove_image(image)
+
+    def remove_unused_images(self, removable: Callable[[Mapping[str, str]], bool]) -> builtins.list[str]:
+        """See :meth:`.Backend.remove_unused_images` and :mod:`.docker_leftovers`."""
+        from .docker_leftovers import remove_unused
+        return remove_unused(self, removable)
 
     def start(self, name: str) -> None:
         self.call(cmd.start(self._inspect(name)["Id"]))

@@ -146,6 +146,20 @@ def session_images(session_id: str) -> list[str]:
             "{{.Repository}}:{{.Tag}}"]
 
 
+def labelled_images() -> list[str]:
+    """The ids of every image labelled with a pytest-orbstack session."""
+    return [DOCKER, "images", "-q", "--no-trunc", "--filter", f"label={LABEL}.session"]
+
+
+def image_inspect(*images: str) -> list[str]:
+    return [DOCKER, "image", "inspect", *images]
+
+
+def containers_from(image: str) -> list[str]:
+    """The containers (any state) that run from ``image`` or an image built on it."""
+    return [DOCKER, "ps", "-a", "-q", "--no-trunc", "--filter", f"ancestor={image}"]
+
+
 def image_tags(repository: str) -> list[str]:
     return [DOCKER, "images", "--format", "{{.Repository}}:{{.Tag}}", repository]
 

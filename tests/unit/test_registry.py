@@ -8,7 +8,8 @@ import sys
 from types import SimpleNamespace
 
 from pytest_orbstack.errors import MachineNotFound
-from pytest_orbstack.reaper import prune, reap
+from pytest_orbstack.names import PROJECT_LABEL, SESSION_LABEL, project_tag
+from pytest_orbstack.reaper import prune, reap, removable
 from pytest_orbstack.registry import Registry
 
 
@@ -31,6 +32,9 @@ class Engine:
 
     def remove_session_images(self, session_id):
         self.images_removed.append(session_id)
+
+    def remove_unused_images(self, removable):
+        return []
 
 
 def dead_pid() -> int:
@@ -94,3 +98,35 @@ def test_close_keeps_a_session_with_machines_left(tmp_path):
     reg.close("s1")
     assert reg.get("s1") is None
     reg.remove("s1", "pto-s1-x")  # a closed session: nothing to do, no error
+
+
+def test_reap_leaves_a_machine_a_later_session_took_over(tmp_path):
+    """--orbstack-reuse moves a kept machine pto-a1-... to session b1's record: a1's reap, which
+    also finds machines on the engine by its name prefix, must not delete it."""
+    reg = Registry(tmp_path)
+    reg.open("a1", "docker", pid=dead_pid())
+    reg.open("b1", "docker", pid=dead_pid())
+    for name in ("pto-a1-one", "pto-a1-two"):
+        reg.add("a1", name)
+        reg.keep("a1", name)
+    reg.adopt("a1", "b1", "pto-a1-one")
+    engine = Engine(["pto-a1-one", "pto-a1-two", "pto-a1-leftover"])
+    assert reap(engine, reg, "a1", include_kept=True) == ["pto-a1-leftover", "pto-a1-two"]
+    assert engine.names == {"pto-a1-one"} and reg.get("b1").kept == ["pto-a1-one"]
+
+
+def test_removable_images_by_their_labels(tmp_path):
+    """Which images a prune may remove, by label: never a recorded session's; in one user's
+    project, that project's (or, unlabelled by project, a session reaped now); all for =all."""
+    reg = Registry(tmp_path)
+    reg.open("live01", "docker", pid=os.getpid(), project="/src/a")
+    user, tag_a, tag_b = reg.get("live01").user, project_tag(reg.get("live01").user, "/src/a"), "0" * 12
+    project = removable(reg, {"gone01"}, "/src/a", user)
+    assert not project({SESSION_LABEL: "live01", PROJECT_LABEL: tag_a})
+    assert project({SESSION_LABEL: "older1", PROJECT_LABEL: tag_a})  # a chain's first session
+    assert not project({SESSION_LABEL: "older1", PROJECT_LABEL: tag_b})
+    assert project({SESSION_LABEL: "gone01"}) and not project({SESSION_LABEL: "older1"})
+    just_user = removable(reg, {"gone01"}, None, user)
+    assert just_user({SESSION_LABEL: "gone01"}) and not just_user({SESSION_LABEL: "older1", PROJECT_LABEL: tag_a})
+    anyone = removable(reg, set(), None, None)
+    assert anyone({SESSION_LABEL: "older1", PROJECT_LABEL: tag_b}) and not anyone({SESSION_LABEL: "live01"})
