@@ -40,8 +40,6 @@ from .results import DeployError, DeployResult
 from .reuse import KeptMachine
 from .spares import Spares
 
-KEEP_POLICIES = ("never", "always", "failed")
-
 
 class Lifecycle:
     def __init__(self, backend: Backend, registry: Registry, session_id: str, shared_dir: Path,

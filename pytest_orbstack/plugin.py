@@ -11,6 +11,7 @@ Options: ``--orbstack-backend``, ``--orbstack-image``, ``--orbstack-keep[=never|
 
 from __future__ import annotations
 
+import copy
 import getpass
 import json
 import shutil
@@ -34,6 +35,7 @@ from .fixtures import (
     orbstack_module_machine,
     orbstack_session_machine,
 )
+from .flags import PRUNE_SCOPES, split_bare_flags
 from .lifecycle import Lifecycle
 from .marker import MATRIX_FIXTURES, image_matrix, marker_kwargs
 from .reaper import prune
@@ -56,11 +58,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "$PYTEST_ORBSTACK_BACKEND, else auto.")
     group.addoption("--orbstack-image", default=None, metavar="IMAGE",
                     help="default image, OrbStack form (debian:bookworm, ubuntu:24.04).")
+    # no argparse choices: pytest parses once before pytest_load_initial_conftests splits
+    # `--orbstack-keep tests/x.py`, and a choice error there would stop the run (checked later)
     group.addoption("--orbstack-keep", nargs="?", const="always", default=None, metavar="POLICY",
                     help="keep machines after tests: never (default), always (the bare flag), "
                          "failed (those of failing tests). Kept machines are listed at the end.")
-    group.addoption("--orbstack-prune", nargs="?", const="project", default=None,
-                    choices=("project", "all"), metavar="SCOPE",
+    group.addoption("--orbstack-prune", nargs="?", const="project", default=None, metavar="SCOPE",
                     help="delete the machines (kept ones too) and images of finished or killed "
                          "sessions of this user in this project (the bare flag), or of every user "
                          "and project on this host (=all); print what was deleted and kept, then exit.")
@@ -83,6 +86,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "ask for (one more machine alive per process)", type="bool", default=True)
     parser.addini("orbstack_deploy", "deploy file applied by the `orbstack` fixture when its "
                   "marker names none (looked up in the test's folder, then the rootdir)", default="")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """``--orbstack-keep tests/x.py``: the bare flag, then a test path (:mod:`.flags`). Runs
+    before pytest finds the initial conftests from the test paths and parses the options."""
+    if split_bare_flags(args):
+        early_config.known_args_namespace = parser.parse_known_args(
+            args, namespace=copy.copy(early_config.option))
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -184,6 +196,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     scope = config.getoption("orbstack_prune")
     if not scope:
         return None
+    if scope not in PRUNE_SCOPES:
+        raise pytest.UsageError(f"--orbstack-prune={scope}: use {' or '.join(PRUNE_SCOPES)}")
     mine = dict(project=str(config.rootpath), user=getpass.getuser()) if scope == "project" else {}
     kind = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
     try:

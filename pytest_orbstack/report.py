@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from .fixtures import MACHINES_KEY, RECORDS_KEY, REPORTS_KEY
-from .lifecycle import KEEP_POLICIES
+from .flags import KEEP_POLICIES
 from .machine import Machine
 from .records import MachineRecord
 from .reuse import login_command

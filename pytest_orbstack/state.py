@@ -14,8 +14,9 @@ import pytest
 from .backends import get_backend
 from .backends.base import Backend
 from .errors import InvalidInput
+from .flags import KEEP_POLICIES
 from .inputs import image_list, search_dirs
-from .lifecycle import KEEP_POLICIES, Lifecycle
+from .lifecycle import Lifecycle
 from .reaper import prune, start_watcher, stop_watcher
 from .records import MachineRecord
 from .registry import Registry, new_session_id
@@ -44,10 +45,6 @@ class PluginState:
         self.reuse: bool = config.getoption("orbstack_reuse")
         self.keep: str = (config.getoption("orbstack_keep") or ("always" if self.reuse else None)
                           or config.getini("orbstack_keep") or "never")
-        if self.keep not in KEEP_POLICIES and os.path.exists(self.keep.split("::")[0]):
-            # `pytest --orbstack-keep tests/test_x.py`: the bare flag, then a path to test
-            config.args.append(self.keep)
-            self.keep = "always"
         if self.keep not in KEEP_POLICIES:
             raise pytest.UsageError(f"--orbstack-keep / orbstack_keep = {self.keep!r}: "
                                     f"use {', '.join(KEEP_POLICIES)}")

@@ -63,6 +63,31 @@ def test_keep_policies_and_prune(inner):
     assert not set(kept) & containers()
 
 
+def test_a_bare_keep_or_prune_flag_then_a_path_runs_only_that_path(inner, monkeypatch):
+    """``--orbstack-keep tests/x.py`` is the bare flag (keep=always), then a test path, however
+    the plugin is loaded and wherever the flag comes from; its own values still bind to it."""
+    inner.makepyfile(test_one="def test_one(orbstack_machine):\n    orbstack_machine()\n",
+                     test_two="def test_two():\n    pass\n")
+    kept = run(inner, "--orbstack-keep", "test_one.py")
+    kept.assert_outcomes(passed=1)  # test_two.py is not collected
+    kept.stdout.fnmatch_lines(["kept 1 machine(s); log in with:"])
+    pruned = run(inner, "--orbstack-prune", "test_one.py")
+    assert pruned.ret == 0
+    pruned.stdout.fnmatch_lines(["orbstack: pruned 1 machine(s) of this project*pto-*-test-one-*"])
+    failed = run(inner, "--orbstack-keep", "failed", "test_one.py")  # a value: keep only failures
+    failed.assert_outcomes(passed=1)
+    assert "kept" not in failed.stdout.str()
+    plugin = ["-p", "pytest_orbstack.plugin"]  # loaded by name, not by its entry point
+    for autoload, how in ((True, ["-n", "2"]), (False, plugin), (False, [*plugin, "-p", "xdist", "-n", "2"])):
+        with monkeypatch.context() as env:
+            env.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "" if autoload else "1")
+            run(inner, *how, "--orbstack-keep", "test_two.py").assert_outcomes(passed=1)
+    monkeypatch.setenv("PYTEST_ADDOPTS", "--orbstack-keep")  # the flag last in addopts
+    run(inner, "test_two.py").assert_outcomes(passed=1)
+    inner.makeini("[pytest]\norbstack_backend = docker\naddopts = --orbstack-keep\n")
+    run(inner, "test_two.py").assert_outcomes(passed=1)
+
+
 def test_sigkill_leaves_nothing_after_the_next_session_or_prune(inner, monkeypatch):
     inner.makepyfile(test_hang='''
         import os, time
