@@ -41,7 +41,7 @@ from pyinfra.context import ctx_config, ctx_inventory, ctx_state
 from .backends.base import Backend
 from .cli_modules import UnexpectedExternalError, cli_util, make_inventory_from_files
 from .deploy_refs import function_folder
-from .deploy_results import Recorder, collect
+from .deploy_results import Recorder, collect, output_in_results
 from .errors import InvalidInput
 from .inputs import Deploy, check_deploy, describe, display_path
 from .results import DeployResult
@@ -166,7 +166,7 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
     error: str | None = None
     frames: list[str] = []
     inventory = None
-    with _cli_mode(folder), ctx_state.use(state):
+    with _cli_mode(folder), ctx_state.use(state), output_in_results():
         cfg = Config()
         try:
             with ctx_config.use(cfg):

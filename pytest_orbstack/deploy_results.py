@@ -7,10 +7,15 @@ callbacks (:class:`Recorder`)."""
 from __future__ import annotations
 
 import inspect
+import logging
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import Any
 
+import pyinfra.api.operations as pyinfra_operations
 from pyinfra.api import BaseStateCallback, State
 from pyinfra.api.command import FileDownloadCommand, FileUploadCommand, FunctionCommand, StringCommand
 
@@ -50,6 +55,31 @@ class Recorder(BaseStateCallback):
         if error:
             self.transfer_errors[(host.name, op_hash)] = error
             host.connector.transfer_error = None
+
+
+def _not_output(record: logging.LogRecord) -> bool:
+    """False for what pyinfra logs of a failed operation's command (a fact's is kept: no
+    result holds it)."""
+    if record.funcName not in ("print_host_combined_output", "log_error_or_warning"):
+        return True
+    frame: FrameType | None = sys._getframe()
+    while frame is not None and frame.f_code.co_name != record.funcName:
+        frame = frame.f_back
+    caller = frame.f_back if frame is not None else None
+    return caller is None or caller.f_code.co_filename != pyinfra_operations.__file__
+
+
+@contextmanager
+def output_in_results() -> Iterator[None]:
+    """During a run, pyinfra does not log a failed operation's command output line by line, nor
+    its "Error: ..." line: the results hold them (:class:`.results.DeployResult`), and a failing
+    test shows them once, in its failure message or report section, not again as captured log."""
+    logger = logging.getLogger("pyinfra")
+    logger.addFilter(_not_output)
+    try:
+        yield
+    finally:
+        logger.removeFilter(_not_output)
 
 
 def _is_idempotent(op_data: Any) -> bool:

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from .backends.base import Backend
+from .diagnostics import attach_sections, report_sections
 from .errors import InvalidInput, MachineError
 from .identity import callable_key
 from .inputs import Deploy, check_deploy, check_names, resolve_path
@@ -37,13 +38,17 @@ def _or_fail(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     try:
         return func(*args, **kwargs)
     except (MachineError, DeployError) as exc:
-        message = f"pytest-orbstack: {exc}"
-    _fail(message)
+        message, sections = f"pytest-orbstack: {exc}", report_sections(exc)
+    _fail(message, sections)
 
 
-def _fail(message: str) -> NoReturn:
+def _fail(message: str, sections: list[tuple[str, str]] | None = None) -> NoReturn:
+    """Fail the test with ``message`` (no traceback); its report shows ``sections`` too (a
+    machine's diagnostics taken before the machine was deleted)."""
     __tracebackhide__ = True
-    pytest.fail(message, pytrace=False)
+    failure = pytest.fail.Exception(message, pytrace=False)
+    attach_sections(failure, sections or [])
+    raise failure
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +81,11 @@ class _Factory:
         """The keywords with their defaults, every input checked (InvalidInput otherwise)."""
         return machine_args(self.request.config, keywords, self.image)
 
-    def make(self, suffix: str, checked: dict[str, Any]) -> Machine:
-        """A machine from :meth:`check`'s keywords."""
+    def make(self, suffix: str, checked: dict[str, Any], role: str = "") -> Machine:
+        """A machine from :meth:`check`'s keywords (``role``: its name in a group)."""
         machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}",
                                    next_key=self._next_key(suffix), **checked)
+        record.role = role
         machine.search_dirs = plugin_state(self.request.config).search_dirs
         self.made.append((machine, record))
         self.request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
@@ -206,7 +212,7 @@ def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]] | None = Non
     if deploy is not None:
         deploy = check_deploy(deploy, dirs)
     allow_changes = check_names(allow_changes, "allow_changes=")
-    machines = {alias: factory.make(alias, keywords) for alias, keywords in checked.items()}
+    machines = {alias: factory.make(alias, keywords, role=alias) for alias, keywords in checked.items()}
     group = MachineGroup(machines, groups, host_data, inventory=inventory_path)
     group.name_each_other()
     if deploy is not None:
@@ -240,7 +246,8 @@ def orbstack_session_machine(request: pytest.FixtureRequest,
         kwargs.pop("clone", None)
         identity = {k: callable_key(v) if callable(v) else v for k, v in kwargs.items()}
         key = "session:" + json.dumps(identity, sort_keys=True, default=str)
-        return _or_fail(_orbstack_lifecycle.shared, key, **kwargs)
+        current = plugin_state(request.config).current_item
+        return _or_fail(_orbstack_lifecycle.shared, key, asker=current.nodeid if current else "", **kwargs)
     return make
 
 

@@ -28,6 +28,7 @@ from filelock import FileLock
 
 from .backends.base import Backend
 from .backends.types import NO_RESOURCES, MachineInfo, Resources
+from .diagnostics import attach_sections, machine_diagnostics, report_sections
 from .errors import MachineError, MachineExists, SharedMachineError
 from .freshness import apply_golden
 from .identity import deploy_key
@@ -100,7 +101,8 @@ class Lifecycle:
         try:
             if deploy is not None and clone and cloud_init is None and self._can_clone():
                 golden = self.golden(image, deploy, dict(user=user, resources=resources,
-                                                         allow_stale=allow_stale), apply_args)
+                                                         allow_stale=allow_stale), apply_args,
+                                     asker=key.rpartition("#")[0] or key)
                 record.created_by = "clone"
                 with self._phase(record, "clone"):
                     info = self.spares.take(name, golden)
@@ -133,6 +135,8 @@ class Lifecycle:
             record.outcome = "failed"  # not ours to delete: another owner made it
             raise
         except BaseException as exc:
+            if machine is not None and isinstance(exc, Exception):  # its deploy failed
+                attach_sections(exc, [(f"orbstack machine: {name}", machine_diagnostics(machine))])
             if machine is not None and isinstance(exc, Exception) and self._keeps(failed=True):
                 self.finish(machine, record, failed=True)  # a failed deploy, kept to look at
             else:
@@ -240,36 +244,50 @@ class Lifecycle:
     def _shared_entries(self) -> list[Path]:
         return sorted(self.shared_dir.glob("*.json"))
 
-    def shared(self, key: str, image: str, *, kind: str = "shared", label: str = "",
+    def shared(self, key: str, image: str, *, kind: str = "shared", label: str = "", asker: str = "",
                **create_args: Any) -> Machine:
         """The one machine for ``key`` in this session, created by whichever worker asks first.
-        A creation that failed is not retried: every asker gets the same error, whose first
-        line is the cause (``label`` says which shared machine it was)."""
+        A creation that failed is not retried: the test that asked first (``asker``, its id)
+        gets the whole error, its first line the cause, with the machine's diagnostics taken
+        before it was deleted; every later asker gets one line naming the cause and that test
+        (``label`` says which shared machine it was)."""
+        made_now = False
         with self._shared_entry(key) as entry:
             if not entry:
+                made_now = True
                 try:
                     create_args.setdefault("clone", False)
                     machine, record = self.create(key, image, kind=kind, **create_args)
                     entry.update(name=machine.name, image=image, record=asdict(record))
                 except (MachineError, DeployError) as exc:
-                    entry["error"] = str(exc)
+                    entry.update(error=str(exc), sections=report_sections(exc), asker=asker)
                 except Exception as exc:
-                    entry["error"] = f"{type(exc).__name__}: {exc}"
+                    entry.update(error=f"{type(exc).__name__}: {exc}", asker=asker)
         if "error" in entry:
-            what = label or f"{kind} machine of {image}"
-            raise SharedMachineError(f"{entry['error']}\n  (while making the {what}; every test "
-                                     "using it fails with this error)")
+            raise self._shared_error(entry, label or f"{kind} machine of {image}", made_now)
         mine = next((r for r in self.records if r.name == entry["name"]), None)
         return self._machine(entry["name"], entry["image"], mine)
 
+    @staticmethod
+    def _shared_error(entry: dict[str, Any], what: str, made_now: bool) -> SharedMachineError:
+        if not made_now:
+            first = entry["error"].splitlines()[0]
+            where = entry.get("asker") or "the first test that asked for it"
+            return SharedMachineError(f"{what} failed, see {where} for its report: {first}")
+        error = SharedMachineError(f"{entry['error']}\n  (while making the {what}; the other tests "
+                                   "using it fail with one line pointing here)")
+        attach_sections(error, [(title, text) for title, text in entry.get("sections", [])])
+        return error
+
     def golden(self, image: str, deploy: Deploy, machine_args: dict[str, Any],
-               apply_args: dict[str, Any]) -> str:
+               apply_args: dict[str, Any], asker: str = "") -> str:
         """Name of the golden machine for (image, deploy, machine and apply arguments):
-        deployed once (twice with ``check_idempotent``), before any clone is made from it."""
+        deployed once (twice with ``check_idempotent``), before any clone is made from it.
+        ``asker``: the id of the test asking (see :meth:`shared`)."""
         args = json.dumps([machine_args, apply_args], sort_keys=True, default=str)
         key = f"golden:{image}:{deploy_key(deploy)}:{args}"
         label = f"golden machine of {image} with deploy {describe(deploy)}"
-        return self.shared(key, image, deploy=deploy, kind="golden", label=label,
+        return self.shared(key, image, deploy=deploy, kind="golden", label=label, asker=asker,
                            **machine_args, **apply_args).name
 
     def finish_shared(self, failed: bool, interrupted: bool = False) -> list[MachineRecord]:

@@ -218,6 +218,7 @@ def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, An
         return results
 
     def check_runs(results: dict[str, DeployResult]) -> None:
+        __tracebackhide__ = True
         for result in results.values():
             if check and not result.success:
                 raise DeployError(result)

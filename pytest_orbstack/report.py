@@ -5,7 +5,6 @@ units and journal), ``-v`` progress lines (also from xdist workers), the machine
 from __future__ import annotations
 
 import json
-import re
 import shlex
 from collections.abc import Generator
 from dataclasses import asdict
@@ -14,61 +13,38 @@ from typing import Any
 
 import pytest
 
+from .diagnostics import machine_diagnostics, report_sections
 from .fixtures import MACHINES_KEY, RECORDS_KEY, REPORTS_KEY
 from .flags import KEEP_POLICIES
 from .machine import Machine
 from .records import MachineRecord
+from .results import DeployError
 from .reuse import login_command
 from .state import plugin_state
 
-JOURNAL_LINES = 80
-# Lines every command run with sudo adds to the journal: they bury what failed.
-NOISE = re.compile(r"\bsudo\[\d+\]:|pam_unix\(|systemd-logind\[\d+\]: (New|Removed) session|"
-                   r"(Started|Finished|Stopped|Starting|Stopping) (Session \d+|session-\d+\.scope|"
-                   r"User (Manager|Runtime Directory)|user(-runtime-dir)?@\d+\.service)|"
-                   r"\bsession-\d+\.scope: Deactivated|user@\d+\.service: Deactivated")
-DIAGNOSTICS = (
-    "failed=$(systemctl list-units --state=failed --no-legend --plain 2>/dev/null | awk '{print $1}')\n"
-    'echo "failed units: $(echo $failed)"\n'
-    'for unit in $failed; do echo "--- journal of $unit"; '
-    'journalctl -u "$unit" -n 20 --no-pager -q -o short-iso; done\n'
-    # cloud-init's generator leaves this file when it enabled cloud-init for this boot
-    'if [ -e /run/cloud-init/enabled ]; then echo "--- cloud-init status"; '
-    "cloud-init status --long 2>&1; fi\n"
-    f'echo "--- journal (last {JOURNAL_LINES} lines; sudo and session lines left out)"\n'
-    "journalctl -n 1000 --no-pager -q -o short-iso")
 
-
-def journal_report(output: str, lines: int = JOURNAL_LINES) -> str:
-    """The diagnostics output with sudo/pam/session noise dropped from the journal tail."""
-    head, sep, journal = output.partition("\n--- journal (last")
-    kept = [line for line in journal.splitlines()[1:] if not NOISE.search(line)]
-    title = journal.splitlines()[0] if journal else ""
-    return f"{head}{sep}{title}\n" + "\n".join(kept[-lines:]) if sep else output
-
-
-def _attach_diagnostics(report: pytest.TestReport, machine: Machine) -> None:
+def _attach_diagnostics(report: pytest.TestReport, machine: Machine, failure: BaseException | None) -> None:
+    """A machine's failed deploys (but the one the failure itself is: its message says it all
+    already) and its diagnostics (:mod:`.diagnostics`)."""
+    shown = failure.result if isinstance(failure, DeployError) else None
     for result in machine.deploys:
-        if not result.success:
+        if not result.success and result is not shown:
             report.sections.append((f"orbstack deploy: {machine.name}", result.summary()))
-    try:
-        proc = machine.run(DIAGNOSTICS)
-        text = journal_report(proc.stdout) if proc.rc == 0 else f"(journal unavailable: {proc.stderr})"
-    except Exception as exc:  # the machine may be gone or broken: say so, do not mask the failure
-        text = f"(journal unavailable: {exc})"
-    report.sections.append((f"orbstack machine: {machine.name}", text))
+    report.sections.append((f"orbstack machine: {machine.name}", machine_diagnostics(machine)))
 
 
 def junit_properties(records: list[MachineRecord]) -> list[tuple[str, str]]:
     """Per machine of a test: its name, image, engine, how it was made and its phase timings,
     as JUnit XML ``<property>`` pairs (``--junitxml``), so a CI dashboard shows which machine
-    a failure ran on."""
+    a failure ran on: ``orbstack.machine``, ``orbstack.image``, ..., ``orbstack.deploy_seconds``;
+    a machine of an ``orbstack_machines`` group has its role in each name:
+    ``orbstack.web.machine``, ``orbstack.db.image``."""
     props = []
     for r in records:
-        props += [("orbstack.machine", r.name), ("orbstack.image", r.image),
-                  ("orbstack.engine", r.backend), ("orbstack.created_by", r.created_by),
-                  ("orbstack.outcome", r.outcome)]
-        props += [(f"orbstack.{phase}_seconds", f"{seconds:.3f}") for phase, seconds in r.phases.items()]
+        prefix = f"orbstack.{r.role}." if r.role else "orbstack."
+        props += [(f"{prefix}machine", r.name), (f"{prefix}image", r.image), (f"{prefix}engine", r.backend),
+                  (f"{prefix}created_by", r.created_by), (f"{prefix}outcome", r.outcome)]
+        props += [(f"{prefix}{phase}_seconds", f"{seconds:.3f}") for phase, seconds in r.phases.items()]
     return props
 
 
@@ -83,8 +59,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
     report = yield
     item.stash.setdefault(REPORTS_KEY, {})[report.when] = report
     if report.failed:
+        failure = call.excinfo.value if call.excinfo is not None else None
         for machine in item.stash.get(MACHINES_KEY, []):
-            _attach_diagnostics(report, machine)
+            _attach_diagnostics(report, machine, failure)
+        report.sections += report_sections(failure) if failure is not None else []
     state = plugin_state(item.config)
     if state.pending_progress:
         report.orbstack_progress = state.pending_progress  # type: ignore[attr-defined]

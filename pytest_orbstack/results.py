@@ -5,9 +5,13 @@ Plain data, no pyinfra import: the plugin reports these without loading pyinfra.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+
+ERROR_LINE = re.compile(r"(E|Err|Error|ERROR|error|fatal|FATAL|Fatal)(:| ?\[|\b)")
+NOT_WARNING_LINE = re.compile(r"(?!(W|N|Warning|WARNING|warning|Notice|NOTICE|notice|Hint|hint)\b:?)")
 
 PERMISSION_HINT = ("hint: deploys run as the machine's default user (non-root, passwordless "
                    "sudo); pass _sudo=True to the operation, set _sudo = True in "
@@ -29,8 +33,15 @@ class OperationResult:
     duration: float = 0.0
 
     def last_error_line(self) -> str:
-        lines = (self.stderr or self.stdout).strip().splitlines()
-        return lines[-1].strip() if lines else "no output"
+        """The line of the output that says what failed: the last error line (``E: ...`` of
+        apt, ``Error: ...``, ``fatal: ...``), else the last line that is not a warning or a
+        notice (``W:``, ``N:``, ``Warning:``: apt prints those after its errors), else the last."""
+        lines = [line.strip() for line in (self.stderr or self.stdout).strip().splitlines() if line.strip()]
+        for pattern in (ERROR_LINE, NOT_WARNING_LINE):
+            chosen = [line for line in lines if pattern.match(line)]
+            if chosen:
+                return chosen[-1]
+        return lines[-1] if lines else "no output"
 
 
 @dataclass

@@ -14,8 +14,8 @@ from machines import unique
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.docker import DockerBackend
+from pytest_orbstack.diagnostics import SCRIPT as DIAGNOSTICS
 from pytest_orbstack.facts import MachineStatus
-from pytest_orbstack.report import DIAGNOSTICS
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
 USER_DATA = f"""#cloud-config

@@ -42,9 +42,9 @@ def test_keep_policies_and_prune(inner):
     never.assert_outcomes(passed=1, failed=1)
     outcomes = {m["name"]: m["outcome"] for m in json.loads((inner.path / "never.json").read_text())["machines"]}
     assert sorted(outcomes.values()) == ["deleted", "deleted"]
-    out = never.stdout.str()  # diagnostics attached to the failure: failed units first, then the journal
-    assert "orbstack machine: pto-" in out and "failed units:" in out
-    assert out.index("failed units:") < out.index("--- journal (last 80 lines")
+    out = never.stdout.str()  # diagnostics attached to the failure: the journal (no unit failed)
+    assert "orbstack machine: pto-" in out and "--- journal (last " in out
+    assert "failed units:" not in out
 
     failed = run(inner, "--orbstack-keep=failed", "--orbstack-timings=failed.json")
     machines = json.loads((inner.path / "failed.json").read_text())["machines"]
@@ -391,9 +391,12 @@ def test_junit_xml_names_each_tests_machines(inner, tmp_path):
 
         def test_none():
             pass
+
+        def test_group(orbstack_machines):
+            orbstack_machines({"web": {}, "db": {}})
     ''')
     junit = tmp_path / "junit.xml"
-    run(inner, f"--junitxml={junit}", "-n", "2").assert_outcomes(failed=1, passed=1)
+    run(inner, f"--junitxml={junit}", "-n", "2").assert_outcomes(failed=1, passed=2)
     cases = {case.get("name"): case for case in ET.parse(junit).getroot().iter("testcase")}
     props = {p.get("name"): p.get("value") for p in cases["test_fails"].iter("property")}
     assert props["orbstack.machine"].startswith("pto-") and "test-fails" in props["orbstack.machine"]
@@ -401,3 +404,10 @@ def test_junit_xml_names_each_tests_machines(inner, tmp_path):
     assert props["orbstack.outcome"] == "deleted"
     assert float(props["orbstack.create_seconds"]) > 0 and float(props["orbstack.teardown_seconds"]) > 0
     assert list(cases["test_none"].iter("property")) == []
+    group = {p.get("name"): p.get("value") for p in cases["test_group"].iter("property")}
+    for role in ("web", "db"):  # each machine of a group under its role
+        assert f"-test-group-{role}-" in group[f"orbstack.{role}.machine"]
+        assert group[f"orbstack.{role}.image"] == "debian:bookworm"
+        assert group[f"orbstack.{role}.outcome"] == "deleted"
+        assert float(group[f"orbstack.{role}.create_seconds"]) > 0
+    assert not [name for name in group if name.count(".") < 2]  # no role-less name to mix them up

@@ -3,6 +3,7 @@ functions, no engine."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_orbstack.diagnostics import diagnostics_text
 from pytest_orbstack.errors import InvalidInput, UnknownImage
 from pytest_orbstack.facts import MachineStatus
 from pytest_orbstack.inputs import (
@@ -22,7 +24,6 @@ from pytest_orbstack.inputs import (
     search_dirs,
 )
 from pytest_orbstack.names import slug_name
-from pytest_orbstack.report import journal_report
 from pytest_orbstack.results import DeployResult, OperationResult
 
 
@@ -114,22 +115,51 @@ def test_status_uses_the_machines_own_numbers():
     assert limited["mem_total_kib"] == 524288 and limited["mem_available_kib"] == 524288 - 1024
 
 
-def test_journal_report_drops_sudo_and_session_noise():
-    output = "\n".join([
-        "failed units: broken.service",
-        "--- journal of broken.service",
-        "t m systemd[1]: broken.service: Failed with result 'exit-code'.",
-        "--- journal (last 80 lines; sudo and session lines left out)",
-        "t m sudo[812]:      dev : PWD=/home/dev ; USER=root ; COMMAND=/bin/sh -c true",
-        "t m sudo[812]: pam_unix(sudo:session): session opened for user root(uid=0) by (uid=1000)",
-        "t m systemd-logind[53]: New session 4 of user dev.",
-        "t m systemd[1]: Started session-4.scope - Session 4 of User dev.",
-        "t m nginx[90]: bind() to 0.0.0.0:80 failed (98: Address already in use)",
-    ])
-    report = journal_report(output)
-    assert report.startswith("failed units: broken.service\n--- journal of broken.service")
-    assert "Address already in use" in report
-    assert "sudo[" not in report and "pam_unix" not in report and "session" not in report.split("left out)")[1]
+def _journal(*entries: tuple[str, str, str]) -> str:
+    """``journalctl -o json`` lines of (identifier, priority, message), one second apart."""
+    return "\n".join(json.dumps({"__REALTIME_TIMESTAMP": str((1796463000 + i) * 10**6), "SYSLOG_IDENTIFIER": ident,
+                                 "_PID": "1", "PRIORITY": prio, "MESSAGE": message})
+                      for i, (ident, prio, message) in enumerate(entries))
+
+
+BOOT = [("systemd-journald", "6", "Journal started"), ("systemd", "6", "Reached target sysinit.target"),
+        ("dbus-daemon", "4", "Failed to set fd limit to 65536: Operation not permitted"),
+        ("systemd", "6", "Startup finished in 186ms.")]
+
+
+def test_diagnostics_drop_boot_start_up_and_sudo_noise_and_keep_the_rest():
+    journal = _journal(*BOOT,  # the golden machine's boot, then its deploy
+                       ("sudo", "5", "dev : PWD=/home/dev ; USER=root ; COMMAND=/bin/sh -c true"),
+                       ("sudo", "6", "pam_unix(sudo:session): session opened for user root"),
+                       ("systemd-logind", "6", "New session 4 of user dev."),
+                       ("systemd", "6", "Started nginx.service - A web server."),
+                       *BOOT,  # a clone's own boot
+                       ("nginx", "3", "bind() to 0.0.0.0:80 failed (98: Address already in use)"),
+                       ("logger", "6", "binary \u00e9"))
+    output = f"failed units: nginx.service\n--- journal of nginx.service\nt m nginx[9]: failed\n--- journal\n{journal}"
+    report = diagnostics_text(output)
+    head, title, *lines = report.split("\n--- journal (")[0], *report.split("\n--- journal (")[1].splitlines()
+    assert head == "failed units: nginx.service\n--- journal of nginx.service\nt m nginx[9]: failed"
+    assert title == "last 5 lines; boot start-up, sudo and session lines left out)"
+    fd_limit = "dbus-daemon[1]: Failed to set fd limit to 65536: Operation not permitted"
+    assert lines == [f"2026-12-05T09:30:02+0000 {fd_limit}",  # a warning of the boot stays
+                     "2026-12-05T09:30:07+0000 systemd[1]: Started nginx.service - A web server.",
+                     f"2026-12-05T09:30:10+0000 {fd_limit}",
+                     "2026-12-05T09:30:12+0000 nginx[1]: bind() to 0.0.0.0:80 failed (98: Address already in use)",
+                     "2026-12-05T09:30:13+0000 logger[1]: binary \u00e9"]
+    no_failures = diagnostics_text(f"--- journal\n{_journal(*BOOT)}")
+    assert no_failures.startswith("--- journal (last 1 lines") and "failed units" not in no_failures
+
+
+def test_the_summary_line_of_apt_is_its_error_not_the_warnings_after_it():
+    op = OperationResult("Update apt", changed=False, success=False, commands=["apt-get update"], stderr=(
+        "E: Could not open lock file /var/lib/apt/lists/lock - open (13: Permission denied)\n"
+        "E: Unable to lock directory /var/lib/apt/lists/\n"
+        "W: Problem unlinking the file /var/cache/apt/pkgcache.bin - RemoveCaches (13: Permission denied)\n"))
+    assert op.last_error_line() == "E: Unable to lock directory /var/lib/apt/lists/"
+    warned = OperationResult("x", False, False, stderr="Reading package lists...\nno such user\nN: a notice\n")
+    assert warned.last_error_line() == "no such user"  # not a notice either
+    assert OperationResult("x", False, False, stdout="W: only warnings\n").last_error_line() == "W: only warnings"
 
 
 def test_deploy_headline_names_the_cause():

@@ -1,0 +1,81 @@
+"""What a failing test's report says: each thing once, the line that names the cause, the
+machine's journal without boot start-up noise, a failed golden machine reported with the
+first test that needed it; and the notice of an image built on first use."""
+
+from __future__ import annotations
+
+import re
+
+from innerpytest import run
+
+# apt-get update without sudo: apt prints its errors, then warnings (W: Problem unlinking ...)
+APT_WITHOUT_SUDO = '''from pyinfra.operations import apt
+apt.update(name="Update apt")
+'''
+MISSING_PACKAGE = '''from pyinfra.operations import apt
+apt.packages(name="Install nosuch", packages=["pytest-orbstack-no-such-package"], _sudo=True)
+'''
+APT_ERROR = "E: Unable to lock directory /var/lib/apt/lists/"
+
+
+def failure_of(out: str, test: str) -> str:
+    """The FAILURES entry of ``test``."""
+    match = re.search(rf"_{{3,}} {test} _{{3,}}\n(.*?)(?=\n_{{3,}} \w+ _{{3,}}\n|\n={{3,}} )", out, re.S)
+    assert match, out
+    return match.group(1)
+
+
+def test_a_deploy_error_is_shown_once_with_apts_error_line_and_the_journal_after_boot(inner):
+    inner.path.joinpath("deploy.py").write_text(APT_WITHOUT_SUDO)
+    inner.makepyfile(test_apt='''
+        def test_apply(orbstack_machine):
+            m = orbstack_machine()
+            m.run("logger -t probe written-by-the-test")
+            m.run("sudo systemd-run --unit=probe-broken --wait false")
+            m.apply("deploy.py")
+    ''')
+    result = run(inner, "-ra")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    report = failure_of(out, "test_apply")
+    headline = f"deploy deploy.py failed: operation 'Update apt': {APT_ERROR}"
+    assert report.count(headline) == 1, report  # the message only: no section, no captured log
+    assert report.count("W: Problem unlinking the file") == 2  # the output, once
+    assert "orbstack deploy:" not in report and "Captured log" not in report
+    assert "pytest_orbstack/" not in report  # no frame from inside the package
+    summary = [line for line in out.splitlines() if line.startswith("FAILED test_apt.py::test_apply")]
+    assert len(summary) == 1 and APT_ERROR in summary[0]
+    # the machine's diagnostics: its failed unit, then the journal since boot finished
+    assert "failed units: probe-broken.service" in report
+    journal = report.split("--- journal (last ")[1]
+    assert re.search(r"\+0000 probe\[\d+\]: written-by-the-test\n", journal)
+    assert "Startup finished" not in journal and "Reached target" not in journal
+    assert "sudo[" not in journal
+
+
+def test_a_failed_golden_machine_is_reported_once_with_its_journal(inner):
+    inner.path.joinpath("deploy.py").write_text(MISSING_PACKAGE)
+    inner.makepyfile(test_golden='''
+        def test_first(orbstack_machine):
+            orbstack_machine(deploy="deploy.py")
+
+        def test_second(orbstack_machine):
+            orbstack_machine(deploy="deploy.py")
+
+        def test_third(orbstack_machine):
+            orbstack_machine(deploy="deploy.py")
+    ''')
+    result = run(inner, "-ra")
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    first = failure_of(out, "test_first")
+    cause = "deploy deploy.py failed: operation 'Install nosuch': E: Unable to locate package"
+    assert cause in first and "  FAILED Install nosuch" in first
+    assert re.search(r"orbstack machine: pto-\w+-golden-debian-bookworm-", first)
+    assert "--- journal (last " in first
+    for test in ("test_second", "test_third"):
+        report = failure_of(out, test)
+        assert report.strip() == ("pytest-orbstack: golden machine of debian:bookworm with deploy deploy.py "
+                                  f"failed, see test_golden.py::test_first for its report: {cause} "
+                                  "pytest-orbstack-no-such-package"), report
+    assert out.count("  FAILED Install nosuch") == 1
