@@ -92,6 +92,7 @@ class PluginState:
             self.registry.open(self.session_id, backend.kind, pid=self.owner_pid,
                                project=str(self.config.rootpath))
             self.start_watcher()
+            backend.notice = self.notice
             find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath),
                                backend.kind) if self.reuse else None
             self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
@@ -118,19 +119,27 @@ class PluginState:
         return search_dirs(item_dir, self.config.rootpath)
 
     def progress(self, line: str) -> None:
-        """A ``-v`` progress line: written at once in a single process; on an xdist worker
-        kept and sent with the next test report, which the controller prints."""
-        if self.config.getoption("verbose") <= 0:
-            return
+        """A ``-v`` progress line (see :meth:`notice`)."""
+        if self.config.getoption("verbose") > 0:
+            self.notice(line)
+
+    def notice(self, line: str) -> None:
+        """A line shown even without ``-v`` (an image built on first use, for a minute): written
+        at once in a single process; on an xdist worker kept and sent with the next test report,
+        which the controller prints with the worker's id."""
         if self.is_worker:
             self.pending_progress.append(line)
         else:
             self.write_line(line)
 
     def write_line(self, line: str) -> None:
+        """``line`` on a line of its own, also after the progress letters xdist writes
+        without ``-v`` (pytest's ``ensure_newline`` knows only its own test file prefix)."""
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None:
             return
+        if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0) and not reporter.currentfspath:
+            reporter.write("\n")
         capture = self.config.pluginmanager.get_plugin("capturemanager")
         if capture is None:
             reporter.write_line(line)

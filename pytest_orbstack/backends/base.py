@@ -29,6 +29,9 @@ class Backend(ABC):
 
     kind: str = ""
     env: dict[str, str] | None = None  # environment for engine commands (None: os.environ)
+    # told a one-line notice before and after work that takes long once (an image built on
+    # first use); the plugin shows it (PluginState.notice)
+    notice: Callable[[str], None] = staticmethod(lambda line: None)
 
     def __copy__(self) -> Backend:
         """An engine is a handle: a copy is the same engine (pyinfra copies host data values,

@@ -6,7 +6,10 @@ and recipe and cached under ``pytest-orbstack/<distro>:<codename>-<base id>-<rec
 from __future__ import annotations
 
 import hashlib
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from filelock import FileLock
@@ -55,12 +58,27 @@ def _pull_or_build(engine: DockerBackend, image: str, base: str) -> None:
     cannot = why_not_buildable() if distro == "debian" else "only Debian is built without a registry"
     if cannot is None:
         try:
-            build_debian(engine, suite, base)
+            with _told(engine, f"building image {base} with debootstrap (once per host)"):
+                build_debian(engine, suite, base)
             return
         except UnknownImage as exc:
             cannot = str(exc)
     raise UnknownImage(f"image {image!r} is not available to docker: no registry has it ({reason}) "
                        f"and it cannot be built here: {cannot}")
+
+
+@contextmanager
+def _told(engine: DockerBackend, what: str) -> Iterator[None]:
+    """Tell the engine's :attr:`~.base.Backend.notice` that ``what`` starts, then that it is
+    done (or failed) and how long it took: work of a minute that happens once."""
+    engine.notice(f"pytest-orbstack: {what}...")
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        engine.notice(f"pytest-orbstack: {what}: failed after {time.monotonic() - started:.1f}s")
+        raise
+    engine.notice(f"pytest-orbstack: {what}: done in {time.monotonic() - started:.1f}s")
 
 
 def prepared_image(engine: DockerBackend, image: str) -> str:
@@ -72,7 +90,8 @@ def prepared_image(engine: DockerBackend, image: str) -> str:
     tag = f"pytest-orbstack/{distro}:{codename}-{short_id}-{RECIPE}"
     with FileLock(lock_path(f"image-{distro}-{codename}-{short_id}-{RECIPE}"), timeout=900):
         if engine.call(cmd.image_id(tag), check=False).returncode != 0:
-            _build(engine, image, base, tag)
+            with _told(engine, f"preparing image {tag} (once per base image)"):
+                _build(engine, image, base, tag)
             _remove_stale(engine, f"pytest-orbstack/{distro}", f"{codename}-", keep=tag)
     return tag
 

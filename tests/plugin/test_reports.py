@@ -4,9 +4,15 @@ first test that needed it; and the notice of an image built on first use."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
 
 from innerpytest import run
+
+from pytest_orbstack.backends.docker_image import _told
 
 # apt-get update without sudo: apt prints its errors, then warnings (W: Problem unlinking ...)
 APT_WITHOUT_SUDO = '''from pyinfra.operations import apt
@@ -79,3 +85,39 @@ def test_a_failed_golden_machine_is_reported_once_with_its_journal(inner):
                                   f"failed, see test_golden.py::test_first for its report: {cause} "
                                   "pytest-orbstack-no-such-package"), report
     assert out.count("  FAILED Install nosuch") == 1
+
+
+def _refusing_tools(where: Path) -> str:
+    """A ``docker`` whose ``pull`` fails at once (no registry) and a ``debootstrap`` that fails
+    at once, first on the returned PATH: a base image build that starts and fails in no time."""
+    real = shutil.which("docker")
+    where.mkdir()
+    (where / "docker").write_text(f'#!/bin/sh\nif [ "$1" = pull ]; then echo "Error: no registry here" >&2; '
+                                  f'exit 1; fi\nexec {real} "$@"\n')
+    (where / "debootstrap").write_text("#!/bin/sh\necho 'E: no mirror here (test)' >&2\nexit 1\n")
+    for tool in ("docker", "debootstrap"):
+        (where / tool).chmod(0o755)
+    return f"{where}{os.pathsep}{os.environ['PATH']}"
+
+
+def test_a_base_image_built_on_first_use_is_announced_even_without_v(inner, monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", _refusing_tools(tmp_path / "bin"))
+    inner.makepyfile(test_build='''
+        def test_bullseye(orbstack_machine):
+            orbstack_machine(image="debian:bullseye")
+    ''')
+    what = "pytest-orbstack: building image debian:bullseye with debootstrap (once per host)"
+    for args, prefix in (((), ""), (("-n", "1"), "[[]gw0[]] ")):
+        result = run(inner, "-ra", *args)
+        result.assert_outcomes(failed=1)
+        result.stdout.fnmatch_lines([f"{prefix}{what}...", f"{prefix}{what}: failed after *s"])
+        result.stdout.fnmatch_lines(["FAILED test_build.py::test_bullseye - *cannot be built here: "
+                                     "debootstrap bullseye failed: E: no mirror here (test)"])
+
+
+def test_work_done_once_is_told_when_it_starts_and_when_it_is_done():
+    told: list[str] = []
+    engine = SimpleNamespace(notice=told.append)
+    with _told(engine, "preparing image x"):  # type: ignore[arg-type]
+        assert told == ["pytest-orbstack: preparing image x..."]  # before the work
+    assert re.fullmatch(r"pytest-orbstack: preparing image x: done in \d+\.\ds", told[1])
