@@ -8,6 +8,8 @@ without a traceback from deep inside. The plugin turns exactly these classes (an
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class MachineError(Exception):
     """Base class: a machine could not be made, found or used. ``stderr`` is the engine's
@@ -64,3 +66,18 @@ class CommandTimeout(MachineError):
 class SharedMachineError(MachineError):
     """A session-shared or golden machine could not be made (every test that asks for it gets
     this error; the creation is not retried)."""
+
+    @classmethod
+    def of(cls, entry: dict[str, Any], what: str, first: bool) -> SharedMachineError:
+        """The error of a failed shared machine ``what`` whose shared record is ``entry``
+        (``error``, ``sections``, ``asker``): for the ``first`` test that asked, the whole
+        error and the machine's diagnostics; for the others one line naming the cause and
+        that test."""
+        from .diagnostics import attach_sections
+        if not first:
+            where = entry.get("asker") or "the first test that asked for it"
+            return cls(f"{what} failed, see {where} for its report: {entry['error'].splitlines()[0]}")
+        error = cls(f"{entry['error']}\n  (while making the {what}; the other tests using it fail "
+                    "with one line pointing here)")
+        attach_sections(error, [(title, text) for title, text in entry.get("sections", [])])
+        return error

@@ -264,20 +264,9 @@ class Lifecycle:
                 except Exception as exc:
                     entry.update(error=f"{type(exc).__name__}: {exc}", asker=asker)
         if "error" in entry:
-            raise self._shared_error(entry, label or f"{kind} machine of {image}", made_now)
+            raise SharedMachineError.of(entry, label or f"{kind} machine of {image}", made_now)
         mine = next((r for r in self.records if r.name == entry["name"]), None)
         return self._machine(entry["name"], entry["image"], mine)
-
-    @staticmethod
-    def _shared_error(entry: dict[str, Any], what: str, made_now: bool) -> SharedMachineError:
-        if not made_now:
-            first = entry["error"].splitlines()[0]
-            where = entry.get("asker") or "the first test that asked for it"
-            return SharedMachineError(f"{what} failed, see {where} for its report: {first}")
-        error = SharedMachineError(f"{entry['error']}\n  (while making the {what}; the other tests "
-                                   "using it fail with one line pointing here)")
-        attach_sections(error, [(title, text) for title, text in entry.get("sections", [])])
-        return error
 
     def golden(self, image: str, deploy: Deploy, machine_args: dict[str, Any],
                apply_args: dict[str, Any], asker: str = "") -> str:
