@@ -16,7 +16,7 @@ from .backends.base import Backend
 from .diagnostics import attach_sections, report_sections
 from .errors import InvalidInput, MachineError
 from .identity import callable_key
-from .inputs import Deploy, check_deploy, check_names, resolve_path
+from .inputs import Deploy, check_deploy, check_names, describe, resolve_path
 from .lifecycle import Lifecycle
 from .machine import Machine, MachineGroup
 from .marker import machine_args, machine_keywords, marker_kwargs
@@ -247,7 +247,10 @@ def orbstack_session_machine(request: pytest.FixtureRequest,
         identity = {k: callable_key(v) if callable(v) else v for k, v in kwargs.items()}
         key = "session:" + json.dumps(identity, sort_keys=True, default=str)
         current = plugin_state(request.config).current_item
-        return _or_fail(_orbstack_lifecycle.shared, key, asker=current.nodeid if current else "", **kwargs)
+        deploy = kwargs.get("deploy")
+        label = f"session machine of {kwargs['image']}" + (f" with deploy {describe(deploy)}" if deploy else "")
+        return _or_fail(_orbstack_lifecycle.shared, key, label=label, asker=current.nodeid if current else "",
+                        **kwargs)
     return make
 
 

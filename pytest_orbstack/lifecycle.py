@@ -81,20 +81,22 @@ class Lifecycle:
                data: dict[str, Any] | None = None, check_idempotent: bool = False,
                allow_changes: Sequence[str] = (), allow_stale: Sequence[str] = (),
                resources: Resources = NO_RESOURCES, kind: str = "test",
-               next_key: str | None = None) -> tuple[Machine, MachineRecord]:
+               next_key: str | None = None, shown: str = "") -> tuple[Machine, MachineRecord]:
         """A running machine for ``key``, with ``deploy`` applied (twice with
         ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
         machine that is then cloned: the clones get no apply of their own, and the golden fails
         if the deploy left a service running on changed files (:mod:`.freshness`; services
         matching ``allow_stale`` are exempt). ``next_key``: the
         key the next test will likely ask for with these same arguments; its clone starts
-        now, in the background (:mod:`.spares`)."""
+        now, in the background (:mod:`.spares`). ``shown``: how reports name the machine
+        (default ``key``)."""
         apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
         kept = self.find_kept(key) if self.find_kept is not None and kind == "test" else None
         if kept is not None:
             return self._reuse(kept, key, deploy, apply_args)
         name = self.name_for(key)
-        record = MachineRecord(name, image, self.backend.kind, kind, test=key)
+        record = MachineRecord(name, image, self.backend.kind, kind, test=shown or key,
+                               created_at=round(time.time(), 3))
         self.records.append(record)
         self.registry.add(self.session_id, name)
         machine = None
@@ -218,7 +220,8 @@ class Lifecycle:
         if self._keeps(failed) or record.created_by == "reused":
             record.outcome = "kept"
             self.kept.append(record)
-            self.registry.keep(self.session_id, machine.name, {"test": record.test, "image": record.image})
+            made = {"created_at": record.created_at} if record.created_at else {}  # reused: as recorded
+            self.registry.keep(self.session_id, machine.name, {"test": record.test, "image": record.image, **made})
             self.progress(f"orbstack: kept {machine.name}")
             return
         try:
@@ -250,21 +253,22 @@ class Lifecycle:
         A creation that failed is not retried: the test that asked first (``asker``, its id)
         gets the whole error, its first line the cause, with the machine's diagnostics taken
         before it was deleted; every later asker gets one line naming the cause and that test
-        (``label`` says which shared machine it was)."""
+        (``label`` says which shared machine it was, in reports too)."""
         made_now = False
+        what = label or f"{kind} machine of {image}"
         with self._shared_entry(key) as entry:
             if not entry:
                 made_now = True
                 try:
                     create_args.setdefault("clone", False)
-                    machine, record = self.create(key, image, kind=kind, **create_args)
+                    machine, record = self.create(key, image, kind=kind, shown=what, **create_args)
                     entry.update(name=machine.name, image=image, record=asdict(record))
                 except (MachineError, DeployError) as exc:
                     entry.update(error=str(exc), sections=report_sections(exc), asker=asker)
                 except Exception as exc:
                     entry.update(error=f"{type(exc).__name__}: {exc}", asker=asker)
         if "error" in entry:
-            raise SharedMachineError.of(entry, label or f"{kind} machine of {image}", made_now)
+            raise SharedMachineError.of(entry, what, made_now)
         mine = next((r for r in self.records if r.name == entry["name"]), None)
         return self._machine(entry["name"], entry["image"], mine)
 

@@ -42,7 +42,7 @@ from .reaper import prune
 from .records import MachineRecord
 from .registry import Registry
 from .report import pytest_runtest_makereport, pytest_terminal_summary
-from .reuse import kept_machines, listing
+from .reuse import kept_machines, listing, on_engine
 from .state import DEFAULT_IMAGE, PLUGIN_NAME, PluginState, plugin_state
 
 __all__ = ["_orbstack_image", "_orbstack_lifecycle", "orbstack", "orbstack_backend", "orbstack_machine",
@@ -190,7 +190,13 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("orbstack_list"):
-        for line in listing(kept_machines(Registry(), getpass.getuser(), str(config.rootpath))):
+        kept = kept_machines(Registry(), getpass.getuser(), str(config.rootpath))
+        try:
+            kept = on_engine(kept, lambda kind: [m.name for m in get_backend(kind).list()])
+        except MachineError as exc:
+            print(f"orbstack: list failed: {exc}")
+            return 1
+        for line in listing(kept):
             print(line)
         return 0
     scope = config.getoption("orbstack_prune")

@@ -90,8 +90,7 @@ def prune(registry: Registry, engine_for: Any, *, include_kept: bool = False,
     rows: list[tuple[str, str, str]] = []
     reaped: dict[str, str] = {}  # session -> its engine kind
     for session in sorted(registry.sessions(), key=lambda s: (s.created, s.id)):
-        mine = (project is None or session.project == project) and (user is None or session.user == user)
-        if not mine:
+        if not session.belongs_to(user, project):
             rows.append((session.id, "left", f"another {'project' if session.user == user else 'user'}"
                                              f" ({session.user or '?'}: {session.project or '?'})"))
             continue

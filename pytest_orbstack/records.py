@@ -18,8 +18,10 @@ class MachineRecord:
     kind: str  # test, shared, golden
     created_by: str = "create"  # create (engine builders), clone, spare (a clone started while
     # the previous test ran: .spares), operations.machine (pyinfra), reused
-    test: str = ""  # the key it was made for: the test id (and its number or role in the test)
+    test: str = ""  # the key it was made for: the test id (and its number or role in the test),
+    # or for a golden or session machine what it is ("golden machine of debian:bookworm with ...")
     role: str = ""  # its name in an orbstack_machines group ("web", "db"), else ""
+    created_at: float = 0.0  # when its making began (time.time()); 0: not made by this session
     phases: dict[str, float] = field(default_factory=dict)
     outcome: str = "alive"  # deleted, kept, failed
     deploys: list[dict[str, Any]] = field(default_factory=list)  # every apply: add_deploy()

@@ -99,6 +99,12 @@ class Session:
     about: dict[str, dict[str, Any]] = field(default_factory=dict)  # kept name -> test, image, when
     adopted: list[str] = field(default_factory=list)  # sessions whose kept machines it took over
 
+    def belongs_to(self, user: str | None, project: str | None) -> bool:
+        """Whether the session is of ``user`` and ``project`` (None: any). A file of release
+        0.1.0 records neither: it is in this user's own state dir, of any of its projects."""
+        return ((user is None or not self.user or self.user == user)
+                and (project is None or not self.project or self.project == project))
+
 
 class Registry:
     """Session files under ``state_dir``; every change happens under the session's file lock."""

@@ -84,7 +84,7 @@ class PluginState:
         sessions left and registers this session."""
         if self.lifecycle is None:
             backend = get_backend(self.kind_requested)
-            backend.list()  # fails now, with a clear error, when the engine does not answer
+            machines = backend.list()  # fails now, with a clear error, when the engine does not answer
 
             def engine_for(kind: str) -> Backend:  # this session's engine where it is the same
                 return backend if kind == backend.kind else get_backend(kind)
@@ -93,8 +93,8 @@ class PluginState:
                                project=str(self.config.rootpath))
             self.start_watcher()
             backend.notice = self.notice
-            find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath),
-                               backend.kind) if self.reuse else None
+            find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath), backend.kind,
+                               [m.name for m in machines]) if self.reuse else None
             self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
                                        keep=self.keep, progress=self.progress, find_kept=find_kept)
         return self.lifecycle

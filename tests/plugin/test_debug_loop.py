@@ -4,6 +4,7 @@ deploy is applied to it, the test passes; ``--orbstack-prune`` ends it."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 
@@ -63,3 +64,47 @@ def test_keep_fix_reuse(inner, tmp_path):
     sessions = set(sessions_of(tmp_path / "state"))
     assert len(sessions) == 2  # --orbstack-list and --orbstack-prune open none
     assert not [i for i in images if image_session(i) in sessions]  # the golden's snapshot went too
+
+
+def test_list_ages_from_creation_and_skips_machines_gone_and_names_shared_machines_plainly(inner):
+    """``--orbstack-list`` shows a machine's age since it was made (not since a reuse kept it
+    again), leaves out a kept machine deleted from outside (``--orbstack-reuse`` makes a new
+    one for its test), and names golden and session machines in words, as timings do."""
+    inner.makefile(".py", deploy=DEPLOY.format("hello"))
+    inner.makepyfile(test_age='''
+        import pytest
+
+        @pytest.mark.orbstack(deploy="deploy.py")
+        def test_clone(orbstack):
+            assert orbstack.host.file("/etc/motd").contains("hello")
+
+        def test_plain(orbstack_machine):
+            orbstack_machine()
+
+        def test_shared(orbstack_session_machine):
+            orbstack_session_machine(deploy="deploy.py")
+    ''')
+    first = run(inner, "--orbstack-keep", "--orbstack-timings=first.json")
+    first.assert_outcomes(passed=3)
+    records = json.loads((inner.path / "first.json").read_text())["machines"]
+    shown = {r["kind"]: r["test"] for r in records}
+    assert shown["golden"] == "golden machine of debian:bookworm with deploy deploy.py"
+    assert shown["shared"] == "session machine of debian:bookworm with deploy deploy.py"
+    assert "Resources(" not in json.dumps(records) and "('" not in json.dumps(records)
+    plain = next(r["name"] for r in records if r["test"].endswith("test_plain#0"))
+    time.sleep(4)
+    run(inner, "--orbstack-reuse", "-k", "test_clone").assert_outcomes(passed=1, deselected=2)
+    subprocess.run(["docker", "rm", "-f", plain], capture_output=True, check=True)
+
+    listed = run(inner, "--orbstack-list").stdout.str()
+    assert plain not in listed
+    lines = {line.split()[0]: line.split() for line in listed.splitlines()[1:] if line.startswith("pto-")}
+    assert len(lines) == 2  # the clone and the session machine
+    clone = next(words for words in lines.values() if words[-1].endswith("test_clone#0"))
+    assert clone[1].endswith("s") and int(clone[1][:-1]) >= 4  # made 4 s before it was kept again
+    assert any("session machine of debian:bookworm" in " ".join(w) for w in lines.values())
+
+    again = run(inner, "--orbstack-reuse", "-v", "-k", "test_plain")
+    again.assert_outcomes(passed=1, deselected=2)
+    assert "reusing kept" not in again.stdout.str()  # its machine is gone: a new one
+    run(inner, "--orbstack-prune").stdout.fnmatch_lines(["orbstack: pruned 3 machine(s) of this project*"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import getpass
+import json
 import os
+import socket
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -11,6 +14,7 @@ from pytest_orbstack.errors import MachineNotFound
 from pytest_orbstack.names import PROJECT_LABEL, SESSION_LABEL, project_tag
 from pytest_orbstack.reaper import prune, reap, removable
 from pytest_orbstack.registry import Registry
+from pytest_orbstack.reuse import kept_machines
 
 
 class Engine:
@@ -130,3 +134,16 @@ def test_removable_images_by_their_labels(tmp_path):
     assert just_user({SESSION_LABEL: "gone01"}) and not just_user({SESSION_LABEL: "older1", PROJECT_LABEL: tag_a})
     anyone = removable(reg, set(), None, None)
     assert anyone({SESSION_LABEL: "older1", PROJECT_LABEL: tag_b}) and not anyone({SESSION_LABEL: "live01"})
+
+
+def test_a_session_file_of_release_0_1_0_is_found_and_pruned(tmp_path):
+    """0.1.0 wrote no user, project, about or adopted, and a /proc start tick for ``start``."""
+    reg = Registry(tmp_path)
+    old = {"id": "old01", "pid": dead_pid(), "start": "123456", "host": socket.gethostname(),
+           "backend": "docker", "machines": ["pto-old01-a"], "created": 1.0, "kept": ["pto-old01-k"]}
+    (reg.dir / "old01.json").write_text(json.dumps(old))
+    engine = Engine(["pto-old01-a", "pto-old01-k"])
+    assert [k.name for k in kept_machines(reg, getpass.getuser(), "/src/a")] == ["pto-old01-k"]
+    rows = prune(reg, lambda kind: engine, include_kept=True, project="/src/a", user=getpass.getuser())
+    assert sorted(what for _, outcome, what in rows if outcome == "deleted") == ["pto-old01-a", "pto-old01-k"]
+    assert engine.names == set() and reg.get("old01") is None
