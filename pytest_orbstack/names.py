@@ -9,7 +9,11 @@ from .errors import InvalidName
 
 NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-.]+$")
 RESERVED = frozenset({"default", "vm", "host", "services", "gateway", "k8s", "docker"})
-MAX_LENGTH = 63  # the name becomes the machine's hostname
+# The name becomes the machine's hostname (LXC's lxc.uts.name): OrbStack checks no length,
+# LXC refuses 65 bytes and more at the machine's first start (OrbStack's source, orbstack/
+# swift-nio cheru/danny/next scon/start.go; lxc/lxc confile.c set_config_uts_name).
+MAX_LENGTH = 64
+DNS_LABEL = 63  # names the package makes stay reachable as NAME.orb.local (one DNS label)
 
 
 def validate_machine_name(name: object) -> str:
@@ -20,7 +24,8 @@ def validate_machine_name(name: object) -> str:
         raise InvalidName(f"invalid machine name {name!r}: reserved by OrbStack "
                           f"({', '.join(sorted(RESERVED))})")
     if len(name) > MAX_LENGTH:
-        raise InvalidName(f"invalid machine name {name!r}: longer than {MAX_LENGTH} characters")
+        raise InvalidName(f"invalid machine name {name!r}: longer than {MAX_LENGTH} characters "
+                          "(it becomes the hostname)")
     if not NAME_RE.match(name):
         raise InvalidName(f"invalid machine name {name!r}: use 2+ characters from a-z A-Z 0-9 - . "
                           "starting with a letter or digit (no '_' or spaces)")
@@ -51,7 +56,7 @@ def readable(key: str) -> str:
     return f"{path.rsplit('/', 1)[-1].removesuffix('.py')}::{rest}"
 
 
-def slug_name(prefix: str, text: str, max_length: int = MAX_LENGTH) -> str:
+def slug_name(prefix: str, text: str, max_length: int = DNS_LABEL) -> str:
     """A valid, deterministic machine name ``prefix-<slug>-<hash>`` for any text: the slug is
     the readable start of ``text`` (cut at the end when too long, keeping what follows its
     last ``#``: a machine's name in its test), the hash of all of it keeps names unique."""

@@ -66,9 +66,10 @@ HINTS = (
 FEATURES = {
     "clone": ((2, 0, 0), "clone arrived in OrbStack 2.0 (orbstack/orbstack#654)"),
     "isolated": ((2, 1, 0), "isolated machines arrived in OrbStack 2.1.0 (orbstack/orbstack#2396)"),
-    "resources": ((2, 2, 1), "create --cpus/--memory/--disk: the oldest OrbStack a public report "
-                             "shows them on is 2.2.1 (orbstack/orbstack#2555)"),
+    "resources": ((2, 2, 0), "per-machine --cpus/--memory/--disk limits were released in OrbStack "
+                             "2.2.0 (orbstack/orbstack#789)"),
 }
+DAEMON_ERROR = re.compile(r"\[-\d+\] [^\n]+")  # one line: an error of OrbStack's daemon
 _VERSIONS: dict[tuple[str, str], tuple[int, int, int]] = {}  # (binary, PATH) -> version: once a process
 
 CREATE_TIMEOUT = 600.0
@@ -222,7 +223,13 @@ class Orbctl:
         self._run(cmd.rename(validate_machine_name(old), validate_machine_name(new)))
 
     def logs(self, name: str) -> str:
-        return self._run(cmd.logs(validate_machine_name(name))).stdout
+        """The machine's console log. OrbStack prints a failure (``[-32098] machine not found:
+        'x'``) on stdout and exits 0 (its source, orbstack/swift-nio cheru/danny/next
+        scon/cmd/scli/cmd/logs.go): such an answer raises the typed error."""
+        done = self._run(cmd.logs(validate_machine_name(name)))
+        if DAEMON_ERROR.fullmatch(done.stdout.strip()):
+            raise classify(done.args, done.returncode, done.stdout)
+        return done.stdout
 
     # -- OrbStack itself ----------------------------------------------------------------------
     def config_show(self) -> dict[str, str]:

@@ -22,7 +22,6 @@ from .transcripts import fill, known, load_all, matches, shape_errors
 TRANSCRIPTS = load_all()
 KNOWN_GAPS = {
     "create-crashed-on-startup": "an OrbStack fault (kali on amd64, 2.1.1); the emulator has no such fault",
-    "create-canceled-by-shutdown": "cloud-init power_state reboots are not emulated",
     "create-download-404": "the emulator never downloads images (local Docker images only)",
     "create-download-502": "the emulator never downloads images (local Docker images only)",
     "create-fetch-index-html": "the emulator has no image index to fetch",
@@ -32,8 +31,6 @@ KNOWN_GAPS = {
     "list-text-2023": "needs centos, openeuler and ubuntu machines (only local debian images here)",
     "list-text-provisioning-clone": "the text table's columns depend on the machines listed; the "
                                     "state itself comes with ORBCTL_EMULATOR_CLONE_STATE=provisioning",
-    "pull-isolated-before-2.2.0": "needs an isolated machine as the default machine (a second machine); "
-                                  "implemented in cmd_pull, not replayed",
 }
 
 
@@ -42,7 +39,8 @@ pytestmark = needs_docker("the emulator contract tests")
 
 def test_every_transcript_is_replayed_or_a_known_gap():
     assert set(KNOWN_GAPS) <= set(TRANSCRIPTS)
-    assert len(TRANSCRIPTS) - len(KNOWN_GAPS) >= 20
+    assert len(TRANSCRIPTS) >= 50 and len(KNOWN_GAPS) < 11
+    assert len(TRANSCRIPTS) - len(KNOWN_GAPS) >= 40
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +56,10 @@ def emulator(tmp_path_factory):
     info = json.loads(subprocess.run(["orbctl", "info", machine, "-f", "json"], env=env, capture_output=True,
                                      text=True, check=True).stdout)
     arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    uid = subprocess.run(["orbctl", "run", "-m", machine, "-w", "/", "id", "-u"], env=env, capture_output=True,
+                         text=True, check=True).stdout.strip()  # the Mac's uid (emu_guest.mac_uid)
     values = {"machine": machine, "user": "runner", "id": info["record"]["id"], "arch": arch, "cwd": "/tmp",
-              "ip4": info["ip4"]}
+              "ip4": info["ip4"], "uid": uid}
     yield env, values
     subprocess.run(["orbctl", "delete", "-f", "-a"], env=env, capture_output=True, cwd="/")
     label = f"label=orbctl-emulator.home={hashlib.sha1(str(home.absolute()).encode()).hexdigest()[:8]}"
@@ -80,7 +80,7 @@ def test_emulator_reproduces(name, emulator, tmp_path):
         env["ORBCTL_EMULATOR_VERSION"] = str(t["orbstack_version"])
     cwd = fill(t.get("cwd", "/"), values)
     if "local_file" in spec:
-        (tmp_path / spec["local_file"]).write_text("kind: probe\n")
+        (tmp_path / spec["local_file"]).write_text(spec.get("local_content", "kind: probe\n"))
         cwd = str(tmp_path)
 
     def call(argv, **kwargs):

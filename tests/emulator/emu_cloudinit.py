@@ -11,7 +11,7 @@ reproduce). ASSUMED: the distro's stock cloud.cfg (Debian: ``users: [default]`` 
 ``debian`` user).
 
 Machines with user-data run from ``orbemu-cloud/<distro>:<version>-<base id>-<recipe>``: the
-base image with ``cloud-init`` installed, the NoCloud datasource only, no network configuration
+machine image (emu_image.py) with ``cloud-init`` installed, the NoCloud datasource only, no network configuration
 and the hostname left alone, built once (labelled ``orbctl-emulator=1``; older ones are removed).
 The seed is written once the machine booted; ``systemctl daemon-reload`` lets cloud-init's
 generator enable it and its own units run it, then and at every later boot.
@@ -20,12 +20,11 @@ generator enable it and its own units run it, then and at every later boot.
 from __future__ import annotations
 
 import base64
-import contextlib
-import fcntl
 import hashlib
 import json
-import os
 from pathlib import Path
+
+from emu_image import derived_image
 
 SEED = "/var/lib/cloud/seed/nocloud"
 DISABLED = "/etc/cloud/cloud-init.disabled"
@@ -33,42 +32,13 @@ SETTINGS = ("datasource_list: [NoCloud]", "network: {config: disabled}", "preser
 SETUP = ("export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q "
          "--no-install-recommends cloud-init && printf '%s\\n' "
          + " ".join(f"'{line}'" for line in SETTINGS) + " > /etc/cloud/cloud.cfg.d/90-orbemu.cfg"
-         # minbase has no locales package: the locale module could only fail
-         + f" && sed -i '/^ - locale$/d' /etc/cloud/cloud.cfg && touch {DISABLED}")
+         + f" && touch {DISABLED}")
 RECIPE = hashlib.sha256(SETUP.encode()).hexdigest()[:6]
-LABEL = "orbctl-emulator"
-
-
-@contextlib.contextmanager
-def _image_lock():
-    """One image build at a time across emulator homes (xdist workers)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "orbctl-emulator"
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / "cloud-image.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
 
 
 def cloud_image(image: str, docker) -> str:
     """The tag of ``image`` with cloud-init, built when missing."""
-    base_id = docker("image", "inspect", "-f", "{{.Id}}", image).stdout.strip().split(":")[-1][:12]
-    repository, _, version = image.partition(":")
-    tag = f"orbemu-cloud/{repository}:{version}-{base_id}-{RECIPE}"
-    with _image_lock():
-        if docker("image", "inspect", tag, check=False).returncode == 0:
-            return tag
-        temp = f"orbemu-cloud-build-{base_id}-{os.getpid()}"
-        try:
-            docker("run", "--name", temp, "--user", "root", "--entrypoint", "sh", image, "-c", SETUP)
-            docker("commit", "--change", 'ENTRYPOINT ["/sbin/init"]', "--change", f"LABEL {LABEL}=1",
-                   temp, tag)
-        finally:
-            docker("rm", "-f", temp, check=False)
-        old = docker("images", "--format", "{{.Repository}}:{{.Tag}}", f"orbemu-cloud/{repository}").stdout
-        for stale in old.split():
-            if stale.startswith(f"orbemu-cloud/{repository}:{version}-") and stale != tag:
-                docker("rmi", stale, check=False)
-    return tag
+    return derived_image(image, "cloud", RECIPE, SETUP, docker)
 
 
 def seed_script(machine: str) -> str:

@@ -17,7 +17,9 @@ DEFAULT_VERSION = "2.2.3"  # the newest version the sources show (#2663, G-cli)
 FLOORS = {"clone": (2, 0, 0),  # #654: clone arrived in 2.0 (export/import with it, #186)
           "isolated": (2, 1, 0),  # #2396: isolated machines arrived in 2.1.0
           "push_as_root": (2, 2, 3),  # #407: pushing to /root "Fixed in v2.2.3" (how: ASSUMED root)
-          "copy_isolated": (2, 2, 0)}  # #2469: pull/push through /mnt/mac failed on isolated machines
+          "copy_isolated": (2, 2, 0),  # #2469: pull/push through /mnt/mac failed on isolated machines
+          "limits": (2, 2, 0)}  # #789: per-machine --cpus/--memory/--disk "Released in v2.2.0"
+CLOUD_INIT_SHUTDOWN_FIXED = (2, 2, 2)  # #2555: a power_state reboot canceled create until 2.2.2
 DELETE_BY_ID_PANICS = ((2, 2, 1), (2, 2, 3))  # B (2.2.1) and G-cli (2.2.3): delete <ID> panics
 # FIRM modules/vm-orb/BUGS.md (2.2.3, exit 2): the panic's head, as printed (addresses there)
 DELETE_PANIC = ("panic: runtime error: invalid memory address or nil pointer dereference [recovered, repanicked]\n"
@@ -37,7 +39,11 @@ COPY_ISOLATED = "cp: cannot create regular file '/mnt/mac{}': Permission denied"
 # cobra 1.9.1's text (SRC root command: every cobra error exits 1, main.go); no transcript shows it
 UNKNOWN_COMMAND = 'Error: unknown command "{}" for "orbctl"\nRun \'orbctl --help\' for usage.'
 CREATE_USAGE = "Usage:\n  orbctl create [flags] DISTRO[:VERSION] [MACHINE_NAME]"  # cobra prints it after a flag error
-INVALID_NAME = E + "{verb} '{name}': invalid machine name '{name}'"  # SRC scon/create.go, rpc_server.go
+# SRC: the name becomes lxc.uts.name (scon/start.go configureLxc, scon/rename.go); LXC refuses
+# 65 bytes and more (lxc/lxc src/lxc/confile.c set_config_uts_name); go-lxc's error text
+UTS_FAILED = "setting config item for the container failed"
+UTS_NAME_FAILED = f"configure LXC: configure LXC: set lxc.uts.name: {UTS_FAILED}"  # start.go wraps twice
+CANCELED = "setup: do initial setup: canceled by machine shutdown"  # #2555 (SRC scon/create.go)
 INVALID_DISTRO = "Error: invalid distro: {}"  # SRC cmd/create.go: checked by the client, exit 1
 # image names and default releases seen in "image not found" texts (#2363, on 2.0.5)
 IMAGE_NAMES = {"arch": "archlinux"}

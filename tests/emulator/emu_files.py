@@ -16,12 +16,12 @@ from emu_machines import (
     docker,
     find,
     load_state,
+    login,
     lookup,
     name_of,
     parse,
     record,
     start_machine,
-    username,
 )
 
 # Shell snippets get their values as positional parameters, never spliced into the text.
@@ -78,7 +78,7 @@ def cmd_run(argv):
     opts, command = parse_run_flags(argv)
     c = over_ssh(opts.get("machine") or default_machine())
     start_machine(c)
-    user = opts.get("user") or username(c)
+    user = opts.get("user") or login(c)
     args = [DOCKER, "exec", "-i", *(["-t"] if os.isatty(0) and os.isatty(1) else []), "-u", user]
     # The directory: -w's, else the caller's own (#1661, #1005, #38; SRC shell/ssh.go sends
     # os.Getwd()); an empty one is the user's home; one the machine lacks becomes / without a
@@ -86,8 +86,8 @@ def cmd_run(argv):
     cwd = opts["workdir"] if "workdir" in opts else os.getcwd()
     cd = f"cd {shlex.quote(cwd)} 2>/dev/null || cd /; " if cwd else "cd ~ 2>/dev/null || cd /; "
     if opts.get("shell") or not command:
-        login = cd + 's=$(getent passwd "$(id -un)" | cut -d: -f7); exec "${s:-/bin/sh}" -l'
-        command = ["sh", "-c", login + (' -c "$1"' if command else ""), "sh", " ".join(command)]
+        shell = cd + 's=$(getent passwd "$(id -un)" | cut -d: -f7); exec "${s:-/bin/sh}" -l'
+        command = ["sh", "-c", shell + (' -c "$1"' if command else ""), "sh", " ".join(command)]
     else:
         command = ["sh", "-c", cd + 'exec "$@"', "sh", *command]
     sys.stdout.flush()
@@ -130,9 +130,9 @@ def cmd_push(argv):
             status = 1
             continue
         mode = format(path.stat().st_mode & 0o777, "o")
-        writer = "root" if facts.has("push_as_root") else username(c)  # #407
+        writer = "root" if facts.has("push_as_root") else login(c)  # #407
         proc = docker("exec", "-i", "-u", writer, c["Id"], "sh", "-c", PUSH_SH, "sh", dest or ".", path.name,
-                      mode, "multi" if len(srcs) > 1 else "one", username(c), input=path.read_bytes(),
+                      mode, "multi" if len(srcs) > 1 else "one", login(c), input=path.read_bytes(),
                       binary=True, check=False)
         sys.stderr.write(proc.stderr.decode(errors="replace"))
         status = status or (1 if proc.returncode else 0)
@@ -147,7 +147,7 @@ def cmd_pull(argv):
     if len(srcs) > 1 and not os.path.isdir(dest):
         raise Fail(f"cp: target '{dest}' is not a directory")
     for src in srcs:
-        proc = docker("exec", "-u", username(c), c["Id"], "sh", "-c", PULL_SH, "sh", src,
+        proc = docker("exec", "-u", login(c), c["Id"], "sh", "-c", PULL_SH, "sh", src,
                       binary=True, check=False)
         if proc.returncode:
             sys.stderr.write(proc.stderr.decode(errors="replace"))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import emu_facts as facts
 from emu_facts import E
+from emu_guest import boot_setup, grantable_caps, normalized
 
 # SRC scon/images/images.go DistroToImage
 DISTROS = ("alma alpine arch centos debian devuan fedora gentoo kali nixos openeuler opensuse "
@@ -43,10 +44,6 @@ DOCKER = os.environ.get("ORBCTL_EMULATOR_DOCKER") or "docker"
 HOME = Path(os.environ.get("ORBCTL_EMULATOR_HOME") or "~/.orbctl-emulator").expanduser().absolute()
 HASH = hashlib.sha1(str(HOME).encode()).hexdigest()[:8]
 PREFIX, NETWORK, RELAY = f"orbemu-{HASH}-", f"orbemu-{HASH}", f"orbemu-{HASH}-relay"
-USER_SH = ('u=; [ -n "$2" ] && ! getent passwd "$2" >/dev/null && u="-u $2"\n'
-           'id -u "$1" >/dev/null 2>&1 || useradd -m -s /bin/bash $u "$1" || exit 1\n'
-           'f=/etc/sudoers.d/orbemu-$(printf %s "$1" | tr . _)\n'
-           'printf \'%s ALL=(ALL) NOPASSWD:ALL\\n\' "$1" > "$f" && chmod 0440 "$f"\n')
 
 
 class Fail(Exception):
@@ -156,8 +153,15 @@ def find(name: str, size: bool = False) -> dict:
 
 
 def username(c: dict, state: dict | None = None) -> str:
+    """The machine's default username as recorded (``config set machine.N.username`` changes
+    only the record: SRC cmd/config_set.go)."""
     config = (state if state is not None else load_state()).get("config", {})
     return config.get(f"machine.{name_of(c)}.username") or labels(c)[LBL + ".username"]
+
+
+def login(c: dict) -> str:
+    """The Linux user the default username logs in as: the one setup made (normalised)."""
+    return normalized(username(c))[0]
 
 
 def record(c: dict, state: dict) -> dict:
@@ -168,8 +172,20 @@ def record(c: dict, state: dict) -> dict:
             "config": {"isolated": setting(c, state, "isolated") == "true",
                        "forward_ssh_agent": setting(c, state, "forward_ssh_agent") == "true",
                        "isolate_network": setting(c, state, "isolate_network") == "true",
-                       "default_username": username(c, state), **facts.PORTS},
+                       "default_username": username(c, state), **facts.PORTS, **limits(c, state)},
             "builtin": False, "state": state_of(c)}
+
+
+def limits(c: dict, state: dict) -> dict:
+    """record.config's limits from 2.2.0 (#789): ``cpu_limit``, ``memory_limit_mib``,
+    ``disk_limit_bytes`` as numbers (ParkerRex/little-ci lib/orbstack-machine.sh reads all
+    three on 2.2.3); one not set is left out (ASSUMED, as 2.2.3 leaves out empty ``mounts``)."""
+    if not facts.has("limits"):
+        return {}
+    config = state.get("config", {})
+    keys = {"cpu_limit": "cpu", "memory_limit_mib": "memory_mib", "disk_limit_bytes": "disk_bytes"}
+    return {field: int(float(config[f"machine.{name_of(c)}.{key}"])) for field, key in keys.items()
+            if config.get(f"machine.{name_of(c)}.{key}")}
 
 
 def setting(c: dict, state: dict, key: str) -> str:
@@ -178,10 +194,11 @@ def setting(c: dict, state: dict, key: str) -> str:
 
 def state_of(c: dict) -> str:
     """running/stopped; a started clone stays "provisioning" with ORBCTL_EMULATOR_CLONE_STATE=
-    provisioning, as OrbStack 1.11.1 showed while it ran commands (#1973)."""
+    provisioning before 2.0, as OrbStack 1.11.1 showed while it ran commands (#1973); SRC
+    716aab671 (2025-06-05) made only create provisioning, clones and imports never."""
     if not running(c):
         return "stopped"
-    clone_state = os.environ.get("ORBCTL_EMULATOR_CLONE_STATE")
+    clone_state = os.environ.get("ORBCTL_EMULATOR_CLONE_STATE") if facts.version_tuple() < (2, 0, 0) else None
     return clone_state if clone_state and labels(c).get(LBL + ".clone") else "running"
 
 
@@ -206,42 +223,34 @@ def host_arch() -> str:
 
 
 def check_new_name(verb: str, name: str) -> None:
-    """SRC scon/create.go validateContainerName with scon/types/names.go's rule and list (exact
-    names); its text for create (rpc_server.go wraps it in "create 'N': "), the same form for
-    clone and rename (ASSUMED). Longer than 63 characters: refused too, as Docker cannot set
-    such a hostname (ASSUMED: SRC checks no length)."""
-    if not NAME_RE.match(name) or name in RESERVED or len(name) > 63:
-        raise Fail(facts.INVALID_NAME.format(verb=verb, name=name))
+    """SRC scon/create.go validateContainerName (scon/types/names.go's rule and list, exact
+    names, no length limit) and beginCreate's existing-name check. Only Create's errors get
+    "create 'N': " (rpc_server.go); clone's come raw and rename's name clash is its own
+    (scon/rename.go, ``fmt.Errorf("machine '%q' already exists")``)."""
+    if not NAME_RE.match(name) or name in RESERVED:
+        raise Fail(E + (f"create '{name}': " if verb == "create" else "") + f"invalid machine name '{name}'")
     if lookup(name) is not None:
-        raise Fail(f"{E}{verb} '{name}': machine already exists: '{name}'")
-
-
-CAPS = ("CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "
-        "NET_BIND_SERVICE NET_BROADCAST NET_ADMIN NET_RAW IPC_LOCK IPC_OWNER SYS_MODULE SYS_RAWIO "
-        "SYS_CHROOT SYS_PTRACE SYS_PACCT SYS_ADMIN SYS_BOOT SYS_NICE SYS_RESOURCE SYS_TIME "
-        "SYS_TTY_CONFIG MKNOD LEASE AUDIT_WRITE AUDIT_CONTROL SETFCAP MAC_OVERRIDE MAC_ADMIN SYSLOG "
-        "WAKE_ALARM BLOCK_SUSPEND AUDIT_READ").split()  # Linux's capabilities 0-37, in number order
-
-
-def grantable_caps() -> list[str]:
-    """Every capability this host can grant (``--cap-add ALL`` fails where the host itself
-    lacks one, as in a container): those in this process's bounding set (Docker is local)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        bounding = int(next(line.split()[1] for line in status.splitlines() if line.startswith("CapBnd:")), 16)
-    except (OSError, StopIteration):
-        return ["NET_ADMIN"]
-    return [cap for bit, cap in enumerate(CAPS) if bounding >> bit & 1]
+        raise Fail(E + {"create": f"create '{name}': machine already exists: '{name}'",
+                        "rename": f"machine '{json.dumps(name)}' already exists"}.get(
+                            verb, f"machine already exists: '{name}'"))
 
 
 def container_args(name: str, lbls: dict, image: str) -> list[str]:
     """A machine's ``docker run``/``create`` arguments. Root in a machine has every capability
     (SRC scon/start.go: no lxc.cap.drop, AppArmor unconfined; containerlab#2304: iptables
     works); an isolated machine's are restricted (SRC: a user namespace "to get capability
-    restrictions"): here Docker's default set with systemd's SYS_ADMIN."""
-    caps = [] if lbls.get(f"{LBL}.isolated") else [a for cap in grantable_caps() for a in ("--cap-add", cap)]
-    args = ["--name", cname(name), "--hostname", name, "--network", NETWORK, "--network-alias", name,
-            "--add-host", "host.orb.internal:host-gateway", *SYSTEMD_FLAGS, *caps]
+    restrictions"): here Docker's default set with systemd's SYS_ADMIN. Every machine's PID 1
+    has ``container=lxc`` (LXC sets it; systemd-detect-virt says ``lxc``); non-isolated ones get
+    ``/proc/sys`` writable (``proc:rw``), ``/dev/net/tun`` and ``/dev/fuse`` when the host has
+    them (SRC addDevOptional) and AppArmor unconfined where the host runs AppArmor."""
+    isolated = bool(lbls.get(f"{LBL}.isolated"))
+    caps = [] if isolated else [a for cap in grantable_caps() for a in ("--cap-add", cap)]
+    devices = [] if isolated else [a for dev in ("/dev/net/tun", "/dev/fuse") if os.path.exists(dev)
+                                   for a in ("--device", dev)]
+    unconfined = [] if isolated else ["--security-opt", "systempaths=unconfined"]
+    args = ["--name", cname(name), "--hostname", name[:64], "--network", NETWORK, "--network-alias", name,
+            "--add-host", "host.orb.internal:host-gateway", "--env", "container=lxc", *SYSTEMD_FLAGS,
+            "--security-opt", "apparmor=unconfined", *unconfined, *caps, *devices]
     for key, value in lbls.items():
         args += ["--label", f"{key}={value}"]
     return [*args, image]
@@ -276,26 +285,17 @@ def wait_booted(container: str) -> bool:
         time.sleep(0.2)
 
 
-def ensure_user(container: str, user: str) -> str | None:
-    """Make ``user`` (passwordless sudo) if missing; returns what went wrong, if anything."""
-    if user == "root":
-        return None
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    # the default user gets the host's UID when it is a person's (#1446, B: uid=501 on a Mac)
-    proc = docker("exec", container, "sh", "-c", USER_SH, "sh", user, str(uid) if uid >= 500 else "",
-                  check=False)
-    return f"user '{user}': {proc.stderr.strip() or proc.stdout.strip()}" if proc.returncode else None
-
-
 def start_machine(c: dict) -> None:
+    """Start a stopped machine (a running one is left alone: SRC scon/start.go startLocked)."""
     set_status("Running")
     if running(c):
         return
+    if labels(c).get(LBL + ".uts") == "bad":  # SRC start.go: lxc.uts.name, set at every start
+        raise Fail(f"{E}{facts.UTS_NAME_FAILED}")
     docker("start", c["Id"])
-    override = load_state().get("config", {}).get(f"machine.{name_of(c)}.username")
-    problem = BOOT_TIMEOUT if not wait_booted(c["Id"]) else override and ensure_user(c["Id"], override)
-    if problem:
-        raise Fail(f"{E}start '{name_of(c)}': setup: {problem}")
+    if not wait_booted(c["Id"]):
+        raise Fail(f"{E}start '{name_of(c)}': setup: {BOOT_TIMEOUT}")
+    boot_setup(docker, c["Id"], name_of(c), bool(labels(c).get(LBL + ".isolated")))
 
 
 def remove_machine(c: dict) -> None:

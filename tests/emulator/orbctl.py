@@ -78,6 +78,8 @@ import emu_facts as facts
 from emu_cloudinit import cloud_image, run_cloud_init
 from emu_facts import E
 from emu_files import cmd_pull, cmd_push, cmd_run
+from emu_guest import boot_setup, ensure_user
+from emu_image import machine_image
 from emu_machines import (
     BOOT_TIMEOUT,
     CODENAMES,
@@ -85,8 +87,10 @@ from emu_machines import (
     DISTROS,
     HASH,
     LBL,
+    NAME_RE,
     NETWORK,
     RELAY,
+    RESERVED,
     STATUS_CODES,
     Fail,
     check_new_name,
@@ -97,7 +101,6 @@ from emu_machines import (
     docker,
     drop_network_if_unused,
     ensure_network,
-    ensure_user,
     find,
     forget,
     host_arch,
@@ -127,8 +130,11 @@ def cmd_create(argv):
     --isolate-network --forward-ssh-agent --mount; image before name (#2107, #1441)."""
     a = parse("create", argv, "-a/--arch", "-u/--user", "-c/--user-data", "--cpus", "--memory", "--disk",
               "--isolated!", "--isolate-network!", "--forward-ssh-agent!", "--mount", "image", "name?")
-    if a.isolated and not facts.has("isolated"):  # floor from #2396; cobra's text, then usage (SRC)
-        raise Fail(f"Error: unknown flag: --isolated\n{facts.CREATE_USAGE}")
+    floors = {"--isolated": a.isolated and "isolated", "--cpus": a.cpus and "limits",
+              "--memory": a.memory and "limits", "--disk": a.disk and "limits"}
+    for flag, feature in floors.items():  # #2396, #789; cobra's text, then usage (SRC)
+        if feature and not facts.has(feature):
+            raise Fail(f"Error: unknown flag: {flag}\n{facts.CREATE_USAGE}")
     distro, _, version = a.image.partition(":")
     name = a.name or distro
     if distro not in DISTROS:  # checked by the client, before the daemon sees the name (SRC)
@@ -143,6 +149,8 @@ def cmd_create(argv):
     if (distro, version) in facts.REMOVED or docker("image", "inspect", image, check=False).returncode:
         raise Fail(facts.IMAGE_NOT_FOUND.format(name=name, distro=facts.IMAGE_NAMES.get(distro, distro),
                                                 version=version, arch=arch))
+    if len(name) > 64:  # after the image, at the first start; nothing is left (SRC create.go)
+        raise Fail(f"{E}create '{name}': start: {facts.UTS_NAME_FAILED}")
     try:
         user_data = Path(a.user_data).read_bytes() if a.user_data else None
     except OSError as exc:
@@ -153,11 +161,12 @@ def cmd_create(argv):
     lbls = {LBL: "1", f"{LBL}.home": HASH, f"{LBL}.id": new_id(), f"{LBL}.distro": distro,
             f"{LBL}.version": version, f"{LBL}.arch": arch, f"{LBL}.username": user,
             **({f"{LBL}.isolated": "1"} if a.isolated else {})}
-    settings = {"cpu": a.cpus, "memory_mib": a.memory and str(mebibytes(a.memory)),
+    settings = {"cpu": a.cpus and str(int(float(a.cpus))), "memory_mib": a.memory and str(mebibytes(a.memory)),
                 "disk_bytes": a.disk and str(mebibytes(a.disk) << 20), "isolated": a.isolated and "true",
                 "isolate_network": a.isolate_network and "true",
                 "forward_ssh_agent": a.forward_ssh_agent and "true", "mounts": a.mount}
     limits = (["--cpus", a.cpus] if a.cpus else []) + (["--memory", f"{mebibytes(a.memory)}m"] if a.memory else [])
+    image = machine_image(image, docker)
     if user_data is not None:
         image = cloud_image(image, docker)
     set_status("Running")
@@ -173,15 +182,25 @@ def cmd_create(argv):
                                               else f"setup: docker run: {reason}"))
     c = find(name)
     booted = wait_booted(c["Id"])
-    if booted and user_data is not None:  # cloud-init first, then the default user (#1446)
+    if booted:
+        boot_setup(docker, c["Id"], name, a.isolated)
+    # a power_state reboot canceled the setup until 2.2.2 (#2555): not run, its outcome given
+    shutdown = user_data is not None and powers_off(user_data) and \
+        facts.version_tuple() < facts.CLOUD_INIT_SHUTDOWN_FIXED
+    if booted and user_data is not None and not shutdown:  # cloud-init, then the default user (#1446)
         run_cloud_init(c, name, user_data, docker, console_log(c))
-    problem = BOOT_TIMEOUT if not booted else ensure_user(c["Id"], user)
+    problem = BOOT_TIMEOUT if not booted else "CANCELED" if shutdown else ensure_user(docker, c["Id"], user)
     if problem:  # like OrbStack's failed creates, leave nothing behind
         with locked():
             remove_machine(c)
             drop_network_if_unused()
-        raise Fail(f"{E}create '{name}': setup: {problem}")
+        raise Fail(f"{E}create '{name}': " + (facts.CANCELED if problem == "CANCELED" else f"setup: {problem}"))
     update_state(lambda s: s["config"].update({f"machine.{name}.{k}": v for k, v in settings.items() if v}))
+
+
+def powers_off(user_data: bytes) -> bool:
+    """Whether cloud-config ``user_data`` ends cloud-init with a reboot or power-off."""
+    return bool(re.search(rb"(?m)^power_state:", user_data)) and user_data.startswith(b"#cloud-config")
 
 
 def mebibytes(size: str) -> int:
@@ -229,10 +248,26 @@ def cmd_info(argv):
     if a.format == "json":
         print(json.dumps(doc))
         return
-    print(f"Name: {rec['name']}\nID: {rec['id']}\nState: {rec['state']}\nDistro: {rec['image']['distro']}\n"
-          f"Version: {rec['image']['version']}\nArchitecture: {rec['image']['arch']}\n"
-          f"Username: {rec['config']['default_username']}\nIP: {doc.get('ip4', '')}\n"
-          f"Domain: {rec['name']}.orb.local")
+    # SRC scon/cmd/scli/cmd/info.go: blocks separated by blank lines, sizes in SI units
+    text = (f"ID: {rec['id']}\nName: {rec['name']}\nState: {rec['state']}\n\nDistro: {rec['image']['distro']}\n"
+            f"Version: {rec['image']['version']}\nArchitecture: {rec['image']['arch']}\n")
+    if isinstance(doc.get("disk_size"), int):
+        text += f"\nDisk usage: {si_bytes(doc['disk_size'])}\n"
+    if "ip4" in doc:
+        text += f"\nIPv4: {doc['ip4']}\n"
+    if "ip6" in doc:
+        text += f"IPv6: {doc['ip6']}\n"
+    print(text)
+
+
+def si_bytes(n: int) -> str:
+    """SRC cliutil.ByteCountSI: ``999 B``, ``1.2 kB``, ``3.4 GB``."""
+    if n < 1000:
+        return f"{n} B"
+    div, exp = 1000, 0
+    while n / div >= 1000 and exp < 5:
+        div, exp = div * 1000, exp + 1
+    return f"{n / div:.1f} {'kMGTPE'[exp]}B"
 
 
 def cmd_delete(argv):
@@ -283,7 +318,8 @@ def cmd_clone(argv):
     a = parse("clone", argv, "old", "new")
     src = find(a.old)
     check_new_name("clone", a.new)
-    lbls = {**labels(src), f"{LBL}.id": new_id(), f"{LBL}.clone": "1"}
+    lbls = {**labels(src), f"{LBL}.id": new_id(), f"{LBL}.clone": "1",
+            **({f"{LBL}.uts": "bad"} if len(a.new) > 64 else {})}  # made; its start fails (SRC)
     image = f"orbemu-clone-{HASH}:{lbls[LBL + '.id'].lower()}"
     docker("commit", src["Id"], image)
     try:
@@ -300,10 +336,19 @@ def cmd_clone(argv):
 
 
 def cmd_rename(argv):
+    """SRC scon/rename.go: the new name checked, the same name a no-op, lxc.uts.name set (65+
+    characters fail there), then the hostname: ``hostnamectl`` in a running machine, the
+    files (``/etc/hostname``, the ``127.0.1.1`` line of ``/etc/hosts``) in a stopped one."""
     a = parse("rename", argv, "old", "new")
     c = find(a.old)
+    if NAME_RE.match(a.new) and a.new not in RESERVED and a.new == name_of(c):
+        return
     check_new_name("rename", a.new)
+    if len(a.new) > 64:
+        raise Fail(E + facts.UTS_FAILED)
     docker("rename", c["Id"], cname(a.new))
+    if running(c):
+        boot_setup(docker, c["Id"], a.new, bool(labels(c).get(LBL + ".isolated")))
     for net in (NETWORK, RELAY):
         docker("network", "disconnect", net, c["Id"], check=False)
     docker("network", "connect", "--alias", a.new, NETWORK, c["Id"])
@@ -313,14 +358,14 @@ def cmd_rename(argv):
 
 def cmd_logs(argv):
     a = parse("logs", argv, "name", "-a/--all!")
-    try:  # like OrbStack: errors are printed, the exit status stays 0
+    try:  # SRC cmd/logs.go: an error is printed on stdout (red.Println), the exit status stays 0
         c = find(a.name)
         proc = docker("logs", c["Id"], check=False)
         sys.stdout.write(proc.stdout + proc.stderr)
         if console_log(c).exists():
             sys.stdout.write(console_log(c).read_text(errors="replace"))
     except Fail as exc:
-        print(exc, file=sys.stderr)
+        print(exc)
 
 
 def config_keys(state: dict, ms: list[dict]) -> dict:
@@ -375,9 +420,6 @@ def cmd_config(argv):
         value = GO_BOOLS[value]
     elif key in ("cpu", "memory_mib") and not (value.isascii() and value.isdigit()):
         raise Fail(f'strconv.ParseUint: parsing "{value}": invalid syntax')  # so "8G" too
-    problem = ensure_user(c["Id"], value) if c is not None and running(c) and key.endswith(".username") else None
-    if problem:
-        raise Fail(f"{E}config set '{key}': {problem}")
     update_state(lambda s: s["config"].update({key: value}))
 
 

@@ -223,8 +223,15 @@ def test_clone_is_stopped_then_resolves_by_name_and_rename_moves_it(orbctl, web)
     relay = orbctl.sh("getent hosts web.orb.local", machine="web-copy").split()[0]
     assert relay != web_ip  # a per-machine relay address, not ip4 (#2676, #2057)
     assert orbctl.sh("getent hosts web", machine="web-copy").split()[0] == web_ip
+    orbctl.ok("rename", "web-copy", "web-copy")  # the same name: nothing to do (SRC rename.go)
     orbctl.ok("rename", "web-copy", "web-b")
     assert orbctl.names() == ["web", "web-b"]
+    assert orbctl.sh("hostname; cat /etc/hostname; grep ^127.0.1.1 /etc/hosts", machine="web-b").split() == \
+        ["web-b", "web-b", "127.0.1.1", "web-b"]  # SRC rename.go: the hostname follows
+    orbctl.ok("stop", "web-b")
+    orbctl.ok("rename", "web-b", "web-c")  # a stopped machine: the files, then the next boot
+    assert orbctl.sh("hostname", machine="web-c") == "web-c"  # run starts it (SRC scon/ssh.go)
+    orbctl.ok("rename", "web-c", "web-b")
     assert orbctl.sh("getent hosts web-b.orb.local >/dev/null && echo ok") == "ok"
     assert orbctl("run", "-m", web, "getent", "hosts", "web-copy.orb.local").returncode == 2
     assert orbctl("info", "web-copy").stderr.strip() == "[-32098] machine not found: 'web-copy'"
@@ -252,10 +259,10 @@ def test_config_show_get_set(orbctl, web):
         assert (proc.returncode, proc.stderr) == (1, text + "\n")
     orbctl.ok("config", "set", "rosetta", "T")  # Go's ParseBool
     assert orbctl.ok("config", "get", "rosetta") == "true\n"
-    orbctl.ok("config", "set", "machine.web.username", "alice")  # creates the user
+    orbctl.ok("config", "set", "machine.web.username", "root")  # the record only (SRC config_set.go)
     try:
-        assert orbctl.sh("id -un; echo $HOME") == "alice\n/home/alice"
-        assert json.loads(orbctl.ok("list", "-f", "json"))[0]["config"]["default_username"] == "alice"
+        assert orbctl.sh("id -un; echo $HOME") == "root\n/root"
+        assert json.loads(orbctl.ok("list", "-f", "json"))[0]["config"]["default_username"] == "root"
     finally:
         orbctl.ok("config", "set", "machine.web.username", "deploy")
 
@@ -271,7 +278,7 @@ def test_create_errors_leave_nothing_behind(orbctl, web):
         ("ubuntu:20.04", "focal"): "[-32098] create 'focal': make rootfs: image not found: {ubuntu focal",
         ("debian:12", "web"): "[-32098] create 'web': machine already exists: 'web'",
         ("-a", other_arch, "debian", "foreign"): "[-32098] create 'foreign': unsupported architecture",
-        ("-u", "bad user", "debian", "baduser"): "[-32098] create 'baduser': setup: user 'bad user': useradd",
+        ("debian", "x" * 65): f"[-32098] create '{'x' * 65}': start: configure LXC: configure LXC: set lxc.uts.name",
     }
     for args, message in cases.items():
         proc = orbctl("create", *args)
@@ -292,8 +299,8 @@ def test_unknown_machine_command_and_docker(orbctl, web, tmp_path):
                  ("pull", "-m", "nope", "/etc/hostname", str(tmp_path))):  # (SRC: over SSH, whose
         proc = orbctl(*args)  # server tells only a terminal)
         assert (proc.returncode, proc.stdout, proc.stderr) == (1, "", ""), args
-    logs = orbctl("logs", "nope")  # logs prints errors but exits 0
-    assert (logs.returncode, logs.stderr.strip()) == (0, NOT_FOUND)
+    logs = orbctl("logs", "nope")  # logs prints errors on stdout and exits 0 (SRC cmd/logs.go)
+    assert (logs.returncode, logs.stdout.strip(), logs.stderr) == (0, NOT_FOUND, "")
     bogus = orbctl("frobnicate")
     assert bogus.returncode == 1 and bogus.stderr.startswith('Error: unknown command "frobnicate"')
     down = orbctl("list", ORBCTL_EMULATOR_DOCKER=str(tmp_path / "docker"))
@@ -344,3 +351,32 @@ def test_root_has_every_capability_unless_the_machine_is_isolated(orbctl, web):
         assert not effective("iso") & net_admin
     finally:
         orbctl.ok("delete", "-f", "iso")
+
+
+def test_machines_look_like_orbstacks_lxc_machines(orbctl, web):
+    """SRC scon/start.go (container=lxc, /tmp tmpfs, proc:rw sys:rw, /dev/net/tun, /dev/fuse),
+    scon/agent/setup.go (the default user), lxc-ci debian.yaml (the default image's packages)."""
+    env = orbctl.sh("systemd-detect-virt -c; findmnt -no FSTYPE /tmp; "
+                    "grep ' /sys ' /proc/self/mountinfo | cut -d' ' -f6 | cut -d, -f1; "
+                    "sudo sh -c 'echo 1 > /proc/sys/net/ipv4/ip_forward' && echo proc-sys-rw; "
+                    "test -c /dev/net/tun && test -c /dev/fuse && echo devices")
+    assert env.split() == ["lxc", "tmpfs", "rw", "proc-sys-rw", "devices"]
+    user = orbctl.sh("id -u; id -g; id -nG; sudo cat /etc/sudoers.d/orbstack; echo; "
+                     "sudo ls /etc/sudoers.d | tr '\n' ' '")
+    uid, gid, groups, sudoers, files = user.split("\n")
+    assert uid == gid == str(os.getuid() if os.getuid() >= 500 else 501)
+    assert set(groups.split()) == {"deploy", "adm", "sudo", "video", "staff", "orbstack"}
+    assert sudoers == "deploy ALL=(ALL) NOPASSWD:ALL"
+    assert set(files.split()) - {"90-cloud-init-users"} == {"README", "orbstack"}  # (web has cloud-init)
+    tools = orbctl.sh("for t in curl vim ssh sudo dhclient locale-gen ip ping; do command -v $t >/dev/null || "
+                      "echo missing $t; done; grep ^LANG= /etc/default/locale; "
+                      "systemctl is-enabled systemd-resolved; true")
+    assert tools.split() == ["LANG=en_US.UTF-8", "masked"]
+    named = orbctl("create", "-u", "Jane.Doe", "debian", "named")  # SRC normalizeUserAndGroupNames
+    try:
+        assert named.returncode == 0, named.stderr
+        assert orbctl.sh("id -un", machine="named") == "jane_doe"
+        assert json.loads(orbctl.ok("info", "named", "-f", "json"))["record"]["config"]["default_username"] \
+            == "Jane.Doe"
+    finally:
+        orbctl.ok("delete", "-f", "named")

@@ -5,8 +5,15 @@ from pytest_orbstack.names import slug_name, validate_machine_name
 
 
 def test_valid_names_pass_through():
-    for name in ("web", "w1", "a.b-c", "Web-01"):
+    for name in ("web", "w1", "a.b-c", "Web-01", "x" * 64):
         assert validate_machine_name(name) == name
+
+
+def test_a_name_longer_than_a_hostname_is_refused():
+    """OrbStack takes any length, but LXC refuses a hostname of 65 bytes at the first start
+    (OrbStack's source: scon/start.go lxc.uts.name)."""
+    with pytest.raises(InvalidName, match="longer than 64 characters"):
+        validate_machine_name("x" * 65)
 
 
 def test_reserved_and_malformed_names_say_why():

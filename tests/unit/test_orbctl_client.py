@@ -122,7 +122,7 @@ def test_errors_become_typed_with_stderr(rec):
 
 
 @pytest.mark.parametrize("bad", ["", "a", "_web", "web_1", "has space", "docker", "Default",
-                                 "-web", "x" * 64, "wéb"])
+                                 "-web", "x" * 65, "wéb"])
 def test_bad_names_are_refused_before_any_call(rec, bad):
     with pytest.raises(InvalidName, match="invalid machine name"):
         Orbctl().create("debian", bad)
@@ -238,3 +238,21 @@ def test_backend_uploads_over_stdin_never_push(monkeypatch):
     (argv, kwargs), = sent
     assert argv[:2] == ["orbctl", "run"] and "push" not in argv and kwargs["input"] == b"data"
     assert argv[-1] == "cd ~ 2>/dev/null; cat > /etc/motd"
+
+
+def test_logs_error_printed_on_stdout_with_exit_0_is_raised(rec):
+    """OrbStack's logs prints its error on stdout and exits 0 (SRC cmd/logs.go)."""
+    rec.answer(stdout="[-32098] machine not found: 'web'\n")
+    with pytest.raises(MachineNotFound, match="machine not found: 'web'"):
+        Orbctl().logs("web")
+    rec.answer(stdout="[  OK  ] Started systemd-journald.service\n[-32098] in a log line\n")
+    assert Orbctl().logs("web").startswith("[  OK  ]")
+
+
+def test_resource_limits_need_orbstack_2_2_0(rec):
+    """#789: per-machine limits were released in 2.2.0."""
+    rec.answer(stdout="Version: 2.2.0 (2020000)\n")
+    assert Orbctl().supports("resources")
+    orbctl_mod._VERSIONS.clear()
+    rec.answer(stdout="Version: 2.1.3 (2010300)\n")
+    assert not Orbctl().supports("resources")
