@@ -11,30 +11,28 @@ tmpfs /run, /run/lock and /tmp, ``seccomp=unconfined``, never ``--privileged``; 
 SIGRTMIN+3 so that ``stop`` halts systemd at once).
 
 Sourced behaviour: create flags before image and name (#2107, TF, G-cli) with ``--cpus
---memory --disk --isolated --isolate-network --forward-ssh-agent --mount --user-data`` (#2555,
-G-cli; mapped to Docker limits and per-machine config keys); "image not found: {distro version
-arch default}" (#1441, #2363; Ubuntu 20.04 removed, #2075); failed creates leave nothing (#2653,
-"missing IP address" text #2213); ``list -f json``/``info -f json`` records with config
-isolated, isolate_network, forward_ssh_agent, default_username, http_port, https_port (G-cli, B;
-ports 0: B); the text list's ``----`` row (#323); not-found text and exit 1 (B); clones
-stopped, named as their hostname, inheriting settings, with an empty /tmp (G-probe), optionally
-"provisioning" once started (#1973); ``run`` in the caller's directory without ``-w`` (#1661,
-#1005), in ``/`` when the machine has no such directory (SRC), its flags and their errors
-(SRC cmd/run.go); stdin and exit
-codes passed through (G-probe, B); ``NAME.orb.local`` on a relay network, distinct from ip4
-(#2676, #2057); push reads sources as ``/mnt/mac/...`` in errors (#406), writes as the default
-user before 2.2.3 and as root from 2.2.3 (#407; root ASSUMED); pull on isolated machines
-before 2.2.0 fails (#2469); ``delete <ID>`` panics on 2.2.1-2.2.3 (B, G-cli; text FIRM);
-clone unknown before 2.0 (#654), ``--isolated`` before 2.1 (#2396); config keys (S, TF, G-cli;
-defaults in emu_facts.py); ``stop`` without a name stops everything (G-cli); the default user is
-the caller's name (TF) with the caller's UID when it is a person's (#1446, B). From OrbStack's
-own source (SRC, emu_facts.py): the distros, the invalid-name rule and text, the invalid-distro
-text, the unknown config key texts and ``config set``'s value errors, ``status`` exit codes,
-cloud-init finishing before the default user is made and its failure only logged, root's
-capabilities (all, unless isolated).
-
-ASSUMED without a source: ``config get`` printing the bare value (FIRM's scripts rely on it),
-``logs`` exiting 0 on errors, ``start`` being idempotent.
+--memory --disk`` (from 2.2.0, #789) ``--isolated --isolate-network`` (from 2.1.0, #2396)
+``--forward-ssh-agent --mount --user-data``; "image not found" (#1441, #2363; Ubuntu 20.04
+removed, #2075); failed creates leave nothing (#2653, #2213); ``list``/``info -f json`` records
+(G-cli, B; limits in record.config on 2.2.3: little-ci); the text list (#323); not-found text
+and exit 1 (B); clones stopped, named as their hostname, with an empty /tmp (G-probe),
+"provisioning" only before 2.0 with the knob (#1973; SRC 716aab671); ``run`` in the caller's
+directory (#1661), ``/`` when the machine lacks it (SRC), its flags (SRC cmd/run.go); stdin and
+exit codes passed through (G-probe, B); ``NAME.orb.local`` on a relay network (#2676, #2057);
+push through ``/mnt/mac`` (#406), as root from 2.2.3 (#407; root ASSUMED); pull on isolated
+machines before 2.2.0 fails (#2469); ``delete <ID>`` panics on 2.2.1-2.2.3 (B, G-cli, FIRM);
+clone from 2.0 (#654); config keys (S, TF, G-cli; defaults in emu_facts.py); ``config get``
+prints the bare value (little-ci, 2.2.3); ``stop`` without a name stops everything (G-cli).
+From OrbStack's own source (SRC, emu_facts.py): the distros; the name rule (no length limit:
+65+ characters fail at the first start, LXC's hostname limit) and the error texts of create,
+clone and rename; rename changes the hostname, to the same name it does nothing; ``start`` and
+``stop`` idempotent; ``run``/``push``/``pull`` start a stopped machine (scon/ssh.go); ``logs``
+prints an error on stdout and exits 0; text ``info``; ``status`` exit codes; cloud-init before
+the default user, its failure only logged, a ``power_state`` reboot cancelling create before
+2.2.2 (#2555); the default user (emu_guest.py: normalised name, the Mac's uid as uid and gid,
+admin groups, ``/etc/sudoers.d/orbstack``, image users removed); what a machine looks like
+inside (container=lxc, tmpfs /tmp, writable /proc/sys and /sys, /dev/net/tun, /dev/fuse,
+every capability unless isolated); the Debian image is the lxc-ci default build (emu_image.py).
 
 State: containers are labelled ``orbctl-emulator=1`` and ``orbctl-emulator.home=<sha1(home)[:8]>``
 and named ``orbemu-<homehash>-<machine>``; per-home bridge networks ``orbemu-<homehash>`` (alias
@@ -47,23 +45,23 @@ Environment variables:
   ORBCTL_EMULATOR_VERSION          the OrbStack version emulated (default 2.2.3)
   ORBCTL_EMULATOR_AS_ORB=1         ``orb`` semantics (also when argv[0] is named ``orb``)
   ORBCTL_EMULATOR_DEFAULT_USER     default user of ``create`` (else $USER unless root, else dev)
-  ORBCTL_EMULATOR_INFO_SHAPE=flat  ``info -f json`` prints the pre-2025 flat record (ASSUMED
-                                   shape: labring/sealvm's 2023 record had no ``config``)
+  ORBCTL_EMULATOR_UID              the Mac user's uid (else the caller's if >= 500, else 501)
+  ORBCTL_EMULATOR_INFO_SHAPE=flat  ``info -f json`` prints the bare record, as before SRC
+                                   65578e194 (2025-02-05)
   ORBCTL_EMULATOR_CONFIG_GET_STYLE=keyvalue  ``config get`` prints ``key: value``
-  ORBCTL_EMULATOR_CLONE_STATE=provisioning   started clones report this state (#1973)
+  ORBCTL_EMULATOR_CLONE_STATE=provisioning   started clones report it, before 2.0 (#1973)
   ORBCTL_EMULATOR_STATUS           forces the output of ``status`` (Running/Stopped/Starting)
   ORBCTL_EMULATOR_BOOT_TIMEOUT     seconds to wait for systemd at create/start (default 60)
   ORBCTL_EMULATOR_DOCKER           docker binary (default ``docker``)
 
-Known differences from real OrbStack (and the known gaps of test_emulator_contracts.py): only
-images present locally as ``<distro>:<codename>`` can be created (never pulled, so no download
-or index errors) and only for the host's architecture; addresses are Docker's (no IPv6: ``ip6``
-is left out); ``disk_size`` is the container's size; no SSH, export/import, port forwarding,
-``ORBENV`` or ``/mnt/mac``; clones get a new ``/etc/machine-id`` (real ones share it, G-probe);
-cloud-init (the distro's own, emu_cloudinit.py) never fails create (#1446 and #2555 show real
-failures) and ``power_state`` reboots do not cancel it; ``push``/``pull`` copy single files
-only; a renamed machine keeps its old hostname; ``run -s`` joins its arguments into one login-shell command line;
-``run``/``push``/``pull`` start a stopped machine first (#1741: machines auto-start).
+Known differences from real OrbStack (see docs/orbstack.md and the known gaps of
+test_emulator_contracts.py): only local ``<distro>:<codename>`` images of the host's
+architecture (no downloads, no image index); Docker's addresses (no IPv6); ``disk_size`` is the
+container's size and ``--disk`` is recorded, not enforced; no SSH, export/import, port
+forwarding, ``ORBENV`` or ``/mnt/mac``; clones get a new ``/etc/machine-id`` (real ones share
+it, G-probe); cloud-init never fails create (#1446 shows real failures); AppArmor is
+"unconfined" only where the host runs AppArmor; ``push``/``pull`` copy single files;
+``run -s`` joins its arguments into one login-shell command line.
 """
 
 from __future__ import annotations
