@@ -68,7 +68,7 @@ def test_orbstack_refuses_a_disk_of_part_of_a_gib_before_creating_anything(orbct
 
 
 @pytest.mark.parametrize("version, resources, feature", [
-    ("2.2.0", Resources(memory_mib=1024), "resources needs OrbStack 2.2.1"),
+    ("2.1.3", Resources(memory_mib=1024), "resources needs OrbStack 2.2.0"),  # #789
     ("2.0.5", Resources(isolated=True), "isolated needs OrbStack 2.1.0"),
 ])
 def test_an_orbstack_too_old_for_a_flag_says_so_first(orbctl_path, monkeypatch, version, resources,

@@ -68,21 +68,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
 import emu_facts as facts
-from emu_cloudinit import cloud_image, run_cloud_init
+from emu_config import cmd_config
+from emu_create import cmd_create
 from emu_facts import E
 from emu_files import cmd_pull, cmd_push, cmd_run
-from emu_guest import boot_setup, ensure_user
-from emu_image import machine_image
+from emu_guest import boot_setup
 from emu_machines import (
-    BOOT_TIMEOUT,
-    CODENAMES,
-    CONFIG_DEFAULTS,
-    DISTROS,
     HASH,
     LBL,
     NAME_RE,
@@ -101,7 +96,6 @@ from emu_machines import (
     ensure_network,
     find,
     forget,
-    host_arch,
     join_relay,
     labels,
     load_state,
@@ -117,100 +111,10 @@ from emu_machines import (
     set_status,
     start_machine,
     update_state,
-    username,
-    wait_booted,
 )
 
 
 # -- commands ------------------------------------------------------------------------------------
-def cmd_create(argv):
-    """Flags (TF, D, G-cli, #2555): -a -u -c/--user-data --cpus --memory --disk --isolated
-    --isolate-network --forward-ssh-agent --mount; image before name (#2107, #1441)."""
-    a = parse("create", argv, "-a/--arch", "-u/--user", "-c/--user-data", "--cpus", "--memory", "--disk",
-              "--isolated!", "--isolate-network!", "--forward-ssh-agent!", "--mount", "image", "name?")
-    floors = {"--isolated": a.isolated and "isolated", "--cpus": a.cpus and "limits",
-              "--memory": a.memory and "limits", "--disk": a.disk and "limits"}
-    for flag, feature in floors.items():  # #2396, #789; cobra's text, then usage (SRC)
-        if feature and not facts.has(feature):
-            raise Fail(f"Error: unknown flag: {flag}\n{facts.CREATE_USAGE}")
-    distro, _, version = a.image.partition(":")
-    name = a.name or distro
-    if distro not in DISTROS:  # checked by the client, before the daemon sees the name (SRC)
-        raise Fail(f"{facts.INVALID_DISTRO.format(distro)}\n{facts.CREATE_USAGE}")
-    check_new_name("create", name)
-    version = CODENAMES.get(distro, {}).get(version, version) or facts.DEFAULT_RELEASES.get(distro, "latest")
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(a.arch or "", a.arch or host_arch())
-    if arch != host_arch():
-        raise Fail(f"{E}create '{name}': unsupported architecture: '{a.arch}' "
-                   f"(the orbctl emulator runs only the host's: {host_arch()})")
-    image = f"{distro}:{version}"
-    if (distro, version) in facts.REMOVED or docker("image", "inspect", image, check=False).returncode:
-        raise Fail(facts.IMAGE_NOT_FOUND.format(name=name, distro=facts.IMAGE_NAMES.get(distro, distro),
-                                                version=version, arch=arch))
-    if len(name) > 64:  # after the image, at the first start; nothing is left (SRC create.go)
-        raise Fail(f"{E}create '{name}': start: {facts.UTS_NAME_FAILED}")
-    try:
-        user_data = Path(a.user_data).read_bytes() if a.user_data else None
-    except OSError as exc:
-        raise Fail(f"{E}create '{name}': read cloud-init user data: {exc}")
-    env_user = os.environ.get("USER")
-    user = (a.user or os.environ.get("ORBCTL_EMULATOR_DEFAULT_USER")
-            or (env_user if env_user and env_user != "root" else "dev"))
-    lbls = {LBL: "1", f"{LBL}.home": HASH, f"{LBL}.id": new_id(), f"{LBL}.distro": distro,
-            f"{LBL}.version": version, f"{LBL}.arch": arch, f"{LBL}.username": user,
-            **({f"{LBL}.isolated": "1"} if a.isolated else {})}
-    settings = {"cpu": a.cpus and str(int(float(a.cpus))), "memory_mib": a.memory and str(mebibytes(a.memory)),
-                "disk_bytes": a.disk and str(mebibytes(a.disk) << 20), "isolated": a.isolated and "true",
-                "isolate_network": a.isolate_network and "true",
-                "forward_ssh_agent": a.forward_ssh_agent and "true", "mounts": a.mount}
-    limits = (["--cpus", a.cpus] if a.cpus else []) + (["--memory", f"{mebibytes(a.memory)}m"] if a.memory else [])
-    image = machine_image(image, docker)
-    if user_data is not None:
-        image = cloud_image(image, docker)
-    set_status("Running")
-    with locked():
-        ensure_network()
-        # (no signal of the caller reaches a real OrbStack machine: orbctl asks a daemon)
-        proc = docker("run", "-d", "--sig-proxy=false", *limits, *container_args(name, lbls, image), check=False)
-        if not proc.returncode:
-            join_relay(proc.stdout.strip(), name)
-    if proc.returncode:
-        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
-        raise Fail(f"{E}create '{name}': " + (f"machine already exists: '{name}'" if "already in use" in reason
-                                              else f"setup: docker run: {reason}"))
-    c = find(name)
-    booted = wait_booted(c["Id"])
-    if booted:
-        boot_setup(docker, c["Id"], name, a.isolated)
-    # a power_state reboot canceled the setup until 2.2.2 (#2555): not run, its outcome given
-    shutdown = user_data is not None and powers_off(user_data) and \
-        facts.version_tuple() < facts.CLOUD_INIT_SHUTDOWN_FIXED
-    if booted and user_data is not None and not shutdown:  # cloud-init, then the default user (#1446)
-        run_cloud_init(c, name, user_data, docker, console_log(c))
-    problem = BOOT_TIMEOUT if not booted else "CANCELED" if shutdown else ensure_user(docker, c["Id"], user)
-    if problem:  # like OrbStack's failed creates, leave nothing behind
-        with locked():
-            remove_machine(c)
-            drop_network_if_unused()
-        raise Fail(f"{E}create '{name}': " + (facts.CANCELED if problem == "CANCELED" else f"setup: {problem}"))
-    update_state(lambda s: s["config"].update({f"machine.{name}.{k}": v for k, v in settings.items() if v}))
-
-
-def powers_off(user_data: bytes) -> bool:
-    """Whether cloud-config ``user_data`` ends cloud-init with a reboot or power-off."""
-    return bool(re.search(rb"(?m)^power_state:", user_data)) and user_data.startswith(b"#cloud-config")
-
-
-def mebibytes(size: str) -> int:
-    """``2G``, ``512M``, ``2048`` (MiB) -> MiB. ASSUMED: the units OrbStack accepts (#2555 shows 2G, 20G)."""
-    units = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
-    text = size.strip().upper().rstrip("IB")
-    try:
-        return int(float(text[:-1]) * units[text[-1]]) if text[-1:] in units else int(text)
-    except ValueError:
-        raise Fail(f"Error: invalid size: '{size}'") from None
-
-
 def cmd_list(argv):
     a = parse("list", argv, "-r/--running!", "-q/--quiet!", "-f/--format")
     state = load_state()
@@ -364,61 +268,6 @@ def cmd_logs(argv):
             sys.stdout.write(console_log(c).read_text(errors="replace"))
     except Fail as exc:
         print(exc)
-
-
-def config_keys(state: dict, ms: list[dict]) -> dict:
-    values = {**CONFIG_DEFAULTS, **{k: v for k, v in state.get("config", {}).items() if k in CONFIG_DEFAULTS}}
-    names = {name_of(c) for c in ms}
-    values.update({k: v for k, v in state.get("config", {}).items() if k.split(".")[1:2] and
-                   k.startswith("machine.") and k.rsplit(".", 1)[0][len("machine."):] in names})
-    values.update({f"machine.{name_of(c)}.username": username(c, state) for c in ms})
-    return dict(sorted(values.items()))
-
-
-def machine_key(key: str) -> dict | None:
-    m = re.fullmatch(r"machine\.(.+)\.(" + "|".join(facts.MACHINE_KEYS) + ")", key)
-    return lookup(m.group(1)) if m else None
-
-
-GO_BOOLS = {**dict.fromkeys(("1", "t", "T", "TRUE", "true", "True"), "true"),
-            **dict.fromkeys(("0", "f", "F", "FALSE", "false", "False"), "false")}  # strconv.ParseBool
-
-
-def cmd_config(argv):
-    if not argv or argv[0] not in ("show", "get", "set"):
-        raise Fail("Error: usage: orbctl config show|get KEY|set KEY VALUE")
-    verb, args, state = argv[0], argv[1:], load_state()
-    wanted = {"show": 0, "get": 1, "set": 2}[verb]
-    if len(args) != wanted:
-        raise Fail(f"Error: accepts {wanted} arg(s), received {len(args)}")
-    if verb == "show":
-        for key, value in config_keys(state, machines()).items():
-            print(f"{key}: {value}")
-        return
-    key, c = args[0], None
-    if key not in CONFIG_DEFAULTS:
-        c = machine_key(key)
-        if c is None and verb == "set" and key.startswith("machine."):  # SRC cmd/config_set.go
-            parts = key.split(".")[1:]
-            if len(parts) < 2:
-                raise Fail(f"Invalid machine config key: {key}")
-            find(".".join(parts[:-1]).replace('"', ""))  # an unknown machine is named first
-            raise Fail(f"Unknown machine config key: {key}")
-        if c is None:
-            raise Fail(f"Unknown configuration key: {key}")  # SRC cmd/config_set.go
-    if verb == "get":
-        value = (username(c, state) if key.endswith(".username") else state["config"].get(key, "")) \
-            if c else config_keys(state, [])[key]
-        print(f"{key}: {value}" if os.environ.get("ORBCTL_EMULATOR_CONFIG_GET_STYLE") == "keyvalue" else value)
-        return
-    value = args[1]  # parsed as SRC cmd/config_set.go does: Go's strconv, its error printed, exit 1
-    if CONFIG_DEFAULTS.get(key) in ("true", "false"):
-        if value not in GO_BOOLS:
-            raise Fail(f'strconv.ParseBool: parsing "{value}": invalid syntax')
-        value = GO_BOOLS[value]
-    elif key in ("cpu", "memory_mib") and not (value.isascii() and value.isdigit()):
-        raise Fail(f'strconv.ParseUint: parsing "{value}": invalid syntax')  # so "8G" too
-    update_state(lambda s: s["config"].update({key: value}))
 
 
 def cmd_status(argv):
