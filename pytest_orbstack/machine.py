@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backends.base import Backend
 from .backends.types import MachineInfo
+from .checks import Reachability, Record, Resolution
 from .errors import MachineError
 from .inputs import Deploy, check_deploy
 from .results import DeployError, DeployResult, IdempotenceError, changed_again
@@ -75,8 +76,9 @@ class Machine:
 
         from .testinfra_backend import register
         register()
-        spec = f"orbstack://{user}@{self.name}" if user else f"orbstack://{self.name}"
-        return testinfra.get_host(spec, engine=self.backend)
+        if user:
+            return testinfra.get_host(f"orbstack://{user}@{self.name}", engine=self.backend)
+        return testinfra.get_host(f"orbstack://{self.name}", engine=self.backend, default_user=True)
 
     def run(self, command: str, *, user: str | None = "root") -> CommandResult:
         """Run a shell command; ``.rc``, ``.stdout``, ``.stderr``, ``.succeeded``."""
@@ -111,25 +113,35 @@ class Machine:
             raise RuntimeError(f"{fact_cls.__name__} failed on {self.name}: {result.stderr.strip()}")
         return fact.process(result.stdout.splitlines())
 
-    def network(self) -> dict[str, Any]:
-        """IPs, ``NAME.orb.local`` domain, subnet, gateway, nameservers."""
-        return self._fact("MachineNetwork")
+    def network(self) -> Record:
+        """IPs, ``NAME.orb.local`` domain, subnet, gateway, nameservers (the
+        :class:`~.facts.MachineNetwork` fields): a read-only mapping with no truth value."""
+        return Record("Machine.network()", self._fact("MachineNetwork"),
+                      "network()['ip4'] == machine.ip4")
 
     def connectivity(self, target: str, method: str = "ping", port: int | None = None,
-                     timeout: int = 5) -> dict[str, Any]:
-        """Whether this machine reaches ``target`` (``ping``, ``tcp`` with ``port``, ``http``)."""
-        return self._fact("Connectivity", target=target, method=method, port=port, timeout=timeout)
+                     timeout: int = 5) -> Reachability:
+        """Whether this machine reaches ``target`` (``ping``, ``tcp`` with ``port``, ``http``):
+        false when it does not, and its repr says why (``assert m.connectivity(...)`` shows the
+        target, method, port, exit code and error); ``result["reachable"]``, ``["status"]``,
+        ``["detail"]``... as :class:`~.facts.Connectivity` gives them."""
+        return Reachability(self._fact("Connectivity", target=target, method=method, port=port,
+                                       timeout=timeout))
 
-    def dns(self, hostname: str) -> list[str]:
-        """Addresses ``hostname`` resolves to inside this machine (``[]`` if none)."""
+    def dns(self, hostname: str) -> Resolution:
+        """Addresses ``hostname`` resolves to inside this machine: a list, empty and false when
+        it does not resolve, whose repr then says why (getent's exit code)."""
         return self._fact("DnsLookup", hostname=hostname)
 
-    def status(self) -> dict[str, Any]:
-        """systemd state, failed units, uptime, load, memory, disk, OS, kernel."""
-        return self._fact("MachineStatus")
+    def status(self) -> Record:
+        """systemd state, failed units, uptime, load, memory, disk, OS, kernel (the
+        :class:`~.facts.MachineStatus` fields): a read-only mapping with no truth value."""
+        return Record("Machine.status()", self._fact("MachineStatus"),
+                      "status()['system'] == 'running'")
 
     def logs(self, lines: int = 200, unit: str | None = None) -> list[str]:
-        """The journal's last ``lines`` lines (of ``unit``)."""
+        """The journal's last ``lines`` lines (of ``unit``): a list, empty (false) when the
+        journal has none."""
         return self._fact("SystemLogs", lines=lines, unit=unit)
 
     def console_log(self) -> str:

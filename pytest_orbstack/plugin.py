@@ -101,8 +101,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "orbstack(image=None, *, deploy=None, user=None, "
                             "cloud_init=None, clone=None, data=None): the machine the `orbstack` "
                             "fixture makes (see pytest --fixtures)")
-    from .testinfra_backend import register  # testinfra is loaded by its own plugin anyway
+    from .testinfra_backend import missing_hosts, register  # testinfra is loaded by its own plugin anyway
     register()
+    if not hasattr(config, "workerinput") and not config.getoption("help", False):
+        problem = missing_hosts(config.getoption("hosts", None))  # testinfra's --hosts
+        if problem:
+            raise pytest.UsageError(problem)
     state = PluginState(config)
     config.pluginmanager.register(state, PLUGIN_NAME)
     if not state.is_worker and not config.getoption("help", False):

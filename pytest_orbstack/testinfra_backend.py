@@ -2,11 +2,15 @@
 
 .. code:: shell
 
-    pytest --hosts=orbstack://web test_web.py          # as the machine's default user
-    pytest --hosts='orbstack://root@web' test_web.py   # as root
+    pytest --hosts=orbstack://web test_web.py          # as root, as Machine.host
+    pytest --hosts='orbstack://alice@web' test_web.py  # as alice
 
-The engine follows ``PYTEST_ORBSTACK_BACKEND`` (auto, orbstack, docker), or is passed as
-``engine=`` to ``testinfra.get_host``. Registered with testinfra when the pytest plugin loads.
+Without a user it runs as root, as ``Machine.host`` does (``default_user=True`` to
+``testinfra.get_host``: as the machine's default user). The engine follows
+``PYTEST_ORBSTACK_BACKEND`` (auto, orbstack, docker), or is passed as ``engine=`` to
+``testinfra.get_host``. Registered with testinfra when the pytest plugin loads, which also checks
+that each ``--hosts=orbstack://NAME`` machine exists (:func:`missing_hosts`): a mistyped name
+stops the run with one line.
 
 A command reaches the machine as testinfra's own backends send it: the string from
 ``get_command``, encoded with the machine's encoding (:meth:`encode`, which testinfra detects in
@@ -24,6 +28,7 @@ from testinfra.backend import base
 
 from .backends import get_backend
 from .backends.base import Backend
+from .errors import MachineError, MachineNotFound
 
 TIMEOUT = 3600.0  # testinfra has none; a command that hangs this long fails the check
 
@@ -32,8 +37,9 @@ class OrbStackTestinfraBackend(base.BaseBackend):
     NAME = "orbstack"
 
     def __init__(self, hostname: str, *args: Any, engine: Backend | str | None = None,
-                 **kwargs: Any) -> None:
-        self.name, self.user = self.parse_containerspec(hostname)
+                 default_user: bool = False, **kwargs: Any) -> None:
+        self.name, user = self.parse_containerspec(hostname)
+        self.user = user or (None if default_user else "root")
         self.engine = engine if isinstance(engine, Backend) else get_backend(engine)
         super().__init__(self.name, *args, **kwargs)
 
@@ -55,6 +61,28 @@ def sh_c(command: bytes) -> str:
         return base.BaseBackend.quote("exec /bin/sh -c %s </dev/null", command.decode())
     text = "".join(chr(b) if 32 <= b < 127 and b not in b"\\%'" else f"\\{b:03o}" for b in command)
     return f"exec /bin/sh -c \"$(printf '{text}')\" </dev/null"
+
+
+def missing_hosts(specs: str | None) -> str | None:
+    """One line naming the first ``orbstack://`` host of testinfra's ``--hosts`` value
+    (comma-separated) whose machine does not exist or whose engine does not answer; None if all
+    are there (or none is ``orbstack://``). One engine per call."""
+    names = [spec for spec in (specs or "").split(",") if spec.strip().startswith("orbstack://")]
+    if not names:
+        return None
+    try:
+        engine = get_backend(None)
+    except MachineError as exc:
+        return f"{names[0].strip()}: {exc}"
+    for spec in names:
+        name, _user = base.BaseBackend.parse_containerspec(spec.strip()[len("orbstack://"):].split("?")[0])
+        try:
+            engine.info(name)
+        except MachineNotFound:
+            return f"{spec.strip()}: no such machine {name!r} on {engine.kind}"
+        except MachineError as exc:
+            return f"{spec.strip()}: {exc}"
+    return None
 
 
 def register() -> None:

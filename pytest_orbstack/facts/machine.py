@@ -2,6 +2,8 @@
 ``@orbstack/NAME``): :class:`MachineNetwork`, :class:`Connectivity`, :class:`DnsLookup`,
 :class:`MachineStatus`, :class:`SystemLogs`. They need only POSIX sh, iproute2, getent, ps and
 systemd; ``Connectivity`` uses curl or ping when present and falls back to bash's /dev/tcp.
+``DnsLookup`` gives a list that is empty (false) when the name does not resolve and says why
+(:mod:`pytest_orbstack.checks`); the others give plain dicts and lists, as pyinfra facts do.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from pyinfra.api import FactBase
+
+from ..checks import HTTP_STATUS, Resolution
 
 _NETWORK_SCRIPT = r"""
 echo "hostname=$(hostname)"
@@ -63,7 +67,11 @@ class Connectivity(FactBase):
 
     ``method``: ``ping`` (ICMP), ``tcp`` (connect to ``port``) or ``http`` (GET ``target``, a URL
     or host, expecting any HTTP status). Returns ``{"reachable": bool, "method", "target",
-    "port", "status" (HTTP status code or None), "detail"}``. Never fails the deploy.
+    "port", "timeout", "status" (HTTP status code or None), "rc" (the check's exit code),
+    "detail" (its output)}``: test ``["reachable"]`` (the dict itself is always true; a dict
+    whose truth were ``reachable`` would print as ``{}`` in pyinfra's indented JSON output).
+    ``Machine.connectivity`` gives it as a :class:`~pytest_orbstack.checks.Reachability`,
+    false when unreached. Never fails the deploy.
     """
 
     def command(self, target: str, method: str = "ping", port: int | None = None,
@@ -71,8 +79,8 @@ class Connectivity(FactBase):
         if method not in CONNECTIVITY_METHODS:
             raise ValueError(f"unknown connectivity method {method!r}: use one of "
                              f"{', '.join(CONNECTIVITY_METHODS)}")
-        self.args = {"target": target, "method": method, "port": port}
         t = int(timeout)
+        self.args = {"target": target, "method": method, "port": port, "timeout": t}
         if method == "ping":
             check = f"ping -c 1 -W {t} {shlex.quote(target)} 2>&1"
         elif method == "tcp":
@@ -87,7 +95,7 @@ class Connectivity(FactBase):
             dev = shlex.quote(f"/dev/tcp/{host}/{hport}")
             raw = (f"exec 3<>{dev} && printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "
                    f"{shlex.quote(path)} {shlex.quote(host)} >&3 && head -1 <&3")
-            check = (f"if command -v curl >/dev/null; then curl -s -o /dev/null -m {t} "
+            check = (f"if command -v curl >/dev/null; then curl -sS -o /dev/null -m {t} "
                      f"-w 'HTTP %{{http_code}}' {shlex.quote(url)}; "
                      f"else timeout {t} bash -c {shlex.quote(raw)}; fi 2>&1")
         return f"out=$({check}); rc=$?; echo \"rc=$rc\"; echo \"$out\""
@@ -97,28 +105,63 @@ class Connectivity(FactBase):
         detail = "\n".join(output[1:]).strip()
         status = None
         if self.args["method"] == "http":
-            words = detail.split()
-            status = int(words[1]) if len(words) > 1 and words[1].isdigit() else None
+            codes = [int(m[1]) for m in map(HTTP_STATUS.match, output[1:]) if m and m[1] != "000"]
+            status = codes[0] if codes else None
             reachable = rc == 0 and bool(status)
         else:
             reachable = rc == 0
-        return {**self.args, "reachable": reachable, "status": status, "detail": detail}
+        return {**self.args, "reachable": reachable, "status": status, "rc": rc, "detail": detail}
 
 
 class DnsLookup(FactBase):
     """Addresses ``hostname`` resolves to from the current machine (``getent ahosts``), in
-    resolver order without duplicates; ``[]`` when it does not resolve."""
+    resolver order without duplicates: a :class:`~pytest_orbstack.checks.Resolution`, a
+    list that is empty and false when the name does not resolve, with ``hostname`` and
+    ``reason`` (getent's exit code and message)."""
 
     @staticmethod
     def default() -> list:
         return []
 
     def command(self, hostname: str) -> str:
-        return f"getent ahosts {shlex.quote(hostname)} | awk '{{print $1}}' || true"
+        self.hostname = hostname
+        return (f"out=$(getent ahosts {shlex.quote(hostname)} 2>&1); rc=$?; "
+                'echo "rc=$rc"; printf \'%s\\n\' "$out"')
 
-    def process(self, output: list[str]) -> list[str]:
-        return list(dict.fromkeys(line.strip() for line in output if line.strip()))
+    def process(self, output: list[str]) -> Resolution:
+        rc = int(output[0].partition("=")[2]) if output and output[0].startswith("rc=") else 1
+        addresses, other = [], []
+        for line in filter(None, (line.strip() for line in output[1:])):
+            try:
+                addresses.append(str(ipaddress.ip_address(line.split()[0])))
+            except ValueError:
+                other.append(line)
+        why = "; ".join(other) or GETENT_EXITS.get(rc, "no address")
+        reason = "" if addresses else f"getent ahosts exit {rc}: {why}"
+        return Resolution(dict.fromkeys(addresses), getattr(self, "hostname", ""), reason)
 
+
+GETENT_EXITS = {1: "missing argument or unknown database", 2: "name not found",
+                3: "enumeration not supported"}
+
+
+# The machine's memory cgroup: PID 1's (cgroup v1: the memory controller's line; v2: the 0:: line)
+# without the init.scope systemd moves itself into, i.e. the machine's root cgroup, which holds
+# every process of the machine. Used memory leaves out the inactive file cache, as `docker stats`.
+MEMORY_SCRIPT = r"""
+p1=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ {print $3; exit}' /proc/1/cgroup)
+p2=$(awk -F: '$1 == "0" {print $3; exit}' /proc/1/cgroup)
+d1=/sys/fs/cgroup/memory${p1%/init.scope}; d2=/sys/fs/cgroup${p2%/init.scope}
+if [ -n "$p1" ] && [ -r "$d1/memory.usage_in_bytes" ]; then
+  echo "cgroup_version=1"; echo "cgroup_used=$(cat "$d1/memory.usage_in_bytes")"
+  echo "cgroup_limit=$(cat "$d1/memory.limit_in_bytes")"
+  awk '$1 == "total_inactive_file" {print "cgroup_inactive_file=" $2}' "$d1/memory.stat"
+elif [ -n "$p2" ] && [ -r "$d2/memory.current" ]; then
+  echo "cgroup_version=2"; echo "cgroup_used=$(cat "$d2/memory.current")"
+  echo "cgroup_limit=$(cat "$d2/memory.max")"
+  awk '$1 == "inactive_file" {print "cgroup_inactive_file=" $2}' "$d2/memory.stat"
+fi
+""".strip()
 
 _STATUS_SCRIPT = r"""
 echo "system=$(systemctl is-system-running 2>/dev/null)"
@@ -127,22 +170,13 @@ echo "uptime=$(ps -o etimes= -p 1 | tr -d ' ')"
 echo "load=$(ps -e -o stat= | grep -c '^[RD]')"
 echo "host_load=$(cut -d' ' -f1-3 /proc/loadavg)"
 awk '/^MemTotal/ {print "meminfo_total_kib=" $2} /^MemAvailable/ {print "meminfo_available_kib=" $2}' /proc/meminfo
-cg=$(awk -F: '$2 == "memory" {print $3; exit}' /proc/1/cgroup)
-if [ -n "$cg" ] && [ -r "/sys/fs/cgroup/memory$cg/memory.usage_in_bytes" ]; then
-  d=/sys/fs/cgroup/memory$cg; echo "cgroup_used=$(cat $d/memory.usage_in_bytes)"
-  echo "cgroup_limit=$(cat $d/memory.limit_in_bytes)"
-else
-  cg=$(awk -F: '$1 == "0" {print $3; exit}' /proc/1/cgroup); cg=${cg%/init.scope}; d=/sys/fs/cgroup$cg
-  if [ "$cg" != "/" ] && [ -r "$d/memory.current" ]; then
-    echo "cgroup_used=$(cat $d/memory.current)"; echo "cgroup_limit=$(cat $d/memory.max)"
-  fi
-fi
+__MEMORY__
 df -Pk / | awk 'NR==2 {print "disk_total_kib=" $2; print "disk_used_kib=" $3}'
 [ ! -e /run/cloud-init/enabled ] || echo "cloud_init=$(cloud-init status 2>/dev/null | sed -n 's/^status: //p')"
 . /etc/os-release 2>/dev/null; echo "os=$PRETTY_NAME"
 echo "kernel=$(uname -r)"
 echo "arch=$(uname -m)"
-"""
+""".replace("__MEMORY__", MEMORY_SCRIPT)
 
 
 class MachineStatus(FactBase):
@@ -153,8 +187,10 @@ class MachineStatus(FactBase):
     the machine now: what load averages are made of, counted in the machine's own process
     list), ``host_load`` (the kernel's 1/5/15-minute load averages, shared by every machine on
     that kernel), ``mem_total_kib`` / ``mem_used_kib`` / ``mem_available_kib`` (from the
-    machine's memory cgroup when it has one, its limit or else the kernel's total; else from
-    /proc/meminfo), ``memory_source`` (``cgroup`` or ``meminfo``), ``disk_total_kib``,
+    machine's memory cgroup when it has one, on cgroup v1 or v2: the whole machine's use
+    without its inactive file cache, as ``docker stats`` counts it, and its limit or else the
+    kernel's total; else from /proc/meminfo), ``memory_source`` (``cgroup`` or ``meminfo``),
+    ``cgroup_version`` (1, 2, or 0 with meminfo), ``disk_total_kib``,
     ``disk_used_kib``, ``os``, ``kernel``, ``arch``, ``cloud_init`` (cloud-init's status:
     ``done``, ``error``, ``running``; ``""`` when cloud-init is not enabled in the machine)."""
 
@@ -179,16 +215,18 @@ class MachineStatus(FactBase):
             status[key] = int(raw.get(key) or 0)
         total = int(raw.get("meminfo_total_kib") or 0)
         if raw.get("cgroup_used", "").isdigit():
-            used = int(raw["cgroup_used"]) // 1024
+            inactive = int(raw.get("cgroup_inactive_file") or 0)
+            used = max(int(raw["cgroup_used"]) - inactive, 0) // 1024
             limit = raw.get("cgroup_limit", "")
             if limit.isdigit() and int(limit) // 1024 < total:
                 total = int(limit) // 1024
             status.update(mem_total_kib=total, mem_used_kib=used,
-                          mem_available_kib=max(total - used, 0), memory_source="cgroup")
+                          mem_available_kib=max(total - used, 0), memory_source="cgroup",
+                          cgroup_version=int(raw.get("cgroup_version") or 0))
         else:
             available = int(raw.get("meminfo_available_kib") or 0)
             status.update(mem_total_kib=total, mem_used_kib=total - available,
-                          mem_available_kib=available, memory_source="meminfo")
+                          mem_available_kib=available, memory_source="meminfo", cgroup_version=0)
         return status
 
 
