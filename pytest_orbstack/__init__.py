@@ -33,17 +33,21 @@ _EXPORTS = {
     "EngineUnavailable": "errors",
     "CommandTimeout": "errors",
     "SharedMachineError": "errors",
+    "Reachability": "checks",
+    "Resolution": "checks",
+    "Record": "checks",
 }
 
 __all__ = [
     "CommandTimeout", "DeployError", "DeployResult", "EngineUnavailable", "IdempotenceError",
     "InvalidInput", "InvalidName", "Machine", "MachineError", "MachineExists", "MachineGroup",
-    "MachineNotFound", "OperationResult", "OrbStackError", "SharedMachineError", "StaleServicesError",
-    "UnknownConfigKey", "UnknownImage",
+    "MachineNotFound", "OperationResult", "OrbStackError", "Reachability", "Record", "Resolution",
+    "SharedMachineError", "StaleServicesError", "UnknownConfigKey", "UnknownImage",
     "__version__",
 ]
 
 if TYPE_CHECKING:
+    from .checks import Reachability, Record, Resolution
     from .errors import (
         CommandTimeout,
         EngineUnavailable,
