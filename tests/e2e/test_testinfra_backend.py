@@ -116,7 +116,8 @@ def machines(latin1, orb, orb_machine):
     """``orbstack://`` hosts on each engine: root on the Docker engine's latin-1 machine, the
     default user on a machine of the orbctl emulator (or the real orbctl)."""
     return {"docker": testinfra.get_host(f"orbstack://root@{latin1[0]}", engine=get_backend("docker")),
-            "orbstack": testinfra.get_host(f"orbstack://{orb_machine}", engine=get_backend("orbstack"))}
+            "orbstack": testinfra.get_host(f"orbstack://{orb_machine}", engine=get_backend("orbstack"),
+                                           default_user=True)}
 
 
 def test_commands_run_by_bin_sh_with_stdin_dev_null_on_both_engines(machines):
