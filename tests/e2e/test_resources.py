@@ -71,11 +71,12 @@ def test_orbstack_refuses_a_disk_of_part_of_a_gib_before_creating_anything(orbct
     ("2.1.3", Resources(memory_mib=1024), "resources needs OrbStack 2.2.0"),  # #789
     ("2.0.5", Resources(isolated=True), "isolated needs OrbStack 2.1.0"),
 ])
-def test_an_orbstack_too_old_for_a_flag_says_so_first(orbctl_path, monkeypatch, version, resources,
+def test_an_orbstack_too_old_for_a_flag_says_so_first(orbctl_path, monkeypatch, request, version, resources,
                                                       feature):
     monkeypatch.setenv("ORBCTL_EMULATOR_VERSION", version)
     monkeypatch.setattr(orbctl_module, "_VERSIONS", {})
     name = f"res-{secrets.token_hex(3)}"
+    request.addfinalizer(lambda: OrbStackBackend().delete_if_exists(name))  # made only if the check fails
     with pytest.raises(EngineUnavailable, match=feature):
         OrbStackBackend().create(name, "debian:bookworm", resources=resources)
 
