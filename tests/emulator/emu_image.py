@@ -7,7 +7,8 @@ swift-nio cheru/danny/next scon/images.go; #1008), made by lxc/lxc-ci's ``images
 priority required and important: cron, less, nano, logrotate, isc-dhcp-client, udev, vim-tiny,
 ...) plus, for the ``default`` variant, curl, dialog, init, iproute2, iputils-ping, locales,
 netbase, net-tools, openssh-client, procps, sudo, udev, vim, isc-dhcp-client, dbus,
-systemd-resolved and (amd64/arm64) pkexec, with ``en_US.UTF-8`` generated and set as ``LANG``.
+systemd-resolved and (amd64/arm64) pkexec, with ``en_US.UTF-8`` generated and set as ``LANG``
+and ``/etc/machine-id`` "uninitialized" (made at the first boot: here an empty file does that).
 OrbStack's setup then installs curl and masks systemd-resolved (SRC scon/agent/setup.go).
 
 Not carried over: systemd-networkd's DHCP on eth0 (Docker configures the address; networkd
@@ -39,6 +40,10 @@ SETUP = ("set -e; export DEBIAN_FRONTEND=noninteractive; apt-get update -q; "
          "echo 'en_US.UTF-8 UTF-8' >> /etc/locale.gen; locale-gen en_US.UTF-8; update-locale LANG=en_US.UTF-8; "
          # OrbStack: resolved disabled, stopped and masked (its DNS is its own)
          "systemctl disable systemd-resolved >/dev/null 2>&1 || true; systemctl mask systemd-resolved; "
+         # lxc-ci files: machine-id "uninitialized", the dbus one removed: each machine makes its own at
+         # its first boot and keeps it; a clone, a copy of the disk, shares it (G-probe). Here empty:
+         # "uninitialized" would also make systemd enable every preset (networkd-wait-online) at first boot
+         ": > /etc/machine-id; rm -f /var/lib/dbus/machine-id; "
          "apt-get clean; rm -rf /var/lib/apt/lists/*")
 RECIPE = hashlib.sha256(SETUP.encode()).hexdigest()[:6]
 

@@ -58,8 +58,7 @@ Known differences from real OrbStack (see docs/orbstack.md and the known gaps of
 test_emulator_contracts.py): only local ``<distro>:<codename>`` images of the host's
 architecture (no downloads, no image index); Docker's addresses (no IPv6); ``disk_size`` is the
 container's size and ``--disk`` is recorded, not enforced; no SSH, export/import, port
-forwarding, ``ORBENV`` or ``/mnt/mac``; clones get a new ``/etc/machine-id`` (real ones share
-it, G-probe); cloud-init never fails create (#1446 shows real failures); AppArmor is
+forwarding, ``ORBENV`` or ``/mnt/mac``; cloud-init never fails create (#1446 shows real failures); AppArmor is
 "unconfined" only where the host runs AppArmor; ``push``/``pull`` copy single files;
 ``run -s`` joins its arguments into one login-shell command line.
 """
