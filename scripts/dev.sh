@@ -5,6 +5,8 @@
 #   bash scripts/dev.sh test         # set everything up, then run the project's test suite
 #   bash scripts/dev.sh setup        # only set up: engine, base image, virtualenv
 #   bash scripts/dev.sh base-image   # only the engine and the base image (no virtualenv)
+#   bash scripts/dev.sh incus        # only Incus: daemon, bridge, pool, profile, offline image
+#                                    # (scripts/dev-incus.sh; docs/incus.md)
 #
 # Set-up steps (each skipped when already done; root is asked for through sudo when not root):
 #   - Debian packages docker.io, debootstrap and python3-venv when their commands are missing
@@ -146,10 +148,14 @@ setup() {
   ensure_venv
 }
 
+# shellcheck source=scripts/dev-incus.sh
+. "$ROOT/scripts/dev-incus.sh"
+
 cmd=${1:-test}; shift || true
 case "$cmd" in
   setup) setup ;;
   base-image) base_image ;;
+  incus) incus_setup ;;
   example)
     setup
     cd "$ROOT/examples"
@@ -161,5 +167,5 @@ case "$cmd" in
     # two xdist workers (the CI machine's cores; PYTEST_ORBSTACK_WORKERS=0 runs in one process)
     exec "$VENV/bin/pytest" -n "${PYTEST_ORBSTACK_WORKERS:-2}" "$@"
     ;;
-  *) echo "usage: $0 example|test|setup|base-image [pytest args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 example|test|setup|base-image|incus [pytest args...]" >&2; exit 2 ;;
 esac

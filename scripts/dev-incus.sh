@@ -1,0 +1,226 @@
+# shellcheck shell=bash
+# The Incus set-up of scripts/dev.sh (`bash scripts/dev.sh incus`), sourced by it: it uses dev.sh's
+# log, as_root, apt_install, ROOT, LOG_DIR and SCRATCH_DIR. Each step checks first and does
+# nothing (saying so) when its part is already there. docs/incus.md says what was verified.
+#
+# Environment (all optional):
+#   PYTEST_ORBSTACK_INCUS_IMAGE    alias of the offline image (default pytest-orbstack/debian/bookworm)
+#   PYTEST_ORBSTACK_INCUS_BRIDGE   the managed bridge network (default incusbr0)
+#   PYTEST_ORBSTACK_INCUS_POOL     the storage pool of the default profile (default: default)
+#   PYTEST_ORBSTACK_INCUS_POOL_DRIVER  dir (default: copies files, ~1 s a copy) or btrfs (a
+#                                  sparse loop file of PYTEST_ORBSTACK_INCUS_POOL_SIZE, default 30GiB:
+#                                  copies and launches are snapshots, ~70 ms a copy)
+
+INCUS_IMAGE=${PYTEST_ORBSTACK_INCUS_IMAGE:-pytest-orbstack/debian/bookworm}
+INCUS_BRIDGE=${PYTEST_ORBSTACK_INCUS_BRIDGE:-incusbr0}
+INCUS_POOL=${PYTEST_ORBSTACK_INCUS_POOL:-default}
+INCUS_POOL_DRIVER=${PYTEST_ORBSTACK_INCUS_POOL_DRIVER:-dir}
+INCUS_POOL_SIZE=${PYTEST_ORBSTACK_INCUS_POOL_SIZE:-30GiB}
+INCUS_LOCK=/run/lock/pytest-orbstack-incus-image.lock
+BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.list
+# what a minbase tree lacks for working networking in an Incus container (as lxc-ci's
+# debian.yaml has it): udev, without which systemd-networkd waits for ever for the link to be
+# "initialized", and systemd-resolved for DNS from DHCP (and NAME.incus)
+INCUS_EXTRA_PACKAGES=udev,systemd-resolved
+
+ensure_incus_packages() {
+  if command -v incus >/dev/null 2>&1 && [ -x /usr/libexec/incus/incusd ]; then
+    log "incus: $(incus --version) already installed"; return 0
+  fi
+  if ! grep -rqs '^[^#]*bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    log "incus: adding the bookworm-backports source ($BACKPORTS_LIST)"
+    echo 'deb http://deb.debian.org/debian bookworm-backports main' | as_root tee "$BACKPORTS_LIST" >/dev/null
+  fi
+  # incus-base: the daemon and client without QEMU (VMs cannot run on such hosts; docs/incus.md)
+  log "incus: installing incus-base 6.0 from bookworm-backports (about 30 s)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports \
+    incus-base dnsmasq-base >/dev/null
+  command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
+}
+
+# incusd needs lxcfs running when it starts to give machines their own /proc/meminfo, uptime...
+ensure_lxcfs() {
+  if grep -qs ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then log "incus: lxcfs already running"; return 0; fi
+  [ -e /dev/fuse ] || { log "incus: no /dev/fuse, machines see the host's /proc/meminfo"; return 0; }
+  log "incus: starting lxcfs on /var/lib/lxcfs (log: $LOG_DIR/pytest-orbstack-lxcfs.log)"
+  as_root mkdir -p /var/lib/lxcfs
+  # shellcheck disable=SC2016  # $1 is the inner sh's
+  as_root sh -c 'nohup lxcfs /var/lib/lxcfs >"$1" 2>&1 &' sh "$LOG_DIR/pytest-orbstack-lxcfs.log"
+  for _ in $(seq 1 20); do grep -qs ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts && return 0; sleep 0.5; done
+  log "incus: lxcfs did not mount (see its log); going on without it"
+}
+
+ensure_incusd() {
+  if as_root incus info >/dev/null 2>&1; then log "incus: incusd already answers"; return 0; fi
+  ensure_lxcfs
+  local ilog="$LOG_DIR/pytest-orbstack-incusd.log"
+  log "incus: starting incusd (log: $ilog)"
+  # shellcheck disable=SC2016  # $1 is the inner sh's
+  as_root sh -c 'nohup /usr/libexec/incus/incusd --group=incus-admin --logfile="$1" >>"$1" 2>&1 &' sh "$ilog"
+  if ! as_root /usr/libexec/incus/incusd waitready --timeout=60; then
+    log "incusd did not start; see $ilog"; tail -20 "$ilog" >&2 || true; return 1
+  fi
+}
+
+# Print "A.B.C" of the first 10.A.B.0/24... candidate no IPv4 route or address of the host overlaps.
+free_ipv4_subnet() {
+  local nets third net base len lo hi
+  nets=$( { ip -4 route show; ip -4 addr show | awk '/inet /{print $2}'; } |
+    awk '$1 ~ /^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+/ {print $1}')
+  for third in $(seq 100 250); do
+    lo=$(( (10 << 24) + (182 << 16) + (third << 8) )); hi=$(( lo + 255 ))
+    local clash=0
+    for net in $nets; do
+      base=${net%/*}; len=32; [ "$net" = "$base" ] || len=${net#*/}
+      IFS=. read -r a b c d <<<"$base"
+      local start=$(( (a << 24) + (b << 16) + (c << 8) + d )) size=$(( 1 << (32 - len) ))
+      start=$(( start - start % size ))
+      if [ $start -le $hi ] && [ $(( start + size - 1 )) -ge $lo ]; then clash=1; break; fi
+    done
+    [ $clash = 1 ] || { echo "10.182.$third"; return 0; }
+  done
+  return 1
+}
+
+ensure_incus_network() {
+  if as_root incus network show "$INCUS_BRIDGE" >/dev/null 2>&1; then
+    log "incus: network $INCUS_BRIDGE already there ($(as_root incus network get "$INCUS_BRIDGE" ipv4.address))"
+    return 0
+  fi
+  local prefix
+  prefix=$(free_ipv4_subnet) || { log "incus: no free 10.182.X.0/24 subnet"; return 1; }
+  log "incus: creating bridge $INCUS_BRIDGE on $prefix.1/24 (NAT, DHCP, DNS domain incus)"
+  as_root incus network create "$INCUS_BRIDGE" "ipv4.address=$prefix.1/24" ipv4.nat=true ipv6.address=none >/dev/null
+}
+
+ensure_incus_storage() {
+  if as_root incus storage show "$INCUS_POOL" >/dev/null 2>&1; then
+    log "incus: storage pool $INCUS_POOL already there ($(as_root incus storage show "$INCUS_POOL" | awk '/^driver:/{print $2}'))"
+    return 0
+  fi
+  case $INCUS_POOL_DRIVER in
+    dir)
+      log "incus: creating storage pool $INCUS_POOL (dir)"
+      as_root incus storage create "$INCUS_POOL" dir >/dev/null ;;
+    btrfs)
+      command -v mkfs.btrfs >/dev/null 2>&1 || apt_install btrfs-progs
+      log "incus: creating storage pool $INCUS_POOL (btrfs on a $INCUS_POOL_SIZE sparse loop file)"
+      as_root incus storage create "$INCUS_POOL" btrfs "size=$INCUS_POOL_SIZE" >/dev/null ;;
+    *) log "incus: PYTEST_ORBSTACK_INCUS_POOL_DRIVER must be dir or btrfs, not $INCUS_POOL_DRIVER"; return 1 ;;
+  esac
+}
+
+ensure_incus_profile() {
+  local devices
+  devices=$(as_root incus profile device list default)
+  if grep -qx eth0 <<<"$devices"; then log "incus: default profile already has eth0"; else
+    log "incus: default profile: eth0 on $INCUS_BRIDGE"
+    as_root incus profile device add default eth0 nic name=eth0 "network=$INCUS_BRIDGE" >/dev/null
+  fi
+  if grep -qx root <<<"$devices"; then log "incus: default profile already has root"; else
+    log "incus: default profile: root disk on pool $INCUS_POOL"
+    as_root incus profile device add default root disk path=/ "pool=$INCUS_POOL" >/dev/null
+  fi
+}
+
+# Docker sets the FORWARD policy to DROP, which drops the machines' traffic to the outside. The
+# two rules Incus' docs give for this let the bridge's own traffic through, and nothing else.
+ensure_incus_firewall() {
+  if ! command -v iptables >/dev/null 2>&1; then log "incus: no iptables command, no rule needed"; return 0; fi
+  if ! as_root iptables -S FORWARD 2>/dev/null | grep -qx -- '-P FORWARD DROP'; then
+    log "incus: iptables FORWARD policy is not DROP, no rule needed"; return 0
+  fi
+  local chain=FORWARD added=0
+  as_root iptables -S DOCKER-USER >/dev/null 2>&1 && chain=DOCKER-USER
+  local -a rules=("-i $INCUS_BRIDGE -j ACCEPT" "-o $INCUS_BRIDGE -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT")
+  local rule
+  for rule in "${rules[@]}"; do
+    # shellcheck disable=SC2086  # a rule is words
+    as_root iptables -C "$chain" $rule 2>/dev/null && continue
+    # shellcheck disable=SC2086
+    as_root iptables -I "$chain" $rule; added=1
+  done
+  if [ $added = 1 ]; then log "incus: FORWARD policy is DROP: accepting $INCUS_BRIDGE's traffic in $chain"
+  else log "incus: $chain already accepts $INCUS_BRIDGE's traffic"; fi
+}
+
+# Write the image's metadata.tar (architecture, creation date, hostname/hosts templates) into $1.
+write_incus_metadata() {
+  local dir=$1
+  mkdir -p "$dir/templates"
+  cat >"$dir/metadata.yaml" <<EOF
+architecture: $(uname -m)
+creation_date: $(date +%s)
+properties:
+  os: debian
+  release: bookworm
+  description: Debian bookworm (pytest-orbstack, debootstrap minbase + systemd-networkd)
+templates:
+  /etc/hostname:
+    when: [create, copy, rename]
+    template: hostname.tpl
+  /etc/hosts:
+    when: [create, copy, rename]
+    template: hosts.tpl
+EOF
+  printf '{{ instance.name }}\n' >"$dir/templates/hostname.tpl"
+  printf '127.0.0.1 localhost\n127.0.1.1 {{ instance.name }}\n::1 localhost ip6-localhost ip6-loopback\n' \
+    >"$dir/templates/hosts.tpl"
+  tar -C "$dir" -cf "$dir.tar" metadata.yaml templates
+}
+
+# Give the debootstrap tree $1 the network set-up of lxc-ci's Debian images: networkd runs DHCP on
+# eth0 (client id the MAC: copies of a machine share its machine-id), resolved takes the DNS server
+# and the search domain from it; an empty machine-id, so that each machine makes its own.
+configure_incus_rootfs() {
+  local rootfs=$1
+  as_root mkdir -p "$rootfs/etc/systemd/network"
+  printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n\n[DHCPv4]\nUseDomains=true\nUseMTU=true\nClientIdentifier=mac\n' |
+    as_root tee "$rootfs/etc/systemd/network/eth0.network" >/dev/null
+  as_root chroot "$rootfs" systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
+  as_root ln -sf ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
+  as_root truncate -s 0 "$rootfs/etc/machine-id"
+  as_root rm -f "$rootfs/var/lib/dbus/machine-id" "$rootfs/etc/hostname"
+}
+
+# Build and import $INCUS_IMAGE. A subshell: its EXIT trap removes the scratch tree whatever happens.
+build_incus_image() (
+  log "incus: building $INCUS_IMAGE offline with debootstrap (about a minute)"
+  scratch=$(mktemp -d "$SCRATCH_DIR/pytest-orbstack-incus.XXXXXX")
+  trap 'as_root rm -rf "$scratch"' EXIT
+  packages=$(tr -d ' \n' < "$ROOT/pytest_orbstack/backends/debian-base-packages"),$INCUS_EXTRA_PACKAGES
+  if ! as_root debootstrap --variant=minbase --include="$packages" \
+      bookworm "$scratch/rootfs" >"$scratch/debootstrap.log" 2>&1; then
+    tail -20 "$scratch/debootstrap.log" >&2
+    log "incus: debootstrap failed"; exit 1
+  fi
+  configure_incus_rootfs "$scratch/rootfs"
+  as_root rm -rf "$scratch/rootfs/var/cache/apt/archives/"*.deb "$scratch/rootfs/var/lib/apt/lists/"*_Packages
+  write_incus_metadata "$scratch/meta"
+  as_root tar -C "$scratch/rootfs" --numeric-owner -cf "$scratch/rootfs.tar" .
+  as_root incus image import "$scratch/meta.tar" "$scratch/rootfs.tar" --alias "$INCUS_IMAGE" >/dev/null
+  log "incus: imported $INCUS_IMAGE"
+)
+
+# Imported once: parallel callers wait on a lock and then find the image there.
+ensure_incus_image() (
+  # shellcheck disable=SC2016  # $1 is the inner sh's
+  [ -e "$INCUS_LOCK" ] || as_root sh -c 'mkdir -p "${1%/*}" && touch "$1"' sh "$INCUS_LOCK"
+  exec 9<"$INCUS_LOCK"
+  flock -n 9 || { log "incus: waiting for another caller's image import"; flock 9; }
+  if as_root incus image info "$INCUS_IMAGE" >/dev/null 2>&1; then
+    log "incus: image $INCUS_IMAGE already imported"; exit 0
+  fi
+  build_incus_image
+)
+
+incus_setup() {
+  ensure_incus_packages
+  ensure_incusd
+  ensure_incus_network
+  ensure_incus_storage
+  ensure_incus_profile
+  ensure_incus_firewall
+  ensure_incus_image
+}
