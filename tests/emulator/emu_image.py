@@ -9,7 +9,9 @@ priority required and important: cron, less, nano, logrotate, isc-dhcp-client, u
 netbase, net-tools, openssh-client, procps, sudo, udev, vim, isc-dhcp-client, dbus,
 systemd-resolved and (amd64/arm64) pkexec, with ``en_US.UTF-8`` generated and set as ``LANG``
 and ``/etc/machine-id`` "uninitialized" (made at the first boot: here an empty file does that).
-OrbStack's setup then installs curl and masks systemd-resolved (SRC scon/agent/setup.go).
+Packages come with their recommendations, as lxc/distrobuilder's apt manager installs them
+(``apt-get -y install``). OrbStack's setup then installs curl and masks systemd-resolved (SRC
+scon/agent/setup.go).
 
 Not carried over: systemd-networkd's DHCP on eth0 (Docker configures the address; networkd
 would fight it) and the image's ``/etc/hostname``/``/etc/hosts`` templates (the emulator writes
