@@ -1,0 +1,1 @@
+_sudo = False
