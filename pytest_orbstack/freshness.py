@@ -47,12 +47,7 @@ def stale_services(machine: Machine, since: str, allow_stale: Sequence[str] = ()
     """The machine's running services with configuration changed after ``since`` (a
     :func:`machine_clock` reading) and after they last started or reloaded, except those
     whose unit name, with or without ``.service``, matches an ``allow_stale`` pattern."""
-    from .facts.services import StaleServices
-    fact = StaleServices()
-    result = machine.run(fact.command(since))
-    if result.rc != 0:
-        raise RuntimeError(f"StaleServices failed on {machine.name}: {result.stderr.strip()}")
-    found = fact.process(result.stdout.splitlines())
+    found = machine.fact("StaleServices", since=since)
     return {unit: paths for unit, paths in found.items()
             if not any(fnmatchcase(unit, p) or fnmatchcase(unit.removesuffix(".service"), p)
                        for p in allow_stale)}

@@ -104,7 +104,9 @@ class Machine:
                         allow_changes=allow_changes, data=data, config=config)[self.name]
 
     # -- diagnostics (the pyinfra facts, run directly) ------------------------------------
-    def _fact(self, name: str, **kwargs: Any) -> Any:
+    def fact(self, name: str, **kwargs: Any) -> Any:
+        """The pyinfra fact ``name`` of :mod:`pytest_orbstack.facts`, gathered in this machine as
+        root (RuntimeError when its command fails)."""
         from . import facts
         fact_cls = getattr(facts, name)
         fact = fact_cls()
@@ -116,7 +118,7 @@ class Machine:
     def network(self) -> Record:
         """IPs, ``NAME.orb.local`` domain, subnet, gateway, nameservers (the
         :class:`~.facts.MachineNetwork` fields): a read-only mapping with no truth value."""
-        return Record("Machine.network()", self._fact("MachineNetwork"),
+        return Record("Machine.network()", self.fact("MachineNetwork"),
                       "network()['ip4'] == machine.ip4")
 
     def connectivity(self, target: str, method: str = "ping", port: int | None = None,
@@ -125,24 +127,24 @@ class Machine:
         false when it does not, and its repr says why (``assert m.connectivity(...)`` shows the
         target, method, port, exit code and error); ``result["reachable"]``, ``["status"]``,
         ``["detail"]``... as :class:`~.facts.Connectivity` gives them."""
-        return Reachability(self._fact("Connectivity", target=target, method=method, port=port,
+        return Reachability(self.fact("Connectivity", target=target, method=method, port=port,
                                        timeout=timeout))
 
     def dns(self, hostname: str) -> Resolution:
         """Addresses ``hostname`` resolves to inside this machine: a list, empty and false when
         it does not resolve, whose repr then says why (getent's exit code)."""
-        return self._fact("DnsLookup", hostname=hostname)
+        return self.fact("DnsLookup", hostname=hostname)
 
     def status(self) -> Record:
         """systemd state, failed units, uptime, load, memory, disk, OS, kernel (the
         :class:`~.facts.MachineStatus` fields): a read-only mapping with no truth value."""
-        return Record("Machine.status()", self._fact("MachineStatus"),
+        return Record("Machine.status()", self.fact("MachineStatus"),
                       "status()['system'] == 'running'")
 
     def logs(self, lines: int = 200, unit: str | None = None) -> list[str]:
         """The journal's last ``lines`` lines (of ``unit``): a list, empty (false) when the
         journal has none."""
-        return self._fact("SystemLogs", lines=lines, unit=unit)
+        return self.fact("SystemLogs", lines=lines, unit=unit)
 
     def console_log(self) -> str:
         """The engine's console/boot log of the machine."""
