@@ -101,14 +101,3 @@ def machine_diagnostics(machine: Machine) -> str:
     except Exception as exc:
         return f"(journal unavailable: {exc})"
     return diagnostics_text(proc.stdout) if proc.rc == 0 else f"(journal unavailable: {proc.stderr.strip()})"
-
-
-def report_sections(exc: BaseException) -> list[tuple[str, str]]:
-    """The report sections ``exc`` carries (see :func:`attach_sections`)."""
-    return list(getattr(exc, "orbstack_sections", []))
-
-
-def attach_sections(exc: BaseException, sections: list[tuple[str, str]]) -> None:
-    """Give ``exc`` report sections (a machine's diagnostics taken before it was deleted): the
-    failure report of the test that gets it shows them."""
-    exc.orbstack_sections = [*report_sections(exc), *sections]  # type: ignore[attr-defined]

@@ -73,7 +73,6 @@ class SharedMachineError(MachineError):
         (``error``, ``sections``, ``asker``): for the ``first`` test that asked, the whole
         error and the machine's diagnostics; for the others one line naming the cause and
         that test."""
-        from .diagnostics import attach_sections
         if not first:
             where = entry.get("asker") or "the first test that asked for it"
             return cls(f"{what} failed, see {where} for its report: {entry['error'].splitlines()[0]}")
@@ -81,3 +80,14 @@ class SharedMachineError(MachineError):
                     "with one line pointing here)")
         attach_sections(error, [(title, text) for title, text in entry.get("sections", [])])
         return error
+
+
+def report_sections(exc: BaseException) -> list[tuple[str, str]]:
+    """The report sections ``exc`` carries (see :func:`attach_sections`)."""
+    return list(getattr(exc, "orbstack_sections", []))
+
+
+def attach_sections(exc: BaseException, sections: list[tuple[str, str]]) -> None:
+    """Give ``exc`` report sections (a machine's diagnostics taken before it was deleted): the
+    failure report of the test that gets it shows them."""
+    exc.orbstack_sections = [*report_sections(exc), *sections]  # type: ignore[attr-defined]

@@ -13,8 +13,7 @@ from typing import Any, NoReturn, TypeVar
 import pytest
 
 from .backends.base import Backend
-from .diagnostics import attach_sections, report_sections
-from .errors import InvalidInput, MachineError
+from .errors import InvalidInput, MachineError, attach_sections, report_sections
 from .identity import callable_key
 from .inputs import Deploy, check_deploy, check_names, describe, resolve_path
 from .lifecycle import Lifecycle

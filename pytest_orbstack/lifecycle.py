@@ -28,8 +28,8 @@ from filelock import FileLock
 
 from .backends.base import Backend
 from .backends.types import NO_RESOURCES, MachineInfo, Resources
-from .diagnostics import attach_sections, machine_diagnostics, report_sections
-from .errors import MachineError, MachineExists, SharedMachineError
+from .diagnostics import machine_diagnostics
+from .errors import MachineError, MachineExists, SharedMachineError, attach_sections, report_sections
 from .freshness import apply_golden
 from .identity import deploy_key
 from .inputs import Deploy, describe

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from .diagnostics import machine_diagnostics, report_sections
+from .diagnostics import machine_diagnostics
+from .errors import report_sections
 from .fixtures import MACHINES_KEY, RECORDS_KEY, REPORTS_KEY
 from .flags import KEEP_POLICIES
 from .machine import Machine

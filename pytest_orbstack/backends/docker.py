@@ -29,7 +29,7 @@ from ..errors import (
 )
 from ..inputs import check_cloud_init, image_codename
 from ..names import validate_machine_name
-from ..registry import lock_path, remove_lock
+from ..paths import lock_path, remove_lock
 from . import docker_commands as cmd
 from .base import Backend
 from .docker_commands import LABEL, SETUP_DONE, check_docker_resources, default_login, parse_inspect

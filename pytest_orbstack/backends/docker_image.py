@@ -17,7 +17,7 @@ from filelock import FileLock
 from ..cloudinit import IMAGE_SETUP
 from ..errors import CommandTimeout, UnknownImage
 from ..inputs import image_codename
-from ..registry import lock_path
+from ..paths import lock_path
 from . import docker_commands as cmd
 from .debian_build import build_debian, why_not_buildable
 from .process import last_line as _last_line
