@@ -73,8 +73,8 @@ import testinfra
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import READY_STATES, Backend
-from pytest_orbstack.lifecycle import Lifecycle
-from pytest_orbstack.registry import Registry
+from pytest_orbstack.machines.lifecycle import Lifecycle
+from pytest_orbstack.machines.registry import Registry
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -167,7 +167,7 @@ class RawDocker:
     """``docker run`` with backends/docker.py's systemd flags on the same prepared image."""
 
     def __init__(self, bench: Bench) -> None:
-        from pytest_orbstack.backends.docker_commands import SYSTEMD_FLAGS
+        from pytest_orbstack.backends.docker.commands import SYSTEMD_FLAGS
         self.bench, self.flags = bench, SYSTEMD_FLAGS
         self.image = bench.backend.prepare(IMAGE)  # type: ignore[attr-defined]
 

@@ -15,13 +15,13 @@ __version__ = "0.2.0.dev0"
 
 # public name -> module that defines it
 _EXPORTS = {
-    "Machine": "machine",
-    "MachineGroup": "machine",
-    "IdempotenceError": "results",
-    "DeployResult": "results",
-    "OperationResult": "results",
-    "DeployError": "results",
-    "StaleServicesError": "freshness",
+    "Machine": "machines.machine",
+    "MachineGroup": "machines.machine",
+    "IdempotenceError": "model.results",
+    "DeployResult": "model.results",
+    "OperationResult": "model.results",
+    "DeployError": "model.results",
+    "StaleServicesError": "machines.freshness",
     "MachineError": "errors",
     "OrbStackError": "errors",
     "MachineNotFound": "errors",
@@ -33,9 +33,9 @@ _EXPORTS = {
     "EngineUnavailable": "errors",
     "CommandTimeout": "errors",
     "SharedMachineError": "errors",
-    "Reachability": "checks",
-    "Resolution": "checks",
-    "Record": "checks",
+    "Reachability": "model.checks",
+    "Resolution": "model.checks",
+    "Record": "model.checks",
 }
 
 __all__ = [
@@ -47,8 +47,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .checks import Reachability, Record, Resolution
-    from .errors import (
+    from pytest_orbstack.errors import (
         CommandTimeout,
         EngineUnavailable,
         InvalidInput,
@@ -61,9 +60,10 @@ if TYPE_CHECKING:
         UnknownConfigKey,
         UnknownImage,
     )
-    from .freshness import StaleServicesError
-    from .machine import Machine, MachineGroup
-    from .results import DeployError, DeployResult, IdempotenceError, OperationResult
+    from pytest_orbstack.machines.freshness import StaleServicesError
+    from pytest_orbstack.machines.machine import Machine, MachineGroup
+    from pytest_orbstack.model.checks import Reachability, Record, Resolution
+    from pytest_orbstack.model.results import DeployError, DeployResult, IdempotenceError, OperationResult
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,7 @@
 Every error carries a one-line message that names the problem first; engine errors also keep
 what the engine printed (``stderr``), its ``argv`` and exit code, so callers can show them
 without a traceback from deep inside. The plugin turns exactly these classes (and
-:class:`~pytest_orbstack.results.DeployError`) into one-line test failures.
+:class:`~pytest_orbstack.model.results.DeployError`) into one-line test failures.
 """
 
 from __future__ import annotations

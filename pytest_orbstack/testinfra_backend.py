@@ -26,9 +26,9 @@ from typing import Any
 import testinfra.backend
 from testinfra.backend import base
 
-from .backends import get_backend
-from .backends.base import Backend
-from .errors import MachineError, MachineNotFound
+from pytest_orbstack.backends import get_backend
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.errors import MachineError, MachineNotFound
 
 TIMEOUT = 3600.0  # testinfra has none; a command that hangs this long fails the check
 

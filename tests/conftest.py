@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from emulator.shims import install_shims
 from machines import REAL, unique
 
-from pytest_orbstack.orbctl import Orbctl
+from pytest_orbstack.backends.orbstack.client import Orbctl
 
 
 @pytest.fixture(scope="session")

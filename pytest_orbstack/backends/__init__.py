@@ -11,8 +11,8 @@ import os
 import shutil
 import subprocess
 
-from ..errors import EngineUnavailable
-from .base import Backend
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.errors import EngineUnavailable
 
 KINDS = ("auto", "orbstack", "docker")
 ENV_VAR = "PYTEST_ORBSTACK_BACKEND"
@@ -41,7 +41,7 @@ def resolve_kind(kind: str | None = None) -> str:
 def get_backend(kind: str | None = None) -> Backend:
     """A backend instance for ``kind`` (see :func:`resolve_kind`)."""
     if resolve_kind(kind) == "orbstack":
-        from .orbstack import OrbStackBackend
+        from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
         return OrbStackBackend()
-    from .docker import DockerBackend
+    from pytest_orbstack.backends.docker.backend import DockerBackend
     return DockerBackend()

@@ -2,7 +2,7 @@
 
 A backend creates, clones, starts, stops and deletes Linux machines that run systemd, runs
 shell commands in them and moves bytes in and out. Machines are named by the caller (names are
-validated with :func:`pytest_orbstack.names.validate_machine_name`). ``user=None`` always means
+validated with :func:`pytest_orbstack.model.names.validate_machine_name`). ``user=None`` always means
 the machine's default (login) user, which has passwordless sudo; ``user="root"`` runs as root.
 Failures raise the typed errors of :mod:`pytest_orbstack.errors`.
 """
@@ -17,11 +17,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
-from ..errors import CommandTimeout, MachineError, MachineNotFound
-from .process import run, run_text
-from .shell import Shells
-from .shell import enabled as shell_enabled
-from .types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
+from pytest_orbstack.backends.process import run, run_text
+from pytest_orbstack.backends.shell import Shells
+from pytest_orbstack.backends.shell import enabled as shell_enabled
+from pytest_orbstack.errors import CommandTimeout, MachineError, MachineNotFound
+from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
 
 
 class Backend(ABC):

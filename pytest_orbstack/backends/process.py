@@ -8,7 +8,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from ..errors import CommandTimeout, EngineUnavailable, InvalidInput, MachineError
+from pytest_orbstack.errors import CommandTimeout, EngineUnavailable, InvalidInput, MachineError
 
 ErrorPatterns = Sequence[tuple[str, type[MachineError]]]
 ENV_TIMEOUT = "PYTEST_ORBSTACK_ENGINE_TIMEOUT"

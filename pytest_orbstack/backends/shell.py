@@ -37,8 +37,8 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import CommandTimeout
-from .process import run
+from pytest_orbstack.backends.process import run
+from pytest_orbstack.errors import CommandTimeout
 
 DRIVER = r"""s=setsid; command -v setsid >/dev/null 2>&1 || s=
 exec 3>&2 2>/dev/null

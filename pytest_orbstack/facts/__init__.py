@@ -11,9 +11,9 @@ Information is a fact, never an operation; cross-machine exec and copy, generic 
 and automated recovery are left out on purpose (docs/design.md).
 """
 
-from .engine import OrbStackConfig, OrbStackConfigValue, OrbStackMachine, OrbStackMachines
-from .machine import Connectivity, DnsLookup, MachineNetwork, MachineStatus, SystemLogs
-from .services import StaleServices
+from pytest_orbstack.facts.engine import OrbStackConfig, OrbStackConfigValue, OrbStackMachine, OrbStackMachines
+from pytest_orbstack.facts.machine import Connectivity, DnsLookup, MachineNetwork, MachineStatus, SystemLogs
+from pytest_orbstack.facts.services import StaleServices
 
 __all__ = ["Connectivity", "DnsLookup", "MachineNetwork", "MachineStatus", "OrbStackConfig",
            "OrbStackConfigValue", "OrbStackMachine", "OrbStackMachines", "StaleServices",

@@ -10,10 +10,11 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from ..backends import docker_commands, orbstack_commands
-from ..backends.docker_commands import parse_inspect
-from ..names import validate_machine_name
-from ..orbctl import parse_config, parse_config_value, parse_info, parse_machine
+from pytest_orbstack.backends.docker import commands as docker_commands
+from pytest_orbstack.backends.docker.commands import parse_inspect
+from pytest_orbstack.backends.orbstack import commands as orbstack_commands
+from pytest_orbstack.backends.orbstack.client import parse_config, parse_config_value, parse_info, parse_machine
+from pytest_orbstack.model.names import validate_machine_name
 
 ENGINES = ("orbstack", "docker")
 

@@ -3,7 +3,7 @@
 :class:`MachineStatus`, :class:`SystemLogs`. They need only POSIX sh, iproute2, getent, ps and
 systemd; ``Connectivity`` uses curl or ping when present and falls back to bash's /dev/tcp.
 ``DnsLookup`` gives a list that is empty (false) when the name does not resolve and says why
-(:mod:`pytest_orbstack.checks`); the others give plain dicts and lists, as pyinfra facts do.
+(:mod:`pytest_orbstack.model.checks`); the others give plain dicts and lists, as pyinfra facts do.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from pyinfra.api import FactBase
 
-from ..checks import HTTP_STATUS, Resolution
+from pytest_orbstack.model.checks import HTTP_STATUS, Resolution
 
 _NETWORK_SCRIPT = r"""
 echo "hostname=$(hostname)"
@@ -70,7 +70,7 @@ class Connectivity(FactBase):
     "port", "timeout", "status" (HTTP status code or None), "rc" (the check's exit code),
     "detail" (its output)}``: test ``["reachable"]`` (the dict itself is always true; a dict
     whose truth were ``reachable`` would print as ``{}`` in pyinfra's indented JSON output).
-    ``Machine.connectivity`` gives it as a :class:`~pytest_orbstack.checks.Reachability`,
+    ``Machine.connectivity`` gives it as a :class:`~pytest_orbstack.model.checks.Reachability`,
     false when unreached. Never fails the deploy.
     """
 
@@ -115,7 +115,7 @@ class Connectivity(FactBase):
 
 class DnsLookup(FactBase):
     """Addresses ``hostname`` resolves to from the current machine (``getent ahosts``), in
-    resolver order without duplicates: a :class:`~pytest_orbstack.checks.Resolution`, a
+    resolver order without duplicates: a :class:`~pytest_orbstack.model.checks.Resolution`, a
     list that is empty and false when the name does not resolve, with ``hostname`` and
     ``reason`` (getent's exit code and message)."""
 

@@ -13,9 +13,9 @@ import testinfra
 from machines import unique
 
 from pytest_orbstack.backends import get_backend
-from pytest_orbstack.backends.docker import DockerBackend
-from pytest_orbstack.diagnostics import SCRIPT as DIAGNOSTICS
+from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.facts import MachineStatus
+from pytest_orbstack.machines.diagnostics import SCRIPT as DIAGNOSTICS
 
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@example"
 USER_DATA = f"""#cloud-config

@@ -15,8 +15,8 @@ import uuid
 
 import pytest
 
-from pytest_orbstack.backends.docker import DockerBackend
-from pytest_orbstack.backends.docker_commands import default_login
+from pytest_orbstack.backends.docker.backend import DockerBackend
+from pytest_orbstack.backends.docker.commands import default_login
 from pytest_orbstack.errors import (
     CommandTimeout,
     EngineUnavailable,
@@ -314,7 +314,7 @@ def test_image_lacking_tools_without_apt_get_is_refused(backend, new_name):
 
 
 def test_prepared_images_of_older_base_images_are_removed(backend):
-    from pytest_orbstack.backends.docker_image import _remove_stale
+    from pytest_orbstack.backends.docker.images import _remove_stale
     repo = f"pytest-orbstack-test/stale-{uuid.uuid4().hex[:8]}"
     tags = [f"{repo}:bookworm-aaaaaaaaaaaa", f"{repo}:bookworm-bbbbbbbbbbbb", f"{repo}:trixie-cccccccccccc"]
     for tag in tags:
@@ -344,7 +344,7 @@ def test_no_engine_call_wasted_on_the_hot_path(new_name):
     """The address create reported answers ``ip4`` (no inspect); ``docker info`` is asked once
     per process; deleting a machine it made is one ``docker rm`` (no inspect, no snapshot
     image removed: it never was a golden one)."""
-    from pytest_orbstack.machine import Machine
+    from pytest_orbstack.machines.machine import Machine
     engine = CountingDocker()
     name = new_name()
     machine = Machine(name, engine, "debian:bookworm", created=engine.create(name, "debian:bookworm"))

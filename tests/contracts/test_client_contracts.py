@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from pytest_orbstack import errors
-from pytest_orbstack import orbctl as orbctl_mod
-from pytest_orbstack.backends.orbstack import OrbStackBackend
-from pytest_orbstack.orbctl import Orbctl
+from pytest_orbstack.backends.orbstack import client as orbctl_mod
+from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
+from pytest_orbstack.backends.orbstack.client import Orbctl
 
 from .transcripts import fill, known, load_all, sample
 

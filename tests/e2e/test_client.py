@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 from machines import REAL, unique
 
+from pytest_orbstack.backends.orbstack.client import Orbctl
 from pytest_orbstack.errors import InvalidName, MachineExists, MachineNotFound, UnknownConfigKey, UnknownImage
-from pytest_orbstack.orbctl import Orbctl
 
 
 def test_lifecycle_clone_rename_and_info_shapes(orb, orb_machine, orbctl_env):

@@ -14,7 +14,7 @@ from pyinfra import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
-from pytest_orbstack.deploy import apply_deploy
+from pytest_orbstack.pyinfra.deploy import apply_deploy
 
 
 def apply(machine, fn):

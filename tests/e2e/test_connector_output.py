@@ -25,11 +25,11 @@ from pyinfra.api.connectors import get_all_connectors
 from pyinfra.facts.server import Command
 from pyinfra.operations import server
 
-import pytest_orbstack.connector as connector_module
+import pytest_orbstack.pyinfra.connector as connector_module
 from pytest_orbstack.backends import get_backend
-from pytest_orbstack.backends.docker import DockerBackend
-from pytest_orbstack.connector import OrbStackConnector
-from pytest_orbstack.deploy import apply_deploy
+from pytest_orbstack.backends.docker.backend import DockerBackend
+from pytest_orbstack.pyinfra.connector import OrbStackConnector
+from pytest_orbstack.pyinfra.deploy import apply_deploy
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # out1/err1/out2 close together, then a pause: a connector that prints only when the command

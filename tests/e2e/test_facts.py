@@ -10,7 +10,6 @@ from pyinfra import host
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.facts import get_facts
 
-from pytest_orbstack.deploy import apply_deploy
 from pytest_orbstack.facts import (
     Connectivity,
     DnsLookup,
@@ -21,6 +20,7 @@ from pytest_orbstack.facts import (
     OrbStackMachines,
     SystemLogs,
 )
+from pytest_orbstack.pyinfra.deploy import apply_deploy
 
 
 def machine_facts(machine, **wanted):

@@ -93,7 +93,7 @@ def test_missing_orbctl_is_named(orbctl_env):
 
 
 def test_unknown_config_key_is_named(orbctl_env):
-    proc = pyinfra(orbctl_env, "@local", "pytest_orbstack.operations.config", "key=no.such.key",
+    proc = pyinfra(orbctl_env, "@local", "pytest_orbstack.pyinfra.operations.config", "key=no.such.key",
                    "value=1")
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "Unknown configuration key: no.such.key" in out, out
@@ -102,7 +102,7 @@ def test_unknown_config_key_is_named(orbctl_env):
 
 def test_uploads_through_the_cli_on_the_docker_backend(tmp_path):
     """Under the CLI, gevent patches subprocess: uploads (stdin-fed commands) must still work."""
-    from pytest_orbstack.backends.docker import DockerBackend
+    from pytest_orbstack.backends.docker.backend import DockerBackend
     backend = DockerBackend()
     name = unique("cli")
     backend.create(name, "debian:bookworm")

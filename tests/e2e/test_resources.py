@@ -10,12 +10,12 @@ import subprocess
 
 import pytest
 
-import pytest_orbstack.orbctl as orbctl_module
+import pytest_orbstack.backends.orbstack.client as orbctl_module
 from pytest_orbstack.backends import get_backend
-from pytest_orbstack.backends.orbstack import OrbStackBackend
-from pytest_orbstack.backends.types import Resources
+from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
 from pytest_orbstack.errors import EngineUnavailable, InvalidInput
-from pytest_orbstack.inputs import check_resources
+from pytest_orbstack.model.inputs import check_resources
+from pytest_orbstack.model.types import Resources
 
 
 def host_config(name: str) -> dict:

@@ -16,8 +16,8 @@ import time
 import pytest
 from machines import needs_docker, unique
 
-from pytest_orbstack.backends.docker import DockerBackend
-from pytest_orbstack.backends.orbstack import OrbStackBackend
+from pytest_orbstack.backends.docker.backend import DockerBackend
+from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
 from pytest_orbstack.backends.shell import DIED
 from pytest_orbstack.errors import CommandTimeout
 

@@ -21,7 +21,7 @@ import testinfra
 from machines import unique
 
 from pytest_orbstack.backends import get_backend
-from pytest_orbstack.backends.docker_commands import NETWORK, network_create
+from pytest_orbstack.backends.docker.commands import NETWORK, network_create
 from pytest_orbstack.testinfra_backend import register, sh_c
 
 LOCALE = "fr_FR.ISO-8859-1"

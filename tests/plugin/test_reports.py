@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from innerpytest import run
 
-from pytest_orbstack.backends.docker_image import _told
+from pytest_orbstack.backends.docker.images import _told
 
 # apt-get update without sudo: apt prints its errors, then warnings (W: Problem unlinking ...)
 APT_WITHOUT_SUDO = '''from pyinfra.operations import apt

@@ -73,7 +73,7 @@ def test_a_wrong_guess_is_deleted_and_the_test_gets_its_own_machine(inner):
         import subprocess
         import pytest
         from conftest import deploy_a, deploy_b
-        from pytest_orbstack.registry import Registry
+        from pytest_orbstack.machines.registry import Registry
 
         SESSION = []  # this session's id, from the first machine: other sessions run beside it
 

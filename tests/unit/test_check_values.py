@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orbstack.checks import Reachability, Record, Resolution
 from pytest_orbstack.facts import Connectivity, DnsLookup, MachineStatus
 from pytest_orbstack.facts.machine import MEMORY_SCRIPT
+from pytest_orbstack.model.checks import Reachability, Record, Resolution
 from pytest_orbstack.testinfra_backend import missing_hosts
 
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pytest_orbstack.diagnostics import diagnostics_text
 from pytest_orbstack.errors import InvalidInput, UnknownImage
 from pytest_orbstack.facts import MachineStatus
-from pytest_orbstack.inputs import (
+from pytest_orbstack.machines.diagnostics import diagnostics_text
+from pytest_orbstack.model.inputs import (
     check_cloud_init,
     check_deploy,
     check_user,
@@ -23,8 +23,8 @@ from pytest_orbstack.inputs import (
     resolve_path,
     search_dirs,
 )
-from pytest_orbstack.names import slug_name
-from pytest_orbstack.results import DeployResult, OperationResult
+from pytest_orbstack.model.names import slug_name
+from pytest_orbstack.model.results import DeployResult, OperationResult
 
 
 def test_images_known_distros_and_releases():
@@ -92,7 +92,7 @@ def test_callable_keys_are_the_same_in_every_process(tmp_path):
                 return port
             return closure
     '''))
-    script = ("import mydeploy; from pytest_orbstack.identity import callable_key as k; "
+    script = ("import mydeploy; from pytest_orbstack.machines.identity import callable_key as k; "
               "print(k(mydeploy.deploy), k(mydeploy.make(1)), k(mydeploy.make(2)))")
     runs = {subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, capture_output=True,
                            text=True).stdout for _ in range(3)}
@@ -172,7 +172,7 @@ def test_deploy_headline_names_the_cause():
 
 
 def test_a_machine_dying_at_boot_names_the_inotify_limit_when_it_is_used_up(tmp_path, monkeypatch):
-    from pytest_orbstack.backends import host_limits
+    from pytest_orbstack.backends.docker import host_limits
     limit = tmp_path / "max_user_instances"
     limit.write_text("128\n")
     monkeypatch.setattr(host_limits, "LIMIT", limit)
@@ -187,7 +187,7 @@ def test_a_machine_dying_at_boot_names_the_inotify_limit_when_it_is_used_up(tmp_
 def test_the_inotify_counter_counts_this_process_instances():
     import ctypes
 
-    from pytest_orbstack.backends.host_limits import inotify_in_use
+    from pytest_orbstack.backends.docker.host_limits import inotify_in_use
     libc = ctypes.CDLL(None)
     before = inotify_in_use()
     fd = libc.inotify_init()
@@ -201,7 +201,7 @@ def test_the_inotify_counter_counts_this_process_instances():
 def test_a_full_engine_disk_is_named():
     import subprocess
 
-    from pytest_orbstack.backends.docker import DockerBackend
+    from pytest_orbstack.backends.docker.backend import DockerBackend
     proc = subprocess.CompletedProcess(["docker", "run", "-d", "x"], 125, "",
                                        "docker: Error response from daemon: mkdir /var/lib/docker/overlay2/"
                                        "abc-init: no space left on device.\n")
@@ -233,7 +233,7 @@ def test_a_deploy_functions_folder_is_where_the_cli_would_run_it(tmp_path, monke
     for a function wrapped by pyinfra's ``@deploy`` (whose wrapper lives in pyinfra/api)."""
     from pyinfra.operations import server
 
-    from pytest_orbstack.deploy_refs import function_folder, resolve_function
+    from pytest_orbstack.model.deploy_refs import function_folder, resolve_function
 
     (tmp_path / "tasks").mkdir()
     (tmp_path / "tasks" / "__init__.py").write_text("")

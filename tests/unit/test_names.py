@@ -1,7 +1,7 @@
 import pytest
 
 from pytest_orbstack.errors import InvalidName
-from pytest_orbstack.names import slug_name, validate_machine_name
+from pytest_orbstack.model.names import slug_name, validate_machine_name
 
 
 def test_valid_names_pass_through():

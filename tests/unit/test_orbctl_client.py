@@ -12,8 +12,9 @@ import subprocess
 
 import pytest
 
-from pytest_orbstack import orbctl as orbctl_mod
-from pytest_orbstack.backends.orbstack import OrbStackBackend
+from pytest_orbstack.backends.orbstack import client as orbctl_mod
+from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
+from pytest_orbstack.backends.orbstack.client import Orbctl, parse_config, parse_config_value, parse_info
 from pytest_orbstack.errors import (
     CommandTimeout,
     EngineUnavailable,
@@ -24,7 +25,6 @@ from pytest_orbstack.errors import (
     UnknownConfigKey,
     UnknownImage,
 )
-from pytest_orbstack.orbctl import Orbctl, parse_config, parse_config_value, parse_info
 
 LIST_ITEM = {"id": "01K2G8TY5GM9C3CN95KCB4ZG8B", "name": "web",
              "image": {"distro": "ubuntu", "version": "jammy", "arch": "arm64", "variant": "default"},

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_public_api_and_version():
-    from pytest_orbstack import DeployError, DeployResult, IdempotenceError, Machine, MachineError, OrbStackError  # noqa: F401
+    from pytest_orbstack import MachineError, OrbStackError
     assert OrbStackError is MachineError
     assert pytest_orbstack.__version__[0].isdigit()
     assert set(pytest_orbstack.__all__) <= set(dir(pytest_orbstack))
@@ -30,7 +30,7 @@ def test_loading_the_plugin_imports_neither_pyinfra_nor_testinfra():
 def test_every_public_fixture_is_documented(pytester):
     result = pytester.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider")
     text = result.stdout.str()
-    ours = text.split("fixtures defined from pytest_orbstack.fixtures")[1].split("fixtures defined from")[0]
+    ours = text.split("fixtures defined from pytest_orbstack.plugin.fixtures")[1].split("fixtures defined from")[0]
     for name in ("orbstack_backend", "orbstack_machine", "orbstack_module_machine",
                  "orbstack_session_machine", "orbstack "):
         assert name in ours

@@ -11,10 +11,10 @@ import sys
 from types import SimpleNamespace
 
 from pytest_orbstack.errors import MachineNotFound
-from pytest_orbstack.names import PROJECT_LABEL, SESSION_LABEL, project_tag
-from pytest_orbstack.reaper import prune, reap, removable
-from pytest_orbstack.registry import Registry
-from pytest_orbstack.reuse import kept_machines
+from pytest_orbstack.machines.kept import kept_machines
+from pytest_orbstack.machines.reaper import prune, reap, removable
+from pytest_orbstack.machines.registry import Registry
+from pytest_orbstack.model.names import PROJECT_LABEL, SESSION_LABEL, project_tag
 
 
 class Engine:

@@ -1,0 +1,59 @@
+"""Build a Debian base image without a registry: ``debootstrap`` a minimal tree of any suite
+(bullseye, bookworm, trixie, ...) from a Debian mirror and ``docker import`` it, with systemd as
+its command. The same tree scripts/dev.sh builds for ``debian:bookworm`` (both read the package
+list from the file ``debian-base-packages`` beside this module); this one serves every other
+suite a machine asks for."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pytest_orbstack.backends.docker import commands as cmd
+from pytest_orbstack.backends.process import last_line
+from pytest_orbstack.errors import UnknownImage
+
+if TYPE_CHECKING:
+    from pytest_orbstack.backends.docker.backend import DockerBackend
+
+PACKAGES = Path(__file__).parent.parent.joinpath("debian-base-packages").read_text().strip()
+MIRROR = os.environ.get("PYTEST_ORBSTACK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+BUILD_TIMEOUT = 1800.0
+
+
+def why_not_buildable() -> str | None:
+    """Why this host cannot debootstrap (None when it can)."""
+    if shutil.which("debootstrap") is None:
+        return "debootstrap is not installed (apt-get install debootstrap)"
+    if os.geteuid() != 0:
+        return "debootstrap needs root"
+    return None
+
+
+def build_debian(engine: DockerBackend, suite: str, tag: str) -> None:
+    """Build ``tag`` (e.g. ``debian:trixie``) from ``suite``; UnknownImage naming debootstrap's
+    last line when it fails. The tree lives under /var/tmp (``/tmp`` may be mounted noexec)
+    and is removed whatever happens."""
+    scratch = Path(tempfile.mkdtemp(prefix="pytest-orbstack-build.", dir=os.environ.get(
+        "PYTEST_ORBSTACK_SCRATCH_DIR", "/var/tmp")))
+    try:
+        rootfs = scratch / "rootfs"
+        boot = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite,
+                               str(rootfs), MIRROR], capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+        if boot.returncode != 0:
+            raise UnknownImage(f"debootstrap {suite} failed: "
+                               f"{last_line(boot.stderr or boot.stdout, f'exit status {boot.returncode}')}")
+        tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
+        load = subprocess.run([engine.docker, *cmd.import_rootfs(tag)[1:]], stdin=tar.stdout,
+                              capture_output=True, text=True, env=engine.env, timeout=BUILD_TIMEOUT)
+        assert tar.stdout is not None
+        tar.stdout.close()
+        tar.wait()
+        if load.returncode != 0 or tar.returncode != 0:
+            raise UnknownImage(f"docker import of the debootstrap tree failed: {last_line(load.stderr)}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)

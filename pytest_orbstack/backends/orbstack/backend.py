@@ -1,0 +1,92 @@
+"""Machines on OrbStack, through the ``orbctl`` client."""
+
+from __future__ import annotations
+
+import builtins
+import dataclasses
+import os
+
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.backends.orbstack.client import Orbctl
+from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo, Resources
+
+# States OrbStack reports while a machine comes up; a started clone can stay "provisioning"
+# while it already runs commands (OrbStack 1.11.1, orbstack/orbstack#1973).
+COMING_UP = ("provisioning", "creating", "starting")
+
+
+class OrbStackBackend(Backend):
+    """OrbStack machines. OrbStack has no labels: ``labels`` are accepted and ignored (the
+    session registry records ownership instead). Uploads use the inherited stdin route
+    (:meth:`Backend.put`, ``cat > path`` through ``orbctl run``), proven on real OrbStack:
+    exact bytes and exit codes on 2.2.3 (mainuli/garm-provider-orbstack), tar over stdin on
+    2.2.1 (billyhargroveofficial/billystar); ``orbctl push`` changed its permissions in 2.2.3."""
+
+    kind = "orbstack"
+
+    def __init__(self, client: Orbctl | None = None) -> None:
+        self.client = client or Orbctl()
+        self.env = self.client.env
+
+    def create(self, name: str, image: str, *, user: str | None = None,
+               cloud_init: str | os.PathLike[str] | None = None,
+               labels: dict[str, str] | None = None,
+               resources: Resources = NO_RESOURCES) -> MachineInfo:
+        """Create ``name`` (the client refuses distros without systemd and flags this OrbStack
+        is too old for) and wait for systemd."""
+        created = self.client.create(image, name, user=user, user_data=cloud_init, resources=resources)
+        try:
+            self.wait_ready(name)
+        except BaseException:
+            self.delete_if_exists(name)
+            raise
+        # what create reported, unless it was still coming up then (no second info per create)
+        return created if created.ip4 and created.machine.running else self.client.info(name)
+
+    def can_clone(self) -> bool:
+        return self.client.supports("clone")
+
+    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
+              frozen_source: bool = False) -> MachineInfo:
+        self.client.clone(source, name)  # copy-on-write already; left stopped by OrbStack
+        try:
+            self.start(name)
+        except BaseException:
+            self.delete_if_exists(name)
+            raise
+        return self.client.info(name)
+
+    def start(self, name: str) -> None:
+        self.client.start(name)
+        self.wait_ready(name)
+
+    def stop(self, name: str) -> None:
+        self.close_shells(name)
+        self.client.stop(name)
+
+    def delete(self, name: str) -> None:
+        self.close_shells(name)
+        self.client.delete(name)
+
+    def remove_session_images(self, session_id: str) -> None:
+        """Nothing to remove: OrbStack clones are copy-on-write machines, not images."""
+
+    def info(self, name: str) -> MachineInfo:
+        """The machine as OrbStack reports it, except that one still coming up (COMING_UP)
+        that already runs a command is reported ``running``."""
+        info = self.client.info(name)
+        if info.machine.state not in COMING_UP:
+            return info
+        if self.run(name, "true", user="root", timeout=30).returncode != 0:
+            return info
+        return dataclasses.replace(info, machine=dataclasses.replace(info.machine, state="running"))
+
+    def list(self) -> builtins.list[EngineMachine]:
+        return self.client.list()
+
+    def exec_argv(self, name: str, command: str, *, user: str | None = None,
+                  workdir: str | None = None) -> builtins.list[str]:
+        return self.client.run_argv(name, command, user=user, workdir=workdir)
+
+    def logs(self, name: str) -> str:
+        return self.client.logs(name)

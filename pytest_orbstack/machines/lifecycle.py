@@ -1,0 +1,317 @@
+"""Machine lifecycle for one pytest process: create, deploy, clone from golden, keep or delete.
+
+Golden and session-shared machines are made through the project's own pyinfra operation
+(:mod:`.provision`), then deployed to through pyinfra's API; per-test machines are made by the
+engine from the same command builders (no pyinfra run on the hot path).
+
+Names are ``pto-<session>-<slug of the key>-<hash>``, deterministic per key (test id), so xdist
+workers agree. Each name is recorded in the session registry before it is created. Machines
+shared between tests (session scope) and golden machines (one per image+deploy, cloned for each
+test) live in a directory shared by all xdist workers; a file lock makes exactly one worker
+create each; they are deleted once, when every worker has finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.errors import MachineError, MachineExists, SharedMachineError, attach_sections, report_sections
+from pytest_orbstack.machines.diagnostics import machine_diagnostics
+from pytest_orbstack.machines.freshness import apply_golden
+from pytest_orbstack.machines.identity import deploy_key
+from pytest_orbstack.machines.kept import KeptMachine
+from pytest_orbstack.machines.machine import Machine
+from pytest_orbstack.machines.registry import Registry
+from pytest_orbstack.machines.spares import Spares
+from pytest_orbstack.model.inputs import Deploy, describe
+from pytest_orbstack.model.names import PROJECT_LABEL, SESSION_LABEL, project_tag, session_prefix, slug_name
+from pytest_orbstack.model.records import MachineRecord
+from pytest_orbstack.model.results import DeployError, DeployResult
+from pytest_orbstack.model.types import NO_RESOURCES, MachineInfo, Resources
+
+
+class Lifecycle:
+    def __init__(self, backend: Backend, registry: Registry, session_id: str, shared_dir: Path,
+                 keep: str = "never", progress: Callable[[str], None] = lambda line: None,
+                 find_kept: Callable[[str], KeptMachine | None] | None = None) -> None:
+        self.backend = backend
+        self.registry = registry
+        self.session_id = session_id
+        self.prefix = session_prefix(session_id)
+        self.shared_dir = shared_dir
+        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        self.keep = keep
+        self.progress = progress
+        self.records: list[MachineRecord] = []
+        self.kept: list[MachineRecord] = []
+        self.find_kept = find_kept  # --orbstack-reuse: a test's kept machine, if any
+        self._warned_no_clone = False
+        self._project_tag: str | None = None
+        self.spares = Spares(backend, lambda name: registry.remove(session_id, name), progress)
+
+    # -- naming and timing ------------------------------------------------------------------
+    def name_for(self, key: str) -> str:
+        return slug_name(self.prefix, key)
+
+    @contextmanager
+    def _phase(self, record: MachineRecord, phase: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            record.phases[phase] = round(time.monotonic() - started, 3)
+            self.progress(f"orbstack: {phase} {record.name} ({record.image}) "
+                          f"{record.phases[phase]:.1f}s")
+
+    # -- machines -----------------------------------------------------------------------------
+    def create(self, key: str, image: str, *, deploy: Deploy | None = None, user: str | None = None,
+               cloud_init: str | os.PathLike | None = None, clone: bool = True,
+               data: dict[str, Any] | None = None, check_idempotent: bool = False,
+               allow_changes: Sequence[str] = (), allow_stale: Sequence[str] = (),
+               resources: Resources = NO_RESOURCES, kind: str = "test",
+               next_key: str | None = None, shown: str = "") -> tuple[Machine, MachineRecord]:
+        """A running machine for ``key``, with ``deploy`` applied (twice with
+        ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
+        machine that is then cloned: the clones get no apply of their own, and the golden fails
+        if the deploy left a service running on changed files (:mod:`.freshness`; services
+        matching ``allow_stale`` are exempt). ``next_key``: the
+        key the next test will likely ask for with these same arguments; its clone starts
+        now, in the background (:mod:`.spares`). ``shown``: how reports name the machine
+        (default ``key``)."""
+        apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
+        kept = self.find_kept(key) if self.find_kept is not None and kind == "test" else None
+        if kept is not None:
+            return self._reuse(kept, key, deploy, apply_args)
+        name = self.name_for(key)
+        record = MachineRecord(name, image, self.backend.kind, kind, test=shown or key,
+                               created_at=round(time.time(), 3))
+        self.records.append(record)
+        self.registry.add(self.session_id, name)
+        machine = None
+        try:
+            if deploy is not None and clone and cloud_init is None and self._can_clone():
+                golden = self.golden(image, deploy, dict(user=user, resources=resources,
+                                                         allow_stale=allow_stale), apply_args,
+                                     asker=key.rpartition("#")[0] or key)
+                record.created_by = "clone"
+                with self._phase(record, "clone"):
+                    info = self.spares.take(name, golden)
+                    if info is None:
+                        info = self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
+                    else:
+                        record.created_by = "spare"
+                machine = self._machine(name, image, record, info)
+                if next_key is not None and self.find_kept is None and kind == "test":
+                    self._start_spare(next_key, golden)
+            else:
+                self.spares.take(name, None)  # a spare guessed wrong: the name must be free
+                with self._phase(record, "create"):
+                    info = None
+                    if kind == "test":  # the hot path: the engine runs the builders directly
+                        info = self.backend.create(name, image, user=user, cloud_init=cloud_init,
+                                                   labels=self._labels(), resources=resources)
+                    else:  # once per session: through the project's own pyinfra operation
+                        from pytest_orbstack.pyinfra.provision import provision_machine
+                        record.created_by = "operations.machine"
+                        provision_machine(self.backend, name, image, user=user, cloud_init=cloud_init,
+                                          labels=self._labels(), resources=resources)
+                machine = self._machine(name, image, record, info)
+                if deploy is not None:
+                    if kind == "golden":
+                        apply_golden(machine, deploy, apply_args, allow_stale)
+                    else:
+                        machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
+        except MachineExists:
+            record.outcome = "failed"  # not ours to delete: another owner made it
+            raise
+        except BaseException as exc:
+            if machine is not None and isinstance(exc, Exception):  # its deploy failed
+                attach_sections(exc, [(f"orbstack machine: {name}", machine_diagnostics(machine))])
+            if machine is not None and isinstance(exc, Exception) and self._keeps(failed=True):
+                self.finish(machine, record, failed=True)  # a failed deploy, kept to look at
+            else:
+                record.outcome = "failed"
+                self._delete(name)
+            raise
+        return machine, record
+
+    def _start_spare(self, key: str, golden: str) -> None:
+        """Clone the machine of ``key`` from ``golden`` now, in the background (:mod:`.spares`);
+        if that cannot start, the test that asks for it clones on demand."""
+        name = self.name_for(key)
+        try:
+            self.registry.add(self.session_id, name)
+            self.spares.start(name, golden, key, self._labels())
+        except Exception as exc:
+            self.progress(f"orbstack: no spare clone {name}: {exc}")
+
+    def _reuse(self, kept: KeptMachine, key: str, deploy: Deploy | None,
+               apply_args: dict[str, Any]) -> tuple[Machine, MachineRecord]:
+        """A kept machine of an ended session, taken over by this one and started if needed,
+        with ``deploy`` applied again (the debug loop: fix the deploy, rerun); it stays kept."""
+        record = MachineRecord(kept.name, kept.image, self.backend.kind, "test", "reused", test=key)
+        self.records.append(record)
+        self.registry.adopt(kept.session, self.session_id, kept.name)
+        self.progress(f"orbstack: reusing kept {kept.name} ({kept.image})")
+        if not self.backend.info(kept.name).machine.running:
+            with self._phase(record, "start"):
+                self.backend.start(kept.name)
+        machine = self._machine(kept.name, kept.image, record)
+        if deploy is not None:
+            machine.apply(deploy, **apply_args)
+        return machine, record
+
+    def _machine(self, name: str, image: str, record: MachineRecord | None,
+                 info: MachineInfo | None = None) -> Machine:
+        machine = Machine(name, self.backend, image, created=info)
+        machine.on_apply = lambda machine, result: self.deployed(machine, record, result)
+        return machine
+
+    def deployed(self, machine: Machine, record: MachineRecord | None, result: DeployResult) -> None:
+        """Every apply, by a fixture or in a test body: added to the record (its ``deploy``
+        phase is the sum of them; ``--orbstack-timings`` lists each operation) and told in
+        ``-v`` progress lines with the operations that changed something."""
+        if record is not None:
+            record.add_deploy(result)
+        self.progress(f"orbstack: deploy {machine.name}: {result.headline().removeprefix('deploy ')}")
+        for op in result.changed:
+            self.progress(f"orbstack:   changed: {op.name}")
+
+    def _can_clone(self) -> bool:
+        """Whether golden machines can be cloned here; if not, every test machine gets the
+        deploy itself, and one warning says why (an OrbStack before 2.0)."""
+        if self.backend.can_clone():
+            return True
+        if not self._warned_no_clone:
+            self._warned_no_clone = True
+            warnings.warn(f"{self.backend.kind} cannot clone machines (OrbStack 2.0 or newer can):"
+                          " each test machine gets its deploy applied instead", stacklevel=2)
+        return False
+
+    def _labels(self) -> dict[str, str]:
+        """The session's labels on its machines and images: its id, its user and project."""
+        if self._project_tag is None:
+            session = self.registry.get(self.session_id)
+            self._project_tag = project_tag(session.user, session.project) if session else ""
+        tag = {PROJECT_LABEL: self._project_tag} if self._project_tag else {}
+        return {SESSION_LABEL: self.session_id, **tag}
+
+    def _delete(self, name: str) -> None:
+        self.backend.delete_if_exists(name)
+        self.registry.remove(self.session_id, name)
+
+    def _keeps(self, failed: bool) -> bool:
+        return self.keep == "always" or (self.keep == "failed" and failed)
+
+    def finish(self, machine: Machine, record: MachineRecord, failed: bool) -> None:
+        """Delete the machine, or keep it as the keep policy says (a reused one stays kept)."""
+        if self._keeps(failed) or record.created_by == "reused":
+            record.outcome = "kept"
+            self.kept.append(record)
+            made = {"created_at": record.created_at} if record.created_at else {}  # reused: as recorded
+            self.registry.keep(self.session_id, machine.name, {"test": record.test, "image": record.image, **made})
+            self.progress(f"orbstack: kept {machine.name}")
+            return
+        try:
+            with self._phase(record, "teardown"):
+                self._delete(machine.name)
+        except MachineError:
+            record.outcome = "failed"  # still recorded: the session's sweep tries again
+            raise
+        record.outcome = "deleted"
+
+    # -- machines shared between workers: golden images and session machines ---------------
+    @contextmanager
+    def _shared_entry(self, key: str) -> Iterator[dict[str, Any]]:
+        """The shared record of ``key`` (``{}`` until made), under that key's own lock: two
+        golden machines with different deploys are built at the same time."""
+        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+        path = self.shared_dir / f"{digest}.json"
+        with FileLock(str(self.shared_dir / f"{digest}.lock"), timeout=1800):
+            entry = json.loads(path.read_text()) if path.exists() else {}
+            yield entry
+            path.write_text(json.dumps(entry))
+
+    def _shared_entries(self) -> list[Path]:
+        return sorted(self.shared_dir.glob("*.json"))
+
+    def shared(self, key: str, image: str, *, kind: str = "shared", label: str = "", asker: str = "",
+               **create_args: Any) -> Machine:
+        """The one machine for ``key`` in this session, created by whichever worker asks first.
+        A creation that failed is not retried: the test that asked first (``asker``, its id)
+        gets the whole error, its first line the cause, with the machine's diagnostics taken
+        before it was deleted; every later asker gets one line naming the cause and that test
+        (``label`` says which shared machine it was, in reports too)."""
+        made_now = False
+        what = label or f"{kind} machine of {image}"
+        with self._shared_entry(key) as entry:
+            if not entry:
+                made_now = True
+                try:
+                    create_args.setdefault("clone", False)
+                    machine, record = self.create(key, image, kind=kind, shown=what, **create_args)
+                    entry.update(name=machine.name, image=image, record=asdict(record))
+                except (MachineError, DeployError) as exc:
+                    entry.update(error=str(exc), sections=report_sections(exc), asker=asker)
+                except Exception as exc:
+                    entry.update(error=f"{type(exc).__name__}: {exc}", asker=asker)
+        if "error" in entry:
+            raise SharedMachineError.of(entry, what, made_now)
+        mine = next((r for r in self.records if r.name == entry["name"]), None)
+        return self._machine(entry["name"], entry["image"], mine)
+
+    def golden(self, image: str, deploy: Deploy, machine_args: dict[str, Any],
+               apply_args: dict[str, Any], asker: str = "") -> str:
+        """Name of the golden machine for (image, deploy, machine and apply arguments):
+        deployed once (twice with ``check_idempotent``), before any clone is made from it.
+        ``asker``: the id of the test asking (see :meth:`shared`)."""
+        args = json.dumps([machine_args, apply_args], sort_keys=True, default=str)
+        key = f"golden:{image}:{deploy_key(deploy)}:{args}"
+        label = f"golden machine of {image} with deploy {describe(deploy)}"
+        return self.shared(key, image, deploy=deploy, kind="golden", label=label, asker=asker,
+                           **machine_args, **apply_args).name
+
+    def finish_shared(self, failed: bool, interrupted: bool = False) -> list[MachineRecord]:
+        """At the session's end, once (the only process, or the xdist controller after every
+        worker is down): delete golden machines (spare clones of them first; ``interrupted``:
+        those under way are not waited for), and delete or keep session machines."""
+        self.spares.drop(wait=not interrupted)
+        records = []
+        mine = {r.name: r for r in self.records}
+        for path in self._shared_entries():
+            entry = json.loads(path.read_text())
+            path.unlink()
+            if "name" not in entry:
+                continue
+            record = mine.get(entry["name"]) or MachineRecord(**entry["record"])
+            machine = Machine(entry["name"], self.backend, entry["image"])
+            if record.kind == "golden":
+                with self._phase(record, "teardown"):
+                    self._delete(machine.name)
+                record.outcome = "deleted"
+            else:
+                self.finish(machine, record, failed)
+            records.append(record)
+            if record.name not in mine:
+                self.records.append(record)
+        return records
+
+    def sweep(self) -> list[str]:
+        """Delete every machine of this session that is not kept (those still recorded, and any
+        the engine has under the session's prefix), then its images no machine uses."""
+        from pytest_orbstack.machines.reaper import reap
+        return reap(self.backend, self.registry, self.session_id)
+
+

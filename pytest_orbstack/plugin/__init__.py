@@ -1,0 +1,262 @@
+"""pytest plugin: disposable OrbStack (or Docker) machines for testing PyInfra deploys.
+
+Hooks live here; the fixtures are in :mod:`pytest_orbstack.plugin.fixtures`, reporting in
+:mod:`pytest_orbstack.plugin.report`, per-process state in :mod:`pytest_orbstack.plugin.state`.
+
+Options: ``--orbstack-backend``, ``--orbstack-image``, ``--orbstack-keep[=never|always|failed]``,
+``--orbstack-prune``, ``--orbstack-timings=FILE``; ini: ``orbstack_backend``, ``orbstack_image``,
+``orbstack_user``, ``orbstack_keep``, ``orbstack_clone``, ``orbstack_deploy``. Environment:
+``PYTEST_ORBSTACK_BACKEND``, ``PYTEST_ORBSTACK_STATE_DIR``.
+"""
+
+from __future__ import annotations
+
+import copy
+import getpass
+import json
+import shutil
+import signal
+from collections.abc import Generator
+from dataclasses import asdict
+from typing import Any
+
+import pytest
+
+from pytest_orbstack.backends import KINDS, get_backend, resolve_kind
+from pytest_orbstack.errors import InvalidInput, MachineError
+from pytest_orbstack.machines.kept import kept_machines, listing, on_engine
+from pytest_orbstack.machines.lifecycle import Lifecycle
+from pytest_orbstack.machines.reaper import prune
+from pytest_orbstack.machines.registry import Registry
+from pytest_orbstack.model.records import MachineRecord
+from pytest_orbstack.plugin.fixtures import (
+    _item_key,
+    _orbstack_image,
+    _orbstack_lifecycle,
+    orbstack,
+    orbstack_backend,
+    orbstack_machine,
+    orbstack_machines,
+    orbstack_module_machine,
+    orbstack_session_machine,
+)
+from pytest_orbstack.plugin.flags import PRUNE_SCOPES, split_bare_flags
+from pytest_orbstack.plugin.marker import MATRIX_FIXTURES, image_matrix, marker_kwargs
+from pytest_orbstack.plugin.report import pytest_runtest_makereport, pytest_terminal_summary
+from pytest_orbstack.plugin.state import DEFAULT_IMAGE, PLUGIN_NAME, PluginState, plugin_state
+
+__all__ = ["_orbstack_image", "_orbstack_lifecycle", "orbstack", "orbstack_backend", "orbstack_machine",
+           "orbstack_machines", "orbstack_module_machine", "orbstack_session_machine", "pytest_runtest_makereport",
+           "pytest_terminal_summary"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("orbstack", "disposable OrbStack/Docker machines (pytest-orbstack)")
+    group.addoption("--orbstack-backend", choices=KINDS, default=None, metavar="ENGINE",
+                    help="engine for machines: auto (OrbStack if orbctl answers, else Docker), "
+                         "orbstack or docker. Default: ini orbstack_backend, else "
+                         "$PYTEST_ORBSTACK_BACKEND, else auto.")
+    group.addoption("--orbstack-image", default=None, metavar="IMAGE",
+                    help="default image, OrbStack form (debian:bookworm, ubuntu:24.04).")
+    # no argparse choices: pytest parses once before pytest_load_initial_conftests splits
+    # `--orbstack-keep tests/x.py`, and a choice error there would stop the run (checked later)
+    group.addoption("--orbstack-keep", nargs="?", const="always", default=None, metavar="POLICY",
+                    help="keep machines after tests: never (default), always (the bare flag), "
+                         "failed (those of failing tests). Kept machines are listed at the end.")
+    group.addoption("--orbstack-prune", nargs="?", const="project", default=None, metavar="SCOPE",
+                    help="delete the machines (kept ones too) and images of finished or killed "
+                         "sessions of this user in this project (the bare flag), or of every user "
+                         "and project on this host (=all); print what was deleted and kept, then exit.")
+    group.addoption("--orbstack-reuse", action="store_true", default=False,
+                    help="run the tests on the machines an earlier --orbstack-keep run kept (the "
+                         "deploy is applied again, nothing is created for them); they stay kept, and "
+                         "machines made anew are kept too (unless --orbstack-keep says otherwise).")
+    group.addoption("--orbstack-list", action="store_true", default=False,
+                    help="list this project's kept machines (test, image, age, login command), then exit.")
+    group.addoption("--orbstack-timings", metavar="FILE", default=None,
+                    help="write machine phase timings as JSON to FILE.")
+    parser.addini("orbstack_backend", "default engine: auto, orbstack or docker (unset: "
+                  "$PYTEST_ORBSTACK_BACKEND, else auto)", default="")
+    parser.addini("orbstack_image", "default image for machines", default=DEFAULT_IMAGE)
+    parser.addini("orbstack_user", "default user created in machines", default="")
+    parser.addini("orbstack_keep", "default keep policy: never, always or failed", default="never")
+    parser.addini("orbstack_clone", "deploy once on a golden machine, clone it per test",
+                  type="bool", default=True)
+    parser.addini("orbstack_spares", "while a test runs, clone the machine the next test will likely "
+                  "ask for (one more machine alive per process)", type="bool", default=True)
+    parser.addini("orbstack_deploy", "deploy file applied by the `orbstack` fixture when its "
+                  "marker names none (looked up in the test's folder, then the rootdir)", default="")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser: pytest.Parser, args: list[str]) -> None:
+    """``--orbstack-keep tests/x.py``: the bare flag, then a test path (:mod:`.flags`). Runs
+    before pytest finds the initial conftests from the test paths and parses the options."""
+    if split_bare_flags(args):
+        early_config.known_args_namespace = parser.parse_known_args(
+            args, namespace=copy.copy(early_config.option))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "orbstack(image=None, *, deploy=None, user=None, "
+                            "cloud_init=None, clone=None, data=None): the machine the `orbstack` "
+                            "fixture makes (see pytest --fixtures)")
+    from pytest_orbstack.testinfra_backend import missing_hosts, register
+    register()
+    if not hasattr(config, "workerinput") and not config.getoption("help", False):
+        problem = missing_hosts(config.getoption("hosts", None))  # testinfra's --hosts
+        if problem:
+            raise pytest.UsageError(problem)
+    state = PluginState(config)
+    config.pluginmanager.register(state, PLUGIN_NAME)
+    if not state.is_worker and not config.getoption("help", False):
+        _terminate_on_sigterm()
+
+
+def _terminate_on_sigterm() -> None:
+    """SIGTERM and SIGHUP (terminal closed, SSH dropped) behave like Ctrl-C, so fixtures and
+    the session sweep still tear down. (SIGKILL cannot be caught: the watcher reaps then.)"""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+    try:
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGHUP, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A platform matrix: a test using a machine fixture runs once per image of its matrix
+    (:func:`.marker.image_matrix`), ids ``[debian:bookworm]``. Images ``--orbstack-image``
+    leaves out are not run; a test left with none is skipped, saying so."""
+    if not MATRIX_FIXTURES & set(metafunc.fixturenames):
+        return
+    marker = metafunc.definition.get_closest_marker("orbstack")
+    try:
+        matrix = image_matrix(metafunc.config, marker)
+    except InvalidInput:
+        return  # reported with the test's id by pytest_collection_modifyitems
+    if matrix is None:
+        return
+    images, left_out = matrix
+    params: list[Any] = list(images) or [pytest.param(
+        None, id="-".join(left_out), marks=pytest.mark.skip(
+            reason=f"--orbstack-image={metafunc.config.getoption('orbstack_image')} leaves out "
+                   f"this test's images ({', '.join(left_out)})"))]
+    metafunc.parametrize("_orbstack_image", params, ids=[*images] or None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Check every ``orbstack`` marker's arguments at collection: a typo stops the run with one
+    line naming the test and the argument, before any machine is made."""
+    errors = []
+    for item in items:
+        for marker in item.iter_markers("orbstack"):
+            try:
+                marker_kwargs(marker)
+            except InvalidInput as exc:
+                errors.append(f"{item.nodeid}: {exc}")
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise pytest.UsageError(errors[0] + more)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
+                            ) -> Generator[None, object, object]:
+    """The running test, whose folder relative deploy/cloud-init paths are looked up in, and
+    the next one (pytest's, or xdist's for this worker), whose machine may be cloned early."""
+    state = plugin_state(item.config)
+    state.current_item, state.next_item = item, nextitem
+    try:
+        return (yield)
+    finally:
+        state.current_item = state.next_item = None
+        if state.lifecycle is not None:  # even if the test never set its fixtures up
+            state.lifecycle.spares.unclaimed(_item_key(item.config, item))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist: workers join the controller's session (same id, owner and shared folder)."""
+    state = plugin_state(node.config)
+    state.start_watcher()  # the controller owns the session its workers make machines in
+    node.workerinput["orbstack_session"] = state.session_id
+    node.workerinput["orbstack_shared_dir"] = str(state.shared_dir)
+    node.workerinput["orbstack_owner_pid"] = str(state.owner_pid)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    records = getattr(node, "workeroutput", {}).get("orbstack_records", "[]")
+    plugin_state(node.config).records.extend(MachineRecord(**r) for r in json.loads(records))
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("orbstack_list"):
+        kept = kept_machines(Registry(), getpass.getuser(), str(config.rootpath))
+        try:
+            kept = on_engine(kept, lambda kind: [m.name for m in get_backend(kind).list()])
+        except MachineError as exc:
+            print(f"orbstack: list failed: {exc}")
+            return 1
+        for line in listing(kept):
+            print(line)
+        return 0
+    scope = config.getoption("orbstack_prune")
+    if not scope:
+        return None
+    if scope not in PRUNE_SCOPES:
+        raise pytest.UsageError(f"--orbstack-prune={scope}: use {' or '.join(PRUNE_SCOPES)}")
+    mine = dict(project=str(config.rootpath), user=getpass.getuser()) if scope == "project" else {}
+    kind = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
+    try:
+        rows = prune(Registry(), get_backend, include_kept=True, images_on=[resolve_kind(kind)], **mine)
+    except MachineError as exc:
+        print(f"orbstack: prune failed: {exc}")
+        return 1
+    deleted = [what for _, outcome, what in rows if outcome == "deleted"]
+    images = [what for _, outcome, what in rows if outcome == "image"]
+    where = f"this project ({config.rootpath})" if scope == "project" else "this host"
+    print(f"orbstack: pruned {len(deleted)} machine(s) of {where}{': ' if deleted else ''}{' '.join(deleted)}")
+    if images:
+        print(f"orbstack: removed {len(images)} image(s) no machine needs: {' '.join(images)}")
+    for session, outcome, what in rows:
+        if outcome not in ("deleted", "image"):
+            print(f"orbstack: {outcome} {'session ' + session + ': ' if session != '-' else ''}{what}")
+    return 0
+
+
+@pytest.hookimpl(trylast=True)  # after pytest has torn down the fixtures still up
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The session's last word, in the only process or the xdist controller (after every
+    worker is down): shared and golden machines go (or are kept), then anything this session
+    still owns is swept (Ctrl-C, SIGTERM, a crashed worker), and the session is closed."""
+    state = plugin_state(session.config)
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED  # Ctrl-C, SIGTERM, SIGHUP
+    if state.is_worker:
+        if state.lifecycle is not None:  # before the controller deletes the golden machines
+            state.lifecycle.spares.drop(wait=not interrupted)
+        records = [asdict(r) for r in state.all_records()]
+        session.config.workeroutput["orbstack_records"] = json.dumps(records)  # type: ignore[attr-defined]
+        return
+    lifecycle = state.lifecycle or _lifecycle_of_workers(state)
+    if lifecycle is not None:
+        lifecycle.finish_shared(state.failed, interrupted)
+        swept = lifecycle.sweep()
+        if swept:
+            state.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
+        state.registry.close(state.session_id)
+    state.stop_watcher(late=interrupted)  # a spare's clone still under way may make its machine later
+    shutil.rmtree(state.shared_dir, ignore_errors=True)
+
+
+def _lifecycle_of_workers(state: PluginState) -> Lifecycle | None:
+    """The controller's view of a session its xdist workers registered (None if they made no
+    machine)."""
+    session = state.registry.get(state.session_id)
+    if session is None:
+        return None
+    state.lifecycle = Lifecycle(get_backend(session.backend), state.registry, state.session_id,
+                                state.shared_dir, keep=state.keep, progress=state.progress)
+    return state.lifecycle

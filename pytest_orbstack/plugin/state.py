@@ -1,0 +1,174 @@
+"""Per-process plugin state: the session id, the keep policy, the engine (made lazily, so runs
+that use no machine need no engine), and the progress lines of ``-v``."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from pytest_orbstack.backends import get_backend
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.errors import InvalidInput
+from pytest_orbstack.machines.kept import finder
+from pytest_orbstack.machines.lifecycle import Lifecycle
+from pytest_orbstack.machines.reaper import prune, start_watcher, stop_watcher
+from pytest_orbstack.machines.registry import Registry, new_session_id
+from pytest_orbstack.model.inputs import image_list, search_dirs
+from pytest_orbstack.model.records import MachineRecord
+from pytest_orbstack.plugin.flags import KEEP_POLICIES
+
+DEFAULT_IMAGE = "debian:bookworm"
+PLUGIN_NAME = "orbstack_state"
+
+
+class PluginState:
+    """What one pytest process (the only one, the xdist controller or a worker) knows about
+    this session's machines. Registered as the pytest plugin ``orbstack_state``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        workerinput = getattr(config, "workerinput", None)
+        self.is_worker = workerinput is not None
+        self._shared_dir: Path | None = None
+        if workerinput is not None:
+            self.session_id = workerinput["orbstack_session"]
+            self._shared_dir = Path(workerinput["orbstack_shared_dir"])
+            self.owner_pid = int(workerinput["orbstack_owner_pid"])
+        else:
+            self.session_id = new_session_id()
+            self.owner_pid = os.getpid()
+        self.reuse: bool = config.getoption("orbstack_reuse")
+        self.keep: str = (config.getoption("orbstack_keep") or ("always" if self.reuse else None)
+                          or config.getini("orbstack_keep") or "never")
+        if self.keep not in KEEP_POLICIES:
+            raise pytest.UsageError(f"--orbstack-keep / orbstack_keep = {self.keep!r}: "
+                                    f"use {', '.join(KEEP_POLICIES)}")
+        self.kind_requested = config.getoption("orbstack_backend") or config.getini("orbstack_backend")
+        # --orbstack-image narrows every matrix to its images; else the ini list is the matrix
+        # of tests whose marker names no image
+        option = config.getoption("orbstack_image")
+        try:
+            self.narrow: list[str] | None = image_list(option, "--orbstack-image") if option else None
+            self.images: list[str] = self.narrow or image_list(config.getini("orbstack_image"),
+                                                               "ini orbstack_image")
+        except InvalidInput as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.image = self.images[0]  # the default image outside a matrix
+        self.registry = Registry()
+        self.lifecycle: Lifecycle | None = None
+        self.records: list[MachineRecord] = []  # from xdist workers
+        self.failed = False
+        self.current_item: pytest.Item | None = None
+        self.next_item: pytest.Item | None = None  # the test this process runs next, if known
+        self.pending_progress: list[str] = []  # a worker's lines, sent with the next report
+        self.watcher: IO[bytes] | None = None
+
+    @property
+    def shared_dir(self) -> Path:
+        """Where golden and session machines are agreed on by every process of the session: in
+        the controller's pytest temp folder (xdist's "session fixture once" recipe), which pytest
+        itself cleans up under its retention policy should this session be killed."""
+        if self._shared_dir is None:
+            factory = getattr(self.config, "_tmp_path_factory", None)
+            base = factory.getbasetemp() if factory is not None else Path(tempfile.gettempdir())
+            self._shared_dir = Path(base) / f"orbstack-{self.session_id}"
+        return self._shared_dir
+
+    def get_lifecycle(self) -> Lifecycle:
+        """The session's Lifecycle; the first call checks the engine answers, prunes what dead
+        sessions left and registers this session."""
+        if self.lifecycle is None:
+            backend = get_backend(self.kind_requested)
+            machines = backend.list()  # fails now, with a clear error, when the engine does not answer
+
+            def engine_for(kind: str) -> Backend:  # this session's engine where it is the same
+                return backend if kind == backend.kind else get_backend(kind)
+            prune(self.registry, engine_for, user=getpass.getuser())  # dead sessions' leftovers
+            self.registry.open(self.session_id, backend.kind, pid=self.owner_pid,
+                               project=str(self.config.rootpath))
+            self.start_watcher()
+            backend.notice = self.notice
+            find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath), backend.kind,
+                               [m.name for m in machines]) if self.reuse else None
+            self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
+                                       keep=self.keep, progress=self.progress, find_kept=find_kept)
+        return self.lifecycle
+
+    def start_watcher(self) -> None:
+        """The watcher that reaps this session if its owner dies (reaper.py); started once, by
+        the owner: the only process, or the xdist controller (see plugin.py)."""
+        if self.watcher is None and not self.is_worker:
+            self.watcher = start_watcher(self.session_id, self.kind_requested, self.registry.dir.parent)
+
+    def stop_watcher(self, late: bool = False) -> None:
+        """The session's end: the watcher exits, or with ``late`` (and machines made) sweeps again
+        once this process and its engine calls have ended (:func:`.reaper.stop_watcher`)."""
+        if self.watcher is not None:
+            stop_watcher(self.watcher, self.lifecycle.backend.kind if late and self.lifecycle else None)
+            self.watcher = None
+
+    def search_dirs(self) -> list[Path]:
+        """Where relative deploy and cloud-init paths are looked up: the running test's folder,
+        then the rootdir."""
+        item_dir = self.current_item.path.parent if self.current_item is not None else None
+        return search_dirs(item_dir, self.config.rootpath)
+
+    def progress(self, line: str) -> None:
+        """A ``-v`` progress line (see :meth:`notice`)."""
+        if self.config.getoption("verbose") > 0:
+            self.notice(line)
+
+    def notice(self, line: str) -> None:
+        """A line shown even without ``-v`` (an image built on first use, for a minute): written
+        at once in a single process; on an xdist worker kept and sent with the next test report,
+        which the controller prints with the worker's id."""
+        if self.is_worker:
+            self.pending_progress.append(line)
+        else:
+            self.write_line(line)
+
+    def write_line(self, line: str) -> None:
+        """``line`` on a line of its own, also after the progress letters xdist writes
+        without ``-v`` (pytest's ``ensure_newline`` knows only its own test file prefix)."""
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is None:
+            return
+        if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0) and not reporter.currentfspath:
+            reporter.write("\n")
+        capture = self.config.pluginmanager.get_plugin("capturemanager")
+        if capture is None:
+            reporter.write_line(line)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Any failure (here, or on an xdist worker: the controller sees every report) makes
+        ``keep=failed`` keep the session's shared machines; workers' progress lines, sent
+        with their reports, are printed here."""
+        if report.failed:
+            self.failed = True
+        if self.is_worker:
+            return
+        worker = getattr(getattr(report, "node", None), "gateway", None)
+        for line in getattr(report, "orbstack_progress", None) or []:
+            self.write_line(f"[{worker.id}] {line}" if worker is not None else line)
+
+    def all_records(self) -> list[MachineRecord]:
+        own = self.lifecycle.records + self.lifecycle.kept if self.lifecycle else []
+        seen: dict[str, MachineRecord] = {}
+        for record in [*own, *self.records]:
+            if record.name not in seen or record.outcome != "alive":
+                seen[record.name] = record
+        return list(seen.values())
+
+
+def plugin_state(config: pytest.Config) -> PluginState:
+    state: Any = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    assert isinstance(state, PluginState), "pytest-orbstack is not configured"
+    return state
