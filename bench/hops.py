@@ -19,11 +19,12 @@ import os
 import sys
 import tempfile
 import textwrap
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "pytest_orbstack"
