@@ -51,7 +51,7 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
     prints operation names) of operations that may change every time. ``allow_stale``: unit
     name patterns of services that may run on configuration the deploy changed after they
     started (a golden machine fails otherwise: its clones would hide it). ``cpus``, ``memory``
-    (``"4G"``), ``disk`` (``"64G"``, whole GiB, OrbStack only): the machine's limits (OrbStack 2.2.1+;
+    (``"4G"``), ``disk`` (``"64G"``, whole GiB, OrbStack only): the machine's limits (OrbStack 2.2.0+;
     Docker's own limits). ``isolated``: no access to the host's files (OrbStack 2.1+; Docker
     machines never have any). ``capabilities``: Linux capabilities the machine's root gets on
     Docker (``["NET_ADMIN"]`` for iptables/nftables; OrbStack machines have them already).

@@ -134,7 +134,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
     + cloud_init: path of a cloud-init user-data file (on the engine's host), at creation
     + labels: Docker labels, at creation (OrbStack machines have none; ignored there)
     + cpus, memory, disk: the machine's limits, at creation (``memory="4G"``, ``disk="64G"``;
-      OrbStack 2.2.1+ flags; Docker's own ``--cpus``/``--memory``, no disk limit there)
+      OrbStack 2.2.0+ flags; Docker's own ``--cpus``/``--memory``, no disk limit there)
     + isolated: no access to the host's files, at creation (OrbStack 2.1+; Docker machines
       never have any)
     + capabilities: Linux capabilities such as ``NET_ADMIN`` for root in the machine, at
