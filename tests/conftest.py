@@ -1,21 +1,28 @@
-"""Shared fixtures: the orbctl emulator (tests/emulator) on PATH, and machines made through it.
+"""The test tree, by one rule: a folder per layer of the package, a folder per thing outside it.
 
-The emulator drives real Docker containers running systemd; on a Mac with OrbStack the same
-tests can run against the real ``orbctl`` by setting PYTEST_ORBSTACK_REAL=1.
+- ``tests/<layer>/`` tests the modules of ``pytest_orbstack/<layer>/``, whatever a test costs
+  (pure function or real machine): ``model/``, ``backends/``, ``pyinfra/`` (with ``facts/`` and
+  ``testinfra_backend.py``, the modules pyinfra and testinfra load), ``machines/``, ``plugin/``.
+  ``tests/test_*.py`` test the package's top level: its public paths and facade.
+- Outside the package: ``acceptance/`` (the built wheel in a user's repository), ``setup/``
+  (``scripts/dev.sh``), ``contracts/`` (what real OrbStack printed, replayed against our client
+  and against the orbctl emulator, and the emulator's own tests).
+- ``support/`` holds no tests: the scaffolding the tests import (the orbctl emulator, inner
+  pytest runs, the test environment, deploy helpers). It is on ``sys.path`` through pytest's
+  ``pythonpath`` setting in pyproject.toml.
+
+The fixtures here put the orbctl emulator (support/orbctl_emulator) on PATH and make machines
+through it. The emulator drives real Docker containers running systemd; on a Mac with OrbStack
+the same tests can run against the real ``orbctl`` by setting PYTEST_ORBSTACK_REAL=1.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))
-
-from emulator.shims import install_shims
-from machines import REAL, unique
+from orbctl_emulator.shims import install_shims
+from testenv import REAL, unique
 
 from pytest_orbstack.backends.orbstack.client import Orbctl
 

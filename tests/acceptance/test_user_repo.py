@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from machines import ROOT, needs_docker
+from testenv import ROOT, needs_docker
 
 pytestmark = needs_docker("the acceptance test")
 

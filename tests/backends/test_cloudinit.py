@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import testinfra
-from machines import unique
+from testenv import unique
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.docker.backend import DockerBackend

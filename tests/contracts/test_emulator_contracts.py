@@ -14,8 +14,8 @@ import secrets
 import subprocess
 
 import pytest
-from emulator.shims import install_shims
-from machines import needs_docker
+from orbctl_emulator.shims import install_shims
+from testenv import needs_docker
 
 from .transcripts import fill, known, load_all, matches, shape_errors
 

@@ -11,8 +11,8 @@ import os
 import subprocess
 import sys
 
-from emulator.shims import install_shims
-from machines import ROOT, needs_docker
+from orbctl_emulator.shims import install_shims
+from testenv import ROOT, needs_docker
 
 from .transcripts import HERE
 

@@ -1,4 +1,4 @@
-"""The ``inner`` fixture: an inner pytest project on the docker backend (see innerpytest.py)."""
+"""The ``inner`` fixture: an inner pytest project on the docker backend (see tests/support/innerpytest.py)."""
 
 from __future__ import annotations
 

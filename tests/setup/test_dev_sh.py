@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from machines import terminal_signals
+from testenv import terminal_signals
 
 ROOT = Path(__file__).resolve().parents[2]
 DEV_SH = ROOT / "scripts" / "dev.sh"

@@ -1,4 +1,4 @@
-"""Executable ``orbctl`` and ``orb`` shims that run the emulator (tests/emulator/orbctl.py).
+"""Executable ``orbctl`` and ``orb`` shims that run the emulator (tests/support/orbctl_emulator/orbctl.py).
 
 Put the directory returned by :func:`install_shims` first on PATH and any code calling
 ``orbctl``/``orb`` talks to the Docker-backed emulator instead of OrbStack.

@@ -16,9 +16,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from machines import needs_docker
-
-from .shims import install_shims
+from orbctl_emulator.shims import install_shims
+from testenv import needs_docker
 
 IMAGE = "debian:bookworm"
 NOT_FOUND = "[-32098] machine not found: 'nope'"

@@ -2,7 +2,7 @@
 relative to the current directory and one (``./``) relative to this file, ``_sudo = True``
 from ``group_data/all.py``, a ``@deploy`` function, ``config.py`` and ``--data`` host data.
 
-    cd tests/e2e/deploys/split && pyinfra -y @orbstack/NAME deploy.py --data greeting=hi
+    cd tests/pyinfra/deploys/split && pyinfra -y @orbstack/NAME deploy.py --data greeting=hi
 """
 
 from pyinfra import local

@@ -1,5 +1,5 @@
 """The orbctl emulator's ``run``, ``push`` and ``pull``: a command or a file crosses into a
-machine through ``docker exec`` (tests/emulator/orbctl.py names the sources)."""
+machine through ``docker exec`` (tests/support/orbctl_emulator/orbctl.py names the sources)."""
 
 from __future__ import annotations
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import ipaddress
 
-from machines import unique
 from pyinfra import host
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.facts import get_facts
+from testenv import unique
 
 from pytest_orbstack.facts import (
     Connectivity,

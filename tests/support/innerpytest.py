@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from machines import terminal_signals
+from testenv import terminal_signals
 
 
 def containers(session: str | None = None) -> set[str]:

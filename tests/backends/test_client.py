@@ -5,7 +5,7 @@ carrying orbctl's stderr. The ORBCTL_EMULATOR_* knobs are ignored by a real orbc
 from __future__ import annotations
 
 import pytest
-from machines import REAL, unique
+from testenv import REAL, unique
 
 from pytest_orbstack.backends.orbstack.client import Orbctl
 from pytest_orbstack.errors import InvalidName, MachineExists, MachineNotFound, UnknownConfigKey, UnknownImage

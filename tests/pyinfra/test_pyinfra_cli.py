@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from machines import EXAMPLE_DEPLOY, unique
+from testenv import EXAMPLE_DEPLOY, unique
 
 HERE = Path(__file__).parent
 

@@ -1,4 +1,4 @@
-"""The orbctl emulator's ``config`` (tests/emulator/orbctl.py names the sources)."""
+"""The orbctl emulator's ``config`` (tests/support/orbctl_emulator/orbctl.py names the sources)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The orbctl emulator's machines and state, shared by its commands (tests/emulator/orbctl.py,
+"""The orbctl emulator's machines and state, shared by its commands (tests/support/orbctl_emulator/orbctl.py,
 whose docstring names the public source of each behaviour). A machine is a Docker container
 whose labels carry OrbStack's record; settings (``orbctl config``, the default machine) live
 in ``$ORBCTL_EMULATOR_HOME/config.json``; errors are :class:`Fail` (text to stderr, exit 1)."""

@@ -18,7 +18,7 @@ import warnings
 import paramiko
 import pytest
 import testinfra
-from machines import unique
+from testenv import unique
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.docker.commands import NETWORK, network_create

@@ -1,6 +1,6 @@
 """A deploy behaves the same through the plugin (``Machine.apply``) as through the real
 ``pyinfra`` command line, on two fresh Docker machines: same changed operations, same end
-state, nothing changed on a second run. The deploy (tests/e2e/deploys/split) is split with
+state, nothing changed on a second run. The deploy (tests/pyinfra/deploys/split) is split with
 ``local.include``, takes ``_sudo = True`` from ``group_data/all.py`` (the machines' default user
 is not root), calls a ``@deploy`` function, and has a ``config.py`` and ``--data``."""
 

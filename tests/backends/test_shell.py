@@ -14,7 +14,7 @@ import threading
 import time
 
 import pytest
-from machines import needs_docker, unique
+from testenv import needs_docker, unique
 
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend

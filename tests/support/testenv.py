@@ -1,4 +1,4 @@
-"""Shared by the test modules (import it as ``machines``; never import conftest)."""
+"""Shared by the test modules: the repository root, the engine the tests run on, names, signals."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-REAL = os.environ.get("PYTEST_ORBSTACK_REAL") == "1"  # the e2e tests against a real orbctl
-ROOT = Path(__file__).resolve().parents[1]
+REAL = os.environ.get("PYTEST_ORBSTACK_REAL") == "1"  # the engine tests against a real orbctl (docs/orbstack.md)
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE_DEPLOY = ROOT / "examples" / "nginx" / "deploy.py"
 
 

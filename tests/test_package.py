@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest_orbstack
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_public_api_and_version():
