@@ -174,10 +174,6 @@ class Registry:
     def get(self, session_id: str) -> Session | None:
         return self._read(self._path(session_id))
 
-    def machines(self, session_id: str) -> list[str]:
-        session = self.get(session_id)
-        return list(session.machines) if session else []
-
     def close(self, session_id: str) -> None:
         """End a session: its file goes, unless machines are still recorded (kept ones, or
         ones whose deletion failed: the next prune retries them)."""

@@ -188,15 +188,6 @@ def check_capabilities(value: object) -> tuple[str, ...]:
     return tuple(n.removeprefix("CAP_") for n in names)
 
 
-def check_create(image: str, user: str | None = None,
-                 cloud_init: str | os.PathLike[str] | None = None) -> None:
-    """Everything a create needs checked, for engines and operations (paths already absolute
-    or relative to the current directory)."""
-    parse_image(image)
-    check_user(user)
-    check_cloud_init(cloud_init)
-
-
 def display_path(path: str | os.PathLike[str]) -> str:
     """``path`` as messages show it: relative to the current directory when inside it."""
     try:

@@ -213,9 +213,3 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
         results[target.machine] = result
     return results
 
-
-def apply_deploy(machine: str, deploy: Deploy, *, backend: Backend | str,
-                 data: Mapping[str, Any] | None = None,
-                 config: Mapping[str, Any] | None = None) -> DeployResult:
-    """:func:`run_deploy` on one machine (``pyinfra -y @orbstack/NAME deploy.py``)."""
-    return run_deploy([Target(machine)], deploy, backend=backend, data=data, config=config)[machine]

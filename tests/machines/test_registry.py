@@ -97,7 +97,7 @@ def test_close_keeps_a_session_with_machines_left(tmp_path):
     reg.open("s1", "orbstack")
     reg.add("s1", "pto-s1-x")
     reg.close("s1")
-    assert reg.machines("s1") == ["pto-s1-x"]
+    assert reg.get("s1").machines == ["pto-s1-x"]
     reg.remove("s1", "pto-s1-x")
     reg.close("s1")
     assert reg.get("s1") is None

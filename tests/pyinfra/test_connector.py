@@ -13,8 +13,7 @@ import pytest
 from pyinfra import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
-
-from pytest_orbstack.pyinfra.deploy import apply_deploy
+from pyinfra_runs import apply_deploy
 
 
 def apply(machine, fn):

@@ -24,12 +24,12 @@ from pyinfra.api.connect import disconnect_all
 from pyinfra.api.connectors import get_all_connectors
 from pyinfra.facts.server import Command
 from pyinfra.operations import server
+from pyinfra_runs import apply_deploy
 
 import pytest_orbstack.pyinfra.connector as connector_module
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.pyinfra.connector import OrbStackConnector
-from pytest_orbstack.pyinfra.deploy import apply_deploy
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # out1/err1/out2 close together, then a pause: a connector that prints only when the command

@@ -8,6 +8,7 @@ import ipaddress
 from pyinfra import host
 from pyinfra.api import Config, Inventory, State
 from pyinfra.api.facts import get_facts
+from pyinfra_runs import apply_deploy
 from testenv import unique
 
 from pytest_orbstack.facts import (
@@ -20,7 +21,6 @@ from pytest_orbstack.facts import (
     OrbStackMachines,
     SystemLogs,
 )
-from pytest_orbstack.pyinfra.deploy import apply_deploy
 
 
 def machine_facts(machine, **wanted):
