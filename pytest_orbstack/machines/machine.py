@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_orbstack.backends.base import Backend
-from pytest_orbstack.errors import MachineError
+from pytest_orbstack.errors import InvalidInput, MachineError
 from pytest_orbstack.model.checks import Reachability, Record, Resolution
 from pytest_orbstack.model.inputs import Deploy, check_deploy
 from pytest_orbstack.model.results import DeployError, DeployResult, IdempotenceError, changed_again
@@ -217,7 +217,10 @@ def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, An
     with ``check_idempotent``; every run is recorded on its machines."""
     __tracebackhide__ = True
     first_machine = next(iter(targets.values()))[0]
-    deploy = check_deploy(deploy, first_machine.search_dirs())
+    try:
+        deploy = check_deploy(deploy, first_machine.search_dirs())
+    except InvalidInput as exc:  # the caller's line and the message: the checks' frames add nothing
+        raise exc.with_traceback(None) from None
 
     def run_once() -> dict[str, DeployResult]:
         from pytest_orbstack.pyinfra.deploy import Target, run_deploy
