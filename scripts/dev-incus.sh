@@ -41,7 +41,12 @@ ensure_incus_packages() {
 
 # incusd needs lxcfs running when it starts to give machines their own /proc/meminfo, uptime...
 ensure_lxcfs() {
-  if grep -qs ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then log "incus: lxcfs already running"; return 0; fi
+  if grep -qs ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then
+    if as_root stat /var/lib/lxcfs/proc >/dev/null 2>&1; then log "incus: lxcfs already running"; return 0; fi
+    # the mount of an lxcfs that ended ("Transport endpoint is not connected")
+    log "incus: lxcfs ended, leaving a dead mount: unmounting it"
+    as_root umount -l /var/lib/lxcfs || true
+  fi
   [ -e /dev/fuse ] || { log "incus: no /dev/fuse, machines see the host's /proc/meminfo"; return 0; }
   log "incus: starting lxcfs on /var/lib/lxcfs (log: $LOG_DIR/pytest-orbstack-lxcfs.log)"
   as_root mkdir -p /var/lib/lxcfs
@@ -52,7 +57,12 @@ ensure_lxcfs() {
 }
 
 ensure_incusd() {
-  if as_root incus info >/dev/null 2>&1; then log "incus: incusd already answers"; return 0; fi
+  if as_root incus info >/dev/null 2>&1; then
+    log "incus: incusd already answers"
+    # an lxcfs that ended under a running incusd: machines started from now on get it again
+    if grep -qs ' /var/lib/lxcfs fuse.lxcfs ' /proc/mounts; then ensure_lxcfs; fi
+    return 0
+  fi
   ensure_lxcfs
   local ilog="$LOG_DIR/pytest-orbstack-incusd.log"
   log "incus: starting incusd (log: $ilog)"

@@ -1,6 +1,6 @@
 """Machine engines behind one interface, and the choice between them.
 
-``auto`` picks OrbStack when ``orbctl`` answers, else Docker. The choice may be set with
+``auto`` picks OrbStack when ``orbctl`` answers, else Docker; ``incus`` is chosen by name. The choice may be set with
 ``--orbstack-backend`` (pytest), host data ``orbstack_backend`` (pyinfra) or the environment
 variable ``PYTEST_ORBSTACK_BACKEND``.
 """
@@ -14,7 +14,7 @@ import subprocess
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import EngineUnavailable
 
-KINDS = ("auto", "orbstack", "docker")
+KINDS = ("auto", "orbstack", "docker", "incus")
 ENV_VAR = "PYTEST_ORBSTACK_BACKEND"
 
 
@@ -29,7 +29,7 @@ def orbctl_answers(binary: str = "orbctl") -> bool:
 
 
 def resolve_kind(kind: str | None = None) -> str:
-    """``orbstack`` or ``docker`` for a requested kind (None: the environment, else auto)."""
+    """``orbstack``, ``docker`` or ``incus`` for a requested kind (None: the environment, else auto)."""
     kind = (kind or os.environ.get(ENV_VAR) or "auto").lower()
     if kind not in KINDS:
         raise EngineUnavailable(f"unknown backend {kind!r}: choose one of {', '.join(KINDS)}")
@@ -43,5 +43,8 @@ def get_backend(kind: str | None = None) -> Backend:
     if resolve_kind(kind) == "orbstack":
         from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
         return OrbStackBackend()
+    if resolve_kind(kind) == "incus":
+        from pytest_orbstack.backends.incus.backend import IncusBackend
+        return IncusBackend()
     from pytest_orbstack.backends.docker.backend import DockerBackend
     return DockerBackend()

@@ -54,7 +54,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("orbstack", "disposable OrbStack/Docker machines (pytest-orbstack)")
     group.addoption("--orbstack-backend", choices=KINDS, default=None, metavar="ENGINE",
                     help="engine for machines: auto (OrbStack if orbctl answers, else Docker), "
-                         "orbstack or docker. Default: ini orbstack_backend, else "
+                         "orbstack, docker or incus. Default: ini orbstack_backend, else "
                          "$PYTEST_ORBSTACK_BACKEND, else auto.")
     group.addoption("--orbstack-image", default=None, metavar="IMAGE",
                     help="default image, OrbStack form (debian:bookworm, ubuntu:24.04).")
@@ -75,7 +75,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="list this project's kept machines (test, image, age, login command), then exit.")
     group.addoption("--orbstack-timings", metavar="FILE", default=None,
                     help="write machine phase timings as JSON to FILE.")
-    parser.addini("orbstack_backend", "default engine: auto, orbstack or docker (unset: "
+    parser.addini("orbstack_backend", "default engine: auto, orbstack, docker or incus (unset: "
                   "$PYTEST_ORBSTACK_BACKEND, else auto)", default="")
     parser.addini("orbstack_image", "default image for machines", default=DEFAULT_IMAGE)
     parser.addini("orbstack_user", "default user created in machines", default="")

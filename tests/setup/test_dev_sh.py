@@ -160,6 +160,7 @@ class Machine:
             "PYTEST_ORBSTACK_LOG_DIR": str(self.logs),
             "PYTEST_ORBSTACK_SCRATCH_DIR": str(self.scratch),
             "PYTEST_ORBSTACK_SYSCTL_DIR": str(self.sysctl),
+            "PYTEST_ORBSTACK_INCUS": "off",  # the Incus set-up has stubs of its own: not here
         }
         env.update(extra)
         return env

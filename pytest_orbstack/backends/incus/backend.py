@@ -1,0 +1,297 @@
+"""Machines on Incus: unprivileged LXC system containers running systemd, the kind of machine an
+OrbStack machine is (``systemd-detect-virt -c`` says ``lxc``, the hostname is the name).
+
+Ownership and the session's labels are ``user.*`` config keys (:mod:`.commands`), so every
+process using the same daemon sees the same machines. A clone is ``incus copy`` of the source
+(of one snapshot of it for a golden machine) and has its own hostname, MAC and DHCP address;
+copies and snapshots go with their machine, so there are no images to clean up.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from filelock import FileLock
+
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.backends.incus import commands as cmd
+from pytest_orbstack.backends.incus.commands import KEY
+from pytest_orbstack.backends.process import call_timeout, map_error, run_text
+from pytest_orbstack.backends.process import last_line as _last_line
+from pytest_orbstack.errors import (
+    EngineUnavailable,
+    InvalidInput,
+    MachineError,
+    MachineExists,
+    MachineNotFound,
+    UnknownImage,
+)
+from pytest_orbstack.model.inputs import check_cloud_init, image_codename
+from pytest_orbstack.model.names import validate_machine_name
+from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, in_workdir
+from pytest_orbstack.paths import lock_path, remove_lock
+
+ERRORS = (("Instance not found", MachineNotFound), ("already exists", MachineExists),
+          ("UNIQUE constraint failed", MachineExists))
+UNREACHABLE = ("unix.socket", "connection refused", "Failed to connect")
+NOT_RUNNING = "Error: Instance is not running"
+POOL = "default"
+
+
+class IncusBackend(Backend):
+    """Machines as system containers of the local Incus daemon (``env`` extends os.environ)."""
+
+    kind = "incus"
+
+    def __init__(self, incus: str = "incus", env: dict[str, str] | None = None) -> None:
+        self.incus = incus
+        self.env = {**os.environ, **env} if env else None
+        self._images: dict[str, str] = {}  # image -> the Incus image reference machines start from
+        self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
+        self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def call(self, argv: builtins.list[str], *, timeout: float | None = None, check: bool = True,
+             ok: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+        """Run a builder's argv with this engine's binary and environment; a failure raises the
+        matching typed error unless ``check`` is false or its stderr holds one of ``ok``."""
+        argv = [self.incus, *argv[1:]]
+        missing = (f"{self.incus} not found on PATH: install Incus (bash scripts/dev.sh incus, "
+                   "or apt-get install -t bookworm-backports incus)")
+        done = run_text(argv, timeout=timeout or call_timeout(), env=self.env, missing=missing)
+        if check and done.returncode != 0 and not any(s in done.stderr for s in ok):
+            raise self._error(done)
+        return done
+
+    def _error(self, proc: subprocess.CompletedProcess[str]) -> MachineError:
+        if any(s in proc.stderr for s in UNREACHABLE):
+            return EngineUnavailable(f"incus daemon not answering: {_last_line(proc.stderr)} "
+                                     "(start it: bash scripts/dev.sh incus)",
+                                     stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
+        return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
+
+    def _query(self, name: str) -> dict[str, Any]:
+        """The instance ``name`` with state and snapshots; MachineNotFound unless this package
+        made it."""
+        proc = self.call(cmd.info(validate_machine_name(name)), ok=("not found",))
+        data = json.loads(proc.stdout) if proc.returncode == 0 else {}
+        if (data.get("config") or {}).get(KEY) != "1":
+            raise MachineNotFound(f"machine not found: {name!r}")
+        return data
+
+    @contextmanager
+    def _deleted_on_failure(self, name: str) -> Iterator[None]:
+        """Delete instance ``name`` if the block raises, then re-raise."""
+        try:
+            yield
+        except BaseException:
+            try:
+                self.call(cmd.delete(name), check=False)
+            except MachineError:
+                pass  # the original error matters more
+            raise
+
+    def image_ref(self, image: str) -> str:
+        """The Incus image machines of ``image`` start from: the offline alias when this daemon
+        has it (:func:`.commands.image_alias`), else the image server's (``images:...``)."""
+        if image not in self._images:
+            alias = cmd.image_alias(image)
+            found = self.call(cmd.image_info(alias), check=False).returncode == 0
+            self._images[image] = alias if found else cmd.remote_image(image)
+        return self._images[image]
+
+    def _check_resources(self, resources: Resources) -> None:
+        """InvalidInput for a disk size on a ``dir`` pool (which cannot limit one)."""
+        if resources.disk_mib is None:
+            return
+        pool = json.loads(self.call(cmd.storage_driver(POOL)).stdout)
+        if pool.get("driver") == "dir":
+            raise InvalidInput(f"disk= needs an Incus storage pool that limits sizes (btrfs, zfs, lvm); "
+                               f"pool {POOL!r} is dir: PYTEST_ORBSTACK_INCUS_POOL_DRIVER=btrfs bash "
+                               "scripts/dev.sh incus makes a btrfs one")
+
+    # -- machines ---------------------------------------------------------------------------
+    def create(self, name: str, image: str, *, user: str | None = None,
+               cloud_init: str | os.PathLike[str] | None = None,
+               labels: dict[str, str] | None = None,
+               resources: Resources = NO_RESOURCES) -> MachineInfo:
+        """Launch ``name`` from ``image`` within ``resources``, wait for systemd and add the
+        default user (passwordless sudo) in the same first command."""
+        validate_machine_name(name)
+        image_codename(image)
+        login = cmd.default_login(user)
+        if check_cloud_init(cloud_init) is not None:
+            raise InvalidInput("cloud_init= is not supported by the Incus engine yet (the offline "
+                               "image has no cloud-init): use a deploy, or the docker engine")
+        self._check_resources(resources)
+        ref = self.image_ref(image)
+        config = {**{cmd.key(k): v for k, v in (labels or {}).items()},
+                  **cmd.machine_config(login, image, resources)}
+        proc = self.call(cmd.launch(name, ref, config, resources), check=False, timeout=600)
+        if proc.returncode != 0:
+            error = self._error(proc)
+            if isinstance(error, MachineExists):
+                raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
+            self.call(cmd.delete(name), check=False)
+            if ref.startswith("images:"):
+                raise UnknownImage(f"image {image!r}: no Incus image {cmd.image_alias(image)} here and "
+                                   f"{ref} failed ({_last_line(proc.stderr)}); build it with "
+                                   "bash scripts/dev.sh incus", stderr=proc.stderr)
+            raise error
+        with self._deleted_on_failure(name):
+            self.wait_ready(name, setup=cmd.user_setup(login) if login != "root" else None)
+            return self.info(name)
+
+    def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
+              frozen_source: bool = False) -> MachineInfo:
+        """``incus copy`` of ``source`` (running or not), started as ``name``. With
+        ``frozen_source`` every clone copies one snapshot of the source, taken once."""
+        validate_machine_name(name)
+        snap: str | None = cmd.SNAPSHOT
+        if frozen_source and source in self._frozen:  # asked once per process: a golden is fixed
+            session_keys = self._frozen[source]
+        else:
+            data = self._query(source)
+            inherited = {f"{KEY}.{what}" for what in cmd.INHERITED} | {KEY}
+            session_keys = {k for k in data.get("config") or {} if k.startswith(f"{KEY}.") and k not in inherited}
+            snap = self._snapshot(source, data, session_keys) if frozen_source else None
+        own = {cmd.key(k): v for k, v in (labels or {}).items()}
+        dropped = {k: "" for k in session_keys if k not in own}  # the source's session is not the clone's
+        proc = self.call(cmd.copy(source, name, {**dropped, **own}, snap), check=False, timeout=600)
+        if proc.returncode != 0:
+            error = self._error(proc)
+            if isinstance(error, MachineExists):
+                raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
+            self.call(cmd.delete(name), check=False)
+            raise error
+        with self._deleted_on_failure(name):
+            self.call(cmd.start(name))
+            self.wait_ready(name)
+            return self.info(name)
+
+    def _snapshot(self, source: str, data: dict[str, Any], session_keys: set[str]) -> str:
+        """The golden machine's snapshot, made once (a file lock spans processes)."""
+        if cmd.SNAPSHOT not in {s["name"] for s in data.get("snapshots") or []}:
+            with FileLock(lock_path(f"incus-snapshot-{source}"), timeout=600):
+                self.call(cmd.snapshot(source), ok=("already exists",), timeout=600)
+        self._frozen[source] = session_keys
+        return cmd.SNAPSHOT
+
+    def start(self, name: str) -> None:
+        self._query(name)
+        self.call(cmd.start(name))
+        self.wait_ready(name)
+
+    def stop(self, name: str) -> None:
+        self._query(name)
+        self.close_shells(name)
+        self.call(cmd.stop(name), timeout=60)
+
+    def delete(self, name: str) -> None:
+        """Delete ``name`` (running or not) with its snapshots; MachineNotFound if absent."""
+        self._query(name)
+        self.close_shells(name)
+        self._users.pop(name, None)
+        self._frozen.pop(name, None)
+        self.call(cmd.delete(name), timeout=300)
+        remove_lock(f"incus-snapshot-{name}")
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename stopped machine ``old`` to ``new`` (Incus renames only stopped instances)."""
+        self._query(old)
+        validate_machine_name(new)
+        self.close_shells(old)
+        self._users.pop(old, None)
+        self.call(cmd.rename(old, new))
+
+    def info(self, name: str) -> MachineInfo:
+        info = cmd.parse_instance(self._query(name))
+        assert info is not None  # _query checked the key
+        return info
+
+    def list(self) -> builtins.list[EngineMachine]:
+        items = json.loads(self.call(cmd.list_machines()).stdout or "[]")
+        infos = (cmd.parse_instance(item) for item in items)
+        return sorted((i.machine for i in infos if i is not None), key=lambda m: m.name)
+
+    def resources(self, name: str) -> Resources:
+        """The resources ``name`` was made with (clones: their source's)."""
+        return cmd.recorded_resources(self._query(name).get("config") or {})
+
+    def labels(self, name: str) -> dict[str, str]:
+        """The ``user.*`` keys of ``name`` as labels (``pytest-orbstack.session``, ...)."""
+        config = self._query(name).get("config") or {}
+        return {cmd.label(k): v for k, v in config.items() if k.startswith("user.")}
+
+    def remove_session_images(self, session_id: str) -> None:
+        """Nothing to remove: clones are copies of machines, snapshots go with their machine."""
+
+    # -- commands in machines -----------------------------------------------------------------
+    def _user(self, name: str) -> tuple[str, int, int, str]:
+        """The default user's name, uid, gid and home (recorded at creation; asked once)."""
+        if name not in self._users:
+            config = self._query(name).get("config") or {}
+            login = config.get(f"{KEY}.user") or "root"
+            self._users[name] = (login, int(config.get(f"{KEY}.uid") or 0),
+                                 int(config.get(f"{KEY}.gid") or 0), config.get(f"{KEY}.home") or "/root")
+        return self._users[name]
+
+    def exec_argv(self, name: str, command: str, *, user: str | None = None,
+                  workdir: str | None = None) -> builtins.list[str]:
+        """``incus exec -T NAME [--user UID --group GID --env HOME=.. --env USER=..] -- sh -c
+        COMMAND`` for root and the default user; another user through ``su`` as root."""
+        validate_machine_name(name)
+        command = in_workdir(command, workdir) if workdir else command
+        if user == "root":
+            return [self.incus, *cmd.exec_(name, command)[1:]]
+        login, uid, gid, home = self._user(name)
+        if user is None or user == login:
+            env = {"HOME": home, "USER": login, "LOGNAME": login} if uid else {}
+            return [self.incus, *cmd.exec_(name, command, uid=uid, gid=gid, env=env)[1:]]
+        return [self.incus, *cmd.exec_(name, cmd.as_user(user, command))[1:]]
+
+    def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
+        """The machine stopped (``Instance is not running``) or gone, or the daemon gone,
+        rather than the command's own exit code."""
+        stderr = proc.stderr.decode(errors="replace")
+        if stderr.startswith("Error: ") and any(s in stderr for s in UNREACHABLE):
+            return self._error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
+        if stderr.strip() == NOT_RUNNING:
+            return MachineError(f"machine {name} is not running: it was stopped or killed, or the "
+                                "incus daemon restarted", stderr=stderr, returncode=proc.returncode)
+        if stderr.startswith("Error: ") and "Instance not found" in stderr:
+            return MachineNotFound(f"machine not found: {name!r}", stderr=stderr)
+        return None
+
+    def logs(self, name: str) -> str:
+        """The container's console log, and when running the boot journal."""
+        running = self._query(name).get("status") == "Running"
+        parts = [self.call(cmd.console_log(name), check=False).stdout]
+        if running:
+            parts.append(self.run(name, "journalctl -b --no-pager -n 300 2>&1", user="root").stdout)
+        return "\n".join(part for part in parts if part)
+
+    def wait_ready(self, name: str, timeout: float = 90.0, *, setup: str | None = None) -> str:
+        """Wait for systemd in ``name`` (running or degraded), running ``setup`` (the default
+        user's, :func:`.commands.user_setup`) first and recording that user's ids."""
+        proc = self.call(cmd.exec_(name, cmd.ready(int(timeout), setup)), check=False, timeout=timeout + 30)
+        if proc.returncode != 0 and (proc.stderr.strip() == NOT_RUNNING or "not found" in proc.stderr):
+            raise MachineError(f"machine {name} stopped while booting: {_last_line(proc.stderr)}")
+        if setup is not None:
+            done = next((line.split() for line in proc.stdout.splitlines()
+                         if line.startswith(cmd.SETUP_DONE)), None)
+            if done is None or len(done) != 4:
+                raise MachineError(f"default user setup failed in {name}: {_last_line(proc.stderr)}",
+                                   stderr=proc.stderr)
+            self.call(cmd.config_set(name, {f"{KEY}.uid": done[1], f"{KEY}.gid": done[2],
+                                            f"{KEY}.home": done[3]}))
+        words = proc.stdout.split()
+        if words and words[-1] in READY_STATES:
+            return words[-1]
+        return super().wait_ready(name, timeout)

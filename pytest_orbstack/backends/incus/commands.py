@@ -1,0 +1,230 @@
+"""Every ``incus`` command the Incus engine runs, as argv lists, and what it makes of Incus' answers.
+
+Pure functions: no I/O and no validation (the backend checks inputs once). A machine is an
+unprivileged LXC system container with systemd as PID 1, made from an Incus image; what this
+package records about it (that it made it, its default user, its image, its resources, the
+session's labels) lives in its ``user.*`` config keys (:data:`KEY`), which ``incus copy``
+carries over to copies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shlex
+from collections.abc import Mapping
+from typing import Any
+
+from pytest_orbstack.errors import UnknownImage
+from pytest_orbstack.model.inputs import USER_RE, check_user, image_codename
+from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources, ready_command
+
+INCUS = "incus"
+KEY = "user.pytest-orbstack"  # "1" on every machine this package made; KEY.<what> for the rest
+SNAPSHOT = "pytest-orbstack-frozen"  # the one snapshot of a golden machine its clones copy
+SETUP_DONE = "pytest-orbstack-setup-done"
+SUDOERS = "/etc/sudoers.d/90-pytest-orbstack"
+ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
+# the keys clones keep from their source; the session's own keys are the clone's caller's
+INHERITED = ("user", "uid", "gid", "home", "image", "resources")
+
+
+def key(label: str) -> str:
+    """The config key of a label: ``pytest-orbstack.session`` -> ``user.pytest-orbstack.session``."""
+    return f"user.{label}"
+
+
+def label(config_key: str) -> str:
+    """The label of a ``user.*`` config key (inverse of :func:`key`)."""
+    return config_key.removeprefix("user.")
+
+
+def image_alias(image: str) -> str:
+    """The local alias of the image machines of ``image`` are made from: ``debian:12`` ->
+    ``pytest-orbstack/debian/bookworm`` (built offline by ``scripts/dev.sh incus``)."""
+    distro, codename = image_codename(image)
+    return f"pytest-orbstack/{distro}/{codename}"
+
+
+def remote_image(image: str) -> str:
+    """The same image on Incus' default image server: ``images:debian/bookworm``."""
+    distro, codename = image_codename(image)
+    return f"images:{distro}/{codename}"
+
+
+def limits(resources: Resources) -> dict[str, str]:
+    """Instance config for ``resources``: whole CPUs as ``limits.cpu``, a fraction as a CFS
+    quota (``limits.cpu.allowance``, over a core count rounded up), memory as ``limits.memory``.
+    (The disk size is a root device option: :func:`root_device`.)"""
+    config: dict[str, str] = {}
+    if resources.cpus:
+        config["limits.cpu"] = str(math.ceil(resources.cpus))
+        if resources.cpus != int(resources.cpus):
+            config["limits.cpu.allowance"] = f"{round(resources.cpus * 100)}ms/100ms"
+    if resources.memory_mib:
+        config["limits.memory"] = f"{resources.memory_mib}MiB"
+    return config
+
+
+def root_device(resources: Resources) -> list[str]:
+    """``-d root,size=NMiB`` (the profile's root disk, resized) when a disk size is asked."""
+    return ["-d", f"root,size={resources.disk_mib}MiB"] if resources.disk_mib else []
+
+
+def machine_config(login: str, image: str, resources: Resources = NO_RESOURCES) -> dict[str, str]:
+    """What a machine's config records (and copies keep): made by this package, its default
+    user, its image, its resources, and the limits themselves."""
+    config = {KEY: "1", f"{KEY}.user": login, f"{KEY}.image": image, **limits(resources)}
+    if resources != NO_RESOURCES:
+        config[f"{KEY}.resources"] = json.dumps(dataclasses.asdict(resources))
+    return config
+
+
+def _config_flags(config: Mapping[str, str]) -> list[str]:
+    return [a for k, v in config.items() for a in ("-c", f"{k}={v}")]
+
+
+def launch(machine: str, image_ref: str, config: Mapping[str, str],
+           resources: Resources = NO_RESOURCES) -> list[str]:
+    """Create and start ``machine`` from image ``image_ref`` with ``config``."""
+    return [INCUS, "launch", image_ref, machine, *_config_flags(config), *root_device(resources)]
+
+
+def copy(source: str, target: str, config: Mapping[str, str], snapshot: str | None = None) -> list[str]:
+    """Copy ``source`` (or its ``snapshot``) to a new, stopped ``target``; ``config`` overrides
+    the copied keys (an empty value drops a key)."""
+    ref = f"{source}/{snapshot}" if snapshot else source
+    return [INCUS, "copy", ref, target, *_config_flags(config)]
+
+
+def snapshot(machine: str, name: str = SNAPSHOT) -> list[str]:
+    return [INCUS, "snapshot", "create", machine, name]
+
+
+def start(machine: str) -> list[str]:
+    return [INCUS, "start", machine]
+
+
+def stop(machine: str, timeout: int = 10) -> list[str]:
+    """Stop cleanly, forcing it after ``timeout`` seconds (systemd may hang on a unit)."""
+    return [INCUS, "stop", machine, f"--timeout={timeout}", "--force"]
+
+
+def delete(machine: str) -> list[str]:
+    """Delete the machine, running or not, with its snapshots and its storage volume."""
+    return [INCUS, "delete", "--force", machine]
+
+
+def rename(old: str, new: str) -> list[str]:
+    return [INCUS, "rename", old, new]
+
+
+def info(machine: str) -> list[str]:
+    """The instance with its state and snapshots, as JSON."""
+    return [INCUS, "query", f"/1.0/instances/{machine}?recursion=1"]
+
+
+def list_machines() -> list[str]:
+    """Every instance this package made, with its state, as a JSON list."""
+    return [INCUS, "list", "--format", "json", f"{KEY}=1"]
+
+
+def config_set(machine: str, config: Mapping[str, str]) -> list[str]:
+    return [INCUS, "config", "set", machine, *(f"{k}={v}" for k, v in config.items())]
+
+
+def storage_driver(pool: str) -> list[str]:
+    return [INCUS, "query", f"/1.0/storage-pools/{pool}"]
+
+
+def profile(name: str = "default") -> list[str]:
+    return [INCUS, "query", f"/1.0/profiles/{name}"]
+
+
+def image_info(alias: str) -> list[str]:
+    return [INCUS, "image", "info", alias]
+
+
+def push(machine: str, local: str, remote: str) -> list[str]:
+    """Copy host file ``local`` to absolute path ``remote`` in ``machine`` (owned by root)."""
+    return [INCUS, "file", "push", local, f"{machine}{remote}"]
+
+
+def pull(machine: str, remote: str, local: str) -> list[str]:
+    return [INCUS, "file", "pull", f"{machine}{remote}", local]
+
+
+def console_log(machine: str) -> list[str]:
+    return [INCUS, "console", machine, "--show-log"]
+
+
+def exec_(machine: str, command: str, *, uid: int = 0, gid: int = 0,
+          env: Mapping[str, str] | None = None) -> list[str]:
+    """Run shell ``command`` in ``machine`` as ``uid``:``gid`` with ``env`` added, stdin, stdout
+    and stderr passed through as separate pipes (``-T``: never a terminal)."""
+    argv = [INCUS, "exec", "-T", machine]
+    if uid or gid:
+        argv += ["--user", str(uid), "--group", str(gid)]
+    for name, value in (env or {}).items():
+        argv += ["--env", f"{name}={value}"]
+    return [*argv, "--", "sh", "-c", command]
+
+
+def as_user(user: str, command: str) -> str:
+    """Shell (run as root) that runs ``command`` as ``user`` with that user's HOME and USER."""
+    return f"exec su {shlex.quote(user)} -s /bin/sh -c {shlex.quote(command)}"
+
+
+def user_setup(user: str) -> str:
+    """Shell that adds ``user`` with passwordless sudo (the OrbStack default user's rights) and
+    prints :data:`SETUP_DONE` with its uid, gid and home."""
+    q = shlex.quote(user)
+    return (f"(id -u {q} >/dev/null 2>&1 || useradd -m -s /bin/bash {q}) && "
+            f"printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {q} > {SUDOERS} && chmod 0440 {SUDOERS} && "
+            f"echo {SETUP_DONE} $(id -u {q}) $(id -g {q}) $(getent passwd {q} | cut -d: -f6)")
+
+
+def ready(timeout: int = 90, setup: str | None = None) -> str:
+    """Shell that waits until systemd is up (its state printed last), running ``setup`` first.
+    systemd's bus socket may not exist right after the start: waited for first."""
+    probe = f"until [ -S /run/systemd/private ]; do sleep 0.05; done; {ready_command(timeout)}"
+    return f"{setup}; {probe}" if setup is not None else probe
+
+
+# -- what incus prints --------------------------------------------------------------------------
+def parse_instance(data: Mapping[str, Any]) -> MachineInfo | None:
+    """An instance as ``incus query``/``incus list`` gives it -> MachineInfo, or None if this
+    package did not make it."""
+    config = data.get("config") or {}
+    if config.get(KEY) != "1":
+        return None
+    try:
+        distro, codename = image_codename(config.get(f"{KEY}.image", ""))
+    except UnknownImage:
+        distro, codename = "", ""
+    running = data.get("status") == "Running"
+    arch = ARCHES.get(data.get("architecture", ""), data.get("architecture", ""))
+    machine = EngineMachine(id=config.get("volatile.uuid", data["name"]), name=data["name"],
+                            image=Image(distro, codename, arch), state="running" if running else "stopped",
+                            default_username=config.get(f"{KEY}.user"))
+    addresses = ((((data.get("state") or {}).get("network") or {}).get("eth0") or {}).get("addresses")
+                 or []) if running else []
+    ip4 = next((a["address"] for a in addresses if a["family"] == "inet"), None)
+    ip6 = next((a["address"] for a in addresses if a["family"] == "inet6" and a["scope"] == "global"), None)
+    return MachineInfo(machine, ip4=ip4, ip6=ip6)
+
+
+def recorded_resources(config: Mapping[str, str]) -> Resources:
+    recorded = json.loads(config.get(f"{KEY}.resources") or "{}")
+    return Resources(**{**recorded, "capabilities": tuple(recorded.get("capabilities", ()))})
+
+
+def default_login(user: str | None) -> str:
+    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
+    checked = check_user(user)
+    if checked is not None:
+        return checked
+    env_user = os.environ.get("USER", "")
+    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"

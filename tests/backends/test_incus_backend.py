@@ -1,0 +1,248 @@
+"""IncusBackend against the real Incus daemon (no mocks; ``bash scripts/dev.sh incus`` sets it up).
+
+The module shares one machine (default user, labels, CPU and memory limits); the clone test makes
+and deletes more. Every name starts with ``ptinc-``; the finalizer deletes them and checks that no
+instance, snapshot or storage volume of theirs is left.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import shutil
+import subprocess
+
+import pytest
+
+from pytest_orbstack.backends import get_backend
+from pytest_orbstack.backends.incus.backend import IncusBackend
+from pytest_orbstack.backends.incus.commands import default_login, image_alias
+from pytest_orbstack.errors import (
+    EngineUnavailable,
+    InvalidInput,
+    InvalidName,
+    MachineError,
+    MachineExists,
+    MachineNotFound,
+    UnknownImage,
+)
+from pytest_orbstack.model.types import Resources
+
+
+def incus(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["incus", *args], capture_output=True, text=True, timeout=120)
+
+
+def why_no_incus() -> str | None:
+    """Why the Incus tests cannot run here (one line), or None."""
+    if not shutil.which("incus"):
+        return "incus is not installed (bash scripts/dev.sh incus installs it)"
+    try:
+        if incus("info").returncode != 0:
+            return "the incus daemon does not answer (bash scripts/dev.sh incus starts it)"
+    except subprocess.TimeoutExpired:
+        return "the incus daemon does not answer (bash scripts/dev.sh incus starts it)"
+    if incus("image", "info", image_alias("debian:bookworm")).returncode != 0:
+        return f"no Incus image {image_alias('debian:bookworm')} (bash scripts/dev.sh incus builds it)"
+    return None
+
+
+REASON = why_no_incus()
+pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
+SESSION = "pytest-orbstack.session"
+
+
+@pytest.fixture(scope="module")
+def backend() -> IncusBackend:
+    return IncusBackend()
+
+
+@pytest.fixture(scope="module")
+def new_name(backend):
+    """Makes unique ``ptinc-`` names; everything made under them is removed at the end."""
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"ptinc-{secrets.token_hex(4)}")
+        return made[-1]
+
+    yield make
+    for name in made:
+        incus("delete", "--force", name)
+    left = {item["name"] for item in json.loads(incus("list", "-f", "json").stdout)}
+    assert not left & set(made), f"instances left behind: {left & set(made)}"
+    volumes = incus("storage", "volume", "list", "default", "-f", "csv", "-c", "n").stdout.split()
+    assert not [v for v in volumes if v.split("/")[0] in made], f"volumes left behind: {volumes}"
+
+
+@pytest.fixture(scope="module")
+def machine(backend, new_name):
+    name = new_name()
+    backend.create(name, "debian:12", labels={SESSION: "s-incus", "ptinc-test": "yes"},
+                   resources=Resources(cpus=1.5, memory_mib=512))
+    return name
+
+
+def out(backend, name, command, **kwargs) -> str:
+    proc = backend.run(name, command, timeout=60, **kwargs)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def config(name: str) -> dict[str, str]:
+    return json.loads(incus("query", f"/1.0/instances/{name}").stdout)["config"]
+
+
+def test_the_registry_names_incus():
+    assert isinstance(get_backend("incus"), IncusBackend)
+
+
+def test_a_new_machine_is_an_lxc_system_container(backend, machine):
+    info = backend.info(machine)
+    m = info.machine
+    assert (m.name, m.state, m.default_username) == (machine, "running", default_login(None))
+    assert (m.image.distro, m.image.version, m.image.arch) == ("debian", "bookworm", "amd64")
+    assert info.ip4 and info.ip4.startswith("10.")
+    assert out(backend, machine, "systemd-detect-virt -c") == "lxc"
+    assert out(backend, machine, "hostname; cat /etc/hostname") == f"{machine}\n{machine}"
+    assert out(backend, machine, "cat /proc/1/comm", user="root") == "systemd"
+    assert backend.wait_ready(machine) in ("running", "degraded")
+
+
+def test_labels_and_ownership_are_user_keys(backend, machine):
+    keys = config(machine)
+    assert keys["user.pytest-orbstack"] == "1" and keys["user.pytest-orbstack.image"] == "debian:12"
+    assert keys["user.pytest-orbstack.session"] == "s-incus" and keys["user.ptinc-test"] == "yes"
+    labels = backend.labels(machine)
+    assert labels[SESSION] == "s-incus" and labels["pytest-orbstack.user"] == default_login(None)
+    machines = backend.list()
+    assert [m.name for m in machines] == sorted(m.name for m in machines)
+    assert backend.info(machine).machine in machines
+
+
+def test_resources_are_incus_limits(backend, machine):
+    keys = config(machine)
+    assert (keys["limits.cpu"], keys["limits.cpu.allowance"], keys["limits.memory"]) == (
+        "2", "150ms/100ms", "512MiB")
+    assert backend.resources(machine) == Resources(cpus=1.5, memory_mib=512)
+    limit = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    assert out(backend, machine, limit) == str(512 * 1024 * 1024)  # cgroup v2 or v1
+
+
+def test_exec_as_default_user_root_and_another(backend, machine):
+    user = backend.default_user(machine)
+    assert out(backend, machine, "id -un; echo $HOME $USER") == f"{user}\n/home/{user} {user}"
+    assert out(backend, machine, "id -u", user="root") == "0"
+    assert out(backend, machine, "sudo -n id -u") == "0"
+    assert out(backend, machine, "pwd", workdir="/tmp") == "/tmp"
+    assert out(backend, machine, "cat", input="from stdin") == "from stdin"
+    proc = backend.run(machine, "echo oops >&2; exit 7")
+    assert (proc.returncode, proc.stderr) == (7, "oops\n")
+    assert backend.run(machine, "true", workdir="/nonexistent").returncode == 126
+    out(backend, machine, "id -u nobody2 >/dev/null 2>&1 || useradd -m nobody2", user="root")
+    assert out(backend, machine, "id -un; echo $HOME", user="nobody2") == "nobody2\n/home/nobody2"
+    assert backend.exec_argv(machine, "true", user="root") == [
+        "incus", "exec", "-T", machine, "--", "sh", "-c", "true"]
+
+
+def test_put_get_round_trip_and_permissions(backend, machine):
+    data = bytes(range(256)) * 512 + "ünïcødé\n".encode()
+    path = "/tmp/dir with spaces/fïlé ü.bin"
+    out(backend, machine, "mkdir -p '/tmp/dir with spaces'")
+    backend.put(machine, data, path)
+    assert backend.get(machine, path) == data
+    assert out(backend, machine, f"stat -c %U '{path}'") == backend.default_user(machine)
+    with pytest.raises(MachineError, match="Permission denied"):
+        backend.put(machine, b"x", "/root/nope")
+    backend.put(machine, b"secret\x00", "/root/secret", user="root")
+    assert backend.get(machine, "/root/secret", user="root") == b"secret\x00"
+
+
+def test_clone_stop_start_rename_delete(backend, machine, new_name):
+    out(backend, machine, "echo marker > ~/marker")
+    first, second, renamed = new_name(), new_name(), new_name()
+    info = backend.clone(machine, first, labels={SESSION: "s-clone"}, frozen_source=True)
+    assert info.machine.state == "running" and info.ip4 and info.ip4 != backend.info(machine).ip4
+    assert out(backend, first, "hostname; cat ~/marker") == f"{first}\nmarker"
+    backend.clone(machine, second, frozen_source=True)  # the same snapshot, no label given
+    snapshots = json.loads(incus("query", f"/1.0/instances/{machine}?recursion=1").stdout)["snapshots"]
+    assert [s["name"] for s in snapshots] == ["pytest-orbstack-frozen"]
+    assert backend.labels(first)[SESSION] == "s-clone" and SESSION not in backend.labels(second)
+    assert backend.resources(first) == Resources(cpus=1.5, memory_mib=512)
+    assert backend.info(machine).machine.state == "running"  # the source keeps running
+    # a clone keeps its source's machine-id, as an OrbStack clone does (docs/orbstack.md)
+    assert out(backend, first, "cat /etc/machine-id") == out(backend, machine, "cat /etc/machine-id")
+
+    backend.stop(first)
+    assert (backend.info(first).machine.state, backend.info(first).ip4) == ("stopped", None)
+    with pytest.raises(MachineError, match=f"^machine {first} is not running: it was stopped"):
+        backend.run(first, "true")
+    backend.rename(first, renamed)
+    backend.start(renamed)
+    assert out(backend, renamed, "hostname; systemctl is-system-running") == f"{renamed}\nrunning"
+    with pytest.raises(MachineNotFound):
+        backend.info(first)
+    for name in (renamed, second):
+        backend.delete(name)
+        with pytest.raises(MachineNotFound, match=f"^machine not found: '{name}'$"):
+            backend.delete(name)
+
+
+def test_dns_between_machines(backend, machine, new_name):
+    other = new_name()
+    backend.clone(machine, other)
+    try:
+        line = out(backend, machine, f"getent ahostsv4 {other}.incus | head -1")
+        assert line.split()[0] == backend.info(other).ip4
+    finally:
+        backend.delete(other)
+
+
+def test_missing_machine_errors(backend, new_name):
+    name = new_name()
+    for call in (backend.info, backend.start, backend.stop, backend.delete, backend.logs):
+        with pytest.raises(MachineNotFound, match=f"^machine not found: '{name}'$"):
+            call(name)
+    with pytest.raises(MachineNotFound):
+        backend.clone(name, new_name())
+    with pytest.raises(MachineNotFound, match=f"^machine not found: '{name}'$"):
+        backend.run(name, "true", user="root")
+    assert backend.delete_if_exists(name) is False
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(backend, machine, new_name, tmp_path):
+    name = new_name()
+    with pytest.raises(MachineExists, match=f"^machine already exists: '{machine}'$"):
+        backend.create(machine, "debian:12")
+    with pytest.raises(InvalidName, match="invalid machine name 'bad_name'"):
+        backend.create("bad_name", "debian:12")
+    with pytest.raises(UnknownImage, match="unknown image 'windows:11'"):
+        backend.create(name, "windows:11")
+    with pytest.raises(UnknownImage) as caught:
+        backend.create(name, "ubuntu:24.04")
+    assert str(caught.value).startswith("image 'ubuntu:24.04': no Incus image pytest-orbstack/ubuntu/noble "
+                                        "here and images:ubuntu/noble failed (")
+    assert "\n" not in str(caught.value)
+    with pytest.raises(InvalidInput, match=r"^disk= needs an Incus storage pool that limits sizes"):
+        backend.create(name, "debian:12", resources=Resources(disk_mib=2048))
+    user_data = tmp_path / "user-data.yaml"
+    user_data.write_text("#cloud-config\n")
+    with pytest.raises(InvalidInput, match=r"^cloud_init= is not supported by the Incus engine yet"):
+        backend.create(name, "debian:12", cloud_init=user_data)
+    assert incus("query", f"/1.0/instances/{name}").returncode != 0
+
+
+def test_foreign_instance_is_not_a_machine(backend, new_name):
+    name = new_name()
+    assert incus("init", image_alias("debian:bookworm"), name).returncode == 0
+    with pytest.raises(MachineNotFound):
+        backend.delete(name)
+    assert name not in [m.name for m in backend.list()]
+    with pytest.raises(MachineExists):
+        backend.create(name, "debian:12")
+    assert incus("query", f"/1.0/instances/{name}").returncode == 0  # left alone
+
+
+def test_engine_unavailable_errors():
+    with pytest.raises(EngineUnavailable, match="not found on PATH: install Incus"):
+        IncusBackend(incus="/nonexistent/incus").list()
