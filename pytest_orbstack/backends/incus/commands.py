@@ -139,10 +139,6 @@ def storage_driver(pool: str) -> list[str]:
     return [INCUS, "query", f"/1.0/storage-pools/{pool}"]
 
 
-def profile(name: str = "default") -> list[str]:
-    return [INCUS, "query", f"/1.0/profiles/{name}"]
-
-
 def image_info(alias: str) -> list[str]:
     return [INCUS, "image", "info", alias]
 
