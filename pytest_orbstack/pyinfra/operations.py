@@ -83,14 +83,14 @@ def _prepare_docker(image: str) -> None:
     """Build the machine image and the network a Docker machine needs (idempotent; run by
     pyinfra as a function command, so ``--dry`` does not build anything)."""
     engine = _docker_engine()
-    engine.call(docker_commands.tag(engine.prepare(image), docker_commands.machine_image(image)))
+    engine.cli.call(docker_commands.tag(engine.prepare(image), docker_commands.machine_image(image)))
 
 
 def _docker_cloud_init(machine: str, cloud_init: str) -> None:
     """Run Debian's cloud-init with ``cloud_init`` in the booted machine (a failure is only
     logged, as on OrbStack)."""
     from pytest_orbstack.backends.docker import cloudinit
-    cloudinit.run(_docker_engine(), machine, cloud_init)
+    cloudinit.run(_docker_engine().cli, machine, cloud_init)
 
 
 def _create(engine: str, image: str, machine: str, user: str | None, arch: str | None,

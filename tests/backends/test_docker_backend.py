@@ -16,6 +16,7 @@ import uuid
 import pytest
 
 from pytest_orbstack.backends.docker.backend import DockerBackend
+from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.docker.commands import default_login
 from pytest_orbstack.errors import (
     CommandTimeout,
@@ -320,7 +321,7 @@ def test_prepared_images_of_older_base_images_are_removed(backend):
     for tag in tags:
         docker("tag", "debian:bookworm", tag)
     try:
-        _remove_stale(backend, repo, "bookworm-", keep=tags[1])
+        _remove_stale(backend.cli, repo, "bookworm-", keep=tags[1])
         left = set(docker("images", "--format", "{{.Repository}}:{{.Tag}}", repo).stdout.split())
         assert left == {tags[1], tags[2]}  # the current one and other releases stay
     finally:
@@ -328,8 +329,8 @@ def test_prepared_images_of_older_base_images_are_removed(backend):
             docker("rmi", tag)
 
 
-class CountingDocker(DockerBackend):
-    """The Docker engine, recording the docker verbs it runs."""
+class CountingCLI(DockerCLI):
+    """The docker command line, recording the docker verbs it runs."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -338,6 +339,15 @@ class CountingDocker(DockerBackend):
     def call(self, argv, **kwargs):
         self.verbs.append(" ".join(a for a in argv[1:3] if not a.startswith("-")))
         return super().call(argv, **kwargs)
+
+
+class CountingDocker(DockerBackend):
+    """The Docker engine, recording the docker verbs it runs (``verbs``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.cli = CountingCLI()
+        self.verbs = self.cli.verbs
 
 
 def test_no_engine_call_wasted_on_the_hot_path(new_name):

@@ -44,7 +44,7 @@ def test_docker_refuses_a_disk_size_before_creating_anything():
     name = f"res-{secrets.token_hex(3)}"
     with pytest.raises(InvalidInput, match="disk= is not supported by the Docker engine"):
         engine.create(name, "debian:bookworm", resources=Resources(disk_mib=4096))
-    assert engine._find(name) is None
+    assert engine.cli.find(name) is None
 
 
 def test_orbstack_create_flags_become_the_machines_settings(orb, orbctl_path, request):

@@ -201,11 +201,11 @@ def test_the_inotify_counter_counts_this_process_instances():
 def test_a_full_engine_disk_is_named():
     import subprocess
 
-    from pytest_orbstack.backends.docker.backend import DockerBackend
+    from pytest_orbstack.backends.docker.cli import DockerCLI
     proc = subprocess.CompletedProcess(["docker", "run", "-d", "x"], 125, "",
                                        "docker: Error response from daemon: mkdir /var/lib/docker/overlay2/"
                                        "abc-init: no space left on device.\n")
-    error = DockerBackend()._error(proc)
+    error = DockerCLI().error(proc)
     assert str(error).startswith("docker run: the docker engine's disk is full (no space left on device)")
 
 

@@ -8,7 +8,6 @@ import os
 import re
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 from innerpytest import run
 
@@ -118,7 +117,6 @@ def test_a_base_image_built_on_first_use_is_announced_even_without_v(inner, monk
 
 def test_work_done_once_is_told_when_it_starts_and_when_it_is_done():
     told: list[str] = []
-    engine = SimpleNamespace(notice=told.append)
-    with _told(engine, "preparing image x"):  # type: ignore[arg-type]
+    with _told(told.append, "preparing image x"):
         assert told == ["pytest-orbstack: preparing image x..."]  # before the work
     assert re.fullmatch(r"pytest-orbstack: preparing image x: done in \d+\.\ds", told[1])

@@ -21,12 +21,9 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.errors import CommandTimeout
-
-if TYPE_CHECKING:
-    from pytest_orbstack.backends.docker.backend import DockerBackend
 
 LOG = "/var/log/cloud-init-output.log"
 SEED = "/var/lib/cloud/seed/nocloud"
@@ -50,12 +47,12 @@ def seed_script(machine: str) -> str:
             "cloud-init status --wait >/dev/null || true")
 
 
-def run(engine: DockerBackend, machine: str, user_data: str) -> None:
+def run(docker: DockerCLI, machine: str, user_data: str) -> None:
     """Run cloud-init with the user-data file ``user_data`` in booted ``machine`` and wait for
     it; a failing (or still running after :data:`TIMEOUT`) cloud-init is only logged."""
     data = base64.b64encode(Path(user_data).read_bytes()).decode()
     try:
-        engine.exec_root(machine, seed_script(machine), input=data, timeout=TIMEOUT)
+        docker.exec_root(machine, seed_script(machine), input=data, timeout=TIMEOUT)
     except CommandTimeout:
-        engine.exec_root(machine, f"echo 'pytest-orbstack: cloud-init still running after "
+        docker.exec_root(machine, f"echo 'pytest-orbstack: cloud-init still running after "
                                   f"{TIMEOUT:.0f}s; create went on' >> {LOG}")

@@ -11,14 +11,11 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pytest_orbstack.backends.docker import commands as cmd
+from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.process import last_line
 from pytest_orbstack.errors import UnknownImage
-
-if TYPE_CHECKING:
-    from pytest_orbstack.backends.docker.backend import DockerBackend
 
 PACKAGES = Path(__file__).parent.parent.joinpath("debian-base-packages").read_text().strip()
 MIRROR = os.environ.get("PYTEST_ORBSTACK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
@@ -34,7 +31,7 @@ def why_not_buildable() -> str | None:
     return None
 
 
-def build_debian(engine: DockerBackend, suite: str, tag: str) -> None:
+def build_debian(docker: DockerCLI, suite: str, tag: str) -> None:
     """Build ``tag`` (e.g. ``debian:trixie``) from ``suite``; UnknownImage naming debootstrap's
     last line when it fails. The tree lives under /var/tmp (``/tmp`` may be mounted noexec)
     and is removed whatever happens."""
@@ -48,8 +45,8 @@ def build_debian(engine: DockerBackend, suite: str, tag: str) -> None:
             raise UnknownImage(f"debootstrap {suite} failed: "
                                f"{last_line(boot.stderr or boot.stdout, f'exit status {boot.returncode}')}")
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
-        load = subprocess.run([engine.docker, *cmd.import_rootfs(tag)[1:]], stdin=tar.stdout,
-                              capture_output=True, text=True, env=engine.env, timeout=BUILD_TIMEOUT)
+        load = subprocess.run(docker.argv(cmd.import_rootfs(tag)), stdin=tar.stdout,
+                              capture_output=True, text=True, env=docker.env, timeout=BUILD_TIMEOUT)
         assert tar.stdout is not None
         tar.stdout.close()
         tar.wait()

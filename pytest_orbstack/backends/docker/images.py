@@ -8,22 +8,19 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
 from pytest_orbstack.backends.docker import commands as cmd
+from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.docker.cloudinit import IMAGE_SETUP
 from pytest_orbstack.backends.docker.debootstrap import build_debian, why_not_buildable
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import CommandTimeout, UnknownImage
 from pytest_orbstack.model.inputs import image_codename
 from pytest_orbstack.paths import lock_path
-
-if TYPE_CHECKING:
-    from pytest_orbstack.backends.docker.backend import DockerBackend
 
 # what a machine needs -> the Debian package that provides it
 REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "procps",
@@ -34,21 +31,22 @@ RECIPE = hashlib.sha256(repr((REQUIRED, CLOUD_INIT, IMAGE_SETUP)).encode()).hexd
 PULL_TIMEOUT = 120.0
 
 
-def base_image_id(engine: DockerBackend, image: str, base: str) -> str:
+def base_image_id(docker: DockerCLI, image: str, base: str,
+                  notice: Callable[[str], None] = lambda line: None) -> str:
     """Id of docker image ``base``: there already, else pulled from a registry, else (Debian)
     built offline with debootstrap; UnknownImage saying why each way failed."""
-    proc = engine.call(cmd.image_id(base), ok=("No such image",))
+    proc = docker.call(cmd.image_id(base), ok=("No such image",))
     if proc.returncode == 0:
         return proc.stdout.strip()
     with FileLock(lock_path(f"base-{base.replace(':', '-')}"), timeout=1800):
-        if engine.call(cmd.image_id(base), check=False).returncode != 0:
-            _pull_or_build(engine, image, base)
-    return engine.call(cmd.image_id(base)).stdout.strip()
+        if docker.call(cmd.image_id(base), check=False).returncode != 0:
+            _pull_or_build(docker, image, base, notice)
+    return docker.call(cmd.image_id(base)).stdout.strip()
 
 
-def _pull_or_build(engine: DockerBackend, image: str, base: str) -> None:
+def _pull_or_build(docker: DockerCLI, image: str, base: str, notice: Callable[[str], None]) -> None:
     try:
-        pull = engine.call(cmd.pull(base), timeout=PULL_TIMEOUT, check=False)
+        pull = docker.call(cmd.pull(base), timeout=PULL_TIMEOUT, check=False)
         reason = _last_line(pull.stderr, f"exit status {pull.returncode}") if pull.returncode else ""
     except CommandTimeout:
         reason = f"docker pull {base} timed out after {PULL_TIMEOUT:.0f}s"
@@ -58,8 +56,8 @@ def _pull_or_build(engine: DockerBackend, image: str, base: str) -> None:
     cannot = why_not_buildable() if distro == "debian" else "only Debian is built without a registry"
     if cannot is None:
         try:
-            with _told(engine, f"building image {base} with debootstrap (once per host)"):
-                build_debian(engine, suite, base)
+            with _told(notice, f"building image {base} with debootstrap (once per host)"):
+                build_debian(docker, suite, base)
             return
         except UnknownImage as exc:
             cannot = str(exc)
@@ -68,73 +66,74 @@ def _pull_or_build(engine: DockerBackend, image: str, base: str) -> None:
 
 
 @contextmanager
-def _told(engine: DockerBackend, what: str) -> Iterator[None]:
-    """Tell the engine's :attr:`~.base.Backend.notice` that ``what`` starts, then that it is
+def _told(notice: Callable[[str], None], what: str) -> Iterator[None]:
+    """Tell ``notice`` (the backend's :attr:`~.base.Backend.notice`) that ``what`` starts, then that it is
     done (or failed) and how long it took: work of a minute that happens once."""
-    engine.notice(f"pytest-orbstack: {what}...")
+    notice(f"pytest-orbstack: {what}...")
     started = time.monotonic()
     try:
         yield
     except BaseException:
-        engine.notice(f"pytest-orbstack: {what}: failed after {time.monotonic() - started:.1f}s")
+        notice(f"pytest-orbstack: {what}: failed after {time.monotonic() - started:.1f}s")
         raise
-    engine.notice(f"pytest-orbstack: {what}: done in {time.monotonic() - started:.1f}s")
+    notice(f"pytest-orbstack: {what}: done in {time.monotonic() - started:.1f}s")
 
 
-def prepared_image(engine: DockerBackend, image: str) -> str:
+def prepared_image(docker: DockerCLI, image: str,
+                   notice: Callable[[str], None] = lambda line: None) -> str:
     """Tag of the image machines of ``image`` run, built once per base image id and
     :data:`RECIPE` (a file lock makes concurrent processes wait for the one that builds)."""
     distro, codename = image_codename(image)
     base = f"{distro}:{codename}"
-    short_id = base_image_id(engine, image, base).split(":")[-1][:12]
+    short_id = base_image_id(docker, image, base, notice).split(":")[-1][:12]
     tag = f"pytest-orbstack/{distro}:{codename}-{short_id}-{RECIPE}"
     with FileLock(lock_path(f"image-{distro}-{codename}-{short_id}-{RECIPE}"), timeout=900):
-        if engine.call(cmd.image_id(tag), check=False).returncode != 0:
-            with _told(engine, f"preparing image {tag} (once per base image)"):
-                _build(engine, image, base, tag)
-            _remove_stale(engine, f"pytest-orbstack/{distro}", f"{codename}-", keep=tag)
+        if docker.call(cmd.image_id(tag), check=False).returncode != 0:
+            with _told(notice, f"preparing image {tag} (once per base image)"):
+                _build(docker, image, base, tag)
+            _remove_stale(docker, f"pytest-orbstack/{distro}", f"{codename}-", keep=tag)
     return tag
 
 
-def _remove_stale(engine: DockerBackend, repository: str, prefix: str, keep: str) -> None:
+def _remove_stale(docker: DockerCLI, repository: str, prefix: str, keep: str) -> None:
     """Remove the prepared images of older base images (a rebuilt ``debian:bookworm``) or
     recipes; one still used by a machine stays ("conflict")."""
-    tags = engine.call(cmd.image_tags(repository)).stdout.split()
+    tags = docker.call(cmd.image_tags(repository)).stdout.split()
     for old in tags:
         if old.startswith(f"{repository}:{prefix}") and old != keep:
-            engine.call(cmd.remove_image(old), ok=("conflict", "No such image", "being used"))
+            docker.call(cmd.remove_image(old), ok=("conflict", "No such image", "being used"))
 
 
-def _build(engine: DockerBackend, image: str, base: str, tag: str) -> None:
+def _build(docker: DockerCLI, image: str, base: str, tag: str) -> None:
     temp = f"pytest-orbstack-prepare-{uuid.uuid4().hex[:12]}"
     try:  # a sleeper that fails to start is still a container
-        engine.call(cmd.sleeper(temp, base))
-        _add_missing_tools(engine, image, temp, REQUIRED)
-        _add_missing_tools(engine, image, temp, CLOUD_INIT)
-        engine.exec_root(temp, IMAGE_SETUP)
+        docker.call(cmd.sleeper(temp, base))
+        _add_missing_tools(docker, image, temp, REQUIRED)
+        _add_missing_tools(docker, image, temp, CLOUD_INIT)
+        docker.exec_root(temp, IMAGE_SETUP)
         # an empty machine-id makes systemd give each machine its own on first boot
-        engine.exec_root(temp, "[ ! -s /etc/machine-id ] || : > /etc/machine-id; [ ! -f "
+        docker.exec_root(temp, "[ ! -s /etc/machine-id ] || : > /etc/machine-id; [ ! -f "
                                "/var/lib/dbus/machine-id ] || ln -sf /etc/machine-id /var/lib/dbus/")
         # commit ignores 'ENTRYPOINT []' (sleep would stay); an ENTRYPOINT also resets CMD
-        engine.call(cmd.commit(temp, tag, 'ENTRYPOINT ["/sbin/init"]'), timeout=600)
+        docker.call(cmd.commit(temp, tag, 'ENTRYPOINT ["/sbin/init"]'), timeout=600)
     finally:
-        engine.call(cmd.delete(temp), check=False, timeout=60)
+        docker.call(cmd.delete(temp), check=False, timeout=60)
 
 
-def _add_missing_tools(engine: DockerBackend, image: str, container: str,
+def _add_missing_tools(docker: DockerCLI, image: str, container: str,
                        required: dict[str, str]) -> None:
     """apt-get install what provides the missing ``required`` tools; UnknownImage if
     something is missing and can't be installed."""
     check = (f"for c in {' '.join(required)}; do "
              "command -v $c >/dev/null 2>&1 || [ -x \"$c\" ] || echo $c; done")
-    missing = engine.exec_root(container, check).stdout.split()
+    missing = docker.exec_root(container, check).stdout.split()
     if not missing:
         return
     packages = " ".join(sorted({required[tool] for tool in missing}))
     script = ("command -v apt-get >/dev/null || exit 3; export DEBIAN_FRONTEND=noninteractive; "
               f"apt-get update -q && apt-get install -y -q --no-install-recommends {packages}")
-    proc = engine.exec_root(container, script, timeout=900, check=False)
-    if proc.returncode == 0 and not engine.exec_root(container, check).stdout.split():
+    proc = docker.exec_root(container, script, timeout=900, check=False)
+    if proc.returncode == 0 and not docker.exec_root(container, check).stdout.split():
         return
     why = ("it has no apt-get to install them" if proc.returncode == 3
            else f"apt-get install {packages} failed: {_last_line(proc.stderr or proc.stdout)}")

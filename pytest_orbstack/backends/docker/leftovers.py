@@ -11,45 +11,43 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pytest_orbstack.backends.docker import commands as cmd
+from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.docker.commands import LABEL
-
-if TYPE_CHECKING:
-    from pytest_orbstack.backends.docker.backend import DockerBackend
 
 SOURCES = (f"{LABEL}.snapshot-of", f"{LABEL}.clone-of")  # the machine an image was taken from
 
 
-def labelled_images(engine: DockerBackend) -> list[dict[str, Any]]:
+def labelled_images(docker: DockerCLI) -> list[dict[str, Any]]:
     """``docker image inspect`` of every image labelled with a pytest-orbstack session."""
-    ids = sorted(set(engine.call(cmd.labelled_images()).stdout.split()))
+    ids = sorted(set(docker.call(cmd.labelled_images()).stdout.split()))
     if not ids:
         return []
-    proc = engine.call(cmd.image_inspect(*ids), check=False)  # one removed meanwhile: the rest
+    proc = docker.call(cmd.image_inspect(*ids), check=False)  # one removed meanwhile: the rest
     return list(json.loads(proc.stdout or "[]"))
 
 
-def needed(engine: DockerBackend, image: dict[str, Any]) -> bool:
+def needed(docker: DockerCLI, image: dict[str, Any]) -> bool:
     """Whether a container runs from ``image`` (or from an image built on it), or the machine
     it was taken from still exists."""
-    if engine.call(cmd.containers_from(image["Id"])).stdout.split():
+    if docker.call(cmd.containers_from(image["Id"])).stdout.split():
         return True
     labels = image["Config"].get("Labels") or {}
-    return any(engine._find(labels[key]) is not None for key in SOURCES if labels.get(key))
+    return any(docker.find(labels[key]) is not None for key in SOURCES if labels.get(key))
 
 
-def remove_unused(engine: DockerBackend, removable: Callable[[Mapping[str, str]], bool]) -> list[str]:
+def remove_unused(docker: DockerCLI, removable: Callable[[Mapping[str, str]], bool]) -> list[str]:
     """Remove the labelled images ``removable`` accepts that are not :func:`needed`; returns
     their names. The engine refuses to remove an image a container started from meanwhile."""
     removed = []
-    for image in labelled_images(engine):
-        if not removable(image["Config"].get("Labels") or {}) or needed(engine, image):
+    for image in labelled_images(docker):
+        if not removable(image["Config"].get("Labels") or {}) or needed(docker, image):
             continue
         refs = image.get("RepoTags") or [image["Id"]]
         for ref in refs:
-            engine.call(cmd.remove_image(ref), ok=("conflict", "No such image"))
-        if engine.call(cmd.image_id(image["Id"]), check=False).returncode != 0:
+            docker.call(cmd.remove_image(ref), ok=("conflict", "No such image"))
+        if docker.call(cmd.image_id(image["Id"]), check=False).returncode != 0:
             removed.append(refs[0])
     return removed

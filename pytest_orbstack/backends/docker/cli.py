@@ -1,0 +1,132 @@
+"""One Docker engine as a command line: the ``docker`` binary, the environment it runs in (its
+``DOCKER_HOST``), and what every docker command of this package shares: the one subprocess
+policy, the stderr -> typed error mapping, the machines' network, the engine's architecture.
+
+:class:`DockerCLI` knows no machines: :class:`~.backend.DockerBackend` composes it (as pyinfra's
+``DockerConnector`` composes a ``LocalConnector``), and the prepared images
+(:mod:`.images`), the debootstrap builds (:mod:`.debootstrap`), cloud-init (:mod:`.cloudinit`)
+and the leftover images (:mod:`.leftovers`) take it instead of the backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from filelock import FileLock
+
+from pytest_orbstack.backends.docker import commands as cmd
+from pytest_orbstack.backends.process import call_timeout, describe, last_line, map_error, run_text
+from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
+from pytest_orbstack.model.names import validate_machine_name
+from pytest_orbstack.paths import lock_path
+
+ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
+_ARCHITECTURES: dict[tuple[str, str], str] = {}  # (docker binary, DOCKER_HOST) -> architecture
+ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
+UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
+               "permission denied while trying to connect")
+
+
+class DockerCLI:
+    """The ``docker`` binary run with ``env`` (which extends os.environ; None: os.environ)."""
+
+    def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
+        self.docker = docker
+        self.env_overrides = dict(env or {})
+        self.env = {**os.environ, **env} if env else None
+        self._network_ready = False
+
+    def argv(self, builder_argv: list[str]) -> list[str]:
+        """A builder's argv (``docker ...``) with this binary."""
+        return [self.docker, *builder_argv[1:]]
+
+    def host(self) -> str | None:
+        """The ``DOCKER_HOST`` these commands reach (None: the local socket)."""
+        return (self.env or os.environ).get("DOCKER_HOST")
+
+    def host_flags(self) -> list[str]:
+        """``-H HOST`` when ``env`` sets DOCKER_HOST, for an argv run in the caller's environment."""
+        return ["-H", self.env_overrides["DOCKER_HOST"]] if "DOCKER_HOST" in self.env_overrides else []
+
+    def call(self, argv: list[str], *, timeout: float | None = None, check: bool = True,
+             ok: tuple[str, ...] = (), input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run a builder's docker argv with this binary and environment. A failure raises the
+        matching typed error, unless ``check`` is false or the stderr contains one of ``ok``;
+        the process is returned then. ``timeout`` defaults to :func:`call_timeout`."""
+        missing = f"{self.docker} not found on PATH: install Docker (apt-get install docker.io) or use OrbStack"
+        done = run_text(self.argv(argv), timeout=timeout or call_timeout(), env=self.env, missing=missing,
+                        input=input)
+        if check and done.returncode != 0 and not any(s in done.stderr for s in ok):
+            raise self.error(done)
+        return done
+
+    def error(self, proc: subprocess.CompletedProcess[str]) -> MachineError:
+        """The typed error a failed docker command means (an engine not answering, a full disk,
+        a missing or existing container, else MachineError)."""
+        if any(s in proc.stderr for s in UNREACHABLE):
+            host = self.host()
+            where = f"DOCKER_HOST={host}" if host else "the local socket"
+            return EngineUnavailable(f"docker daemon not answering at {where}: {last_line(proc.stderr)}",
+                                     stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
+        if "no space left on device" in proc.stderr:
+            return MachineError(f"{describe(proc.args)}: the docker engine's disk is full (no space left "
+                                "on device): free space (docker system df; docker system prune) and rerun",
+                                stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
+        return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
+
+    def find(self, name: str) -> dict[str, Any] | None:
+        """``docker container inspect`` of the container named exactly ``name``, or None."""
+        proc = self.call(cmd.inspect(validate_machine_name(name)), ok=("No such",))
+        data = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
+        return data[0] if data and data[0]["Name"] == f"/{name}" else None
+
+    def exec_root(self, name: str, script: str, *, input: str | None = None,
+                  timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run shell ``script`` as root in container ``name``."""
+        argv = cmd.exec_(name, script, user="root", stdin=input is not None)
+        return self.call(argv, input=input, timeout=timeout, check=check)
+
+    def remove_image(self, image: str) -> None:
+        """Remove ``image`` unless a container still uses it (or it is gone)."""
+        self.call(cmd.remove_image(image), ok=("conflict", "No such image"))
+
+    @contextmanager
+    def removed_on_failure(self, name: str, image: str | None = None) -> Iterator[None]:
+        """Remove container ``name`` (and ``image``) if the block raises, then re-raise."""
+        try:
+            yield
+        except BaseException:
+            try:
+                self.call(cmd.delete(name), check=False)
+                if image:
+                    self.remove_image(image)
+            except MachineError:
+                pass  # the original error matters more
+            raise
+
+    def ensure_network(self) -> None:
+        """Create network ``pytest-orbstack`` unless it exists. Docker 20.10 lets two concurrent
+        creates make two networks of one name (then every ``run`` fails as "ambiguous"), so
+        creation happens under a lock, and a duplicate left by older versions is removed."""
+        if self._network_ready:
+            return
+        with FileLock(lock_path("network"), timeout=120):
+            ids = self.call(cmd.network_ids()).stdout.split()
+            if not ids:
+                self.call(cmd.network_create(), ok=("already exists",))
+            for extra in ids[1:]:  # keep the first; one in use stays ("has active endpoints")
+                self.call(cmd.network_remove(extra), ok=("active endpoints", "not found"))
+        self._network_ready = True
+
+    def architecture(self) -> str:
+        """The engine's architecture, asked once per process and engine (``docker info``)."""
+        key = (self.docker, self.host() or "")
+        if key not in _ARCHITECTURES:
+            arch = self.call(cmd.architecture()).stdout.strip()
+            _ARCHITECTURES[key] = ARCHES.get(arch, arch)
+        return _ARCHITECTURES[key]
