@@ -256,7 +256,7 @@ class Bench:
     @property
     def raw(self) -> RawDocker:
         if self._raw is None:
-            self._raw = RawDocker(self) if self.backend.kind == "docker" else RawOrbStack(self)
+            self._raw = RawDocker(self) if self.backend.name == "docker" else RawOrbStack(self)
         return self._raw
 
     def raw_name(self, what: str) -> str:
@@ -266,7 +266,7 @@ class Bench:
         """A registered session id; cleanup deletes its machines (``pto-<id>-*``)."""
         sid = f"b{secrets.token_hex(3)}"
         self.sessions.append(sid)
-        self.registry.open(sid, self.backend.kind)
+        self.registry.open(sid, self.backend.name)
         return sid
 
     def lifecycle(self) -> Lifecycle:
@@ -293,7 +293,7 @@ class Bench:
                 self.backend.delete_if_exists(name)
             if self._raw is not None:
                 self._raw.sweep()
-            if self.backend.kind == "docker" and prefixes:
+            if self.backend.name == "docker" and prefixes:
                 refs = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
                                       capture_output=True, text=True).stdout.split()
                 mine = [r for r in refs if r.startswith(("pytest-orbstack-clone:", "pytest-orbstack-snapshot:"))
@@ -484,7 +484,7 @@ def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
     (suite / "pytest.ini").write_text("[pytest]\naddopts = -p no:cacheprovider\n")
 
     def inner_run(workers: int) -> Callable[[int], float]:
-        argv = [PYTHON, "-m", "pytest", "-q", "-n", str(workers), f"--orbstack-backend={bench.backend.kind}"]
+        argv = [PYTHON, "-m", "pytest", "-q", "-n", str(workers), f"--orbstack-backend={bench.backend.name}"]
 
         def run(i: int) -> float:
             proc = subprocess.Popen(argv, cwd=suite, env=bench.inner_env(), stdout=subprocess.PIPE,
@@ -518,7 +518,7 @@ def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
         return run
 
     subprocess.run([PYTHON, "-m", "pytest", "-q", "-n", "2", "test_scale.py::test_own_machine[0]",
-                    f"--orbstack-backend={bench.backend.kind}"], cwd=suite,
+                    f"--orbstack-backend={bench.backend.name}"], cwd=suite,
                    env=bench.inner_env(), capture_output=True, check=True)  # untimed: fills the bytecode cache
     A, B, RAW_A, RAW_B = "pytest -n 2", "pytest -n 0", "raw engine, 2 threads", "raw engine, 1 thread"
     bench.log(f"scale: {TESTS} machine tests, {rounds} rounds")
@@ -539,7 +539,7 @@ def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
 
 def bench_memory(bench: Bench) -> list[Result]:
     sid = bench.new_session()
-    argv = [PYTHON, __file__, "--memory-child", bench.backend.kind, str(bench.registry.dir.parent), sid,
+    argv = [PYTHON, __file__, "--memory-child", bench.backend.name, str(bench.registry.dir.parent), sid,
             str(bench.tmp / f"shared-{sid}")]
     bench.log(f"memory: one process holding 1, then {TESTS} machines, then a second shell each")
     proc = subprocess.run(argv, capture_output=True, text=True)
@@ -614,7 +614,7 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
     machine, record = lifecycle.create("pyinfra", IMAGE)
     try:
         ours = [pyinfra, "-y", f"@orbstack/{machine.name}", str(deploy), "--data",
-                f"orbstack_backend={bench.backend.kind}", "--data", "orbstack_user=root"]
+                f"orbstack_backend={bench.backend.name}", "--data", "orbstack_user=root"]
         theirs = [pyinfra, "-y", *bench.raw.pyinfra_args(machine.name), str(deploy)]
 
         def side(argv: list[str]) -> Callable[[int], float]:
@@ -666,7 +666,7 @@ def main() -> int:
             timings.append(f"{number}: {time.monotonic() - began:.0f}s")
     finally:
         removed = bench.cleanup()
-    print(f"\nbackend {bench.backend.kind}; run {bench.run_id}\n")
+    print(f"\nbackend {bench.backend.name}; run {bench.run_id}\n")
     print_table(results)
     print(f"\ntotal {time.monotonic() - started:.0f}s ({', '.join(timings)}); cleanup removed "
           f"{len(removed)} leftover machine(s)/image(s)")

@@ -79,7 +79,7 @@ def missing_hosts(specs: str | None) -> str | None:
         try:
             engine.info(name)
         except MachineNotFound:
-            return f"{spec.strip()}: no such machine {name!r} on {engine.kind}"
+            return f"{spec.strip()}: no such machine {name!r} on {engine.name}"
         except MachineError as exc:
             return f"{spec.strip()}: {exc}"
     return None

@@ -1,50 +1,56 @@
-"""Machine engines behind one interface, and the choice between them.
+"""Machine engines behind one interface, and the choice between them: the one place an engine
+(backend) object is made.
 
-``auto`` picks OrbStack when ``orbctl`` answers, else Docker; ``incus`` is chosen by name. The choice may be set with
-``--orbstack-backend`` (pytest), host data ``orbstack_backend`` (pyinfra) or the environment
-variable ``PYTEST_ORBSTACK_BACKEND``.
+``ENGINES`` maps an engine's name to its backend class (``"module:Class"``, imported on first
+use), as testinfra's ``testinfra.backend.BACKENDS`` does; adding an engine is one folder under
+``backends/`` and one line here. ``auto`` picks, once per process, the first engine in table
+order whose class :meth:`~pytest_orbstack.backends.base.Backend.answers` (OrbStack when ``orbctl``
+answers, else Docker; Incus only by name). The choice may be set with ``--orbstack-backend`` (pytest), host data
+``orbstack_backend`` (pyinfra), testinfra's ``engine=`` or ``$PYTEST_ORBSTACK_BACKEND``.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
-import shutil
-import subprocess
 
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import EngineUnavailable
 
-KINDS = ("auto", "orbstack", "docker", "incus")
+ENGINES: dict[str, str] = {
+    "orbstack": "pytest_orbstack.backends.orbstack.backend:OrbStackBackend",
+    "docker": "pytest_orbstack.backends.docker.backend:DockerBackend",
+    "incus": "pytest_orbstack.backends.incus.backend:IncusBackend",
+}
+CHOICES = ("auto", *ENGINES)
 ENV_VAR = "PYTEST_ORBSTACK_BACKEND"
 
 
-def orbctl_answers(binary: str = "orbctl") -> bool:
-    """True if an ``orbctl`` is on PATH and ``orbctl version`` succeeds."""
-    if not shutil.which(binary):
-        return False
-    try:
-        return subprocess.run([binary, "version"], capture_output=True, timeout=20).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def backend_class(name: str) -> type[Backend]:
+    """The backend class of engine ``name`` (one of ``ENGINES``)."""
+    module, _, cls = ENGINES[name].partition(":")
+    found: type[Backend] = getattr(importlib.import_module(module), cls)
+    return found
 
 
-def resolve_kind(kind: str | None = None) -> str:
-    """``orbstack``, ``docker`` or ``incus`` for a requested kind (None: the environment, else auto)."""
-    kind = (kind or os.environ.get(ENV_VAR) or "auto").lower()
-    if kind not in KINDS:
-        raise EngineUnavailable(f"unknown backend {kind!r}: choose one of {', '.join(KINDS)}")
-    if kind == "auto":
-        return "orbstack" if orbctl_answers() else "docker"
-    return kind
+@functools.cache
+def _auto() -> str:
+    """The first engine whose class answers (asked once per process)."""
+    for name in ENGINES:
+        if backend_class(name).answers():
+            return name
+    return list(ENGINES)[-1]
 
 
-def get_backend(kind: str | None = None) -> Backend:
-    """A backend instance for ``kind`` (see :func:`resolve_kind`)."""
-    if resolve_kind(kind) == "orbstack":
-        from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
-        return OrbStackBackend()
-    if resolve_kind(kind) == "incus":
-        from pytest_orbstack.backends.incus.backend import IncusBackend
-        return IncusBackend()
-    from pytest_orbstack.backends.docker.backend import DockerBackend
-    return DockerBackend()
+def resolve_name(name: str | None = None) -> str:
+    """The engine's name for a requested one (None: the environment, else auto)."""
+    name = (name or os.environ.get(ENV_VAR) or "auto").lower()
+    if name not in CHOICES:
+        raise EngineUnavailable(f"unknown backend {name!r}: choose one of {', '.join(CHOICES)}")
+    return _auto() if name == "auto" else name
+
+
+def get_backend(name: str | None = None) -> Backend:
+    """A new backend object for engine ``name`` (see :func:`resolve_name`)."""
+    return backend_class(resolve_name(name))()

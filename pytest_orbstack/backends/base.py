@@ -25,9 +25,10 @@ from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachin
 
 
 class Backend(ABC):
-    """An engine that runs machines: ``orbstack`` (orbctl) or ``docker``."""
+    """Our adapter for one engine that runs machines; ``name`` is the engine's name
+    (``orbstack``, ``docker``), the key of :data:`pytest_orbstack.backends.ENGINES`."""
 
-    kind: str = ""
+    name: str = ""
     env: dict[str, str] | None = None  # environment for engine commands (None: os.environ)
     # told a one-line notice before and after work that takes long once (an image built on
     # first use); the plugin shows it (PluginState.notice)
@@ -40,6 +41,20 @@ class Backend(ABC):
 
     def __deepcopy__(self, memo: dict[int, object]) -> Backend:
         return self
+
+    @classmethod
+    def answers(cls) -> bool:
+        """Whether ``auto`` may choose this engine (asked in the registry's order, once per
+        process); an engine that is not probed answers yes and fails later with one clear line."""
+        return True
+
+    @abstractmethod
+    def login_command(self, name: str) -> str:
+        """How a person logs in to machine ``name`` (a shell command line)."""
+
+    @abstractmethod
+    def start_command(self, name: str) -> str:
+        """How a person starts stopped machine ``name`` (a shell command line)."""
 
     @abstractmethod
     def create(self, name: str, image: str, *, user: str | None = None,

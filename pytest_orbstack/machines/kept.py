@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.machines.registry import Registry, owner_alive
 
 
@@ -32,11 +33,6 @@ class KeptMachine:
             if seconds >= size:
                 return f"{seconds // size}{unit}"
         return f"{seconds}s"
-
-
-def login_command(backend: str, name: str) -> str:
-    """How a person logs in to machine ``name`` of engine ``backend``."""
-    return f"orb -m {name}" if backend == "orbstack" else f"docker exec -it {name} bash -l"
 
 
 def kept_machines(registry: Registry, user: str, project: str) -> list[KeptMachine]:
@@ -72,8 +68,9 @@ def finder(registry: Registry, user: str, project: str, backend: str, names: Ite
     return usable.get
 
 
-def listing(kept: list[KeptMachine]) -> list[str]:
-    """``--orbstack-list``'s lines: machine, test, image, age, how to log in."""
+def listing(kept: list[KeptMachine], engine_for: Callable[[str], Backend]) -> list[str]:
+    """``--orbstack-list``'s lines: machine, test, image, age, how to log in (``engine_for``:
+    the backend of an engine's name)."""
     if not kept:
         return ["orbstack: no kept machines in this project (keep some with --orbstack-keep)"]
     width = max(len(k.name) for k in kept)
@@ -81,5 +78,5 @@ def listing(kept: list[KeptMachine]) -> list[str]:
     for k in kept:
         busy = "  (its pytest still runs)" if k.running_session else ""
         lines.append(f"{k.name:<{width}}  {k.age():>5}  {k.image:<16} {k.test}{busy}")
-        lines.append(f"{'':<{width}}  {'':>5}  {'':<16} {login_command(k.backend, k.name)}")
+        lines.append(f"{'':<{width}}  {'':>5}  {'':<16} {engine_for(k.backend).login_command(k.name)}")
     return lines

@@ -95,7 +95,7 @@ class Lifecycle:
         if kept is not None:
             return self._reuse(kept, key, deploy, apply_args)
         name = self.name_for(key)
-        record = MachineRecord(name, image, self.backend.kind, kind, test=shown or key,
+        record = MachineRecord(name, image, self.backend.name, kind, test=shown or key,
                                created_at=round(time.time(), 3))
         self.records.append(record)
         self.registry.add(self.session_id, name)
@@ -161,7 +161,7 @@ class Lifecycle:
                apply_args: dict[str, Any]) -> tuple[Machine, MachineRecord]:
         """A kept machine of an ended session, taken over by this one and started if needed,
         with ``deploy`` applied again (the debug loop: fix the deploy, rerun); it stays kept."""
-        record = MachineRecord(kept.name, kept.image, self.backend.kind, "test", "reused", test=key)
+        record = MachineRecord(kept.name, kept.image, self.backend.name, "test", "reused", test=key)
         self.records.append(record)
         self.registry.adopt(kept.session, self.session_id, kept.name)
         self.progress(f"orbstack: reusing kept {kept.name} ({kept.image})")
@@ -196,7 +196,7 @@ class Lifecycle:
             return True
         if not self._warned_no_clone:
             self._warned_no_clone = True
-            warnings.warn(f"{self.backend.kind} cannot clone machines (OrbStack 2.0 or newer can):"
+            warnings.warn(f"{self.backend.name} cannot clone machines (OrbStack 2.0 or newer can):"
                           " each test machine gets its deploy applied instead", stacklevel=2)
         return False
 

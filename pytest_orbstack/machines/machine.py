@@ -47,7 +47,7 @@ class Machine:
         self.on_apply: Callable[[Machine, DeployResult], None] = lambda machine, result: None
 
     def __repr__(self) -> str:
-        return f"<Machine {self.name} ({self.image} on {self.backend.kind})>"
+        return f"<Machine {self.name} ({self.image} on {self.backend.name})>"
 
     # -- state ---------------------------------------------------------------------------
     @property

@@ -37,7 +37,7 @@ from pytest_orbstack.machines.registry import Registry, Session, owner_alive
 from pytest_orbstack.model.names import PROJECT_LABEL, SESSION_LABEL, project_tag, session_prefix
 
 DONE = b"done\n"
-LATE = b"late "  # + the engine's kind: the session swept itself, but not what is still under way
+LATE = b"late "  # + the engine's name: the session swept itself, but not what is still under way
 LATE_SWEEPS = (3.0, 3.0)  # seconds before each extra sweep after the owner is gone
 ORPHAN_WAIT = 900.0  # at most this long for the owner's engine calls to end (OrbStack create: 600)
 
@@ -88,7 +88,7 @@ def prune(registry: Registry, engine_for: Any, *, include_kept: bool = False,
     ``deleted`` machines, machines ``kept`` (with why), sessions ``left`` alone, each
     ``image`` removed (session ``-``)."""
     rows: list[tuple[str, str, str]] = []
-    reaped: dict[str, str] = {}  # session -> its engine kind
+    reaped: dict[str, str] = {}  # session -> its engine's name
     for session in sorted(registry.sessions(), key=lambda s: (s.created, s.id)):
         if not session.belongs_to(user, project):
             rows.append((session.id, "left", f"another {'project' if session.user == user else 'user'}"
@@ -104,11 +104,11 @@ def prune(registry: Registry, engine_for: Any, *, include_kept: bool = False,
         rows += [(session.id, "kept", f"{name} (kept by --orbstack-keep; --orbstack-prune deletes it)")
                  for name in kept]
     accept = removable(registry, set(reaped), project, user)
-    for kind in dict.fromkeys([*reaped.values(), *images_on]):
+    for engine in dict.fromkeys([*reaped.values(), *images_on]):
         try:
-            rows += [("-", "image", image) for image in engine_for(kind).remove_unused_images(accept)]
+            rows += [("-", "image", image) for image in engine_for(engine).remove_unused_images(accept)]
         except MachineError as exc:  # the engine is away: the next prune retries
-            rows.append(("-", "left", f"the images on {kind}: {exc}"))
+            rows.append(("-", "left", f"the images on {engine}: {exc}"))
     return rows
 
 
@@ -132,29 +132,29 @@ def removable(registry: Registry, reaped: set[str], project: str | None, user: s
     return accept
 
 
-def start_watcher(session_id: str, kind: str | None, state_dir: Path) -> IO[bytes]:
+def start_watcher(session_id: str, engine: str | None, state_dir: Path) -> IO[bytes]:
     """Start the watcher of ``session_id``; returns the pipe to hold open (and to pass to
     :func:`stop_watcher` at a normal end)."""
     argv = [sys.executable, "-m", "pytest_orbstack.machines.reaper", "--session", session_id,
-            "--state-dir", str(state_dir), *(["--engine", kind] if kind else [])]
+            "--state-dir", str(state_dir), *(["--engine", engine] if engine else [])]
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     assert proc.stdin is not None
     return proc.stdin
 
 
-def stop_watcher(pipe: IO[bytes], late_kind: str | None = None) -> None:
-    """The session swept itself. The watcher exits without reaping; with ``late_kind`` (an
+def stop_watcher(pipe: IO[bytes], late_engine: str | None = None) -> None:
+    """The session swept itself. The watcher exits without reaping; with ``late_engine`` (an
     interrupted session, whose engine calls under way were not waited for) it reaps the
     session on that engine by its name prefix once the owner is gone, as if it had died."""
     try:
-        pipe.write(LATE + late_kind.encode() + b"\n" if late_kind else DONE)
+        pipe.write(LATE + late_engine.encode() + b"\n" if late_engine else DONE)
         pipe.close()
     except OSError:
         pass
 
 
-def watch(session_id: str, engine_kind: str | None, state_dir: Path, stdin: Any) -> int:
+def watch(session_id: str, engine_name: str | None, state_dir: Path, stdin: Any) -> int:
     """Block until the owner closes the pipe; reap unless it said ``done``."""
     said = stdin.read()
     if said.endswith(DONE):
@@ -162,11 +162,11 @@ def watch(session_id: str, engine_kind: str | None, state_dir: Path, stdin: Any)
     registry = Registry(state_dir)
     session = registry.get(session_id)
     if said.startswith(LATE) and said.endswith(b"\n"):
-        kind = said[len(LATE):].strip().decode()  # (its record may be closed: the prefix serves)
+        name = said[len(LATE):].strip().decode()  # (its record may be closed: the prefix serves)
     elif session is None:
         return 0  # it never asked for a machine
     else:
-        kind = session.backend or engine_kind
+        name = session.backend or engine_name
     prefix = session_prefix(session_id) + "-"
     deadline, engine = time.monotonic() + ORPHAN_WAIT, None
     for pause in (0.0, *LATE_SWEEPS):
@@ -174,7 +174,7 @@ def watch(session_id: str, engine_kind: str | None, state_dir: Path, stdin: Any)
         while pause and _engine_call_running(prefix) and time.monotonic() < deadline:
             time.sleep(1.0)  # the dead owner's `docker run`/`orbctl create` still making a machine
         try:  # (a closed session: reap finds the machines by their prefix on the engine)
-            engine = engine or get_backend(kind)
+            engine = engine or get_backend(name)
             reap(engine, registry, session_id)
         except MachineError:
             continue  # the engine is away: try again, the next prune retries too

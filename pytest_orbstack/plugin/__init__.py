@@ -12,6 +12,7 @@ Options: ``--orbstack-backend``, ``--orbstack-image``, ``--orbstack-keep[=never|
 from __future__ import annotations
 
 import copy
+import functools
 import getpass
 import json
 import shutil
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pytest_orbstack.backends import KINDS, get_backend, resolve_kind
+from pytest_orbstack.backends import CHOICES, get_backend, resolve_name
 from pytest_orbstack.errors import InvalidInput, MachineError
 from pytest_orbstack.machines.kept import kept_machines, listing, on_engine
 from pytest_orbstack.machines.lifecycle import Lifecycle
@@ -52,7 +53,7 @@ __all__ = ["_orbstack_image", "_orbstack_lifecycle", "orbstack", "orbstack_backe
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("orbstack", "disposable OrbStack/Docker machines (pytest-orbstack)")
-    group.addoption("--orbstack-backend", choices=KINDS, default=None, metavar="ENGINE",
+    group.addoption("--orbstack-backend", choices=CHOICES, default=None, metavar="ENGINE",
                     help="engine for machines: auto (OrbStack if orbctl answers, else Docker), "
                          "orbstack, docker or incus. Default: ini orbstack_backend, else "
                          "$PYTEST_ORBSTACK_BACKEND, else auto.")
@@ -195,12 +196,13 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("orbstack_list"):
         kept = kept_machines(Registry(), getpass.getuser(), str(config.rootpath))
+        engine_for = functools.cache(get_backend)  # one backend per engine named
         try:
-            kept = on_engine(kept, lambda kind: [m.name for m in get_backend(kind).list()])
+            kept = on_engine(kept, lambda name: [m.name for m in engine_for(name).list()])
         except MachineError as exc:
             print(f"orbstack: list failed: {exc}")
             return 1
-        for line in listing(kept):
+        for line in listing(kept, engine_for):
             print(line)
         return 0
     scope = config.getoption("orbstack_prune")
@@ -209,9 +211,9 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if scope not in PRUNE_SCOPES:
         raise pytest.UsageError(f"--orbstack-prune={scope}: use {' or '.join(PRUNE_SCOPES)}")
     mine = dict(project=str(config.rootpath), user=getpass.getuser()) if scope == "project" else {}
-    kind = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
+    engine = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
     try:
-        rows = prune(Registry(), get_backend, include_kept=True, images_on=[resolve_kind(kind)], **mine)
+        rows = prune(Registry(), get_backend, include_kept=True, images_on=[resolve_name(engine)], **mine)
     except MachineError as exc:
         print(f"orbstack: prune failed: {exc}")
         return 1

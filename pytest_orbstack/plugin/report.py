@@ -15,7 +15,6 @@ import pytest
 
 from pytest_orbstack.errors import report_sections
 from pytest_orbstack.machines.diagnostics import machine_diagnostics
-from pytest_orbstack.machines.kept import login_command
 from pytest_orbstack.machines.machine import Machine
 from pytest_orbstack.model.records import MachineRecord
 from pytest_orbstack.model.results import DeployError
@@ -106,7 +105,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         tr.write_line("")
         tr.write_line(f"kept {len(kept)} machine(s); log in with:")
         for r in kept:
-            tr.write_line(f"  {login_command(r.backend, r.name)}")
+            tr.write_line(f"  {state.engine_named(r.backend).login_command(r.name)}")
         tr.write_line(f"rerun the tests on them: {rerun_command(config)}")
         tr.write_line("list them: pytest --orbstack-list; delete them: pytest --orbstack-prune")
     path = config.getoption("orbstack_timings")

@@ -48,7 +48,7 @@ class PluginState:
         if self.keep not in KEEP_POLICIES:
             raise pytest.UsageError(f"--orbstack-keep / orbstack_keep = {self.keep!r}: "
                                     f"use {', '.join(KEEP_POLICIES)}")
-        self.kind_requested = config.getoption("orbstack_backend") or config.getini("orbstack_backend")
+        self.engine_requested = config.getoption("orbstack_backend") or config.getini("orbstack_backend")
         # --orbstack-image narrows every matrix to its images; else the ini list is the matrix
         # of tests whose marker names no image
         option = config.getoption("orbstack_image")
@@ -61,6 +61,7 @@ class PluginState:
         self.image = self.images[0]  # the default image outside a matrix
         self.registry = Registry()
         self.lifecycle: Lifecycle | None = None
+        self.lifecycle_engine: Backend | None = None  # the session's engine, once asked for
         self.records: list[MachineRecord] = []  # from xdist workers
         self.failed = False
         self.current_item: pytest.Item | None = None
@@ -83,33 +84,37 @@ class PluginState:
         """The session's Lifecycle; the first call checks the engine answers, prunes what dead
         sessions left and registers this session."""
         if self.lifecycle is None:
-            backend = get_backend(self.kind_requested)
+            backend = get_backend(self.engine_requested)
             machines = backend.list()  # fails now, with a clear error, when the engine does not answer
 
-            def engine_for(kind: str) -> Backend:  # this session's engine where it is the same
-                return backend if kind == backend.kind else get_backend(kind)
-            prune(self.registry, engine_for, user=getpass.getuser())  # dead sessions' leftovers
-            self.registry.open(self.session_id, backend.kind, pid=self.owner_pid,
+            self.lifecycle_engine = backend
+            prune(self.registry, self.engine_named, user=getpass.getuser())  # dead sessions' leftovers
+            self.registry.open(self.session_id, backend.name, pid=self.owner_pid,
                                project=str(self.config.rootpath))
             self.start_watcher()
             backend.notice = self.notice
-            find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath), backend.kind,
+            find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath), backend.name,
                                [m.name for m in machines]) if self.reuse else None
             self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
                                        keep=self.keep, progress=self.progress, find_kept=find_kept)
         return self.lifecycle
 
+    def engine_named(self, name: str) -> Backend:
+        """The backend of engine ``name``: this session's own when it is that engine."""
+        own = self.lifecycle.backend if self.lifecycle is not None else self.lifecycle_engine
+        return own if own is not None and own.name == name else get_backend(name)
+
     def start_watcher(self) -> None:
         """The watcher that reaps this session if its owner dies (reaper.py); started once, by
         the owner: the only process, or the xdist controller (see plugin.py)."""
         if self.watcher is None and not self.is_worker:
-            self.watcher = start_watcher(self.session_id, self.kind_requested, self.registry.dir.parent)
+            self.watcher = start_watcher(self.session_id, self.engine_requested, self.registry.dir.parent)
 
     def stop_watcher(self, late: bool = False) -> None:
         """The session's end: the watcher exits, or with ``late`` (and machines made) sweeps again
         once this process and its engine calls have ended (:func:`.reaper.stop_watcher`)."""
         if self.watcher is not None:
-            stop_watcher(self.watcher, self.lifecycle.backend.kind if late and self.lifecycle else None)
+            stop_watcher(self.watcher, self.lifecycle.backend.name if late and self.lifecycle else None)
             self.watcher = None
 
     def search_dirs(self) -> list[Path]:

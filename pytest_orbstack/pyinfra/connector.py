@@ -22,7 +22,7 @@ from pyinfra.connectors.util import (
 )
 from typing_extensions import TypedDict, Unpack, override
 
-from pytest_orbstack.backends import get_backend, resolve_kind
+from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import CommandTimeout, MachineError
 from pytest_orbstack.model.names import PREFIX
@@ -70,7 +70,7 @@ def _cli_data_engine() -> str | None:
 def _machine_names() -> list[str]:
     """Running machines, less those of other pytest sessions (``pto-*``: not ours to touch)."""
     try:
-        machines = get_backend(resolve_kind(_cli_data_engine())).list()
+        machines = get_backend(_cli_data_engine()).list()
     except MachineError as exc:
         raise ConnectError(str(exc)) from None
     return [m.name for m in machines if m.running and not m.name.startswith(PREFIX)]
@@ -123,22 +123,17 @@ class OrbStackConnector(BaseConnector):
     def connect(self) -> None:
         """Check the machine exists and runs; raises ConnectError naming the problem."""
         self.machine = self.data["orbstack_machine"]
-        kind = "an engine"
+        engine = "an engine"
         try:
-            engine = self.data.get("_orbstack_engine")
-            if isinstance(engine, Backend):
-                self.backend, kind = engine, engine.kind
-            else:
-                kind = resolve_kind(self.data.get("orbstack_backend"))
-                self.backend = get_backend(kind)
+            backend = self.data.get("_orbstack_engine")
+            self.backend = backend if isinstance(backend, Backend) else get_backend(self.data.get("orbstack_backend"))
+            engine = self.backend.name
             info = self.backend.info(self.machine)
         except MachineError as exc:
-            raise ConnectError(f"machine {self.machine!r} on {kind}: {exc}") from None
+            raise ConnectError(f"machine {self.machine!r} on {engine}: {exc}") from None
         if not info.machine.running:
-            start = (f"orbctl start {shlex.quote(self.machine)}" if kind == "orbstack"
-                     else f"docker start {shlex.quote(self.machine)}")
-            raise ConnectError(f"machine {self.machine!r} on {kind} is {info.machine.state}; "
-                               f"start it first ({start})")
+            raise ConnectError(f"machine {self.machine!r} on {engine} is {info.machine.state}; "
+                               f"start it first ({self.backend.start_command(self.machine)})")
         self.login_user = self.data.get("orbstack_user") or info.machine.default_username or "root"
 
     @override

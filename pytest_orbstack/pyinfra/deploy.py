@@ -157,8 +157,8 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
     started = time.monotonic()
     deploy = check_deploy(deploy)
     folder = _folder_of(deploy)
-    # the engine object itself reaches the connector (its env, caches, binary); a kind string
-    # goes through the one engine rule there
+    # the engine object itself reaches the connector (its env, caches, binary); an engine's
+    # name goes to the registry there (an unknown one is the host's connect error)
     engine = {"_orbstack_engine": backend} if isinstance(backend, Backend) else {"orbstack_backend": backend}
     state = State(check_for_changes=False)  # pyinfra -y
     state.cwd = str(folder)

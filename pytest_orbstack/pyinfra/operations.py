@@ -5,8 +5,9 @@ or a Docker host with ``--data orbstack_backend=docker``), compare facts with th
 and yield the engines' own commands (:mod:`pytest_orbstack.backends.orbstack.commands`,
 :mod:`pytest_orbstack.backends.docker.commands`) only where they differ, so a second run of the
 same deploy changes nothing. The engine is chosen by the one rule of
-:func:`pytest_orbstack.backends.resolve_kind`: host data ``orbstack_backend``, else
-``$PYTEST_ORBSTACK_BACKEND``, else OrbStack when ``orbctl`` answers, else Docker. Parameters are
+:func:`pytest_orbstack.backends.resolve_name`: host data ``orbstack_backend``, else
+``$PYTEST_ORBSTACK_BACKEND``, else OrbStack when ``orbctl`` answers, else Docker (or the backend
+object itself in host data ``_orbstack_engine``, as the fixtures hand it over). Parameters are
 called ``machine`` (never ``name``, which is pyinfra's global operation-name argument).
 
 .. code:: python
@@ -31,7 +32,8 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationError, OperationValueError, StringCommand, operation
 
-from pytest_orbstack.backends import resolve_kind
+from pytest_orbstack.backends import get_backend
+from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker import commands as docker_commands
 from pytest_orbstack.backends.orbstack import commands as orbstack_commands
 from pytest_orbstack.errors import InvalidInput, MachineError
@@ -48,12 +50,14 @@ def _command(argv: list[str]) -> StringCommand:
     return StringCommand(shlex.join(argv))
 
 
-def _engine() -> str:
-    return resolve_kind(host.data.get("orbstack_backend"))
+def _engine() -> Backend:
+    """The host's engine: the backend object in host data, else the one its name chooses."""
+    engine = host.data.get("_orbstack_engine")
+    return engine if isinstance(engine, Backend) else get_backend(host.data.get("orbstack_backend"))
 
 
-def _commands(engine: str) -> ModuleType:
-    return docker_commands if engine == "docker" else orbstack_commands
+def _commands(engine: Backend) -> ModuleType:
+    return docker_commands if engine.name == "docker" else orbstack_commands
 
 
 def _valid(check: Any, *args: Any, **kwargs: Any) -> Any:
@@ -74,28 +78,22 @@ def _orbstack_requires(*features: str) -> None:
         raise OperationError(str(exc)) from None
 
 
-def _docker_engine() -> Any:
-    from pytest_orbstack.backends.docker.backend import DockerBackend
-    return DockerBackend()
-
-
-def _prepare_docker(image: str) -> None:
+def _prepare_docker(engine: Any, image: str) -> None:
     """Build the machine image and the network a Docker machine needs (idempotent; run by
     pyinfra as a function command, so ``--dry`` does not build anything)."""
-    engine = _docker_engine()
     engine.cli.call(docker_commands.tag(engine.prepare(image), docker_commands.machine_image(image)))
 
 
-def _docker_cloud_init(machine: str, cloud_init: str) -> None:
+def _docker_cloud_init(engine: Any, machine: str, cloud_init: str) -> None:
     """Run Debian's cloud-init with ``cloud_init`` in the booted machine (a failure is only
     logged, as on OrbStack)."""
     from pytest_orbstack.backends.docker import cloudinit
-    cloudinit.run(_docker_engine().cli, machine, cloud_init)
+    cloudinit.run(engine.cli, machine, cloud_init)
 
 
-def _create(engine: str, image: str, machine: str, user: str | None, arch: str | None,
+def _create(engine: Backend, image: str, machine: str, user: str | None, arch: str | None,
             cloud_init: str | None, labels: dict[str, str], resources: Resources) -> Commands:
-    if engine == "orbstack":
+    if engine.name == "orbstack":
         _orbstack_requires(*(["resources"] if resources.limits else []),
                            *(["isolated"] if resources.isolated else []))
         yield _command(orbstack_commands.create(image, machine, user=user, arch=arch,
@@ -106,13 +104,13 @@ def _create(engine: str, image: str, machine: str, user: str | None, arch: str |
     login = default_login(user)
     _valid(docker_commands.check_docker_resources, resources)
     labels = {**labels, **docker_commands.machine_labels(login, image, resources)}
-    yield FunctionCommand(_prepare_docker, (image,), {})
+    yield FunctionCommand(_prepare_docker, (engine, image), {})
     yield _command(docker_commands.run(machine, docker_commands.machine_image(image), labels,
                                        resources))
     setup = docker_commands.user_setup(login) if login != "root" else None
     yield _command(docker_commands.ready(machine, setup=setup))
     if cloud_init:
-        yield FunctionCommand(_docker_cloud_init, (machine, cloud_init), {})
+        yield FunctionCommand(_docker_cloud_init, (engine, machine, cloud_init), {})
 
 
 @operation()
@@ -143,7 +141,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
     engine = _engine()
     cmds = _commands(engine)
     _valid(validate_machine_name, machine)
-    current = host.get_fact(OrbStackMachine, machine=machine, engine=engine)
+    current = host.get_fact(OrbStackMachine, machine=machine, engine=engine.name)
     if not present:
         if current is not None:
             yield _command(cmds.delete(machine))
@@ -178,25 +176,25 @@ def clone(source: str, machine: str, running: bool = True) -> Commands:
     engine = _engine()
     _valid(validate_machine_name, source)
     _valid(validate_machine_name, machine)
-    if host.get_fact(OrbStackMachine, machine=machine, engine=engine) is not None:
+    if host.get_fact(OrbStackMachine, machine=machine, engine=engine.name) is not None:
         host.noop(f"machine {machine} exists")
         return
     # A missing source is left to the engine ("machine not found"): an earlier operation of
     # the same deploy may create it.
-    if engine == "orbstack":
+    if engine.name == "orbstack":
         _orbstack_requires("clone")
         yield _command(orbstack_commands.clone(source, machine))
         if running:
             yield _command(orbstack_commands.start(machine))
             yield _command(orbstack_commands.ready(machine))
         return
-    yield FunctionCommand(_docker_clone, (source, machine), {})
+    yield FunctionCommand(_docker_clone, (engine, source, machine), {})
     if not running:
         yield _command(docker_commands.stop(machine))
 
 
-def _docker_clone(source: str, machine: str) -> None:
-    _docker_engine().clone(source, machine)
+def _docker_clone(engine: Backend, source: str, machine: str) -> None:
+    engine.clone(source, machine)
 
 
 @operation()
@@ -206,8 +204,8 @@ def rename(old: str, new: str) -> Commands:
     engine = _engine()
     _valid(validate_machine_name, old)
     _valid(validate_machine_name, new)
-    old_info = host.get_fact(OrbStackMachine, machine=old, engine=engine)
-    new_info = host.get_fact(OrbStackMachine, machine=new, engine=engine)
+    old_info = host.get_fact(OrbStackMachine, machine=old, engine=engine.name)
+    new_info = host.get_fact(OrbStackMachine, machine=new, engine=engine.name)
     if old_info is not None and new_info is not None:
         raise OperationError(f"cannot rename {old!r} to {new!r}: both machines exist")
     if old_info is None and new_info is not None:
@@ -221,7 +219,7 @@ def config(key: str, value: str | int | bool) -> Commands:
     """Ensure an OrbStack configuration key has ``value`` (``orbctl config set``). Keys are those
     of ``orbctl config show``; orbctl itself rejects an unknown key ("Unknown configuration key:
     K"). OrbStack only: Docker has no such settings."""
-    if _engine() != "orbstack":
+    if _engine().name != "orbstack":
         raise OperationValueError("config: OrbStack settings exist only on the orbstack engine")
     desired = str(value).lower() if isinstance(value, bool) else str(value)
     if host.get_fact(OrbStackConfig).get(key) == desired:
@@ -234,7 +232,7 @@ def config(key: str, value: str | int | bool) -> Commands:
 def machine_username(machine: str, username: str) -> Commands:
     """Ensure the default username of ``machine`` (OrbStack config key
     ``machine.<name>.username``). OrbStack only: on Docker the user is chosen at creation."""
-    if _engine() != "orbstack":
+    if _engine().name != "orbstack":
         raise OperationValueError("machine_username: use machine(user=...) on the docker engine")
     _valid(validate_machine_name, machine)
     current = host.get_fact(OrbStackMachine, machine=machine)

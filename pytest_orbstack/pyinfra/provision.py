@@ -30,7 +30,7 @@ def provision_machine(engine: Backend, name: str, image: str, *, user: str | Non
     from pytest_orbstack.pyinfra import operations
 
     env = dict(getattr(engine, "env_overrides", {}) or {})  # e.g. DOCKER_HOST of this engine
-    inventory = Inventory((["@local"], {"orbstack_backend": engine.kind}))
+    inventory = Inventory((["@local"], {"orbstack_backend": engine.name, "_orbstack_engine": engine}))
     state = State(inventory, Config())
     results: dict[Any, Any] = {}
     try:
@@ -54,5 +54,5 @@ def provision_machine(engine: Backend, name: str, image: str, *, user: str | Non
     if failure or meta is None or not meta.did_succeed(_raise_if_not_complete=False):
         stderr = meta.stderr if meta is not None and meta.is_complete() else ""
         last = last_line(stderr, failure or "operation failed")
-        raise MachineError(f"{engine.kind} machine {name!r} could not be made by operations.machine: {last}",
+        raise MachineError(f"{engine.name} machine {name!r} could not be made by operations.machine: {last}",
                            stderr=stderr)

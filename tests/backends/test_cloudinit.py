@@ -106,7 +106,7 @@ def test_the_default_user_and_cloud_init_users(engine, machine):
     """OrbStack (and so the emulator) runs cloud-init first: the first user it makes gets uid
     1000 (#1446); the Docker engine adds the default user first."""
     h = host(engine, machine)
-    first = h.user("ops" if engine.kind == "orbstack" else "alice")
+    first = h.user("ops" if engine.name == "orbstack" else "alice")
     assert first.uid == 1000
     assert h.run("sudo -u alice sudo -n true").rc == 0
     assert engine.info(machine).machine.default_username == "alice"

@@ -155,7 +155,7 @@ def test_greenlets_under_gevent_monkey_patching(machine):
     greenlets run commands at the same time (4 x 5 commands of 0.1 s in well under 2 s)."""
     engine, name = machine
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", GEVENT, engine.kind, name], capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", GEVENT, engine.name, name], capture_output=True,
                           text=True, timeout=180, env=engine.env)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [[f"{n}-{i}\n" for i in range(5)] for n in range(4)]

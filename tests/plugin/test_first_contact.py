@@ -174,7 +174,7 @@ def test_the_environment_variable_chooses_the_engine_when_nothing_else_does(inne
     inner.makeini("[pytest]\n")  # no orbstack_backend: $PYTEST_ORBSTACK_BACKEND decides
     inner.makepyfile(test_env='''
         def test_engine(orbstack_backend):
-            print("ENGINE", orbstack_backend.kind)
+            print("ENGINE", orbstack_backend.name)
     ''')
     monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "orbstack")
     monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no orbctl here

@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import os
 import re
+import shlex
 import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,7 +45,7 @@ class DockerBackend(Backend):
     """Machines as systemd containers on a Docker engine: its :class:`.DockerCLI` runs
     ``docker`` with ``env`` (which extends os.environ)."""
 
-    kind = "docker"
+    name = "docker"
 
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
         self.cli = DockerCLI(docker, env)
@@ -54,6 +55,12 @@ class DockerBackend(Backend):
         self._users: dict[str, str] = {}  # machine -> default user
         self._frozen: dict[str, tuple[str, dict[str, str]]] = {}  # golden -> its snapshot, labels
         self._known: dict[str, tuple[str, str | None]] = {}  # machine -> (id, its clone image) once inspected
+
+    def login_command(self, name: str) -> str:
+        return f"docker exec -it {shlex.quote(name)} bash -l"
+
+    def start_command(self, name: str) -> str:
+        return f"docker start {shlex.quote(name)}"
 
     def _inspect(self, name: str) -> dict[str, Any]:
         """Like :meth:`.DockerCLI.find`, for a machine: MachineNotFound unless this package made it."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,7 +48,7 @@ POOL = "default"
 class IncusBackend(Backend):
     """Machines as system containers of the local Incus daemon (``env`` extends os.environ)."""
 
-    kind = "incus"
+    name = "incus"
 
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None) -> None:
         self.incus = incus
@@ -55,6 +56,12 @@ class IncusBackend(Backend):
         self._images: dict[str, str] = {}  # image -> the Incus image reference machines start from
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
+
+    def login_command(self, name: str) -> str:
+        return f"incus exec {shlex.quote(name)} -- bash -l"
+
+    def start_command(self, name: str) -> str:
+        return f"incus start {shlex.quote(name)}"
 
     # -- plumbing ---------------------------------------------------------------------------
     def call(self, argv: builtins.list[str], *, timeout: float | None = None, check: bool = True,

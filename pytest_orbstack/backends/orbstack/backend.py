@@ -5,6 +5,9 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import os
+import shlex
+import shutil
+import subprocess
 
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.orbstack.client import Orbctl
@@ -15,6 +18,16 @@ from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo
 COMING_UP = ("provisioning", "creating", "starting")
 
 
+def orbctl_answers(binary: str = "orbctl") -> bool:
+    """True if an ``orbctl`` is on PATH and ``orbctl version`` succeeds."""
+    if not shutil.which(binary):
+        return False
+    try:
+        return subprocess.run([binary, "version"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 class OrbStackBackend(Backend):
     """OrbStack machines. OrbStack has no labels: ``labels`` are accepted and ignored (the
     session registry records ownership instead). Uploads use the inherited stdin route
@@ -22,11 +35,22 @@ class OrbStackBackend(Backend):
     exact bytes and exit codes on 2.2.3 (mainuli/garm-provider-orbstack), tar over stdin on
     2.2.1 (billyhargroveofficial/billystar); ``orbctl push`` changed its permissions in 2.2.3."""
 
-    kind = "orbstack"
+    name = "orbstack"
 
     def __init__(self, client: Orbctl | None = None) -> None:
         self.client = client or Orbctl()
         self.env = self.client.env
+
+    @classmethod
+    def answers(cls) -> bool:
+        """True if an ``orbctl`` is on PATH and ``orbctl version`` succeeds."""
+        return orbctl_answers()
+
+    def login_command(self, name: str) -> str:
+        return f"orb -m {shlex.quote(name)}"
+
+    def start_command(self, name: str) -> str:
+        return f"orbctl start {shlex.quote(name)}"
 
     def create(self, name: str, image: str, *, user: str | None = None,
                cloud_init: str | os.PathLike[str] | None = None,

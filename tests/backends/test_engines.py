@@ -1,0 +1,73 @@
+"""The engine registry: one table name -> backend class, ``auto`` resolved once per process, the
+only place in the package that makes a backend object; engine-specific text on the backend."""
+
+from __future__ import annotations
+
+import ast
+import stat
+from pathlib import Path
+
+import pytest
+
+import pytest_orbstack
+from pytest_orbstack import backends
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.errors import EngineUnavailable
+
+PACKAGE = Path(pytest_orbstack.__file__).parent
+
+
+@pytest.mark.parametrize("name", list(backends.ENGINES))
+def test_each_engine_is_its_backend_class(name: str) -> None:
+    cls = backends.backend_class(name)
+    assert issubclass(cls, Backend) and cls.name == name
+    engine = backends.get_backend(name)
+    assert type(engine) is cls and engine.name == name
+
+
+def test_login_and_start_hints_come_from_the_engine() -> None:
+    docker, orbstack = backends.get_backend("docker"), backends.get_backend("orbstack")
+    assert docker.login_command("pto-a-b") == "docker exec -it pto-a-b bash -l"
+    assert docker.start_command("web") == "docker start web"
+    assert orbstack.login_command("web") == "orb -m web"
+    assert orbstack.start_command("web") == "orbctl start web"
+    incus = backends.get_backend("incus")
+    assert incus.login_command("web") == "incus exec web -- bash -l"
+    assert incus.start_command("web") == "incus start web"
+
+
+def test_an_unknown_engine_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(EngineUnavailable, match=r"^unknown backend 'podmn': choose one of auto, orbstack, docker, incus$"):
+        backends.get_backend("podmn")
+    monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "Docker")
+    assert backends.resolve_name(None) == "docker"
+
+
+def test_auto_is_resolved_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ``orbctl`` answering: Docker; an ``orbctl`` that answers appearing later does not change
+    this process's choice (until the cache is cleared, as a new process would)."""
+    monkeypatch.delenv("PYTEST_ORBSTACK_BACKEND", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    backends._auto.cache_clear()
+    try:
+        assert backends.resolve_name("auto") == "docker"
+        orbctl = tmp_path / "orbctl"
+        orbctl.write_text("#!/bin/sh\nexit 0\n")
+        orbctl.chmod(orbctl.stat().st_mode | stat.S_IXUSR)
+        assert backends.resolve_name("auto") == "docker"
+        assert backends.resolve_name(None) == "docker"
+        backends._auto.cache_clear()
+        assert backends.resolve_name("auto") == "orbstack"
+    finally:
+        backends._auto.cache_clear()
+
+
+def test_only_the_registry_makes_backend_objects() -> None:
+    """No module of the package calls a backend class (tests may)."""
+    classes = {backends.ENGINES[name].rpartition(":")[2] for name in backends.ENGINES}
+    calls = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes:
+                calls.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
+    assert calls == []
