@@ -5,6 +5,8 @@ Running this file imports every name below, so an entry whose name is gone fails
 """
 
 from pytest_orbstack import __dir__, __getattr__  # the lazy public facade (PEP 562)
+from pytest_orbstack.backends.docker.backend import DockerBackend
+from pytest_orbstack.backends.incus.backend import IncusBackend
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
 from pytest_orbstack.machines.machine import Machine
 from pytest_orbstack.model.types import Image, MachineInfo
@@ -26,7 +28,7 @@ from pytest_orbstack.pyinfra.deploy_results import Recorder
 from pytest_orbstack.testinfra_backend import OrbStackTestinfraBackend
 
 # the engine registry's table names backend classes as strings (backends.ENGINES)
-OrbStackBackend
+OrbStackBackend, DockerBackend, IncusBackend
 # the module's own protocol: `pytest_orbstack.Machine` loads on first use
 __dir__, __getattr__
 # pytest hooks, found by name in the pytest11 plugin and in the plugin object it registers

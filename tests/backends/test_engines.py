@@ -37,7 +37,8 @@ def test_login_and_start_hints_come_from_the_engine() -> None:
 
 
 def test_an_unknown_engine_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    with pytest.raises(EngineUnavailable, match=r"^unknown backend 'podmn': choose one of auto, orbstack, docker, incus$"):
+    choices = "auto, orbstack, docker, incus"
+    with pytest.raises(EngineUnavailable, match=rf"^unknown backend 'podmn': choose one of {choices}$"):
         backends.get_backend("podmn")
     monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "Docker")
     assert backends.resolve_name(None) == "docker"
