@@ -6,15 +6,13 @@ engine from the same command builders (no pyinfra run on the hot path).
 
 Names are ``pto-<session>-<slug of the key>-<hash>``, deterministic per key (test id), so xdist
 workers agree. Each name is recorded in the session registry before it is created. Machines
-shared between tests (session scope) and golden machines (one per image+deploy, cloned for each
-test) live in a directory shared by all xdist workers; a file lock makes exactly one worker
-create each; they are deleted once, when every worker has finished.
+shared between tests (session machines) and golden machines (one per image+deploy, cloned for
+each test) are made by exactly one worker (:mod:`.shared`) and deleted once, when every worker
+has finished.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 import warnings
@@ -24,21 +22,19 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 from pytest_orbstack.backends.base import Backend
-from pytest_orbstack.errors import MachineError, MachineExists, SharedMachineError, attach_sections, report_sections
+from pytest_orbstack.errors import MachineError, MachineExists, attach_sections
 from pytest_orbstack.machines.diagnostics import machine_diagnostics
 from pytest_orbstack.machines.freshness import apply_golden
-from pytest_orbstack.machines.identity import deploy_key
 from pytest_orbstack.machines.kept import KeptMachine
 from pytest_orbstack.machines.machine import Machine
 from pytest_orbstack.machines.registry import Registry
+from pytest_orbstack.machines.shared import SharedMachines, golden_key
 from pytest_orbstack.machines.spares import Spares
 from pytest_orbstack.model.inputs import Deploy, describe
 from pytest_orbstack.model.names import PROJECT_LABEL, SESSION_LABEL, project_tag, session_prefix, slug_name
 from pytest_orbstack.model.records import MachineRecord
-from pytest_orbstack.model.results import DeployError, DeployResult
+from pytest_orbstack.model.results import DeployResult
 from pytest_orbstack.model.types import NO_RESOURCES, MachineInfo, Resources
 
 
@@ -50,8 +46,7 @@ class Lifecycle:
         self.registry = registry
         self.session_id = session_id
         self.prefix = session_prefix(session_id)
-        self.shared_dir = shared_dir
-        self.shared_dir.mkdir(parents=True, exist_ok=True)
+        self.shared_machines = SharedMachines(shared_dir)
         self.keep = keep
         self.progress = progress
         self.records: list[MachineRecord] = []
@@ -80,22 +75,21 @@ class Lifecycle:
                cloud_init: str | os.PathLike | None = None, clone: bool = True,
                data: dict[str, Any] | None = None, check_idempotent: bool = False,
                allow_changes: Sequence[str] = (), allow_stale: Sequence[str] = (),
-               resources: Resources = NO_RESOURCES, kind: str = "test",
+               resources: Resources = NO_RESOURCES, role: str = "test",
                next_key: str | None = None, shown: str = "") -> tuple[Machine, MachineRecord]:
         """A running machine for ``key``, with ``deploy`` applied (twice with
         ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
         machine that is then cloned: the clones get no apply of their own, and the golden fails
         if the deploy left a service running on changed files (:mod:`.freshness`; services
-        matching ``allow_stale`` are exempt). ``next_key``: the
-        key the next test will likely ask for with these same arguments; its clone starts
-        now, in the background (:mod:`.spares`). ``shown``: how reports name the machine
-        (default ``key``)."""
+        matching ``allow_stale`` are exempt). ``next_key``: the key the next test will likely
+        ask for with these same arguments; its clone starts now, in the background
+        (:mod:`.spares`). ``shown``: how reports name the machine (default ``key``)."""
         apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
-        kept = self.find_kept(key) if self.find_kept is not None and kind == "test" else None
+        kept = self.find_kept(key) if self.find_kept is not None and role == "test" else None
         if kept is not None:
             return self._reuse(kept, key, deploy, apply_args)
         name = self.name_for(key)
-        record = MachineRecord(name, image, self.backend.name, kind, test=shown or key,
+        record = MachineRecord(name, image, self.backend.name, role, test=shown or key,
                                created_at=round(time.time(), 3))
         self.records.append(record)
         self.registry.add(self.session_id, name)
@@ -105,47 +99,64 @@ class Lifecycle:
                 golden = self.golden(image, deploy, dict(user=user, resources=resources,
                                                          allow_stale=allow_stale), apply_args,
                                      asker=key.rpartition("#")[0] or key)
-                record.created_by = "clone"
-                with self._phase(record, "clone"):
-                    info = self.spares.take(name, golden)
-                    if info is None:
-                        info = self.backend.clone(golden, name, labels=self._labels(), frozen_source=True)
-                    else:
-                        record.created_by = "spare"
-                machine = self._machine(name, image, record, info)
-                if next_key is not None and self.find_kept is None and kind == "test":
-                    self._start_spare(next_key, golden)
+                machine = self._clone(record, golden, next_key)
             else:
-                self.spares.take(name, None)  # a spare guessed wrong: the name must be free
-                with self._phase(record, "create"):
-                    info = None
-                    if kind == "test":  # the hot path: the engine runs the builders directly
-                        info = self.backend.create(name, image, user=user, cloud_init=cloud_init,
-                                                   labels=self._labels(), resources=resources)
-                    else:  # once per session: through the project's own pyinfra operation
-                        from pytest_orbstack.pyinfra.provision import provision_machine
-                        record.created_by = "operations.machine"
-                        provision_machine(self.backend, name, image, user=user, cloud_init=cloud_init,
-                                          labels=self._labels(), resources=resources)
-                machine = self._machine(name, image, record, info)
-                if deploy is not None:
-                    if kind == "golden":
-                        apply_golden(machine, deploy, apply_args, allow_stale)
-                    else:
-                        machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
+                machine = self._make(record, user, cloud_init, resources)
+                if deploy is not None and role == "golden":
+                    apply_golden(machine, deploy, apply_args, allow_stale)
+                elif deploy is not None:
+                    machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
         except MachineExists:
             record.outcome = "failed"  # not ours to delete: another owner made it
             raise
         except BaseException as exc:
-            if machine is not None and isinstance(exc, Exception):  # its deploy failed
-                attach_sections(exc, [(f"orbstack machine: {name}", machine_diagnostics(machine))])
-            if machine is not None and isinstance(exc, Exception) and self._keeps(failed=True):
-                self.finish(machine, record, failed=True)  # a failed deploy, kept to look at
-            else:
-                record.outcome = "failed"
-                self._delete(name)
+            self._failed(record, machine, exc)
             raise
         return machine, record
+
+    def _clone(self, record: MachineRecord, golden: str, next_key: str | None) -> Machine:
+        """The machine of ``record`` as a clone of ``golden`` (a spare one if it is ready),
+        and the next test's clone started (``next_key``)."""
+        record.created_by = "clone"
+        with self._phase(record, "clone"):
+            info = self.spares.take(record.name, golden)
+            if info is None:
+                info = self.backend.clone(golden, record.name, labels=self._labels(), frozen_source=True)
+            else:
+                record.created_by = "spare"
+        machine = self._machine(record.name, record.image, record, info)
+        if next_key is not None and self.find_kept is None and record.kind == "test":
+            self._start_spare(next_key, golden)
+        return machine
+
+    def _make(self, record: MachineRecord, user: str | None, cloud_init: str | os.PathLike | None,
+              resources: Resources) -> Machine:
+        """The machine of ``record``, made new: a test's by the engine from the builders (the
+        hot path), a golden or session machine through the project's own pyinfra operation
+        (once per session)."""
+        name, image = record.name, record.image
+        self.spares.take(name, None)  # a spare guessed wrong: the name must be free
+        with self._phase(record, "create"):
+            info = None
+            if record.kind == "test":
+                info = self.backend.create(name, image, user=user, cloud_init=cloud_init,
+                                           labels=self._labels(), resources=resources)
+            else:
+                from pytest_orbstack.pyinfra.provision import provision_machine
+                record.created_by = "operations.machine"
+                provision_machine(self.backend, name, image, user=user, cloud_init=cloud_init,
+                                  labels=self._labels(), resources=resources)
+        return self._machine(name, image, record, info)
+
+    def _failed(self, record: MachineRecord, machine: Machine | None, exc: BaseException) -> None:
+        """After ``exc``: a failed deploy's error gets the machine's diagnostics; kept or deleted."""
+        if machine is not None and isinstance(exc, Exception):  # its deploy failed
+            attach_sections(exc, [(f"orbstack machine: {record.name}", machine_diagnostics(machine))])
+            if self.keep in ("always", "failed"):
+                self.finish(machine, record, failed=True)  # a failed deploy, kept to look at
+                return
+        record.outcome = "failed"
+        self._delete(record.name)
 
     def _start_spare(self, key: str, golden: str) -> None:
         """Clone the machine of ``key`` from ``golden`` now, in the background (:mod:`.spares`);
@@ -212,12 +223,9 @@ class Lifecycle:
         self.backend.delete_if_exists(name)
         self.registry.remove(self.session_id, name)
 
-    def _keeps(self, failed: bool) -> bool:
-        return self.keep == "always" or (self.keep == "failed" and failed)
-
     def finish(self, machine: Machine, record: MachineRecord, failed: bool) -> None:
         """Delete the machine, or keep it as the keep policy says (a reused one stays kept)."""
-        if self._keeps(failed) or record.created_by == "reused":
+        if self.keep == "always" or (self.keep == "failed" and failed) or record.created_by == "reused":
             record.outcome = "kept"
             self.kept.append(record)
             made = {"created_at": record.created_at} if record.created_at else {}  # reused: as recorded
@@ -232,43 +240,20 @@ class Lifecycle:
             raise
         record.outcome = "deleted"
 
-    # -- machines shared between workers: golden images and session machines ---------------
-    @contextmanager
-    def _shared_entry(self, key: str) -> Iterator[dict[str, Any]]:
-        """The shared record of ``key`` (``{}`` until made), under that key's own lock: two
-        golden machines with different deploys are built at the same time."""
-        digest = hashlib.sha1(key.encode()).hexdigest()[:16]
-        path = self.shared_dir / f"{digest}.json"
-        with FileLock(str(self.shared_dir / f"{digest}.lock"), timeout=1800):
-            entry = json.loads(path.read_text()) if path.exists() else {}
-            yield entry
-            path.write_text(json.dumps(entry))
-
-    def _shared_entries(self) -> list[Path]:
-        return sorted(self.shared_dir.glob("*.json"))
-
-    def shared(self, key: str, image: str, *, kind: str = "shared", label: str = "", asker: str = "",
+    # -- machines shared between workers: golden and session machines (:mod:`.shared`) -------
+    def shared(self, key: str, image: str, *, role: str = "shared", label: str = "", asker: str = "",
                **create_args: Any) -> Machine:
-        """The one machine for ``key`` in this session, created by whichever worker asks first.
-        A creation that failed is not retried: the test that asked first (``asker``, its id)
-        gets the whole error, its first line the cause, with the machine's diagnostics taken
-        before it was deleted; every later asker gets one line naming the cause and that test
-        (``label`` says which shared machine it was, in reports too)."""
-        made_now = False
-        what = label or f"{kind} machine of {image}"
-        with self._shared_entry(key) as entry:
-            if not entry:
-                made_now = True
-                try:
-                    create_args.setdefault("clone", False)
-                    machine, record = self.create(key, image, kind=kind, shown=what, **create_args)
-                    entry.update(name=machine.name, image=image, record=asdict(record))
-                except (MachineError, DeployError) as exc:
-                    entry.update(error=str(exc), sections=report_sections(exc), asker=asker)
-                except Exception as exc:
-                    entry.update(error=f"{type(exc).__name__}: {exc}", asker=asker)
-        if "error" in entry:
-            raise SharedMachineError.of(entry, what, made_now)
+        """The one machine for ``key`` in this session, created by whichever worker asks first
+        (:meth:`.SharedMachines.get`: a failed creation is not retried; ``asker`` is the id of
+        the test asking, ``label`` says which shared machine it is, in reports too)."""
+        what = label or f"{role} machine of {image}"
+
+        def make() -> tuple[str, str, dict[str, Any]]:
+            create_args.setdefault("clone", False)
+            machine, record = self.create(key, image, role=role, shown=what, **create_args)
+            return machine.name, image, asdict(record)
+
+        entry = self.shared_machines.get(key, what, asker, make)
         mine = next((r for r in self.records if r.name == entry["name"]), None)
         return self._machine(entry["name"], entry["image"], mine)
 
@@ -277,11 +262,9 @@ class Lifecycle:
         """Name of the golden machine for (image, deploy, machine and apply arguments):
         deployed once (twice with ``check_idempotent``), before any clone is made from it.
         ``asker``: the id of the test asking (see :meth:`shared`)."""
-        args = json.dumps([machine_args, apply_args], sort_keys=True, default=str)
-        key = f"golden:{image}:{deploy_key(deploy)}:{args}"
         label = f"golden machine of {image} with deploy {describe(deploy)}"
-        return self.shared(key, image, deploy=deploy, kind="golden", label=label, asker=asker,
-                           **machine_args, **apply_args).name
+        return self.shared(golden_key(image, deploy, machine_args, apply_args), image, deploy=deploy,
+                           role="golden", label=label, asker=asker, **machine_args, **apply_args).name
 
     def finish_shared(self, failed: bool, interrupted: bool = False) -> list[MachineRecord]:
         """At the session's end, once (the only process, or the xdist controller after every
@@ -290,11 +273,7 @@ class Lifecycle:
         self.spares.drop(wait=not interrupted)
         records = []
         mine = {r.name: r for r in self.records}
-        for path in self._shared_entries():
-            entry = json.loads(path.read_text())
-            path.unlink()
-            if "name" not in entry:
-                continue
+        for entry in self.shared_machines.take_all():
             record = mine.get(entry["name"]) or MachineRecord(**entry["record"])
             machine = Machine(entry["name"], self.backend, entry["image"])
             if record.kind == "golden":
@@ -313,5 +292,3 @@ class Lifecycle:
         the engine has under the session's prefix), then its images no machine uses."""
         from pytest_orbstack.machines.reaper import reap
         return reap(self.backend, self.registry, self.session_id)
-
-

@@ -11,8 +11,10 @@ are looked up in the folder of the test file that asks for them, then in pytest'
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import types
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Union
@@ -107,12 +109,12 @@ def resolve_path(path: str | os.PathLike[str], what: str, dirs: Sequence[Path] =
 
 
 def check_deploy(deploy: Deploy, dirs: Sequence[Path] = ()) -> Deploy:
-    """A callable as is; a deploy file resolved to its absolute path after checking it exists
-    and compiles (a syntax error is reported as ``FILE:LINE: SyntaxError: ...``); a
+    """A callable (or a checked :class:`DeployFile`) as is; a deploy file resolved to its
+    absolute path, read and compiled once (:class:`DeployFile`); a
     ``module.function`` name that is not a file (what ``pyinfra INVENTORY module.function``
     takes) imported as the pyinfra CLI imports it, ``dirs`` playing its current directory
     (:mod:`.deploy_refs`)."""
-    if callable(deploy):
+    if callable(deploy) or isinstance(deploy, DeployFile):
         return deploy
     if not isinstance(deploy, (str, os.PathLike)):
         raise InvalidInput(f"invalid deploy {deploy!r}: use a deploy file path, a "
@@ -122,12 +124,28 @@ def check_deploy(deploy: Deploy, dirs: Sequence[Path] = ()) -> Deploy:
         places = dirs or [Path.cwd()]
         if is_function_name(deploy) and not any((d / deploy).is_file() for d in places):
             return resolve_function(deploy, places)
-    path = resolve_path(deploy, "deploy file", dirs)
-    try:
-        compile(path.read_bytes(), str(path), "exec")
-    except SyntaxError as exc:
-        raise InvalidInput(f"{display_path(path)}:{exc.lineno}: SyntaxError in deploy: {exc.msg}") from None
-    return str(path)
+    return DeployFile.read(resolve_path(deploy, "deploy file", dirs))
+
+
+class DeployFile(str):
+    """A checked deploy file: its absolute path, with the ``code`` compiled from what was read
+    then and that content's ``digest``. Checked once per apply and never read again by this
+    package: pyinfra's loader runs this ``code`` (:func:`pytest_orbstack.pyinfra.deploy.run_deploy`)."""
+
+    code: types.CodeType
+    digest: str
+
+    @classmethod
+    def read(cls, path: Path) -> DeployFile:
+        """``path`` read and compiled (a syntax error: ``FILE:LINE: SyntaxError in deploy: ...``)."""
+        content = path.read_bytes()
+        try:
+            code = compile(content, str(path), "exec")
+        except SyntaxError as exc:
+            raise InvalidInput(f"{display_path(path)}:{exc.lineno}: SyntaxError in deploy: {exc.msg}") from None
+        checked = cls(path)
+        checked.code, checked.digest = code, hashlib.sha1(content).hexdigest()[:10]
+        return checked
 
 
 def check_cloud_init(cloud_init: str | os.PathLike[str] | None,

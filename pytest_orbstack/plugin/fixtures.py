@@ -6,7 +6,6 @@ checked before any machine is made, and a problem fails the test with one line n
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
@@ -14,9 +13,9 @@ import pytest
 
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import InvalidInput, MachineError, attach_sections, report_sections
-from pytest_orbstack.machines.identity import callable_key
 from pytest_orbstack.machines.lifecycle import Lifecycle
 from pytest_orbstack.machines.machine import Machine, MachineGroup
+from pytest_orbstack.machines.shared import session_key
 from pytest_orbstack.model.inputs import Deploy, check_deploy, check_names, describe, resolve_path
 from pytest_orbstack.model.records import MachineRecord
 from pytest_orbstack.model.results import DeployError
@@ -243,8 +242,7 @@ def orbstack_session_machine(request: pytest.FixtureRequest,
         checked = _or_fail(machine_keywords, (image,), keywords, "orbstack_session_machine()")
         kwargs = _or_fail(machine_args, request.config, checked)
         kwargs.pop("clone", None)
-        identity = {k: callable_key(v) if callable(v) else v for k, v in kwargs.items()}
-        key = "session:" + json.dumps(identity, sort_keys=True, default=str)
+        key = session_key(kwargs)
         current = plugin_state(request.config).current_item
         deploy = kwargs.get("deploy")
         label = f"session machine of {kwargs['image']}" + (f" with deploy {describe(deploy)}" if deploy else "")

@@ -42,7 +42,7 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import InvalidInput
 from pytest_orbstack.model.cli_modules import UnexpectedExternalError, cli_util, make_inventory_from_files
 from pytest_orbstack.model.deploy_refs import function_folder
-from pytest_orbstack.model.inputs import Deploy, check_deploy, describe, display_path
+from pytest_orbstack.model.inputs import Deploy, DeployFile, check_deploy, describe, display_path
 from pytest_orbstack.model.results import DeployResult
 from pytest_orbstack.pyinfra.deploy_results import Recorder, collect, output_in_results
 
@@ -178,18 +178,7 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
                 inventory = (_file_inventory(inventory_file, targets, folder, engine, dict(data or {}))
                              if inventory_file else _inventory(targets, folder, engine, dict(data or {})))
             with ctx_inventory.use(inventory), ctx_config.use(cfg):
-                state.init(inventory, cfg)
-                state.add_callback_handler(recorder)
-                state.set_stage(StateStage.Connect)
-                connect_all(state)
-                state.set_stage(StateStage.Prepare)
-                if callable(deploy):
-                    cli_util.load_func(state, deploy)
-                else:
-                    cli_util.load_deploy_file(state, str(deploy))
-                cfg.reset_locked_state()
-                state.set_stage(StateStage.Execute)
-                run_ops(state)
+                _run(state, inventory, cfg, recorder, deploy)
         except UnexpectedExternalError as exc:  # deploy code raised (pyinfra wraps it)
             error, frames = _user_error(exc.exception)
         except PyinfraError as exc:  # "No hosts remaining": what failed is collected below
@@ -199,17 +188,42 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
         finally:
             if inventory is not None and state.initialised:
                 disconnect_all(state)
-    duration = time.monotonic() - started
+    return _results(targets, state, inventory, recorder,
+                    DeployResult(describe(deploy), [], error, time.monotonic() - started, frames))
+
+
+def _run(state: State, inventory: Inventory, cfg: Config, recorder: Recorder, deploy: Deploy) -> None:
+    """Connect, load the deploy (pyinfra's loaders: a checked deploy file's code, compiled
+    when it was checked, is what ``exec_file`` runs) and run its operations."""
+    state.init(inventory, cfg)
+    state.add_callback_handler(recorder)
+    state.set_stage(StateStage.Connect)
+    connect_all(state)
+    state.set_stage(StateStage.Prepare)
+    if callable(deploy):
+        cli_util.load_func(state, deploy)
+    else:
+        if isinstance(deploy, DeployFile):
+            cli_util.PYTHON_CODES[str(deploy)] = deploy.code
+        cli_util.load_deploy_file(state, str(deploy))
+    cfg.reset_locked_state()
+    state.set_stage(StateStage.Execute)
+    run_ops(state)
+
+
+def _results(targets: Sequence[Target], state: State, inventory: Inventory | None,
+             recorder: Recorder, run: DeployResult) -> dict[str, DeployResult]:
+    """Each target's result: what its operations did, with the ``run``'s error (or the
+    target's connect error), duration and frames."""
     order = state.get_op_order() if state.initialised else []  # a topological sort: once a run
     results = {}
     for target in targets:
         host = inventory.get_host(target.host_name) if inventory is not None else None
         operations = collect(state, order, host, recorder) if host is not None and host in state.ops else []
         why = recorder.connect_errors.get(target.host_name)
-        result = DeployResult(describe(deploy), operations, f"cannot connect: {why}" if why else error,
-                              duration, frames)
+        result = DeployResult(run.deploy, operations, f"cannot connect: {why}" if why else run.error,
+                              run.duration, run.traceback)
         if result.error is None and not result.success and not result.failed:
             result.error = "deploy failed before running its operations"
         results[target.machine] = result
     return results
-

@@ -92,7 +92,7 @@ def test_callable_keys_are_the_same_in_every_process(tmp_path):
                 return port
             return closure
     '''))
-    script = ("import mydeploy; from pytest_orbstack.machines.identity import callable_key as k; "
+    script = ("import mydeploy; from pytest_orbstack.machines.shared import callable_key as k; "
               "print(k(mydeploy.deploy), k(mydeploy.make(1)), k(mydeploy.make(2)))")
     runs = {subprocess.run([sys.executable, "-c", script], cwd=tmp_path, check=True, capture_output=True,
                            text=True).stdout for _ in range(3)}
