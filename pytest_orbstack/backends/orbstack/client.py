@@ -35,15 +35,7 @@ from pytest_orbstack.model.inputs import check_cloud_init, check_user, parse_ima
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources
 
-# stderr text -> error class. Sources (github.com/orbstack/orbstack/issues/N and the projects
-# named in tests/contracts/orbstack): "[-32098] machine not found: 'X'" (billystar, 2.2.1; #323),
-# "already exists" (pyinfra-orbstack), "make rootfs: image not found: {d v arch variant}" (#1441,
-# #2363, #2075), image downloads that fail (#2402, #1013, #143, #2661) and "timed out waiting
-# for network" (#1126): the image service or network, not the caller. From OrbStack's own
-# source (orbstack/swift-nio, branch cheru/danny/next, 1.11.3-era: scon/cmd/scli/cmd/
-# config_set.go, scon/create.go, scli/cmd/create.go): "Unknown configuration key", "invalid
-# machine name", "invalid distro" (the client validates names, images and keys first, so
-# these are rarely reached).
+# stderr text -> error class (where each text comes from: docs/orbstack.md, "Error texts")
 ERRORS = (("machine not found", MachineNotFound), ("already exists", MachineExists),
           ("Unknown configuration key", UnknownConfigKey), ("Unknown machine config key", UnknownConfigKey),
           ("invalid machine name", InvalidName), ("invalid distro", UnknownImage),
