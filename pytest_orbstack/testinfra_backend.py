@@ -26,11 +26,10 @@ from typing import Any
 import testinfra.backend
 from testinfra.backend import base
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import MachineError, MachineNotFound
-
-TIMEOUT = 3600.0  # testinfra has none; a command that hangs this long fails the check
 
 
 class OrbStackTestinfraBackend(base.BaseBackend):
@@ -47,7 +46,7 @@ class OrbStackTestinfraBackend(base.BaseBackend):
         """Run ``command`` (``%s`` filled with the quoted ``args``) in the machine as
         ``/bin/sh -c COMMAND </dev/null``; stdout and stderr are the machine's bytes."""
         cmd = self.get_command(command, *args)
-        proc = self.engine.execute(self.name, sh_c(self.encode(cmd)), user=self.user, timeout=TIMEOUT)
+        proc = self.engine.execute(self.name, sh_c(self.encode(cmd)), user=self.user, timeout=settings.CHECK_TIMEOUT)
         return self.result(proc.returncode, self.encode(cmd), proc.stdout, proc.stderr)
 
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import functools
 import importlib
-import os
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import EngineUnavailable
 
@@ -24,7 +24,6 @@ ENGINES: dict[str, str] = {
     "incus": "pytest_orbstack.backends.incus.backend:IncusBackend",
 }
 CHOICES = ("auto", *ENGINES)
-ENV_VAR = "PYTEST_ORBSTACK_BACKEND"
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -45,7 +44,7 @@ def _auto() -> str:
 
 def resolve_name(name: str | None = None) -> str:
     """The engine's name for a requested one (None: the environment, else auto)."""
-    name = (name or os.environ.get(ENV_VAR) or "auto").lower()
+    name = (name or settings.engine_name() or "auto").lower()
     if name not in CHOICES:
         raise EngineUnavailable(f"unknown backend {name!r}: choose one of {', '.join(CHOICES)}")
     return _auto() if name == "auto" else name

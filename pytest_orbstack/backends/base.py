@@ -17,9 +17,9 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.process import run, run_text
 from pytest_orbstack.backends.shell import Shells
-from pytest_orbstack.backends.shell import enabled as shell_enabled
 from pytest_orbstack.errors import CommandTimeout, MachineError, MachineNotFound
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
 
@@ -29,7 +29,7 @@ class Backend(ABC):
     (``orbstack``, ``docker``), the key of :data:`pytest_orbstack.backends.ENGINES`."""
 
     name: str = ""
-    env: dict[str, str] | None = None  # environment for engine commands (None: os.environ)
+    env: dict[str, str] | None = None  # environment for engine commands (None: this process's)
     # told a one-line notice before and after work that takes long once (an image built on
     # first use); the plugin shows it (PluginState.notice)
     notice: Callable[[str], None] = staticmethod(lambda line: None)
@@ -142,13 +142,13 @@ class Backend(ABC):
         return shells
 
     def execute(self, name: str, command: str, *, user: str | None = None, input: bytes | None = None,
-                timeout: float | None = 600.0) -> subprocess.CompletedProcess[bytes]:
+                timeout: float | None = settings.COMMAND_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
         """Run shell ``command`` in ``name`` as ``user`` (stdin ``input``, else /dev/null; no
         timeout when None): the machine's bytes and the command's own exit code, exactly as one
         :meth:`exec_argv` process gives them. Through the machine's persistent shell
         (:mod:`.shell`) unless ``PYTEST_ORBSTACK_SHELL=off``; CommandTimeout after ``timeout``,
         the engine's :meth:`refusal` when it would not run the command."""
-        if shell_enabled():
+        if settings.shell_enabled():
             proc = self.shells.run(name, command, user=user, input=input, timeout=timeout)
         else:
             proc = run(self.exec_argv(name, command, user=user), timeout=timeout, input=input,
@@ -170,7 +170,8 @@ class Backend(ABC):
             self.shells.close(name)
 
     def run(self, name: str, command: str, *, user: str | None = None, workdir: str | None = None,
-            input: bytes | str | None = None, timeout: float = 600.0) -> subprocess.CompletedProcess[str]:
+            input: bytes | str | None = None,
+            timeout: float = settings.COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
         """Run shell ``command`` (in ``workdir``: one process of its own); the returned process
         holds the command's own exit code, its output as text (undecodable bytes replaced)."""
         if workdir is not None:
@@ -189,7 +190,7 @@ class Backend(ABC):
                                stderr=proc.stderr, returncode=proc.returncode)
 
     def get(self, name: str, remote_path: str, *, user: str | None = None,
-            timeout: float = 300.0) -> bytes:
+            timeout: float = settings.DOWNLOAD_TIMEOUT) -> bytes:
         """Read ``remote_path`` as ``user``."""
         proc = self.execute(name, f"cat {shlex.quote(remote_path)}", user=user, timeout=timeout)
         if proc.returncode != 0:
@@ -198,7 +199,7 @@ class Backend(ABC):
                                stderr=stderr, returncode=proc.returncode)
         return proc.stdout
 
-    def wait_ready(self, name: str, timeout: float = 90.0) -> str:
+    def wait_ready(self, name: str, timeout: float = settings.BOOT_TIMEOUT) -> str:
         """Wait until systemd in ``name`` reports running (or degraded); returns that state.
         One blocking ``systemctl is-system-running --wait``, then polling if that did not end
         ready (a machine still coming up may refuse the first command)."""
@@ -210,7 +211,7 @@ class Backend(ABC):
         state = ""
         while time.monotonic() < deadline:
             proc = self.run(name, "systemctl is-system-running 2>/dev/null || true", user="root",
-                            timeout=30)
+                            timeout=settings.POLL_TIMEOUT)
             state = proc.stdout.strip()
             if state in READY_STATES:
                 return state

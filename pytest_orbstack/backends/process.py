@@ -4,29 +4,12 @@ engine's stderr to the typed errors."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
-from pytest_orbstack.errors import CommandTimeout, EngineUnavailable, InvalidInput, MachineError
+from pytest_orbstack.errors import CommandTimeout, EngineUnavailable, MachineError
 
 ErrorPatterns = Sequence[tuple[str, type[MachineError]]]
-ENV_TIMEOUT = "PYTEST_ORBSTACK_ENGINE_TIMEOUT"
-
-
-def call_timeout() -> float:
-    """Seconds one engine control call (``docker run``/``rm``/``inspect``, ``orbctl list``...)
-    may take before it is killed and raises CommandTimeout: ``$PYTEST_ORBSTACK_ENGINE_TIMEOUT``,
-    default 120. Image builds, commits, creates on OrbStack and boot waits have their own,
-    longer limits."""
-    value = os.environ.get(ENV_TIMEOUT, "120")
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = 0.0
-    if not seconds > 0:
-        raise InvalidInput(f"{ENV_TIMEOUT}={value!r}: expected a number of seconds above 0")
-    return seconds
 
 
 def run(argv: Sequence[str], *, timeout: float | None, input: bytes | None = None,

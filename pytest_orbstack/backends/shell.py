@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.process import run
 from pytest_orbstack.errors import CommandTimeout
 
@@ -59,11 +60,6 @@ $l"; i=$((i + 1)); done
 done"""
 DIED = b"pytest-orbstack: the machine's shell ended during this command\n"
 ArgvFor = Callable[[str, "str | None", str], list[str]]  # (machine, user, command) -> argv
-
-
-def enabled() -> bool:
-    """Whether commands use persistent shells (``PYTEST_ORBSTACK_SHELL=off`` disables them)."""
-    return os.environ.get("PYTEST_ORBSTACK_SHELL", "on").lower() not in ("off", "0", "false", "no")
 
 
 class Shell:
@@ -159,7 +155,7 @@ class Shell:
             if pipe is not None:
                 pipe.close()
         try:
-            self.proc.wait(timeout=5)
+            self.proc.wait(timeout=settings.SHELL_EXIT_TIMEOUT)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -207,7 +203,7 @@ class Shells:
 
     def _kill(self, name: str, pid: int) -> None:
         kill = f"kill -s KILL -- -{pid} 2>/dev/null || kill -s KILL {pid}"
-        run(self.argv_for(name, "root", kill), timeout=30, env=self.env)
+        run(self.argv_for(name, "root", kill), timeout=settings.POLL_TIMEOUT, env=self.env)
 
     def close(self, name: str) -> None:
         """Close the idle shells of machine ``name`` (deleted or stopped)."""

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import MachineError, MachineNotFound
@@ -38,8 +39,6 @@ from pytest_orbstack.model.names import PROJECT_LABEL, SESSION_LABEL, project_ta
 
 DONE = b"done\n"
 LATE = b"late "  # + the engine's name: the session swept itself, but not what is still under way
-LATE_SWEEPS = (3.0, 3.0)  # seconds before each extra sweep after the owner is gone
-ORPHAN_WAIT = 900.0  # at most this long for the owner's engine calls to end (OrbStack create: 600)
 
 
 def _clones_first(name: str) -> tuple[bool, str]:
@@ -168,8 +167,8 @@ def watch(session_id: str, engine_name: str | None, state_dir: Path, stdin: Any)
     else:
         name = session.backend or engine_name
     prefix = session_prefix(session_id) + "-"
-    deadline, engine = time.monotonic() + ORPHAN_WAIT, None
-    for pause in (0.0, *LATE_SWEEPS):
+    deadline, engine = time.monotonic() + settings.ORPHAN_WAIT, None
+    for pause in (0.0, *settings.LATE_SWEEPS):
         time.sleep(pause)
         while pause and _engine_call_running(prefix) and time.monotonic() < deadline:
             time.sleep(1.0)  # the dead owner's `docker run`/`orbctl create` still making a machine
@@ -195,7 +194,8 @@ def _engine_call_running(prefix: str) -> bool:
                 continue  # it ended meanwhile
         return False
     try:  # macOS
-        out = subprocess.run(["ps", "-A", "-o", "args="], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run(["ps", "-A", "-o", "args="], capture_output=True, text=True,
+                             timeout=settings.POLL_TIMEOUT).stdout
     except (OSError, subprocess.TimeoutExpired):
         return False
     return prefix in out

@@ -26,8 +26,8 @@ from typing import Any
 
 from filelock import FileLock
 
+from pytest_orbstack import settings
 from pytest_orbstack.errors import MachineError
-from pytest_orbstack.paths import default_state_dir
 
 
 def new_session_id() -> str:
@@ -39,7 +39,7 @@ def process_start_time(pid: int) -> str | None:
     it (POSIX ``ps -o lstart``: Linux and macOS alike), or None if there is no such process."""
     try:
         proc = subprocess.run(["ps", "-o", "lstart=", "-p", str(pid)], capture_output=True, text=True,
-                              timeout=10, env={**os.environ, "LC_ALL": "C"})
+                              timeout=settings.PS_TIMEOUT, env=settings.child_env({"LC_ALL": "C"}))
     except (OSError, subprocess.TimeoutExpired):
         return None
     return " ".join(proc.stdout.split()) or None
@@ -84,7 +84,7 @@ class Registry:
     """Session files under ``state_dir``; every change happens under the session's file lock."""
 
     def __init__(self, state_dir: Path | None = None) -> None:
-        self.dir = (state_dir or default_state_dir()) / "sessions"
+        self.dir = (state_dir or settings.state_dir()) / "sessions"
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def _path(self, session_id: str) -> Path:
@@ -93,7 +93,7 @@ class Registry:
     @contextmanager
     def _locked(self, session_id: str) -> Iterator[Path]:
         path = self._path(session_id)
-        with FileLock(str(path) + ".lock", timeout=60):
+        with FileLock(str(path) + ".lock", timeout=settings.REGISTRY_LOCK_WAIT):
             yield path
 
     def _read(self, path: Path) -> Session | None:

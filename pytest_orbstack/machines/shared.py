@@ -20,6 +20,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from pytest_orbstack import settings
 from pytest_orbstack.errors import MachineError, SharedMachineError, report_sections
 from pytest_orbstack.model.inputs import Deploy, DeployFile
 from pytest_orbstack.model.results import DeployError
@@ -101,7 +102,7 @@ class SharedMachines:
         different deploys are made at the same time."""
         digest = hashlib.sha1(key.encode()).hexdigest()[:16]
         path = self.folder / f"{digest}.json"
-        with FileLock(str(self.folder / f"{digest}.lock"), timeout=1800):
+        with FileLock(str(self.folder / f"{digest}.lock"), timeout=settings.GOLDEN_LOCK_WAIT):
             entry = json.loads(path.read_text()) if path.exists() else {}
             yield entry
             path.write_text(json.dumps(entry))

@@ -218,7 +218,7 @@ def test_a_command_without_a_timeout_runs_to_its_end():
 
 
 def test_engine_timeout_is_one_setting(monkeypatch):
-    from pytest_orbstack.backends.process import call_timeout
+    from pytest_orbstack.settings import call_timeout
     assert call_timeout() == 120
     monkeypatch.setenv("PYTEST_ORBSTACK_ENGINE_TIMEOUT", "7.5")
     assert call_timeout() == 7.5

@@ -18,6 +18,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker import cloudinit
 from pytest_orbstack.backends.docker import commands as cmd
@@ -43,7 +44,7 @@ NOT_RUNNING = re.compile(r"Error response from daemon: Container [0-9a-f]+ is no
 
 class DockerBackend(Backend):
     """Machines as systemd containers on a Docker engine: its :class:`.DockerCLI` runs
-    ``docker`` with ``env`` (which extends os.environ)."""
+    ``docker`` with ``env`` (which extends this process's environment)."""
 
     name = "docker"
 
@@ -135,7 +136,8 @@ class DockerBackend(Backend):
                 self._frozen[source] = (image, source_labels)
             else:
                 image = owned = f"pytest-orbstack-clone:{name}"
-                self.cli.call(cmd.commit(source, image, f"LABEL {LABEL}.clone-of={source}", *marks), timeout=600)
+                self.cli.call(cmd.commit(source, image, f"LABEL {LABEL}.clone-of={source}", *marks),
+                              timeout=settings.DOCKER_COMMIT_TIMEOUT)
         labels = {**(labels or {}), LABEL: "1",
                   **{k: v for k, v in source_labels.items() if k in cmd.INHERITED_LABELS}}
         if owned:
@@ -153,10 +155,10 @@ class DockerBackend(Backend):
     def _snapshot(self, source: str, marks: builtins.list[str]) -> str:
         """The snapshot image of ``source``, committed once (a file lock spans processes)."""
         image = f"pytest-orbstack-snapshot:{source}"
-        with FileLock(lock_path(f"snapshot-{source}"), timeout=600):
+        with FileLock(lock_path(f"snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
             if self.cli.call(cmd.image_id(image), check=False).returncode != 0:
                 self.cli.call(cmd.commit(source, image, f"LABEL {LABEL}.snapshot-of={source}", *marks),
-                          timeout=600)
+                          timeout=settings.DOCKER_COMMIT_TIMEOUT)
         return image
 
     def remove_session_images(self, session_id: str) -> None:
@@ -249,7 +251,7 @@ class DockerBackend(Backend):
                 f"echo '--- {cloudinit.LOG} ---'; cat {cloudinit.LOG}; fi")).stdout)
         return "\n".join(part for part in parts if part)
 
-    def wait_ready(self, name: str, timeout: float = 90.0, *, setup: str | None = None) -> str:
+    def wait_ready(self, name: str, timeout: float = settings.BOOT_TIMEOUT, *, setup: str | None = None) -> str:
         """Wait for systemd in ``name`` (running or degraded), running ``setup`` as root first.
 
         One ``docker exec`` (:func:`.docker_commands.ready`) does it all; polling follows only

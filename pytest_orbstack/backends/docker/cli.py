@@ -11,7 +11,6 @@ and the leftover images (:mod:`.leftovers`) take it instead of the backend.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +18,9 @@ from typing import Any
 
 from filelock import FileLock
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as cmd
-from pytest_orbstack.backends.process import call_timeout, describe, last_line, map_error, run_text
+from pytest_orbstack.backends.process import describe, last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.paths import lock_path
@@ -33,12 +33,12 @@ UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
 
 
 class DockerCLI:
-    """The ``docker`` binary run with ``env`` (which extends os.environ; None: os.environ)."""
+    """The ``docker`` binary run with ``env`` (which extends this process's environment; None: that environment)."""
 
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
         self.docker = docker
         self.env_overrides = dict(env or {})
-        self.env = {**os.environ, **env} if env else None
+        self.env = settings.child_env(env) if env else None
         self._network_ready = False
 
     def argv(self, builder_argv: list[str]) -> list[str]:
@@ -47,7 +47,7 @@ class DockerCLI:
 
     def host(self) -> str | None:
         """The ``DOCKER_HOST`` these commands reach (None: the local socket)."""
-        return (self.env or os.environ).get("DOCKER_HOST")
+        return settings.docker_host(self.env) or None
 
     def host_flags(self) -> list[str]:
         """``-H HOST`` when ``env`` sets DOCKER_HOST, for an argv run in the caller's environment."""
@@ -57,9 +57,9 @@ class DockerCLI:
              ok: tuple[str, ...] = (), input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a builder's docker argv with this binary and environment. A failure raises the
         matching typed error, unless ``check`` is false or the stderr contains one of ``ok``;
-        the process is returned then. ``timeout`` defaults to :func:`call_timeout`."""
+        the process is returned then. ``timeout`` defaults to :func:`~pytest_orbstack.settings.call_timeout`."""
         missing = f"{self.docker} not found on PATH: install Docker (apt-get install docker.io) or use OrbStack"
-        done = run_text(self.argv(argv), timeout=timeout or call_timeout(), env=self.env, missing=missing,
+        done = run_text(self.argv(argv), timeout=timeout or settings.call_timeout(), env=self.env, missing=missing,
                         input=input)
         if check and done.returncode != 0 and not any(s in done.stderr for s in ok):
             raise self.error(done)
@@ -115,7 +115,7 @@ class DockerCLI:
         creation happens under a lock, and a duplicate left by older versions is removed."""
         if self._network_ready:
             return
-        with FileLock(lock_path("network"), timeout=120):
+        with FileLock(lock_path("network"), timeout=settings.NETWORK_LOCK_WAIT):
             ids = self.call(cmd.network_ids()).stdout.split()
             if not ids:
                 self.call(cmd.network_create(), ok=("already exists",))

@@ -22,13 +22,14 @@ import base64
 import json
 from pathlib import Path
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.errors import CommandTimeout
 
 LOG = "/var/log/cloud-init-output.log"
 SEED = "/var/lib/cloud/seed/nocloud"
 DISABLED = "/etc/cloud/cloud-init.disabled"
-TIMEOUT = 900.0
+TIMEOUT = settings.CLOUD_INIT_TIMEOUT
 SETTINGS = ("datasource_list: [NoCloud]", "network: {config: disabled}", "preserve_hostname: true")
 # the locale module needs the locales package (update-locale), which debootstrap's minbase lacks:
 # it could only fail, so it leaves Debian's module list

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_orbstack import settings
 from pytest_orbstack.errors import InvalidInput, UnknownImage
 from pytest_orbstack.model.inputs import USER_RE, check_user, image_codename
 from pytest_orbstack.model.types import (
@@ -246,5 +246,5 @@ def default_login(user: str | None) -> str:
     checked = check_user(user)
     if checked is not None:
         return checked
-    env_user = os.environ.get("USER", "")
+    env_user = settings.login_user()
     return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"

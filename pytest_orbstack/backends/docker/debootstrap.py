@@ -12,14 +12,14 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.process import last_line
 from pytest_orbstack.errors import UnknownImage
 
 PACKAGES = Path(__file__).parent.parent.joinpath("debian-base-packages").read_text().strip()
-MIRROR = os.environ.get("PYTEST_ORBSTACK_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-BUILD_TIMEOUT = 1800.0
+BUILD_TIMEOUT = settings.DEBOOTSTRAP_TIMEOUT
 
 
 def why_not_buildable() -> str | None:
@@ -35,12 +35,12 @@ def build_debian(docker: DockerCLI, suite: str, tag: str) -> None:
     """Build ``tag`` (e.g. ``debian:trixie``) from ``suite``; UnknownImage naming debootstrap's
     last line when it fails. The tree lives under /var/tmp (``/tmp`` may be mounted noexec)
     and is removed whatever happens."""
-    scratch = Path(tempfile.mkdtemp(prefix="pytest-orbstack-build.", dir=os.environ.get(
-        "PYTEST_ORBSTACK_SCRATCH_DIR", "/var/tmp")))
+    scratch = Path(tempfile.mkdtemp(prefix="pytest-orbstack-build.", dir=settings.scratch_dir()))
     try:
         rootfs = scratch / "rootfs"
-        boot = subprocess.run(["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite,
-                               str(rootfs), MIRROR], capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+        argv = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(rootfs),
+                settings.debian_mirror()]
+        boot = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
         if boot.returncode != 0:
             raise UnknownImage(f"debootstrap {suite} failed: "
                                f"{last_line(boot.stderr or boot.stdout, f'exit status {boot.returncode}')}")

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 
 from filelock import FileLock
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.docker.cloudinit import IMAGE_SETUP
@@ -28,7 +29,7 @@ REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "pro
 CLOUD_INIT = {"cloud-init": "cloud-init"}  # installed after the tools: a refusal names those first
 # what a prepared image is made of: a new recipe makes new images (and removes the old ones)
 RECIPE = hashlib.sha256(repr((REQUIRED, CLOUD_INIT, IMAGE_SETUP)).encode()).hexdigest()[:6]
-PULL_TIMEOUT = 120.0
+PULL_TIMEOUT = settings.DOCKER_PULL_TIMEOUT
 
 
 def base_image_id(docker: DockerCLI, image: str, base: str,
@@ -38,7 +39,7 @@ def base_image_id(docker: DockerCLI, image: str, base: str,
     proc = docker.call(cmd.image_id(base), ok=("No such image",))
     if proc.returncode == 0:
         return proc.stdout.strip()
-    with FileLock(lock_path(f"base-{base.replace(':', '-')}"), timeout=1800):
+    with FileLock(lock_path(f"base-{base.replace(':', '-')}"), timeout=settings.BASE_IMAGE_LOCK_WAIT):
         if docker.call(cmd.image_id(base), check=False).returncode != 0:
             _pull_or_build(docker, image, base, notice)
     return docker.call(cmd.image_id(base)).stdout.strip()
@@ -87,7 +88,8 @@ def prepared_image(docker: DockerCLI, image: str,
     base = f"{distro}:{codename}"
     short_id = base_image_id(docker, image, base, notice).split(":")[-1][:12]
     tag = f"pytest-orbstack/{distro}:{codename}-{short_id}-{RECIPE}"
-    with FileLock(lock_path(f"image-{distro}-{codename}-{short_id}-{RECIPE}"), timeout=900):
+    lock = lock_path(f"image-{distro}-{codename}-{short_id}-{RECIPE}")
+    with FileLock(lock, timeout=settings.MACHINE_IMAGE_LOCK_WAIT):
         if docker.call(cmd.image_id(tag), check=False).returncode != 0:
             with _told(notice, f"preparing image {tag} (once per base image)"):
                 _build(docker, image, base, tag)
@@ -115,9 +117,9 @@ def _build(docker: DockerCLI, image: str, base: str, tag: str) -> None:
         docker.exec_root(temp, "[ ! -s /etc/machine-id ] || : > /etc/machine-id; [ ! -f "
                                "/var/lib/dbus/machine-id ] || ln -sf /etc/machine-id /var/lib/dbus/")
         # commit ignores 'ENTRYPOINT []' (sleep would stay); an ENTRYPOINT also resets CMD
-        docker.call(cmd.commit(temp, tag, 'ENTRYPOINT ["/sbin/init"]'), timeout=600)
+        docker.call(cmd.commit(temp, tag, 'ENTRYPOINT ["/sbin/init"]'), timeout=settings.DOCKER_COMMIT_TIMEOUT)
     finally:
-        docker.call(cmd.delete(temp), check=False, timeout=60)
+        docker.call(cmd.delete(temp), check=False, timeout=settings.DOCKER_REMOVE_TIMEOUT)
 
 
 def _add_missing_tools(docker: DockerCLI, image: str, container: str,
@@ -132,7 +134,7 @@ def _add_missing_tools(docker: DockerCLI, image: str, container: str,
     packages = " ".join(sorted({required[tool] for tool in missing}))
     script = ("command -v apt-get >/dev/null || exit 3; export DEBIAN_FRONTEND=noninteractive; "
               f"apt-get update -q && apt-get install -y -q --no-install-recommends {packages}")
-    proc = docker.exec_root(container, script, timeout=900, check=False)
+    proc = docker.exec_root(container, script, timeout=settings.IMAGE_SETUP_TIMEOUT, check=False)
     if proc.returncode == 0 and not docker.exec_root(container, check).stdout.split():
         return
     why = ("it has no apt-get to install them" if proc.returncode == 3

@@ -20,11 +20,12 @@ from typing import Any
 
 from filelock import FileLock
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus.commands import KEY
-from pytest_orbstack.backends.process import call_timeout, map_error, run_text
 from pytest_orbstack.backends.process import last_line as _last_line
+from pytest_orbstack.backends.process import map_error, run_text
 from pytest_orbstack.errors import (
     EngineUnavailable,
     InvalidInput,
@@ -46,13 +47,13 @@ POOL = "default"
 
 
 class IncusBackend(Backend):
-    """Machines as system containers of the local Incus daemon (``env`` extends os.environ)."""
+    """Machines as system containers of the local Incus daemon (``env`` extends this process's environment)."""
 
     name = "incus"
 
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None) -> None:
         self.incus = incus
-        self.env = {**os.environ, **env} if env else None
+        self.env = settings.child_env(env) if env else None
         self._images: dict[str, str] = {}  # image -> the Incus image reference machines start from
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
@@ -71,7 +72,7 @@ class IncusBackend(Backend):
         argv = [self.incus, *argv[1:]]
         missing = (f"{self.incus} not found on PATH: install Incus (bash scripts/dev.sh incus, "
                    "or apt-get install -t bookworm-backports incus)")
-        done = run_text(argv, timeout=timeout or call_timeout(), env=self.env, missing=missing)
+        done = run_text(argv, timeout=timeout or settings.call_timeout(), env=self.env, missing=missing)
         if check and done.returncode != 0 and not any(s in done.stderr for s in ok):
             raise self._error(done)
         return done
@@ -140,7 +141,7 @@ class IncusBackend(Backend):
         ref = self.image_ref(image)
         config = {**{cmd.key(k): v for k, v in (labels or {}).items()},
                   **cmd.machine_config(login, image, resources)}
-        proc = self.call(cmd.launch(name, ref, config, resources), check=False, timeout=600)
+        proc = self.call(cmd.launch(name, ref, config, resources), check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             error = self._error(proc)
             if isinstance(error, MachineExists):
@@ -170,7 +171,8 @@ class IncusBackend(Backend):
             snap = self._snapshot(source, data, session_keys) if frozen_source else None
         own = {cmd.key(k): v for k, v in (labels or {}).items()}
         dropped = {k: "" for k in session_keys if k not in own}  # the source's session is not the clone's
-        proc = self.call(cmd.copy(source, name, {**dropped, **own}, snap), check=False, timeout=600)
+        proc = self.call(cmd.copy(source, name, {**dropped, **own}, snap), check=False,
+                         timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             error = self._error(proc)
             if isinstance(error, MachineExists):
@@ -185,8 +187,8 @@ class IncusBackend(Backend):
     def _snapshot(self, source: str, data: dict[str, Any], session_keys: set[str]) -> str:
         """The golden machine's snapshot, made once (a file lock spans processes)."""
         if cmd.SNAPSHOT not in {s["name"] for s in data.get("snapshots") or []}:
-            with FileLock(lock_path(f"incus-snapshot-{source}"), timeout=600):
-                self.call(cmd.snapshot(source), ok=("already exists",), timeout=600)
+            with FileLock(lock_path(f"incus-snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
+                self.call(cmd.snapshot(source), ok=("already exists",), timeout=settings.INCUS_CREATE_TIMEOUT)
         self._frozen[source] = session_keys
         return cmd.SNAPSHOT
 
@@ -198,7 +200,7 @@ class IncusBackend(Backend):
     def stop(self, name: str) -> None:
         self._query(name)
         self.close_shells(name)
-        self.call(cmd.stop(name), timeout=60)
+        self.call(cmd.stop(name), timeout=settings.INCUS_STOP_TIMEOUT)
 
     def delete(self, name: str) -> None:
         """Delete ``name`` (running or not) with its snapshots; MachineNotFound if absent."""
@@ -206,7 +208,7 @@ class IncusBackend(Backend):
         self.close_shells(name)
         self._users.pop(name, None)
         self._frozen.pop(name, None)
-        self.call(cmd.delete(name), timeout=300)
+        self.call(cmd.delete(name), timeout=settings.INCUS_DELETE_TIMEOUT)
         remove_lock(f"incus-snapshot-{name}")
 
     def rename(self, old: str, new: str) -> None:
@@ -284,7 +286,7 @@ class IncusBackend(Backend):
             parts.append(self.run(name, "journalctl -b --no-pager -n 300 2>&1", user="root").stdout)
         return "\n".join(part for part in parts if part)
 
-    def wait_ready(self, name: str, timeout: float = 90.0, *, setup: str | None = None) -> str:
+    def wait_ready(self, name: str, timeout: float = settings.BOOT_TIMEOUT, *, setup: str | None = None) -> str:
         """Wait for systemd in ``name`` (running or degraded), running ``setup`` (the default
         user's, :func:`.commands.user_setup`) first and recording that user's ids."""
         proc = self.call(cmd.exec_(name, cmd.ready(int(timeout), setup)), check=False, timeout=timeout + 30)

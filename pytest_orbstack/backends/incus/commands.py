@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import shlex
 from collections.abc import Mapping
 from typing import Any
 
+from pytest_orbstack import settings
 from pytest_orbstack.errors import UnknownImage
 from pytest_orbstack.model.inputs import USER_RE, check_user, image_codename
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources, ready_command
@@ -222,5 +222,5 @@ def default_login(user: str | None) -> str:
     checked = check_user(user)
     if checked is not None:
         return checked
-    env_user = os.environ.get("USER", "")
+    env_user = settings.login_user()
     return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"

@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.orbstack.client import Orbctl
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo, Resources
@@ -23,7 +24,8 @@ def orbctl_answers(binary: str = "orbctl") -> bool:
     if not shutil.which(binary):
         return False
     try:
-        return subprocess.run([binary, "version"], capture_output=True, timeout=20).returncode == 0
+        return subprocess.run([binary, "version"], capture_output=True,
+                              timeout=settings.PROBE_TIMEOUT).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
 
@@ -101,7 +103,7 @@ class OrbStackBackend(Backend):
         info = self.client.info(name)
         if info.machine.state not in COMING_UP:
             return info
-        if self.run(name, "true", user="root", timeout=30).returncode != 0:
+        if self.run(name, "true", user="root", timeout=settings.POLL_TIMEOUT).returncode != 0:
             return info
         return dataclasses.replace(info, machine=dataclasses.replace(info.machine, state="running"))
 

@@ -18,8 +18,9 @@ import subprocess
 import time
 from typing import Any
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.orbstack import commands as cmd
-from pytest_orbstack.backends.process import call_timeout, map_error, run_text
+from pytest_orbstack.backends.process import map_error, run_text
 from pytest_orbstack.errors import (
     CommandTimeout,
     EngineUnavailable,
@@ -64,7 +65,7 @@ FEATURES = {
 DAEMON_ERROR = re.compile(r"\[-\d+\] [^\n]+")  # one line: an error of OrbStack's daemon
 _VERSIONS: dict[tuple[str, str], tuple[int, int, int]] = {}  # (binary, PATH) -> version: once a process
 
-CREATE_TIMEOUT = 600.0
+CREATE_TIMEOUT = settings.ORBSTACK_CREATE_TIMEOUT
 
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
@@ -117,21 +118,21 @@ def parse_config_value(key: str, text: str) -> str:
 
 
 class Orbctl:
-    """Client of one ``orbctl`` binary. ``binary`` may be a path; ``env`` extends os.environ.
+    """Client of one ``orbctl`` binary. ``binary`` may be a path; ``env`` extends this process's environment.
     Commands come from :mod:`pytest_orbstack.backends.orbstack.commands`."""
 
     def __init__(self, binary: str = "orbctl", *, timeout: float | None = None,
                  env: dict[str, str] | None = None) -> None:
         self.binary = binary
         self.timeout = timeout
-        self.env = {**os.environ, **env} if env else None
+        self.env = settings.child_env(env) if env else None
 
     # -- plumbing -------------------------------------------------------------------------
     def _run(self, argv: builtins.list[str], *, timeout: float | None = None, check: bool = True,
              input: str | None = None) -> subprocess.CompletedProcess[str]:
         """Run a builder's argv with this client's binary; a failure raises the typed error."""
         argv = [self.binary, *argv[1:]]
-        done = run_text(argv, timeout=timeout or self.timeout or call_timeout(), env=self.env, input=input,
+        done = run_text(argv, timeout=timeout or self.timeout or settings.call_timeout(), env=self.env, input=input,
                         missing=self._missing())
         if check and done.returncode != 0:
             raise classify(argv, done.returncode, done.stderr)
@@ -244,7 +245,7 @@ class Orbctl:
     def version_tuple(self) -> tuple[int, int, int]:
         """This OrbStack's version, asked once per process and binary (later calls are free).
         An unreadable answer counts as new enough: the feature's own error then speaks."""
-        key = (self.binary, (self.env or os.environ).get("PATH", ""))
+        key = (self.binary, settings.search_path(self.env))
         if key not in _VERSIONS:
             _VERSIONS[key] = parse_version(self.version()) or (999, 0, 0)
         return _VERSIONS[key]
