@@ -5,6 +5,7 @@ Running this file imports every name below, so an entry whose name is gone fails
 """
 
 from pytest_orbstack import __dir__, __getattr__  # the lazy public facade (PEP 562)
+from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.incus.backend import IncusBackend
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
@@ -29,6 +30,8 @@ from pytest_orbstack.testinfra_backend import OrbStackTestinfraBackend
 
 # the engine registry's table names backend classes as strings (backends.ENGINES)
 OrbStackBackend, DockerBackend, IncusBackend
+# public API users call (README): the fixture orbstack_backend's engine name
+Backend.kind
 # the module's own protocol: `pytest_orbstack.Machine` loads on first use
 __dir__, __getattr__
 # pytest hooks, found by name in the pytest11 plugin and in the plugin object it registers

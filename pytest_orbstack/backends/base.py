@@ -34,6 +34,11 @@ class Backend(ABC):
     # first use); the plugin shows it (PluginState.notice)
     notice: Callable[[str], None] = staticmethod(lambda line: None)
 
+    @property
+    def kind(self) -> str:
+        """The engine's name, as :attr:`name` (users' code reads ``orbstack_backend.kind``)."""
+        return self.name
+
     def __copy__(self) -> Backend:
         """An engine is a handle: a copy is the same engine (pyinfra copies host data values,
         and the engine object must reach the connector itself, with its caches)."""

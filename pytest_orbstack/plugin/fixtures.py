@@ -58,7 +58,7 @@ def _orbstack_lifecycle(pytestconfig: pytest.Config) -> Lifecycle:
 @pytest.fixture(scope="session")
 def orbstack_backend(_orbstack_lifecycle: Lifecycle) -> Backend:
     """The engine machines are made on: a :class:`~pytest_orbstack.backends.base.Backend`
-    whose ``kind`` is ``"orbstack"``, ``"docker"`` or ``"incus"`` (chosen by ``--orbstack-backend``, ini
+    whose ``name`` is ``"orbstack"``, ``"docker"`` or ``"incus"`` (chosen by ``--orbstack-backend``, ini
     ``orbstack_backend``, ``$PYTEST_ORBSTACK_BACKEND``, else OrbStack when ``orbctl`` answers).
     Use it to create or inspect machines by hand; those are not deleted for you."""
     return _orbstack_lifecycle.backend

@@ -22,7 +22,7 @@ def test_each_engine_is_its_backend_class(name: str) -> None:
     cls = backends.backend_class(name)
     assert issubclass(cls, Backend) and cls.name == name
     engine = backends.get_backend(name)
-    assert type(engine) is cls and engine.name == name
+    assert type(engine) is cls and engine.name == name == engine.kind
 
 
 def test_login_and_start_hints_come_from_the_engine() -> None:
