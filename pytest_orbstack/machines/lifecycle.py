@@ -18,7 +18,6 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +124,7 @@ class Lifecycle:
             else:
                 record.created_by = "spare"
         machine = self._machine(record.name, record.image, record, info)
-        if next_key is not None and self.find_kept is None and record.kind == "test":
+        if next_key is not None and self.find_kept is None and record.role == "test":
             self._start_spare(next_key, golden)
         return machine
 
@@ -138,7 +137,7 @@ class Lifecycle:
         self.spares.take(name, None)  # a spare guessed wrong: the name must be free
         with self._phase(record, "create"):
             info = None
-            if record.kind == "test":
+            if record.role == "test":
                 info = self.backend.create(name, image, user=user, cloud_init=cloud_init,
                                            labels=self._labels(), resources=resources)
             else:
@@ -236,7 +235,7 @@ class Lifecycle:
             with self._phase(record, "teardown"):
                 self._delete(machine.name)
         except MachineError:
-            record.outcome = "failed"  # still recorded: the session's sweep tries again
+            record.outcome = "failed"  # still recorded: the session's reap tries again
             raise
         record.outcome = "deleted"
 
@@ -251,7 +250,7 @@ class Lifecycle:
         def make() -> tuple[str, str, dict[str, Any]]:
             create_args.setdefault("clone", False)
             machine, record = self.create(key, image, role=role, shown=what, **create_args)
-            return machine.name, image, asdict(record)
+            return machine.name, image, record.as_json()
 
         entry = self.shared_machines.get(key, what, asker, make)
         mine = next((r for r in self.records if r.name == entry["name"]), None)
@@ -270,13 +269,13 @@ class Lifecycle:
         """At the session's end, once (the only process, or the xdist controller after every
         worker is down): delete golden machines (spare clones of them first; ``interrupted``:
         those under way are not waited for), and delete or keep session machines."""
-        self.spares.drop(wait=not interrupted)
+        self.spares.delete_all(wait=not interrupted)
         records = []
         mine = {r.name: r for r in self.records}
         for entry in self.shared_machines.take_all():
-            record = mine.get(entry["name"]) or MachineRecord(**entry["record"])
+            record = mine.get(entry["name"]) or MachineRecord.from_json(entry["record"])
             machine = Machine(entry["name"], self.backend, entry["image"])
-            if record.kind == "golden":
+            if record.role == "golden":
                 with self._phase(record, "teardown"):
                     self._delete(machine.name)
                 record.outcome = "deleted"
@@ -287,8 +286,8 @@ class Lifecycle:
                 self.records.append(record)
         return records
 
-    def sweep(self) -> list[str]:
+    def reap(self) -> list[str]:
         """Delete every machine of this session that is not kept (those still recorded, and any
         the engine has under the session's prefix), then its images no machine uses."""
-        from pytest_orbstack.machines.reaper import reap
-        return reap(self.backend, self.registry, self.session_id)
+        from pytest_orbstack.machines import reaper
+        return reaper.reap(self.backend, self.registry, self.session_id)

@@ -3,7 +3,7 @@
 :func:`reap` deletes what one session made: its machines (clones before the golden machines
 they were cloned from; not those a later session took over with ``--orbstack-reuse``), then
 the images labelled with the session (Docker snapshot and clone images no machine uses any
-more). The session's own sweep, ``--orbstack-prune`` and the watcher all use it.
+more). The session's own reap, ``--orbstack-prune`` and the watcher all use it.
 :func:`prune` reaps the sessions whose owner is gone, oldest first, then asks the engine for
 every image this package made that no session left and no machine needs (kept machines pass
 from session to session, so no single session's record says which images they run from).

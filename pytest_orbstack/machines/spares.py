@@ -5,9 +5,9 @@ A spare is only a guess about the next test (the plugin's ``items.same_machines`
 when it is taken: the asker's golden machine must be the one it was cloned from, else it is deleted and the
 asker's machine is made as usual. A spare no test took is deleted when the test it was made
 for ends (``plugin.pytest_runtest_protocol``, whether or not that test set its fixtures up),
-and every spare when the session ends (:meth:`Spares.drop`; an interrupted session does not
+and every spare when the session ends (:meth:`Spares.delete_all`; an interrupted session does not
 wait for a clone under way). Its name is recorded in the session before its clone starts, so a
-killed session's sweep finds it too.
+killed session's reap finds it too.
 """
 
 from __future__ import annotations
@@ -74,11 +74,11 @@ class Spares:
         for name in [n for n, spare in self._spares.items() if spare.key.startswith(f"{test}#")]:
             self._discard(name, self._settle(name))
 
-    def drop(self, wait: bool = True) -> None:
+    def delete_all(self, wait: bool = True) -> None:
         """Delete every spare (the session is ending): each clone still running is waited for,
         unless ``wait`` is false (an interrupted session: Ctrl-C, SIGTERM, a closed terminal).
-        Such a clone stays recorded; the session's sweep deletes its machine if made already,
-        the watcher's late sweeps if its engine call makes it later."""
+        Such a clone stays recorded; the session's reap deletes its machine if made already,
+        the watcher's late reaps if its engine call makes it later."""
         for name in list(self._spares):
             if wait or self._spares[name].done.is_set():
                 self._discard(name, self._settle(name))
@@ -102,4 +102,4 @@ class Spares:
             if forget:
                 self._forget(name)
         except MachineError:
-            pass  # still recorded: the session's sweep tries again
+            pass  # still recorded: the session's reap tries again

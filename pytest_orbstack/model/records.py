@@ -3,10 +3,12 @@ and ``--orbstack-timings`` (plain data: xdist workers send it to the controller 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pytest_orbstack.model.results import DeployResult
+
+JSON_KEYS = {"role": "kind", "alias": "role"}  # attribute -> its key in the JSON
 
 
 @dataclass
@@ -15,16 +17,27 @@ class MachineRecord:
     name: str
     image: str
     backend: str
-    kind: str  # test, shared, golden
+    role: str  # test, shared, golden
     created_by: str = "create"  # create (engine builders), clone, spare (a clone started while
     # the previous test ran: .spares), operations.machine (pyinfra), reused
     test: str = ""  # the key it was made for: the test id (and its number or role in the test),
     # or for a golden or session machine what it is ("golden machine of debian:bookworm with ...")
-    role: str = ""  # its name in an orbstack_machines group ("web", "db"), else ""
+    alias: str = ""  # its name in an orbstack_machines group ("web", "db"), else ""
     created_at: float = 0.0  # when its making began (time.time()); 0: not made by this session
     phases: dict[str, float] = field(default_factory=dict)
     outcome: str = "alive"  # deleted, kept, failed
     deploys: list[dict[str, Any]] = field(default_factory=list)  # every apply: add_deploy()
+
+    def as_json(self) -> dict[str, Any]:
+        """The record as JSON data, with the keys ``--orbstack-timings`` has always had
+        (``kind``: the role, ``role``: the alias)."""
+        return {JSON_KEYS.get(k, k): v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MachineRecord:
+        """The record :meth:`as_json` wrote."""
+        fields = {v: k for k, v in JSON_KEYS.items()}
+        return cls(**{fields.get(k, k): v for k, v in data.items()})
 
     def add_deploy(self, result: DeployResult) -> None:
         """Record one apply (by a fixture or in a test body); the ``deploy`` phase is the sum."""

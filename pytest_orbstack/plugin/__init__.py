@@ -18,7 +18,6 @@ import json
 import shutil
 import signal
 from collections.abc import Generator
-from dataclasses import asdict
 from typing import Any
 
 import pytest
@@ -190,7 +189,7 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     records = getattr(node, "workeroutput", {}).get("orbstack_records", "[]")
-    plugin_state(node.config).records.extend(MachineRecord(**r) for r in json.loads(records))
+    plugin_state(node.config).records.extend(MachineRecord.from_json(r) for r in json.loads(records))
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -238,14 +237,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED  # Ctrl-C, SIGTERM, SIGHUP
     if state.is_worker:
         if state.lifecycle is not None:  # before the controller deletes the golden machines
-            state.lifecycle.spares.drop(wait=not interrupted)
-        records = [asdict(r) for r in state.all_records()]
+            state.lifecycle.spares.delete_all(wait=not interrupted)
+        records = [r.as_json() for r in state.all_records()]
         session.config.workeroutput["orbstack_records"] = json.dumps(records)  # type: ignore[attr-defined]
         return
     lifecycle = state.lifecycle or _lifecycle_of_workers(state)
     if lifecycle is not None:
         lifecycle.finish_shared(state.failed, interrupted)
-        swept = lifecycle.sweep()
+        swept = lifecycle.reap()
         if swept:
             state.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
         state.registry.close(state.session_id)

@@ -79,11 +79,11 @@ class _Factory:
         """The keywords with their defaults, every input checked (InvalidInput otherwise)."""
         return machine_args(self.request.config, keywords, self.image)
 
-    def make(self, suffix: str, checked: dict[str, Any], role: str = "") -> Machine:
-        """A machine from :meth:`check`'s keywords (``role``: its name in a group)."""
+    def make(self, suffix: str, checked: dict[str, Any], alias: str = "") -> Machine:
+        """A machine from :meth:`check`'s keywords (``alias``: its name in a group)."""
         machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}",
                                    next_key=self._next_key(suffix), **checked)
-        record.role = role
+        record.alias = alias
         machine.search_dirs = plugin_state(self.request.config).search_dirs
         self.made.append((machine, record))
         self.request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
@@ -210,7 +210,7 @@ def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]] | None = Non
     if deploy is not None:
         deploy = check_deploy(deploy, dirs)
     allow_changes = check_names(allow_changes, "allow_changes=")
-    machines = {alias: factory.make(alias, keywords, role=alias) for alias, keywords in checked.items()}
+    machines = {alias: factory.make(alias, keywords, alias=alias) for alias, keywords in checked.items()}
     group = MachineGroup(machines, groups, host_data, inventory=inventory_path)
     group.name_each_other()
     if deploy is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shlex
 from collections.abc import Generator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +40,7 @@ def junit_properties(records: list[MachineRecord]) -> list[tuple[str, str]]:
     ``orbstack.web.machine``, ``orbstack.db.image``."""
     props = []
     for r in records:
-        prefix = f"orbstack.{r.role}." if r.role else "orbstack."
+        prefix = f"orbstack.{r.alias}." if r.alias else "orbstack."
         props += [(f"{prefix}machine", r.name), (f"{prefix}image", r.image), (f"{prefix}engine", r.backend),
                   (f"{prefix}created_by", r.created_by), (f"{prefix}outcome", r.outcome)]
         props += [(f"{prefix}{phase}_seconds", f"{seconds:.3f}") for phase, seconds in r.phases.items()]
@@ -97,9 +96,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     width = max(len("machine"), *(len(r.name) for r in records))
     header = f"{'machine':<{width}} {'kind':<7} {'image':<16} " + " ".join(f"{p:>8}" for p in phases)
     tr.write_line(header + "  outcome")
-    for r in sorted(records, key=lambda r: (r.kind != "golden", r.name)):
+    for r in sorted(records, key=lambda r: (r.role != "golden", r.name)):
         cells = " ".join(f"{r.phases[p]:>7.1f}s" if p in r.phases else f"{'-':>8}" for p in phases)
-        tr.write_line(f"{r.name:<{width}} {r.kind:<7} {r.image:<16} {cells}  {r.outcome}")
+        tr.write_line(f"{r.name:<{width}} {r.role:<7} {r.image:<16} {cells}  {r.outcome}")
     kept = [r for r in records if r.outcome == "kept"]
     if kept:
         tr.write_line("")
@@ -111,4 +110,4 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     path = config.getoption("orbstack_timings")
     if path:
         Path(path).write_text(json.dumps({"session": state.session_id,
-                                          "machines": [asdict(r) for r in records]}, indent=2))
+                                          "machines": [r.as_json() for r in records]}, indent=2))
