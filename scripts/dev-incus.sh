@@ -13,6 +13,7 @@
 
 INCUS_IMAGE=${PYTEST_ORBSTACK_INCUS_IMAGE:-pytest-orbstack/debian/bookworm}
 INCUS_BRIDGE=${PYTEST_ORBSTACK_INCUS_BRIDGE:-incusbr0}
+INCUS_DOMAIN=orb.local
 INCUS_POOL=${PYTEST_ORBSTACK_INCUS_POOL:-default}
 INCUS_POOL_DRIVER=${PYTEST_ORBSTACK_INCUS_POOL_DRIVER:-dir}
 INCUS_POOL_SIZE=${PYTEST_ORBSTACK_INCUS_POOL_SIZE:-30GiB}
@@ -93,15 +94,22 @@ free_ipv4_subnet() {
   return 1
 }
 
+# Machines find each other as NAME.orb.local, as on OrbStack: the bridge's DNS domain (dnsmasq
+# answers NAME.<domain>; DHCP hands the domain out, resolved makes it the search domain).
 ensure_incus_network() {
   if as_root incus network show "$INCUS_BRIDGE" >/dev/null 2>&1; then
     log "incus: network $INCUS_BRIDGE already there ($(as_root incus network get "$INCUS_BRIDGE" ipv4.address))"
+    if [ "$(as_root incus network get "$INCUS_BRIDGE" dns.domain)" != "$INCUS_DOMAIN" ]; then
+      log "incus: $INCUS_BRIDGE: DNS domain $INCUS_DOMAIN (machines are NAME.$INCUS_DOMAIN)"
+      as_root incus network set "$INCUS_BRIDGE" "dns.domain=$INCUS_DOMAIN"
+    fi
     return 0
   fi
   local prefix
   prefix=$(free_ipv4_subnet) || { log "incus: no free 10.182.X.0/24 subnet"; return 1; }
-  log "incus: creating bridge $INCUS_BRIDGE on $prefix.1/24 (NAT, DHCP, DNS domain incus)"
-  as_root incus network create "$INCUS_BRIDGE" "ipv4.address=$prefix.1/24" ipv4.nat=true ipv6.address=none >/dev/null
+  log "incus: creating bridge $INCUS_BRIDGE on $prefix.1/24 (NAT, DHCP, DNS domain $INCUS_DOMAIN)"
+  as_root incus network create "$INCUS_BRIDGE" "ipv4.address=$prefix.1/24" ipv4.nat=true ipv6.address=none \
+    "dns.domain=$INCUS_DOMAIN" >/dev/null
 }
 
 ensure_incus_storage() {

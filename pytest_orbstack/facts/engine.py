@@ -12,16 +12,17 @@ from pyinfra.api import FactBase
 
 from pytest_orbstack.backends.docker import commands as docker_commands
 from pytest_orbstack.backends.docker.commands import parse_inspect
+from pytest_orbstack.backends.incus import commands as incus_commands
 from pytest_orbstack.backends.orbstack import commands as orbstack_commands
 from pytest_orbstack.backends.orbstack.client import parse_config, parse_config_value, parse_info, parse_machine
 from pytest_orbstack.model.names import validate_machine_name
 
-ENGINES = ("orbstack", "docker")
+ENGINES = ("orbstack", "docker", "incus")
 
 
 def _engine(engine: str) -> str:
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}: use orbstack or docker")
+        raise ValueError(f"unknown engine {engine!r}: use orbstack, docker or incus")
     return engine
 
 
@@ -43,6 +44,8 @@ class OrbStackMachines(FactBase):
     def command(self, engine: str = "orbstack") -> str:
         if _engine(engine) == "docker":
             return "echo docker; " + shlex.join(docker_commands.list_machines())
+        if engine == "incus":
+            return "echo incus; " + shlex.join(incus_commands.list_machines())
         return "echo orbstack; " + shlex.join(orbstack_commands.list_machines())
 
     def process(self, output: list[str]) -> list[dict[str, Any]]:
@@ -52,6 +55,10 @@ class OrbStackMachines(FactBase):
             return [{"id": cid, "name": name, "state": "running" if state == "running" else "stopped",
                      "image": image, "default_username": user or None}
                     for cid, name, state, user, image in rows]
+        if engine == "incus":
+            infos = (incus_commands.parse_instance(item) for item in json.loads("\n".join(rest) or "[]"))
+            return [{k: v for k, v in _machine_dict(i).items() if k not in ("ip4", "ip6", "domain")}
+                    for i in infos if i is not None]
         machines = [parse_machine(item) for item in json.loads("\n".join(rest) or "[]") or []]
         return [{"id": m.id, "name": m.name, "state": m.state, "distro": m.image.distro,
                  "version": m.image.version, "arch": m.image.arch,
@@ -69,6 +76,8 @@ class OrbStackMachine(FactBase):
         if _engine(engine) == "docker":
             inspect = shlex.join(docker_commands.inspect(name, fmt="{{json .}}"))
             return f"echo docker; {inspect} 2>/dev/null || echo null"
+        if engine == "incus":
+            return f"echo incus; {shlex.join(incus_commands.info(name))} 2>/dev/null || echo null"
         listing = shlex.join(orbstack_commands.list_names())
         info = shlex.join(orbstack_commands.info(name))
         return f"echo orbstack; if {listing} | grep -qxF {shlex.quote(name)}; then {info}; else echo null; fi"
@@ -77,6 +86,8 @@ class OrbStackMachine(FactBase):
         engine, data = output[0], json.loads("\n".join(output[1:]) or "null")
         if engine == "docker":
             info = parse_inspect(data) if data else None
+        elif engine == "incus":
+            info = incus_commands.parse_instance(data) if data else None
         else:
             info = parse_info(data) if data is not None else None
         return _machine_dict(info) if info is not None else None

@@ -35,6 +35,7 @@ from pyinfra.api import FunctionCommand, OperationError, OperationValueError, St
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker import commands as docker_commands
+from pytest_orbstack.backends.incus import commands as incus_commands
 from pytest_orbstack.backends.orbstack import commands as orbstack_commands
 from pytest_orbstack.errors import InvalidInput, MachineError
 from pytest_orbstack.facts import OrbStackConfig, OrbStackMachine
@@ -57,7 +58,7 @@ def _engine() -> Backend:
 
 
 def _commands(engine: Backend) -> ModuleType:
-    return docker_commands if engine.name == "docker" else orbstack_commands
+    return {"docker": docker_commands, "incus": incus_commands}.get(engine.name, orbstack_commands)
 
 
 def _valid(check: Any, *args: Any, **kwargs: Any) -> Any:
@@ -93,6 +94,9 @@ def _docker_cloud_init(engine: Any, machine: str, cloud_init: str) -> None:
 
 def _create(engine: Backend, image: str, machine: str, user: str | None, arch: str | None,
             cloud_init: str | None, labels: dict[str, str], resources: Resources) -> Commands:
+    if engine.name == "incus":  # the engine's own create: launch, then user and readiness in one exec
+        yield FunctionCommand(_incus_create, (engine, machine, image, user, cloud_init, labels, resources), {})
+        return
     if engine.name == "orbstack":
         _orbstack_requires(*(["resources"] if resources.limits else []),
                            *(["isolated"] if resources.isolated else []))
@@ -190,11 +194,16 @@ def clone(source: str, machine: str, running: bool = True) -> Commands:
         return
     yield FunctionCommand(_docker_clone, (engine, source, machine), {})
     if not running:
-        yield _command(docker_commands.stop(machine))
+        yield _command(_commands(engine).stop(machine))
 
 
 def _docker_clone(engine: Backend, source: str, machine: str) -> None:
     engine.clone(source, machine)
+
+
+def _incus_create(engine: Backend, machine: str, image: str, user: str | None, cloud_init: str | None,
+                  labels: dict[str, str], resources: Resources) -> None:
+    engine.create(machine, image, user=user, cloud_init=cloud_init, labels=labels, resources=resources)
 
 
 @operation()

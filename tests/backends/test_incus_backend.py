@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import secrets
-import shutil
-import subprocess
 
 import pytest
+from incusenv import incus, why_no_incus
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.incus.backend import IncusBackend
@@ -27,25 +26,6 @@ from pytest_orbstack.errors import (
     UnknownImage,
 )
 from pytest_orbstack.model.types import Resources
-
-
-def incus(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["incus", *args], capture_output=True, text=True, timeout=120)
-
-
-def why_no_incus() -> str | None:
-    """Why the Incus tests cannot run here (one line), or None."""
-    if not shutil.which("incus"):
-        return "incus is not installed (bash scripts/dev.sh incus installs it)"
-    try:
-        if incus("info").returncode != 0:
-            return "the incus daemon does not answer (bash scripts/dev.sh incus starts it)"
-    except subprocess.TimeoutExpired:
-        return "the incus daemon does not answer (bash scripts/dev.sh incus starts it)"
-    if incus("image", "info", image_alias("debian:bookworm")).returncode != 0:
-        return f"no Incus image {image_alias('debian:bookworm')} (bash scripts/dev.sh incus builds it)"
-    return None
-
 
 REASON = why_no_incus()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
@@ -188,12 +168,13 @@ def test_clone_stop_start_rename_delete(backend, machine, new_name):
             backend.delete(name)
 
 
-def test_dns_between_machines(backend, machine, new_name):
+def test_machines_find_each_other_as_name_orb_local(backend, machine, new_name):
     other = new_name()
-    backend.clone(machine, other)
+    info = backend.clone(machine, other)
     try:
-        line = out(backend, machine, f"getent ahostsv4 {other}.incus | head -1")
-        assert line.split()[0] == backend.info(other).ip4
+        assert info.domain == f"{other}.orb.local"
+        line = out(backend, machine, f"getent hosts {info.domain}")
+        assert line.split() == [info.ip4, info.domain]
     finally:
         backend.delete(other)
 

@@ -1,4 +1,4 @@
-"""The example suite (examples/) passes on both engines: Docker, and OrbStack through the
+"""The example suite (examples/) passes on every engine: Docker, Incus, and OrbStack through the
 orbctl emulator. This is what `bash scripts/dev.sh example` runs."""
 
 from __future__ import annotations
@@ -10,12 +10,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from incusenv import incus, why_no_incus
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("backend", ["docker", "orbstack"])
+@pytest.mark.parametrize("backend", ["docker", "orbstack", "incus"])
 def test_example_suite_passes(backend, orbctl_env, tmp_path):
+    if backend == "incus" and why_no_incus():
+        pytest.skip(why_no_incus() or "")
     env = {**(orbctl_env if backend == "orbstack" else os.environ),
            "PYTEST_ORBSTACK_STATE_DIR": str(tmp_path / "state")}
     timings = tmp_path / "timings.json"
@@ -38,3 +41,7 @@ def test_example_suite_passes(backend, orbctl_env, tmp_path):
         images = subprocess.run(["docker", "images", "-q", f"pytest-orbstack-snapshot:{golden}"],
                                 capture_output=True, text=True, check=True).stdout
         assert images.strip() == ""
+    if backend == "incus":  # every machine went, the golden's snapshot with it
+        names = {m["name"] for m in machines}
+        left = {item["name"] for item in json.loads(incus("list", "-f", "json").stdout)}
+        assert not names & left

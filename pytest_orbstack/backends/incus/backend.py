@@ -289,7 +289,7 @@ class IncusBackend(Backend):
     def wait_ready(self, name: str, timeout: float = settings.BOOT_TIMEOUT, *, setup: str | None = None) -> str:
         """Wait for systemd in ``name`` (running or degraded), running ``setup`` (the default
         user's, :func:`.commands.user_setup`) first and recording that user's ids."""
-        proc = self.call(cmd.exec_(name, cmd.ready(int(timeout), setup)), check=False, timeout=timeout + 30)
+        proc = self.call(cmd.ready(name, int(timeout), setup), check=False, timeout=timeout + 30)
         if proc.returncode != 0 and (proc.stderr.strip() == NOT_RUNNING or "not found" in proc.stderr):
             raise MachineError(f"machine {name} stopped while booting: {_last_line(proc.stderr)}")
         if setup is not None:

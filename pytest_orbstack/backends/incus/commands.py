@@ -182,11 +182,16 @@ def user_setup(user: str) -> str:
             f"echo {SETUP_DONE} $(id -u {q}) $(id -g {q}) $(getent passwd {q} | cut -d: -f6)")
 
 
-def ready(timeout: int = 90, setup: str | None = None) -> str:
+def ready_script(timeout: int = 90, setup: str | None = None) -> str:
     """Shell that waits until systemd is up (its state printed last), running ``setup`` first.
     systemd's bus socket may not exist right after the start: waited for first."""
     probe = f"until [ -S /run/systemd/private ]; do sleep 0.05; done; {ready_command(timeout)}"
     return f"{setup}; {probe}" if setup is not None else probe
+
+
+def ready(machine: str, timeout: int = 90, setup: str | None = None) -> list[str]:
+    """:func:`ready_script` run as root in ``machine``."""
+    return exec_(machine, ready_script(timeout, setup))
 
 
 # -- what incus prints --------------------------------------------------------------------------
