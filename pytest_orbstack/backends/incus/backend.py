@@ -23,11 +23,10 @@ from filelock import FileLock
 from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
+from pytest_orbstack.backends.incus.cli import NOT_RUNNING, UNREACHABLE, IncusCLI
 from pytest_orbstack.backends.incus.commands import KEY
 from pytest_orbstack.backends.process import last_line as _last_line
-from pytest_orbstack.backends.process import map_error, run_text
 from pytest_orbstack.errors import (
-    EngineUnavailable,
     InvalidInput,
     MachineError,
     MachineExists,
@@ -39,10 +38,6 @@ from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, in_workdir
 from pytest_orbstack.paths import lock_path, remove_lock
 
-ERRORS = (("Instance not found", MachineNotFound), ("already exists", MachineExists),
-          ("UNIQUE constraint failed", MachineExists))
-UNREACHABLE = ("unix.socket", "connection refused", "Failed to connect")
-NOT_RUNNING = "Error: Instance is not running"
 POOL = "default"
 
 
@@ -52,8 +47,8 @@ class IncusBackend(Backend):
     name = "incus"
 
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None) -> None:
-        self.incus = incus
-        self.env = settings.child_env(env) if env else None
+        self.cli = IncusCLI(incus, env)
+        self.incus, self.call, self._error = incus, self.cli.call, self.cli.error
         self._images: dict[str, str] = {}  # image -> the Incus image reference machines start from
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
@@ -63,26 +58,6 @@ class IncusBackend(Backend):
 
     def start_command(self, name: str) -> str:
         return f"incus start {shlex.quote(name)}"
-
-    # -- plumbing ---------------------------------------------------------------------------
-    def call(self, argv: builtins.list[str], *, timeout: float | None = None, check: bool = True,
-             ok: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-        """Run a builder's argv with this engine's binary and environment; a failure raises the
-        matching typed error unless ``check`` is false or its stderr holds one of ``ok``."""
-        argv = [self.incus, *argv[1:]]
-        missing = (f"{self.incus} not found on PATH: install Incus (bash scripts/dev.sh incus, "
-                   "or apt-get install -t bookworm-backports incus)")
-        done = run_text(argv, timeout=timeout or settings.call_timeout(), env=self.env, missing=missing)
-        if check and done.returncode != 0 and not any(s in done.stderr for s in ok):
-            raise self._error(done)
-        return done
-
-    def _error(self, proc: subprocess.CompletedProcess[str]) -> MachineError:
-        if any(s in proc.stderr for s in UNREACHABLE):
-            return EngineUnavailable(f"incus daemon not answering: {_last_line(proc.stderr)} "
-                                     "(start it: bash scripts/dev.sh incus)",
-                                     stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
-        return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
 
     def _query(self, name: str) -> dict[str, Any]:
         """The instance ``name`` with state and snapshots; MachineNotFound unless this package
