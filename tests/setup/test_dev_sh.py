@@ -31,8 +31,11 @@ BASH = shutil.which("bash") or "/bin/bash"
 TOOLS = ("bash", "sh", "env", "id", "mktemp", "find", "head", "tail", "tar", "seq", "sleep", "rm",
          "mkdir", "cat", "touch", "dirname", "cp", "nohup", "chmod", "tr")
 
+# One write per call (a line built first, then one printf): the dockerd stub runs in the
+# background while the script polls `docker info`, and pieces written separately interleave.
 RECORD = """\
-{ printf '%s' "${0##*/}"; for a in "$@"; do printf '\\t%s' "$a"; done; printf '\\n'; } >>"$STUB_STATE/calls"
+line=${0##*/}; for a in "$@"; do line="$line$(printf '\\t%s' "$a")"; done
+printf '%s\\n' "$line" >>"$STUB_STATE/calls"
 """
 
 STUBS = {
