@@ -82,7 +82,7 @@ def _orbstack_requires(*features: str) -> None:
 def _prepare_docker(engine: Any, image: str) -> None:
     """Build the machine image and the network a Docker machine needs (idempotent; run by
     pyinfra as a function command, so ``--dry`` does not build anything)."""
-    engine.cli.call(docker_commands.tag(engine.prepare(image), docker_commands.machine_image(image)))
+    engine.prepare(image, stable_tag=True)
 
 
 def _docker_cloud_init(engine: Any, machine: str, cloud_init: str) -> None:

@@ -28,15 +28,14 @@ from pytest_orbstack.backends.docker.commands import (
     SETUP_DONE,
     check_docker_resources,
     default_login,
-    parse_inspect,
 )
 from pytest_orbstack.backends.docker.host_limits import boot_failure_hint
 from pytest_orbstack.backends.docker.images import prepared_image
 from pytest_orbstack.backends.process import last_line as _last_line
-from pytest_orbstack.errors import MachineError, MachineExists, MachineNotFound, UnknownImage
+from pytest_orbstack.errors import MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.inputs import check_cloud_init, image_codename
 from pytest_orbstack.model.names import validate_machine_name
-from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, Image, MachineInfo, Resources
+from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources
 from pytest_orbstack.paths import lock_path, remove_lock
 
 NOT_RUNNING = re.compile(r"Error response from daemon: Container [0-9a-f]+ is not running\s*")
@@ -64,20 +63,24 @@ class DockerBackend(Backend):
         return f"docker start {shlex.quote(name)}"
 
     def _inspect(self, name: str) -> dict[str, Any]:
-        """Like :meth:`.DockerCLI.find`, for a machine: MachineNotFound unless this package made it."""
-        data = self.cli.find(name)
+        """Like :meth:`.DockerCLI.find`, for a machine: InvalidName for a name no machine can
+        have, MachineNotFound unless this package made it."""
+        data = self.cli.find(validate_machine_name(name))
         labels = (data["Config"].get("Labels") or {}) if data else {}
         if data is None or labels.get(LABEL) != "1":
             raise MachineNotFound(f"machine not found: {name!r}")
         self._known[name] = (data["Id"], labels.get(f"{LABEL}.clone-image"))
         return data
 
-    def prepare(self, image: str) -> str:
+    def prepare(self, image: str, *, stable_tag: bool = False) -> str:
         """What a machine of ``image`` needs before ``docker run``: the machines' network and
-        the prepared image (built once); returns the image's tag."""
+        the prepared image (built once); returns the image's tag. With ``stable_tag`` the
+        stable tag pyinfra operations refer to (:func:`.commands.machine_image`) points at it too."""
         self.cli.ensure_network()
         if image not in self._tags:
             self._tags[image] = prepared_image(self.cli, image, self.notice)
+        if stable_tag:
+            self.cli.call(cmd.tag(self._tags[image], cmd.machine_image(image)))
         return self._tags[image]
 
     def _run_container(self, name: str, image_ref: str, labels: dict[str, str]) -> None:
@@ -199,23 +202,12 @@ class DockerBackend(Backend):
             remove_lock(f"snapshot-{name}")
 
     def info(self, name: str) -> MachineInfo:
-        info = parse_inspect(self._inspect(name), self.cli.architecture())
+        info = self.cli.machine_info(self._inspect(name))
         assert info is not None  # _inspect checked the label
         return info
 
     def list(self) -> builtins.list[EngineMachine]:
-        out = self.cli.call(cmd.list_machines()).stdout
-        rows = [line.split("\t") for line in out.splitlines() if line.count("\t") == 4]
-        return sorted((self._machine(cid, name, state == "running", user or None, image)
-                       for cid, name, state, user, image in rows), key=lambda m: m.name)
-
-    def _machine(self, cid: str, name: str, running: bool, user: str | None, image: str) -> EngineMachine:
-        try:
-            distro, codename = image_codename(image)
-        except UnknownImage:
-            distro, codename = "", ""
-        return EngineMachine(id=cid, name=name, image=Image(distro, codename, self.cli.architecture()),
-                             state="running" if running else "stopped", default_username=user)
+        return cmd.parse_list(self.cli.call(cmd.list_machines()).stdout, self.cli.architecture())
 
     def exec_argv(self, name: str, command: str, *, user: str | None = None,
                   workdir: str | None = None) -> builtins.list[str]:
@@ -224,7 +216,7 @@ class DockerBackend(Backend):
         validate_machine_name(name)
         if user is None:  # the label never changes: one inspect per machine, not per command
             user = self._users.get(name) or self._users.setdefault(name, self.default_user(name))
-        return [self.cli.docker, *self.cli.host_flags(), *cmd.exec_(name, command, user=user, workdir=workdir)[1:]]
+        return self.cli.exec_argv(name, command, user=user, workdir=workdir)
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
         """A stopped machine (killed, stopped from outside, or its engine restarted: ``docker

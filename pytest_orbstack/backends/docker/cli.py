@@ -2,7 +2,8 @@
 ``DOCKER_HOST``), and what every docker command of this package shares: the one subprocess
 policy, the stderr -> typed error mapping, the machines' network, the engine's architecture.
 
-:class:`DockerCLI` knows no machines: :class:`~.backend.DockerBackend` composes it (as pyinfra's
+:class:`DockerCLI` knows no machines of its own (it runs commands and reads what docker prints
+of one): :class:`~.backend.DockerBackend` composes it (as pyinfra's
 ``DockerConnector`` composes a ``LocalConnector``), and the prepared images
 (:mod:`.images`), the debootstrap builds (:mod:`.debootstrap`), cloud-init (:mod:`.cloudinit`)
 and the leftover images (:mod:`.leftovers`) take it instead of the backend.
@@ -22,7 +23,7 @@ from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.process import describe, last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
-from pytest_orbstack.model.names import validate_machine_name
+from pytest_orbstack.model.types import MachineInfo
 from pytest_orbstack.paths import lock_path
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
@@ -49,9 +50,11 @@ class DockerCLI:
         """The ``DOCKER_HOST`` these commands reach (None: the local socket)."""
         return settings.docker_host(self.env) or None
 
-    def host_flags(self) -> list[str]:
-        """``-H HOST`` when ``env`` sets DOCKER_HOST, for an argv run in the caller's environment."""
-        return ["-H", self.env_overrides["DOCKER_HOST"]] if "DOCKER_HOST" in self.env_overrides else []
+    def exec_argv(self, name: str, command: str, *, user: str, workdir: str | None = None) -> list[str]:
+        """:func:`.commands.exec_` with this binary, and ``-H HOST`` first when ``env`` sets
+        DOCKER_HOST: the argv runs in the caller's environment, not ``env``."""
+        host = ["-H", self.env_overrides["DOCKER_HOST"]] if "DOCKER_HOST" in self.env_overrides else []
+        return [self.docker, *host, *cmd.exec_(name, command, user=user, workdir=workdir)[1:]]
 
     def call(self, argv: list[str], *, timeout: float | None = None, check: bool = True,
              ok: tuple[str, ...] = (), input: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -80,10 +83,15 @@ class DockerCLI:
         return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
 
     def find(self, name: str) -> dict[str, Any] | None:
-        """``docker container inspect`` of the container named exactly ``name``, or None."""
-        proc = self.call(cmd.inspect(validate_machine_name(name)), ok=("No such",))
+        """``docker container inspect`` of the container named exactly ``name`` (a name the
+        backend checked, or one it wrote in a label), or None."""
+        proc = self.call(cmd.inspect(name), ok=("No such",))
         data = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
         return data[0] if data and data[0]["Name"] == f"/{name}" else None
+
+    def machine_info(self, data: dict[str, Any]) -> MachineInfo | None:
+        """:func:`.commands.parse_inspect` of an inspected container, with this engine's architecture."""
+        return cmd.parse_inspect(data, self.architecture())
 
     def exec_root(self, name: str, script: str, *, input: str | None = None,
                   timeout: float | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:

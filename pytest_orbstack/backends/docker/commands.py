@@ -231,14 +231,28 @@ def parse_inspect(data: dict[str, Any], arch: str = "") -> MachineInfo | None:
         return None
     running = bool(data["State"]["Running"])
     net = ((data["NetworkSettings"].get("Networks") or {}).get(NETWORK) or {}) if running else {}
-    try:
-        distro, codename = image_codename(labels.get(f"{LABEL}.image", ""))
-    except UnknownImage:
-        distro, codename = "", ""
-    machine = EngineMachine(id=data["Id"], name=data["Name"].lstrip("/"), image=Image(distro, codename, arch),
+    machine = EngineMachine(id=data["Id"], name=data["Name"].lstrip("/"),
+                            image=_image(labels.get(f"{LABEL}.image", ""), arch),
                             state="running" if running else "stopped",
                             default_username=labels.get(f"{LABEL}.user"))
     return MachineInfo(machine, ip4=net.get("IPAddress") or None, ip6=net.get("GlobalIPv6Address") or None)
+
+
+def parse_list(out: str, arch: str = "") -> list[EngineMachine]:
+    """:func:`list_machines`' lines -> the machines, sorted by name."""
+    rows = [line.split("\t") for line in out.splitlines() if line.count("\t") == 4]
+    return sorted((EngineMachine(id=cid, name=name, image=_image(image, arch),
+                                 state="running" if state == "running" else "stopped", default_username=user or None)
+                   for cid, name, state, user, image in rows), key=lambda m: m.name)
+
+
+def _image(label: str, arch: str) -> Image:
+    """The Image a machine's image label names (distro and release empty for one not known)."""
+    try:
+        distro, codename = image_codename(label)
+    except UnknownImage:
+        distro, codename = "", ""
+    return Image(distro, codename, arch)
 
 
 def default_login(user: str | None) -> str:
