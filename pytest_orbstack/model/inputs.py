@@ -108,7 +108,7 @@ def resolve_path(path: str | os.PathLike[str], what: str, dirs: Sequence[Path] =
     raise InvalidInput(f"{what} not found: {os.fspath(path)} (looked for {where})")
 
 
-def check_deploy(deploy: Deploy, dirs: Sequence[Path] = ()) -> Deploy:
+def check_deploy(deploy: Deploy, dirs: Sequence[Path] = ()) -> CheckedDeploy:
     """A callable (or a checked :class:`DeployFile`) as is; a deploy file resolved to its
     absolute path, read and compiled once (:class:`DeployFile`); a
     ``module.function`` name that is not a file (what ``pyinfra INVENTORY module.function``
@@ -146,6 +146,9 @@ class DeployFile(str):
         checked = cls(path)
         checked.code, checked.digest = code, hashlib.sha1(content).hexdigest()[:10]
         return checked
+
+
+CheckedDeploy = Union[DeployFile, Callable[[], Any]]  # what check_deploy returns
 
 
 def check_cloud_init(cloud_init: str | os.PathLike[str] | None,

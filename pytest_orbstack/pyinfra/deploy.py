@@ -42,7 +42,7 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import InvalidInput
 from pytest_orbstack.model.cli_modules import UnexpectedExternalError, cli_util, make_inventory_from_files
 from pytest_orbstack.model.deploy_refs import function_folder
-from pytest_orbstack.model.inputs import Deploy, DeployFile, check_deploy, describe, display_path
+from pytest_orbstack.model.inputs import CheckedDeploy, DeployFile, describe, display_path
 from pytest_orbstack.model.results import DeployResult
 from pytest_orbstack.pyinfra.deploy_results import Recorder, collect, output_in_results
 
@@ -75,7 +75,7 @@ def _user_error(exc: BaseException) -> tuple[str, list[str]]:
     return f"{where}{type(exc).__name__}: {text}", lines
 
 
-def _folder_of(deploy: Deploy) -> Path:
+def _folder_of(deploy: CheckedDeploy) -> Path:
     return function_folder(deploy) if callable(deploy) else Path(os.fspath(deploy)).parent
 
 
@@ -144,18 +144,18 @@ def inventory_machines(path: Path) -> dict[str, dict[str, Any]]:
     return machines
 
 
-def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | str,
+def run_deploy(targets: Sequence[Target], deploy: CheckedDeploy, *, backend: Backend | str,
                data: Mapping[str, Any] | None = None, inventory_file: Path | None = None,
                config: Mapping[str, Any] | None = None) -> dict[str, DeployResult]:
-    """Run ``deploy`` once across ``targets`` (machines on ``backend``), as the pyinfra CLI
-    would run it on an inventory of them; what every operation did, per machine.
+    """Run ``deploy`` (checked by :func:`.inputs.check_deploy`: a :class:`.DeployFile` or a
+    callable) once across ``targets`` (machines on ``backend``), as the pyinfra CLI would run
+    it on an inventory of them; what every operation did, per machine.
 
     Never raises for a failing operation or deploy: each result says what failed. ``data`` is
     the CLI's ``--data`` (override data); ``config`` sets Config attributes after ``config.py``,
     as the CLI's flags do (e.g. ``{"SUDO": True}`` for ``--sudo``).
     """
     started = time.monotonic()
-    deploy = check_deploy(deploy)
     folder = _folder_of(deploy)
     # the engine object itself reaches the connector (its env, caches, binary); an engine's
     # name goes to the registry there (an unknown one is the host's connect error)
@@ -192,7 +192,8 @@ def run_deploy(targets: Sequence[Target], deploy: Deploy, *, backend: Backend | 
                     DeployResult(describe(deploy), [], error, time.monotonic() - started, frames))
 
 
-def _run(state: State, inventory: Inventory, cfg: Config, recorder: Recorder, deploy: Deploy) -> None:
+def _run(state: State, inventory: Inventory, cfg: Config, recorder: Recorder,
+         deploy: CheckedDeploy) -> None:
     """Connect, load the deploy (pyinfra's loaders: a checked deploy file's code, compiled
     when it was checked, is what ``exec_file`` runs) and run its operations."""
     state.init(inventory, cfg)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from pytest_orbstack.model.inputs import check_deploy
 from pytest_orbstack.model.results import DeployResult
 from pytest_orbstack.pyinfra.deploy import Target, run_deploy
 
 
 def apply_deploy(machine: str, deploy: Any, *, backend: Any, **options: Any) -> DeployResult:
-    """:func:`run_deploy` on ``machine`` alone (``options``: its ``data=`` and ``config=``)."""
-    return run_deploy([Target(machine)], deploy, backend=backend, **options)[machine]
+    """:func:`run_deploy` on ``machine`` alone (``options``: its ``data=`` and ``config=``), with
+    ``deploy`` checked first as a machine's apply checks it."""
+    return run_deploy([Target(machine)], check_deploy(deploy), backend=backend, **options)[machine]
