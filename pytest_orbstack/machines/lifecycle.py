@@ -243,16 +243,14 @@ class Lifecycle:
     def shared(self, key: str, image: str, *, role: str = "shared", label: str = "", asker: str = "",
                **create_args: Any) -> Machine:
         """The one machine for ``key`` in this session, created by whichever worker asks first
-        (:meth:`.SharedMachines.get`: a failed creation is not retried; ``asker`` is the id of
+        (:meth:`.SharedMachines.claim`: a failed creation is not retried; ``asker`` is the id of
         the test asking, ``label`` says which shared machine it is, in reports too)."""
         what = label or f"{role} machine of {image}"
-
-        def make() -> tuple[str, str, dict[str, Any]]:
-            create_args.setdefault("clone", False)
-            machine, record = self.create(key, image, role=role, shown=what, **create_args)
-            return machine.name, image, record.as_json()
-
-        entry = self.shared_machines.get(key, what, asker, make)
+        with self.shared_machines.claim(key, what, asker) as entry:
+            if not entry:  # no process made it yet: this one does
+                create_args.setdefault("clone", False)
+                machine, record = self.create(key, image, role=role, shown=what, **create_args)
+                entry.update(name=machine.name, image=image, record=record.as_json())
         mine = next((r for r in self.records if r.name == entry["name"]), None)
         return self._machine(entry["name"], entry["image"], mine)
 

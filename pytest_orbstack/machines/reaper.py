@@ -34,7 +34,7 @@ from pytest_orbstack import settings
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import MachineError, MachineNotFound
-from pytest_orbstack.machines.registry import Registry, Session, owner_alive
+from pytest_orbstack.machines.registry import Registry, owner_alive
 from pytest_orbstack.model.names import PROJECT_LABEL, SESSION_LABEL, project_tag, session_prefix
 
 DONE = b"done\n"
@@ -68,11 +68,7 @@ def reap(engine: Backend, registry: Registry, session_id: str, *,
             left.append(name)
     for owner in [session_id, *(session.adopted if session else [])]:  # a reused clone's snapshot
         engine.remove_session_images(owner)
-
-    def change(s: Session) -> None:
-        s.machines = [n for n in left if n not in s.kept]
-        s.kept = [n for n in s.kept if not include_kept or n in left]
-    registry.update(session_id, change)
+    registry.reaped(session_id, left, include_kept)
     registry.close(session_id)
     return deleted
 

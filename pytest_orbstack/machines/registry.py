@@ -155,6 +155,14 @@ class Registry:
             session.about[name] = {**session.about.get(name, {}), **(about or {}), "kept_at": time.time()}
         self.update(session_id, change)
 
+    def reaped(self, session_id: str, left: list[str], include_kept: bool = False) -> None:
+        """After a reap of the session: only its machines in ``left`` (not deleted) stay
+        recorded; its kept ones too, unless ``include_kept`` (then those in ``left``)."""
+        def change(session: Session) -> None:
+            session.machines = [n for n in left if n not in session.kept]
+            session.kept = [n for n in session.kept if not include_kept or n in left]
+        self.update(session_id, change)
+
     def adopt(self, from_session: str, to_session: str, name: str) -> None:
         """Move kept machine ``name`` of a finished session, with what was recorded about it, to
         ``to_session`` (still kept: a reused machine is a debugging machine); the old session's

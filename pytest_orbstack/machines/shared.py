@@ -107,26 +107,27 @@ class SharedMachines:
             yield entry
             path.write_text(json.dumps(entry))
 
-    def get(self, key: str, what: str, asker: str,
-            make: Callable[[], tuple[str, str, dict[str, Any]]]) -> dict[str, Any]:
-        """The record of ``key``, made by ``make`` (name, image, the machine's record as
-        JSON) if no process did yet. A making that failed is not retried: the test that asked
-        first (``asker``) gets the whole error, every later asker one line naming the cause
-        and that test (:meth:`.SharedMachineError.of`; ``what`` names the machine)."""
-        made_now = False
+    @contextmanager
+    def claim(self, key: str, what: str, asker: str) -> Iterator[dict[str, Any]]:
+        """The record of ``key``, under its lock: empty when no process made the machine yet;
+        then the block makes it and fills in ``name``, ``image`` and ``record`` (the machine's
+        record as JSON). A making that failed is recorded and not retried: the test that asked
+        first (``asker``) gets the whole error, every later asker one line naming the cause and
+        that test (:meth:`.SharedMachineError.of`; ``what`` names the machine)."""
         with self._entry(key) as entry:
-            if not entry:
-                made_now = True
-                try:
-                    name, image, record = make()
-                    entry.update(name=name, image=image, record=record)
-                except (MachineError, DeployError) as exc:
-                    entry.update(error=str(exc), sections=report_sections(exc), asker=asker)
-                except Exception as exc:
-                    entry.update(error=f"{type(exc).__name__}: {exc}", asker=asker)
+            made_now = not entry
+            try:
+                yield entry
+            except (MachineError, DeployError) as exc:
+                if not made_now:
+                    raise
+                entry.update(error=str(exc), sections=report_sections(exc), asker=asker)
+            except Exception as exc:
+                if not made_now:
+                    raise
+                entry.update(error=f"{type(exc).__name__}: {exc}", asker=asker)
         if "error" in entry:
             raise SharedMachineError.of(entry, what, made_now)
-        return entry
 
     def take_all(self) -> Iterator[dict[str, Any]]:
         """Every record of a machine that was made, each forgotten as it is taken."""

@@ -1,7 +1,7 @@
 """Clones started early: while a test runs, the machine the next test will likely ask for is
 cloned from the same golden machine in a background thread, so that test finds it booted.
 
-A spare is only a guess about the next test (the plugin's ``items.same_machines``), checked
+A spare is only a guess about the next test (the plugin's ``marker.same_machines``), checked
 when it is taken: the asker's golden machine must be the one it was cloned from, else it is deleted and the
 asker's machine is made as usual. A spare no test took is deleted when the test it was made
 for ends (``plugin.pytest_runtest_protocol``, whether or not that test set its fixtures up),
