@@ -30,7 +30,6 @@ from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
 from pytest_orbstack.plugin.fixtures import (
-    _item_key,
     _orbstack_image,
     _orbstack_lifecycle,
     orbstack,
@@ -41,9 +40,9 @@ from pytest_orbstack.plugin.fixtures import (
     orbstack_session_machine,
 )
 from pytest_orbstack.plugin.flags import PRUNE_SCOPES, split_bare_flags
-from pytest_orbstack.plugin.marker import MATRIX_FIXTURES, image_matrix, marker_kwargs
+from pytest_orbstack.plugin.marker import MATRIX_FIXTURES, image_matrix, item_key, marker_kwargs
 from pytest_orbstack.plugin.report import pytest_runtest_makereport, pytest_terminal_summary
-from pytest_orbstack.plugin.state import DEFAULT_IMAGE, PLUGIN_NAME, PluginState, plugin_state
+from pytest_orbstack.plugin.state import DEFAULT_IMAGE, PLUGIN_NAME, STATE, PluginState
 
 __all__ = ["_orbstack_image", "_orbstack_lifecycle", "orbstack", "orbstack_backend", "orbstack_machine",
            "orbstack_machines", "orbstack_module_machine", "orbstack_session_machine", "pytest_runtest_makereport",
@@ -109,6 +108,7 @@ def pytest_configure(config: pytest.Config) -> None:
             raise pytest.UsageError(problem)
     state = PluginState(config)
     config.pluginmanager.register(state, PLUGIN_NAME)
+    config.stash[STATE] = state
     if not state.is_worker and not config.getoption("help", False):
         _terminate_on_sigterm()
 
@@ -166,20 +166,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
                             ) -> Generator[None, object, object]:
     """The running test, whose folder relative deploy/cloud-init paths are looked up in, and
     the next one (pytest's, or xdist's for this worker), whose machine may be cloned early."""
-    state = plugin_state(item.config)
+    state = item.config.stash[STATE]
     state.current_item, state.next_item = item, nextitem
     try:
         return (yield)
     finally:
         state.current_item = state.next_item = None
         if state.lifecycle is not None:  # even if the test never set its fixtures up
-            state.lifecycle.spares.unclaimed(_item_key(item.config, item))
+            state.lifecycle.spares.unclaimed(item_key(item.config, item))
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist: workers join the controller's session (same id, owner and shared folder)."""
-    state = plugin_state(node.config)
+    state = node.config.stash[STATE]
     state.start_watcher()  # the controller owns the session its workers make machines in
     node.workerinput["orbstack_session"] = state.session_id
     node.workerinput["orbstack_shared_dir"] = str(state.shared_dir)
@@ -189,7 +189,7 @@ def pytest_configure_node(node: Any) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node: Any, error: Any) -> None:
     records = getattr(node, "workeroutput", {}).get("orbstack_records", "[]")
-    plugin_state(node.config).records.extend(MachineRecord.from_json(r) for r in json.loads(records))
+    node.config.stash[STATE].records.extend(MachineRecord.from_json(r) for r in json.loads(records))
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:
@@ -233,7 +233,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """The session's last word, in the only process or the xdist controller (after every
     worker is down): shared and golden machines go (or are kept), then anything this session
     still owns is swept (Ctrl-C, SIGTERM, a crashed worker), and the session is closed."""
-    state = plugin_state(session.config)
+    state = session.config.stash[STATE]
     interrupted = exitstatus == pytest.ExitCode.INTERRUPTED  # Ctrl-C, SIGTERM, SIGHUP
     if state.is_worker:
         if state.lifecycle is not None:  # before the controller deletes the golden machines

@@ -19,9 +19,15 @@ from pytest_orbstack.machines.shared import session_key
 from pytest_orbstack.model.inputs import Deploy, check_deploy, check_names, describe, resolve_path
 from pytest_orbstack.model.records import MachineRecord
 from pytest_orbstack.model.results import DeployError
-from pytest_orbstack.plugin.items import same_machines
-from pytest_orbstack.plugin.marker import machine_args, machine_keywords, marker_kwargs
-from pytest_orbstack.plugin.state import plugin_state
+from pytest_orbstack.plugin.marker import (
+    item_key,
+    machine_args,
+    machine_keywords,
+    marker_kwargs,
+    same_machines,
+    worker_id,
+)
+from pytest_orbstack.plugin.state import STATE
 
 MACHINES_KEY = pytest.StashKey[list[Machine]]()
 RECORDS_KEY = pytest.StashKey[list[MachineRecord]]()  # the test's own machines, for JUnit
@@ -52,7 +58,7 @@ def _fail(message: str, sections: list[tuple[str, str]] | None = None) -> NoRetu
 @pytest.fixture(scope="session")
 def _orbstack_lifecycle(pytestconfig: pytest.Config) -> Lifecycle:
     """Internal: the session's Lifecycle (engine checked, dead sessions pruned)."""
-    return _or_fail(plugin_state(pytestconfig).get_lifecycle)
+    return _or_fail(pytestconfig.stash[STATE].get_lifecycle)
 
 
 @pytest.fixture(scope="session")
@@ -77,14 +83,15 @@ class _Factory:
 
     def check(self, keywords: dict[str, Any]) -> dict[str, Any]:
         """The keywords with their defaults, every input checked (InvalidInput otherwise)."""
-        return machine_args(self.request.config, keywords, self.image)
+        return machine_args(self.request.config, keywords, self.image,
+                            self.request.config.stash[STATE].search_dirs())
 
     def make(self, suffix: str, checked: dict[str, Any], alias: str = "") -> Machine:
         """A machine from :meth:`check`'s keywords (``alias``: its name in a group)."""
         machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}",
                                    next_key=self._next_key(suffix), **checked)
         record.alias = alias
-        machine.search_dirs = plugin_state(self.request.config).search_dirs
+        machine.search_dirs = self.request.config.stash[STATE].search_dirs
         self.made.append((machine, record))
         self.request.node.stash.setdefault(MACHINES_KEY, []).append(machine)
         self.request.node.stash.setdefault(RECORDS_KEY, []).append(record)
@@ -92,14 +99,14 @@ class _Factory:
 
     def _next_key(self, suffix: str) -> str | None:
         """The key of the next test's machine ``suffix``, if that test will likely ask for it
-        with these arguments (:func:`.spares.same_machines`): it is cloned while this one runs
+        with these arguments (:func:`.marker.same_machines`): it is cloned while this one runs
         (unless ini ``orbstack_spares`` is false)."""
         config = self.request.config
-        nextitem = plugin_state(config).next_item
+        nextitem = config.stash[STATE].next_item
         if not self.per_test or not config.getini("orbstack_spares") or not same_machines(self.request.node, nextitem):
             return None
         assert nextitem is not None
-        return f"{_item_key(config, nextitem)}#{suffix}"
+        return f"{item_key(config, nextitem)}#{suffix}"
 
     def numbered(self, where: str) -> MachineFactory:
         """The public factory: ``make(image=None, **keywords)``, machines numbered in order."""
@@ -121,20 +128,8 @@ class _Factory:
             _fail("\n".join(errors))
 
 
-def _worker_id(config: pytest.Config) -> str:
-    workerinput = getattr(config, "workerinput", None)
-    return workerinput["workerid"] if workerinput else "main"
-
-
 def _test_key(request: pytest.FixtureRequest) -> str:
-    return _item_key(request.config, request.node)
-
-
-def _item_key(config: pytest.Config, item: pytest.Item) -> str:
-    key = item.nodeid
-    if config.getoption("dist", "no") == "each":  # every worker runs every test
-        key += f"@{_worker_id(config)}"
-    return key
+    return item_key(request.config, request.node)
 
 
 def _test_failed(item: pytest.Item) -> bool:
@@ -190,7 +185,7 @@ def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]] | None = Non
                 data: dict[str, Any] | None = None, check_idempotent: bool = False,
                 allow_changes: Sequence[str] = ()) -> MachineGroup:
     where = "orbstack_machines()"
-    dirs = plugin_state(factory.request.config).search_dirs()
+    dirs = factory.request.config.stash[STATE].search_dirs()
     inventory_path = resolve_path(inventory, "inventory file", dirs) if inventory is not None else None
     if inventory_path is not None:
         if specs is not None:
@@ -225,9 +220,9 @@ def orbstack_module_machine(request: pytest.FixtureRequest,
     :class:`~pytest_orbstack.Machine`) for machines that live for the whole test module (one
     set per xdist worker); deleted after the module, or kept if a test failed and
     ``--orbstack-keep=failed``."""
-    factory = _Factory(request, _orbstack_lifecycle, f"{request.node.nodeid}@{_worker_id(request.config)}")
+    factory = _Factory(request, _orbstack_lifecycle, f"{request.node.nodeid}@{worker_id(request.config)}")
     yield factory.numbered("orbstack_module_machine()")
-    factory.finish(plugin_state(request.config).failed)
+    factory.finish(request.config.stash[STATE].failed)
 
 
 @pytest.fixture(scope="session")
@@ -243,7 +238,7 @@ def orbstack_session_machine(request: pytest.FixtureRequest,
         kwargs = _or_fail(machine_args, request.config, checked)
         kwargs.pop("clone", None)
         key = session_key(kwargs)
-        current = plugin_state(request.config).current_item
+        current = request.config.stash[STATE].current_item
         deploy = kwargs.get("deploy")
         label = f"session machine of {kwargs['image']}" + (f" with deploy {describe(deploy)}" if deploy else "")
         return _or_fail(_orbstack_lifecycle.shared, key, label=label, asker=current.nodeid if current else "",

@@ -1,12 +1,14 @@
 """The ``orbstack`` marker and the keywords every machine factory takes: their signature
 (:func:`orbstack_marker`), their check against it, the platform matrix a marker's image list
-makes, and the defaults filled in and inputs checked before any engine call
-(:func:`machine_args`)."""
+makes, the defaults filled in and inputs checked before any engine call
+(:func:`machine_args`), and what pytest's items say about their machines: their key
+(:func:`item_key`) and whether the next test asks for the same ones (:func:`same_machines`)."""
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +25,7 @@ from pytest_orbstack.model.inputs import (
     image_list,
     parse_image,
 )
-from pytest_orbstack.plugin.state import plugin_state
+from pytest_orbstack.plugin.state import STATE
 
 
 def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
@@ -97,7 +99,7 @@ def image_matrix(config: pytest.Config, marker: pytest.Mark | None) -> tuple[lis
     """The images a test runs on, once each, and those ``--orbstack-image`` left out; None
     when it is not a matrix (one image, not given as a list). The matrix is the marker's image
     list, else the ini ``orbstack_image`` list (or ``--orbstack-image``) when it has several."""
-    state = plugin_state(config)
+    state = config.stash[STATE]
     image = marker_kwargs(marker)["image"] if marker is not None else None
     if isinstance(image, str):
         return None
@@ -107,17 +109,16 @@ def image_matrix(config: pytest.Config, marker: pytest.Mark | None) -> tuple[lis
     return chosen, [i for i in image if i not in chosen]
 
 
-def machine_args(config: pytest.Config, kwargs: dict[str, Any],
-                  default_image: str | None = None) -> dict[str, Any]:
+def machine_args(config: pytest.Config, kwargs: dict[str, Any], default_image: str | None = None,
+                 dirs: Sequence[Path] = ()) -> dict[str, Any]:
     """Factory keywords with the defaults filled in (``default_image``: the test's image in a
-    platform matrix), every input checked (paths resolved to absolute ones) before any engine
-    call."""
-    state = plugin_state(config)
+    platform matrix), every input checked (paths resolved to absolute ones, relative ones
+    looked up in ``dirs``) before any engine call."""
+    state = config.stash[STATE]
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     kwargs.setdefault("image", default_image or state.image)
     kwargs.setdefault("user", config.getini("orbstack_user") or None)
     kwargs.setdefault("clone", config.getini("orbstack_clone"))
-    dirs = state.search_dirs()
     parse_image(kwargs["image"])
     check_user(kwargs["user"])
     if "deploy" in kwargs:
@@ -133,3 +134,41 @@ def machine_args(config: pytest.Config, kwargs: dict[str, Any],
             and "deploy" not in kwargs:
         raise InvalidInput("check_idempotent=, allow_changes= and allow_stale= need a deploy= to check")
     return kwargs
+
+
+def same_machines(item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+    """Whether ``nextitem`` will likely ask for the machines ``item`` asked for, with the same
+    arguments: another run of the same test function, or a test whose ``orbstack`` fixture has
+    the same closest marker; with the same image in a platform matrix, and not marked skip."""
+    if nextitem is None or any(nextitem.iter_markers("skip")) or any(nextitem.iter_markers("skipif")):
+        return False
+    if _param(item, "_orbstack_image") != _param(nextitem, "_orbstack_image"):
+        return False
+    if "orbstack" in getattr(item, "fixturenames", ()) and "orbstack" in getattr(nextitem, "fixturenames", ()):
+        return _marker(item) == _marker(nextitem)
+    function = getattr(item, "function", None)
+    return function is not None and function is getattr(nextitem, "function", None)
+
+
+def _param(item: pytest.Item, name: str) -> Any:
+    return getattr(getattr(item, "callspec", None), "params", {}).get(name)
+
+
+def _marker(item: pytest.Item) -> tuple[Any, Any] | None:
+    marker = item.get_closest_marker("orbstack")
+    return None if marker is None else (marker.args, marker.kwargs)
+
+
+def worker_id(config: pytest.Config) -> str:
+    """The xdist worker's id (``gw0``...), ``main`` without xdist."""
+    workerinput = getattr(config, "workerinput", None)
+    return workerinput["workerid"] if workerinput else "main"
+
+
+def item_key(config: pytest.Config, item: pytest.Item) -> str:
+    """The key of a test's machines: its node id (and its worker's id where every worker runs
+    every test, ``--dist each``)."""
+    key = item.nodeid
+    if config.getoption("dist", "no") == "each":  # every worker runs every test
+        key += f"@{worker_id(config)}"
+    return key

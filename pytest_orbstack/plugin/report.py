@@ -19,7 +19,7 @@ from pytest_orbstack.model.records import MachineRecord
 from pytest_orbstack.model.results import DeployError
 from pytest_orbstack.plugin.fixtures import MACHINES_KEY, RECORDS_KEY, REPORTS_KEY
 from pytest_orbstack.plugin.flags import KEEP_POLICIES
-from pytest_orbstack.plugin.state import plugin_state
+from pytest_orbstack.plugin.state import STATE
 
 
 def _attach_diagnostics(report: pytest.TestReport, machine: Machine, failure: BaseException | None) -> None:
@@ -62,7 +62,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
         for machine in item.stash.get(MACHINES_KEY, []):
             _attach_diagnostics(report, machine, failure)
         report.sections += report_sections(failure) if failure is not None else []
-    state = plugin_state(item.config)
+    state = item.config.stash[STATE]
     if state.pending_progress:
         report.orbstack_progress = state.pending_progress  # type: ignore[attr-defined]
         state.pending_progress = []
@@ -84,7 +84,7 @@ def rerun_command(config: pytest.Config) -> str:
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """The machines table (phase timings, outcome), how to log in to kept machines, and the
     ``--orbstack-timings`` JSON."""
-    state = plugin_state(config)
+    state = config.stash[STATE]
     if state.is_worker:
         return
     records = state.all_records()

@@ -7,7 +7,7 @@ import getpass
 import os
 import tempfile
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
 
@@ -173,7 +173,4 @@ class PluginState:
         return list(seen.values())
 
 
-def plugin_state(config: pytest.Config) -> PluginState:
-    state: Any = config.pluginmanager.get_plugin(PLUGIN_NAME)
-    assert isinstance(state, PluginState), "pytest-orbstack is not configured"
-    return state
+STATE = pytest.StashKey[PluginState]()  # config.stash[STATE]: the process's PluginState (pytest_configure)
