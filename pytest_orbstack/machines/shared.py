@@ -76,15 +76,17 @@ def deploy_key(deploy: Deploy | None) -> str:
 
 
 def golden_key(image: str, deploy: Deploy, machine_args: dict[str, Any], apply_args: dict[str, Any]) -> str:
-    """The key of the golden machine of (image, deploy, machine and apply arguments)."""
-    args = json.dumps([machine_args, apply_args], sort_keys=True, default=str)
+    """The key of the golden machine of (image, deploy, machine and apply arguments); values
+    JSON has no form for (resources, a host data object) by :func:`_stable`, never by ``str()``
+    (an object's default one carries its address: each xdist worker would make its own golden)."""
+    args = json.dumps([machine_args, apply_args], sort_keys=True, default=_stable)
     return f"golden:{image}:{deploy_key(deploy)}:{args}"
 
 
 def session_key(kwargs: dict[str, Any]) -> str:
     """The key of the session machine made with the (checked) factory keywords ``kwargs``."""
     identity = {k: callable_key(v) if callable(v) else v for k, v in kwargs.items()}
-    return "session:" + json.dumps(identity, sort_keys=True, default=str)
+    return "session:" + json.dumps(identity, sort_keys=True, default=_stable)
 
 
 class SharedMachines:
