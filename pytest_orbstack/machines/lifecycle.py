@@ -286,6 +286,7 @@ class Lifecycle:
 
     def reap(self) -> list[str]:
         """Delete every machine of this session that is not kept (those still recorded, and any
-        the engine has under the session's prefix), then its images no machine uses."""
+        the engine has under the session's prefix), then its images no machine uses; the
+        session is closed (:meth:`.Registry.close`)."""
         from pytest_orbstack.machines import reaper
         return reaper.reap(self.backend, self.registry, self.session_id)

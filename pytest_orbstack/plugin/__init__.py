@@ -246,8 +246,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         lifecycle.finish_shared(state.failed, interrupted)
         swept = lifecycle.reap()
         if swept:
-            state.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
-        state.registry.close(state.session_id)
+            state.notices.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
     state.stop_watcher(late=interrupted)  # a spare's clone still under way may make its machine later
     shutil.rmtree(state.shared_dir, ignore_errors=True)
 
@@ -259,5 +258,5 @@ def _lifecycle_of_workers(state: PluginState) -> Lifecycle | None:
     if session is None:
         return None
     state.lifecycle = Lifecycle(get_backend(session.backend), state.registry, state.session_id,
-                                state.shared_dir, keep=state.keep, progress=state.progress)
+                                state.shared_dir, keep=state.keep, progress=state.notices.progress)
     return state.lifecycle
