@@ -63,9 +63,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]
             _attach_diagnostics(report, machine, failure)
         report.sections += report_sections(failure) if failure is not None else []
     state = item.config.stash[STATE]
-    if state.pending_progress:
-        report.orbstack_progress = state.pending_progress  # type: ignore[attr-defined]
-        state.pending_progress = []
+    held = state.notices.held
+    if held:
+        report.orbstack_progress = held[:]  # type: ignore[attr-defined]
+        held.clear()
     return report
 
 

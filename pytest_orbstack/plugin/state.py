@@ -1,8 +1,9 @@
 """Per-process plugin state: the session id, the keep policy, the engine (made lazily, so runs
-that use no machine need no engine), and the progress lines of ``-v``."""
+that use no machine need no engine), and where the lines told to the user go (:class:`.Notices`)."""
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import tempfile
@@ -12,7 +13,7 @@ from typing import IO
 import pytest
 
 from pytest_orbstack.backends import get_backend
-from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.backends.base import Backend, Notices
 from pytest_orbstack.errors import InvalidInput
 from pytest_orbstack.machines.kept import finder
 from pytest_orbstack.machines.lifecycle import Lifecycle
@@ -66,7 +67,11 @@ class PluginState:
         self.failed = False
         self.current_item: pytest.Item | None = None
         self.next_item: pytest.Item | None = None  # the test this process runs next, if known
-        self.pending_progress: list[str] = []  # a worker's lines, sent with the next report
+        plugins = config.pluginmanager  # the lines told go to pytest's own reporter (or, on a
+        # worker, are held and sent with the next test report)
+        self.notices = Notices(functools.partial(plugins.get_plugin, "terminalreporter"),
+                               functools.partial(plugins.get_plugin, "capturemanager"),
+                               verbose=config.getoption("verbose") > 0, held=[] if self.is_worker else None)
         self.watcher: IO[bytes] | None = None
 
     @property
@@ -92,11 +97,11 @@ class PluginState:
             self.registry.open(self.session_id, backend.name, pid=self.owner_pid,
                                project=str(self.config.rootpath))
             self.start_watcher()
-            backend.notice = self.notice
+            backend.notice = self.notices.notice
             find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath), backend.name,
                                [m.name for m in machines]) if self.reuse else None
             self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
-                                       keep=self.keep, progress=self.progress, find_kept=find_kept)
+                                       keep=self.keep, progress=self.notices.progress, find_kept=find_kept)
         return self.lifecycle
 
     def engine_named(self, name: str) -> Backend:
@@ -123,35 +128,6 @@ class PluginState:
         item_dir = self.current_item.path.parent if self.current_item is not None else None
         return search_dirs(item_dir, self.config.rootpath)
 
-    def progress(self, line: str) -> None:
-        """A ``-v`` progress line (see :meth:`notice`)."""
-        if self.config.getoption("verbose") > 0:
-            self.notice(line)
-
-    def notice(self, line: str) -> None:
-        """A line shown even without ``-v`` (an image built on first use, for a minute): written
-        at once in a single process; on an xdist worker kept and sent with the next test report,
-        which the controller prints with the worker's id."""
-        if self.is_worker:
-            self.pending_progress.append(line)
-        else:
-            self.write_line(line)
-
-    def write_line(self, line: str) -> None:
-        """``line`` on a line of its own, also after the progress letters xdist writes
-        without ``-v`` (pytest's ``ensure_newline`` knows only its own test file prefix)."""
-        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
-        if reporter is None:
-            return
-        if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0) and not reporter.currentfspath:
-            reporter.write("\n")
-        capture = self.config.pluginmanager.get_plugin("capturemanager")
-        if capture is None:
-            reporter.write_line(line)
-            return
-        with capture.global_and_fixture_disabled():
-            reporter.write_line(line)
-
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Any failure (here, or on an xdist worker: the controller sees every report) makes
         ``keep=failed`` keep the session's shared machines; workers' progress lines, sent
@@ -162,7 +138,7 @@ class PluginState:
             return
         worker = getattr(getattr(report, "node", None), "gateway", None)
         for line in getattr(report, "orbstack_progress", None) or []:
-            self.write_line(f"[{worker.id}] {line}" if worker is not None else line)
+            self.notices.write(f"[{worker.id}] {line}" if worker is not None else line)
 
     def all_records(self) -> list[MachineRecord]:
         own = self.lifecycle.records + self.lifecycle.kept if self.lifecycle else []
