@@ -50,6 +50,9 @@ def resolve_name(name: str | None = None) -> str:
     return _auto() if name == "auto" else name
 
 
-def get_backend(name: str | None = None) -> Backend:
-    """A new backend object for engine ``name`` (see :func:`resolve_name`)."""
+def get_backend(name: str | None = None, *, own: Backend | None = None) -> Backend:
+    """A new backend object for engine ``name`` (see :func:`resolve_name`); ``own`` (a
+    session's own backend, with its environment) when it is that engine."""
+    if own is not None and name is not None and own.name == name:
+        return own
     return backend_class(resolve_name(name))()

@@ -93,7 +93,8 @@ class PluginState:
             machines = backend.list()  # fails now, with a clear error, when the engine does not answer
 
             self.lifecycle_engine = backend
-            prune(self.registry, self.engine_named, user=getpass.getuser())  # dead sessions' leftovers
+            # dead sessions' leftovers, by this session's backend when on its engine
+            prune(self.registry, functools.partial(get_backend, own=backend), user=getpass.getuser())
             self.registry.open(self.session_id, backend.name, pid=self.owner_pid,
                                project=str(self.config.rootpath))
             self.start_watcher()
@@ -106,8 +107,7 @@ class PluginState:
 
     def engine_named(self, name: str) -> Backend:
         """The backend of engine ``name``: this session's own when it is that engine."""
-        own = self.lifecycle.backend if self.lifecycle is not None else self.lifecycle_engine
-        return own if own is not None and own.name == name else get_backend(name)
+        return get_backend(name, own=self.lifecycle.backend if self.lifecycle is not None else self.lifecycle_engine)
 
     def start_watcher(self) -> None:
         """The watcher that reaps this session if its owner dies (reaper.py); started once, by
