@@ -119,10 +119,10 @@ def check_deploy(deploy: Deploy, dirs: Sequence[Path] = ()) -> CheckedDeploy:
     if not isinstance(deploy, (str, os.PathLike)):
         raise InvalidInput(f"invalid deploy {deploy!r}: use a deploy file path, a "
                            "module.function name or a callable")
-    if isinstance(deploy, str):
+    places = dirs or [Path.cwd()]
+    if isinstance(deploy, str) and not any((d / deploy).is_file() for d in places):  # a file is a file
         from pytest_orbstack.model.deploy_refs import is_function_name, resolve_function
-        places = dirs or [Path.cwd()]
-        if is_function_name(deploy) and not any((d / deploy).is_file() for d in places):
+        if is_function_name(deploy):
             return resolve_function(deploy, places)
     return DeployFile.read(resolve_path(deploy, "deploy file", dirs))
 
