@@ -246,7 +246,7 @@ class DockerBackend(Backend):
         state = (self.cli.find(name) or {}).get("State") or {}
         how = f" (exit code {state['ExitCode']} at {state['FinishedAt'][:19]}Z)" if "ExitCode" in state else ""
         return MachineError(f"machine {name} is not running{how}: it was stopped or killed, or the "
-                            "docker engine restarted", stderr=stderr, returncode=proc.returncode)
+                            f"{self.name} engine restarted", stderr=stderr, returncode=proc.returncode)
 
     def logs(self, name: str) -> str:
         """``docker logs``, and when running the boot journal and the cloud-init output."""

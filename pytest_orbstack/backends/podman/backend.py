@@ -36,7 +36,7 @@ class PodmanBackend(DockerBackend):
 
     def __init__(self, podman: str = "podman", env: dict[str, str] | None = None) -> None:
         super().__init__(podman, env)
-        self.cli = PodmanCLI(podman, env)
+        self.cli: PodmanCLI = PodmanCLI(podman, env)
         self.env = self.cli.env
         self.env_overrides = self.cli.env_overrides
 
