@@ -85,7 +85,8 @@ class OrbStackMachine(FactBase):
         return f"echo orbstack; if {listing} | grep -qxF {shlex.quote(name)}; then {info}; else echo null; fi"
 
     def process(self, output: list[str]) -> dict[str, Any] | None:
-        engine, data = output[0], json.loads("\n".join(output[1:]) or "null")
+        # podman's inspect of a missing container prints [] before it fails (and `echo null` runs)
+        engine, data = output[0], json.loads("\n".join(line for line in output[1:] if line != "[]") or "null")
         if engine == "docker":
             info = parse_inspect(data) if data else None
         elif engine == "incus":
