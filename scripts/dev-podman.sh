@@ -20,9 +20,11 @@ ensure_podman_packages() {
   command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap
 }
 
+# Low --ulimit values: rootful Podman's defaults fail where root lacks CAP_SYS_RESOURCE (docs/podman.md).
 podman_image_ok() {
   as_root podman image exists "$PODMAN_IMAGE" &&
-    as_root podman run --rm --entrypoint /bin/sh "$PODMAN_IMAGE" -c 'test -x /lib/systemd/systemd' >/dev/null 2>&1
+    as_root podman --log-level=error run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 \
+      --entrypoint /bin/sh "$PODMAN_IMAGE" -c 'test -x /lib/systemd/systemd' >/dev/null 2>&1
 }
 
 # A subshell: its EXIT trap removes the debootstrap tree whatever happens.
