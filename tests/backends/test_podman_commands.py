@@ -13,7 +13,7 @@ from pytest_orbstack.backends.docker import commands as docker
 from pytest_orbstack.backends.podman import cli as podman_cli
 from pytest_orbstack.backends.podman import commands as cmd
 from pytest_orbstack.backends.podman.cli import PodmanCLI
-from pytest_orbstack.errors import MachineExists, MachineNotFound
+from pytest_orbstack.errors import EngineUnavailable, MachineExists, MachineNotFound
 from pytest_orbstack.facts.engine import OrbStackMachine, OrbStackMachines
 from pytest_orbstack.model.types import Resources
 
@@ -74,6 +74,8 @@ def test_podmans_error_words(tmp_path) -> None:
     assert isinstance(failed('Error: creating container storage: the container name "m" is already in use by x'),
                       MachineExists)
     assert "podman system prune" in str(failed("write: no space left on device"))
+    with pytest.raises(EngineUnavailable, match=r"podman not found on PATH: install Podman \(apt-get install podman"):
+        cli.call(cmd.start("m"))
 
 
 def test_facts_use_the_podman_commands_and_docker_parsing() -> None:

@@ -101,8 +101,9 @@ def _remove_stale(docker: DockerCLI, repository: str, prefix: str, keep: str) ->
     """Remove the prepared images of older base images (a rebuilt ``debian:bookworm``) or
     recipes; one still used by a machine stays ("conflict")."""
     tags = docker.call(cmd.image_tags(repository)).stdout.split()
-    for old in tags:  # podman lists local images as localhost/NAME
-        if old.removeprefix("localhost/").startswith(f"{repository}:{prefix}") and old.removeprefix("localhost/") != keep:
+    for old in tags:
+        name = old.removeprefix("localhost/")  # podman lists local images as localhost/NAME
+        if name.startswith(f"{repository}:{prefix}") and name != keep:
             docker.call(cmd.remove_image(old), ok=("conflict", "No such image", "being used"))
 
 

@@ -51,6 +51,8 @@ def own_limits() -> tuple[int | None, int | None]:
 class PodmanCLI(DockerCLI):
     """The ``podman`` binary run with ``env`` (which extends this process's environment)."""
 
+    install = "install Podman (apt-get install podman, or bash scripts/dev.sh podman)"
+
     def __init__(self, podman: str = "podman", env: dict[str, str] | None = None) -> None:
         super().__init__(podman, env)
         self._gateway: str | None = None
