@@ -54,7 +54,7 @@ def new_name():
 def machine(backend, new_name):
     name = new_name()
     backend.create(name, "debian:12", labels={SESSION: "s-podman", "ptpod-test": "yes"},
-                   resources=Resources(cpus=1.5, memory_mib=512))
+                   resources=Resources(cpus=1.5, memory_mib=512, capabilities=("NET_ADMIN",)))
     return name
 
 
@@ -92,6 +92,15 @@ def test_resources_are_podman_limits(backend, machine):
     assert host["NanoCpus"] == 1_500_000_000 and host["Memory"] == 512 * 1024 * 1024
     with pytest.raises(InvalidInput, match="disk="):
         backend.create("ptpod-nodisk", "debian:12", resources=Resources(disk_mib=1024))
+
+
+def test_root_has_dockers_default_capabilities_and_the_asked_ones(backend, machine):
+    """NET_ADMIN asked for; NET_RAW, MKNOD, AUDIT_WRITE as Docker grants them; SYS_ADMIN not."""
+    caps = int(out(backend, machine, "grep CapEff /proc/self/status", user="root").split()[1], 16)
+    bits = {"MKNOD": 27, "AUDIT_WRITE": 29, "NET_RAW": 13, "NET_ADMIN": 12, "SYS_ADMIN": 21}
+    assert {name for name, bit in bits.items() if caps >> bit & 1} == set(bits) - {"SYS_ADMIN"}
+    assert out(backend, machine, "ip addr add 192.0.2.7/32 dev lo && ip -o addr show lo | grep -c 192.0.2.7",
+               user="root") == "1"
 
 
 def test_exec_as_default_user_root_and_another(backend, machine):
