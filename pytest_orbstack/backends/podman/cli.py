@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pytest_orbstack.backends.docker import commands as docker_cmd
-from pytest_orbstack.backends.docker.cli import DockerCLI
+from pytest_orbstack.backends.docker.cli import _ARCHITECTURES, ARCHES, DockerCLI
 from pytest_orbstack.backends.podman import commands as cmd
 from pytest_orbstack.backends.process import describe, map_error
 from pytest_orbstack.errors import MachineError, MachineExists, MachineNotFound
@@ -110,7 +110,6 @@ class PodmanCLI(DockerCLI):
 
     def architecture(self) -> str:
         """The engine's architecture (``podman info``; amd64, arm64)."""
-        from pytest_orbstack.backends.docker.cli import _ARCHITECTURES, ARCHES
         key = (self.docker, "podman")
         if key not in _ARCHITECTURES:
             arch = self.call(cmd.architecture()).stdout.strip()
