@@ -676,7 +676,8 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
     finally:
         lifecycle.finish(machine, record, failed=False)
     detail = c.describe(A, B) + f"\n  A: {shlex.join(ours)}\n  B: {shlex.join(theirs)}"
-    return [Result("5 30-op deploy pyinfra @orbstack / @docker", c.ratio(A, B), 0.5, detail=detail)]
+    theirs = "@podman" if bench.backend.name == "podman" else "@docker"
+    return [Result(f"5 30-op deploy pyinfra @orbstack / {theirs}", c.ratio(A, B), 0.5, detail=detail)]
 
 
 # -- the run -----------------------------------------------------------------------------------------
