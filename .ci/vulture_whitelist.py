@@ -9,6 +9,7 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.incus.backend import IncusBackend
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
+from pytest_orbstack.backends.podman.backend import PodmanBackend
 from pytest_orbstack.machines.machine import Machine
 from pytest_orbstack.model.types import Image, MachineInfo
 from pytest_orbstack.plugin import (
@@ -29,7 +30,7 @@ from pytest_orbstack.pyinfra.deploy_results import Recorder
 from pytest_orbstack.testinfra_backend import OrbStackTestinfraBackend
 
 # the engine registry's table names backend classes as strings (backends.ENGINES)
-OrbStackBackend, DockerBackend, IncusBackend
+OrbStackBackend, DockerBackend, IncusBackend, PodmanBackend
 # public API users call (README): the fixture orbstack_backend's engine name
 Backend.kind
 # the module's own protocol: `pytest_orbstack.Machine` loads on first use

@@ -1,6 +1,6 @@
 """pytest-orbstack's benchmarks: one harness, one run, one table (measured, target, verdict).
 
-    python bench/run.py [--backend docker|orbstack] [--only 1,2,3,4,5] [--quiet]
+    python bench/run.py [--backend docker|podman|orbstack] [--only 1,2,3,4,5] [--quiet]
 
 Every benchmark compares pytest-orbstack's path (side A) with a reference (side B) *in the same
 run*: the sides alternate (A B, then B A, ...) so that drift on a noisy host hits both, and the
@@ -13,7 +13,8 @@ package's prepared base image is its per-host cache and stays.
     call ``orbstack_machine()`` makes (registry, name, image, ``docker run``, systemd ready,
     default user, info). B: ``docker run -d`` with the backend's systemd flags on the same
     prepared image, then ``docker exec NAME systemctl is-system-running`` every 0.2 s until
-    running/degraded (OrbStack: ``orbctl create`` + ``orbctl run`` polls). One untimed warm-up
+    running/degraded (OrbStack: ``orbctl create`` + ``orbctl run`` polls; Podman: ``podman run -d
+    --systemd=always`` + ``podman exec`` polls). One untimed warm-up
     each; 11 rounds.
 2a  200 x ``machine.run("true")`` / 200 x ``docker exec NAME true``, <= 0.10. Blocks of 20 calls
     alternate; the per-call medians are compared. Beside it, in the same rotation: our
@@ -202,6 +203,41 @@ class RawDocker:
             subprocess.run(["docker", "rm", "-f", "-v", *ids], capture_output=True)
 
 
+class RawPodman(RawDocker):
+    """``podman run -d --systemd=always`` (Podman's own systemd mode, as the podman backend runs
+    machines; plus the ``--ulimit`` flags this host needs, :func:`~.podman.cli.own_limits`) on
+    the same prepared image; ``podman exec``, testinfra's ``podman://``, pyinfra's ``@podman/``."""
+
+    def __init__(self, bench: Bench) -> None:
+        from pytest_orbstack.backends.podman.cli import own_limits
+        from pytest_orbstack.backends.podman.commands import SYSTEMD_FLAGS, ulimits
+        self.bench, self.flags = bench, (*SYSTEMD_FLAGS, *ulimits(*own_limits()))
+        self.image = bench.backend.prepare(IMAGE)  # type: ignore[attr-defined]
+
+    def create(self, name: str) -> None:
+        subprocess.run(["podman", "run", "-d", "--name", name, *self.flags, "--label",
+                        f"{RAW_LABEL}={self.bench.run_id}", self.image], check=True, capture_output=True)
+        self.wait(name)
+
+    def delete(self, name: str) -> None:
+        subprocess.run(["podman", "rm", "-f", "-v", name], capture_output=True)
+
+    def exec_argv(self, name: str, *command: str) -> list[str]:
+        return ["podman", "exec", name, *command]
+
+    def testinfra_spec(self, name: str) -> str:
+        return f"podman://root@{name}"
+
+    def pyinfra_args(self, name: str) -> list[str]:
+        return [f"@podman/{name}"]
+
+    def sweep(self) -> None:
+        ids = subprocess.run(["podman", "ps", "-aq", "--filter", f"label={RAW_LABEL}={self.bench.run_id}"],
+                             capture_output=True, text=True).stdout.split()
+        if ids:
+            subprocess.run(["podman", "rm", "-f", "-v", *ids], capture_output=True)
+
+
 class RawOrbStack(RawDocker):
     """``orbctl create`` / ``orbctl run``; other tools through OrbStack's SSH server
     (``NAME@orb``). Written for a Mac; not run on the host of docs/performance.md."""
@@ -256,7 +292,8 @@ class Bench:
     @property
     def raw(self) -> RawDocker:
         if self._raw is None:
-            self._raw = RawDocker(self) if self.backend.name == "docker" else RawOrbStack(self)
+            raws = {"docker": RawDocker, "podman": RawPodman}
+            self._raw = raws.get(self.backend.name, RawOrbStack)(self)
         return self._raw
 
     def raw_name(self, what: str) -> str:
@@ -293,13 +330,15 @@ class Bench:
                 self.backend.delete_if_exists(name)
             if self._raw is not None:
                 self._raw.sweep()
-            if self.backend.name == "docker" and prefixes:
-                refs = subprocess.run(["docker", "images", "--format", "{{.Repository}}:{{.Tag}}"],
+            if self.backend.name in ("docker", "podman") and prefixes:
+                tool = self.backend.name  # podman names local images localhost/NAME
+                refs = subprocess.run([tool, "images", "--format", "{{.Repository}}:{{.Tag}}"],
                                       capture_output=True, text=True).stdout.split()
-                mine = [r for r in refs if r.startswith(("pytest-orbstack-clone:", "pytest-orbstack-snapshot:"))
+                mine = [r for r in refs if r.removeprefix("localhost/").startswith(
+                        ("pytest-orbstack-clone:", "pytest-orbstack-snapshot:"))
                         and r.split(":", 1)[1].startswith(prefixes)]
                 if mine:
-                    subprocess.run(["docker", "rmi", "-f", *mine], capture_output=True)
+                    subprocess.run([tool, "rmi", "-f", *mine], capture_output=True)
                 removed += mine
             shutil.rmtree(self.tmp, ignore_errors=True)
             return removed
@@ -377,7 +416,7 @@ def bench_exec(bench: Bench, calls: int = 200, block: int = 20, suite_rounds: in
                                 block // 4)}  # the warm-up starts the persistent shell
         bench.log(f"exec: {calls} calls a side in blocks of {block}")
         c = alternate(sides, calls // block)
-        exec_row = Result("2a 200 x machine.run / 200 x docker exec", c.ratio(A, B), 0.10,
+        exec_row = Result(f"2a 200 x machine.run / 200 x {raw_argv[0]} exec", c.ratio(A, B), 0.10,
                           detail=c.describe(A, B, ms=True) + f"\n  {ARGV} / B: {c.ratio(ARGV, B):.3f}")
 
         ours = testinfra.get_host(f"orbstack://root@{machine.name}", engine=machine.backend)
@@ -396,7 +435,8 @@ def bench_exec(bench: Bench, calls: int = 200, block: int = 20, suite_rounds: in
         c = alternate({A: run_suite(ours), B: run_suite(theirs)}, suite_rounds, bench.log)
         if len({repr(v) for v in answers.values()}) != 1:
             raise AssertionError("the two testinfra backends disagree")
-        return [exec_row, Result("2b 50 testinfra checks / testinfra docker://", c.ratio(A, B), 0.25,
+        scheme = bench.raw.testinfra_spec(machine.name).split(":")[0]
+        return [exec_row, Result(f"2b 50 testinfra checks / testinfra {scheme}://", c.ratio(A, B), 0.25,
                                  detail=c.describe(A, B))]
     finally:
         lifecycle.finish(machine, record, failed=False)
@@ -636,7 +676,8 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
     finally:
         lifecycle.finish(machine, record, failed=False)
     detail = c.describe(A, B) + f"\n  A: {shlex.join(ours)}\n  B: {shlex.join(theirs)}"
-    return [Result("5 30-op deploy pyinfra @orbstack / @docker", c.ratio(A, B), 0.5, detail=detail)]
+    theirs = "@podman" if bench.backend.name == "podman" else "@docker"
+    return [Result(f"5 30-op deploy pyinfra @orbstack / {theirs}", c.ratio(A, B), 0.5, detail=detail)]
 
 
 # -- the run -----------------------------------------------------------------------------------------
@@ -645,7 +686,7 @@ BENCHMARKS = {"1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="docker", choices=("docker", "orbstack", "auto"))
+    parser.add_argument("--backend", default="docker", choices=("docker", "podman", "orbstack", "auto"))
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated numbers (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()

@@ -7,6 +7,8 @@
 #   bash scripts/dev.sh base-image   # only the engine and the base image (no virtualenv)
 #   bash scripts/dev.sh incus        # only Incus: daemon, bridge, pool, profile, offline image
 #                                    # (scripts/dev-incus.sh; docs/incus.md)
+#   bash scripts/dev.sh podman       # only Podman: the package and its offline base image
+#                                    # (scripts/dev-podman.sh; docs/podman.md)
 #
 # Set-up steps (each skipped when already done; root is asked for through sudo when not root):
 #   - Debian packages docker.io, debootstrap and python3-venv when their commands are missing
@@ -150,12 +152,15 @@ setup() {
 
 # shellcheck source=scripts/dev-incus.sh
 . "$ROOT/scripts/dev-incus.sh"
+# shellcheck source=scripts/dev-podman.sh
+. "$ROOT/scripts/dev-podman.sh"
 
 cmd=${1:-test}; shift || true
 case "$cmd" in
   setup) setup ;;
   base-image) base_image ;;
   incus) incus_setup ;;
+  podman) podman_setup ;;
   example)
     setup
     cd "$ROOT/examples"
@@ -167,9 +172,13 @@ case "$cmd" in
     if [ "${PYTEST_ORBSTACK_INCUS:-on}" != off ]; then
       incus_setup || log "incus: set-up failed (above): the Incus tests will be skipped"
     fi
+    # the Podman engine's tests need Podman (PYTEST_ORBSTACK_PODMAN=off: not set up, they skip)
+    if [ "${PYTEST_ORBSTACK_PODMAN:-on}" != off ]; then
+      podman_setup || log "podman: set-up failed (above): the Podman tests will be skipped"
+    fi
     cd "$ROOT"
     # two xdist workers (the CI machine's cores; PYTEST_ORBSTACK_WORKERS=0 runs in one process)
     exec "$VENV/bin/pytest" -n "${PYTEST_ORBSTACK_WORKERS:-2}" "$@"
     ;;
-  *) echo "usage: $0 example|test|setup|base-image|incus [pytest args...]" >&2; exit 2 ;;
+  *) echo "usage: $0 example|test|setup|base-image|incus|podman [pytest args...]" >&2; exit 2 ;;
 esac

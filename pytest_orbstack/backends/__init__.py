@@ -5,7 +5,8 @@
 use), as testinfra's ``testinfra.backend.BACKENDS`` does; adding an engine is one folder under
 ``backends/`` and one line here. ``auto`` picks, once per process, the first engine in table
 order whose class :meth:`~pytest_orbstack.backends.base.Backend.answers` (OrbStack when ``orbctl``
-answers, else Docker; Incus only by name). The choice may be set with ``--orbstack-backend`` (pytest), host data
+answers, else Podman on a host with no ``docker`` command, else Docker; Incus only by name).
+The choice may be set with ``--orbstack-backend`` (pytest), host data
 ``orbstack_backend`` (pyinfra), testinfra's ``engine=`` or ``$PYTEST_ORBSTACK_BACKEND``.
 """
 
@@ -20,6 +21,7 @@ from pytest_orbstack.errors import EngineUnavailable
 
 ENGINES: dict[str, str] = {
     "orbstack": "pytest_orbstack.backends.orbstack.backend:OrbStackBackend",
+    "podman": "pytest_orbstack.backends.podman.backend:PodmanBackend",
     "docker": "pytest_orbstack.backends.docker.backend:DockerBackend",
     "incus": "pytest_orbstack.backends.incus.backend:IncusBackend",
 }

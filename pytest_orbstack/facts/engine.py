@@ -15,14 +15,16 @@ from pytest_orbstack.backends.docker.commands import parse_inspect
 from pytest_orbstack.backends.incus import commands as incus_commands
 from pytest_orbstack.backends.orbstack import commands as orbstack_commands
 from pytest_orbstack.backends.orbstack.client import parse_config, parse_config_value, parse_info, parse_machine
+from pytest_orbstack.backends.podman import commands as podman_commands
 from pytest_orbstack.model.names import validate_machine_name
 
-ENGINES = ("orbstack", "docker", "incus")
+ENGINES = ("orbstack", "docker", "incus", "podman")
+DOCKERS = {"docker": docker_commands, "podman": podman_commands}  # the same output: one parser
 
 
 def _engine(engine: str) -> str:
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}: use orbstack, docker or incus")
+        raise ValueError(f"unknown engine {engine!r}: use orbstack, docker, incus or podman")
     return engine
 
 
@@ -42,8 +44,8 @@ class OrbStackMachines(FactBase):
         return []
 
     def command(self, engine: str = "orbstack") -> str:
-        if _engine(engine) == "docker":
-            return "echo docker; " + shlex.join(docker_commands.list_machines())
+        if _engine(engine) in DOCKERS:
+            return "echo docker; " + shlex.join(DOCKERS[engine].list_machines())
         if engine == "incus":
             return "echo incus; " + shlex.join(incus_commands.list_machines())
         return "echo orbstack; " + shlex.join(orbstack_commands.list_machines())
@@ -73,8 +75,8 @@ class OrbStackMachine(FactBase):
 
     def command(self, machine: str, engine: str = "orbstack") -> str:
         name = validate_machine_name(machine)
-        if _engine(engine) == "docker":
-            inspect = shlex.join(docker_commands.inspect(name, fmt="{{json .}}"))
+        if _engine(engine) in DOCKERS:
+            inspect = shlex.join(DOCKERS[engine].inspect(name, fmt="{{json .}}"))
             return f"echo docker; {inspect} 2>/dev/null || echo null"
         if engine == "incus":
             return f"echo incus; {shlex.join(incus_commands.info(name))} 2>/dev/null || echo null"
@@ -83,7 +85,8 @@ class OrbStackMachine(FactBase):
         return f"echo orbstack; if {listing} | grep -qxF {shlex.quote(name)}; then {info}; else echo null; fi"
 
     def process(self, output: list[str]) -> dict[str, Any] | None:
-        engine, data = output[0], json.loads("\n".join(output[1:]) or "null")
+        # podman's inspect of a missing container prints [] before it fails (and `echo null` runs)
+        engine, data = output[0], json.loads("\n".join(line for line in output[1:] if line != "[]") or "null")
         if engine == "docker":
             info = parse_inspect(data) if data else None
         elif engine == "incus":

@@ -37,6 +37,7 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker import commands as docker_commands
 from pytest_orbstack.backends.incus import commands as incus_commands
 from pytest_orbstack.backends.orbstack import commands as orbstack_commands
+from pytest_orbstack.backends.podman import commands as podman_commands
 from pytest_orbstack.errors import InvalidInput, MachineError
 from pytest_orbstack.facts import OrbStackConfig, OrbStackMachine
 from pytest_orbstack.model.inputs import check_cloud_init, check_resources, check_user, parse_image
@@ -58,7 +59,8 @@ def _engine() -> Backend:
 
 
 def _commands(engine: Backend) -> ModuleType:
-    return {"docker": docker_commands, "incus": incus_commands}.get(engine.name, orbstack_commands)
+    return {"docker": docker_commands, "incus": incus_commands,
+            "podman": podman_commands}.get(engine.name, orbstack_commands)
 
 
 def _valid(check: Any, *args: Any, **kwargs: Any) -> Any:
@@ -94,7 +96,9 @@ def _docker_cloud_init(engine: Any, machine: str, cloud_init: str) -> None:
 
 def _create(engine: Backend, image: str, machine: str, user: str | None, arch: str | None,
             cloud_init: str | None, labels: dict[str, str], resources: Resources) -> Commands:
-    if engine.name == "incus":  # the engine's own create: launch, then user and readiness in one exec
+    # the engine's own create: Incus launches, then adds the user and waits in one exec; Podman's
+    # run needs its network's gateway, known only once the network exists
+    if engine.name in ("incus", "podman"):
         yield FunctionCommand(_incus_create, (engine, machine, image, user, cloud_init, labels, resources), {})
         return
     if engine.name == "orbstack":

@@ -34,10 +34,13 @@ def test_login_and_start_hints_come_from_the_engine() -> None:
     incus = backends.get_backend("incus")
     assert incus.login_command("web") == "incus exec web -- bash -l"
     assert incus.start_command("web") == "incus start web"
+    podman = backends.get_backend("podman")
+    assert podman.login_command("web") == "podman exec -it web bash -l"
+    assert podman.start_command("web") == "podman start web"
 
 
 def test_an_unknown_engine_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    choices = "auto, orbstack, docker, incus"
+    choices = "auto, orbstack, podman, docker, incus"
     with pytest.raises(EngineUnavailable, match=rf"^unknown backend 'podmn': choose one of {choices}$"):
         backends.get_backend("podmn")
     monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "Docker")
@@ -59,6 +62,23 @@ def test_auto_is_resolved_once_per_process(tmp_path: Path, monkeypatch: pytest.M
         assert backends.resolve_name(None) == "docker"
         backends._auto.cache_clear()
         assert backends.resolve_name("auto") == "orbstack"
+    finally:
+        backends._auto.cache_clear()
+
+
+def test_auto_takes_podman_only_on_a_host_without_docker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A ``podman`` that answers and no ``docker``: Podman; with a ``docker`` command too: Docker."""
+    monkeypatch.delenv("PYTEST_ORBSTACK_BACKEND", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    podman = tmp_path / "podman"
+    podman.write_text("#!/bin/sh\necho amd64\n")
+    podman.chmod(podman.stat().st_mode | stat.S_IXUSR)
+    backends._auto.cache_clear()
+    try:
+        assert backends.resolve_name("auto") == "podman"
+        (tmp_path / "docker").symlink_to(podman)
+        backends._auto.cache_clear()
+        assert backends.resolve_name("auto") == "docker"
     finally:
         backends._auto.cache_clear()
 

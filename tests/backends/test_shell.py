@@ -14,8 +14,10 @@ import threading
 import time
 
 import pytest
+from podmanenv import why_no_podman
 from testenv import needs_docker, unique
 
+from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
 from pytest_orbstack.backends.shell import DIED
@@ -41,11 +43,13 @@ SAME_AS_ONE_PROCESS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["docker", "orbstack"])
+@pytest.fixture(scope="module", params=["docker", "orbstack", "podman"])
 def machine(request):
-    """(engine, machine name, user) on each engine: Docker directly, OrbStack via the emulator."""
-    if request.param == "docker":
-        engine = DockerBackend()
+    """(engine, machine name, user) on each engine: Docker and Podman directly, OrbStack via the emulator."""
+    if request.param in ("docker", "podman"):
+        if request.param == "podman" and why_no_podman():
+            pytest.skip(why_no_podman() or "")
+        engine = DockerBackend() if request.param == "docker" else get_backend("podman")
         name = unique("sh")
         request.addfinalizer(lambda: engine.delete_if_exists(name))
         engine.create(name, "debian:bookworm")

@@ -164,6 +164,7 @@ class Machine:
             "PYTEST_ORBSTACK_SCRATCH_DIR": str(self.scratch),
             "PYTEST_ORBSTACK_SYSCTL_DIR": str(self.sysctl),
             "PYTEST_ORBSTACK_INCUS": "off",  # the Incus set-up has stubs of its own: not here
+            "PYTEST_ORBSTACK_PODMAN": "off",  # nor the Podman one
         }
         env.update(extra)
         return env

@@ -46,6 +46,8 @@ class DockerBackend(Backend):
     ``docker`` with ``env`` (which extends this process's environment)."""
 
     name = "docker"
+    not_running = NOT_RUNNING  # what `exec` in a stopped machine says
+    stopped_words = ("is not running", "No such container")  # a machine that ended while booting
 
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
         self.cli = DockerCLI(docker, env)
@@ -88,12 +90,15 @@ class DockerBackend(Backend):
         out run leaves no container behind."""
         self.cli.ensure_network()
         with self.cli.removed_on_failure(name):  # a run that timed out: the engine may still make it
-            proc = self.cli.call(cmd.run(name, image_ref, labels, cmd.label_resources(labels)), check=False)
+            proc = self.cli.call(self._run_argv(name, image_ref, labels), check=False)
         if proc.returncode != 0:
             if "is already in use" in proc.stderr:
                 raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
             self.cli.call(cmd.delete(name), check=False)
             raise self.cli.error(proc)
+
+    def _run_argv(self, name: str, image_ref: str, labels: dict[str, str]) -> builtins.list[str]:
+        return cmd.run(name, image_ref, labels, cmd.label_resources(labels))
 
     # -- machines -------------------------------------------------------------------------------
     def create(self, name: str, image: str, *, user: str | None = None,
@@ -207,7 +212,10 @@ class DockerBackend(Backend):
         return info
 
     def list(self) -> builtins.list[EngineMachine]:
-        return cmd.parse_list(self.cli.call(cmd.list_machines()).stdout, self.cli.architecture())
+        return cmd.parse_list(self.cli.call(self._list_argv()).stdout, self.cli.architecture())
+
+    def _list_argv(self) -> builtins.list[str]:
+        return cmd.list_machines()
 
     def exec_argv(self, name: str, command: str, *, user: str | None = None,
                   workdir: str | None = None) -> builtins.list[str]:
@@ -225,12 +233,12 @@ class DockerBackend(Backend):
         stderr = proc.stderr.decode(errors="replace")
         if any(stderr.startswith(s) for s in UNREACHABLE):
             return self.cli.error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
-        if not NOT_RUNNING.fullmatch(stderr):
+        if not self.not_running.fullmatch(stderr):
             return None
         state = (self.cli.find(name) or {}).get("State") or {}
         how = f" (exit code {state['ExitCode']} at {state['FinishedAt'][:19]}Z)" if "ExitCode" in state else ""
         return MachineError(f"machine {name} is not running{how}: it was stopped or killed, or the "
-                            "docker engine restarted", stderr=stderr, returncode=proc.returncode)
+                            f"{self.name} engine restarted", stderr=stderr, returncode=proc.returncode)
 
     def logs(self, name: str) -> str:
         """``docker logs``, and when running the boot journal and the cloud-init output."""
@@ -259,7 +267,7 @@ class DockerBackend(Backend):
         return super().wait_ready(name, timeout)
 
     def _raise_if_stopped(self, name: str, proc: subprocess.CompletedProcess[str]) -> None:
-        if "is not running" in proc.stderr or "No such container" in proc.stderr:
+        if any(word in proc.stderr for word in self.stopped_words):
             tail = self.cli.call(cmd.logs(name, tail=5), check=False)
             last = _last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))
             hint = boot_failure_hint(self.cli.host())

@@ -36,6 +36,8 @@ UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
 class DockerCLI:
     """The ``docker`` binary run with ``env`` (which extends this process's environment; None: that environment)."""
 
+    install = "install Docker (apt-get install docker.io) or use OrbStack"  # when the binary is missing
+
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
         self.docker = docker
         self.env_overrides = dict(env or {})
@@ -61,7 +63,7 @@ class DockerCLI:
         """Run a builder's docker argv with this binary and environment. A failure raises the
         matching typed error, unless ``check`` is false or the stderr contains one of ``ok``;
         the process is returned then. ``timeout`` defaults to :func:`~pytest_orbstack.settings.call_timeout`."""
-        missing = f"{self.docker} not found on PATH: install Docker (apt-get install docker.io) or use OrbStack"
+        missing = f"{self.docker} not found on PATH: {self.install}"
         done = run_text(self.argv(argv), timeout=timeout or settings.call_timeout(), env=self.env, missing=missing,
                         input=input)
         if check and done.returncode != 0 and not any(s in done.stderr for s in ok):

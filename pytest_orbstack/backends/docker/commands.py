@@ -48,8 +48,7 @@ def run(machine: str, image_ref: str, labels: Mapping[str, str],
     within ``resources``: Docker's own ``--cpus`` and ``--memory`` limits, root granted the
     capabilities (``NET_ADMIN``, ...) besides systemd's. (``disk_mib`` is refused earlier:
     overlay2 has no per-container size here; ``isolated`` needs nothing: no host files.)"""
-    limits = ["--cpus", f"{resources.cpus:g}"] if resources.cpus else []
-    limits += ["--memory", f"{resources.memory_mib}m"] if resources.memory_mib else []
+    limits = limit_flags(resources)
     # --sig-proxy=false: while it starts the machine, the CLI would pass on a Ctrl-C it gets (the
     # terminal's SIGINT reaches the whole process group) to systemd, PID 1, which reboots on it
     argv = [DOCKER, "run", "-d", "--sig-proxy=false", "--name", machine, "--hostname", machine, *SYSTEMD_FLAGS,
@@ -59,6 +58,12 @@ def run(machine: str, image_ref: str, labels: Mapping[str, str],
     for key, value in labels.items():
         argv += ["--label", f"{key}={value}"]
     return [*argv, image_ref]
+
+
+def limit_flags(resources: Resources) -> list[str]:
+    """``--cpus`` and ``--memory`` for ``resources`` (the CPU and memory limits, if any)."""
+    limits = ["--cpus", f"{resources.cpus:g}"] if resources.cpus else []
+    return limits + (["--memory", f"{resources.memory_mib}m"] if resources.memory_mib else [])
 
 
 INHERITED_LABELS = (f"{LABEL}.user", f"{LABEL}.image", f"{LABEL}.resources")  # by clones

@@ -102,7 +102,8 @@ def _remove_stale(docker: DockerCLI, repository: str, prefix: str, keep: str) ->
     recipes; one still used by a machine stays ("conflict")."""
     tags = docker.call(cmd.image_tags(repository)).stdout.split()
     for old in tags:
-        if old.startswith(f"{repository}:{prefix}") and old != keep:
+        name = old.removeprefix("localhost/")  # podman lists local images as localhost/NAME
+        if name.startswith(f"{repository}:{prefix}") and name != keep:
             docker.call(cmd.remove_image(old), ok=("conflict", "No such image", "being used"))
 
 

@@ -1,0 +1,64 @@
+"""Machines on Podman: containers running systemd (``--systemd=always``) that behave like
+OrbStack machines, as the Docker engine's do.
+
+Podman's CLI agrees with Docker's for all a machine's life but the run itself, so this backend
+is :class:`~.docker.backend.DockerBackend` with a :class:`~.cli.PodmanCLI`: the same prepared
+images (built in Podman's own storage from the same debootstrap base, :mod:`.docker.images`),
+the same labels, commits for clones, cloud-init and persistent shells; :mod:`.commands` says
+where and why the commands differ. Rootful and rootless alike (docs/podman.md).
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+import shlex
+import shutil
+
+from pytest_orbstack.backends.docker.backend import DockerBackend
+from pytest_orbstack.backends.docker.commands import label_resources
+from pytest_orbstack.backends.podman import commands as cmd
+from pytest_orbstack.backends.podman.cli import PodmanCLI
+from pytest_orbstack.backends.process import run_text
+from pytest_orbstack.errors import MachineError
+
+# `podman exec` in a stopped machine (one line; the exit code is 125)
+NOT_RUNNING = re.compile(r"Error: can only create exec sessions on running containers: container state improper\s*")
+
+
+class PodmanBackend(DockerBackend):
+    """Machines as systemd containers of Podman: its :class:`.PodmanCLI` runs ``podman`` with
+    ``env`` (which extends this process's environment)."""
+
+    name = "podman"
+    not_running = NOT_RUNNING
+    stopped_words = ("container state improper", "no such container")
+
+    def __init__(self, podman: str = "podman", env: dict[str, str] | None = None) -> None:
+        super().__init__(podman, env)
+        self.cli: PodmanCLI = PodmanCLI(podman, env)
+        self.env = self.cli.env
+        self.env_overrides = self.cli.env_overrides
+
+    @classmethod
+    def answers(cls) -> bool:
+        """Whether ``auto`` takes Podman: on a host without a ``docker`` command (Fedora, RHEL)
+        whose ``podman info`` answers; a host with both keeps Docker (docs/design.md)."""
+        if shutil.which("docker") or not shutil.which("podman"):
+            return False
+        try:
+            return run_text(cmd.architecture(), timeout=30).returncode == 0
+        except MachineError:
+            return False
+
+    def login_command(self, name: str) -> str:
+        return f"podman exec -it {shlex.quote(name)} bash -l"
+
+    def start_command(self, name: str) -> str:
+        return f"podman start {shlex.quote(name)}"
+
+    def _run_argv(self, name: str, image_ref: str, labels: dict[str, str]) -> builtins.list[str]:
+        return cmd.run(name, image_ref, labels, label_resources(labels), gateway=self.cli.gateway())
+
+    def _list_argv(self) -> builtins.list[str]:
+        return cmd.list_machines()

@@ -1,0 +1,26 @@
+"""Whether the tests can use Podman (``bash scripts/dev.sh podman`` sets it up)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+BASE = "debian:bookworm"  # the offline base image scripts/dev-podman.sh imports
+
+
+def podman(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", "--log-level=error", *args], capture_output=True, text=True, timeout=120)
+
+
+def why_no_podman() -> str | None:
+    """Why Podman machines cannot be made here (one line), or None."""
+    if not shutil.which("podman"):
+        return "podman is not installed (bash scripts/dev.sh podman installs it)"
+    try:
+        if podman("info").returncode != 0:
+            return "podman info fails (bash scripts/dev.sh podman; docs/podman.md)"
+    except subprocess.TimeoutExpired:
+        return "podman info does not answer within 120 s"
+    if podman("image", "exists", BASE).returncode != 0:
+        return f"no Podman image {BASE} (bash scripts/dev.sh podman builds it)"
+    return None
