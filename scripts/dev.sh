@@ -5,7 +5,7 @@
 #   bash scripts/dev.sh test         # set everything up, then run the project's test suite
 #   bash scripts/dev.sh setup        # only set up: engine, base image, virtualenv
 #   bash scripts/dev.sh base-image   # only the engine and the base image (no virtualenv)
-#   bash scripts/dev.sh incus        # only Incus: daemon, bridge, pool, profile, offline image
+#   bash scripts/dev.sh incus        # only Incus: daemon, bridge, pool, profile, offline images
 #                                    # (scripts/dev-incus.sh; docs/incus.md)
 #
 # Set-up steps (each skipped when already done; root is asked for through sudo when not root):
@@ -155,7 +155,7 @@ cmd=${1:-test}; shift || true
 case "$cmd" in
   setup) setup ;;
   base-image) base_image ;;
-  incus) incus_setup ;;
+  incus) ensure_packages venv; ensure_venv; incus_setup ;;
   example)
     setup
     cd "$ROOT/examples"

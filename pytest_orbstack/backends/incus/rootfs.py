@@ -25,7 +25,7 @@ from pathlib import Path
 from pytest_orbstack import settings
 from pytest_orbstack.backends.debootstrap import BUILD_TIMEOUT, debootstrap
 from pytest_orbstack.backends.incus import commands as cmd
-from pytest_orbstack.backends.incus.cli import IncusCLI
+from pytest_orbstack.backends.incus.cli import UNREACHABLE, IncusCLI
 from pytest_orbstack.backends.process import last_line
 from pytest_orbstack.errors import UnknownImage
 
@@ -142,6 +142,8 @@ def build(cli: IncusCLI, distro: str, codename: str, alias: str, cloud: bool) ->
         shutil.rmtree(rootfs)
         done = cli.call(cmd.image_import(str(scratch / "meta.tar"), str(scratch / "rootfs.tar"), alias),
                         check=False, timeout=BUILD_TIMEOUT)
+        if done.returncode != 0 and any(s in done.stderr for s in UNREACHABLE):
+            raise cli.error(done)  # the daemon, not the image
         if done.returncode != 0:
             raise UnknownImage(f"incus image import of {alias} failed: {last_line(done.stderr)}")
     finally:
