@@ -1,28 +1,27 @@
 # shellcheck shell=bash
 # The Incus set-up of scripts/dev.sh (`bash scripts/dev.sh incus`), sourced by it: it uses dev.sh's
-# log, as_root, apt_install, ROOT, LOG_DIR and SCRATCH_DIR. Each step checks first and does
+# log, as_root, apt_install, ROOT, VENV and LOG_DIR (the images need the virtualenv: ensure_venv). Each step checks first and does
 # nothing (saying so) when its part is already there. docs/incus.md says what was verified.
 #
 # Environment (all optional):
-#   PYTEST_ORBSTACK_INCUS_IMAGE    alias of the offline image (default pytest-orbstack/debian/bookworm)
+#   PYTEST_ORBSTACK_INCUS_IMAGES   the images made sure of, as OrbStack names them (default
+#                                  debian:bookworm -> Incus image pytest-orbstack/debian/bookworm)
+#   PYTEST_ORBSTACK_INCUS_CLOUD_IMAGES  the same for their cloud variant (cloud-init; default
+#                                  debian:bookworm -> pytest-orbstack/debian/bookworm/cloud)
 #   PYTEST_ORBSTACK_INCUS_BRIDGE   the managed bridge network (default incusbr0)
 #   PYTEST_ORBSTACK_INCUS_POOL     the storage pool of the default profile (default: default)
 #   PYTEST_ORBSTACK_INCUS_POOL_DRIVER  dir (default: copies files, ~1 s a copy) or btrfs (a
 #                                  sparse loop file of PYTEST_ORBSTACK_INCUS_POOL_SIZE, default 30GiB:
 #                                  copies and launches are snapshots, ~70 ms a copy)
 
-INCUS_IMAGE=${PYTEST_ORBSTACK_INCUS_IMAGE:-pytest-orbstack/debian/bookworm}
+INCUS_IMAGES=${PYTEST_ORBSTACK_INCUS_IMAGES-debian:bookworm}
+INCUS_CLOUD_IMAGES=${PYTEST_ORBSTACK_INCUS_CLOUD_IMAGES-debian:bookworm}
 INCUS_BRIDGE=${PYTEST_ORBSTACK_INCUS_BRIDGE:-incusbr0}
 INCUS_DOMAIN=orb.local
 INCUS_POOL=${PYTEST_ORBSTACK_INCUS_POOL:-default}
 INCUS_POOL_DRIVER=${PYTEST_ORBSTACK_INCUS_POOL_DRIVER:-dir}
 INCUS_POOL_SIZE=${PYTEST_ORBSTACK_INCUS_POOL_SIZE:-30GiB}
-INCUS_LOCK=/run/lock/pytest-orbstack-incus-image.lock
 BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.list
-# what a minbase tree lacks for working networking in an Incus container (as lxc-ci's
-# debian.yaml has it): udev, without which systemd-networkd waits for ever for the link to be
-# "initialized", and systemd-resolved for DNS from DHCP (and NAME.incus)
-INCUS_EXTRA_PACKAGES=udev,systemd-resolved
 
 ensure_incus_packages() {
   if command -v incus >/dev/null 2>&1 && [ -x /usr/libexec/incus/incusd ]; then
@@ -163,75 +162,22 @@ ensure_incus_firewall() {
   else log "incus: $chain already accepts $INCUS_BRIDGE's traffic"; fi
 }
 
-# Write the image's metadata.tar (architecture, creation date, hostname/hosts templates) into $1.
-write_incus_metadata() {
-  local dir=$1
-  mkdir -p "$dir/templates"
-  cat >"$dir/metadata.yaml" <<EOF
-architecture: $(uname -m)
-creation_date: $(date +%s)
-properties:
-  os: debian
-  release: bookworm
-  description: Debian bookworm (pytest-orbstack, debootstrap minbase + systemd-networkd)
-templates:
-  /etc/hostname:
-    when: [create, copy, rename]
-    template: hostname.tpl
-  /etc/hosts:
-    when: [create, copy, rename]
-    template: hosts.tpl
-EOF
-  printf '{{ instance.name }}\n' >"$dir/templates/hostname.tpl"
-  printf '127.0.0.1 localhost\n127.0.1.1 {{ instance.name }}\n::1 localhost ip6-localhost ip6-loopback\n' \
-    >"$dir/templates/hosts.tpl"
-  tar -C "$dir" -cf "$dir.tar" metadata.yaml templates
-}
-
-# Give the debootstrap tree $1 the network set-up of lxc-ci's Debian images: networkd runs DHCP on
-# eth0 (client id the MAC: copies of a machine share its machine-id), resolved takes the DNS server
-# and the search domain from it; an empty machine-id, so that each machine makes its own.
-configure_incus_rootfs() {
-  local rootfs=$1
-  as_root mkdir -p "$rootfs/etc/systemd/network"
-  printf '[Match]\nName=eth0\n\n[Network]\nDHCP=ipv4\n\n[DHCPv4]\nUseDomains=true\nUseMTU=true\nClientIdentifier=mac\n' |
-    as_root tee "$rootfs/etc/systemd/network/eth0.network" >/dev/null
-  as_root chroot "$rootfs" systemctl enable systemd-networkd.service systemd-resolved.service >/dev/null 2>&1
-  as_root ln -sf ../run/systemd/resolve/stub-resolv.conf "$rootfs/etc/resolv.conf"
-  as_root truncate -s 0 "$rootfs/etc/machine-id"
-  as_root rm -f "$rootfs/var/lib/dbus/machine-id" "$rootfs/etc/hostname"
-}
-
-# Build and import $INCUS_IMAGE. A subshell: its EXIT trap removes the scratch tree whatever happens.
-build_incus_image() (
-  log "incus: building $INCUS_IMAGE offline with debootstrap (about a minute)"
-  scratch=$(mktemp -d "$SCRATCH_DIR/pytest-orbstack-incus.XXXXXX")
-  trap 'as_root rm -rf "$scratch"' EXIT
-  packages=$(tr -d ' \n' < "$ROOT/pytest_orbstack/backends/debian-base-packages"),$INCUS_EXTRA_PACKAGES
-  if ! as_root debootstrap --variant=minbase --include="$packages" \
-      bookworm "$scratch/rootfs" >"$scratch/debootstrap.log" 2>&1; then
-    tail -20 "$scratch/debootstrap.log" >&2
-    log "incus: debootstrap failed"; exit 1
+# The images: built and imported by the package's own recipe (pytest_orbstack/backends/incus/
+# rootfs.py, which the engine also runs when a machine asks for an image that is missing), once
+# per host under its file lock: a parallel caller waits and then finds the image there.
+ensure_incus_images() {
+  local image
+  for image in $INCUS_IMAGES; do
+    "$VENV/bin/python" -m pytest_orbstack.backends.incus.images "$image" 2>&1 | sed 's/^/[dev.sh] incus: /' >&2
+    [ "${PIPESTATUS[0]}" = 0 ] || return 1
+  done
+  if [ -n "$INCUS_CLOUD_IMAGES" ]; then
+    # shellcheck disable=SC2086  # a list of names
+    "$VENV/bin/python" -m pytest_orbstack.backends.incus.images --cloud $INCUS_CLOUD_IMAGES 2>&1 |
+      sed 's/^/[dev.sh] incus: /' >&2
+    [ "${PIPESTATUS[0]}" = 0 ] || return 1
   fi
-  configure_incus_rootfs "$scratch/rootfs"
-  as_root rm -rf "$scratch/rootfs/var/cache/apt/archives/"*.deb "$scratch/rootfs/var/lib/apt/lists/"*_Packages
-  write_incus_metadata "$scratch/meta"
-  as_root tar -C "$scratch/rootfs" --numeric-owner -cf "$scratch/rootfs.tar" .
-  as_root incus image import "$scratch/meta.tar" "$scratch/rootfs.tar" --alias "$INCUS_IMAGE" >/dev/null
-  log "incus: imported $INCUS_IMAGE"
-)
-
-# Imported once: parallel callers wait on a lock and then find the image there.
-ensure_incus_image() (
-  # shellcheck disable=SC2016  # $1 is the inner sh's
-  [ -e "$INCUS_LOCK" ] || as_root sh -c 'mkdir -p "${1%/*}" && touch "$1"' sh "$INCUS_LOCK"
-  exec 9<"$INCUS_LOCK"
-  flock -n 9 || { log "incus: waiting for another caller's image import"; flock 9; }
-  if as_root incus image info "$INCUS_IMAGE" >/dev/null 2>&1; then
-    log "incus: image $INCUS_IMAGE already imported"; exit 0
-  fi
-  build_incus_image
-)
+}
 
 incus_setup() {
   ensure_incus_packages
@@ -240,5 +186,5 @@ incus_setup() {
   ensure_incus_storage
   ensure_incus_profile
   ensure_incus_firewall
-  ensure_incus_image
+  ensure_incus_images
 }

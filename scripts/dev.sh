@@ -5,7 +5,7 @@
 #   bash scripts/dev.sh test         # set everything up, then run the project's test suite
 #   bash scripts/dev.sh setup        # only set up: engine, base image, virtualenv
 #   bash scripts/dev.sh base-image   # only the engine and the base image (no virtualenv)
-#   bash scripts/dev.sh incus        # only Incus: daemon, bridge, pool, profile, offline image
+#   bash scripts/dev.sh incus        # only Incus: daemon, bridge, pool, profile, offline images
 #                                    # (scripts/dev-incus.sh; docs/incus.md)
 #   bash scripts/dev.sh podman       # only Podman: the package and its offline base image
 #                                    # (scripts/dev-podman.sh; docs/podman.md)
@@ -159,7 +159,7 @@ cmd=${1:-test}; shift || true
 case "$cmd" in
   setup) setup ;;
   base-image) base_image ;;
-  incus) incus_setup ;;
+  incus) ensure_packages venv; ensure_venv; incus_setup ;;
   podman) podman_setup ;;
   example)
     setup

@@ -5,7 +5,9 @@ engine's stderr to the typed errors."""
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from pytest_orbstack.errors import CommandTimeout, EngineUnavailable, MachineError
 
@@ -64,3 +66,17 @@ def map_error(argv: Sequence[str], returncode: int, stderr: str, patterns: Error
     last = last_line(stderr, f"exit status {returncode}")
     error = next((cls for text, cls in patterns if text in stderr), default)
     return error(f"{describe(argv)}: {last}", stderr=stderr, argv=list(argv), returncode=returncode)
+
+
+@contextmanager
+def told(notice: Callable[[str], None], what: str) -> Iterator[None]:
+    """Tell ``notice`` (the backend's :attr:`~.base.Backend.notice`) that ``what`` starts, then that it is
+    done (or failed) and how long it took: work of a minute that happens once."""
+    notice(f"pytest-orbstack: {what}...")
+    started = time.monotonic()
+    try:
+        yield
+    except BaseException:
+        notice(f"pytest-orbstack: {what}: failed after {time.monotonic() - started:.1f}s")
+        raise
+    notice(f"pytest-orbstack: {what}: done in {time.monotonic() - started:.1f}s")

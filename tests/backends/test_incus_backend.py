@@ -201,15 +201,14 @@ def test_bad_input_is_one_line_and_leaves_nothing(backend, machine, new_name, tm
         backend.create(name, "windows:11")
     with pytest.raises(UnknownImage) as caught:
         backend.create(name, "ubuntu:24.04")
-    assert str(caught.value).startswith("image 'ubuntu:24.04': no Incus image pytest-orbstack/ubuntu/noble "
-                                        "here and images:ubuntu/noble failed (")
+    assert str(caught.value).startswith("image 'ubuntu:24.04' is not available to Incus: no image "
+                                        "pytest-orbstack/ubuntu/noble here, images:ubuntu/noble failed (")
+    assert str(caught.value).endswith("cannot be built here: only Debian is built without an image server")
     assert "\n" not in str(caught.value)
     with pytest.raises(InvalidInput, match=r"^disk= needs an Incus storage pool that limits sizes"):
         backend.create(name, "debian:12", resources=Resources(disk_mib=2048))
-    user_data = tmp_path / "user-data.yaml"
-    user_data.write_text("#cloud-config\n")
-    with pytest.raises(InvalidInput, match=r"^cloud_init= is not supported by the Incus engine yet"):
-        backend.create(name, "debian:12", cloud_init=user_data)
+    with pytest.raises(InvalidInput, match=r"cloud-init user-data file"):
+        backend.create(name, "debian:12", cloud_init=tmp_path / "missing.yaml")
     assert incus("query", f"/1.0/instances/{name}").returncode != 0
 
 

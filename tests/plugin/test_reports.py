@@ -11,7 +11,7 @@ from pathlib import Path
 
 from innerpytest import run
 
-from pytest_orbstack.backends.docker.images import _told
+from pytest_orbstack.backends.process import told as _told
 
 # apt-get update without sudo: apt prints its errors, then warnings (W: Problem unlinking ...)
 APT_WITHOUT_SUDO = '''from pyinfra.operations import apt

@@ -6,29 +6,17 @@ suite a machine asks for."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
 from pytest_orbstack import settings
+from pytest_orbstack.backends.debootstrap import BUILD_TIMEOUT, debootstrap
 from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.process import last_line
 from pytest_orbstack.errors import UnknownImage
-
-PACKAGES = Path(__file__).parent.parent.joinpath("debian-base-packages").read_text().strip()
-BUILD_TIMEOUT = settings.DEBOOTSTRAP_TIMEOUT
-
-
-def why_not_buildable() -> str | None:
-    """Why this host cannot debootstrap (None when it can)."""
-    if shutil.which("debootstrap") is None:
-        return "debootstrap is not installed (apt-get install debootstrap)"
-    if os.geteuid() != 0:
-        return "debootstrap needs root"
-    return None
 
 
 def build_debian(docker: DockerCLI, suite: str, tag: str) -> None:
@@ -38,12 +26,7 @@ def build_debian(docker: DockerCLI, suite: str, tag: str) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="pytest-orbstack-build.", dir=settings.scratch_dir()))
     try:
         rootfs = scratch / "rootfs"
-        argv = ["debootstrap", "--variant=minbase", f"--include={PACKAGES}", suite, str(rootfs),
-                settings.debian_mirror()]
-        boot = subprocess.run(argv, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
-        if boot.returncode != 0:
-            raise UnknownImage(f"debootstrap {suite} failed: "
-                               f"{last_line(boot.stderr or boot.stdout, f'exit status {boot.returncode}')}")
+        debootstrap(suite, rootfs)
         tar = subprocess.Popen(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE)
         load = subprocess.run(docker.argv(cmd.import_rootfs(tag)), stdin=tar.stdout,
                               capture_output=True, text=True, env=docker.env, timeout=BUILD_TIMEOUT)

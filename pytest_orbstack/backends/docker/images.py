@@ -6,19 +6,19 @@ and recipe and cached under ``pytest-orbstack/<distro>:<codename>-<base id>-<rec
 from __future__ import annotations
 
 import hashlib
-import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 from filelock import FileLock
 
 from pytest_orbstack import settings
+from pytest_orbstack.backends.debootstrap import why_not_buildable
 from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.docker.cloudinit import IMAGE_SETUP
-from pytest_orbstack.backends.docker.debootstrap import build_debian, why_not_buildable
+from pytest_orbstack.backends.docker.debootstrap import build_debian
 from pytest_orbstack.backends.process import last_line as _last_line
+from pytest_orbstack.backends.process import told
 from pytest_orbstack.errors import CommandTimeout, UnknownImage
 from pytest_orbstack.model.inputs import image_codename
 from pytest_orbstack.paths import lock_path
@@ -57,27 +57,13 @@ def _pull_or_build(docker: DockerCLI, image: str, base: str, notice: Callable[[s
     cannot = why_not_buildable() if distro == "debian" else "only Debian is built without a registry"
     if cannot is None:
         try:
-            with _told(notice, f"building image {base} with debootstrap (once per host)"):
+            with told(notice, f"building image {base} with debootstrap (once per host)"):
                 build_debian(docker, suite, base)
             return
         except UnknownImage as exc:
             cannot = str(exc)
     raise UnknownImage(f"image {image!r} is not available to docker: no registry has it ({reason}) "
                        f"and it cannot be built here: {cannot}")
-
-
-@contextmanager
-def _told(notice: Callable[[str], None], what: str) -> Iterator[None]:
-    """Tell ``notice`` (the backend's :attr:`~.base.Backend.notice`) that ``what`` starts, then that it is
-    done (or failed) and how long it took: work of a minute that happens once."""
-    notice(f"pytest-orbstack: {what}...")
-    started = time.monotonic()
-    try:
-        yield
-    except BaseException:
-        notice(f"pytest-orbstack: {what}: failed after {time.monotonic() - started:.1f}s")
-        raise
-    notice(f"pytest-orbstack: {what}: done in {time.monotonic() - started:.1f}s")
 
 
 def prepared_image(docker: DockerCLI, image: str,
@@ -91,7 +77,7 @@ def prepared_image(docker: DockerCLI, image: str,
     lock = lock_path(f"image-{distro}-{codename}-{short_id}-{RECIPE}")
     with FileLock(lock, timeout=settings.MACHINE_IMAGE_LOCK_WAIT):
         if docker.call(cmd.image_id(tag), check=False).returncode != 0:
-            with _told(notice, f"preparing image {tag} (once per base image)"):
+            with told(notice, f"preparing image {tag} (once per base image)"):
                 _build(docker, image, base, tag)
             _remove_stale(docker, f"pytest-orbstack/{distro}", f"{codename}-", keep=tag)
     return tag

@@ -16,6 +16,7 @@ import shlex
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
@@ -23,6 +24,7 @@ from filelock import FileLock
 from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
+from pytest_orbstack.backends.incus import images
 from pytest_orbstack.backends.incus.cli import NOT_RUNNING, UNREACHABLE, IncusCLI
 from pytest_orbstack.backends.incus.commands import KEY
 from pytest_orbstack.backends.process import last_line as _last_line
@@ -49,7 +51,7 @@ class IncusBackend(Backend):
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None) -> None:
         self.cli = IncusCLI(incus, env)
         self.incus, self.call, self._error = incus, self.cli.call, self.cli.error
-        self._images: dict[str, str] = {}  # image -> the Incus image reference machines start from
+        self._images: dict[tuple[str, bool], str] = {}  # (image, cloud) -> the Incus image reference
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
 
@@ -80,14 +82,12 @@ class IncusBackend(Backend):
                 pass  # the original error matters more
             raise
 
-    def image_ref(self, image: str) -> str:
-        """The Incus image machines of ``image`` start from: the offline alias when this daemon
-        has it (:func:`.commands.image_alias`), else the image server's (``images:...``)."""
-        if image not in self._images:
-            alias = cmd.image_alias(image)
-            found = self.call(cmd.image_info(alias), check=False).returncode == 0
-            self._images[image] = alias if found else cmd.remote_image(image)
-        return self._images[image]
+    def image_ref(self, image: str, cloud: bool = False) -> str:
+        """The Incus image machines of ``image`` (``cloud``: with cloud-init) start from, built
+        offline on first use when neither the daemon nor the image server has it (:mod:`.images`)."""
+        if (image, cloud) not in self._images:
+            self._images[image, cloud] = images.image_ref(self.cli, image, cloud, self.notice)
+        return self._images[image, cloud]
 
     def _check_resources(self, resources: Resources) -> None:
         """InvalidInput for a disk size on a ``dir`` pool (which cannot limit one)."""
@@ -104,18 +104,21 @@ class IncusBackend(Backend):
                cloud_init: str | os.PathLike[str] | None = None,
                labels: dict[str, str] | None = None,
                resources: Resources = NO_RESOURCES) -> MachineInfo:
-        """Launch ``name`` from ``image`` within ``resources``, wait for systemd and add the
-        default user (passwordless sudo) in the same first command."""
+        """Launch ``name`` from ``image`` within ``resources``; with ``cloud_init`` from its
+        ``cloud`` variant, the user-data file in ``cloud-init.user-data``, and wait for cloud-init
+        to finish (a failure is only logged in the machine, as on OrbStack, which adds its default
+        user after cloud-init); then wait for systemd and add the default user (passwordless
+        sudo) in the same command."""
         validate_machine_name(name)
         image_codename(image)
         login = cmd.default_login(user)
-        if check_cloud_init(cloud_init) is not None:
-            raise InvalidInput("cloud_init= is not supported by the Incus engine yet (the offline "
-                               "image has no cloud-init): use a deploy, or the docker engine")
+        user_data = check_cloud_init(cloud_init)
         self._check_resources(resources)
-        ref = self.image_ref(image)
+        ref = self.image_ref(image, cloud=user_data is not None)
         config = {**{cmd.key(k): v for k, v in (labels or {}).items()},
                   **cmd.machine_config(login, image, resources)}
+        if user_data is not None:
+            config[cmd.USER_DATA] = Path(user_data).read_text()
         proc = self.call(cmd.launch(name, ref, config, resources), check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             error = self._error(proc)
@@ -123,11 +126,13 @@ class IncusBackend(Backend):
                 raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
             self.call(cmd.delete(name), check=False)
             if ref.startswith("images:"):
-                raise UnknownImage(f"image {image!r}: no Incus image {cmd.image_alias(image)} here and "
-                                   f"{ref} failed ({_last_line(proc.stderr)}); build it with "
-                                   "bash scripts/dev.sh incus", stderr=proc.stderr)
+                raise UnknownImage(f"image {image!r}: incus launch {ref} failed: {_last_line(proc.stderr)}",
+                                   stderr=proc.stderr)
             raise error
         with self._deleted_on_failure(name):
+            if user_data is not None:
+                self.call(cmd.exec_(name, cmd.cloud_init_wait(int(settings.CLOUD_INIT_TIMEOUT))),
+                          timeout=settings.CLOUD_INIT_TIMEOUT + 30)
             self.wait_ready(name, setup=cmd.user_setup(login) if login != "root" else None)
             return self.info(name)
 
@@ -254,11 +259,13 @@ class IncusBackend(Backend):
         return None
 
     def logs(self, name: str) -> str:
-        """The container's console log, and when running the boot journal."""
+        """The container's console log, and when running the boot journal and the cloud-init output."""
         running = self._query(name).get("status") == "Running"
         parts = [self.call(cmd.console_log(name), check=False).stdout]
         if running:
-            parts.append(self.run(name, "journalctl -b --no-pager -n 300 2>&1", user="root").stdout)
+            log = cmd.CLOUD_INIT_LOG
+            parts.append(self.run(name, f"journalctl -b --no-pager -n 300 2>&1; if [ -s {log} ]; then "
+                                        f"echo '--- {log} ---'; cat {log}; fi", user="root").stdout)
         return "\n".join(part for part in parts if part)
 
     def wait_ready(self, name: str, timeout: float = settings.BOOT_TIMEOUT, *, setup: str | None = None) -> str:

@@ -26,6 +26,8 @@ KEY = "user.pytest-orbstack"  # "1" on every machine this package made; KEY.<wha
 SNAPSHOT = "pytest-orbstack-frozen"  # the one snapshot of a golden machine its clones copy
 SETUP_DONE = "pytest-orbstack-setup-done"
 SUDOERS = "/etc/sudoers.d/90-pytest-orbstack"
+USER_DATA = "cloud-init.user-data"  # the key the cloud variant's template seeds cloud-init from
+CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 # the keys clones keep from their source; the session's own keys are the clone's caller's
 INHERITED = ("user", "uid", "gid", "home", "image", "resources")
@@ -41,17 +43,23 @@ def label(config_key: str) -> str:
     return config_key.removeprefix("user.")
 
 
-def image_alias(image: str) -> str:
+def image_alias(image: str, cloud: bool = False) -> str:
     """The local alias of the image machines of ``image`` are made from: ``debian:12`` ->
-    ``pytest-orbstack/debian/bookworm`` (built offline by ``scripts/dev.sh incus``)."""
+    ``pytest-orbstack/debian/bookworm``, with cloud-init ``.../bookworm/cloud`` (the
+    ``images:`` server's naming under the project's prefix; built offline by :mod:`.images`)."""
     distro, codename = image_codename(image)
-    return f"pytest-orbstack/{distro}/{codename}"
+    return f"pytest-orbstack/{distro}/{codename}" + ("/cloud" if cloud else "")
 
 
-def remote_image(image: str) -> str:
-    """The same image on Incus' default image server: ``images:debian/bookworm``."""
+def remote_image(image: str, cloud: bool = False) -> str:
+    """The same image on Incus' default image server: ``images:debian/bookworm[/cloud]``."""
     distro, codename = image_codename(image)
-    return f"images:{distro}/{codename}"
+    return f"images:{distro}/{codename}" + ("/cloud" if cloud else "")
+
+
+def image_import(meta: str, rootfs: str, alias: str) -> list[str]:
+    """Import the split image ``meta`` (metadata.yaml, templates) + ``rootfs`` tars as ``alias``."""
+    return [INCUS, "image", "import", meta, rootfs, "--alias", alias]
 
 
 def limits(resources: Resources) -> dict[str, str]:
@@ -180,6 +188,14 @@ def user_setup(user: str) -> str:
     return (f"(id -u {q} >/dev/null 2>&1 || useradd -m -s /bin/bash {q}) && "
             f"printf '%s ALL=(ALL) NOPASSWD:ALL\\n' {q} > {SUDOERS} && chmod 0440 {SUDOERS} && "
             f"echo {SETUP_DONE} $(id -u {q}) $(id -g {q}) $(getent passwd {q} | cut -d: -f6)")
+
+
+def cloud_init_wait(timeout: int) -> str:
+    """Shell that waits for cloud-init to finish whatever its outcome (``cloud-init status
+    --long`` and :data:`CLOUD_INIT_LOG` in the machine say how it went); still running after
+    ``timeout`` seconds is written to that log and create goes on."""
+    return (f"timeout {timeout} cloud-init status --wait >/dev/null 2>&1; [ $? -ne 124 ] || echo "
+            f"'pytest-orbstack: cloud-init still running after {timeout}s; create went on' >> {CLOUD_INIT_LOG}")
 
 
 def ready_script(timeout: int = 90, setup: str | None = None) -> str:
