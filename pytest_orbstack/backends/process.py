@@ -4,6 +4,7 @@ engine's stderr to the typed errors."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 
@@ -64,3 +65,14 @@ def map_error(argv: Sequence[str], returncode: int, stderr: str, patterns: Error
     last = last_line(stderr, f"exit status {returncode}")
     error = next((cls for text, cls in patterns if text in stderr), default)
     return error(f"{describe(argv)}: {last}", stderr=stderr, argv=list(argv), returncode=returncode)
+
+
+def answers(argv: Sequence[str], timeout: float) -> bool:
+    """True if ``argv[0]`` is on PATH and ``argv`` exits 0 within ``timeout`` seconds (an
+    engine's cheap "is the daemon there" probe, for ``auto``)."""
+    if not shutil.which(argv[0]):
+        return False
+    try:
+        return subprocess.run(list(argv), capture_output=True, timeout=timeout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

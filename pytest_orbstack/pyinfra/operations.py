@@ -6,7 +6,7 @@ and yield the engines' own commands (:mod:`pytest_orbstack.backends.orbstack.com
 :mod:`pytest_orbstack.backends.docker.commands`) only where they differ, so a second run of the
 same deploy changes nothing. The engine is chosen by the one rule of
 :func:`pytest_orbstack.backends.resolve_name`: host data ``orbstack_backend``, else
-``$PYTEST_ORBSTACK_BACKEND``, else OrbStack when ``orbctl`` answers, else Docker (or the backend
+``$PYTEST_ORBSTACK_BACKEND``, else OrbStack when ``orbctl`` answers, else Docker, else Incus (or the backend
 object itself in host data ``_orbstack_engine``, as the fixtures hand it over). Parameters are
 called ``machine`` (never ``name``, which is pyinfra's global operation-name argument).
 

@@ -25,6 +25,7 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus.cli import NOT_RUNNING, UNREACHABLE, IncusCLI
 from pytest_orbstack.backends.incus.commands import KEY
+from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import (
     InvalidInput,
@@ -52,6 +53,11 @@ class IncusBackend(Backend):
         self._images: dict[str, str] = {}  # image -> the Incus image reference machines start from
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
+
+    @classmethod
+    def answers(cls) -> bool:
+        """True if ``incus`` is on PATH and its daemon answers (``incus query /1.0``, ~20 ms)."""
+        return answers(["incus", "query", "/1.0"], settings.PROBE_TIMEOUT)
 
     def login_command(self, name: str) -> str:
         return f"incus exec {shlex.quote(name)} -- bash -l"
