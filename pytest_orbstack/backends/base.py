@@ -16,6 +16,7 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
+from typing import AnyStr
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.process import run, run_text
@@ -156,11 +157,16 @@ class Backend(ABC):
         if settings.shell_enabled():
             proc = self.shells.run(name, command, user=user, input=input, timeout=timeout)
         else:
-            proc = run(self.exec_argv(name, command, user=user), timeout=timeout, input=input,
-                       env=self.env)
+            proc = self.own_result(run(self.exec_argv(name, command, user=user), timeout=timeout,
+                                       input=input, env=self.env))
         refusal = self.refusal(name, proc) if proc.returncode != 0 else None
         if refusal is not None:
             raise refusal
+        return proc
+
+    def own_result(self, proc: subprocess.CompletedProcess[AnyStr]) -> subprocess.CompletedProcess[AnyStr]:
+        """``proc`` of one :meth:`exec_argv` process without what the engine's client added to
+        the command's own output (nothing, unless an engine says otherwise)."""
         return proc
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
@@ -180,8 +186,8 @@ class Backend(ABC):
         """Run shell ``command`` (in ``workdir``: one process of its own); the returned process
         holds the command's own exit code, its output as text (undecodable bytes replaced)."""
         if workdir is not None:
-            return run_text(self.exec_argv(name, command, user=user, workdir=workdir),
-                            timeout=timeout, input=input, env=self.env)
+            return self.own_result(run_text(self.exec_argv(name, command, user=user, workdir=workdir),
+                                            timeout=timeout, input=input, env=self.env))
         data = input.encode() if isinstance(input, str) else input
         proc = self.execute(name, command, user=user, input=data, timeout=timeout)
         return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),

@@ -16,7 +16,7 @@ import shlex
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, AnyStr
 
 from filelock import FileLock
 
@@ -245,6 +245,14 @@ class IncusBackend(Backend):
             env = {"HOME": home, "USER": login, "LOGNAME": login} if uid else {}
             return [self.incus, *cmd.exec_(name, command, uid=uid, gid=gid, env=env)[1:]]
         return [self.incus, *cmd.exec_(name, cmd.as_user(user, command))[1:]]
+
+    def own_result(self, proc: subprocess.CompletedProcess[AnyStr]) -> subprocess.CompletedProcess[AnyStr]:
+        """Without the line ``incus exec`` adds after exit code 126/127 (:func:`.commands.exit_note`)."""
+        note = cmd.exit_note(proc.returncode)
+        text = note if isinstance(proc.stderr, str) else note.encode()
+        if note and proc.stderr.endswith(text):  # type: ignore[arg-type]
+            proc.stderr = proc.stderr[:-len(text)]
+        return proc
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
         """The machine stopped (``Instance is not running``) or gone, or the daemon gone,

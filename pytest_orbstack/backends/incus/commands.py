@@ -156,6 +156,12 @@ def console_log(machine: str) -> list[str]:
     return [INCUS, "console", machine, "--show-log"]
 
 
+def exit_note(returncode: int) -> str:
+    """The line ``incus exec`` itself prints on stderr after a command exits 126 or 127 (Incus
+    6.0: it reads them as "not executable"/"not found" even when ``sh -c`` is what ran)."""
+    return {126: "Error: Command not executable\n", 127: "Error: Command not found\n"}.get(returncode, "")
+
+
 def exec_(machine: str, command: str, *, uid: int = 0, gid: int = 0,
           env: Mapping[str, str] | None = None) -> list[str]:
     """Run shell ``command`` in ``machine`` as ``uid``:``gid`` with ``env`` added, stdin, stdout
