@@ -14,11 +14,10 @@ import threading
 import time
 
 import pytest
-from incusenv import why_no_incus
+from incusenv import incus_machine
 from testenv import needs_docker, unique
 
 from pytest_orbstack.backends.docker.backend import DockerBackend
-from pytest_orbstack.backends.incus.backend import IncusBackend
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
 from pytest_orbstack.backends.shell import DIED
 from pytest_orbstack.errors import CommandTimeout, MachineError
@@ -46,10 +45,10 @@ SAME_AS_ONE_PROCESS = [
 @pytest.fixture(scope="module", params=["docker", "orbstack", "incus"])
 def machine(request):
     """(engine, machine name) on each engine: Docker and Incus directly, OrbStack via the emulator."""
-    if request.param in ("docker", "incus"):
-        if request.param == "incus" and (why := why_no_incus()):
-            pytest.skip(why)
-        engine = DockerBackend() if request.param == "docker" else IncusBackend()
+    if request.param == "incus":
+        return incus_machine(request, "sh")
+    if request.param == "docker":
+        engine = DockerBackend()
         name = unique("sh")
         request.addfinalizer(lambda: engine.delete_if_exists(name))
         engine.create(name, "debian:bookworm")

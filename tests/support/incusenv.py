@@ -24,3 +24,20 @@ def why_no_incus() -> str | None:
     if incus("image", "info", IMAGE).returncode != 0:
         return f"no Incus image {IMAGE} (bash scripts/dev.sh incus builds it)"
     return None
+
+
+def incus_machine(request, prefix: str = "inc"):
+    """(IncusBackend, name of a new running debian:bookworm machine) deleted when ``request``'s
+    scope ends; the test skips with :func:`why_no_incus`'s line when Incus cannot be used."""
+    import pytest
+    from testenv import unique
+
+    from pytest_orbstack.backends.incus.backend import IncusBackend
+
+    why = why_no_incus()
+    if why:
+        pytest.skip(why)
+    engine, name = IncusBackend(), unique(prefix)
+    request.addfinalizer(lambda: engine.delete_if_exists(name))  # also after a failed create
+    engine.create(name, "debian:bookworm")
+    return engine, name
