@@ -41,3 +41,11 @@ def incus_machine(request, prefix: str = "inc"):
     request.addfinalizer(lambda: engine.delete_if_exists(name))  # also after a failed create
     engine.create(name, "debian:bookworm")
     return engine, name
+
+
+def instances(session: str | None = None) -> set[str]:
+    """Names of the instances this package made (of ``session`` when given)."""
+    key = f"user.pytest-orbstack.session={session}" if session else "user.pytest-orbstack=1"
+    proc = incus("list", key, "-f", "csv", "-c", "n")
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())
