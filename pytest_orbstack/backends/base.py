@@ -21,7 +21,7 @@ from typing import AnyStr
 from pytest_orbstack import settings
 from pytest_orbstack.backends.process import run, run_text
 from pytest_orbstack.backends.shell import Shells
-from pytest_orbstack.errors import CommandTimeout, MachineError, MachineNotFound
+from pytest_orbstack.errors import CommandTimeout, InvalidInput, MachineError, MachineNotFound
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
 
 
@@ -53,6 +53,18 @@ class Backend(ABC):
         """Whether ``auto`` may choose this engine (asked in the registry's order, once per
         process); an engine that is not probed answers yes and fails later with one clear line."""
         return True
+
+    def vm_refusal(self) -> str | None:
+        """Why ``vm=True`` machines cannot be made on this engine (one line), None when they can."""
+        return (f"vm=True: the {self.name} engine makes containers only (no virtual machines); "
+                "use --orbstack-backend=incus on a host with KVM and vhost_vsock")
+
+    def refuse_vm(self, resources: Resources) -> None:
+        """InvalidInput with :meth:`vm_refusal`'s line when ``resources`` asks for a VM this
+        engine cannot make."""
+        why = self.vm_refusal() if resources.vm else None
+        if why:
+            raise InvalidInput(why)
 
     @abstractmethod
     def login_command(self, name: str) -> str:

@@ -123,7 +123,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
             cloud_init: str | None = None, labels: dict[str, str] | None = None,
             cpus: float | None = None, memory: str | int | None = None,
             disk: str | int | None = None, isolated: bool = False,
-            capabilities: Sequence[str] = ()) -> Commands:
+            capabilities: Sequence[str] = (), vm: bool = False) -> Commands:
     """Ensure a machine exists (created from ``image``, ready) and is running or stopped, or,
     with ``present=False``, that it does not exist.
 
@@ -141,6 +141,8 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
       never have any)
     + capabilities: Linux capabilities such as ``NET_ADMIN`` for root in the machine, at
       creation (Docker; OrbStack machines are not restricted that way, ASSUMED: ignored there)
+    + vm: a virtual machine (Incus ``--vm``), at creation; refused in one line where the engine
+      or its host cannot make one
     """
     engine = _engine()
     cmds = _commands(engine)
@@ -157,7 +159,8 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         _valid(check_user, user)
         cloud_init = _valid(check_cloud_init, cloud_init)
         resources = _valid(check_resources, cpus=cpus, memory=memory, disk=disk, isolated=isolated,
-                           capabilities=list(capabilities))
+                           capabilities=list(capabilities), vm=vm)
+        _valid(engine.refuse_vm, resources)
         yield from _create(engine, image, machine, user, arch, cloud_init, labels or {}, resources)
         if not running:
             yield _command(cmds.stop(machine))

@@ -1,11 +1,12 @@
-"""The ``inner`` fixture: an inner pytest project on the docker backend (``incus_inner``: on incus;\nsee tests/support/innerpytest.py)."""
+"""The ``inner`` fixture: an inner pytest project on the docker backend (``incus_inner``: on
+incus; see tests/support/innerpytest.py)."""
 
 from __future__ import annotations
 
 import subprocess
 
 import pytest
-from incusenv import instances, incus, why_no_incus
+from incusenv import incus, instances, why_no_incus
 from innerpytest import containers, sessions_of
 
 

@@ -124,7 +124,8 @@ def test_keep_fix_reuse_on_incus(incus_inner, tmp_path):
     run(incus_inner, "--orbstack-list").stdout.fnmatch_lines([f"{kept} *debian:bookworm *test_motd.py::test_motd#0"])
 
     incus_inner.makefile(".py", deploy=DEPLOY.format("version 2"))  # the fix
-    monitor = subprocess.Popen(["incus", "monitor", "--type=lifecycle", "-f", "json"], stdout=subprocess.PIPE, text=True)
+    monitor = subprocess.Popen(["incus", "monitor", "--type=lifecycle", "-f", "json"], stdout=subprocess.PIPE,
+                               text=True)
     try:
         time.sleep(0.5)  # (the monitor is subscribed)
         second = run(incus_inner, "--orbstack-reuse", "-v")

@@ -11,10 +11,10 @@ import time
 from io import StringIO
 
 import pytest
+from incusenv import incus_machine
 from pyinfra import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
-from incusenv import incus_machine
 from pyinfra_runs import apply_deploy
 
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend

@@ -19,13 +19,13 @@ import threading
 import time
 
 import pytest
+from incusenv import incus_machine
 from pyinfra import host
 from pyinfra.api import Config, Inventory, State, StringCommand
 from pyinfra.api.connect import disconnect_all
 from pyinfra.api.connectors import get_all_connectors
 from pyinfra.facts.server import Command
 from pyinfra.operations import server
-from incusenv import incus_machine
 from pyinfra_runs import apply_deploy
 
 import pytest_orbstack.pyinfra.connector as connector_module

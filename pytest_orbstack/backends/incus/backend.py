@@ -23,6 +23,7 @@ from filelock import FileLock
 from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
+from pytest_orbstack.backends.incus import vm
 from pytest_orbstack.backends.incus.cli import NOT_RUNNING, UNREACHABLE, IncusCLI
 from pytest_orbstack.backends.incus.commands import KEY
 from pytest_orbstack.backends.process import answers
@@ -95,8 +96,14 @@ class IncusBackend(Backend):
             self._images[image] = alias if found else cmd.remote_image(image)
         return self._images[image]
 
+    def vm_refusal(self) -> str | None:
+        """None when this daemon has its qemu driver, else why not (:func:`.vm.refusal`)."""
+        return vm.refusal(*vm.parse(self.call(vm.server()).stdout, self.call(vm.warnings(), check=False).stdout))
+
     def _check_resources(self, resources: Resources) -> None:
-        """InvalidInput for a disk size on a ``dir`` pool (which cannot limit one)."""
+        """InvalidInput for a VM this daemon cannot run, or a disk size on a ``dir`` pool (which
+        cannot limit one)."""
+        self.refuse_vm(resources)
         if resources.disk_mib is None:
             return
         pool = json.loads(self.call(cmd.storage_driver(POOL)).stdout)
@@ -119,7 +126,7 @@ class IncusBackend(Backend):
             raise InvalidInput("cloud_init= is not supported by the Incus engine yet (the offline "
                                "image has no cloud-init): use a deploy, or the docker engine")
         self._check_resources(resources)
-        ref = self.image_ref(image)
+        ref = cmd.remote_image(image) if resources.vm else self.image_ref(image)  # (offline: containers only)
         config = {**{cmd.key(k): v for k, v in (labels or {}).items()},
                   **cmd.machine_config(login, image, resources)}
         proc = self.call(cmd.launch(name, ref, config, resources), check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
@@ -248,11 +255,7 @@ class IncusBackend(Backend):
 
     def own_result(self, proc: subprocess.CompletedProcess[AnyStr]) -> subprocess.CompletedProcess[AnyStr]:
         """Without the line ``incus exec`` adds after exit code 126/127 (:func:`.commands.exit_note`)."""
-        note = cmd.exit_note(proc.returncode)
-        text = note if isinstance(proc.stderr, str) else note.encode()
-        if note and proc.stderr.endswith(text):  # type: ignore[arg-type]
-            proc.stderr = proc.stderr[:-len(text)]
-        return proc
+        return cmd.without_exit_note(proc)
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
         """The machine stopped (``Instance is not running``) or gone, or the daemon gone,
