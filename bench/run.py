@@ -1,6 +1,10 @@
 """pytest-orbstack's benchmarks: one harness, one run, one table (measured, target, verdict).
 
-    python bench/run.py [--backend docker|podman|orbstack] [--only 1,2,3,4,5] [--quiet]
+    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5] [--quiet]
+
+On Incus (``--backend incus --only 1,2,3``): B of 1 is ``incus launch`` of the same image + the
+same systemd poll over ``incus exec``; B of 2a is ``incus exec NAME true``; 2b, 4 and 5 compare
+with testinfra's and pyinfra's own Docker/SSH backends, which have no Incus counterpart here.
 
 Every benchmark compares pytest-orbstack's path (side A) with a reference (side B) *in the same
 run*: the sides alternate (A B, then B A, ...) so that drift on a noisy host hits both, and the
@@ -167,6 +171,8 @@ def alternate(sides: dict[str, Callable[[int], float]], rounds: int,
 class RawDocker:
     """``docker run`` with backends/docker.py's systemd flags on the same prepared image."""
 
+    exec_label = "docker exec"
+
     def __init__(self, bench: Bench) -> None:
         from pytest_orbstack.backends.docker.commands import SYSTEMD_FLAGS
         self.bench, self.flags = bench, SYSTEMD_FLAGS
@@ -207,6 +213,8 @@ class RawPodman(RawDocker):
     """``podman run -d --systemd=always`` (Podman's own systemd mode, as the podman backend runs
     machines; plus the ``--ulimit`` flags this host needs, :func:`~.podman.cli.own_limits`) on
     the same prepared image; ``podman exec``, testinfra's ``podman://``, pyinfra's ``@podman/``."""
+
+    exec_label = "podman exec"
 
     def __init__(self, bench: Bench) -> None:
         from pytest_orbstack.backends.podman.cli import own_limits
@@ -271,6 +279,38 @@ class RawOrbStack(RawDocker):
                 self.delete(name)
 
 
+class RawIncus(RawDocker):
+    """``incus launch`` of the image the engine uses (the offline alias), then ``incus exec NAME
+    systemctl is-system-running`` every 0.2 s; no testinfra or pyinfra backend of its own (2b
+    and 5 are Docker/OrbStack rows)."""
+
+    exec_label = "incus exec"
+
+    def __init__(self, bench: Bench) -> None:
+        self.bench = bench
+        self.image = bench.backend.image_ref(IMAGE)  # type: ignore[attr-defined]
+
+    def create(self, name: str) -> None:
+        subprocess.run(["incus", "launch", self.image, name, "-c", f"user.{RAW_LABEL}={self.bench.run_id}"],
+                       check=True, capture_output=True)
+        self.wait(name)
+
+    def delete(self, name: str) -> None:
+        subprocess.run(["incus", "delete", "--force", name], capture_output=True)
+
+    def exec_argv(self, name: str, *command: str) -> list[str]:
+        return ["incus", "exec", name, "--", *command]
+
+    def testinfra_spec(self, name: str) -> str | None:  # type: ignore[override]
+        return None
+
+    def sweep(self) -> None:
+        names = subprocess.run(["incus", "list", f"user.{RAW_LABEL}={self.bench.run_id}", "-f", "csv", "-c", "n"],
+                               capture_output=True, text=True).stdout.split()
+        for name in names:
+            self.delete(name)
+
+
 # -- one run: engine, sessions, cleanup --------------------------------------------------------------
 class Bench:
     """The engine, a temp dir, Lifecycles like the plugin's, and what to clean up."""
@@ -292,7 +332,7 @@ class Bench:
     @property
     def raw(self) -> RawDocker:
         if self._raw is None:
-            raws = {"docker": RawDocker, "podman": RawPodman}
+            raws = {"docker": RawDocker, "podman": RawPodman, "incus": RawIncus}
             self._raw = raws.get(self.backend.name, RawOrbStack)(self)
         return self._raw
 
@@ -416,11 +456,14 @@ def bench_exec(bench: Bench, calls: int = 200, block: int = 20, suite_rounds: in
                                 block // 4)}  # the warm-up starts the persistent shell
         bench.log(f"exec: {calls} calls a side in blocks of {block}")
         c = alternate(sides, calls // block)
-        exec_row = Result(f"2a 200 x machine.run / 200 x {raw_argv[0]} exec", c.ratio(A, B), 0.10,
+        exec_row = Result(f"2a 200 x machine.run / 200 x {bench.raw.exec_label}", c.ratio(A, B), 0.10,
                           detail=c.describe(A, B, ms=True) + f"\n  {ARGV} / B: {c.ratio(ARGV, B):.3f}")
+        spec = bench.raw.testinfra_spec(machine.name)
+        if spec is None:  # (Incus: testinfra has no backend of its own for it)
+            return [exec_row]
 
         ours = testinfra.get_host(f"orbstack://root@{machine.name}", engine=machine.backend)
-        theirs = testinfra.get_host(bench.raw.testinfra_spec(machine.name))
+        theirs = testinfra.get_host(spec)
         suite, answers = checks(machine.backend.default_user(machine.name)), {}
 
         def run_suite(host: testinfra.host.Host) -> Callable[[int], float]:
@@ -686,7 +729,7 @@ BENCHMARKS = {"1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_s
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", default="docker", choices=("docker", "podman", "orbstack", "auto"))
+    parser.add_argument("--backend", default="docker", choices=("docker", "podman", "orbstack", "incus", "auto"))
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated numbers (default: all)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()

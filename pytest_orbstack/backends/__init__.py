@@ -5,8 +5,9 @@
 use), as testinfra's ``testinfra.backend.BACKENDS`` does; adding an engine is one folder under
 ``backends/`` and one line here. ``auto`` picks, once per process, the first engine in table
 order whose class :meth:`~pytest_orbstack.backends.base.Backend.answers` (OrbStack when ``orbctl``
-answers, else Podman on a host with no ``docker`` command, else Docker; Incus only by name).
-The choice may be set with ``--orbstack-backend`` (pytest), host data
+answers, else Podman on a host with no ``docker`` command whose ``podman info`` answers, else
+Docker when its daemon answers, else Incus when its daemon answers, else Docker, whose one-line
+error then says what is missing). The choice may be set with ``--orbstack-backend`` (pytest), host data
 ``orbstack_backend`` (pyinfra), testinfra's ``engine=`` or ``$PYTEST_ORBSTACK_BACKEND``.
 """
 
@@ -37,11 +38,12 @@ def backend_class(name: str) -> type[Backend]:
 
 @functools.cache
 def _auto() -> str:
-    """The first engine whose class answers (asked once per process)."""
+    """The first engine whose class answers (asked once per process); none: Docker (the usual
+    Linux engine, whose error says what is missing)."""
     for name in ENGINES:
         if backend_class(name).answers():
             return name
-    return list(ENGINES)[-1]
+    return "docker"
 
 
 def resolve_name(name: str | None = None) -> str:

@@ -17,12 +17,12 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, AnyStr
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.process import run, run_text
 from pytest_orbstack.backends.shell import Shells
-from pytest_orbstack.errors import CommandTimeout, MachineError, MachineNotFound
+from pytest_orbstack.errors import CommandTimeout, InvalidInput, MachineError, MachineNotFound
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
 
 
@@ -95,6 +95,18 @@ class Backend(ABC):
         """Whether ``auto`` may choose this engine (asked in the registry's order, once per
         process); an engine that is not probed answers yes and fails later with one clear line."""
         return True
+
+    def vm_refusal(self) -> str | None:
+        """Why ``vm=True`` machines cannot be made on this engine (one line), None when they can."""
+        return (f"vm=True: the {self.name} engine makes containers only (no virtual machines); "
+                "use --orbstack-backend=incus on a host with KVM and vhost_vsock")
+
+    def refuse_vm(self, resources: Resources) -> None:
+        """InvalidInput with :meth:`vm_refusal`'s line when ``resources`` asks for a VM this
+        engine cannot make."""
+        why = self.vm_refusal() if resources.vm else None
+        if why:
+            raise InvalidInput(why)
 
     @abstractmethod
     def login_command(self, name: str) -> str:
@@ -199,11 +211,16 @@ class Backend(ABC):
         if settings.shell_enabled():
             proc = self.shells.run(name, command, user=user, input=input, timeout=timeout)
         else:
-            proc = run(self.exec_argv(name, command, user=user), timeout=timeout, input=input,
-                       env=self.env)
+            proc = self.own_result(run(self.exec_argv(name, command, user=user), timeout=timeout,
+                                       input=input, env=self.env))
         refusal = self.refusal(name, proc) if proc.returncode != 0 else None
         if refusal is not None:
             raise refusal
+        return proc
+
+    def own_result(self, proc: subprocess.CompletedProcess[AnyStr]) -> subprocess.CompletedProcess[AnyStr]:
+        """``proc`` of one :meth:`exec_argv` process without what the engine's client added to
+        the command's own output (nothing, unless an engine says otherwise)."""
         return proc
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
@@ -223,8 +240,8 @@ class Backend(ABC):
         """Run shell ``command`` (in ``workdir``: one process of its own); the returned process
         holds the command's own exit code, its output as text (undecodable bytes replaced)."""
         if workdir is not None:
-            return run_text(self.exec_argv(name, command, user=user, workdir=workdir),
-                            timeout=timeout, input=input, env=self.env)
+            return self.own_result(run_text(self.exec_argv(name, command, user=user, workdir=workdir),
+                                            timeout=timeout, input=input, env=self.env))
         data = input.encode() if isinstance(input, str) else input
         proc = self.execute(name, command, user=user, input=data, timeout=timeout)
         return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),

@@ -4,6 +4,7 @@ engine's stderr to the typed errors."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -80,3 +81,14 @@ def told(notice: Callable[[str], None], what: str) -> Iterator[None]:
         notice(f"pytest-orbstack: {what}: failed after {time.monotonic() - started:.1f}s")
         raise
     notice(f"pytest-orbstack: {what}: done in {time.monotonic() - started:.1f}s")
+
+
+def answers(argv: Sequence[str], timeout: float) -> bool:
+    """True if ``argv[0]`` is on PATH and ``argv`` exits 0 within ``timeout`` seconds (an
+    engine's cheap "is the daemon there" probe, for ``auto``)."""
+    if not shutil.which(argv[0]):
+        return False
+    try:
+        return subprocess.run(list(argv), capture_output=True, timeout=timeout).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False

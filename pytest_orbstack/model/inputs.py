@@ -187,16 +187,18 @@ def parse_size(value: object, what: str) -> int | None:
 
 
 def check_resources(cpus: object = None, memory: object = None, disk: object = None,
-                    isolated: object = False, capabilities: object = ()) -> Resources:
-    """The machine keywords ``cpus=``, ``memory=``, ``disk=``, ``isolated=`` and
-    ``capabilities=`` as one checked :class:`Resources`."""
+                    isolated: object = False, capabilities: object = (), vm: object = False) -> Resources:
+    """The machine keywords ``cpus=``, ``memory=``, ``disk=``, ``isolated=``,
+    ``capabilities=`` and ``vm=`` as one checked :class:`Resources`."""
     if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0):
         raise InvalidInput(f"cpus= must be a positive number, not {cpus!r}")
     if not isinstance(isolated, bool):
         raise InvalidInput(f"isolated= must be True or False, not {isolated!r}")
+    if not isinstance(vm, bool):
+        raise InvalidInput(f"vm= must be True or False, not {vm!r}")
     return Resources(cpus=cpus, memory_mib=parse_size(memory, "memory="),
                      disk_mib=parse_size(disk, "disk="), isolated=isolated,
-                     capabilities=check_capabilities(capabilities))
+                     capabilities=check_capabilities(capabilities), vm=vm)
 
 
 def check_capabilities(value: object) -> tuple[str, ...]:

@@ -29,12 +29,14 @@ class Resources:
     ``cpus``, ``memory_mib``, ``disk_mib``: limits (unset: the engine's default). ``isolated``:
     no access to the host's files (OrbStack ``--isolated``; Docker machines never have any).
     ``capabilities``: Linux capabilities granted to root (Docker; OrbStack machines are not
-    restricted that way)."""
+    restricted that way). ``vm``: a virtual machine with its own kernel instead of a system
+    container (Incus ``--vm``, where the daemon can run VMs; the other engines refuse it)."""
     cpus: float | None = None
     memory_mib: int | None = None
     disk_mib: int | None = None
     isolated: bool = False
     capabilities: tuple[str, ...] = ()
+    vm: bool = False
 
     @property
     def limits(self) -> bool:

@@ -52,7 +52,8 @@ __all__ = ["_orbstack_image", "_orbstack_lifecycle", "orbstack", "orbstack_backe
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("orbstack", "disposable OrbStack/Docker machines (pytest-orbstack)")
     group.addoption("--orbstack-backend", choices=CHOICES, default=None, metavar="ENGINE",
-                    help="engine for machines: auto (OrbStack if orbctl answers, else Docker), "
+                    help="engine for machines: auto (OrbStack if orbctl answers, else Docker if "
+                         "dockerd answers, else Incus if incusd answers), "
                          "orbstack, docker or incus. Default: ini orbstack_backend, else "
                          "$PYTEST_ORBSTACK_BACKEND, else auto.")
     group.addoption("--orbstack-image", default=None, metavar="IMAGE",

@@ -82,9 +82,12 @@ class _Factory:
         self.made: list[tuple[Machine, MachineRecord]] = []
 
     def check(self, keywords: dict[str, Any]) -> dict[str, Any]:
-        """The keywords with their defaults, every input checked (InvalidInput otherwise)."""
-        return machine_args(self.request.config, keywords, self.image,
-                            self.request.config.stash[STATE].search_dirs())
+        """The keywords with their defaults, every input checked (InvalidInput otherwise), a
+        ``vm=True`` the engine cannot make included."""
+        checked = machine_args(self.request.config, keywords, self.image,
+                               self.request.config.stash[STATE].search_dirs())
+        self.lifecycle.backend.refuse_vm(checked["resources"])
+        return checked
 
     def make(self, suffix: str, checked: dict[str, Any], alias: str = "") -> Machine:
         """A machine from :meth:`check`'s keywords (``alias``: its name in a group)."""

@@ -43,9 +43,9 @@ class ConnectorData(TypedDict):
 
 connector_data_meta: dict[str, DataMeta] = {
     "orbstack_machine": DataMeta("Machine name (``@orbstack/NAME``)"),
-    "orbstack_backend": DataMeta("Engine: ``orbstack``, ``docker`` or ``auto`` (unset: "
+    "orbstack_backend": DataMeta("Engine: ``orbstack``, ``docker``, ``incus`` or ``auto`` (unset: "
                                  "``$PYTEST_ORBSTACK_BACKEND``, else auto: OrbStack when ``orbctl`` "
-                                 "answers, else Docker)", default=None),
+                                 "answers, else Docker, else Incus when its daemon answers)", default=None),
     "orbstack_user": DataMeta("Login user (unset: the machine's default user, which has "
                               "passwordless sudo)", default=None),
     "_orbstack_engine": DataMeta("The engine object itself (API use: pytest-orbstack's Machine "

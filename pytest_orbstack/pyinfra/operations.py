@@ -6,7 +6,7 @@ and yield the engines' own commands (:mod:`pytest_orbstack.backends.orbstack.com
 :mod:`pytest_orbstack.backends.docker.commands`) only where they differ, so a second run of the
 same deploy changes nothing. The engine is chosen by the one rule of
 :func:`pytest_orbstack.backends.resolve_name`: host data ``orbstack_backend``, else
-``$PYTEST_ORBSTACK_BACKEND``, else OrbStack when ``orbctl`` answers, else Docker (or the backend
+``$PYTEST_ORBSTACK_BACKEND``, else OrbStack when ``orbctl`` answers, else Docker, else Incus (or the backend
 object itself in host data ``_orbstack_engine``, as the fixtures hand it over). Parameters are
 called ``machine`` (never ``name``, which is pyinfra's global operation-name argument).
 
@@ -127,7 +127,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
             cloud_init: str | None = None, labels: dict[str, str] | None = None,
             cpus: float | None = None, memory: str | int | None = None,
             disk: str | int | None = None, isolated: bool = False,
-            capabilities: Sequence[str] = ()) -> Commands:
+            capabilities: Sequence[str] = (), vm: bool = False) -> Commands:
     """Ensure a machine exists (created from ``image``, ready) and is running or stopped, or,
     with ``present=False``, that it does not exist.
 
@@ -145,6 +145,8 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
       never have any)
     + capabilities: Linux capabilities such as ``NET_ADMIN`` for root in the machine, at
       creation (Docker; OrbStack machines are not restricted that way, ASSUMED: ignored there)
+    + vm: a virtual machine (Incus ``--vm``), at creation; refused in one line where the engine
+      or its host cannot make one
     """
     engine = _engine()
     cmds = _commands(engine)
@@ -161,7 +163,8 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         _valid(check_user, user)
         cloud_init = _valid(check_cloud_init, cloud_init)
         resources = _valid(check_resources, cpus=cpus, memory=memory, disk=disk, isolated=isolated,
-                           capabilities=list(capabilities))
+                           capabilities=list(capabilities), vm=vm)
+        _valid(engine.refuse_vm, resources)
         yield from _create(engine, image, machine, user, arch, cloud_init, labels or {}, resources)
         if not running:
             yield _command(cmds.stop(machine))

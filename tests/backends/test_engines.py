@@ -83,6 +83,31 @@ def test_auto_takes_podman_only_on_a_host_without_docker(tmp_path: Path, monkeyp
         backends._auto.cache_clear()
 
 
+def _tool(folder: Path, name: str, code: int) -> None:
+    tool = folder / name
+    tool.write_text(f"#!/bin/sh\nexit {code}\n")
+    tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
+
+
+@pytest.mark.parametrize(("docker", "incus", "chosen"), [
+    (None, None, "docker"), (1, None, "docker"), (0, 0, "docker"), (1, 0, "incus"), (None, 0, "incus"),
+    (None, 1, "docker")])
+def test_auto_picks_incus_only_when_docker_does_not_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          docker: int | None, incus: int | None,
+                                                          chosen: str) -> None:
+    """Docker before Incus (either answering: its exit code; None: not on PATH); neither: Docker."""
+    monkeypatch.delenv("PYTEST_ORBSTACK_BACKEND", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    for name, code in (("docker", docker), ("incus", incus)):
+        if code is not None:
+            _tool(tmp_path, name, code)
+    backends._auto.cache_clear()
+    try:
+        assert backends.resolve_name("auto") == chosen
+    finally:
+        backends._auto.cache_clear()
+
+
 def test_only_the_registry_makes_backend_objects() -> None:
     """No module of the package calls a backend class (tests may)."""
     classes = {backends.ENGINES[name].rpartition(":")[2] for name in backends.ENGINES}

@@ -1,5 +1,5 @@
 """The persistent shell (pytest_orbstack/backends/shell.py) is exactly as correct as one engine
-process per command, on both engines (OrbStack through the orbctl emulator): the same bytes,
+process per command, on every engine (OrbStack through the orbctl emulator): the same bytes,
 streams and exit codes as ``PYTEST_ORBSTACK_SHELL=off``, no state left by one command for the
 next, timeouts that kill only that command, 100 MB each way, threads and gevent's greenlets, a
 new shell after one dies, and the shells closed with their machine.
@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from incusenv import incus_machine
 from podmanenv import why_no_podman
 from testenv import needs_docker, unique
 
@@ -21,7 +22,7 @@ from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
 from pytest_orbstack.backends.shell import DIED
-from pytest_orbstack.errors import CommandTimeout
+from pytest_orbstack.errors import CommandTimeout, MachineError
 
 pytestmark = needs_docker("the persistent shell tests")
 
@@ -43,9 +44,11 @@ SAME_AS_ONE_PROCESS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["docker", "orbstack", "podman"])
+@pytest.fixture(scope="module", params=["docker", "orbstack", "podman", "incus"])
 def machine(request):
-    """(engine, machine name, user) on each engine: Docker and Podman directly, OrbStack via the emulator."""
+    """(engine, machine name) on each engine: Docker, Podman and Incus directly, OrbStack via the emulator."""
+    if request.param == "incus":
+        return incus_machine(request, "sh")
     if request.param in ("docker", "podman"):
         if request.param == "podman" and why_no_podman():
             pytest.skip(why_no_podman() or "")
@@ -167,12 +170,20 @@ def test_greenlets_under_gevent_monkey_patching(machine):
 
 
 def test_a_missing_machine_answers_as_the_engine_does(machine, monkeypatch):
+    """The same failed process, or the same error (Incus: MachineNotFound), either way."""
     engine, _ = machine
-    shell = engine.execute("no-such-machine-here", "true", user="root")
+
+    def outcome():
+        try:
+            proc = engine.execute("no-such-machine-here", "true", user="root")
+        except MachineError as exc:
+            return type(exc).__name__, str(exc)
+        assert proc.returncode != 0
+        return proc.returncode, proc.stderr
+
+    shell = outcome()
     monkeypatch.setenv("PYTEST_ORBSTACK_SHELL", "off")
-    alone = engine.execute("no-such-machine-here", "true", user="root")
-    assert (shell.returncode, shell.stderr) == (alone.returncode, alone.stderr)
-    assert shell.returncode != 0
+    assert outcome() == shell
 
 
 def test_off_runs_one_process_per_command(machine, monkeypatch):

@@ -1,6 +1,6 @@
 """The debug loop: keep the machine of a failing test, see it with ``--orbstack-list``, fix the
 deploy, rerun with ``--orbstack-reuse``: the kept machine is used (nothing is created), the fixed
-deploy is applied to it, the test passes; ``--orbstack-prune`` ends it."""
+deploy is applied to it, the test passes; ``--orbstack-prune`` ends it (on docker; the first loop on incus too)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,17 @@ import json
 import subprocess
 import time
 
+from incusenv import instances
 from innerpytest import run, sessions_of
 
 DEPLOY = "from pyinfra.operations import files\nfiles.line(name='motd', path='/etc/motd', line='{}', _sudo=True)\n"
+MOTD_TEST = '''
+    import pytest
+
+    @pytest.mark.orbstack(deploy="deploy.py")
+    def test_motd(orbstack):
+        assert "version 2" in orbstack.host.file("/etc/motd").content_string
+'''
 
 
 def created_since(since: int) -> list[str]:
@@ -28,13 +36,7 @@ def image_session(image: str) -> str:
 
 def test_keep_fix_reuse(inner, tmp_path):
     inner.makefile(".py", deploy=DEPLOY.format("version 1"))
-    inner.makepyfile(test_motd='''
-        import pytest
-
-        @pytest.mark.orbstack(deploy="deploy.py")
-        def test_motd(orbstack):
-            assert "version 2" in orbstack.host.file("/etc/motd").content_string
-    ''')
+    inner.makepyfile(test_motd=MOTD_TEST)
     first = run(inner, "--orbstack-keep=failed")
     first.assert_outcomes(failed=1)
     first.stdout.fnmatch_lines(["kept 1 machine(s); log in with:", "  docker exec -it pto-* bash -l",
@@ -108,3 +110,35 @@ def test_list_ages_from_creation_and_skips_machines_gone_and_names_shared_machin
     again.assert_outcomes(passed=1, deselected=2)
     assert "reusing kept" not in again.stdout.str()  # its machine is gone: a new one
     run(inner, "--orbstack-prune").stdout.fnmatch_lines(["orbstack: pruned 3 machine(s) of this project*"])
+
+
+def test_keep_fix_reuse_on_incus(incus_inner, tmp_path):
+    """The same loop on the incus engine: the kept instance is listed with its ``incus exec``
+    login, reused (incusd announces no instance created during the rerun) and pruned."""
+    incus_inner.makefile(".py", deploy=DEPLOY.format("version 1"))
+    incus_inner.makepyfile(test_motd=MOTD_TEST)
+    first = run(incus_inner, "--orbstack-keep=failed")
+    first.assert_outcomes(failed=1)
+    first.stdout.fnmatch_lines(["kept 1 machine(s); log in with:", "  incus exec pto-* -- bash -l"])
+    kept = first.stdout.str().split("incus exec ")[1].split()[0]
+    run(incus_inner, "--orbstack-list").stdout.fnmatch_lines([f"{kept} *debian:bookworm *test_motd.py::test_motd#0"])
+
+    incus_inner.makefile(".py", deploy=DEPLOY.format("version 2"))  # the fix
+    monitor = subprocess.Popen(["incus", "monitor", "--type=lifecycle", "-f", "json"], stdout=subprocess.PIPE,
+                               text=True)
+    try:
+        time.sleep(0.5)  # (the monitor is subscribed)
+        second = run(incus_inner, "--orbstack-reuse", "-v")
+    finally:
+        monitor.terminate()
+    events = [json.loads(line)["metadata"] for line in monitor.communicate()[0].splitlines() if line.strip()]
+    second.assert_outcomes(passed=1)
+    second.stdout.fnmatch_lines([f"orbstack: reusing kept {kept} (debian:bookworm)",
+                                 f"orbstack: deploy {kept}: deploy.py: 1 operations, 1 changed*"])
+    reuse_session = sessions_of(tmp_path / "state")[-1]
+    created = [e["name"] for e in events if e.get("action") == "instance-created"]
+    assert not [n for n in created if n.startswith(f"pto-{reuse_session}")], created
+
+    pruned = run(incus_inner, "--orbstack-prune")
+    pruned.stdout.fnmatch_lines([f"orbstack: pruned 1 machine(s) of this project*{kept}*"])
+    assert kept not in instances()

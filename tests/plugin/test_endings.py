@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from incusenv import instances
 from innerpytest import run, sessions_of, slow_engine, start
 
 CONFTEST = '''
@@ -114,6 +115,27 @@ def hang_report(proc: subprocess.Popen[str]) -> str:
 @pytest.mark.parametrize("phase", ["creating", "deploying", "cloning", "running", "spare", "tearing_down"])
 @pytest.mark.parametrize("sig", list(SIGNALS))
 def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, dist):
+    session, signalled = end_in_phase(inner, tmp_path, monkeypatch, sig, phase, dist)
+    while session_leftovers(session) and time.monotonic() - signalled < 10:
+        time.sleep(0.5)
+    assert session_leftovers(session) == [], f"left {time.monotonic() - signalled:.1f}s after {sig}"
+    temp = [p.name for p in Path("/tmp").iterdir() if session in p.name]
+    assert temp == []
+
+
+@pytest.mark.parametrize(("phase", "dist"), [("deploying", "-n0"), ("running", "-n2")])
+def test_kill_9_leaves_no_incus_instance_within_10s(incus_inner, tmp_path, monkeypatch, phase, dist):
+    """On Incus, two representative cases of the matrix above: kill -9 to the process group
+    mid-deploy (one process) and while tests run with their spares under ``-n 2``."""
+    session, signalled = end_in_phase(incus_inner, tmp_path, monkeypatch, "SIGKILL", phase, dist)
+    while instances(session) and time.monotonic() - signalled < 10:
+        time.sleep(0.5)
+    assert instances(session) == set(), f"left {time.monotonic() - signalled:.1f}s after kill -9"
+
+
+def end_in_phase(inner, tmp_path: Path, monkeypatch, sig: str, phase: str, dist: str) -> tuple[str, float]:
+    """Run the inner session's ``phase`` test, send ``sig`` inside it, wait for pytest to end;
+    (its session id, when the signal was sent)."""
     inner.makeconftest(CONFTEST)
     inner.makepyfile(test_endings=TESTS)
     mark = tmp_path / "mark"
@@ -146,11 +168,7 @@ def test_nothing_is_left_within_10s(inner, tmp_path, monkeypatch, sig, phase, di
             proc.wait()
     sessions = sessions_of(tmp_path / "state")
     assert len(sessions) == 1
-    while session_leftovers(sessions[0]) and time.monotonic() - signalled < 10:
-        time.sleep(0.5)
-    assert session_leftovers(sessions[0]) == [], f"left {time.monotonic() - signalled:.1f}s after {sig}"
-    temp = [p.name for p in Path("/tmp").iterdir() if sessions[0] in p.name]
-    assert temp == []
+    return sessions[0], signalled
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])

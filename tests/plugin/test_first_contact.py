@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from innerpytest import run
+
+from pytest_orbstack.backends.incus.backend import IncusBackend
 
 BROKEN_DEPLOY = "from pyinfra.operations import server\nserver.shell(commands=['true']\n"
 RAISING_DEPLOY = '''from pyinfra.operations import server
@@ -185,3 +188,31 @@ def test_the_environment_variable_chooses_the_engine_when_nothing_else_does(inne
     docker = run(inner, "-s")
     docker.assert_outcomes(passed=1)
     docker.stdout.fnmatch_lines(["*ENGINE docker*"])
+
+
+@pytest.mark.parametrize("project", ["inner", "incus_inner"])
+def test_a_vm_the_engine_cannot_make_is_one_line_before_any_machine(request, project):
+    """vm=True on Docker (containers only) and on an Incus daemon without its VM driver (this
+    host: no vhost_vsock): one line saying why, for the marker and the factory; no machine."""
+    inner = request.getfixturevalue(project)
+    inner.makepyfile(test_vm='''
+        import pytest
+
+        @pytest.mark.orbstack(vm=True)
+        def test_vm_marker(orbstack):
+            pass
+
+        def test_vm_factory(orbstack_machine):
+            orbstack_machine(vm=True)
+    ''')
+    if project == "incus_inner" and IncusBackend().vm_refusal() is None:
+        pytest.skip("this Incus daemon runs VMs")
+    result = run(inner, "--orbstack-timings=t.json")
+    result.assert_outcomes(failed=1, errors=1)
+    out = result.stdout.str()
+    cause = "this Incus daemon cannot run VMs (drivers: lxc" if project == "incus_inner" else \
+        "the docker engine makes containers only"
+    for test in ("test_vm_marker", "test_vm_factory"):
+        assert f"pytest-orbstack: vm=True: {cause}" in summary_line(out, test), out
+    assert "Traceback" not in out and "orbstack machines" not in out
+    assert not (inner.path / "t.json").exists()

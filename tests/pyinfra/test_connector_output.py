@@ -1,4 +1,5 @@
-"""The @orbstack connector's output and engine, against a real Docker machine.
+"""The @orbstack connector's output and engine, against a real Docker machine
+(the live output and both streams: on Incus too).
 
 Output reaches the terminal line by line while a command runs, stdout and stderr in the order
 they were written, under the pyinfra CLI (gevent monkey-patched) and through the API (not
@@ -18,6 +19,7 @@ import threading
 import time
 
 import pytest
+from incusenv import incus_machine
 from pyinfra import host
 from pyinfra.api import Config, Inventory, State, StringCommand
 from pyinfra.api.connect import disconnect_all
@@ -60,17 +62,26 @@ def machine(request) -> str:
     return name
 
 
+@pytest.fixture(scope="module", params=["docker", "incus"])
+def engine_machine(request, machine) -> tuple[str, str]:
+    """(engine name, machine) on Docker (``machine``) and on Incus."""
+    if request.param == "docker":
+        return "docker", machine
+    return "incus", incus_machine(request, "co")[1]
+
+
 def _marker(line: str) -> str | None:
     """``out1`` for the output line ``[@orbstack/NAME] out1`` (not for the ``>>>`` input line)."""
     text = ANSI.sub("", line).strip()
     return next((word for word in MARKERS if text.endswith(f"] {word}")), None)
 
 
-def test_cli_shows_each_line_as_it_comes_in_order(machine):
+def test_cli_shows_each_line_as_it_comes_in_order(engine_machine):
+    kind, machine = engine_machine
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ORBSTACK_BACKEND"}
     env["PYTHONUNBUFFERED"] = "1"
     proc = subprocess.Popen([sys.executable, "-m", "pyinfra", "-y", "-vvv", f"@orbstack/{machine}",
-                             "exec", "--data", "orbstack_backend=docker", "--", SCRIPT],
+                             "exec", "--data", f"orbstack_backend={kind}", "--", SCRIPT],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     watchdog = threading.Timer(120, proc.kill)
     watchdog.start()
@@ -90,13 +101,14 @@ def test_cli_shows_each_line_as_it_comes_in_order(machine):
     assert seen["err2"] - seen["out2"] > 1.5, seen  # out2 was shown while the command still ran
 
 
-def test_api_run_collects_both_streams_and_stays_interruptible(machine):
+def test_api_run_collects_both_streams_and_stays_interruptible(engine_machine):
     """Under pytest (pyinfra's API, no monkey patching) nobody watches the output live, and a
     wait inside gevent's hub would delay Ctrl-C (tests/plugin/test_endings.py): the pipes are
     read at once and every line of both streams is kept."""
     from gevent import monkey
     assert not monkey.is_module_patched("subprocess")
-    inventory = Inventory(([(f"@orbstack/{machine}", {"orbstack_backend": "docker"})], {}))
+    kind, machine = engine_machine
+    inventory = Inventory(([(f"@orbstack/{machine}", {"orbstack_backend": kind})], {}))
     state = State(inventory, Config())
     target = inventory.get_host(f"@orbstack/{machine}")
     target.connect(raise_exceptions=True)

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from incusenv import incus, instances, why_no_incus
 from testenv import EXAMPLE_DEPLOY, unique
 
 HERE = Path(__file__).parent
@@ -151,3 +152,35 @@ def test_machine_operation_round_trip_on_docker(tmp_path):
 def docker_names() -> set[str]:
     out = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True, text=True)
     return set(out.stdout.split())
+
+
+def test_machine_operation_round_trip_on_incus():
+    """`pyinfra -y @local` with operations.machine and ``--data orbstack_backend=incus`` makes a
+    running Incus instance (systemd up, the default user with sudo); a second run changes nothing
+    (pyinfra's "No changes" for it); present=False deletes it."""
+    why = why_no_incus()
+    if why:
+        pytest.skip(why)
+    web = unique("opsi")
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ORBSTACK_BACKEND"}
+    data = ["--data", f"web={web}", "--data", "orbstack_backend=incus"]
+    deploy = str(HERE / "deploys" / "machine.py")
+    try:
+        first = pyinfra(env, "-vv", "@local", deploy, *data)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert changed_count(first.stdout + first.stderr) == 1
+        assert web in instances()
+        ready = incus("exec", web, "--", "sh", "-c", "systemctl is-system-running; systemd-detect-virt -c; "
+                      "id -un deploy; sudo -n -u deploy sudo -n true && echo sudo-ok")
+        assert ready.stdout.split() == ["running", "lxc", "deploy", "sudo-ok"], ready.stdout + ready.stderr
+        second = pyinfra(env, "@local", deploy, *data)
+        out = second.stdout + second.stderr
+        assert second.returncode == 0 and changed_count(out) == 0, out
+        assert re.search(r"\[@local\] No changes", out), out
+    finally:
+        gone = pyinfra(env, "@local", str(HERE / "deploys" / "teardown.py"), "--data",
+                       f"machines={web}", "--data", "orbstack_backend=incus")
+        assert gone.returncode == 0, gone.stdout + gone.stderr
+        assert changed_count(gone.stdout + gone.stderr) == 1
+    assert web not in instances()
+    assert incus("info", web).returncode != 0

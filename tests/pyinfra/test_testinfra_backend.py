@@ -18,6 +18,7 @@ import warnings
 import paramiko
 import pytest
 import testinfra
+from incusenv import incus_machine
 from testenv import unique
 
 from pytest_orbstack.backends import get_backend
@@ -120,16 +121,30 @@ def machines(latin1, orb, orb_machine):
                                            default_user=True)}
 
 
+def _runs_by_bin_sh_with_stdin_dev_null(host, engine: str) -> None:
+    missing = host.run("no-such-command-here")
+    assert missing.rc == 127, engine
+    assert missing.stderr == "/bin/sh: 1: no-such-command-here: not found\n", engine
+    assert host.run("echo $0").stdout == "/bin/sh\n", engine
+    assert host.check_output("readlink /proc/self/fd/0") == "/dev/null", engine
+    done = host.run("cat")
+    assert (done.rc, done.stdout_bytes) == (0, b""), engine
+    assert host.run("printf %%s %s", "é").stdout_bytes == "é".encode(host.backend.encoding), engine
+
+
 def test_commands_run_by_bin_sh_with_stdin_dev_null_on_both_engines(machines):
     for engine, host in machines.items():
-        missing = host.run("no-such-command-here")
-        assert missing.rc == 127, engine
-        assert missing.stderr == "/bin/sh: 1: no-such-command-here: not found\n", engine
-        assert host.run("echo $0").stdout == "/bin/sh\n", engine
-        assert host.check_output("readlink /proc/self/fd/0") == "/dev/null", engine
-        done = host.run("cat")
-        assert (done.rc, done.stdout_bytes) == (0, b""), engine
-        assert host.run("printf %%s %s", "é").stdout_bytes == "é".encode(host.backend.encoding), engine
+        _runs_by_bin_sh_with_stdin_dev_null(host, engine)
+
+
+def test_commands_run_by_bin_sh_with_stdin_dev_null_on_incus(request, monkeypatch):
+    """The same on an Incus machine (default user), also with one process per command."""
+    engine, name = incus_machine(request, "ti")
+    host = testinfra.get_host(f"orbstack://{name}", engine=engine, default_user=True)
+    _runs_by_bin_sh_with_stdin_dev_null(host, "incus")
+    assert host.check_output("id -un") != "root"
+    monkeypatch.setenv("PYTEST_ORBSTACK_SHELL", "off")
+    _runs_by_bin_sh_with_stdin_dev_null(host, "incus, one process per command")
 
 
 def test_testinfra_modules_agree_across_orbstack_docker_and_ssh(latin1, hosts):

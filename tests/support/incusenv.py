@@ -24,3 +24,28 @@ def why_no_incus() -> str | None:
     if incus("image", "info", IMAGE).returncode != 0:
         return f"no Incus image {IMAGE} (bash scripts/dev.sh incus builds it)"
     return None
+
+
+def incus_machine(request, prefix: str = "inc"):
+    """(IncusBackend, name of a new running debian:bookworm machine) deleted when ``request``'s
+    scope ends; the test skips with :func:`why_no_incus`'s line when Incus cannot be used."""
+    import pytest
+    from testenv import unique
+
+    from pytest_orbstack.backends.incus.backend import IncusBackend
+
+    why = why_no_incus()
+    if why:
+        pytest.skip(why)
+    engine, name = IncusBackend(), unique(prefix)
+    request.addfinalizer(lambda: engine.delete_if_exists(name))  # also after a failed create
+    engine.create(name, "debian:bookworm")
+    return engine, name
+
+
+def instances(session: str | None = None) -> set[str]:
+    """Names of the instances this package made (of ``session`` when given)."""
+    key = f"user.pytest-orbstack.session={session}" if session else "user.pytest-orbstack=1"
+    proc = incus("list", key, "-f", "csv", "-c", "n")
+    assert proc.returncode == 0, proc.stderr
+    return set(proc.stdout.split())

@@ -31,6 +31,7 @@ from pytest_orbstack.backends.docker.commands import (
 )
 from pytest_orbstack.backends.docker.host_limits import boot_failure_hint
 from pytest_orbstack.backends.docker.images import prepared_image
+from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.inputs import check_cloud_init, image_codename
@@ -57,6 +58,11 @@ class DockerBackend(Backend):
         self._users: dict[str, str] = {}  # machine -> default user
         self._frozen: dict[str, tuple[str, dict[str, str]]] = {}  # golden -> its snapshot, labels
         self._known: dict[str, tuple[str, str | None]] = {}  # machine -> (id, its clone image) once inspected
+
+    @classmethod
+    def answers(cls) -> bool:
+        """True if ``docker`` is on PATH and its daemon answers ``docker version``."""
+        return answers(["docker", "version", "--format", "{{.Server.Version}}"], settings.PROBE_TIMEOUT)
 
     def login_command(self, name: str) -> str:
         return f"docker exec -it {shlex.quote(name)} bash -l"
@@ -117,6 +123,7 @@ class DockerBackend(Backend):
         ref = self.prepare(image)
         # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
         check_docker_resources(resources)
+        self.refuse_vm(resources)
         self._run_container(name, ref, {**(labels or {}), **cmd.machine_labels(login, image, resources)})
         with self.cli.removed_on_failure(name):
             # the user is added while systemd boots, in the first readiness probe

@@ -17,16 +17,17 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, AnyStr
 
 from filelock import FileLock
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
-from pytest_orbstack.backends.incus import images
+from pytest_orbstack.backends.incus import images, vm
 from pytest_orbstack.backends.incus.cli import NOT_RUNNING, UNREACHABLE, IncusCLI
 from pytest_orbstack.backends.incus.commands import KEY
+from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import (
     InvalidInput,
@@ -54,6 +55,11 @@ class IncusBackend(Backend):
         self._images: dict[tuple[str, bool], str] = {}  # (image, cloud) -> the Incus image reference
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
+
+    @classmethod
+    def answers(cls) -> bool:
+        """True if ``incus`` is on PATH and its daemon answers (``incus query /1.0``, ~20 ms)."""
+        return answers(["incus", "query", "/1.0"], settings.PROBE_TIMEOUT)
 
     def login_command(self, name: str) -> str:
         return f"incus exec {shlex.quote(name)} -- bash -l"
@@ -89,8 +95,14 @@ class IncusBackend(Backend):
             self._images[image, cloud] = images.image_ref(self.cli, image, cloud, self.notice)
         return self._images[image, cloud]
 
+    def vm_refusal(self) -> str | None:
+        """None when this daemon has its qemu driver, else why not (:func:`.vm.refusal`)."""
+        return vm.refusal(*vm.parse(self.call(vm.server()).stdout, self.call(vm.warnings(), check=False).stdout))
+
     def _check_resources(self, resources: Resources) -> None:
-        """InvalidInput for a disk size on a ``dir`` pool (which cannot limit one)."""
+        """InvalidInput for a VM this daemon cannot run, or a disk size on a ``dir`` pool (which
+        cannot limit one)."""
+        self.refuse_vm(resources)
         if resources.disk_mib is None:
             return
         pool = json.loads(self.call(cmd.storage_driver(POOL)).stdout)
@@ -114,7 +126,8 @@ class IncusBackend(Backend):
         login = cmd.default_login(user)
         user_data = check_cloud_init(cloud_init)
         self._check_resources(resources)
-        ref = self.image_ref(image, cloud=user_data is not None)
+        ref = (cmd.remote_image(image) if resources.vm  # (offline images: containers only)
+               else self.image_ref(image, cloud=user_data is not None))
         config = {**{cmd.key(k): v for k, v in (labels or {}).items()},
                   **cmd.machine_config(login, image, resources)}
         if user_data is not None:
@@ -244,6 +257,10 @@ class IncusBackend(Backend):
             env = {"HOME": home, "USER": login, "LOGNAME": login} if uid else {}
             return [self.incus, *cmd.exec_(name, command, uid=uid, gid=gid, env=env)[1:]]
         return [self.incus, *cmd.exec_(name, cmd.as_user(user, command))[1:]]
+
+    def own_result(self, proc: subprocess.CompletedProcess[AnyStr]) -> subprocess.CompletedProcess[AnyStr]:
+        """Without the line ``incus exec`` adds after exit code 126/127 (:func:`.commands.exit_note`)."""
+        return cmd.without_exit_note(proc)
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
         """The machine stopped (``Instance is not running``) or gone, or the daemon gone,

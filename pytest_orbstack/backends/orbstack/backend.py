@@ -48,6 +48,10 @@ class OrbStackBackend(Backend):
         """True if an ``orbctl`` is on PATH and ``orbctl version`` succeeds."""
         return orbctl_answers()
 
+    def vm_refusal(self) -> str | None:
+        return ("vm=True: OrbStack has no VM per machine (its machines are containers sharing one "
+                "VM's kernel); use --orbstack-backend=incus on a Linux host with KVM and vhost_vsock")
+
     def login_command(self, name: str) -> str:
         return f"orb -m {shlex.quote(name)}"
 
@@ -60,6 +64,7 @@ class OrbStackBackend(Backend):
                resources: Resources = NO_RESOURCES) -> MachineInfo:
         """Create ``name`` (the client refuses distros without systemd and flags this OrbStack
         is too old for) and wait for systemd."""
+        self.refuse_vm(resources)
         created = self.client.create(image, name, user=user, user_data=cloud_init, resources=resources)
         try:
             self.wait_ready(name)
