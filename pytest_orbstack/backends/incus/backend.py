@@ -52,6 +52,7 @@ class IncusBackend(Backend):
                  remote: str | None = None, target: str | None = None) -> None:
         self.cli = IncusCLI(incus, env, remote, target)
         self.incus, self.call, self._error, self.at = incus, self.cli.call, self.cli.error, self.cli.at
+        self.env = self.cli.env  # commands in machines (exec, shells) run with it too
         self._images: dict[str, str] = {}  # image -> the Incus image reference machines start from
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
