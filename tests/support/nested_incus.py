@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,3 +152,41 @@ def make_remote(container: str, remote: str, client: Client) -> Daemon:
         daemon.delete()
         raise
     return daemon
+
+
+def cluster_preseed(member: str, daemon: Daemon, token: str | None = None) -> dict:
+    """The first member (``token`` None) makes the cluster: https on its address, a dir pool,
+    machines' eth0 a macvlan on the member's own eth0, so that machines on every member share the
+    local daemon's bridge (one L2, its DHCP, its dnsmasq answering NAME.orb.local). Another
+    member joins with ``token`` (``incus cluster add``)."""
+    if token is None:
+        return {"config": {"core.https_address": f"{daemon.address}:8443"},
+                "cluster": {"server_name": member, "enabled": True},
+                "storage_pools": [{"name": "default", "driver": "dir"}],
+                "profiles": [{"name": "default", "devices": {
+                    "eth0": {"name": "eth0", "nictype": "macvlan", "parent": "eth0", "type": "nic"},
+                    "root": {"path": "/", "pool": "default", "type": "disk"}}}]}
+    return {"cluster": {"enabled": True, "server_name": member, "server_address": f"{daemon.address}:8443",
+                        "cluster_token": token,
+                        "member_config": [{"entity": "storage-pool", "name": "default", "key": "source",
+                                           "value": ""}]}}
+
+
+def make_cluster(containers: list[str], remote: str, client: Client) -> list[Daemon]:
+    """A cluster of nested daemons (members ``m1``, ``m2``... in ``containers``), its first
+    member added to ``client`` as ``remote``."""
+    daemons = [Daemon(c) for c in containers]
+    try:
+        with ThreadPoolExecutor(len(daemons)) as pool:
+            list(pool.map(lambda d: (d.launch(), d.install()), daemons))
+        first = daemons[0]
+        first.init(cluster_preseed("m1", first))
+        for number, daemon in enumerate(daemons[1:], 2):
+            token = host_exec(first.container, f"incus cluster add m{number} -q").strip()
+            daemon.init(cluster_preseed(f"m{number}", daemon, token))
+        client.add_remote(remote, first)
+    except BaseException:
+        for daemon in daemons:
+            daemon.delete()
+        raise
+    return daemons
