@@ -15,7 +15,7 @@ import time
 
 import pytest
 from incusenv import incus, why_no_incus
-from nested_incus import Client, make_cluster
+from nested_incus import Client, kill_9_mid_test, make_cluster
 
 from pytest_orbstack.backends.incus.backend import IncusBackend
 
@@ -101,3 +101,19 @@ def test_n2_spreads_a_session_over_both_members(client, tmp_path):
                             text=True, timeout=600)
     assert pruned.returncode == 0, pruned.stdout[-3000:]
     assert not {n for n in locations(client) if n.startswith("pto-")}
+
+
+def test_kill_9_leaves_nothing_on_any_member_within_10s(client, tmp_path):
+    """kill -9 of a -n 2 session while each worker's test runs on a machine: the watcher reaps
+    them on the cluster (one listing covers both members)."""
+    env = {**client.env, "PYTEST_ORBSTACK_INCUS_REMOTE": REMOTE, "PYTEST_ORBSTACK_STATE_DIR": str(tmp_path / "state")}
+    seen: dict[str, str] = {}
+
+    def ours() -> dict[str, str]:
+        found = {n: m for n, m in locations(client).items() if n.startswith("pto-")}
+        seen.update(found)
+        return found
+
+    seconds = kill_9_mid_test(tmp_path, env, ours, "-n", "2")
+    print(f"cluster empty {seconds:.1f} s after kill -9; the session had machines on {sorted(set(seen.values()))}")
+    assert seconds < 10, f"machines left on the cluster 10 s after kill -9: {ours()}"

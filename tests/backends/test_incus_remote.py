@@ -6,9 +6,7 @@ The nested daemon, its container and the client configuration are deleted at the
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -16,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from incusenv import incus, why_no_incus
-from nested_incus import Client, make_remote
+from nested_incus import Client, kill_9_mid_test, make_remote
 
 from pytest_orbstack.backends.incus.backend import IncusBackend
 from pytest_orbstack.errors import EngineUnavailable
@@ -111,16 +109,6 @@ KEPT_TEST = """
 def test_kept(orbstack_machine):
     assert orbstack_machine().run("systemd-detect-virt -c").stdout.strip() == "lxc"
 """
-SLOW_TEST = """
-import os, time
-
-def test_running(orbstack_machine):
-    orbstack_machine()
-    open(os.environ["MARK"], "w").write("running")
-    time.sleep(120)
-"""
-
-
 def inner(tmp_path: Path, env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
                            "--orbstack-backend=incus", *args], cwd=tmp_path, env=env, capture_output=True,
@@ -141,25 +129,6 @@ def test_list_and_prune_act_on_the_remote(client, env, tmp_path):
 
 
 def test_kill_9_leaves_nothing_on_the_remote_within_10s(client, env, tmp_path):
-    (tmp_path / "test_slow.py").write_text(SLOW_TEST)
-    mark = tmp_path / "mark"
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                             "--orbstack-backend=incus"], cwd=tmp_path, env={**env, "MARK": str(mark)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 180
-        while not mark.exists():
-            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
-            time.sleep(0.1)
-        assert {n for n in remote_names(client) if n.startswith("pto-")}, "no machine on the remote"
-        os.killpg(proc.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-    while {n for n in remote_names(client) if n.startswith("pto-")} and time.monotonic() - killed < 10:
-        time.sleep(0.5)
-    left = {n for n in remote_names(client) if n.startswith("pto-")}
-    print(f"remote empty {time.monotonic() - killed:.1f} s after kill -9")
-    assert left == set(), f"left {time.monotonic() - killed:.1f} s after kill -9: {left}"
+    seconds = kill_9_mid_test(tmp_path, env, lambda: {n for n in remote_names(client) if n.startswith("pto-")})
+    print(f"remote empty {seconds:.1f} s after kill -9")
+    assert seconds < 10, f"machines left on the remote 10 s after kill -9: {remote_names(client)}"

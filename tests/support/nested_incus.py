@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -190,3 +192,41 @@ def make_cluster(containers: list[str], remote: str, client: Client) -> list[Dae
             daemon.delete()
         raise
     return daemons
+
+
+SLOW_TESTS = """
+import os, time
+import pytest
+
+@pytest.mark.parametrize("i", range(2))
+def test_running(orbstack_machine, i):
+    orbstack_machine()
+    open(os.environ["MARK"] + str(i), "w").write("running")
+    time.sleep(120)
+"""
+
+
+def kill_9_mid_test(workdir: Path, env: dict[str, str], ours, *args: str) -> float:
+    """Start a session of two tests (``args``: ``-n 2`` for one per worker) whose machines are on
+    the remote, kill -9 its process group once both tests run, and return the seconds until
+    ``ours()`` (the session's machines on the remote) is empty, 10 at most."""
+    (workdir / "test_slow.py").write_text(SLOW_TESTS)
+    mark = workdir / "mark"
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                             "--orbstack-backend=incus", *args], cwd=workdir, env={**env, "MARK": str(mark)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not (Path(f"{mark}0").exists() and (Path(f"{mark}1").exists() or "-n" not in args)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.1)
+        assert ours(), "no machine on the remote"
+        os.killpg(proc.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    while ours() and time.monotonic() - killed < 10:
+        time.sleep(0.5)
+    return time.monotonic() - killed
