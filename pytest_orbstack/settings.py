@@ -8,6 +8,7 @@ package reads ``os.environ`` but this one; the README's table of variables is ch
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -23,10 +24,16 @@ VARIABLES = {
     "PYTEST_ORBSTACK_DEBIAN_MIRROR": "the mirror debootstrap builds Debian base images from "
                                      "(default `http://deb.debian.org/debian`)",
     "PYTEST_ORBSTACK_SCRATCH_DIR": "where debootstrap's tree is built (default `/var/tmp`)",
+    "PYTEST_ORBSTACK_INCUS_REMOTE": "the `incus remote` (added and trusted beforehand) the incus engine "
+                                    "makes its machines on (default: the local daemon)",
+    "PYTEST_ORBSTACK_INCUS_TARGET": "the cluster member the incus engine puts machines on (default: the "
+                                    "cluster's scheduler places them)",
     "DOCKER_HOST": "the Docker engine to use (Docker's own variable; default: the local socket)",
     "USER": "a Docker machine's default user when none is given (unless root; else `dev`)",
     "PATH": "where `orbctl` and `docker` are found",
 }
+
+INCUS_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # an Incus remote's or cluster member's name
 
 # -- timeout defaults, seconds -------------------------------------------------------------
 CALL_TIMEOUT = 120.0  # one engine control call (docker run/rm/inspect, orbctl list...)
@@ -114,6 +121,25 @@ def scratch_dir() -> str:
 def docker_host(env: Mapping[str, str] | None = None) -> str:
     """``$DOCKER_HOST`` of ``env`` (an engine's environment), else of this process; "" if unset."""
     return _get("DOCKER_HOST", env=env)
+
+
+def _incus_name(variable: str, value: str) -> str:
+    if value and not INCUS_NAME_RE.match(value):
+        raise InvalidInput(f"{variable}={value!r}: expected the name of an Incus remote or cluster member "
+                           "(letters, digits, '.', '_', '-')")
+    return value
+
+
+def incus_remote(env: Mapping[str, str] | None = None) -> str:
+    """``$PYTEST_ORBSTACK_INCUS_REMOTE`` of ``env``, else of this process: the name of an
+    ``incus remote`` the Incus engine addresses as ``REMOTE:NAME``; "" (the default remote) if unset."""
+    return _incus_name("PYTEST_ORBSTACK_INCUS_REMOTE", _get("PYTEST_ORBSTACK_INCUS_REMOTE", env=env))
+
+
+def incus_target(env: Mapping[str, str] | None = None) -> str:
+    """``$PYTEST_ORBSTACK_INCUS_TARGET``: the cluster member new machines are pinned to
+    (``--target``); "" (the cluster's scheduler places them) if unset."""
+    return _incus_name("PYTEST_ORBSTACK_INCUS_TARGET", _get("PYTEST_ORBSTACK_INCUS_TARGET", env=env))
 
 
 def search_path(env: Mapping[str, str] | None = None) -> str:

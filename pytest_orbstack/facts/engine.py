@@ -10,6 +10,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as docker_commands
 from pytest_orbstack.backends.docker.commands import parse_inspect
 from pytest_orbstack.backends.incus import commands as incus_commands
@@ -47,7 +48,7 @@ class OrbStackMachines(FactBase):
         if _engine(engine) in DOCKERS:
             return "echo docker; " + shlex.join(DOCKERS[engine].list_machines())
         if engine == "incus":
-            return "echo incus; " + shlex.join(incus_commands.list_machines())
+            return "echo incus; " + shlex.join(incus_commands.list_machines(settings.incus_remote()))
         return "echo orbstack; " + shlex.join(orbstack_commands.list_machines())
 
     def process(self, output: list[str]) -> list[dict[str, Any]]:
@@ -79,7 +80,8 @@ class OrbStackMachine(FactBase):
             inspect = shlex.join(DOCKERS[engine].inspect(name, fmt="{{json .}}"))
             return f"echo docker; {inspect} 2>/dev/null || echo null"
         if engine == "incus":
-            return f"echo incus; {shlex.join(incus_commands.info(name))} 2>/dev/null || echo null"
+            info = shlex.join(incus_commands.info(name, settings.incus_remote()))
+            return f"echo incus; {info} 2>/dev/null || echo null"
         listing = shlex.join(orbstack_commands.list_names())
         info = shlex.join(orbstack_commands.info(name))
         return f"echo orbstack; if {listing} | grep -qxF {shlex.quote(name)}; then {info}; else echo null; fi"

@@ -32,6 +32,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationError, OperationValueError, StringCommand, operation
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker import commands as docker_commands
@@ -61,6 +62,12 @@ def _engine() -> Backend:
 def _commands(engine: Backend) -> ModuleType:
     return {"docker": docker_commands, "incus": incus_commands,
             "podman": podman_commands}.get(engine.name, orbstack_commands)
+
+
+def _on(engine: Backend, machine: str) -> str:
+    """``machine`` as the engine's own commands name it: ``REMOTE:NAME`` on an Incus remote
+    (``$PYTEST_ORBSTACK_INCUS_REMOTE``)."""
+    return incus_commands.at(settings.incus_remote(), machine) if engine.name == "incus" else machine
 
 
 def _valid(check: Any, *args: Any, **kwargs: Any) -> Any:
@@ -154,7 +161,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
     current = host.get_fact(OrbStackMachine, machine=machine, engine=engine.name)
     if not present:
         if current is not None:
-            yield _command(cmds.delete(machine))
+            yield _command(cmds.delete(_on(engine, machine)))
         else:
             host.noop(f"machine {machine} does not exist")
         return
@@ -167,14 +174,14 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         _valid(engine.refuse_vm, resources)
         yield from _create(engine, image, machine, user, arch, cloud_init, labels or {}, resources)
         if not running:
-            yield _command(cmds.stop(machine))
+            yield _command(cmds.stop(_on(engine, machine)))
         return
     is_running = current["state"] == "running"
     if running and not is_running:
-        yield _command(cmds.start(machine))
-        yield _command(cmds.ready(machine))
+        yield _command(cmds.start(_on(engine, machine)))
+        yield _command(cmds.ready(_on(engine, machine)))
     elif not running and is_running:
-        yield _command(cmds.stop(machine))
+        yield _command(cmds.stop(_on(engine, machine)))
     else:
         host.noop(f"machine {machine} is {current['state']}")
 
@@ -201,7 +208,7 @@ def clone(source: str, machine: str, running: bool = True) -> Commands:
         return
     yield FunctionCommand(_docker_clone, (engine, source, machine), {})
     if not running:
-        yield _command(_commands(engine).stop(machine))
+        yield _command(_commands(engine).stop(_on(engine, machine)))
 
 
 def _docker_clone(engine: Backend, source: str, machine: str) -> None:
@@ -227,7 +234,7 @@ def rename(old: str, new: str) -> Commands:
     if old_info is None and new_info is not None:
         host.noop(f"machine {new} exists")
         return
-    yield _command(_commands(engine).rename(old, new))
+    yield _command(_commands(engine).rename(_on(engine, old), _on(engine, new)))
 
 
 @operation()

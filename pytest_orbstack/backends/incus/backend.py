@@ -45,13 +45,17 @@ POOL = "default"
 
 
 class IncusBackend(Backend):
-    """Machines as system containers of the local Incus daemon (``env`` extends this process's environment)."""
+    """Machines as system containers of an Incus daemon: the local one, or ``remote``'s (an
+    ``incus remote``; default ``$PYTEST_ORBSTACK_INCUS_REMOTE``), where every argv names
+    ``REMOTE:NAME`` (:class:`.cli.IncusCLI`). ``env`` extends this process's environment."""
 
     name = "incus"
 
-    def __init__(self, incus: str = "incus", env: dict[str, str] | None = None) -> None:
-        self.cli = IncusCLI(incus, env)
-        self.incus, self.call, self._error = incus, self.cli.call, self.cli.error
+    def __init__(self, incus: str = "incus", env: dict[str, str] | None = None,
+                 remote: str | None = None, target: str | None = None) -> None:
+        self.cli = IncusCLI(incus, env, remote, target)
+        self.incus, self.call, self._error, self.at = incus, self.cli.call, self.cli.error, self.cli.at
+        self.env = self.cli.env  # commands in machines (exec, shells) run with it too
         self._images: dict[tuple[str, bool], str] = {}  # (image, cloud) -> the Incus image reference
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
@@ -62,15 +66,15 @@ class IncusBackend(Backend):
         return answers(["incus", "query", "/1.0"], settings.PROBE_TIMEOUT)
 
     def login_command(self, name: str) -> str:
-        return f"incus exec {shlex.quote(name)} -- bash -l"
+        return f"incus exec {shlex.quote(self.at(name))} -- bash -l"
 
     def start_command(self, name: str) -> str:
-        return f"incus start {shlex.quote(name)}"
+        return f"incus start {shlex.quote(self.at(name))}"
 
     def _query(self, name: str) -> dict[str, Any]:
         """The instance ``name`` with state and snapshots; MachineNotFound unless this package
         made it."""
-        proc = self.call(cmd.info(validate_machine_name(name)), ok=("not found",))
+        proc = self.call(cmd.info(validate_machine_name(name), self.cli.remote), ok=("not found",))
         data = json.loads(proc.stdout) if proc.returncode == 0 else {}
         if (data.get("config") or {}).get(KEY) != "1":
             raise MachineNotFound(f"machine not found: {name!r}")
@@ -83,7 +87,7 @@ class IncusBackend(Backend):
             yield
         except BaseException:
             try:
-                self.call(cmd.delete(name), check=False)
+                self.call(cmd.delete(self.at(name)), check=False)
             except MachineError:
                 pass  # the original error matters more
             raise
@@ -105,7 +109,7 @@ class IncusBackend(Backend):
         self.refuse_vm(resources)
         if resources.disk_mib is None:
             return
-        pool = json.loads(self.call(cmd.storage_driver(POOL)).stdout)
+        pool = json.loads(self.call(cmd.storage_driver(POOL, self.cli.remote)).stdout)
         if pool.get("driver") == "dir":
             raise InvalidInput(f"disk= needs an Incus storage pool that limits sizes (btrfs, zfs, lvm); "
                                f"pool {POOL!r} is dir: PYTEST_ORBSTACK_INCUS_POOL_DRIVER=btrfs bash "
@@ -132,12 +136,13 @@ class IncusBackend(Backend):
                   **cmd.machine_config(login, image, resources)}
         if user_data is not None:
             config[cmd.USER_DATA] = Path(user_data).read_text()
-        proc = self.call(cmd.launch(name, ref, config, resources), check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
+        proc = self.call(cmd.launch(self.at(name), ref, config, resources, self.cli.target), check=False,
+                         timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             error = self._error(proc)
             if isinstance(error, MachineExists):
                 raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
-            self.call(cmd.delete(name), check=False)
+            self.call(cmd.delete(self.at(name)), check=False)
             if ref.startswith("images:"):
                 raise UnknownImage(f"image {image!r}: incus launch {ref} failed: {_last_line(proc.stderr)}",
                                    stderr=proc.stderr)
@@ -164,16 +169,16 @@ class IncusBackend(Backend):
             snap = self._snapshot(source, data, session_keys) if frozen_source else None
         own = {cmd.key(k): v for k, v in (labels or {}).items()}
         dropped = {k: "" for k in session_keys if k not in own}  # the source's session is not the clone's
-        proc = self.call(cmd.copy(source, name, {**dropped, **own}, snap), check=False,
-                         timeout=settings.INCUS_CREATE_TIMEOUT)
+        proc = self.call(cmd.copy(self.at(source), self.at(name), {**dropped, **own}, snap, self.cli.target),
+                         check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             error = self._error(proc)
             if isinstance(error, MachineExists):
                 raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
-            self.call(cmd.delete(name), check=False)
+            self.call(cmd.delete(self.at(name)), check=False)
             raise error
         with self._deleted_on_failure(name):
-            self.call(cmd.start(name))
+            self.call(cmd.start(self.at(name)))
             self.wait_ready(name)
             return self.info(name)
 
@@ -181,19 +186,19 @@ class IncusBackend(Backend):
         """The golden machine's snapshot, made once (a file lock spans processes)."""
         if cmd.SNAPSHOT not in {s["name"] for s in data.get("snapshots") or []}:
             with FileLock(lock_path(f"incus-snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
-                self.call(cmd.snapshot(source), ok=("already exists",), timeout=settings.INCUS_CREATE_TIMEOUT)
+                self.call(cmd.snapshot(self.at(source)), ok=("already exists",), timeout=settings.INCUS_CREATE_TIMEOUT)
         self._frozen[source] = session_keys
         return cmd.SNAPSHOT
 
     def start(self, name: str) -> None:
         self._query(name)
-        self.call(cmd.start(name))
+        self.call(cmd.start(self.at(name)))
         self.wait_ready(name)
 
     def stop(self, name: str) -> None:
         self._query(name)
         self.close_shells(name)
-        self.call(cmd.stop(name), timeout=settings.INCUS_STOP_TIMEOUT)
+        self.call(cmd.stop(self.at(name)), timeout=settings.INCUS_STOP_TIMEOUT)
 
     def delete(self, name: str) -> None:
         """Delete ``name`` (running or not) with its snapshots; MachineNotFound if absent."""
@@ -201,7 +206,7 @@ class IncusBackend(Backend):
         self.close_shells(name)
         self._users.pop(name, None)
         self._frozen.pop(name, None)
-        self.call(cmd.delete(name), timeout=settings.INCUS_DELETE_TIMEOUT)
+        self.call(cmd.delete(self.at(name)), timeout=settings.INCUS_DELETE_TIMEOUT)
         remove_lock(f"incus-snapshot-{name}")
 
     def rename(self, old: str, new: str) -> None:
@@ -210,7 +215,7 @@ class IncusBackend(Backend):
         validate_machine_name(new)
         self.close_shells(old)
         self._users.pop(old, None)
-        self.call(cmd.rename(old, new))
+        self.call(cmd.rename(self.at(old), self.at(new)))
 
     def info(self, name: str) -> MachineInfo:
         info = cmd.parse_instance(self._query(name))
@@ -218,7 +223,7 @@ class IncusBackend(Backend):
         return info
 
     def list(self) -> builtins.list[EngineMachine]:
-        items = json.loads(self.call(cmd.list_machines()).stdout or "[]")
+        items = json.loads(self.call(cmd.list_machines(self.cli.remote)).stdout or "[]")
         infos = (cmd.parse_instance(item) for item in items)
         return sorted((i.machine for i in infos if i is not None), key=lambda m: m.name)
 
@@ -251,12 +256,12 @@ class IncusBackend(Backend):
         validate_machine_name(name)
         command = in_workdir(command, workdir) if workdir else command
         if user == "root":
-            return [self.incus, *cmd.exec_(name, command)[1:]]
+            return [self.incus, *cmd.exec_(self.at(name), command)[1:]]
         login, uid, gid, home = self._user(name)
         if user is None or user == login:
             env = {"HOME": home, "USER": login, "LOGNAME": login} if uid else {}
-            return [self.incus, *cmd.exec_(name, command, uid=uid, gid=gid, env=env)[1:]]
-        return [self.incus, *cmd.exec_(name, cmd.as_user(user, command))[1:]]
+            return [self.incus, *cmd.exec_(self.at(name), command, uid=uid, gid=gid, env=env)[1:]]
+        return [self.incus, *cmd.exec_(self.at(name), cmd.as_user(user, command))[1:]]
 
     def own_result(self, proc: subprocess.CompletedProcess[AnyStr]) -> subprocess.CompletedProcess[AnyStr]:
         """Without the line ``incus exec`` adds after exit code 126/127 (:func:`.commands.exit_note`)."""
@@ -278,7 +283,7 @@ class IncusBackend(Backend):
     def logs(self, name: str) -> str:
         """The container's console log, and when running the boot journal and the cloud-init output."""
         running = self._query(name).get("status") == "Running"
-        parts = [self.call(cmd.console_log(name), check=False).stdout]
+        parts = [self.call(cmd.console_log(self.at(name)), check=False).stdout]
         if running:
             log = cmd.CLOUD_INIT_LOG
             parts.append(self.run(name, f"journalctl -b --no-pager -n 300 2>&1; if [ -s {log} ]; then "
@@ -288,7 +293,7 @@ class IncusBackend(Backend):
     def wait_ready(self, name: str, timeout: float = settings.BOOT_TIMEOUT, *, setup: str | None = None) -> str:
         """Wait for systemd in ``name`` (running or degraded), running ``setup`` (the default
         user's, :func:`.commands.user_setup`) first and recording that user's ids."""
-        proc = self.call(cmd.ready(name, int(timeout), setup), check=False, timeout=timeout + 30)
+        proc = self.call(cmd.ready(self.at(name), int(timeout), setup), check=False, timeout=timeout + 30)
         if proc.returncode != 0 and (proc.stderr.strip() == NOT_RUNNING or "not found" in proc.stderr):
             raise MachineError(f"machine {name} stopped while booting: {_last_line(proc.stderr)}")
         if setup is not None:
@@ -297,7 +302,7 @@ class IncusBackend(Backend):
             if done is None or len(done) != 4:
                 raise MachineError(f"default user setup failed in {name}: {_last_line(proc.stderr)}",
                                    stderr=proc.stderr)
-            self.call(cmd.config_set(name, {f"{KEY}.uid": done[1], f"{KEY}.gid": done[2],
+            self.call(cmd.config_set(self.at(name), {f"{KEY}.uid": done[1], f"{KEY}.gid": done[2],
                                             f"{KEY}.home": done[3]}))
         words = proc.stdout.split()
         if words and words[-1] in READY_STATES:

@@ -1,26 +1,38 @@
-"""The ``incus`` command line as the Incus backend calls it: its binary and environment, and
-the one mapping of its failures to typed errors."""
+"""The ``incus`` command line as the Incus backend calls it: its binary, environment, remote and
+cluster member, and the one mapping of its failures to typed errors."""
 
 from __future__ import annotations
 
 import subprocess
 
 from pytest_orbstack import settings
+from pytest_orbstack.backends.incus.commands import at
 from pytest_orbstack.backends.process import last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 
 ERRORS = (("Instance not found", MachineNotFound), ("already exists", MachineExists),
           ("UNIQUE constraint failed", MachineExists))
-UNREACHABLE = ("unix.socket", "connection refused", "Failed to connect")
+UNREACHABLE = ("unix.socket", "connection refused", "Failed to connect", "no route to host",
+               "i/o timeout", "connection reset", 'The remote "')  # the last: not in the client's config
 NOT_RUNNING = "Error: Instance is not running"
 
 
 class IncusCLI:
-    """``incus`` (``env`` extends this process's environment)."""
+    """``incus`` (``env`` extends this process's environment) addressing ``remote`` (an
+    ``incus remote`` name; default ``$PYTEST_ORBSTACK_INCUS_REMOTE``, "" the client's default
+    remote) and putting new machines on cluster member ``target`` (default
+    ``$PYTEST_ORBSTACK_INCUS_TARGET``, "" the scheduler's choice)."""
 
-    def __init__(self, incus: str = "incus", env: dict[str, str] | None = None) -> None:
+    def __init__(self, incus: str = "incus", env: dict[str, str] | None = None,
+                 remote: str | None = None, target: str | None = None) -> None:
         self.incus = incus
         self.env = settings.child_env(env) if env else None
+        self.remote = settings.incus_remote(env) if remote is None else remote
+        self.target = (settings.incus_target(env) if target is None else target) or None
+
+    def at(self, name: str) -> str:
+        """``name`` as this CLI addresses it: ``REMOTE:NAME`` on a remote."""
+        return at(self.remote, name)
 
     def call(self, argv: list[str], *, timeout: float | None = None, check: bool = True,
              ok: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
@@ -37,7 +49,8 @@ class IncusCLI:
     def error(self, proc: subprocess.CompletedProcess[str]) -> MachineError:
         """The typed error of a failed ``incus`` call."""
         if any(s in proc.stderr for s in UNREACHABLE):
-            return EngineUnavailable(f"incus daemon not answering: {last_line(proc.stderr)} "
-                                     "(start it: bash scripts/dev.sh incus)",
-                                     stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
+            where = (f"incus remote {self.remote} not answering: {last_line(proc.stderr)} (check "
+                     f"`incus info {self.remote}:`; docs/scale.md)" if self.remote else
+                     f"incus daemon not answering: {last_line(proc.stderr)} (start it: bash scripts/dev.sh incus)")
+            return EngineUnavailable(where, stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)

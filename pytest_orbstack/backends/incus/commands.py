@@ -34,6 +34,12 @@ ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 INHERITED = ("user", "uid", "gid", "home", "image", "resources")
 
 
+def at(remote: str, name: str) -> str:
+    """``name`` (an instance, an image alias, an API path) on Incus remote ``remote``:
+    ``REMOTE:NAME``, or ``name`` itself for the client's default remote (``remote`` "")."""
+    return f"{remote}:{name}" if remote else name
+
+
 def key(label: str) -> str:
     """The config key of a label: ``pytest-orbstack.session`` -> ``user.pytest-orbstack.session``."""
     return f"user.{label}"
@@ -95,19 +101,25 @@ def _config_flags(config: Mapping[str, str]) -> list[str]:
     return [a for k, v in config.items() for a in ("-c", f"{k}={v}")]
 
 
+def _target_flag(target: str | None) -> list[str]:
+    return ["--target", target] if target else []
+
+
 def launch(machine: str, image_ref: str, config: Mapping[str, str],
-           resources: Resources = NO_RESOURCES) -> list[str]:
+           resources: Resources = NO_RESOURCES, target: str | None = None) -> list[str]:
     """Create and start ``machine`` from image ``image_ref`` with ``config``: a virtual machine
-    (``--vm``) when ``resources.vm``, else a system container."""
+    (``--vm``) when ``resources.vm``, else a system container; on cluster member ``target``, else
+    where the cluster's scheduler places it."""
     return [INCUS, "launch", image_ref, machine, *(["--vm"] if resources.vm else []),
-            *_config_flags(config), *root_device(resources)]
+            *_config_flags(config), *root_device(resources), *_target_flag(target)]
 
 
-def copy(source: str, target: str, config: Mapping[str, str], snapshot: str | None = None) -> list[str]:
-    """Copy ``source`` (or its ``snapshot``) to a new, stopped ``target``; ``config`` overrides
-    the copied keys (an empty value drops a key)."""
+def copy(source: str, target: str, config: Mapping[str, str], snapshot: str | None = None,
+         member: str | None = None) -> list[str]:
+    """Copy ``source`` (or its ``snapshot``) to a new, stopped ``target`` (on cluster member
+    ``member``); ``config`` overrides the copied keys (an empty value drops a key)."""
     ref = f"{source}/{snapshot}" if snapshot else source
-    return [INCUS, "copy", ref, target, *_config_flags(config)]
+    return [INCUS, "copy", ref, target, *_config_flags(config), *_target_flag(member)]
 
 
 def snapshot(machine: str, name: str = SNAPSHOT) -> list[str]:
@@ -132,22 +144,22 @@ def rename(old: str, new: str) -> list[str]:
     return [INCUS, "rename", old, new]
 
 
-def info(machine: str) -> list[str]:
-    """The instance with its state and snapshots, as JSON."""
-    return [INCUS, "query", f"/1.0/instances/{machine}?recursion=1"]
+def info(machine: str, remote: str = "") -> list[str]:
+    """The instance (on ``remote``) with its state, snapshots and cluster member, as JSON."""
+    return [INCUS, "query", at(remote, f"/1.0/instances/{machine}?recursion=1")]
 
 
-def list_machines() -> list[str]:
-    """Every instance this package made, with its state, as a JSON list."""
-    return [INCUS, "list", "--format", "json", f"{KEY}=1"]
+def list_machines(remote: str = "") -> list[str]:
+    """Every instance this package made (on ``remote``), with its state, as a JSON list."""
+    return [INCUS, "list", *([at(remote, "")] if remote else []), "--format", "json", f"{KEY}=1"]
 
 
 def config_set(machine: str, config: Mapping[str, str]) -> list[str]:
     return [INCUS, "config", "set", machine, *(f"{k}={v}" for k, v in config.items())]
 
 
-def storage_driver(pool: str) -> list[str]:
-    return [INCUS, "query", f"/1.0/storage-pools/{pool}"]
+def storage_driver(pool: str, remote: str = "") -> list[str]:
+    return [INCUS, "query", at(remote, f"/1.0/storage-pools/{pool}")]
 
 
 def image_info(alias: str) -> list[str]:

@@ -42,12 +42,16 @@ def image_ref(cli: IncusCLI, image: str, cloud: bool = False,
     built offline when neither this daemon nor the image server has it; UnknownImage saying
     why each way failed."""
     alias = cmd.image_alias(image, cloud)
-    if has_image(cli, alias) is None:
-        return alias
+    if has_image(cli, cli.at(alias)) is None:
+        return cli.at(alias)
     remote = cmd.remote_image(image, cloud)
     unreachable = has_image(cli, remote, REMOTE_TIMEOUT)
     if unreachable is None:
         return remote
+    if cli.remote:
+        raise UnknownImage(f"image {image!r} is not on incus remote {cli.remote}: no {alias} there and "
+                           f"{remote} failed ({unreachable}); copy it there once: incus image copy "
+                           f"{alias} {cli.remote}: --copy-aliases (docs/scale.md)")
     distro, codename = image_codename(image)
     with FileLock(lock_path(f"incus-image-{alias.replace('/', '-')}"), timeout=settings.BASE_IMAGE_LOCK_WAIT):
         if has_image(cli, alias) is not None:
