@@ -77,25 +77,17 @@ from emu_facts import E
 from emu_files import cmd_pull, cmd_push, cmd_run
 from emu_guest import boot_setup
 from emu_machines import (
-    HASH,
     LBL,
     NAME_RE,
-    NETWORK,
-    RELAY,
     RESERVED,
     STATUS_CODES,
     Fail,
     check_new_name,
-    cname,
     console_log,
-    container_args,
     default_machine,
-    docker,
-    drop_network_if_unused,
-    ensure_network,
+    execute,
     find,
     forget,
-    join_relay,
     labels,
     load_state,
     locked,
@@ -111,6 +103,7 @@ from emu_machines import (
     start_machine,
     update_state,
 )
+from emu_substrate import substrate
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -138,14 +131,9 @@ def cmd_info(argv):
     if os.environ.get("ORBCTL_EMULATOR_INFO_SHAPE") == "flat":
         doc = dict(rec)
     else:
-        doc = {"record": rec, "disk_size": c.get("SizeRootFs")}
+        doc = {"record": rec, "disk_size": c["size"]}
     if running(c):
-        nets = c["NetworkSettings"]["Networks"] or {}
-        net = nets.get(NETWORK) or next(iter(nets.values()), {})
-        if net.get("IPAddress"):
-            doc["ip4"] = net["IPAddress"]
-        if net.get("GlobalIPv6Address"):
-            doc["ip6"] = net["GlobalIPv6Address"]
+        doc.update({k: c[k] for k in ("ip4", "ip6") if c[k]})
     if a.format == "json":
         print(json.dumps(doc))
         return
@@ -179,7 +167,7 @@ def cmd_delete(argv):
     with locked():
         for c in targets:
             remove_machine(c)
-        drop_network_if_unused()
+        substrate.drop_home_if_unused()
     update_state(lambda s: [forget(s, name_of(c)) for c in targets])
 
 
@@ -203,13 +191,13 @@ def cmd_lifecycle(verb):
         if not names:  # real OrbStack starts/stops itself (stop: ALL machines). Clients never do this.
             if verb == "stop":
                 for c in filter(running, machines()):
-                    docker("stop", c["Id"])
+                    substrate.stop(c)
             set_status("Running" if verb != "stop" else "Stopped")
             return
         targets = [find(n) for n in dict.fromkeys(names)]
         for c in targets:
             if verb in ("stop", "restart") and running(c):
-                docker("stop", c["Id"])
+                substrate.stop(c)
             if verb in ("start", "restart"):
                 start_machine(find(name_of(c)))
     return run
@@ -221,15 +209,8 @@ def cmd_clone(argv):
     check_new_name("clone", a.new)
     lbls = {**labels(src), f"{LBL}.id": new_id(), f"{LBL}.clone": "1",
             **({f"{LBL}.uts": "bad"} if len(a.new) > 64 else {})}  # made; its start fails (SRC)
-    image = f"orbemu-clone-{HASH}:{lbls[LBL + '.id'].lower()}"
-    docker("commit", src["Id"], image)
-    try:
-        with locked():
-            ensure_network()
-            join_relay(docker("create", *container_args(a.new, lbls, image)).stdout.strip(), a.new)
-    except Fail:
-        docker("rmi", image, check=False)
-        raise
+    with locked():
+        substrate.clone(src, a.new, lbls)
     inherited = {k.replace(f"machine.{a.old}.", f"machine.{a.new}.", 1): v  # G-probe: settings inherited
                  for k, v in load_state().get("config", {}).items() if k.startswith(f"machine.{a.old}.")}
     if inherited:
@@ -247,13 +228,9 @@ def cmd_rename(argv):
     check_new_name("rename", a.new)
     if len(a.new) > 64:
         raise Fail(E + facts.UTS_FAILED)
-    docker("rename", c["Id"], cname(a.new))
+    substrate.rename(c, a.new)
     if running(c):
-        boot_setup(docker, c["Id"], a.new, bool(labels(c).get(LBL + ".isolated")))
-    for net in (NETWORK, RELAY):
-        docker("network", "disconnect", net, c["Id"], check=False)
-    docker("network", "connect", "--alias", a.new, NETWORK, c["Id"])
-    join_relay(c["Id"], a.new)
+        boot_setup(execute, c["Id"], a.new, bool(labels(c).get(LBL + ".isolated")))
     update_state(lambda s: forget(s, a.old, a.new))
 
 
@@ -261,8 +238,7 @@ def cmd_logs(argv):
     a = parse("logs", argv, "name", "-a/--all!")
     try:  # SRC cmd/logs.go: an error is printed on stdout (red.Println), the exit status stays 0
         c = find(a.name)
-        proc = docker("logs", c["Id"], check=False)
-        sys.stdout.write(proc.stdout + proc.stderr)
+        sys.stdout.write(substrate.logs(c))
         if console_log(c).exists():
             sys.stdout.write(console_log(c).read_text(errors="replace"))
     except Fail as exc:
