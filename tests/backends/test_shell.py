@@ -1,5 +1,6 @@
 """The persistent shell (pytest_orbstack/backends/shell.py) is exactly as correct as one engine
-process per command, on both engines (OrbStack through the orbctl emulator): the same bytes,
+process per command, on both engines (OrbStack through the orbctl emulator, on Docker and on
+Incus LXC containers, the latter skipped in one line where Incus is unusable): the same bytes,
 streams and exit codes as ``PYTEST_ORBSTACK_SHELL=off``, no state left by one command for the
 next, timeouts that kill only that command, 100 MB each way, threads and gevent's greenlets, a
 new shell after one dies, and the shells closed with their machine.
@@ -41,9 +42,10 @@ SAME_AS_ONE_PROCESS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["docker", "orbstack"])
+@pytest.fixture(scope="module", params=["docker", "orbstack", "orbstack-on-incus"])
 def machine(request):
-    """(engine, machine name, user) on each engine: Docker directly, OrbStack via the emulator."""
+    """(engine, machine name) on each engine: Docker directly, OrbStack via the emulator (on
+    Docker, and on Incus)."""
     if request.param == "docker":
         engine = DockerBackend()
         name = unique("sh")
@@ -51,7 +53,13 @@ def machine(request):
         engine.create(name, "debian:bookworm")
         return engine, name
     request.getfixturevalue("orbctl_path")
-    return OrbStackBackend(), request.getfixturevalue("orb_machine")
+    if request.param == "orbstack":
+        return OrbStackBackend(), request.getfixturevalue("orb_machine")
+    request.getfixturevalue("orbctl_on_incus")
+    engine, name = OrbStackBackend(), unique("sh")
+    request.addfinalizer(lambda: engine.delete_if_exists(name))
+    engine.create(name, "debian:bookworm")
+    return engine, name
 
 
 def test_a_command_runs_in_its_workdir_or_fails_when_there_is_none(machine):

@@ -56,6 +56,10 @@ def exec_argv(handle: str, user: str, tty: bool) -> list[str]:
     return [DOCKER, "exec", "-i", *(["-t"] if tty else []), "-u", user, handle]
 
 
+def replace_process(argv: list[str]) -> None:
+    os.execvp(argv[0], argv)
+
+
 def machine(c: dict) -> dict:
     """A machine from ``docker inspect``'s record."""
     nets = c["NetworkSettings"]["Networks"] or {}

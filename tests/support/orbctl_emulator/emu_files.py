@@ -93,7 +93,7 @@ def cmd_run(argv):
         command = ["sh", "-c", cd + 'exec "$@"', "sh", *command]
     sys.stdout.flush()
     try:
-        os.execvp(args[0], [*args, *command])
+        substrate.replace_process([*args, *command])
     except FileNotFoundError:
         raise Fail(f"{substrate.NAME.capitalize()} is unavailable: {args[0]!r} not found "
                    f"(the orbctl emulator needs it)")

@@ -63,13 +63,55 @@ def as_user(user: str | None, argv: list[str]) -> list[str]:
     return argv if user in (None, "root", "0") else ["sh", "-c", AS_USER, "sh", str(user), *argv]
 
 
+# Without a terminal, ``incus exec`` starts the command in incusd's own process group (pgid 0 in
+# the machine): in a privileged machine ``kill 0`` would end incusd. ``setsid`` (no fork: the
+# command is not a group leader) gives it its own session, as a terminal session has.
+SETSID = ["setsid", "-w"]
+
+
 def execute(handle: str, argv: list[str], user: str | None = None, input=None, binary: bool = False,
             check: bool = False):
-    return incus("exec", "-T", handle, "--", *as_user(user, argv), input=input, binary=binary, check=check)
+    return incus("exec", "-T", handle, "--", *SETSID, *as_user(user, argv), input=input, binary=binary,
+                 check=check)
 
 
 def exec_argv(handle: str, user: str, tty: bool) -> list[str]:
-    return [INCUS, "--project", PROJECT, "exec", "-t" if tty else "-T", handle, "--", *as_user(user, [])]
+    return [INCUS, "--project", PROJECT, "exec", "-t" if tty else "-T", handle, "--",
+            *([] if tty else SETSID), *as_user(user, [])]
+
+
+NOT_FOUND_LINE = b"Error: Command not found\n"  # incus exec's own, after a command's exit status 127
+
+
+def replace_process(argv: list[str]) -> None:
+    """Become ``argv`` (``incus exec``), its stderr passed through a forked filter that drops
+    the client's own last line :data:`NOT_FOUND_LINE` (OrbStack prints no such line)."""
+    read_end, write_end = os.pipe()
+    if os.fork() == 0:
+        os.close(write_end)
+        filter_stderr(read_end)
+        os._exit(0)
+    os.close(read_end)
+    os.dup2(write_end, 2)
+    os.close(write_end)
+    os.execvp(argv[0], argv)
+
+
+def filter_stderr(fd: int) -> None:
+    """Copy ``fd`` to stderr as it comes, holding back only a line that is (so far) the
+    client's :data:`NOT_FOUND_LINE`: written when more follows, dropped at the end."""
+    held = b""
+    while chunk := os.read(fd, 65536):
+        held += chunk
+        start = held.rfind(b"\n", 0, len(held) - 1) + 1 if held.endswith(b"\n") else held.rfind(b"\n") + 1
+        tail = held[start:]
+        keep = tail if NOT_FOUND_LINE.startswith(tail) else b""
+        out = held[:len(held) - len(keep)]
+        if out:
+            os.write(2, out)
+        held = keep
+    if held != NOT_FOUND_LINE:
+        os.write(2, held)
 
 
 def machine(data: dict) -> dict:

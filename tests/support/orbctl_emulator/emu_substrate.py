@@ -13,7 +13,7 @@ Each substrate is a module with the same functions, all a machine's commands use
   ``start(c)``, ``stop(c)``, ``remove(c)``, ``drop_home_if_unused()``;
 - ``execute(handle, argv, user, input, binary, check)``: a command in a machine (a
   CompletedProcess); ``exec_argv(handle, user, tty)``: the argv prefix ``run`` replaces itself
-  with; ``logs(c)``: the substrate's own log of the machine;
+  with, through ``replace_process(argv)``; ``logs(c)``: the substrate's own log of the machine;
 - ``NOT_RUNNING``: the text of an exec into a stopped machine; ``NAME``.
 """
 
