@@ -229,6 +229,10 @@ def rename(c: dict, new: str) -> None:
 
 
 def start(c: dict) -> None:
+    """Start it, its instance renamed first to a name given while it ran (where Incus takes it)."""
+    if c["name"] != c["Id"] and INSTANCE_RE.match(c["name"]) and \
+            incus("rename", c["Id"], c["name"], check=False).returncode == 0:
+        c["Id"] = c["name"]
     incus("start", c["Id"])
 
 

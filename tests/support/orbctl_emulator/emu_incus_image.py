@@ -4,7 +4,7 @@ in a temporary instance of the offline image ``scripts/dev.sh incus`` imports
 (``pytest-orbstack/<distro>/<suite>``) and published as ``orbemu-<family>/<distro>/<suite>-
 <base fingerprint>-<recipe>`` (older ones removed); they need the Debian mirror only then.
 As OrbStack masks systemd-resolved, a machine's ``/etc/resolv.conf`` names the bridge's own DNS
-server (``search orb.local``) instead."""
+server (``search orb.local``) instead; without binfmt_misc on the host, systemd-binfmt is masked."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ import emu_image
 from emu_image import build_lock
 
 ONLINE = "for i in $(seq 100); do getent hosts deb.debian.org >/dev/null && break; sleep 0.2; done; "
+# machines have proc:rw (as OrbStack's), so systemd-binfmt runs; without binfmt_misc on the host
+# (OrbStack's VM has it) it would fail and leave every machine "degraded": masked then
+BINFMT = "[ -e /proc/sys/fs/binfmt_misc/register ] || ln -sf /dev/null /etc/systemd/system/systemd-binfmt.service"
 
 
 def resolver(gateway: str) -> str:
@@ -27,7 +30,7 @@ def resolver(gateway: str) -> str:
 def incus_image(base: str, cloud: bool, incus, gateway: str) -> str:
     """The alias of the image a machine of offline image ``base`` runs (with cloud-init when
     ``cloud``), built when missing."""
-    setup = f"{ONLINE}{emu_image.SETUP}; {resolver(gateway)}"
+    setup = f"{ONLINE}{emu_image.SETUP}; {resolver(gateway)}; {BINFMT}"
     image = derive(base, "lxc", setup, incus)
     return derive(image, "cloud", f"{emu_cloudinit.SETUP}", incus) if cloud else image
 

@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""An ``orbctl``/``orb`` emulator for tests: OrbStack's CLI on Linux, backed by Docker.
+"""An ``orbctl``/``orb`` emulator for tests: OrbStack's CLI on Linux, backed by Docker or Incus.
 
 OrbStack runs only on macOS. This file (the commands; machines and state in emu_machines.py,
 ``run``/``push``/``pull`` in emu_files.py) answers the ``orbctl`` commands the project uses with
 OrbStack's output shapes, exit codes and error texts, each taken from a public source recorded
 in tests/contracts/orbstack (tags as in emu_facts.py: #N is orbstack/orbstack issue N; G-cli,
-G-probe, B, TF, S the projects named there) or marked ASSUMED. Each "machine" is a real Docker
-container running systemd as PID 1 (``--cap-add SYS_ADMIN --cgroupns=host``, cgroup mount,
-tmpfs /run, /run/lock and /tmp, ``seccomp=unconfined``, never ``--privileged``; stop signal
-SIGRTMIN+3 so that ``stop`` halts systemd at once).
+G-probe, B, TF, S the projects named there) or marked ASSUMED. Each "machine" is a real container running
+systemd as PID 1 on the substrate ``ORBCTL_EMULATOR_SUBSTRATE`` names (emu_substrate.py): a
+Docker container (emu_docker.py, the default) or an Incus LXC system container (emu_incus.py:
+what an OrbStack machine is, so ``container=lxc``, the hostname, /tmp, the devices and the
+capabilities are LXC's own; docs/orbstack.md says what stays emulated there).
 
 Sourced behaviour: create flags before image and name (#2107, TF, G-cli) with ``--cpus
 --memory --disk`` (from 2.2.0, #789) ``--isolated --isolate-network`` (from 2.1.0, #2396)
@@ -35,7 +36,8 @@ inside (container=lxc, tmpfs /tmp, writable /proc/sys and /sys, /dev/net/tun, /d
 every capability unless isolated); the Debian image is the lxc-ci default build (emu_image.py).
 
 State: containers are labelled ``orbctl-emulator=1`` and ``orbctl-emulator.home=<sha1(home)[:8]>``
-and named ``orbemu-<homehash>-<machine>``; per-home bridge networks ``orbemu-<homehash>`` (alias
+(on Incus as ``user.*`` keys, in the project ``orbemu-<homehash>``); Docker's are named
+``orbemu-<homehash>-<machine>`` on per-home bridge networks ``orbemu-<homehash>`` (alias
 ``NAME``) and ``orbemu-<homehash>-relay`` (alias ``NAME.orb.local``). ``<home>/config.json`` holds
 the config, the default machine and the OrbStack status; ``<home>/logs/<id>.log`` the console
 log (cloud-init output) of each machine.
@@ -52,7 +54,9 @@ Environment variables:
   ORBCTL_EMULATOR_CLONE_STATE=provisioning   started clones report it, before 2.0 (#1973)
   ORBCTL_EMULATOR_STATUS           forces the output of ``status`` (Running/Stopped/Starting)
   ORBCTL_EMULATOR_BOOT_TIMEOUT     seconds to wait for systemd at create/start (default 60)
+  ORBCTL_EMULATOR_SUBSTRATE        ``docker`` (default) or ``incus``: what machines are
   ORBCTL_EMULATOR_DOCKER           docker binary (default ``docker``)
+  ORBCTL_EMULATOR_INCUS            incus binary (default ``incus``)
 
 Known differences from real OrbStack (see docs/orbstack.md and the known gaps of
 test_emulator_contracts.py): only local ``<distro>:<codename>`` images of the host's
@@ -270,7 +274,7 @@ COMMANDS = {"create": cmd_create, "list": cmd_list, "ls": cmd_list, "info": cmd_
             "stop": cmd_lifecycle("stop"), "restart": cmd_lifecycle("restart"), "clone": cmd_clone,
             "rename": cmd_rename, "run": cmd_run, "push": cmd_push, "pull": cmd_pull, "logs": cmd_logs,
             "config": cmd_config, "status": cmd_status, "version": cmd_version, "default": cmd_default}
-USAGE = ("Usage: orbctl COMMAND [ARGS]  (orbctl emulator for tests, backed by Docker)\n\nCommands:\n  "
+USAGE = (f"Usage: orbctl COMMAND [ARGS]  (orbctl emulator for tests, backed by {substrate.NAME})\n\nCommands:\n  "
          + "\n  ".join(sorted(COMMANDS)) + "\n")
 
 
