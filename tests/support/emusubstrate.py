@@ -30,11 +30,13 @@ def home_hash(home: Path) -> str:
 
 def leftovers(substrate: str, home: Path) -> list[str]:
     """What the emulator with home ``home`` left on ``substrate``: containers, networks and
-    clone images (Docker), its project or instances (Incus)."""
+    clone images (Docker), its project and its bridge (Incus)."""
     hashed = home_hash(home)
     if substrate == "incus":
-        project = subprocess.run(["incus", "project", "list", "--format", "csv"], capture_output=True, text=True)
-        return [line for line in project.stdout.splitlines() if line.startswith(f"orbemu-{hashed}")]
+        listed = [subprocess.run(["incus", what, "list", "--format", "csv"], capture_output=True, text=True).stdout
+                  for what in ("project", "network")]
+        return [line.split(",")[0] for text in listed for line in text.splitlines()
+                if line.startswith((f"orbemu-{hashed}", f"orbemu{hashed},"))]
     ps = subprocess.run(["docker", "ps", "-aq", "--filter", f"label=orbctl-emulator.home={hashed}"],
                         capture_output=True, text=True)
     nets = subprocess.run(["docker", "network", "ls", "-q", "--filter", f"name=orbemu-{hashed}"],
@@ -52,6 +54,7 @@ def clean(substrate: str, home: Path, found: list[str]) -> None:
         for name in names:
             subprocess.run(["incus", "--project", project, "delete", "--force", name], capture_output=True)
         subprocess.run(["incus", "project", "delete", project], capture_output=True)
+        subprocess.run(["incus", "network", "delete", f"orbemu{home_hash(home)}"], capture_output=True)
         return
     for obj in found:
         subprocess.run(["docker", "rm", "-f", obj], capture_output=True)

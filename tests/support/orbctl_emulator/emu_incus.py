@@ -6,7 +6,8 @@ Real here, by LXC itself: ``container=lxc`` in PID 1's environment, the machine'
 namespace and hostname (the instance is named as the machine where Incus allows the name, else
 ``m-<id>``; the emulator sets the hostname of a renamed or oddly named one, as OrbStack's
 ``hostnamectl``), each machine's machine-id made at its first boot (a clone copies it),
-``/sys`` and ``/proc/sys``, the devices and ``NAME.orb.local`` from the Incus bridge's DNS.
+``/sys`` and ``/proc/sys``, the devices and ``NAME.orb.local`` from the DNS of the home's own
+Incus bridge ``orbemu<homehash>``.
 As OrbStack (SRC scon/start.go): a machine is privileged (no user namespace) with no
 ``lxc.cap.drop`` (every capability the host has, ``/dev/net/tun`` and ``/dev/fuse`` usable),
 ``proc:rw sys:rw`` (Incus's own: ``mixed``), nesting allowed; an isolated one is unprivileged
@@ -33,6 +34,10 @@ NAME = "incus"
 NOT_RUNNING = "Instance is not running"
 INCUS = os.environ.get("ORBCTL_EMULATOR_INCUS") or "incus"
 PROJECT = f"orbemu-{HASH}"
+NETWORK = f"orbemu{HASH}"  # a bridge per home (15 characters at most): names are DNS names on it
+# bridged traffic passes the host's FORWARD chain, whose policy Docker sets to DROP
+FORWARD = (["-i", "orbemu+", "-j", "ACCEPT"],
+           ["-o", "orbemu+", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"])
 INSTANCE_RE = re.compile(r"^[a-zA-Z]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?$")
 TMPFS = "lxc.mount.entry = tmpfs tmp tmpfs rw,nosuid,nodev,mode=1777,create=dir 0 0"
 KEY = f"user.{LBL}"
@@ -162,20 +167,43 @@ def machine_image(image: str, cloud: bool) -> str:
     return incus_image(f"pytest-orbstack/{distro}/{version}", cloud, incus, gateway())
 
 
-def gateway() -> str:
-    """The bridge's own address: the machines' DNS server and ``host.orb.internal``."""
-    return incus("network", "get", "incusbr0", "ipv4.address", project=False).stdout.strip().split("/")[0]
+def gateway(network: str = "incusbr0") -> str:
+    """A bridge's own address: its machines' DNS server and ``host.orb.internal``."""
+    return incus("network", "get", network, "ipv4.address", project=False).stdout.strip().split("/")[0]
 
 
-def ensure_project() -> None:
+def ensure_home() -> None:
+    """This home's project and bridge (``dns.domain orb.local``, as one Mac's OrbStack: Incus
+    refuses a DNS name used twice on a network), and the host's FORWARD rules for them."""
     if incus("project", "show", PROJECT, check=False, project=False).returncode:
         incus("project", "create", PROJECT, "-c", "features.images=false", "-c", "features.profiles=false",
               "-c", "features.storage.volumes=false", "-c", "features.networks=false", project=False)
+    if incus("network", "show", NETWORK, check=False, project=False).returncode:
+        create_bridge()
+    chain = "DOCKER-USER" if subprocess.run(["iptables", "-S", "DOCKER-USER"], capture_output=True).returncode == 0 \
+        else "FORWARD"
+    for rule in FORWARD:
+        if subprocess.run(["iptables", "-C", chain, *rule], capture_output=True).returncode:
+            subprocess.run(["iptables", "-I", chain, *rule], capture_output=True)
+
+
+def create_bridge() -> None:
+    """This home's bridge, on a /24 of 10.200.0.0/13 chosen by the home's hash (the next free
+    one when taken; Incus's ``auto`` finds none on hosts with many networks)."""
+    start = int(HASH, 16) % 2048
+    for n in (start + i for i in range(16)):
+        subnet = f"10.{200 + (n >> 8) % 8}.{n % 256}.1/24"
+        proc = incus("network", "create", NETWORK, f"ipv4.address={subnet}", "ipv4.nat=true", "ipv6.address=none",
+                     "dns.domain=orb.local", check=False, project=False)
+        if proc.returncode == 0:
+            return
+    raise Fail(f"{E}incus network create: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
 
 
 def drop_home_if_unused() -> None:
     if not machines():
         incus("project", "delete", PROJECT, check=False, project=False)
+        incus("network", "delete", NETWORK, check=False, project=False)
 
 
 def instance_name(name: str, machine_id: str) -> str:
@@ -192,7 +220,7 @@ def config_flags(config: dict) -> list[str]:
 def create(name: str, lbls: dict, image: str, cpus: str | None, memory_mib: int | None,
            isolated: bool) -> str | None:
     """Launch the machine (the caller holds the home's lock); why it failed, or None."""
-    ensure_project()
+    ensure_home()
     config = {f"user.{k}": v for k, v in {**lbls, f"{LBL}.name": name}.items()}
     config.update({"limits.cpu": str(max(1, round(float(cpus))))} if cpus else {})
     config.update({"limits.memory": f"{memory_mib}MiB"} if memory_mib else {})
@@ -202,7 +230,7 @@ def create(name: str, lbls: dict, image: str, cpus: str | None, memory_mib: int 
         config.update({"security.privileged": "true", "security.nesting": "true",
                        "raw.lxc": f"lxc.cap.drop =\nlxc.mount.auto = proc:rw sys:rw\n{TMPFS}"})
     handle = instance_name(name, lbls[f"{LBL}.id"])
-    proc = incus("launch", image, handle, *config_flags(config), check=False)
+    proc = incus("launch", image, handle, "--network", NETWORK, *config_flags(config), check=False)
     if proc.returncode:
         incus("delete", "--force", handle, check=False)
         return f"setup: incus launch: {proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}"
@@ -211,8 +239,11 @@ def create(name: str, lbls: dict, image: str, cpus: str | None, memory_mib: int 
 
 
 def add_host_gateway(handle: str) -> None:
-    script = 'grep -q " host.orb.internal$" /etc/hosts || printf "%s host.orb.internal\\n" "$1" >> /etc/hosts'
-    execute(handle, ["sh", "-c", script, "sh", gateway()])
+    """The bridge as ``host.orb.internal`` and as the DNS server (resolved is masked)."""
+    script = ('grep -q " host.orb.internal$" /etc/hosts || printf "%s host.orb.internal\\n" "$1" >> /etc/hosts; '
+              'if [ -L /etc/resolv.conf ] || grep -q "^nameserver" /etc/resolv.conf; then '
+              'rm -f /etc/resolv.conf; printf "nameserver %s\\nsearch orb.local\\n" "$1" > /etc/resolv.conf; fi')
+    execute(handle, ["sh", "-c", script, "sh", gateway(NETWORK)])
 
 
 def clone(src: dict, new: str, lbls: dict) -> None:
