@@ -13,7 +13,9 @@
 
 The fixtures here put the orbctl emulator (support/orbctl_emulator) on PATH and make machines
 through it. The emulator drives real Docker containers running systemd; on a Mac with OrbStack
-the same tests can run against the real ``orbctl`` by setting PYTEST_ORBSTACK_REAL=1.
+the same tests can run against the real ``orbctl`` by setting PYTEST_ORBSTACK_REAL=1. A module
+that asks for :func:`orbctl_on_incus` runs the emulator on Incus LXC containers instead (what
+OrbStack's machines are), skipped in one line where Incus is unusable.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from emusubstrate import substrate_env
 from orbctl_emulator.shims import install_shims
 from testenv import REAL, unique
 
@@ -63,3 +66,16 @@ def orb_machine(orb):
     orb.create("debian:bookworm", name)
     yield name
     orb.delete(name)
+
+
+@pytest.fixture(scope="module")
+def orbctl_on_incus(orbctl_path, tmp_path_factory):
+    """For the rest of the module, this process's ``orbctl`` is the emulator on the Incus
+    substrate (``ORBCTL_EMULATOR_SUBSTRATE=incus``, its own home); restored afterwards."""
+    if REAL:
+        pytest.skip("real OrbStack runs its own machines")
+    env = {**substrate_env("incus"), "ORBCTL_EMULATOR_HOME": str(tmp_path_factory.mktemp("orbctl-home-incus"))}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        yield {**orbctl_path, **env}

@@ -1,6 +1,7 @@
-"""The typed OrbStack client against orbctl (the emulator here; real OrbStack with
-PYTEST_ORBSTACK_REAL=1): lifecycle, both info shapes, both config-get forms, typed errors
-carrying orbctl's stderr. The ORBCTL_EMULATOR_* knobs are ignored by a real orbctl."""
+"""The typed OrbStack client against orbctl (the emulator here, on Docker and on Incus LXC
+containers; real OrbStack with PYTEST_ORBSTACK_REAL=1): lifecycle, both info shapes, both
+config-get forms, typed errors carrying orbctl's stderr. The ORBCTL_EMULATOR_* knobs are
+ignored by a real orbctl."""
 
 from __future__ import annotations
 
@@ -11,7 +12,19 @@ from pytest_orbstack.backends.orbstack.client import Orbctl
 from pytest_orbstack.errors import InvalidName, MachineExists, MachineNotFound, UnknownConfigKey, UnknownImage
 
 
-def test_lifecycle_clone_rename_and_info_shapes(orb, orb_machine, orbctl_env):
+@pytest.fixture(scope="module", params=["docker", "incus"])
+def orb_machine(request, orb):
+    """A running machine for the module, on each substrate of the emulator (the Incus one
+    skipped in one line where Incus is unusable)."""
+    if request.param == "incus":
+        request.getfixturevalue("orbctl_on_incus")
+    name = unique("e2e")
+    orb.create("debian:bookworm", name)
+    yield name
+    orb.delete(name)
+
+
+def test_lifecycle_clone_rename_and_info_shapes(orb, orb_machine):
     info = orb.info(orb_machine)
     assert info.machine.running and info.ip4 and info.machine.image.version == "bookworm"
     flat = Orbctl(env={"ORBCTL_EMULATOR_INFO_SHAPE": "flat"}).info(orb_machine)

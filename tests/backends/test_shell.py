@@ -1,5 +1,6 @@
 """The persistent shell (pytest_orbstack/backends/shell.py) is exactly as correct as one engine
-process per command, on every engine (OrbStack through the orbctl emulator): the same bytes,
+process per command, on every engine (OrbStack through the orbctl emulator, on Docker and on
+Incus LXC containers; Incus and Podman skipped in one line where they are unusable): the same bytes,
 streams and exit codes as ``PYTEST_ORBSTACK_SHELL=off``, no state left by one command for the
 next, timeouts that kill only that command, 100 MB each way, threads and gevent's greenlets, a
 new shell after one dies, and the shells closed with their machine.
@@ -44,9 +45,10 @@ SAME_AS_ONE_PROCESS = [
 ]
 
 
-@pytest.fixture(scope="module", params=["docker", "orbstack", "podman", "incus"])
+@pytest.fixture(scope="module", params=["docker", "orbstack", "orbstack-on-incus", "podman", "incus"])
 def machine(request):
-    """(engine, machine name) on each engine: Docker, Podman and Incus directly, OrbStack via the emulator."""
+    """(engine, machine name) on each engine: Docker, Podman and Incus directly, OrbStack via the
+    emulator (on Docker, and on Incus)."""
     if request.param == "incus":
         return incus_machine(request, "sh")
     if request.param in ("docker", "podman"):
@@ -58,7 +60,13 @@ def machine(request):
         engine.create(name, "debian:bookworm")
         return engine, name
     request.getfixturevalue("orbctl_path")
-    return OrbStackBackend(), request.getfixturevalue("orb_machine")
+    if request.param == "orbstack":
+        return OrbStackBackend(), request.getfixturevalue("orb_machine")
+    request.getfixturevalue("orbctl_on_incus")
+    engine, name = OrbStackBackend(), unique("sh")
+    request.addfinalizer(lambda: engine.delete_if_exists(name))
+    engine.create(name, "debian:bookworm")
+    return engine, name
 
 
 def test_a_command_runs_in_its_workdir_or_fails_when_there_is_none(machine):

@@ -1,4 +1,4 @@
-"""A Docker-backed emulator of OrbStack's ``orbctl``/``orb`` CLI, for tests on Linux."""
+"""A Docker- or Incus-backed emulator of OrbStack's ``orbctl``/``orb`` CLI, for tests on Linux."""
 
 from .shims import install_shims
 

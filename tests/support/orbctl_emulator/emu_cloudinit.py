@@ -51,12 +51,11 @@ def seed_script(machine: str) -> str:
             "cloud-init status --wait >/dev/null || true")
 
 
-def run_cloud_init(c: dict, machine: str, data: bytes, docker, log_path: Path) -> None:
-    """Run cloud-init with user-data ``data`` in booted container ``c``; its output goes to the
+def run_cloud_init(handle: str, machine: str, data: bytes, execute, log_path: Path) -> None:
+    """Run cloud-init with user-data ``data`` in booted machine ``handle``; its output goes to the
     console log (``orbctl logs``), its failures are never raised."""
-    docker("exec", "-i", c["Id"], "sh", "-c", seed_script(machine), input=base64.b64encode(data),
-           binary=True, check=False)
-    output = docker("exec", c["Id"], "cat", "/var/log/cloud-init-output.log", check=False).stdout
+    execute(handle, ["sh", "-c", seed_script(machine)], input=base64.b64encode(data), binary=True)
+    output = execute(handle, ["cat", "/var/log/cloud-init-output.log"]).stdout
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("a") as f:
         f.write(output)

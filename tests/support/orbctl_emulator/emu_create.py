@@ -7,10 +7,9 @@ import re
 from pathlib import Path
 
 import emu_facts as facts
-from emu_cloudinit import cloud_image, run_cloud_init
+from emu_cloudinit import run_cloud_init
 from emu_facts import E
 from emu_guest import boot_setup, ensure_user
-from emu_image import machine_image
 from emu_machines import (
     BOOT_TIMEOUT,
     CODENAMES,
@@ -20,13 +19,9 @@ from emu_machines import (
     Fail,
     check_new_name,
     console_log,
-    container_args,
-    docker,
-    drop_network_if_unused,
-    ensure_network,
+    execute,
     find,
     host_arch,
-    join_relay,
     locked,
     new_id,
     parse,
@@ -35,6 +30,7 @@ from emu_machines import (
     update_state,
     wait_booted,
 )
+from emu_substrate import substrate
 
 
 def cmd_create(argv):
@@ -58,7 +54,7 @@ def cmd_create(argv):
         raise Fail(f"{E}create '{name}': unsupported architecture: '{a.arch}' "
                    f"(the orbctl emulator runs only the host's: {host_arch()})")
     image = f"{distro}:{version}"
-    if (distro, version) in facts.REMOVED or docker("image", "inspect", image, check=False).returncode:
+    if (distro, version) in facts.REMOVED or not substrate.has_image(image):
         raise Fail(facts.IMAGE_NOT_FOUND.format(name=name, distro=facts.IMAGE_NAMES.get(distro, distro),
                                                 version=version, arch=arch))
     if len(name) > 64:  # after the image, at the first start; nothing is left (SRC create.go)
@@ -77,21 +73,12 @@ def cmd_create(argv):
                 "disk_bytes": a.disk and str(mebibytes(a.disk) << 20), "isolated": a.isolated and "true",
                 "isolate_network": a.isolate_network and "true",
                 "forward_ssh_agent": a.forward_ssh_agent and "true", "mounts": a.mount}
-    limits = (["--cpus", a.cpus] if a.cpus else []) + (["--memory", f"{mebibytes(a.memory)}m"] if a.memory else [])
-    image = machine_image(image, docker)
-    if user_data is not None:
-        image = cloud_image(image, docker)
+    image = substrate.machine_image(image, user_data is not None)
     set_status("Running")
     with locked():
-        ensure_network()
-        # (no signal of the caller reaches a real OrbStack machine: orbctl asks a daemon)
-        proc = docker("run", "-d", "--sig-proxy=false", *limits, *container_args(name, lbls, image), check=False)
-        if not proc.returncode:
-            join_relay(proc.stdout.strip(), name)
-    if proc.returncode:
-        reason = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit status {proc.returncode}"
-        raise Fail(f"{E}create '{name}': " + (f"machine already exists: '{name}'" if "already in use" in reason
-                                              else f"setup: docker run: {reason}"))
+        problem = substrate.create(name, lbls, image, a.cpus, a.memory and mebibytes(a.memory), bool(a.isolated))
+    if problem:
+        raise Fail(f"{E}create '{name}': {problem}")
     setup_new(find(name), name, user, user_data, a.isolated)
     update_state(lambda s: s["config"].update({f"machine.{name}.{k}": v for k, v in settings.items() if v}))
 
@@ -101,17 +88,17 @@ def setup_new(c: dict, name: str, user: str, user_data: bytes | None, isolated: 
     on failure remove it, like OrbStack's failed creates (#2653)."""
     booted = wait_booted(c["Id"])
     if booted:
-        boot_setup(docker, c["Id"], name, isolated)
+        boot_setup(execute, c["Id"], name, isolated)
     # a power_state reboot canceled the setup until 2.2.2 (#2555): not run, its outcome given
     shutdown = user_data is not None and powers_off(user_data) and \
         facts.version_tuple() < facts.CLOUD_INIT_SHUTDOWN_FIXED
     if booted and user_data is not None and not shutdown:  # cloud-init, then the default user (#1446)
-        run_cloud_init(c, name, user_data, docker, console_log(c))
-    problem = BOOT_TIMEOUT if not booted else "CANCELED" if shutdown else ensure_user(docker, c["Id"], user)
+        run_cloud_init(c["Id"], name, user_data, execute, console_log(c))
+    problem = BOOT_TIMEOUT if not booted else "CANCELED" if shutdown else ensure_user(execute, c["Id"], user)
     if problem:
         with locked():
             remove_machine(c)
-            drop_network_if_unused()
+            substrate.drop_home_if_unused()
         raise Fail(f"{E}create '{name}': " + (facts.CANCELED if problem == "CANCELED" else f"setup: {problem}"))
 
 

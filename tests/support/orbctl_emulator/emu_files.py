@@ -1,5 +1,6 @@
 """The orbctl emulator's ``run``, ``push`` and ``pull``: a command or a file crosses into a
-machine through ``docker exec`` (tests/support/orbctl_emulator/orbctl.py names the sources)."""
+machine through the substrate's exec (``docker exec``, ``incus exec``; the sources are named in
+tests/support/orbctl_emulator/orbctl.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pathlib import Path
 
 import emu_facts as facts
 from emu_machines import (
-    DOCKER,
     Fail,
     default_machine,
-    docker,
+    execute,
     find,
     load_state,
     login,
@@ -23,6 +23,7 @@ from emu_machines import (
     record,
     start_machine,
 )
+from emu_substrate import substrate
 
 # Shell snippets get their values as positional parameters, never spliced into the text.
 TILDE = 'case $p in "~") p=$HOME;; "~/"*) p=$HOME/${p#"~/"};; esac\n'
@@ -79,7 +80,7 @@ def cmd_run(argv):
     c = over_ssh(opts.get("machine") or default_machine())
     start_machine(c)
     user = opts.get("user") or login(c)
-    args = [DOCKER, "exec", "-i", *(["-t"] if os.isatty(0) and os.isatty(1) else []), "-u", user]
+    args = substrate.exec_argv(c["Id"], user, os.isatty(0) and os.isatty(1))
     # The directory: -w's, else the caller's own (#1661, #1005, #38; SRC shell/ssh.go sends
     # os.Getwd()); an empty one is the user's home; one the machine lacks becomes / without a
     # word (SRC scon/agent/process.go ResolveSSHDir: "reset to / if not").
@@ -92,9 +93,10 @@ def cmd_run(argv):
         command = ["sh", "-c", cd + 'exec "$@"', "sh", *command]
     sys.stdout.flush()
     try:
-        os.execvp(DOCKER, [*args, c["Id"], *command])
+        substrate.replace_process([*args, *command])
     except FileNotFoundError:
-        raise Fail(f"Docker is unavailable: {DOCKER!r} not found (the orbctl emulator needs Docker)")
+        raise Fail(f"{substrate.NAME.capitalize()} is unavailable: {args[0]!r} not found "
+                   f"(the orbctl emulator needs it)")
 
 
 def over_ssh(name: str) -> dict:
@@ -131,9 +133,9 @@ def cmd_push(argv):
             continue
         mode = format(path.stat().st_mode & 0o777, "o")
         writer = "root" if facts.has("push_as_root") else login(c)  # #407
-        proc = docker("exec", "-i", "-u", writer, c["Id"], "sh", "-c", PUSH_SH, "sh", dest or ".", path.name,
-                      mode, "multi" if len(srcs) > 1 else "one", login(c), input=path.read_bytes(),
-                      binary=True, check=False)
+        proc = execute(c["Id"], ["sh", "-c", PUSH_SH, "sh", dest or ".", path.name, mode,
+                                 "multi" if len(srcs) > 1 else "one", login(c)], user=writer,
+                       input=path.read_bytes(), binary=True)
         sys.stderr.write(proc.stderr.decode(errors="replace"))
         status = status or (1 if proc.returncode else 0)
     return status
@@ -147,8 +149,7 @@ def cmd_pull(argv):
     if len(srcs) > 1 and not os.path.isdir(dest):
         raise Fail(f"cp: target '{dest}' is not a directory")
     for src in srcs:
-        proc = docker("exec", "-u", login(c), c["Id"], "sh", "-c", PULL_SH, "sh", src,
-                      binary=True, check=False)
+        proc = execute(c["Id"], ["sh", "-c", PULL_SH, "sh", src], user=login(c), binary=True)
         if proc.returncode:
             sys.stderr.write(proc.stderr.decode(errors="replace"))
             status = 1

@@ -69,20 +69,20 @@ def mac_uid() -> int:
     return uid if uid >= 500 else FIRST_MAC_UID
 
 
-def ensure_user(docker, container: str, raw: str) -> str | None:
+def ensure_user(execute, container: str, raw: str) -> str | None:
     """Make OrbStack's default user ``raw`` (normalised) in a running machine; what went
     wrong, if anything. ``root`` is left alone."""
     user, group = normalized(raw)
     if user == "root":
         return None
-    proc = docker("exec", container, "sh", "-c", USER_SH, "sh", raw, user, group, str(mac_uid()), check=False)
+    proc = execute(container, ["sh", "-c", USER_SH, "sh", raw, user, group, str(mac_uid())])
     return f"user '{raw}': {proc.stderr.strip() or proc.stdout.strip()}" if proc.returncode else None
 
 
-def boot_setup(docker, container: str, name: str, isolated: bool) -> None:
+def boot_setup(execute, container: str, name: str, isolated: bool) -> None:
     """What every start of a machine gives it: its name as hostname (also after a rename) and,
     unless isolated, a writable ``/sys`` (SRC start.go ``sys:rw``; isolated: ``sys:mixed``)."""
-    docker("exec", container, "sh", "-c", BOOT_SH, "sh", name, "" if isolated else "rw", check=False)
+    execute(container, ["sh", "-c", BOOT_SH, "sh", name, "" if isolated else "rw"])
 
 
 CAPS = ("CHOWN DAC_OVERRIDE DAC_READ_SEARCH FOWNER FSETID KILL SETGID SETUID SETPCAP LINUX_IMMUTABLE "

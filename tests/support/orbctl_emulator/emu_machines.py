@@ -1,26 +1,27 @@
 """The orbctl emulator's machines and state, shared by its commands (tests/support/orbctl_emulator/orbctl.py,
-whose docstring names the public source of each behaviour). A machine is a Docker container
-whose labels carry OrbStack's record; settings (``orbctl config``, the default machine) live
-in ``$ORBCTL_EMULATOR_HOME/config.json``; errors are :class:`Fail` (text to stderr, exit 1)."""
+whose docstring names the public source of each behaviour). A machine is a container of the
+substrate (emu_substrate.py: Docker or Incus) whose labels carry OrbStack's record; settings
+(``orbctl config``, the default machine) live in ``$ORBCTL_EMULATOR_HOME/config.json``; errors
+are :class:`Fail` (text to stderr, exit 1)."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import fcntl
-import hashlib
 import json
 import os
 import platform
 import re
 import secrets
-import subprocess
 import time
 from pathlib import Path
 
 import emu_facts as facts
 from emu_facts import E
-from emu_guest import boot_setup, grantable_caps, normalized
+from emu_guest import boot_setup, normalized
+from emu_home import HASH, HOME, LBL, Fail
+from emu_substrate import substrate
 
 # SRC scon/images/images.go DistroToImage
 DISTROS = ("alma alpine arch centos debian devuan fedora gentoo kali nixos openeuler opensuse "
@@ -32,22 +33,8 @@ NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9-.]+$")
 CONFIG_DEFAULTS = facts.CONFIG_DEFAULTS
 BOOT_TIMEOUT = facts.MISSING_IP
 STATUS_CODES = {"Running": 0, "Stopped": 1, "Starting": 2}
-SYSTEMD_FLAGS = ["--cap-add", "SYS_ADMIN", "--cgroupns=host", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                 "--tmpfs", "/run", "--tmpfs", "/run/lock", "--tmpfs", "/tmp:mode=1777",
-                 "--security-opt", "seccomp=unconfined",
-                 "--stop-signal", "SIGRTMIN+3"]  # SIGRTMIN+3 makes systemd halt at once
-# /tmp is a tmpfs: empty after a stop and in a clone (G-probe: "/tmp does not survive machine
-# stop/clone"); a commit does not copy it.
-LBL = "orbctl-emulator"
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-DOCKER = os.environ.get("ORBCTL_EMULATOR_DOCKER") or "docker"
-HOME = Path(os.environ.get("ORBCTL_EMULATOR_HOME") or "~/.orbctl-emulator").expanduser().absolute()
-HASH = hashlib.sha1(str(HOME).encode()).hexdigest()[:8]
-PREFIX, NETWORK, RELAY = f"orbemu-{HASH}-", f"orbemu-{HASH}", f"orbemu-{HASH}-relay"
-
-
-class Fail(Exception):
-    """A command failed: its text goes to stderr and orbctl exits 1."""
+__all__ = ["HASH", "LBL", "Fail"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -67,19 +54,11 @@ def parse(verb: str, argv: list[str], *specs: str) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-# -- docker and local state ------------------------------------------------------------------
-def docker(*args: str, check: bool = True, input=None, binary: bool = False):
-    try:
-        proc = subprocess.run([DOCKER, *args], input=input, capture_output=True, text=not binary)
-    except FileNotFoundError:
-        raise Fail(f"Docker is unavailable: {DOCKER!r} not found (the orbctl emulator needs Docker)")
-    err = proc.stderr.decode(errors="replace") if binary else proc.stderr
-    if proc.returncode and ("Cannot connect to the Docker daemon" in err or "error during connect" in err):
-        raise Fail(f"Docker is unavailable: {err.strip().splitlines()[-1]}")
-    if check and proc.returncode:
-        reason = err.strip().splitlines()[-1] if err.strip() else f"exit status {proc.returncode}"
-        raise Fail(f"{E}docker {args[0]}: {reason}")
-    return proc
+# -- local state -------------------------------------------------------------------------------
+def execute(handle: str, argv: list[str], user: str | None = None, input=None, binary: bool = False,
+            check: bool = False):
+    """``argv`` in the machine ``handle`` (as ``user``): the substrate's CompletedProcess."""
+    return substrate.execute(handle, argv, user=user, input=input, binary=binary, check=check)
 
 
 @contextlib.contextmanager
@@ -118,31 +97,23 @@ def console_log(c: dict) -> Path:
 
 # -- machines ----------------------------------------------------------------------------------
 def labels(c: dict) -> dict:
-    return c["Config"]["Labels"] or {}
+    return c["labels"]
 
 
 def name_of(c: dict) -> str:
-    return c["Name"].lstrip("/")[len(PREFIX):]
-
-
-def cname(name: str) -> str:
-    return PREFIX + name
+    return c["name"]
 
 
 def running(c: dict) -> bool:
-    return c["State"]["Status"] == "running"
+    return c["running"]
 
 
 def machines() -> list[dict]:
-    ids = docker("ps", "-aq", "--filter", f"label={LBL}.home={HASH}").stdout.split()
-    found = json.loads(docker("inspect", "--type", "container", *ids).stdout) if ids else []
-    return sorted(found, key=name_of)
+    return sorted(substrate.machines(), key=name_of)
 
 
 def lookup(name: str, size: bool = False) -> dict | None:
-    proc = docker("inspect", "--type", "container", *(["--size"] if size else []), cname(name), check=False)
-    found = json.loads(proc.stdout or "[]") if proc.returncode == 0 else []
-    return found[0] if found and labels(found[0]).get(LBL + ".home") == HASH else None
+    return substrate.lookup(name, size)
 
 
 def find(name: str, size: bool = False) -> dict:
@@ -235,52 +206,13 @@ def check_new_name(verb: str, name: str) -> None:
                             verb, f"machine already exists: '{name}'"))
 
 
-def container_args(name: str, lbls: dict, image: str) -> list[str]:
-    """A machine's ``docker run``/``create`` arguments. Root in a machine has every capability
-    (SRC scon/start.go: no lxc.cap.drop, AppArmor unconfined; containerlab#2304: iptables
-    works); an isolated machine's are restricted (SRC: a user namespace "to get capability
-    restrictions"): here Docker's default set with systemd's SYS_ADMIN. Every machine's PID 1
-    has ``container=lxc`` (LXC sets it; systemd-detect-virt says ``lxc``); non-isolated ones get
-    ``/proc/sys`` writable (``proc:rw``), ``/dev/net/tun`` and ``/dev/fuse`` when the host has
-    them (SRC addDevOptional) and AppArmor unconfined where the host runs AppArmor."""
-    isolated = bool(lbls.get(f"{LBL}.isolated"))
-    caps = [] if isolated else [a for cap in grantable_caps() for a in ("--cap-add", cap)]
-    devices = [] if isolated else [a for dev in ("/dev/net/tun", "/dev/fuse") if os.path.exists(dev)
-                                   for a in ("--device", dev)]
-    unconfined = [] if isolated else ["--security-opt", "systempaths=unconfined"]
-    args = ["--name", cname(name), "--hostname", name[:64], "--network", NETWORK, "--network-alias", name,
-            "--add-host", "host.orb.internal:host-gateway", "--env", "container=lxc", *SYSTEMD_FLAGS,
-            "--security-opt", "apparmor=unconfined", *unconfined, *caps, *devices]
-    for key, value in lbls.items():
-        args += ["--label", f"{key}={value}"]
-    return [*args, image]
-
-
-def ensure_network() -> None:
-    for net in (NETWORK, RELAY):
-        if docker("network", "inspect", net, check=False).returncode:
-            docker("network", "create", "--label", f"{LBL}.home={HASH}", net)
-
-
-def drop_network_if_unused() -> None:
-    if not machines():
-        docker("network", "rm", NETWORK, RELAY, check=False)
-
-
-def join_relay(container: str, name: str) -> None:
-    """``NAME.orb.local`` is a per-machine relay address, not the machine's own IP (#2676;
-    #2057: "not guaranteed to have the same IP"): here, the machine's address on a second
-    network."""
-    docker("network", "connect", "--alias", f"{name}.orb.local", RELAY, container)
-
-
 def wait_booted(container: str) -> bool:
     deadline = time.monotonic() + float(os.environ.get("ORBCTL_EMULATOR_BOOT_TIMEOUT") or 60)
     while True:
-        proc = docker("exec", container, "systemctl", "is-system-running", check=False)
+        proc = execute(container, ["systemctl", "is-system-running"])
         if proc.stdout.strip() in ("running", "degraded"):
             return True
-        if time.monotonic() >= deadline or "is not running" in proc.stderr:
+        if time.monotonic() >= deadline or substrate.NOT_RUNNING in proc.stderr:
             return False
         time.sleep(0.2)
 
@@ -292,15 +224,14 @@ def start_machine(c: dict) -> None:
         return
     if labels(c).get(LBL + ".uts") == "bad":  # SRC start.go: lxc.uts.name, set at every start
         raise Fail(f"{E}{facts.UTS_NAME_FAILED}")
-    docker("start", c["Id"])
+    substrate.start(c)
     if not wait_booted(c["Id"]):
         raise Fail(f"{E}start '{name_of(c)}': setup: {BOOT_TIMEOUT}")
-    boot_setup(docker, c["Id"], name_of(c), bool(labels(c).get(LBL + ".isolated")))
+    boot_setup(execute, c["Id"], name_of(c), bool(labels(c).get(LBL + ".isolated")))
 
 
 def remove_machine(c: dict) -> None:
-    docker("rm", "-f", c["Id"])
-    docker("rmi", f"orbemu-clone-{HASH}:{labels(c)[LBL + '.id'].lower()}", check=False)
+    substrate.remove(c)
     console_log(c).unlink(missing_ok=True)
 
 

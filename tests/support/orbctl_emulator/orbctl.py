@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""An ``orbctl``/``orb`` emulator for tests: OrbStack's CLI on Linux, backed by Docker.
+"""An ``orbctl``/``orb`` emulator for tests: OrbStack's CLI on Linux, backed by Docker or Incus.
 
 OrbStack runs only on macOS. This file (the commands; machines and state in emu_machines.py,
 ``run``/``push``/``pull`` in emu_files.py) answers the ``orbctl`` commands the project uses with
 OrbStack's output shapes, exit codes and error texts, each taken from a public source recorded
 in tests/contracts/orbstack (tags as in emu_facts.py: #N is orbstack/orbstack issue N; G-cli,
-G-probe, B, TF, S the projects named there) or marked ASSUMED. Each "machine" is a real Docker
-container running systemd as PID 1 (``--cap-add SYS_ADMIN --cgroupns=host``, cgroup mount,
-tmpfs /run, /run/lock and /tmp, ``seccomp=unconfined``, never ``--privileged``; stop signal
-SIGRTMIN+3 so that ``stop`` halts systemd at once).
+G-probe, B, TF, S the projects named there) or marked ASSUMED. Each "machine" is a real container running
+systemd as PID 1 on the substrate ``ORBCTL_EMULATOR_SUBSTRATE`` names (emu_substrate.py): a
+Docker container (emu_docker.py, the default) or an Incus LXC system container (emu_incus.py:
+what an OrbStack machine is, so ``container=lxc``, the hostname, /tmp, the devices and the
+capabilities are LXC's own; docs/orbstack.md says what stays emulated there).
 
 Sourced behaviour: create flags before image and name (#2107, TF, G-cli) with ``--cpus
 --memory --disk`` (from 2.2.0, #789) ``--isolated --isolate-network`` (from 2.1.0, #2396)
@@ -35,7 +36,8 @@ inside (container=lxc, tmpfs /tmp, writable /proc/sys and /sys, /dev/net/tun, /d
 every capability unless isolated); the Debian image is the lxc-ci default build (emu_image.py).
 
 State: containers are labelled ``orbctl-emulator=1`` and ``orbctl-emulator.home=<sha1(home)[:8]>``
-and named ``orbemu-<homehash>-<machine>``; per-home bridge networks ``orbemu-<homehash>`` (alias
+(on Incus as ``user.*`` keys, in the project ``orbemu-<homehash>``); Docker's are named
+``orbemu-<homehash>-<machine>`` on per-home bridge networks ``orbemu-<homehash>`` (alias
 ``NAME``) and ``orbemu-<homehash>-relay`` (alias ``NAME.orb.local``). ``<home>/config.json`` holds
 the config, the default machine and the OrbStack status; ``<home>/logs/<id>.log`` the console
 log (cloud-init output) of each machine.
@@ -52,7 +54,9 @@ Environment variables:
   ORBCTL_EMULATOR_CLONE_STATE=provisioning   started clones report it, before 2.0 (#1973)
   ORBCTL_EMULATOR_STATUS           forces the output of ``status`` (Running/Stopped/Starting)
   ORBCTL_EMULATOR_BOOT_TIMEOUT     seconds to wait for systemd at create/start (default 60)
+  ORBCTL_EMULATOR_SUBSTRATE        ``docker`` (default) or ``incus``: what machines are
   ORBCTL_EMULATOR_DOCKER           docker binary (default ``docker``)
+  ORBCTL_EMULATOR_INCUS            incus binary (default ``incus``)
 
 Known differences from real OrbStack (see docs/orbstack.md and the known gaps of
 test_emulator_contracts.py): only local ``<distro>:<codename>`` images of the host's
@@ -77,25 +81,17 @@ from emu_facts import E
 from emu_files import cmd_pull, cmd_push, cmd_run
 from emu_guest import boot_setup
 from emu_machines import (
-    HASH,
     LBL,
     NAME_RE,
-    NETWORK,
-    RELAY,
     RESERVED,
     STATUS_CODES,
     Fail,
     check_new_name,
-    cname,
     console_log,
-    container_args,
     default_machine,
-    docker,
-    drop_network_if_unused,
-    ensure_network,
+    execute,
     find,
     forget,
-    join_relay,
     labels,
     load_state,
     locked,
@@ -111,6 +107,7 @@ from emu_machines import (
     start_machine,
     update_state,
 )
+from emu_substrate import substrate
 
 
 # -- commands ------------------------------------------------------------------------------------
@@ -138,14 +135,9 @@ def cmd_info(argv):
     if os.environ.get("ORBCTL_EMULATOR_INFO_SHAPE") == "flat":
         doc = dict(rec)
     else:
-        doc = {"record": rec, "disk_size": c.get("SizeRootFs")}
+        doc = {"record": rec, "disk_size": c["size"]}
     if running(c):
-        nets = c["NetworkSettings"]["Networks"] or {}
-        net = nets.get(NETWORK) or next(iter(nets.values()), {})
-        if net.get("IPAddress"):
-            doc["ip4"] = net["IPAddress"]
-        if net.get("GlobalIPv6Address"):
-            doc["ip6"] = net["GlobalIPv6Address"]
+        doc.update({k: c[k] for k in ("ip4", "ip6") if c[k]})
     if a.format == "json":
         print(json.dumps(doc))
         return
@@ -179,7 +171,7 @@ def cmd_delete(argv):
     with locked():
         for c in targets:
             remove_machine(c)
-        drop_network_if_unused()
+        substrate.drop_home_if_unused()
     update_state(lambda s: [forget(s, name_of(c)) for c in targets])
 
 
@@ -203,13 +195,13 @@ def cmd_lifecycle(verb):
         if not names:  # real OrbStack starts/stops itself (stop: ALL machines). Clients never do this.
             if verb == "stop":
                 for c in filter(running, machines()):
-                    docker("stop", c["Id"])
+                    substrate.stop(c)
             set_status("Running" if verb != "stop" else "Stopped")
             return
         targets = [find(n) for n in dict.fromkeys(names)]
         for c in targets:
             if verb in ("stop", "restart") and running(c):
-                docker("stop", c["Id"])
+                substrate.stop(c)
             if verb in ("start", "restart"):
                 start_machine(find(name_of(c)))
     return run
@@ -221,15 +213,8 @@ def cmd_clone(argv):
     check_new_name("clone", a.new)
     lbls = {**labels(src), f"{LBL}.id": new_id(), f"{LBL}.clone": "1",
             **({f"{LBL}.uts": "bad"} if len(a.new) > 64 else {})}  # made; its start fails (SRC)
-    image = f"orbemu-clone-{HASH}:{lbls[LBL + '.id'].lower()}"
-    docker("commit", src["Id"], image)
-    try:
-        with locked():
-            ensure_network()
-            join_relay(docker("create", *container_args(a.new, lbls, image)).stdout.strip(), a.new)
-    except Fail:
-        docker("rmi", image, check=False)
-        raise
+    with locked():
+        substrate.clone(src, a.new, lbls)
     inherited = {k.replace(f"machine.{a.old}.", f"machine.{a.new}.", 1): v  # G-probe: settings inherited
                  for k, v in load_state().get("config", {}).items() if k.startswith(f"machine.{a.old}.")}
     if inherited:
@@ -247,13 +232,9 @@ def cmd_rename(argv):
     check_new_name("rename", a.new)
     if len(a.new) > 64:
         raise Fail(E + facts.UTS_FAILED)
-    docker("rename", c["Id"], cname(a.new))
+    substrate.rename(c, a.new)
     if running(c):
-        boot_setup(docker, c["Id"], a.new, bool(labels(c).get(LBL + ".isolated")))
-    for net in (NETWORK, RELAY):
-        docker("network", "disconnect", net, c["Id"], check=False)
-    docker("network", "connect", "--alias", a.new, NETWORK, c["Id"])
-    join_relay(c["Id"], a.new)
+        boot_setup(execute, c["Id"], a.new, bool(labels(c).get(LBL + ".isolated")))
     update_state(lambda s: forget(s, a.old, a.new))
 
 
@@ -261,8 +242,7 @@ def cmd_logs(argv):
     a = parse("logs", argv, "name", "-a/--all!")
     try:  # SRC cmd/logs.go: an error is printed on stdout (red.Println), the exit status stays 0
         c = find(a.name)
-        proc = docker("logs", c["Id"], check=False)
-        sys.stdout.write(proc.stdout + proc.stderr)
+        sys.stdout.write(substrate.logs(c))
         if console_log(c).exists():
             sys.stdout.write(console_log(c).read_text(errors="replace"))
     except Fail as exc:
@@ -294,7 +274,7 @@ COMMANDS = {"create": cmd_create, "list": cmd_list, "ls": cmd_list, "info": cmd_
             "stop": cmd_lifecycle("stop"), "restart": cmd_lifecycle("restart"), "clone": cmd_clone,
             "rename": cmd_rename, "run": cmd_run, "push": cmd_push, "pull": cmd_pull, "logs": cmd_logs,
             "config": cmd_config, "status": cmd_status, "version": cmd_version, "default": cmd_default}
-USAGE = ("Usage: orbctl COMMAND [ARGS]  (orbctl emulator for tests, backed by Docker)\n\nCommands:\n  "
+USAGE = (f"Usage: orbctl COMMAND [ARGS]  (orbctl emulator for tests, backed by {substrate.NAME})\n\nCommands:\n  "
          + "\n  ".join(sorted(COMMANDS)) + "\n")
 
 

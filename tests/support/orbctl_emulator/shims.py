@@ -1,7 +1,7 @@
 """Executable ``orbctl`` and ``orb`` shims that run the emulator (tests/support/orbctl_emulator/orbctl.py).
 
 Put the directory returned by :func:`install_shims` first on PATH and any code calling
-``orbctl``/``orb`` talks to the Docker-backed emulator instead of OrbStack.
+``orbctl``/``orb`` talks to the emulator (Docker- or Incus-backed) instead of OrbStack.
 """
 
 from __future__ import annotations
