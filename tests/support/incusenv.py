@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+from testenv import required_in_ci
+
 IMAGE = "pytest-orbstack/debian/bookworm"  # the offline image scripts/dev-incus.sh imports
 
 
@@ -13,6 +15,11 @@ def incus(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def why_no_incus() -> str | None:
+    """Why Incus machines cannot be made here (one line), or None; under CI an error."""
+    return required_in_ci("Incus", _why_no_incus())
+
+
+def _why_no_incus() -> str | None:
     """Why Incus machines cannot be made here (one line), or None."""
     if not shutil.which("incus"):
         return "incus is not installed (bash scripts/dev.sh incus installs it)"

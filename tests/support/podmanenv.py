@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 
+from testenv import required_in_ci
+
 BASE = "debian:bookworm"  # the offline base image scripts/dev-podman.sh imports
 
 
@@ -13,6 +15,11 @@ def podman(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def why_no_podman() -> str | None:
+    """Why Podman machines cannot be made here (one line), or None; under CI an error."""
+    return required_in_ci("Podman", _why_no_podman())
+
+
+def _why_no_podman() -> str | None:
     """Why Podman machines cannot be made here (one line), or None."""
     if not shutil.which("podman"):
         return "podman is not installed (bash scripts/dev.sh podman installs it)"

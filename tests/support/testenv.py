@@ -29,6 +29,14 @@ def unique(prefix: str = "t") -> str:
     return f"{prefix}-{secrets.token_hex(3)}"
 
 
+def required_in_ci(engine: str, why: str | None) -> str | None:
+    """``why`` (the one line saying why ``engine`` cannot be used here, or None); under
+    ``CI=true``, where every engine's tests must run, a reason is an error instead of a skip."""
+    if why and os.environ.get("CI"):
+        raise RuntimeError(f"the {engine} tests must run in CI: {why}")
+    return why
+
+
 def needs_docker(what: str, image: str = "debian:bookworm") -> pytest.MarkDecorator:
     """Skip the module unless Docker answers and has ``image``; under ``CI=true`` (where every
     engine test must run) a missing engine is an error, never a skip."""

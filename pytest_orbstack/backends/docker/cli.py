@@ -52,11 +52,15 @@ class DockerCLI:
         """The ``DOCKER_HOST`` these commands reach (None: the local socket)."""
         return settings.docker_host(self.env) or None
 
+    def host_flags(self) -> list[str]:
+        """The global flags an argv run in the caller's environment needs: ``-H HOST`` when
+        ``env`` sets DOCKER_HOST."""
+        return ["-H", self.env_overrides["DOCKER_HOST"]] if "DOCKER_HOST" in self.env_overrides else []
+
     def exec_argv(self, name: str, command: str, *, user: str, workdir: str | None = None) -> list[str]:
-        """:func:`.commands.exec_` with this binary, and ``-H HOST`` first when ``env`` sets
-        DOCKER_HOST: the argv runs in the caller's environment, not ``env``."""
-        host = ["-H", self.env_overrides["DOCKER_HOST"]] if "DOCKER_HOST" in self.env_overrides else []
-        return [self.docker, *host, *cmd.exec_(name, command, user=user, workdir=workdir)[1:]]
+        """:func:`.commands.exec_` with this binary and :meth:`host_flags` first: the argv runs
+        in the caller's environment, not ``env``."""
+        return [self.docker, *self.host_flags(), *cmd.exec_(name, command, user=user, workdir=workdir)[1:]]
 
     def call(self, argv: list[str], *, timeout: float | None = None, check: bool = True,
              ok: tuple[str, ...] = (), input: str | None = None) -> subprocess.CompletedProcess[str]:

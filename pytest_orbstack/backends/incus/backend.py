@@ -29,13 +29,7 @@ from pytest_orbstack.backends.incus.cli import NOT_RUNNING, UNREACHABLE, IncusCL
 from pytest_orbstack.backends.incus.commands import KEY
 from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
-from pytest_orbstack.errors import (
-    InvalidInput,
-    MachineError,
-    MachineExists,
-    MachineNotFound,
-    UnknownImage,
-)
+from pytest_orbstack.errors import InvalidInput, MachineError, MachineExists, MachineNotFound, UnknownImage
 from pytest_orbstack.model.inputs import check_cloud_init, image_codename
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, in_workdir
@@ -80,6 +74,15 @@ class IncusBackend(Backend):
             raise MachineNotFound(f"machine not found: {name!r}")
         return data
 
+    def _failed(self, proc: subprocess.CompletedProcess[str], name: str) -> MachineError:
+        """The error of a failed launch or copy of ``name``, what it left removed (not a machine
+        of that name that was already there)."""
+        error = self._error(proc)
+        if isinstance(error, MachineExists):
+            return MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
+        self.call(cmd.delete(self.at(name)), check=False)
+        return error
+
     @contextmanager
     def _deleted_on_failure(self, name: str) -> Iterator[None]:
         """Delete instance ``name`` if the block raises, then re-raise."""
@@ -101,11 +104,10 @@ class IncusBackend(Backend):
 
     def vm_refusal(self) -> str | None:
         """None when this daemon has its qemu driver, else why not (:func:`.vm.refusal`)."""
-        return vm.refusal(*vm.parse(self.call(vm.server()).stdout, self.call(vm.warnings(), check=False).stdout))
+        return vm.ask(self.cli)
 
     def _check_resources(self, resources: Resources) -> None:
-        """InvalidInput for a VM this daemon cannot run, or a disk size on a ``dir`` pool (which
-        cannot limit one)."""
+        """InvalidInput for a VM this daemon cannot run, or a disk size on a ``dir`` pool (no limits)."""
         self.refuse_vm(resources)
         if resources.disk_mib is None:
             return
@@ -139,17 +141,14 @@ class IncusBackend(Backend):
         proc = self.call(cmd.launch(self.at(name), ref, config, resources, self.cli.target), check=False,
                          timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
-            error = self._error(proc)
-            if isinstance(error, MachineExists):
-                raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
-            self.call(cmd.delete(self.at(name)), check=False)
-            if ref.startswith("images:"):
+            error = self._failed(proc, name)
+            if ref.startswith("images:") and not isinstance(error, MachineExists):
                 raise UnknownImage(f"image {image!r}: incus launch {ref} failed: {_last_line(proc.stderr)}",
                                    stderr=proc.stderr)
             raise error
         with self._deleted_on_failure(name):
             if user_data is not None:
-                self.call(cmd.exec_(name, cmd.cloud_init_wait(int(settings.CLOUD_INIT_TIMEOUT))),
+                self.call(cmd.exec_(self.at(name), cmd.cloud_init_wait(int(settings.CLOUD_INIT_TIMEOUT))),
                           timeout=settings.CLOUD_INIT_TIMEOUT + 30)
             self.wait_ready(name, setup=cmd.user_setup(login) if login != "root" else None)
             return self.info(name)
@@ -172,11 +171,7 @@ class IncusBackend(Backend):
         proc = self.call(cmd.copy(self.at(source), self.at(name), {**dropped, **own}, snap, self.cli.target),
                          check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
-            error = self._error(proc)
-            if isinstance(error, MachineExists):
-                raise MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
-            self.call(cmd.delete(self.at(name)), check=False)
-            raise error
+            raise self._failed(proc, name)
         with self._deleted_on_failure(name):
             self.call(cmd.start(self.at(name)))
             self.wait_ready(name)
@@ -243,10 +238,7 @@ class IncusBackend(Backend):
     def _user(self, name: str) -> tuple[str, int, int, str]:
         """The default user's name, uid, gid and home (recorded at creation; asked once)."""
         if name not in self._users:
-            config = self._query(name).get("config") or {}
-            login = config.get(f"{KEY}.user") or "root"
-            self._users[name] = (login, int(config.get(f"{KEY}.uid") or 0),
-                                 int(config.get(f"{KEY}.gid") or 0), config.get(f"{KEY}.home") or "/root")
+            self._users[name] = cmd.recorded_user(self._query(name).get("config") or {})
         return self._users[name]
 
     def exec_argv(self, name: str, command: str, *, user: str | None = None,
@@ -285,9 +277,7 @@ class IncusBackend(Backend):
         running = self._query(name).get("status") == "Running"
         parts = [self.call(cmd.console_log(self.at(name)), check=False).stdout]
         if running:
-            log = cmd.CLOUD_INIT_LOG
-            parts.append(self.run(name, f"journalctl -b --no-pager -n 300 2>&1; if [ -s {log} ]; then "
-                                        f"echo '--- {log} ---'; cat {log}; fi", user="root").stdout)
+            parts.append(self.run(name, cmd.BOOT_LOGS, user="root").stdout)
         return "\n".join(part for part in parts if part)
 
     def wait_ready(self, name: str, timeout: float = settings.BOOT_TIMEOUT, *, setup: str | None = None) -> str:

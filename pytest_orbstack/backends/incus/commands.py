@@ -29,6 +29,9 @@ SETUP_DONE = "pytest-orbstack-setup-done"
 SUDOERS = "/etc/sudoers.d/90-pytest-orbstack"
 USER_DATA = "cloud-init.user-data"  # the key the cloud variant's template seeds cloud-init from
 CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
+# what logs() shows of a running machine: its boot journal, and cloud-init's output when there is some
+BOOT_LOGS = (f"journalctl -b --no-pager -n 300 2>&1; if [ -s {CLOUD_INIT_LOG} ]; then "
+             f"echo '--- {CLOUD_INIT_LOG} ---'; cat {CLOUD_INIT_LOG}; fi")
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 # the keys clones keep from their source; the session's own keys are the clone's caller's
 INHERITED = ("user", "uid", "gid", "home", "image", "resources")
@@ -261,6 +264,13 @@ def parse_instance(data: Mapping[str, Any]) -> MachineInfo | None:
     ip4 = next((a["address"] for a in addresses if a["family"] == "inet"), None)
     ip6 = next((a["address"] for a in addresses if a["family"] == "inet6" and a["scope"] == "global"), None)
     return MachineInfo(machine, ip4=ip4, ip6=ip6)
+
+
+def recorded_user(config: dict[str, str]) -> tuple[str, int, int, str]:
+    """The default user's name, uid, gid and home an instance's config records (root's without)."""
+    login = config.get(f"{KEY}.user") or "root"
+    return (login, int(config.get(f"{KEY}.uid") or 0), int(config.get(f"{KEY}.gid") or 0),
+            config.get(f"{KEY}.home") or "/root")
 
 
 def recorded_resources(config: Mapping[str, str]) -> Resources:

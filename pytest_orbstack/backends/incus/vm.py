@@ -13,19 +13,20 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pytest_orbstack.backends.incus.commands import INCUS
+from pytest_orbstack.backends.incus.cli import IncusCLI
+from pytest_orbstack.backends.incus.commands import INCUS, at
 
 NOT_OPERATIONAL = "Instance type not operational"
 
 
-def server() -> list[str]:
+def server(remote: str = "") -> list[str]:
     """The daemon's description (``environment.driver`` lists its instance drivers)."""
-    return [INCUS, "query", "/1.0"]
+    return [INCUS, "query", at(remote, "/1.0")]
 
 
-def warnings() -> list[str]:
+def warnings(remote: str = "") -> list[str]:
     """The daemon's warnings, each whole (its reasons for a driver that does not work)."""
-    return [INCUS, "query", "/1.0/warnings?recursion=1"]
+    return [INCUS, "query", at(remote, "/1.0/warnings?recursion=1")]
 
 
 def refusal(server_json: Mapping[str, Any], warning_list: Sequence[Mapping[str, Any]]) -> str | None:
@@ -50,3 +51,9 @@ def parse(server_out: str, warnings_out: str) -> tuple[dict[str, Any], list[dict
         except ValueError:
             return empty
     return load(server_out, {}), load(warnings_out, [])
+
+
+def ask(cli: IncusCLI) -> str | None:
+    """None when ``cli``'s daemon can run VMs, else why not in one line (:func:`refusal`)."""
+    described = cli.call(server(cli.remote)).stdout
+    return refusal(*parse(described, cli.call(warnings(cli.remote), check=False).stdout))
