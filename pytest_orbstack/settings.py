@@ -1,5 +1,6 @@
 """Every setting pytest-orbstack reads from the environment, and every timeout default, in one
-place (as testcontainers' ``testcontainers.core.config``). Variables are read when asked, not at
+place (as testcontainers' ``testcontainers.core.config``), and the folders and lock files on the
+host that follow from them. Variables are read when asked, not at
 import, so a test that sets one (``monkeypatch.setenv``) sees it take effect. No module of the
 package reads ``os.environ`` but this one; the README's table of variables is checked against
 :data:`VARIABLES` by a test.
@@ -155,3 +156,16 @@ def login_user() -> str:
 def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment with ``extra`` on top, for a command run with a changed one."""
     return {**os.environ, **extra}
+
+
+def lock_path(name: str) -> str:
+    """A lock file shared by every process of this user on this host, whatever its session
+    state dir (never in /tmp, which a killed session would litter)."""
+    locks = user_state_dir() / "locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return str(locks / f"{name}.lock")
+
+
+def remove_lock(name: str) -> None:
+    """Remove a lock file nobody can need any more (its machine is gone)."""
+    (user_state_dir() / "locks" / f"{name}.lock").unlink(missing_ok=True)

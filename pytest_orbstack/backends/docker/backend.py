@@ -37,7 +37,6 @@ from pytest_orbstack.errors import MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.inputs import check_cloud_init, image_codename
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources
-from pytest_orbstack.paths import lock_path, remove_lock
 
 NOT_RUNNING = re.compile(r"Error response from daemon: Container [0-9a-f]+ is not running\s*")
 
@@ -170,7 +169,7 @@ class DockerBackend(Backend):
     def _snapshot(self, source: str, marks: builtins.list[str]) -> str:
         """The snapshot image of ``source``, committed once (a file lock spans processes)."""
         image = f"pytest-orbstack-snapshot:{source}"
-        with FileLock(lock_path(f"snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
+        with FileLock(settings.lock_path(f"snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
             if self.cli.call(cmd.image_id(image), check=False).returncode != 0:
                 self.cli.call(cmd.commit(source, image, f"LABEL {LABEL}.snapshot-of={source}", *marks),
                           timeout=settings.DOCKER_COMMIT_TIMEOUT)
@@ -209,9 +208,9 @@ class DockerBackend(Backend):
             raise self.cli.error(proc)
         if clone_image:
             self.cli.remove_image(clone_image)
-        if os.path.exists(lock_path(f"snapshot-{name}")):  # it was a frozen source: a snapshot
+        if os.path.exists(settings.lock_path(f"snapshot-{name}")):  # it was a frozen source: a snapshot
             self.cli.remove_image(f"pytest-orbstack-snapshot:{name}")
-            remove_lock(f"snapshot-{name}")
+            settings.remove_lock(f"snapshot-{name}")
 
     def info(self, name: str) -> MachineInfo:
         info = self.cli.machine_info(self._inspect(name))

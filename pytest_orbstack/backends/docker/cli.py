@@ -24,7 +24,6 @@ from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.process import describe, last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.types import MachineInfo
-from pytest_orbstack.paths import lock_path
 
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _ARCHITECTURES: dict[tuple[str, str], str] = {}  # (docker binary, DOCKER_HOST) -> architecture
@@ -129,7 +128,7 @@ class DockerCLI:
         creation happens under a lock, and a duplicate left by older versions is removed."""
         if self._network_ready:
             return
-        with FileLock(lock_path("network"), timeout=settings.NETWORK_LOCK_WAIT):
+        with FileLock(settings.lock_path("network"), timeout=settings.NETWORK_LOCK_WAIT):
             ids = self.call(cmd.network_ids()).stdout.split()
             if not ids:
                 self.call(cmd.network_create(), ok=("already exists",))

@@ -21,7 +21,6 @@ from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.backends.process import told
 from pytest_orbstack.errors import CommandTimeout, UnknownImage
 from pytest_orbstack.model.inputs import image_codename
-from pytest_orbstack.paths import lock_path
 
 # what a machine needs -> the Debian package that provides it
 REQUIRED = {"systemctl": "systemd", "sudo": "sudo", "ip": "iproute2", "ps": "procps",
@@ -39,7 +38,7 @@ def base_image_id(docker: DockerCLI, image: str, base: str,
     proc = docker.call(cmd.image_id(base), ok=("No such image",))
     if proc.returncode == 0:
         return proc.stdout.strip()
-    with FileLock(lock_path(f"base-{base.replace(':', '-')}"), timeout=settings.BASE_IMAGE_LOCK_WAIT):
+    with FileLock(settings.lock_path(f"base-{base.replace(':', '-')}"), timeout=settings.BASE_IMAGE_LOCK_WAIT):
         if docker.call(cmd.image_id(base), check=False).returncode != 0:
             _pull_or_build(docker, image, base, notice)
     return docker.call(cmd.image_id(base)).stdout.strip()
@@ -74,7 +73,7 @@ def prepared_image(docker: DockerCLI, image: str,
     base = f"{distro}:{codename}"
     short_id = base_image_id(docker, image, base, notice).split(":")[-1][:12]
     tag = f"pytest-orbstack/{distro}:{codename}-{short_id}-{RECIPE}"
-    lock = lock_path(f"image-{distro}-{codename}-{short_id}-{RECIPE}")
+    lock = settings.lock_path(f"image-{distro}-{codename}-{short_id}-{RECIPE}")
     with FileLock(lock, timeout=settings.MACHINE_IMAGE_LOCK_WAIT):
         if docker.call(cmd.image_id(tag), check=False).returncode != 0:
             with told(notice, f"preparing image {tag} (once per base image)"):

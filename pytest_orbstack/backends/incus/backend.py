@@ -33,7 +33,6 @@ from pytest_orbstack.errors import InvalidInput, MachineError, MachineExists, Ma
 from pytest_orbstack.model.inputs import check_cloud_init, image_codename
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, in_workdir
-from pytest_orbstack.paths import lock_path, remove_lock
 
 POOL = "default"
 
@@ -180,7 +179,7 @@ class IncusBackend(Backend):
     def _snapshot(self, source: str, data: dict[str, Any], session_keys: set[str]) -> str:
         """The golden machine's snapshot, made once (a file lock spans processes)."""
         if cmd.SNAPSHOT not in {s["name"] for s in data.get("snapshots") or []}:
-            with FileLock(lock_path(f"incus-snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
+            with FileLock(settings.lock_path(f"incus-snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
                 self.call(cmd.snapshot(self.at(source)), ok=("already exists",), timeout=settings.INCUS_CREATE_TIMEOUT)
         self._frozen[source] = session_keys
         return cmd.SNAPSHOT
@@ -202,7 +201,7 @@ class IncusBackend(Backend):
         self._users.pop(name, None)
         self._frozen.pop(name, None)
         self.call(cmd.delete(self.at(name)), timeout=settings.INCUS_DELETE_TIMEOUT)
-        remove_lock(f"incus-snapshot-{name}")
+        settings.remove_lock(f"incus-snapshot-{name}")
 
     def rename(self, old: str, new: str) -> None:
         """Rename stopped machine ``old`` to ``new`` (Incus renames only stopped instances)."""

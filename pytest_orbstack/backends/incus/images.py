@@ -22,7 +22,6 @@ from pytest_orbstack.backends.incus.cli import IncusCLI
 from pytest_orbstack.backends.process import last_line, told
 from pytest_orbstack.errors import CommandTimeout, MachineError, UnknownImage
 from pytest_orbstack.model.inputs import image_codename
-from pytest_orbstack.paths import lock_path
 
 REMOTE_TIMEOUT = 30.0  # `incus image info images:...`: the image server answers or not
 
@@ -53,7 +52,7 @@ def image_ref(cli: IncusCLI, image: str, cloud: bool = False,
                            f"{remote} failed ({unreachable}); copy it there once: incus image copy "
                            f"{alias} {cli.remote}: --copy-aliases (docs/scale.md)")
     distro, codename = image_codename(image)
-    with FileLock(lock_path(f"incus-image-{alias.replace('/', '-')}"), timeout=settings.BASE_IMAGE_LOCK_WAIT):
+    with FileLock(settings.lock_path(f"incus-image-{alias.replace('/', '-')}"), timeout=settings.BASE_IMAGE_LOCK_WAIT):
         if has_image(cli, alias) is not None:
             cannot = why_not_buildable() if distro == "debian" else "only Debian is built without an image server"
             if cannot is None:
