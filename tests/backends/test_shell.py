@@ -83,7 +83,13 @@ def test_same_result_as_one_process_per_command(machine, monkeypatch, command, s
     engine, name = machine
     shell = engine.execute(name, command, user=user, input=stdin)
     monkeypatch.setenv("PYTEST_ORBSTACK_SHELL", "off")
-    alone = engine.execute(name, command, user=user, input=stdin)
+    # Incus 6.0's own `incus exec` now and then loses a fast command's stderr (measured here: 1
+    # of 60 `sh -c nosuchcommand` runs gave only its own "Error: Command not found"; docs/incus.md):
+    # the reference side may take three tries there, never ours.
+    for _ in range(3 if engine.name == "incus" else 1):
+        alone = engine.execute(name, command, user=user, input=stdin)
+        if (shell.returncode, shell.stdout, shell.stderr) == (alone.returncode, alone.stdout, alone.stderr):
+            break
     assert (shell.returncode, shell.stdout, shell.stderr) == (alone.returncode, alone.stdout, alone.stderr)
 
 
