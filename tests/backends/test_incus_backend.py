@@ -8,10 +8,9 @@ instance, snapshot or storage volume of theirs is left.
 from __future__ import annotations
 
 import json
-import secrets
 
 import pytest
-from incusenv import incus, why_no_incus
+from incusenv import incus, made_names, why_no_incus
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.incus.backend import IncusBackend
@@ -40,19 +39,7 @@ def backend() -> IncusBackend:
 @pytest.fixture(scope="module")
 def new_name(backend):
     """Makes unique ``ptinc-`` names; everything made under them is removed at the end."""
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"ptinc-{secrets.token_hex(4)}")
-        return made[-1]
-
-    yield make
-    for name in made:
-        incus("delete", "--force", name)
-    left = {item["name"] for item in json.loads(incus("list", "-f", "json").stdout)}
-    assert not left & set(made), f"instances left behind: {left & set(made)}"
-    volumes = incus("storage", "volume", "list", "default", "-f", "csv", "-c", "n").stdout.split()
-    assert not [v for v in volumes if v.split("/")[0] in made], f"volumes left behind: {volumes}"
+    yield from made_names("ptinc")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import secrets
 import time
 
 import pytest
-from incusenv import incus, why_no_incus
+from incusenv import incus, made_names, why_no_incus
 
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus import rootfs
@@ -67,17 +67,8 @@ def test_only_the_cloud_variant_seeds_cloud_init_and_only_on_create():
 
 @pytest.fixture(scope="module")
 def new_name():
-    made: list[str] = []
-
-    def make() -> str:
-        made.append(f"ptimg-{secrets.token_hex(4)}")
-        return made[-1]
-
-    yield make
-    for name in made:
-        incus("delete", "--force", name)
-    left = {item["name"] for item in json.loads(incus("list", "-f", "json").stdout)}
-    assert not left & set(made), f"instances left behind: {left & set(made)}"
+    """Makes unique ``ptimg-`` names; everything made under them is removed at the end."""
+    yield from made_names("ptimg")
 
 
 @incus_only

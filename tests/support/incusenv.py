@@ -56,3 +56,24 @@ def instances(session: str | None = None) -> set[str]:
     proc = incus("list", key, "-f", "csv", "-c", "n")
     assert proc.returncode == 0, proc.stderr
     return set(proc.stdout.split())
+
+
+def made_names(prefix: str):
+    """A generator for a module fixture: yields a function that makes unique ``PREFIX-`` names,
+    then deletes every instance made under them and asserts that no instance or storage volume
+    of theirs is left."""
+    import json
+    import secrets
+    made: list[str] = []
+
+    def make() -> str:
+        made.append(f"{prefix}-{secrets.token_hex(4)}")
+        return made[-1]
+
+    yield make
+    for name in made:
+        incus("delete", "--force", name)
+    left = {item["name"] for item in json.loads(incus("list", "-f", "json").stdout)}
+    assert not left & set(made), f"instances left behind: {left & set(made)}"
+    volumes = incus("storage", "volume", "list", "default", "-f", "csv", "-c", "n").stdout.split()
+    assert not [v for v in volumes if v.split("/")[0] in made], f"volumes left behind: {volumes}"

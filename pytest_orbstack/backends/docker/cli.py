@@ -21,7 +21,7 @@ from filelock import FileLock
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as cmd
-from pytest_orbstack.backends.process import describe, last_line, map_error, run_text
+from pytest_orbstack.backends.process import ErrorPatterns, describe, last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.types import MachineInfo
 
@@ -36,6 +36,9 @@ class DockerCLI:
     """The ``docker`` binary run with ``env`` (which extends this process's environment; None: that environment)."""
 
     install = "install Docker (apt-get install docker.io) or use OrbStack"  # when the binary is missing
+    engine = "docker"  # the engine's name in messages and the commands they suggest
+    errors: ErrorPatterns = ERRORS  # what its stderr says for each typed error
+    unreachable: tuple[str, ...] = UNREACHABLE  # what it says when its daemon is away
 
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
         self.docker = docker
@@ -74,18 +77,18 @@ class DockerCLI:
         return done
 
     def error(self, proc: subprocess.CompletedProcess[str]) -> MachineError:
-        """The typed error a failed docker command means (an engine not answering, a full disk,
-        a missing or existing container, else MachineError)."""
-        if any(s in proc.stderr for s in UNREACHABLE):
+        """The typed error a failed command means (a daemon not answering, a full disk, a missing
+        or existing container, else MachineError)."""
+        if any(s in proc.stderr for s in self.unreachable):
             host = self.host()
             where = f"DOCKER_HOST={host}" if host else "the local socket"
             return EngineUnavailable(f"docker daemon not answering at {where}: {last_line(proc.stderr)}",
                                      stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         if "no space left on device" in proc.stderr:
-            return MachineError(f"{describe(proc.args)}: the docker engine's disk is full (no space left "
-                                "on device): free space (docker system df; docker system prune) and rerun",
-                                stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
-        return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
+            return MachineError(f"{describe(proc.args)}: the {self.engine} engine's disk is full (no space left "
+                                f"on device): free space ({self.engine} system df; {self.engine} system prune) "
+                                "and rerun", stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
+        return map_error(proc.args, proc.returncode, proc.stderr, self.errors)
 
     def find(self, name: str) -> dict[str, Any] | None:
         """``docker container inspect`` of the container named exactly ``name`` (a name the

@@ -18,8 +18,8 @@ from typing import Any
 from pytest_orbstack.backends.docker import commands as docker_cmd
 from pytest_orbstack.backends.docker.cli import _ARCHITECTURES, ARCHES, DockerCLI
 from pytest_orbstack.backends.podman import commands as cmd
-from pytest_orbstack.backends.process import describe, map_error
-from pytest_orbstack.errors import MachineError, MachineExists, MachineNotFound
+from pytest_orbstack.backends.process import ErrorPatterns
+from pytest_orbstack.errors import MachineExists, MachineNotFound
 from pytest_orbstack.model.names import validate_machine_name
 
 ERRORS = (("no such container", MachineNotFound), ("is already in use", MachineExists))
@@ -52,6 +52,9 @@ class PodmanCLI(DockerCLI):
     """The ``podman`` binary run with ``env`` (which extends this process's environment)."""
 
     install = "install Podman (apt-get install podman, or bash scripts/dev.sh podman)"
+    engine = "podman"
+    errors: ErrorPatterns = ERRORS
+    unreachable: tuple[str, ...] = ()  # no daemon to be away
 
     def __init__(self, podman: str = "podman", env: dict[str, str] | None = None) -> None:
         super().__init__(podman, env)
@@ -81,15 +84,6 @@ class PodmanCLI(DockerCLI):
         """As :meth:`DockerCLI.call`; each Docker word in ``ok`` also accepts Podman's (:data:`SYNONYMS`)."""
         return super().call(argv, timeout=timeout, check=check, input=input,
                             ok=(*ok, *(SYNONYMS[s] for s in ok if s in SYNONYMS)))
-
-    def error(self, proc: subprocess.CompletedProcess[str]) -> MachineError:
-        """The typed error a failed podman command means (a full disk, a missing or existing
-        container, else MachineError)."""
-        if "no space left on device" in proc.stderr:
-            return MachineError(f"{describe(proc.args)}: podman's storage is full (no space left on "
-                                "device): free space (podman system df; podman system prune) and rerun",
-                                stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
-        return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
 
     def find(self, name: str) -> dict[str, Any] | None:
         """``podman container inspect`` of the container named exactly ``name``, or None."""
