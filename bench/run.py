@@ -1,6 +1,6 @@
 """pytest-orbstack's benchmarks: one harness, one run, one table (measured, target, verdict).
 
-    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5] [--quiet]
+    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5,6] [--quiet]
 
 On Incus (``--backend incus --only 1,2,3``): B of 1 is ``incus launch`` of the same image + the
 same systemd poll over ``incus exec``; B of 2a is ``incus exec NAME true``; 2b, 4 and 5 compare
@@ -50,6 +50,10 @@ package's prepared base image is its per-host cache and stays.
     @docker/CONTAINER deploy.py`` (OrbStack: pyinfra's @ssh through OrbStack's SSH server), the
     same container, whole CLI runs, <= 0.5. The deploy's target is removed (untimed) before each
     run, so every run changes every operation. One untimed run each, then 5 rounds.
+6   Incus only, not in the default set (``--backend incus --only 6``): 8 machine tests
+    ``pytest -n 2`` on a two-member Incus cluster built for the run (tests/support/nested_incus.py),
+    the scheduler placing machines / all pinned to member m1, <= 0.75, the engine's own ratio
+    (raw ``incus launch`` cycles in 2 threads, placed / ``--target m1``) beside it; bench/cluster.py.
 """
 
 from __future__ import annotations
@@ -74,6 +78,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import testinfra
+from cluster import bench_cluster
 from harness import Result, alternate, busy_cores, inner_pytest, print_table, timed
 
 from pytest_orbstack.backends import get_backend
@@ -610,13 +615,15 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
 
 
 # -- the run -----------------------------------------------------------------------------------------
-BENCHMARKS = {"1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy}
+BENCHMARKS = {"1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy,
+              "6": bench_cluster}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="docker", choices=("docker", "podman", "orbstack", "incus", "auto"))
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated numbers (default: all)")
+    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated numbers (default: 1-5; 6 is Incus "
+                        "only and builds a cluster)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
 
