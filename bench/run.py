@@ -99,6 +99,7 @@ class RawDocker:
     """``docker run`` with backends/docker.py's systemd flags on the same prepared image."""
 
     exec_label = "docker exec"
+    flags: tuple[str, ...]
 
     def __init__(self, bench: Bench) -> None:
         from pytest_orbstack.backends.docker.commands import SYSTEMD_FLAGS
@@ -336,12 +337,12 @@ def bench_create(bench: Bench, rounds: int = 11) -> list[Result]:
 
 
 # -- 2: commands and testinfra checks ----------------------------------------------------------------
-def checks(login: str) -> list[Callable[[testinfra.host.Host], bool]]:
+def checks(login: str) -> list[Callable[..., bool]]:
     """50 assertions; each returns what it found (the two sides must agree)."""
     def ok(value: bool) -> bool:
         assert value
         return value
-    out: list[Callable[[testinfra.host.Host], bool]] = []
+    out: list[Callable[..., bool]] = []  # (a host, and a bound default argument)
     for p in ["/etc/passwd", "/etc/group", "/etc/hostname", "/etc/debian_version", "/etc/hosts"]:  # 20
         out += [lambda h, p=p: ok(h.file(p).is_file), lambda h, p=p: ok(h.file(p).user == "root"),
                 lambda h, p=p: ok(h.file(p).mode == 0o644), lambda h, p=p: ok(h.file(p).size > 0)]
@@ -391,7 +392,7 @@ def bench_exec(bench: Bench, calls: int = 200, block: int = 20, suite_rounds: in
 
         ours = testinfra.get_host(f"orbstack://root@{machine.name}", engine=machine.backend)
         theirs = testinfra.get_host(spec)
-        suite, answers = checks(machine.backend.default_user(machine.name)), {}
+        suite, answers = checks(machine.backend.default_user(machine.name)), dict[int, list[bool]]()
 
         def run_suite(host: testinfra.host.Host) -> Callable[[int], float]:
             def one_pass(i: int) -> float:
@@ -484,11 +485,14 @@ def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
             finally:
                 bench.raw.delete(name)
 
+        def cycles(names: list[str]) -> None:
+            for name in names:
+                cycle(name)
+
         def run(i: int) -> float:
             names = [bench.raw_name(f"s{workers}-{i}-{k}") for k in range(TESTS)]
             with ThreadPoolExecutor(workers) as pool:
-                return timed(lambda: list(pool.map(lambda part: [cycle(n) for n in part],
-                                                   [names[w::workers] for w in range(workers)])))
+                return timed(lambda: list(pool.map(cycles, [names[w::workers] for w in range(workers)])))
         return run
 
     subprocess.run([PYTHON, "-m", "pytest", "-q", "-n", "2", "test_scale.py::test_own_machine[0]",
@@ -544,7 +548,7 @@ def _rss_kib() -> dict[str, float]:
 def memory_child(kind: str, state_dir: str, sid: str, shared_dir: str) -> None:
     """In a fresh process: print the memory at 1 and 16 machines and after a second shell each."""
     lifecycle = Lifecycle(get_backend(kind), Registry(Path(state_dir)), sid, Path(shared_dir))
-    made, report = [], {}
+    made, report = [], dict[str, object]()
     try:
         for i in range(TESTS):
             machine, record = lifecycle.create(f"mem-{i}", IMAGE)
@@ -610,13 +614,13 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
     finally:
         lifecycle.finish(machine, record, failed=False)
     detail = c.describe(A, B) + f"\n  A: {shlex.join(ours)}\n  B: {shlex.join(theirs)}"
-    theirs = "@podman" if bench.backend.name == "podman" else "@docker"
-    return [Result(f"5 30-op deploy pyinfra @orbstack / {theirs}", c.ratio(A, B), 0.5, detail=detail)]
+    connector = "@podman" if bench.backend.name == "podman" else "@docker"
+    return [Result(f"5 30-op deploy pyinfra @orbstack / {connector}", c.ratio(A, B), 0.5, detail=detail)]
 
 
 # -- the run -----------------------------------------------------------------------------------------
-BENCHMARKS = {"1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy,
-              "6": bench_cluster}
+BENCHMARKS: dict[str, Callable[[Bench], list[Result]]] = {
+    "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster}
 
 
 def main() -> int:
