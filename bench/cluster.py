@@ -45,6 +45,7 @@ SUPPORT = Path(__file__).resolve().parent.parent / "tests" / "support"
 IMAGE = "debian:bookworm"
 TESTS = 8
 TARGET = 0.75
+READY_TIMEOUT = 300.0  # seconds a raw machine may take to boot systemd
 MEMBERS = ("m1", "m2")
 CLUSTER_TEST = f'''
 import json, os, subprocess
@@ -74,14 +75,18 @@ class RawCluster:
         return subprocess.run(["incus", *args], env=self.env, capture_output=True, text=True, timeout=600)
 
     def cycle(self, name: str, target: str) -> str:
-        """One machine's life; the member it ran on. RuntimeError when a step fails."""
+        """One machine's life; the member it ran on. RuntimeError (one line) when a step fails or
+        systemd is not ready in ``READY_TIMEOUT``; the machine is deleted either way."""
         ref = f"{self.remote}:{name}"
         try:
             where = ["--target", target] if target else []
             launched = self.incus("launch", self.image, ref, "-c", self.label, *where)
             if launched.returncode != 0:
-                raise RuntimeError(f"incus launch {ref}: {launched.stderr.strip()}")
+                raise RuntimeError(f"incus launch {ref}: {(launched.stderr.strip().splitlines() or ['?'])[-1]}")
+            deadline = time.monotonic() + READY_TIMEOUT
             while self.incus("exec", ref, "--", "systemctl", "is-system-running").stdout.strip() not in READY_STATES:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{ref}: systemd not ready in {READY_TIMEOUT:g} s")
                 time.sleep(0.2)
             if self.incus("exec", ref, "--", "hostname").stdout.strip() != name:
                 raise RuntimeError(f"{ref}: hostname is not {name}")
