@@ -1,6 +1,6 @@
 """pytest-orbstack's benchmarks: one harness, one run, one table (measured, target, verdict).
 
-    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5] [--quiet]
+    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5,6] [--quiet]
 
 On Incus (``--backend incus --only 1,2,3``): B of 1 is ``incus launch`` of the same image + the
 same systemd poll over ``incus exec``; B of 2a is ``incus exec NAME true``; 2b, 4 and 5 compare
@@ -50,6 +50,10 @@ package's prepared base image is its per-host cache and stays.
     @docker/CONTAINER deploy.py`` (OrbStack: pyinfra's @ssh through OrbStack's SSH server), the
     same container, whole CLI runs, <= 0.5. The deploy's target is removed (untimed) before each
     run, so every run changes every operation. One untimed run each, then 5 rounds.
+6   Incus only, not in the default set (``--backend incus --only 6``): 8 machine tests
+    ``pytest -n 2`` on a two-member Incus cluster built for the run (tests/support/nested_incus.py),
+    the scheduler placing machines / all pinned to member m1, <= 0.75, the engine's own ratio
+    (raw ``incus launch`` cycles in 2 threads, placed / ``--target m1``) beside it; bench/cluster.py.
 """
 
 from __future__ import annotations
@@ -71,10 +75,11 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import testinfra
+from cluster import bench_cluster
+from harness import Result, alternate, busy_cores, inner_pytest, print_table, timed
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import READY_STATES, Backend
@@ -89,89 +94,12 @@ NGINX_DEPLOY = ROOT / "examples" / "nginx" / "deploy.py"
 TESTS = 16
 
 
-# -- results and timing ---------------------------------------------------------------------------
-@dataclass
-class Result:
-    """One row: ``value`` (a ratio A/B, or MiB) against ``target``."""
-    name: str
-    value: float
-    target: float
-    unit: str = "x"
-    strict: bool = False  # value < target (else <=)
-    detail: str = ""
-    error: bool = False
-
-    @property
-    def verdict(self) -> str:
-        if self.error:
-            return "ERROR"
-        return "PASS" if (self.value < self.target if self.strict else self.value <= self.target) else "MISS"
-
-
-def print_table(results: list[Result]) -> None:
-    width = max([9] + [len(r.name) for r in results])
-    print(f"{'benchmark':<{width}}  {'measured':>10}  {'target':>10}  verdict")
-    print(f"{'-' * width}  {'-' * 10}  {'-' * 10}  -------")
-    for r in results:
-        unit = "" if r.unit == "x" else f" {r.unit}"
-        value = "-" if r.error else f"{r.value:.3f}{unit}"
-        target = f"{'<' if r.strict else '<='} {r.target:g}{unit}"
-        print(f"{r.name:<{width}}  {value:>10}  {target:>10}  {r.verdict}")
-    for r in results:
-        if r.detail:
-            print(f"\n[{r.name}]\n{r.detail}")
-
-
-def timed(func: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    func()
-    return time.perf_counter() - started
-
-
-class Comparison:
-    """Seconds of each side per round; the sides run alternately (:func:`alternate`)."""
-
-    def __init__(self, names: list[str]) -> None:
-        self.times: dict[str, list[float]] = {name: [] for name in names}
-
-    def median(self, side: str) -> float:
-        return statistics.median(self.times[side])
-
-    def ratio(self, a: str, b: str) -> float:
-        return self.median(a) / self.median(b)
-
-    def describe(self, a: str, b: str, ms: bool = False) -> str:
-        def fmt(v: float) -> str:
-            return f"{v * 1000:.2f}ms" if ms else f"{v:.2f}s"
-        lines = [f"  {side} {name}: median {fmt(self.median(name))} (rounds: "
-                 f"{', '.join(fmt(v) for v in self.times[name])})" for side, name in (("A", a), ("B", b))]
-        return "\n".join(lines + [f"  median(A)/median(B) = {self.ratio(a, b):.3f}"])
-
-
-def alternate(sides: dict[str, Callable[[int], float]], rounds: int,
-              log: Callable[[str], None] | None = None, warm_up: bool = True) -> Comparison:
-    """Run every side once untimed (with ``warm_up``; round -1: it fills per-process and
-    per-host caches, as a session's first use does), then once per round, the order reversed every
-    other round and rotated (for more than two sides); each side gets the round number and
-    returns the seconds to count."""
-    result, items = Comparison(list(sides)), list(sides.items())
-    for _, side in items if warm_up else ():
-        side(-1)
-    for i in range(rounds):
-        order = items if i % 2 == 0 else items[::-1]
-        order = order[i % len(items):] + order[:i % len(items)] if len(items) > 2 else order
-        for name, side in order:
-            result.times[name].append(side(i))
-        if log:
-            log(f"round {i + 1}/{rounds}: " + "  ".join(f"{n} {t[-1]:.2f}s" for n, t in result.times.items()))
-    return result
-
-
 # -- the engine without pytest-orbstack (side B) ----------------------------------------------------
 class RawDocker:
     """``docker run`` with backends/docker.py's systemd flags on the same prepared image."""
 
     exec_label = "docker exec"
+    flags: tuple[str, ...]
 
     def __init__(self, bench: Bench) -> None:
         from pytest_orbstack.backends.docker.commands import SYSTEMD_FLAGS
@@ -409,12 +337,12 @@ def bench_create(bench: Bench, rounds: int = 11) -> list[Result]:
 
 
 # -- 2: commands and testinfra checks ----------------------------------------------------------------
-def checks(login: str) -> list[Callable[[testinfra.host.Host], bool]]:
+def checks(login: str) -> list[Callable[..., bool]]:
     """50 assertions; each returns what it found (the two sides must agree)."""
     def ok(value: bool) -> bool:
         assert value
         return value
-    out: list[Callable[[testinfra.host.Host], bool]] = []
+    out: list[Callable[..., bool]] = []  # (a host, and a bound default argument)
     for p in ["/etc/passwd", "/etc/group", "/etc/hostname", "/etc/debian_version", "/etc/hosts"]:  # 20
         out += [lambda h, p=p: ok(h.file(p).is_file), lambda h, p=p: ok(h.file(p).user == "root"),
                 lambda h, p=p: ok(h.file(p).mode == 0o644), lambda h, p=p: ok(h.file(p).size > 0)]
@@ -464,7 +392,7 @@ def bench_exec(bench: Bench, calls: int = 200, block: int = 20, suite_rounds: in
 
         ours = testinfra.get_host(f"orbstack://root@{machine.name}", engine=machine.backend)
         theirs = testinfra.get_host(spec)
-        suite, answers = checks(machine.backend.default_user(machine.name)), {}
+        suite, answers = checks(machine.backend.default_user(machine.name)), dict[int, list[bool]]()
 
         def run_suite(host: testinfra.host.Host) -> Callable[[int], float]:
             def one_pass(i: int) -> float:
@@ -538,28 +466,6 @@ def test_own_machine(orbstack_machine, i):
 '''
 
 
-def cpu_busy() -> tuple[int, int]:
-    """(busy, total) jiffies of the host (Linux; zeros elsewhere)."""
-    try:
-        values = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-    except OSError:
-        return 0, 0
-    return sum(values) - values[3] - values[4], sum(values)
-
-
-def busy_cores(side: Callable[[int], float], used: list[float]) -> Callable[[int], float]:
-    """``side``, also appending how many of the host's cores were busy (all processes, the
-    kernel's own work included) while it ran."""
-    def run(i: int) -> float:
-        start = cpu_busy()
-        seconds = side(i)
-        end = cpu_busy()
-        if end[1] > start[1]:
-            used.append((end[0] - start[0]) / (end[1] - start[1]) * (os.cpu_count() or 1))
-        return seconds
-    return run
-
-
 def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
     suite = bench.tmp / "scale-suite"
     suite.mkdir()
@@ -568,21 +474,7 @@ def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
 
     def inner_run(workers: int) -> Callable[[int], float]:
         argv = [PYTHON, "-m", "pytest", "-q", "-n", str(workers), f"--orbstack-backend={bench.backend.name}"]
-
-        def run(i: int) -> float:
-            proc = subprocess.Popen(argv, cwd=suite, env=bench.inner_env(), stdout=subprocess.PIPE,
-                                    stderr=subprocess.STDOUT, text=True)
-            output: list[str] = []
-            try:
-                seconds = timed(lambda: output.append(proc.communicate()[0]))
-            except BaseException:  # Ctrl-C: let the inner session tear its machines down
-                proc.terminate()
-                proc.wait(timeout=300)
-                raise
-            if proc.returncode != 0:
-                raise RuntimeError(f"{shlex.join(argv)} failed:\n{output[0][-3000:]}")
-            return seconds
-        return run
+        return lambda i: inner_pytest(argv, suite, bench.inner_env())
 
     def raw_run(workers: int) -> Callable[[int], float]:
         def cycle(name: str) -> None:
@@ -593,11 +485,14 @@ def bench_scale(bench: Bench, rounds: int = 3) -> list[Result]:
             finally:
                 bench.raw.delete(name)
 
+        def cycles(names: list[str]) -> None:
+            for name in names:
+                cycle(name)
+
         def run(i: int) -> float:
             names = [bench.raw_name(f"s{workers}-{i}-{k}") for k in range(TESTS)]
             with ThreadPoolExecutor(workers) as pool:
-                return timed(lambda: list(pool.map(lambda part: [cycle(n) for n in part],
-                                                   [names[w::workers] for w in range(workers)])))
+                return timed(lambda: list(pool.map(cycles, [names[w::workers] for w in range(workers)])))
         return run
 
     subprocess.run([PYTHON, "-m", "pytest", "-q", "-n", "2", "test_scale.py::test_own_machine[0]",
@@ -653,7 +548,7 @@ def _rss_kib() -> dict[str, float]:
 def memory_child(kind: str, state_dir: str, sid: str, shared_dir: str) -> None:
     """In a fresh process: print the memory at 1 and 16 machines and after a second shell each."""
     lifecycle = Lifecycle(get_backend(kind), Registry(Path(state_dir)), sid, Path(shared_dir))
-    made, report = [], {}
+    made, report = [], dict[str, object]()
     try:
         for i in range(TESTS):
             machine, record = lifecycle.create(f"mem-{i}", IMAGE)
@@ -719,18 +614,20 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
     finally:
         lifecycle.finish(machine, record, failed=False)
     detail = c.describe(A, B) + f"\n  A: {shlex.join(ours)}\n  B: {shlex.join(theirs)}"
-    theirs = "@podman" if bench.backend.name == "podman" else "@docker"
-    return [Result(f"5 30-op deploy pyinfra @orbstack / {theirs}", c.ratio(A, B), 0.5, detail=detail)]
+    connector = "@podman" if bench.backend.name == "podman" else "@docker"
+    return [Result(f"5 30-op deploy pyinfra @orbstack / {connector}", c.ratio(A, B), 0.5, detail=detail)]
 
 
 # -- the run -----------------------------------------------------------------------------------------
-BENCHMARKS = {"1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy}
+BENCHMARKS: dict[str, Callable[[Bench], list[Result]]] = {
+    "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="docker", choices=("docker", "podman", "orbstack", "incus", "auto"))
-    parser.add_argument("--only", default=",".join(BENCHMARKS), help="comma-separated numbers (default: all)")
+    parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated numbers (default: 1-5; 6 is Incus "
+                        "only and builds a cluster)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
 

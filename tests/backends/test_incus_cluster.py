@@ -15,7 +15,7 @@ import time
 
 import pytest
 from incusenv import incus, why_no_incus
-from nested_incus import Client, kill_9_mid_test, make_cluster
+from nested_incus import Client, cluster, kill_9_mid_test
 
 from pytest_orbstack.backends.incus.backend import IncusBackend
 
@@ -30,12 +30,10 @@ def client(tmp_path_factory):
     tag = secrets.token_hex(3)
     containers = [f"ptclu-{tag}-m1", f"ptclu-{tag}-m2"]
     started = time.monotonic()
-    daemons = make_cluster(containers, REMOTE, client)
-    print(f"cluster {REMOTE} (m1 {daemons[0].address}, m2 {daemons[1].address}) ready in "
-          f"{time.monotonic() - started:.1f} s")
-    yield client
-    for daemon in daemons:
-        daemon.delete()
+    with cluster(containers, REMOTE, client) as daemons:
+        print(f"cluster {REMOTE} (m1 {daemons[0].address}, m2 {daemons[1].address}) ready in "
+              f"{time.monotonic() - started:.1f} s")
+        yield client
     assert not set(containers) & set(incus("list", "-f", "csv", "-c", "n").stdout.split())
 
 

@@ -17,7 +17,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,6 +196,19 @@ def make_cluster(containers: list[str], remote: str, client: Client) -> list[Dae
     return daemons
 
 
+@contextmanager
+def cluster(containers: list[str], remote: str, client: Client) -> Iterator[list[Daemon]]:
+    """:func:`make_cluster`; on leaving, every member's container is deleted (with its daemon,
+    images and machines) and ``remote`` removed from ``client``, also after an error or Ctrl-C."""
+    daemons = make_cluster(containers, remote, client)
+    try:
+        yield daemons
+    finally:
+        for daemon in daemons:
+            daemon.delete()
+        subprocess.run(["incus", "remote", "remove", remote], env=client.env, capture_output=True, timeout=60)
+
+
 SLOW_TESTS = """
 import os, time
 import pytest
@@ -206,7 +221,7 @@ def test_running(orbstack_machine, i):
 """
 
 
-def kill_9_mid_test(workdir: Path, env: dict[str, str], ours, *args: str) -> float:
+def kill_9_mid_test(workdir: Path, env: dict[str, str], ours: Callable[[], Collection[str]], *args: str) -> float:
     """Start a session of two tests (``args``: ``-n 2`` for one per worker) whose machines are on
     the remote, kill -9 its process group once both tests run, and return the seconds until
     ``ours()`` (the session's machines on the remote) is empty, 10 at most."""
