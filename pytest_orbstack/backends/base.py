@@ -96,6 +96,11 @@ class Backend(ABC):
         process); an engine that is not probed answers yes and fails later with one clear line."""
         return True
 
+    def at(self, name: str) -> str:
+        """Machine ``name`` as this engine's own commands address it (an Incus remote prefixes
+        it; other engines use the name itself)."""
+        return name
+
     def vm_refusal(self) -> str | None:
         """Why ``vm=True`` machines cannot be made on this engine (one line), None when they can."""
         return (f"vm=True: the {self.name} engine makes containers only (no virtual machines); "

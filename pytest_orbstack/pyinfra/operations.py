@@ -32,7 +32,6 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FunctionCommand, OperationError, OperationValueError, StringCommand, operation
 
-from pytest_orbstack import settings
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker import commands as docker_commands
@@ -62,12 +61,6 @@ def _engine() -> Backend:
 def _commands(engine: Backend) -> ModuleType:
     return {"docker": docker_commands, "incus": incus_commands,
             "podman": podman_commands}.get(engine.name, orbstack_commands)
-
-
-def _on(engine: Backend, machine: str) -> str:
-    """``machine`` as the engine's own commands name it: ``REMOTE:NAME`` on an Incus remote
-    (``$PYTEST_ORBSTACK_INCUS_REMOTE``)."""
-    return incus_commands.at(settings.incus_remote(), machine) if engine.name == "incus" else machine
 
 
 def _valid(check: Any, *args: Any, **kwargs: Any) -> Any:
@@ -106,7 +99,7 @@ def _create(engine: Backend, image: str, machine: str, user: str | None, arch: s
     # the engine's own create: Incus launches, then adds the user and waits in one exec; Podman's
     # run needs its network's gateway, known only once the network exists
     if engine.name in ("incus", "podman"):
-        yield FunctionCommand(_incus_create, (engine, machine, image, user, cloud_init, labels, resources), {})
+        yield FunctionCommand(_engine_create, (engine, machine, image, user, cloud_init, labels, resources), {})
         return
     if engine.name == "orbstack":
         _orbstack_requires(*(["resources"] if resources.limits else []),
@@ -161,7 +154,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
     current = host.get_fact(OrbStackMachine, machine=machine, engine=engine.name)
     if not present:
         if current is not None:
-            yield _command(cmds.delete(_on(engine, machine)))
+            yield _command(cmds.delete(engine.at(machine)))
         else:
             host.noop(f"machine {machine} does not exist")
         return
@@ -174,14 +167,14 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         _valid(engine.refuse_vm, resources)
         yield from _create(engine, image, machine, user, arch, cloud_init, labels or {}, resources)
         if not running:
-            yield _command(cmds.stop(_on(engine, machine)))
+            yield _command(cmds.stop(engine.at(machine)))
         return
     is_running = current["state"] == "running"
     if running and not is_running:
-        yield _command(cmds.start(_on(engine, machine)))
-        yield _command(cmds.ready(_on(engine, machine)))
+        yield _command(cmds.start(engine.at(machine)))
+        yield _command(cmds.ready(engine.at(machine)))
     elif not running and is_running:
-        yield _command(cmds.stop(_on(engine, machine)))
+        yield _command(cmds.stop(engine.at(machine)))
     else:
         host.noop(f"machine {machine} is {current['state']}")
 
@@ -208,14 +201,14 @@ def clone(source: str, machine: str, running: bool = True) -> Commands:
         return
     yield FunctionCommand(_docker_clone, (engine, source, machine), {})
     if not running:
-        yield _command(_commands(engine).stop(_on(engine, machine)))
+        yield _command(_commands(engine).stop(engine.at(machine)))
 
 
 def _docker_clone(engine: Backend, source: str, machine: str) -> None:
     engine.clone(source, machine)
 
 
-def _incus_create(engine: Backend, machine: str, image: str, user: str | None, cloud_init: str | None,
+def _engine_create(engine: Backend, machine: str, image: str, user: str | None, cloud_init: str | None,
                   labels: dict[str, str], resources: Resources) -> None:
     engine.create(machine, image, user=user, cloud_init=cloud_init, labels=labels, resources=resources)
 
@@ -234,7 +227,7 @@ def rename(old: str, new: str) -> Commands:
     if old_info is None and new_info is not None:
         host.noop(f"machine {new} exists")
         return
-    yield _command(_commands(engine).rename(_on(engine, old), _on(engine, new)))
+    yield _command(_commands(engine).rename(engine.at(old), engine.at(new)))
 
 
 @operation()

@@ -15,7 +15,7 @@ import os
 import shlex
 import subprocess
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, AnyStr
 
@@ -47,11 +47,14 @@ class IncusBackend(Backend):
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None,
                  remote: str | None = None, target: str | None = None) -> None:
         self.cli = IncusCLI(incus, env, remote, target)
-        self.incus, self.call, self._error, self.at = incus, self.cli.call, self.cli.error, self.cli.at
+        self.incus, self.call, self._error = incus, self.cli.call, self.cli.error
         self.env = self.cli.env  # commands in machines (exec, shells) run with it too
         self._images: dict[tuple[str, bool], str] = {}  # (image, cloud) -> the Incus image reference
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
         self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
+
+    def at(self, name: str) -> str:
+        return self.cli.at(name)  # REMOTE:NAME on a remote
 
     @classmethod
     def answers(cls) -> bool:
@@ -88,10 +91,8 @@ class IncusBackend(Backend):
         try:
             yield
         except BaseException:
-            try:
+            with suppress(MachineError):  # the original error matters more
                 self.call(cmd.delete(self.at(name)), check=False)
-            except MachineError:
-                pass  # the original error matters more
             raise
 
     def image_ref(self, image: str, cloud: bool = False) -> str:
