@@ -49,8 +49,10 @@ class DockerBackend(Backend):
     not_running = NOT_RUNNING  # what `exec` in a stopped machine says
     stopped_words = ("is not running", "No such container")  # a machine that ended while booting
 
+    cli_class: type[DockerCLI] = DockerCLI  # the command line of this flavour of engine
+
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
-        self.cli = DockerCLI(docker, env)
+        self.cli = self.cli_class(docker, env)
         self.env = self.cli.env
         self.env_overrides = self.cli.env_overrides
         self._tags: dict[str, str] = {}  # image -> prepared tag (the base does not change mid-session)

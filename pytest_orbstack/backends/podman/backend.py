@@ -15,12 +15,12 @@ import re
 import shlex
 import shutil
 
+from pytest_orbstack import settings
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.docker.commands import label_resources
 from pytest_orbstack.backends.podman import commands as cmd
 from pytest_orbstack.backends.podman.cli import PodmanCLI
-from pytest_orbstack.backends.process import run_text
-from pytest_orbstack.errors import MachineError
+from pytest_orbstack.backends.process import answers
 
 # `podman exec` in a stopped machine (one line; the exit code is 125)
 NOT_RUNNING = re.compile(r"Error: can only create exec sessions on running containers: container state improper\s*")
@@ -34,22 +34,17 @@ class PodmanBackend(DockerBackend):
     not_running = NOT_RUNNING
     stopped_words = ("container state improper", "no such container")
 
+    cli_class = PodmanCLI
+    cli: PodmanCLI
+
     def __init__(self, podman: str = "podman", env: dict[str, str] | None = None) -> None:
         super().__init__(podman, env)
-        self.cli: PodmanCLI = PodmanCLI(podman, env)
-        self.env = self.cli.env
-        self.env_overrides = self.cli.env_overrides
 
     @classmethod
     def answers(cls) -> bool:
         """Whether ``auto`` takes Podman: on a host without a ``docker`` command (Fedora, RHEL)
         whose ``podman info`` answers; a host with both keeps Docker (docs/design.md)."""
-        if shutil.which("docker") or not shutil.which("podman"):
-            return False
-        try:
-            return run_text(cmd.architecture(), timeout=30).returncode == 0
-        except MachineError:
-            return False
+        return not shutil.which("docker") and answers(cmd.architecture(), settings.PROBE_TIMEOUT)
 
     def login_command(self, name: str) -> str:
         return f"podman exec -it {shlex.quote(name)} bash -l"
