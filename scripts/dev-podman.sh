@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # The Podman set-up of scripts/dev.sh (`bash scripts/dev.sh podman`), sourced by it: it uses
-# dev.sh's log, as_root, apt_install, ROOT, LOG_DIR and SCRATCH_DIR. Each step checks first and
+# dev.sh's log, as_root, apt_install and build_base_image. Each step checks first and
 # does nothing when its part is already there. docs/podman.md says what was verified.
 #
 #   - Debian's podman (4.3 on bookworm; it brings netavark and aardvark-dns, which give the
@@ -27,27 +27,12 @@ podman_image_ok() {
       --entrypoint /bin/sh "$PODMAN_IMAGE" -c 'test -x /lib/systemd/systemd' >/dev/null 2>&1
 }
 
-# A subshell: its EXIT trap removes the debootstrap tree whatever happens.
-build_podman_image() (
-  log "podman: building $PODMAN_IMAGE offline with debootstrap (about a minute)"
-  scratch=$(mktemp -d "$SCRATCH_DIR/pytest-orbstack-podman.XXXXXX")
-  trap 'as_root rm -rf "$scratch"' EXIT
-  packages=$(tr -d ' \n' < "$ROOT/pytest_orbstack/backends/debian-base-packages")
-  if ! as_root debootstrap --variant=minbase --include="$packages" \
-      bookworm "$scratch/rootfs" >"$scratch/debootstrap.log" 2>&1; then
-    tail -20 "$scratch/debootstrap.log" >&2
-    as_root cp "$scratch/debootstrap.log" "$LOG_DIR/pytest-orbstack-debootstrap.log" 2>/dev/null || true
-    log "podman: debootstrap failed"; exit 1
-  fi
-  as_root tar -C "$scratch/rootfs" -c . |
-    as_root podman import -q --change 'CMD ["/sbin/init"]' - "$PODMAN_IMAGE" >/dev/null
-)
-
 ensure_podman_image() (
   if podman_image_ok; then log "podman: image $PODMAN_IMAGE already there"; exit 0; fi
   exec 9>"$PODMAN_LOCK"
   flock -w 600 9 || { log "podman: another set-up holds $PODMAN_LOCK"; exit 1; }
-  podman_image_ok || build_podman_image
+  podman_image_ok ||
+    build_base_image "$PODMAN_IMAGE" as_root podman import -q --change 'CMD ["/sbin/init"]' -
 )
 
 podman_setup() {

@@ -96,10 +96,12 @@ ensure_inotify() {
     log "could not raise it: more than about 20 machines at once will fail to boot"
 }
 
-# Build $BASE_IMAGE from a debootstrap tree. A subshell, so that its EXIT trap (which bash also
-# runs when INT, TERM or HUP end it) removes the tree whatever happens, and ends with it.
+# build_base_image IMAGE IMPORT...: build IMAGE from a debootstrap tree, imported by the command
+# IMPORT... (it reads the tree's tar on stdin; IMAGE is appended). A subshell, so that its EXIT
+# trap (which bash also runs when INT, TERM or HUP end it) removes the tree whatever happens.
 build_base_image() (
-  log "building $BASE_IMAGE offline with debootstrap (about a minute)"
+  image=$1; shift
+  log "building $image offline with debootstrap (about a minute)"
   scratch=$(mktemp -d "$SCRATCH_DIR/pytest-orbstack-build.XXXXXX")
   trap 'as_root rm -rf "$scratch"' EXIT
   failed_log="$LOG_DIR/pytest-orbstack-debootstrap.log"
@@ -112,7 +114,7 @@ build_base_image() (
       log "debootstrap failed; its whole log: $failed_log"
     exit 1
   fi
-  as_root tar -C "$scratch/rootfs" -c . | docker import --change 'CMD ["/sbin/init"]' - "$BASE_IMAGE" >/dev/null
+  as_root tar -C "$scratch/rootfs" -c . | "$@" "$image" >/dev/null
   as_root rm -f "$failed_log"   # an earlier failure's log would only mislead now
 )
 
@@ -123,7 +125,7 @@ ensure_base_image() {
      docker run --rm --entrypoint /bin/sh "$BASE_IMAGE" -c 'test -x /lib/systemd/systemd' >/dev/null 2>&1; then
     return 0
   fi
-  build_base_image
+  build_base_image "$BASE_IMAGE" docker import --change 'CMD ["/sbin/init"]' -
 }
 
 ensure_venv() {
