@@ -106,10 +106,17 @@ class Backend(ABC):
         return (f"vm=True: the {self.name} engine makes containers only (no virtual machines); "
                 "use --orbstack-backend=incus on a host with KVM and vhost_vsock")
 
-    def refuse_vm(self, resources: Resources) -> None:
-        """InvalidInput with :meth:`vm_refusal`'s line when ``resources`` asks for a VM this
-        engine cannot make."""
+    def target_refusal(self, target: str) -> str | None:
+        """Why a machine cannot be put on cluster member ``target`` here (one line), None when
+        it can."""
+        return (f"target={target!r}: the {self.name} engine has no cluster members to put a machine on; "
+                "target= is for --orbstack-backend=incus on an Incus cluster (docs/scale.md)")
+
+    def refuse_resources(self, resources: Resources) -> None:
+        """InvalidInput with :meth:`vm_refusal`'s or :meth:`target_refusal`'s line when
+        ``resources`` asks for a VM or a cluster member this engine cannot give."""
         why = self.vm_refusal() if resources.vm else None
+        why = why or (self.target_refusal(resources.target) if resources.target else None)
         if why:
             raise InvalidInput(why)
 

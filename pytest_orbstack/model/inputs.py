@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
+from pytest_orbstack import settings
 from pytest_orbstack.errors import InvalidInput, UnknownImage
 from pytest_orbstack.model.types import Resources
 
@@ -187,18 +188,21 @@ def parse_size(value: object, what: str) -> int | None:
 
 
 def check_resources(cpus: object = None, memory: object = None, disk: object = None,
-                    isolated: object = False, capabilities: object = (), vm: object = False) -> Resources:
+                    isolated: object = False, capabilities: object = (), vm: object = False,
+                    target: object = None) -> Resources:
     """The machine keywords ``cpus=``, ``memory=``, ``disk=``, ``isolated=``,
-    ``capabilities=`` and ``vm=`` as one checked :class:`Resources`."""
+    ``capabilities=``, ``vm=`` and ``target=`` as one checked :class:`Resources`."""
     if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0):
         raise InvalidInput(f"cpus= must be a positive number, not {cpus!r}")
     if not isinstance(isolated, bool):
         raise InvalidInput(f"isolated= must be True or False, not {isolated!r}")
     if not isinstance(vm, bool):
         raise InvalidInput(f"vm= must be True or False, not {vm!r}")
+    if target is not None and not (isinstance(target, str) and settings.INCUS_NAME_RE.match(target)):
+        raise InvalidInput(f"target= must name a cluster member (letters, digits, '.', '_', '-'), not {target!r}")
     return Resources(cpus=cpus, memory_mib=parse_size(memory, "memory="),
                      disk_mib=parse_size(disk, "disk="), isolated=isolated,
-                     capabilities=check_capabilities(capabilities), vm=vm)
+                     capabilities=check_capabilities(capabilities), vm=vm, target=target)
 
 
 def check_capabilities(value: object) -> tuple[str, ...]:

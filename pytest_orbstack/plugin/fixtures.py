@@ -86,7 +86,7 @@ class _Factory:
         ``vm=True`` the engine cannot make included."""
         checked = machine_args(self.request.config, keywords, self.image,
                                self.request.config.stash[STATE].search_dirs())
-        self.lifecycle.backend.refuse_vm(checked["resources"])
+        self.lifecycle.backend.refuse_resources(checked["resources"])
         return checked
 
     def make(self, suffix: str, checked: dict[str, Any], alias: str = "") -> Machine:

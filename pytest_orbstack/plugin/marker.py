@@ -34,11 +34,11 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
                     check_idempotent: bool = False, allow_changes: Sequence[str] = (),
                     allow_stale: Sequence[str] = (), cpus: float | None = None, memory: str | int | None = None,
                     disk: str | int | None = None, isolated: bool = False,
-                    capabilities: Sequence[str] = (), vm: bool = False) -> dict[str, Any]:
+                    capabilities: Sequence[str] = (), vm: bool = False, target: str | None = None) -> dict[str, Any]:
     """``@pytest.mark.orbstack(image=None, *, deploy=None, user=None, cloud_init=None,
     clone=None, data=None, check_idempotent=False, allow_changes=(), allow_stale=(), cpus=None,
-    memory=None, disk=None, isolated=False, capabilities=(), vm=False)``: the machine the ``orbstack`` fixture makes;
-    the factories take the same keywords.
+    memory=None, disk=None, isolated=False, capabilities=(), vm=False, target=None)``: the
+    machine the ``orbstack`` fixture makes; the factories take the same keywords.
 
     ``image``: ``distro[:version]`` (default: ``--orbstack-image`` / ini ``orbstack_image``).
     ``deploy``: a pyinfra deploy file, a callable (plain or ``@deploy``) or a
@@ -59,16 +59,18 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
     Docker (``["NET_ADMIN"]`` for iptables/nftables; OrbStack machines have them already).
     ``vm``: a virtual machine with its own kernel (Incus ``--vm``); where the engine or host
     cannot make one, the test fails in one line saying why before any machine is made.
+    ``target``: the Incus cluster member the machine (and a golden machine's clones) is put on;
+    elsewhere the test fails in one line before any machine is made.
     Relative paths are looked up in the running test's folder, then in the rootdir.
     """
     return dict(image=image, deploy=deploy, user=user, cloud_init=cloud_init, clone=clone,
                 data=data, check_idempotent=check_idempotent, allow_changes=allow_changes,
                 allow_stale=allow_stale, cpus=cpus, memory=memory, disk=disk, isolated=isolated,
-                capabilities=capabilities, vm=vm)
+                capabilities=capabilities, vm=vm, target=target)
 
 
 KEYWORDS = tuple(inspect.signature(orbstack_marker).parameters)
-RESOURCE_KEYWORDS = ("cpus", "memory", "disk", "isolated", "capabilities", "vm")
+RESOURCE_KEYWORDS = ("cpus", "memory", "disk", "isolated", "capabilities", "vm", "target")
 
 
 def machine_keywords(args: Sequence[Any], kwargs: Mapping[str, Any],

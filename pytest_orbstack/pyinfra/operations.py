@@ -127,7 +127,7 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
             cloud_init: str | None = None, labels: dict[str, str] | None = None,
             cpus: float | None = None, memory: str | int | None = None,
             disk: str | int | None = None, isolated: bool = False,
-            capabilities: Sequence[str] = (), vm: bool = False) -> Commands:
+            capabilities: Sequence[str] = (), vm: bool = False, target: str | None = None) -> Commands:
     """Ensure a machine exists (created from ``image``, ready) and is running or stopped, or,
     with ``present=False``, that it does not exist.
 
@@ -147,6 +147,8 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
       creation (Docker; OrbStack machines are not restricted that way, ASSUMED: ignored there)
     + vm: a virtual machine (Incus ``--vm``), at creation; refused in one line where the engine
       or its host cannot make one
+    + target: the Incus cluster member to put the machine on, at creation; refused in one line
+      elsewhere
     """
     engine = _engine()
     cmds = _commands(engine)
@@ -163,8 +165,8 @@ def machine(machine: str, image: str = "debian:bookworm", present: bool = True,
         _valid(check_user, user)
         cloud_init = _valid(check_cloud_init, cloud_init)
         resources = _valid(check_resources, cpus=cpus, memory=memory, disk=disk, isolated=isolated,
-                           capabilities=list(capabilities), vm=vm)
-        _valid(engine.refuse_vm, resources)
+                           capabilities=list(capabilities), vm=vm, target=target)
+        _valid(engine.refuse_resources, resources)
         yield from _create(engine, image, machine, user, arch, cloud_init, labels or {}, resources)
         if not running:
             yield _command(cmds.stop(engine.at(machine)))

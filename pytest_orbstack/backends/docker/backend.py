@@ -124,7 +124,7 @@ class DockerBackend(Backend):
         ref = self.prepare(image)
         # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
         check_docker_resources(resources)
-        self.refuse_vm(resources)
+        self.refuse_resources(resources)
         self._run_container(name, ref, {**(labels or {}), **cmd.machine_labels(login, image, resources)})
         with self.cli.removed_on_failure(name):
             # the user is added while systemd boots, in the first readiness probe

@@ -34,8 +34,6 @@ from pytest_orbstack.model.inputs import check_cloud_init, image_codename
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, in_workdir
 
-POOL = "default"
-
 
 class IncusBackend(Backend):
     """Machines as system containers of an Incus daemon: the local one, or ``remote``'s (an
@@ -51,7 +49,7 @@ class IncusBackend(Backend):
         self.env = self.cli.env  # commands in machines (exec, shells) run with it too
         self._images: dict[tuple[str, bool], str] = {}  # (image, cloud) -> the Incus image reference
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
-        self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
+        self._frozen: dict[str, tuple[set[str], str | None]] = {}  # golden -> its session keys, member
 
     def at(self, name: str) -> str:
         return self.cli.at(name)  # REMOTE:NAME on a remote
@@ -106,16 +104,15 @@ class IncusBackend(Backend):
         """None when this daemon has its qemu driver, else why not (:func:`.vm.refusal`)."""
         return vm.ask(self.cli)
 
+    def target_refusal(self, target: str) -> str | None:
+        return self.cli.target_refusal(target)  # None on a cluster
+
     def _check_resources(self, resources: Resources) -> None:
-        """InvalidInput for a VM this daemon cannot run, or a disk size on a ``dir`` pool (no limits)."""
-        self.refuse_vm(resources)
-        if resources.disk_mib is None:
-            return
-        pool = json.loads(self.call(cmd.storage_driver(POOL, self.cli.remote)).stdout)
-        if pool.get("driver") == "dir":
-            raise InvalidInput(f"disk= needs an Incus storage pool that limits sizes (btrfs, zfs, lvm); "
-                               f"pool {POOL!r} is dir: PYTEST_ORBSTACK_INCUS_POOL_DRIVER=btrfs bash "
-                               "scripts/dev.sh incus makes a btrfs one")
+        """InvalidInput for a VM, a cluster member or a disk size this daemon cannot give."""
+        self.refuse_resources(resources)
+        why = self.cli.disk_refusal() if resources.disk_mib is not None else None
+        if why:
+            raise InvalidInput(why)
 
     # -- machines ---------------------------------------------------------------------------
     def create(self, name: str, image: str, *, user: str | None = None,
@@ -138,7 +135,8 @@ class IncusBackend(Backend):
                   **cmd.machine_config(login, image, resources)}
         if user_data is not None:
             config[cmd.USER_DATA] = Path(user_data).read_text()
-        proc = self.call(cmd.launch(self.at(name), ref, config, resources, self.cli.target), check=False,
+        member = resources.target or self.cli.target
+        proc = self.call(cmd.launch(self.at(name), ref, config, resources, member), check=False,
                          timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             error = self._failed(proc, name)
@@ -155,20 +153,23 @@ class IncusBackend(Backend):
 
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
               frozen_source: bool = False) -> MachineInfo:
-        """``incus copy`` of ``source`` (running or not), started as ``name``. With
-        ``frozen_source`` every clone copies one snapshot of the source, taken once."""
+        """``incus copy`` of ``source`` (running or not), started as ``name`` on the member the
+        source was put on with ``target=`` (else as new machines are). With ``frozen_source``
+        every clone copies one snapshot of the source, taken once."""
         validate_machine_name(name)
         snap: str | None = cmd.SNAPSHOT
         if frozen_source and source in self._frozen:  # asked once per process: a golden is fixed
-            session_keys = self._frozen[source]
+            session_keys, member = self._frozen[source]
         else:
             data = self._query(source)
+            config = data.get("config") or {}
             inherited = {f"{KEY}.{what}" for what in cmd.INHERITED} | {KEY}
-            session_keys = {k for k in data.get("config") or {} if k.startswith(f"{KEY}.") and k not in inherited}
-            snap = self._snapshot(source, data, session_keys) if frozen_source else None
+            session_keys = {k for k in config if k.startswith(f"{KEY}.") and k not in inherited}
+            member = cmd.recorded_resources(config).target or self.cli.target
+            snap = self._snapshot(source, data, (session_keys, member)) if frozen_source else None
         own = {cmd.key(k): v for k, v in (labels or {}).items()}
         dropped = {k: "" for k in session_keys if k not in own}  # the source's session is not the clone's
-        proc = self.call(cmd.copy(self.at(source), self.at(name), {**dropped, **own}, snap, self.cli.target),
+        proc = self.call(cmd.copy(self.at(source), self.at(name), {**dropped, **own}, snap, member),
                          check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             raise self._failed(proc, name)
@@ -177,12 +178,12 @@ class IncusBackend(Backend):
             self.wait_ready(name)
             return self.info(name)
 
-    def _snapshot(self, source: str, data: dict[str, Any], session_keys: set[str]) -> str:
+    def _snapshot(self, source: str, data: dict[str, Any], frozen: tuple[set[str], str | None]) -> str:
         """The golden machine's snapshot, made once (a file lock spans processes)."""
         if cmd.SNAPSHOT not in {s["name"] for s in data.get("snapshots") or []}:
             with FileLock(settings.lock_path(f"incus-snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
                 self.call(cmd.snapshot(self.at(source)), ok=("already exists",), timeout=settings.INCUS_CREATE_TIMEOUT)
-        self._frozen[source] = session_keys
+        self._frozen[source] = frozen
         return cmd.SNAPSHOT
 
     def start(self, name: str) -> None:

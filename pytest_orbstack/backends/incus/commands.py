@@ -161,6 +161,10 @@ def config_set(machine: str, config: Mapping[str, str]) -> list[str]:
     return [INCUS, "config", "set", machine, *(f"{k}={v}" for k, v in config.items())]
 
 
+def cluster(remote: str = "") -> list[str]:
+    return [INCUS, "query", at(remote, "/1.0/cluster")]
+
+
 def storage_driver(pool: str, remote: str = "") -> list[str]:
     return [INCUS, "query", at(remote, f"/1.0/storage-pools/{pool}")]
 

@@ -64,7 +64,7 @@ class OrbStackBackend(Backend):
                resources: Resources = NO_RESOURCES) -> MachineInfo:
         """Create ``name`` (the client refuses distros without systemd and flags this OrbStack
         is too old for) and wait for systemd."""
-        self.refuse_vm(resources)
+        self.refuse_resources(resources)
         created = self.client.create(image, name, user=user, user_data=cloud_init, resources=resources)
         try:
             self.wait_ready(name)
