@@ -1,6 +1,7 @@
 """The debug loop: keep the machine of a failing test, see it with ``--orbstack-list``, fix the
 deploy, rerun with ``--orbstack-reuse``: the kept machine is used (nothing is created), the fixed
-deploy is applied to it, the test passes; ``--orbstack-prune`` ends it (on docker; the first loop on incus too)."""
+deploy is applied to it, the test passes; ``--orbstack-prune`` ends it (on docker; the first loop
+on podman and incus too)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import subprocess
 import time
 
+import pytest
 from incusenv import instances
 from innerpytest import run, sessions_of
 
@@ -21,31 +23,35 @@ MOTD_TEST = '''
 '''
 
 
-def created_since(since: int) -> list[str]:
+def created_since(tool: str, since: int) -> list[str]:
+    """Names of the containers ``tool`` (docker, podman) announced created since ``since``."""
     until = str(int(time.time()) + 1)
-    out = subprocess.run(["docker", "events", "--since", str(since), "--until", until, "--filter",
-                          "type=container", "--filter", "event=create", "--format",
-                          "{{.Actor.Attributes.name}}"], capture_output=True, text=True, check=True)
+    name = "{{.Name}}" if tool == "podman" else "{{.Actor.Attributes.name}}"
+    out = subprocess.run([tool, "events", "--since", str(since), "--until", until, "--filter",
+                          "type=container", "--filter", "event=create", "--format", name],
+                         capture_output=True, text=True, check=True)
     return out.stdout.split()
 
 
-def image_session(image: str) -> str:
-    return subprocess.run(["docker", "image", "inspect", "-f", '{{index .Config.Labels "pytest-orbstack.session"}}',
+def image_session(tool: str, image: str) -> str:
+    return subprocess.run([tool, "image", "inspect", "-f", '{{index .Config.Labels "pytest-orbstack.session"}}',
                            image], capture_output=True, text=True).stdout.strip()
 
 
-def test_keep_fix_reuse(inner, tmp_path):
+@pytest.mark.parametrize("engine", ["docker", "podman"])
+def test_keep_fix_reuse(engine_inner, engine, tmp_path):
+    inner = engine_inner
     inner.makefile(".py", deploy=DEPLOY.format("version 1"))
     inner.makepyfile(test_motd=MOTD_TEST)
     first = run(inner, "--orbstack-keep=failed")
     first.assert_outcomes(failed=1)
-    first.stdout.fnmatch_lines(["kept 1 machine(s); log in with:", "  docker exec -it pto-* bash -l",
+    first.stdout.fnmatch_lines(["kept 1 machine(s); log in with:", f"  {engine} exec -it pto-* bash -l",
                                 "rerun the tests on them: pytest --orbstack-reuse *-p no:cacheprovider"])
-    kept = first.stdout.str().split("docker exec -it ")[1].split()[0]
+    kept = first.stdout.str().split(f"{engine} exec -it ")[1].split()[0]
 
     listed = run(inner, "--orbstack-list")
     listed.stdout.fnmatch_lines([f"{kept} *debian:bookworm *test_motd.py::test_motd#0",
-                                 f"* docker exec -it {kept} bash -l"])
+                                 f"* {engine} exec -it {kept} bash -l"])
 
     inner.makefile(".py", deploy=DEPLOY.format("version 2"))  # the fix
     since = int(time.time())
@@ -54,18 +60,18 @@ def test_keep_fix_reuse(inner, tmp_path):
     second.stdout.fnmatch_lines([f"orbstack: reusing kept {kept} (debian:bookworm)",
                                  f"orbstack: deploy {kept}: deploy.py: 1 operations, 1 changed*"])
     reuse_session = sessions_of(tmp_path / "state")[-1]
-    created = [n for n in created_since(since) if n.startswith(f"pto-{reuse_session}")]
+    created = [n for n in created_since(engine, since) if n.startswith(f"pto-{reuse_session}")]
     assert created == []  # no machine, no golden machine: nothing was created
 
     run(inner, "--orbstack-list").stdout.fnmatch_lines([f"{kept} *test_motd.py::test_motd#0"])
     pruned = run(inner, "--orbstack-prune")
     pruned.stdout.fnmatch_lines([f"orbstack: pruned 1 machine(s) of this project*{kept}*"])
     run(inner, "--orbstack-list").stdout.fnmatch_lines(["orbstack: no kept machines in this project*"])
-    images = subprocess.run(["docker", "images", "-q", "--filter", "label=pytest-orbstack.session"],
+    images = subprocess.run([engine, "images", "-q", "--filter", "label=pytest-orbstack.session"],
                             capture_output=True, text=True, check=True).stdout.split()
     sessions = set(sessions_of(tmp_path / "state"))
     assert len(sessions) == 2  # --orbstack-list and --orbstack-prune open none
-    assert not [i for i in images if image_session(i) in sessions]  # the golden's snapshot went too
+    assert not [i for i in images if image_session(engine, i) in sessions]  # the golden's snapshot went too
 
 
 def test_list_ages_from_creation_and_skips_machines_gone_and_names_shared_machines_plainly(inner):
