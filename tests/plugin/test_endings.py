@@ -5,7 +5,8 @@ machine, while a test runs on it (and the next test's spare clone boots beside i
 is being deleted, in one process and under `-n 2`. (Cloning and deleting take the engine well
 under a second; a ``docker`` in front of the real one stalls at that step, so that the signal
 lands there.) Within 10 s of the signal the engine holds no container and no image of that
-session, without any prune, and no temp file of it is left outside pytest's own temp folder."""
+session, without any prune, and no temp file of it is left outside pytest's own temp folder.
+The whole matrix runs on Docker; Incus and Podman run representative kill -9 cases of it."""
 
 from __future__ import annotations
 
