@@ -87,7 +87,29 @@ def test_reboot_restarts_init_units_and_tmp(machine: Machine) -> None:
     assert machine.host.file(f"/etc/systemd/system/{UNIT}").exists  # testinfra after the reboot
     assert machine.run("id -un", user=None).rc == 0  # the default user's shell too
     assert took < 120
+    uptime = machine.status()["uptime_seconds"]  # since PID 1 started: restarted with it
+    assert 0 <= uptime <= took + 10, f"uptime {uptime}s after a reboot that took {took:.1f}s"
     # the pyinfra connector after the reboot: its facts find the unit enabled and running, so
     # only the reload daemon_reload=True always asks for runs
     again = machine.apply(enable_unit, config={"SUDO": True})
     assert [(op.name, op.commands) for op in again.changed] == [("Enable and start it", ["systemctl daemon-reload"])]
+
+
+def reboot_in_deploy() -> None:
+    from pyinfra.operations import server
+    server.reboot(delay=2, interval=1, reboot_timeout=60)
+
+
+def test_server_reboot_in_a_deploy_on_incus(request) -> None:
+    """pyinfra's ``server.reboot`` through the connector: the ``reboot`` in the machine restarts
+    it (LXC restarts a container whose init rebooted) and lxcfs gives it its own
+    ``/proc/uptime``, which pyinfra compares; the connect that fails while the machine is
+    down is not the deploy's error once one succeeds. (Docker and Podman stop a container whose
+    init rebooted, and their /proc/uptime is the host's: README, "Rebooting".)"""
+    from incusenv import incus_machine
+    engine, name = incus_machine(request, "rbt")
+    machine = Machine(name, engine, "debian:bookworm")
+    before = machine.run(BOOT).stdout.strip()
+    result = machine.apply(reboot_in_deploy, config={"SUDO": True})
+    assert result.success, result.summary()
+    assert int(machine.run(BOOT).stdout) > int(before)
