@@ -1,13 +1,15 @@
 """``orbctl start``, ``stop`` and ``restart`` of the emulator (its other commands: orbctl.py).
 
 Sources (tags as in emu_facts.py): ``start`` and ``stop`` are idempotent (SRC scon/start.go
-startLocked: a running machine is left alone); ``stop`` without a name stops every machine and
-``start`` without one starts OrbStack itself (G-cli). ``restart [-a|--all] [ID/NAME]..`` (SRC
+startLocked: a running machine is left alone); ``stop`` without a name stops every machine
+(G-cli), ``start`` without one only marks OrbStack running (ASSUMED). ``restart [-a|--all] [ID/NAME]..`` (SRC
 scon/cmd/scli/cmd/restart.go): each machine looked up by ID, then by name, and restarted in
-turn; neither a name nor ``--all`` fails with ``no machines specified``. What OrbStack's daemon
-does for a restart (``ContainerRestart``) is not in that file: ASSUMED a stop then a start as
-those commands do them (a new init; /tmp, a tmpfs, starts empty), also for a stopped machine,
-returning once the machine's setup ran (as ``start`` does here).
+turn; neither a name nor ``--all`` fails with ``no machines specified``. ``orb restart NAME``
+prints nothing, and the machine's init does restart while ``uptime`` (the shared kernel's) goes
+on (#923: the maintainer's answer, ``systemctl status`` shows the new start). What OrbStack's
+daemon does for it (``ContainerRestart``) is not public: ASSUMED a stop then a start as those
+commands do them (/tmp, a tmpfs, starts empty), also for a stopped machine, returning once the
+machine's setup ran (as ``start`` does here).
 """
 
 from __future__ import annotations
