@@ -112,8 +112,8 @@ class Backend(ABC):
     def reboot(self, name: str, timeout: float = settings.BOOT_TIMEOUT) -> MachineInfo:
         """Reboot ``name``: its persistent shells closed (the next command opens new ones),
         :meth:`restart`, then :meth:`wait_ready` within ``timeout``; returns the machine as the
-        engine sees it then (its address may have changed). A container keeps the host's
-        kernel: PID 1's start time (``/proc/1/stat``) marks the new boot, not ``boot_id``."""
+        engine sees it then (Docker and Podman give it a new address). A container keeps the
+        host's kernel: PID 1's start time (``/proc/1/stat``) marks the new boot, not ``boot_id``."""
         self.close_shells(name)
         self.restart(name)
         self.wait_ready(name, timeout)
