@@ -46,7 +46,7 @@ OrbStackConnector.handles_execution, OrbStackConnector.data_cls, OrbStackConnect
 OrbStackConnector.make_names_data, OrbStackConnector.connect
 OrbStackConnector.put_file, OrbStackConnector.get_file
 # pyinfra's state callbacks (pyinfra.api.state.BaseStateCallback), with its argument names
-Recorder.host_connect_error, Recorder.operation_host_start
+Recorder.host_connect_error, Recorder.host_connect, Recorder.operation_host_start
 Recorder.operation_host_success, Recorder.operation_host_error
 # testinfra's backend interface (testinfra.backend.base.BaseBackend)
 OrbStackTestinfraBackend.NAME

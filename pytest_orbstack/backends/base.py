@@ -10,61 +10,19 @@ Failures raise the typed errors of :mod:`pytest_orbstack.errors`.
 from __future__ import annotations
 
 import builtins
-import contextlib
 import os
 import shlex
 import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, AnyStr
+from typing import AnyStr
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.process import run, run_text
 from pytest_orbstack.backends.shell import Shells
 from pytest_orbstack.errors import CommandTimeout, InvalidInput, MachineError, MachineNotFound
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
-
-
-class Notices:
-    """Where the lines pytest-orbstack tells the user go: an engine's notices (an image built on
-    first use, for a minute) and, with ``verbose`` (``-v``), the machines' progress lines.
-
-    A line is written at once to ``reporter()`` (a terminal reporter: ``write``,
-    ``write_line``; None: not shown) inside ``capture()``'s ``global_and_fixture_disabled()``
-    (None: no capture), so a test's output capture does not swallow it; the plugin hands pytest's
-    own objects, so no call goes back up into the plugin. With ``held`` (an xdist worker) lines
-    are kept in that list instead, for the plugin to send with the next test report."""
-
-    def __init__(self, reporter: Callable[[], Any] = lambda: None, capture: Callable[[], Any] = lambda: None,
-                 *, verbose: bool = False, held: list[str] | None = None) -> None:
-        self.reporter, self.capture = reporter, capture
-        self.verbose = verbose
-        self.held = held
-
-    def progress(self, line: str) -> None:
-        """A ``-v`` progress line (see :meth:`notice`)."""
-        if self.verbose:
-            self.notice(line)
-
-    def notice(self, line: str) -> None:
-        """A line shown even without ``-v``: written at once, or held."""
-        if self.held is not None:
-            self.held.append(line)
-        else:
-            self.write(line)
-
-    def write(self, line: str) -> None:
-        """``line`` on a line of its own, also after the progress letters xdist writes without
-        ``-v`` (pytest's ``ensure_newline`` knows only its own test file prefix)."""
-        reporter = self.reporter()
-        if reporter is None:
-            return
-        if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0) and not reporter.currentfspath:
-            reporter.write("\n")
-        capture = self.capture()
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            reporter.write_line(line)
 
 
 class Backend(ABC):
@@ -74,7 +32,7 @@ class Backend(ABC):
     name: str = ""
     env: dict[str, str] | None = None  # environment for engine commands (None: this process's)
     # told a one-line notice before and after work that takes long once (an image built on
-    # first use); the plugin shows it (:meth:`Notices.notice`)
+    # first use); the plugin shows it (:meth:`.Notices.notice`)
     notice: Callable[[str], None] = staticmethod(lambda line: None)
 
     @property
@@ -151,6 +109,22 @@ class Backend(ABC):
 
     @abstractmethod
     def stop(self, name: str) -> None: ...
+
+    @abstractmethod
+    def restart(self, name: str) -> None:
+        """Restart running machine ``name`` with the engine's own command: its init is shut down
+        cleanly (forced after a grace time) and started again, without waiting for systemd
+        (:meth:`reboot` does); MachineNotFound if there is none."""
+
+    def reboot(self, name: str, timeout: float = settings.BOOT_TIMEOUT) -> MachineInfo:
+        """Reboot ``name``: its persistent shells closed (the next command opens new ones),
+        :meth:`restart`, then :meth:`wait_ready` within ``timeout``; returns the machine as the
+        engine sees it then (Docker and Podman give it a new address). A container keeps the
+        host's kernel: PID 1's start time (``/proc/1/stat``) marks the new boot, not ``boot_id``."""
+        self.close_shells(name)
+        self.restart(name)
+        self.wait_ready(name, timeout)
+        return self.info(name)
 
     @abstractmethod
     def delete(self, name: str) -> None:

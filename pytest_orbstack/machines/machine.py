@@ -41,7 +41,7 @@ class Machine:
         self.name = name
         self.backend = backend
         self.image = image
-        self.created = created  # what the engine said when it made the machine
+        self.created = created  # what the engine said when it made (or last rebooted) the machine
         self.search_dirs = search_dirs
         self.deploys: list[DeployResult] = []
         self.on_apply: Callable[[Machine, DeployResult], None] = lambda machine, result: None
@@ -83,6 +83,12 @@ class Machine:
     def run(self, command: str, *, user: str | None = "root") -> CommandResult:
         """Run a shell command; ``.rc``, ``.stdout``, ``.stderr``, ``.succeeded``."""
         return self.host_as(user).run(command)
+
+    def reboot(self) -> None:
+        """Restart the machine's init with its engine's own restart and return once systemd is
+        ready again (:meth:`.Backend.reboot`): enabled units started anew, ``/tmp`` empty, a new
+        PID 1; ``host``, ``run`` and ``apply`` go on working (new shells)."""
+        self.created = self.backend.reboot(self.name)
 
     # -- deploys -----------------------------------------------------------------------------
     def apply(self, deploy: Deploy, *, check: bool = True, check_idempotent: bool = False,

@@ -13,7 +13,8 @@ from typing import IO
 import pytest
 
 from pytest_orbstack.backends import get_backend
-from pytest_orbstack.backends.base import Backend, Notices
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.backends.notices import Notices
 from pytest_orbstack.errors import InvalidInput
 from pytest_orbstack.machines.kept import finder
 from pytest_orbstack.machines.lifecycle import Lifecycle

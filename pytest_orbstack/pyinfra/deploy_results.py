@@ -36,6 +36,11 @@ class Recorder(BaseStateCallback):
     def host_connect_error(self, state: State, host: Any, error: Any) -> None:  # type: ignore[override]
         self.connect_errors[host.name] = str(error)
 
+    def host_connect(self, state: State, host: Any) -> None:  # type: ignore[override]
+        """A connect that succeeded after failed ones (``server.reboot`` reconnecting while the
+        machine restarts) leaves no connect error."""
+        self.connect_errors.pop(host.name, None)
+
     def operation_host_start(self, state: State, host: Any, op_hash: str) -> None:  # type: ignore[override]
         self.started[(host.name, op_hash)] = time.monotonic()
 

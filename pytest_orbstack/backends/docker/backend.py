@@ -195,6 +195,11 @@ class DockerBackend(Backend):
         self.close_shells(name)
         self.cli.call(cmd.stop(self._inspect(name)["Id"]))
 
+    def restart(self, name: str) -> None:
+        """``docker restart``: systemd's clean shutdown (the machine's stop signal), 10 s at most,
+        then a new PID 1 in the same container; its tmpfs /tmp and /run start empty."""
+        self.cli.call(cmd.restart(self._inspect(name)["Id"]), timeout=settings.call_timeout() + 10)
+
     def delete(self, name: str) -> None:
         """Remove the container and its volumes, and its clone image unless still in use. A
         machine this process has inspected (every one it made) is removed by the id it had

@@ -73,3 +73,17 @@ class IncusCLI:
                      f"incus daemon not answering: {last_line(proc.stderr)} (start it: bash scripts/dev.sh incus)")
             return EngineUnavailable(where, stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
+
+    def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
+        """The error a failed ``incus exec`` in ``name`` means when Incus refused to run the
+        command (the machine stopped, ``Instance is not running``, or gone; the daemon gone),
+        None when the failure is the command's own exit code."""
+        stderr = proc.stderr.decode(errors="replace")
+        if stderr.startswith("Error: ") and any(s in stderr for s in UNREACHABLE):
+            return self.error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
+        if stderr.strip() == NOT_RUNNING:
+            return MachineError(f"machine {name} is not running: it was stopped or killed, or the "
+                                "incus daemon restarted", stderr=stderr, returncode=proc.returncode)
+        if stderr.startswith("Error: ") and "Instance not found" in stderr:
+            return MachineNotFound(f"machine not found: {name!r}", stderr=stderr)
+        return None

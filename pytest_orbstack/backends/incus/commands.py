@@ -138,6 +138,12 @@ def stop(machine: str, timeout: int = 10) -> list[str]:
     return [INCUS, "stop", machine, f"--timeout={timeout}", "--force"]
 
 
+def restart(machine: str, timeout: int = 10, *, force: bool = False) -> list[str]:
+    """Shut down cleanly within ``timeout`` seconds (``force``: kill at once; Incus fails a clean
+    one that times out) and start again."""
+    return [INCUS, "restart", machine, *(["--force"] if force else [f"--timeout={timeout}"])]
+
+
 def delete(machine: str) -> list[str]:
     """Delete the machine, running or not, with its snapshots and its storage volume."""
     return [INCUS, "delete", "--force", machine]

@@ -95,6 +95,9 @@ class OrbStackBackend(Backend):
         self.close_shells(name)
         self.client.stop(name)
 
+    def restart(self, name: str) -> None:
+        self.client.restart(name)
+
     def delete(self, name: str) -> None:
         self.close_shells(name)
         self.client.delete(name)

@@ -53,6 +53,12 @@ def stop(machine: str) -> list[str]:
     return [ORBCTL, "stop", machine]
 
 
+def restart(machine: str) -> list[str]:
+    """Restart one machine (by name or ID; OrbStack's source, orbstack/swift-nio
+    scon/cmd/scli/cmd/restart.go: no name and no ``--all`` is an error there)."""
+    return [ORBCTL, "restart", machine]
+
+
 def delete(machine: str) -> list[str]:
     return [ORBCTL, "delete", "-f", machine]
 
