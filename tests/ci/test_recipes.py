@@ -6,7 +6,7 @@ the expressions filled in as the runner would (``matrix.shard``, ``strategy.job-
 the report job's merge step runs on their files laid out as download-artifact lays them out.
 Together the two shards run every example test exactly once, the golden machine is made in one
 shard only, the merged JUnit has every test, and nothing is left on the engine. The GitLab
-job's commands run with its variables set: its pytest line with ``--collect-only`` added (the
+job's commands run with its variables set: its pytest line with ``--collect-only -qq`` added (the
 same command as GitHub's, which made the machines), its report job's merges for real.
 The steps that are GitHub or GitLab actions (checkout, cache, artifacts) cannot run here.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -92,13 +93,15 @@ def test_github_shards_then_report_run_here(tmp_path, job_env):
     for index in shard_job["strategy"]["matrix"]["shard"]:
         values = {"matrix.shard": str(index), "strategy.job-total": str(total)}
         script = " && ".join(fill(c, values) for run in steps for c in commands(run))
-        jobs[index] = (checkout(tmp_path / f"job-{index}"), shell(script, tmp_path / f"job-{index}", job_env))
-    outputs = {index: proc.communicate(timeout=1200)[0] for index, (_, proc) in jobs.items()}
+        jobs[index] = (checkout(tmp_path / f"job-{index}"),
+                       shell(script, tmp_path / f"job-{index}", job_env, start_new_session=True))
     try:
+        outputs = {index: proc.communicate(timeout=1200)[0] for index, (_, proc) in jobs.items()}
         for index, (_, proc) in jobs.items():
             assert proc.returncode == 0, outputs[index][-6000:]
             assert f"orbstack: shard {index}/{total}:" in outputs[index]
             assert re.search(r"cgroup v\d, driver \w+", outputs[index])  # the engine-facts step ran
+            print(*[line for line in outputs[index].splitlines() if re.match(r"(orbstack: shard|=+ \d+ passed)", line)])
         ran = {i: _junit_tests(work / "junit.xml") for i, (work, _) in jobs.items()}
         assert not ran[1] & ran[2] and len(ran[1] | ran[2]) == EXAMPLE_TESTS, ran
         timings = {i: json.loads((work / "timings.json").read_text()) for i, (work, _) in jobs.items()}
@@ -112,6 +115,10 @@ def test_github_shards_then_report_run_here(tmp_path, job_env):
         assert set(merged["sessions"]) == {timings[1]["session"], timings[2]["session"]}
         _balanced_on_merged(report, jobs, goldens, job_env)
     finally:
+        for _, proc in jobs.values():
+            if proc.poll() is None:  # a job that hung: its process group goes (the watcher reaps)
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(timeout=120)
         for session in sessions_of(tmp_path / "state"):
             assert not containers(session), f"session {session} left machines"
 
@@ -164,7 +171,7 @@ def test_gitlab_job_commands_run_here(tmp_path, job_env):
         work = checkout(tmp_path / f"job-{index}")
         env = {**job_env, "CI_NODE_INDEX": str(index), "CI_NODE_TOTAL": str(total)}
         for command in job["script"]:
-            collect = command + " --collect-only -q" if " -m pytest " in command else command
+            collect = command + " --collect-only -qq" if " -m pytest " in command else command
             proc = subprocess.run(["bash", "-c", collect], cwd=work, env=env, capture_output=True, text=True)
             assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
         selected[index] = {line for line in proc.stdout.splitlines() if "::" in line}
