@@ -6,7 +6,7 @@ Hooks live here; the fixtures are in :mod:`pytest_orbstack.plugin.fixtures`, rep
 Options: ``--orbstack-backend``, ``--orbstack-image``, ``--orbstack-keep[=never|always|failed]``,
 ``--orbstack-prune``, ``--orbstack-timings=FILE``; ini: ``orbstack_backend``, ``orbstack_image``,
 ``orbstack_user``, ``orbstack_keep``, ``orbstack_clone``, ``orbstack_deploy``. Environment:
-``PYTEST_ORBSTACK_BACKEND``, ``PYTEST_ORBSTACK_STATE_DIR``.
+``PYTEST_ORBSTACK_BACKEND``, ``PYTEST_ORBSTACK_STATE_DIR``. Shards: ``--orbstack-shard=K/N`` (:mod:`.shard`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from pytest_orbstack.machines.lifecycle import Lifecycle
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
+from pytest_orbstack.plugin import shard
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -86,6 +87,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "ask for (one more machine alive per process)", type="bool", default=True)
     parser.addini("orbstack_deploy", "deploy file applied by the `orbstack` fixture when its "
                   "marker names none (looked up in the test's folder, then the rootdir)", default="")
+    shard.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -112,6 +114,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if not state.is_worker and not config.getoption("help", False):
         _terminate_on_sigterm()
+    shard.configure(config)
 
 
 def _terminate_on_sigterm() -> None:
