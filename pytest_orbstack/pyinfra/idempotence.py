@@ -19,6 +19,7 @@ operation yields its first command, before that command runs.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import posixpath
 from collections.abc import Callable, Iterator
@@ -50,12 +51,12 @@ class UnitState(FactBase):
 
     default = dict
 
-    def command(self, unit: str) -> str:  # type: ignore[override]
+    def command(self, unit: str) -> str:
         from shlex import quote
         return ("command -v systemctl >/dev/null 2>&1 || exit 0; systemctl show --property "
                 f"ActiveState,SubState,UnitFileState,MainPID,ActiveEnterTimestamp -- {quote(unit)}")
 
-    def process(self, output: list[str]) -> dict[str, str]:  # type: ignore[override]
+    def process(self, output: list[str]) -> dict[str, str]:
         shown = dict(line.split("=", 1) for line in output if "=" in line)
         return {"state": f"{shown.get('ActiveState', '')}/{shown.get('SubState', '')}",
                 "enabled": shown.get("UnitFileState", ""), "pid": shown.get("MainPID", ""),
@@ -94,8 +95,9 @@ def _file(host: Any, path: str, fact: type[FactBase]) -> Snapshot:
     info = host.get_fact(fact, path=path)
     if not info:
         return {"state": "absent" if info is None else "not a regular file"}
-    state = {Directory: "directory", Link: f"link -> {info.get('link_target', '?')}"}.get(fact, "file")
-    snapshot = {"state": state, "mode": str(info.get("mode", "")), "owner": f"{info.get('user')}:{info.get('group')}"}
+    kinds: dict[type[FactBase], str] = {Directory: "directory", Link: f"link -> {info.get('link_target', '?')}"}
+    snapshot: dict[str, Any] = {"state": kinds.get(fact, "file"), "mode": str(info.get("mode", "")),
+                                "owner": f"{info.get('user')}:{info.get('group')}"}
     if fact is File:
         small = isinstance(info.get("size"), int) and info["size"] <= MAX_CONTENT
         snapshot["lines"] = host.get_fact(FileContents, path=path) if small else None
@@ -153,6 +155,7 @@ class Differ:
         before: list[list[Snapshot | None]] = []
         arguments: list[Any] = []
 
+        @functools.wraps(commands)  # pyinfra's own, for who reads the operation from it
         def watched() -> Iterator[Any]:
             for command in commands():
                 if not before:
@@ -162,8 +165,7 @@ class Differ:
             if before:
                 after = self._read(host, name, targets, arguments[0])
                 self.differences[(host.name, op_hash)] = [
-                    line for (kind, what), old, new in zip(targets, before[0], after)
+                    line for (kind, what), old, new in zip(targets, before[0], after, strict=True)
                     for line in difference(kind, what, old, new)]
 
-        watched.__wrapped__ = commands  # type: ignore[attr-defined]
         return watched

@@ -3,7 +3,8 @@ OrbStack (through the orbctl emulator), in inner sessions as users run them:
 
 * ``check_idempotent=True``: a deploy that writes a new file on every run fails with the file's
   unified diff, its mode and owner change; one that restarts a service on every run fails with
-  the service's new process; a steady deploy passes;
+  the service's new process; one that installs a new version of a package on every run fails
+  with both versions; a steady deploy passes;
 * ``check_dry_run=True``: a deploy whose shell step makes work for a later operation (pyinfra's
   plan cannot know it) fails naming that operation; one whose plan still proposes a change
   after the apply fails naming it; a clean deploy passes, through ``apply`` and the marker
@@ -21,9 +22,10 @@ import itertools
 import io
 import time
 
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import apt, files, server, systemd
 
 RUNS = itertools.count()
+VERSIONS = itertools.count()
 UNIT = "[Service]\\nExecStart=/bin/sleep infinity\\n"
 
 
@@ -41,6 +43,16 @@ def restarts():
               _sudo=True)
     systemd.service(name="Run the sleeper", service="pto-sleeper", running=True, restarted=True,
                     daemon_reload=True, _sudo=True)
+
+
+def versions():
+    """A package built anew with a new version on every run, then installed."""
+    control = (f"Package: pto-demo\\nVersion: 1.{next(VERSIONS)}\\nArchitecture: all\\n"
+               "Maintainer: t <t@example.org>\\nDescription: d\\n")
+    server.shell(name="Build the package", commands=[
+        "mkdir -p /tmp/pto-demo/DEBIAN", f"printf '{control}' > /tmp/pto-demo/DEBIAN/control",
+        "dpkg-deb --build /tmp/pto-demo /tmp/pto-demo.deb"])
+    apt.deb(name="Install the package", src="/tmp/pto-demo.deb", _sudo=True)
 
 
 def steady():
@@ -83,7 +95,7 @@ def test_idempotence_failures_show_what_changed(inner, engine, orbctl_env, monke
     _engine(engine, orbctl_env, monkeypatch)
     inner.makeconftest(DEPLOYS)
     inner.makepyfile(test_checks='''
-        from conftest import restarts, stamp, steady
+        from conftest import restarts, stamp, steady, versions
 
         def test_stamp(orbstack_machine):
             orbstack_machine(clone=False).apply(stamp, check_idempotent=True)
@@ -91,13 +103,16 @@ def test_idempotence_failures_show_what_changed(inner, engine, orbctl_env, monke
         def test_restarts(orbstack_machine):
             orbstack_machine(clone=False).apply(restarts, check_idempotent=True)
 
+        def test_versions(orbstack_machine):
+            orbstack_machine(clone=False).apply(versions, check_idempotent=True)
+
         def test_steady(orbstack_machine):
             machine = orbstack_machine(clone=False)
             machine.apply(steady, check_idempotent=True)
             assert machine.run("cat /etc/pto-steady").stdout == "steady\\nsecond\\n"
     ''')
     result = run(inner, f"--orbstack-backend={engine}")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
     stamp = _failure(result, "test_stamp")
     assert "1 operation(s) changed on the second run" in stamp
     assert "Write the stamp" in stamp
@@ -113,6 +128,9 @@ def test_idempotence_failures_show_what_changed(inner, engine, orbctl_env, monke
     old, new = line.split("service pto-sleeper: ")[1].split(" -> ")
     assert old.startswith("active/running") and new.startswith("active/running")
     assert old.split("pid ")[1].split(",")[0] != new.split("pid ")[1].split(",")[0], line
+    package = _failure(result, "test_versions")
+    assert "Install the package" in package and "Build the package" not in package  # shell: exempt
+    assert "    package pto-demo: 1.0 -> 1.1" in package
     _no_machine_left(engine, orbctl_env, tmp_path / "state")
 
 
