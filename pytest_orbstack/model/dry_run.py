@@ -12,8 +12,9 @@ every run of one deploy):
   ``server.shell`` and other operations pyinfra declares non-idempotent always yield their
   commands, so the plan names them: they never count as unplanned.
 * after the apply: the plan proposes nothing (:func:`proposed`), except for operations pyinfra
-  declares non-idempotent (they are always proposed) and those whose name matches an
-  ``allow_changes`` pattern.
+  declares non-idempotent (they are always proposed), conditional ones (``_if=``: a plan
+  cannot evaluate their conditions, pyinfra shows them as conditional changes; e.g. "reload
+  nginx if the site changed") and those whose name matches an ``allow_changes`` pattern.
 
 Plain data, no pyinfra import.
 """
@@ -35,8 +36,9 @@ def unplanned(plan: DeployResult, run: DeployResult) -> list[OperationResult]:
 
 def proposed(plan: DeployResult, allow_changes: Sequence[str] = ()) -> list[OperationResult]:
     """Operations a plan made after the apply still says will change: not those pyinfra declares
-    non-idempotent, nor those matching an ``allow_changes`` pattern (``fnmatch``)."""
-    return [op for op in plan.changed if op.idempotent
+    non-idempotent, nor conditional ones, nor those matching an ``allow_changes`` pattern
+    (``fnmatch``)."""
+    return [op for op in plan.changed if op.idempotent and not op.conditional
             and not any(fnmatchcase(op.name, pattern) for pattern in allow_changes)]
 
 

@@ -21,7 +21,8 @@ PERMISSION_HINT = ("hint: deploys run as the machine's default user (non-root, p
 @dataclass
 class OperationResult:
     """One operation of a deploy run: pyinfra's name for it, whether it changed something or
-    failed, the commands it ran and their output. ``op_hash``: pyinfra's id of the operation,
+    failed, the commands it ran and their output. ``conditional``: it has ``_if`` conditions
+    (pyinfra evaluates them only as it runs it). ``op_hash``: pyinfra's id of the operation,
     the same in every run of one deploy; ``difference``: what it changed, as lines for a
     person (filled on the idempotence check's second run: :mod:`.differences`)."""
     name: str
@@ -33,6 +34,7 @@ class OperationResult:
     stdout: str = ""
     stderr: str = ""
     duration: float = 0.0
+    conditional: bool = False
     op_hash: str = ""
     difference: list[str] = field(default_factory=list)
 

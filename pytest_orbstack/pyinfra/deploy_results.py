@@ -129,6 +129,7 @@ def collect(state: State, order: Sequence[str], host: Any, recorder: Recorder,
             stdout=meta.stdout if complete else "",
             stderr=(meta.stderr if complete else "") or recorder.transfer_errors.get((host.name, op_hash), ""),
             duration=recorder.durations.get((host.name, op_hash), 0.0),
+            conditional=bool(op_data.global_arguments.get("_if")),
             op_hash=op_hash,
             difference=recorder.differences.get((host.name, op_hash), []),
         ))

@@ -42,20 +42,20 @@ def test_package_versions_and_service_state():
     assert difference("service", "x", None, old) == ["x: not read before the operation"]
 
 
-def _op(name: str, op_hash: str, changed: bool, idempotent: bool = True) -> OperationResult:
-    return OperationResult(name, changed, True, idempotent=idempotent, op_hash=op_hash)
+def _op(name: str, op_hash: str, changed: bool, idempotent: bool = True, conditional: bool = False) -> OperationResult:
+    return OperationResult(name, changed, True, idempotent=idempotent, conditional=conditional, op_hash=op_hash)
 
 
 def test_the_dry_run_check_names_hidden_and_proposed_changes():
     plan = DeployResult("d.py", [_op("shell", "h1", True, idempotent=False), _op("rm flag", "h2", False),
-                                 _op("put", "h3", True)], dry=True)
+                                 _op("put", "h3", True), _op("reload if", "h5", True, conditional=True)], dry=True)
     run = DeployResult("d.py", [_op("shell", "h1", True, idempotent=False), _op("rm flag", "h2", True),
                                 _op("put", "h3", False), _op("later", "h4", True)])
     assert [op.name for op in unplanned(plan, run)] == ["rm flag", "later"]  # planned-but-unchanged is fine
-    assert [op.name for op in proposed(plan)] == ["put"]  # non-idempotent ones are always proposed
+    assert [op.name for op in proposed(plan)] == ["put"]  # non-idempotent and conditional ones: always proposed
     assert proposed(plan, ["p*"]) == []
     message = str(DryRunError(run, unplanned(plan, run), "m1", after=False))
     assert message.splitlines() == [
         "deploy d.py: pyinfra's plan (--dry) on m1 did not name 2 operation(s) the apply then changed:",
         "  rm flag: changed, the plan said no change", "  later: changed, the plan said no change"]
-    assert plan.success and plan.headline() == "deploy d.py: 3 operations, 2 would change (0.0s)"
+    assert plan.success and plan.headline() == "deploy d.py: 4 operations, 3 would change (0.0s)"

@@ -7,8 +7,8 @@ OrbStack (through the orbctl emulator), in inner sessions as users run them:
   with both versions; a steady deploy passes;
 * ``check_dry_run=True``: a deploy whose shell step makes work for a later operation (pyinfra's
   plan cannot know it) fails naming that operation; one whose plan still proposes a change
-  after the apply fails naming it; a clean deploy passes, through ``apply`` and the marker
-  (on a golden machine)."""
+  after the apply fails naming it; a clean deploy passes (its conditional operation, which a
+  plan cannot evaluate, included), through ``apply`` and the marker (on a golden machine)."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def steady():
     files.put(name="Steady file", src=io.StringIO("steady\\nsecond\\n"), dest="/etc/pto-steady", _sudo=True)
     files.line(name="Steady line", path="/etc/pto-steady", line="second", _sudo=True)
     files.directory(name="Steady folder", path="/etc/pto-steady.d", mode="750", _sudo=True)
+    files.line(name="Only when asked", path="/etc/pto-asked", line="x", _if=lambda: False, _sudo=True)
 
 
 def hides_a_change():
