@@ -234,6 +234,7 @@ def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, An
         raise exc.with_traceback(None) from None
 
     def run_once(dry: bool = False, diff: bool = False) -> dict[str, DeployResult]:
+        __tracebackhide__ = True
         from pytest_orbstack.pyinfra.deploy import Target, run_deploy
         runs = run_deploy([Target(m.name, groups, hd, alias=key if inventory else None)
                            for key, (m, groups, hd) in targets.items()], deploy,
