@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
+from pytest_orbstack import settings
 from pytest_orbstack.errors import InvalidInput, UnknownImage
 from pytest_orbstack.model.types import Resources
 
@@ -89,6 +90,15 @@ def check_user(user: object) -> str | None:
         raise InvalidInput(f"invalid user name {user!r}: use a-z 0-9 _ - (at most 32, "
                            "starting with a letter or _)")
     return user
+
+
+def default_login(user: str | None) -> str:
+    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
+    checked = check_user(user)
+    if checked is not None:
+        return checked
+    env_user = settings.login_user()
+    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"
 
 
 def search_dirs(*dirs: str | os.PathLike[str] | None) -> list[Path]:
