@@ -1,16 +1,16 @@
 """The one small interface every machine engine implements.
 
-A backend creates, clones, starts, stops and deletes Linux machines that run systemd, runs
-shell commands in them and moves bytes in and out. Machines are named by the caller (names are
-validated with :func:`pytest_orbstack.model.names.validate_machine_name`). ``user=None`` always means
-the machine's default (login) user, which has passwordless sudo; ``user="root"`` runs as root.
-Failures raise the typed errors of :mod:`pytest_orbstack.errors`.
-"""
+A backend creates, clones, starts, stops and deletes Linux machines that run systemd, runs shell
+commands in them and moves bytes in and out. Machines are named by the caller (checked by
+:func:`pytest_orbstack.model.names.validate_machine_name`). ``user=None`` always means the
+machine's default (login) user, with passwordless sudo; ``user="root"`` runs as root. Failures
+raise the typed errors of :mod:`pytest_orbstack.errors`."""
 
 from __future__ import annotations
 
 import builtins
 import contextlib
+import functools
 import os
 import shlex
 import subprocess
@@ -109,8 +109,7 @@ class Backend(ABC):
 
     def refuse_vm(self, resources: Resources) -> None:
         """InvalidInput with :meth:`vm_refusal`'s line when ``resources`` asks for a VM it cannot make."""
-        why = self.vm_refusal() if resources.vm else None
-        if why:
+        if resources.vm and (why := self.vm_refusal()):
             raise InvalidInput(why)
 
     def create_steps(self, name: str, image: str, *, arch: str | None = None, user: str | None = None,
@@ -205,17 +204,18 @@ class Backend(ABC):
         except MachineNotFound:
             return False
 
-    def default_user(self, name: str) -> str:
-        return self.info(name).machine.default_username or "root"
+    def state(self, name: str) -> tuple[str, str]:
+        """``name``'s state and default user (root if none): what a connection asks; MachineNotFound."""
+        machine = self.info(name).machine
+        return machine.state, machine.default_username or "root"
 
-    @property
+    def default_user(self, name: str) -> str:
+        return self.state(name)[1]
+
+    @functools.cached_property
     def shells(self) -> Shells:
         """This engine's persistent shells (made on first use, closed per machine on delete)."""
-        shells: Shells | None = self.__dict__.get("_shells")
-        if shells is None:
-            shells = self.__dict__["_shells"] = Shells(
-                lambda name, user, command: self.exec_argv(name, command, user=user), self.env)
-        return shells
+        return Shells(lambda name, user, command: self.exec_argv(name, command, user=user), self.env)
 
     def execute(self, name: str, command: str, *, user: str | None = None, input: bytes | None = None,
                 timeout: float | None = settings.COMMAND_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
@@ -246,7 +246,7 @@ class Backend(ABC):
 
     def close_shells(self, name: str) -> None:
         """Close ``name``'s persistent shells (before it is stopped or deleted)."""
-        if "_shells" in self.__dict__:
+        if "shells" in self.__dict__:
             self.shells.close(name)
 
     def run(self, name: str, command: str, *, user: str | None = None, workdir: str | None = None,

@@ -23,11 +23,7 @@ from pytest_orbstack.backends.base import Backend, Step
 from pytest_orbstack.backends.docker import cloudinit
 from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.docker.cli import UNREACHABLE, DockerCLI
-from pytest_orbstack.backends.docker.commands import (
-    LABEL,
-    SETUP_DONE,
-    check_docker_resources,
-)
+from pytest_orbstack.backends.docker.commands import LABEL, SETUP_DONE, check_docker_resources
 from pytest_orbstack.backends.docker.host_limits import boot_failure_hint
 from pytest_orbstack.backends.docker.images import prepared_image
 from pytest_orbstack.backends.process import answers
@@ -226,6 +222,12 @@ class DockerBackend(Backend):
         if os.path.exists(settings.lock_path(f"snapshot-{name}")):  # it was a frozen source: a snapshot
             self.cli.remove_image(f"pytest-orbstack-snapshot:{name}")
             settings.remove_lock(f"snapshot-{name}")
+
+    def state(self, name: str) -> tuple[str, str]:
+        """From the inspect alone (no ``docker info``, no parse of the image label)."""
+        data = self._inspect(name)
+        user = data["Config"]["Labels"].get(f"{LABEL}.user") or "root"
+        return ("running" if data["State"]["Running"] else "stopped"), user
 
     def info(self, name: str) -> MachineInfo:
         info = self.cli.machine_info(self._inspect(name))

@@ -261,8 +261,9 @@ def machines_of(lines: list[str]) -> list[EngineMachine]:
 
 
 def machine_script(name: str, at: Callable[[str], str] = str) -> str:
-    """The pyinfra fact's shell line: machine ``name``'s inspect as JSON, or ``null``."""
-    return f"{shlex.join(inspect(at(name), fmt='{{json .}}'))} 2>/dev/null || echo null"
+    """The pyinfra fact's shell line: machine ``name``'s inspect as JSON, or ``null`` (``at``, the
+    engine's addressing, is the name itself here)."""
+    return f"{shlex.join(inspect(name, fmt='{{json .}}'))} 2>/dev/null || echo null"
 
 
 def machine_of(lines: list[str]) -> MachineInfo | None:

@@ -186,9 +186,10 @@ def machines_of(lines: list[str]) -> list[EngineMachine]:
 
 
 def machine_script(name: str, at: Callable[[str], str] = str) -> str:
-    """Shell that prints machine ``name`` as JSON, or ``null`` when there is none."""
-    found = f"{shlex.join(list_names())} | grep -qxF {shlex.quote(at(name))}"
-    return f"if {found}; then {shlex.join(info(at(name)))}; else echo null; fi"
+    """Shell that prints machine ``name`` as JSON, or ``null`` when there is none (``at``: the
+    name itself on OrbStack)."""
+    found = f"{shlex.join(list_names())} | grep -qxF {shlex.quote(name)}"
+    return f"if {found}; then {shlex.join(info(name))}; else echo null; fi"
 
 
 def machine_of(lines: list[str]) -> MachineInfo | None:

@@ -121,4 +121,4 @@ def machines_script(at: Callable[[str], str] = str) -> str:
 
 
 def machine_script(name: str, at: Callable[[str], str] = str) -> str:
-    return f"{shlex.join(inspect(at(name), fmt='{{json .}}'))} 2>/dev/null || echo null"
+    return f"{shlex.join(inspect(name, fmt='{{json .}}'))} 2>/dev/null || echo null"
