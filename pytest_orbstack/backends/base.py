@@ -1,15 +1,15 @@
 """The one small interface every machine engine implements.
 
-A backend creates, clones, starts, stops and deletes Linux machines that run systemd, runs
-shell commands in them and moves bytes in and out. Machines are named by the caller (names are
-validated with :func:`pytest_orbstack.model.names.validate_machine_name`). ``user=None`` always means
-the machine's default (login) user, which has passwordless sudo; ``user="root"`` runs as root.
-Failures raise the typed errors of :mod:`pytest_orbstack.errors`.
-"""
+A backend creates, clones, starts, stops and deletes Linux machines that run systemd, runs shell
+commands in them and moves bytes in and out. Machines are named by the caller (checked by
+:func:`pytest_orbstack.model.names.validate_machine_name`). ``user=None`` always means the
+machine's default (login) user, with passwordless sudo; ``user="root"`` runs as root. Failures
+raise the typed errors of :mod:`pytest_orbstack.errors`."""
 
 from __future__ import annotations
 
 import builtins
+import functools
 import os
 import shlex
 import subprocess
@@ -24,15 +24,17 @@ from pytest_orbstack.backends.shell import Shells
 from pytest_orbstack.errors import CommandTimeout, InvalidInput, MachineError, MachineNotFound
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
 
+Step = list[str] | tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]  # an argv, or a call
+
 
 class Backend(ABC):
     """Our adapter for one engine that runs machines; ``name`` is the engine's name
     (``orbstack``, ``docker``), the key of :data:`pytest_orbstack.backends.ENGINES`."""
 
     name: str = ""
+    commands: Any = None  # the engine's argv builders and parsers (its module), for operations and facts
     env: dict[str, str] | None = None  # environment for engine commands (None: this process's)
-    # told a one-line notice before and after work that takes long once (an image built on
-    # first use); the plugin shows it (:meth:`.Notices.notice`)
+    # told a line before and after work long once (an image built on first use): Notices.notice
     notice: Callable[[str], None] = staticmethod(lambda line: None)
 
     @property
@@ -40,9 +42,11 @@ class Backend(ABC):
         """The engine's name, as :attr:`name` (users' code reads ``orbstack_backend.kind``)."""
         return self.name
 
+    def __str__(self) -> str:
+        return self.name  # as pyinfra prints a fact's arguments: engine=docker
+
     def __copy__(self) -> Backend:
-        """An engine is a handle: a copy is the same engine (pyinfra copies host data values,
-        and the engine object must reach the connector itself, with its caches)."""
+        """An engine is a handle: a copy (pyinfra copies host data) is the same engine, caches and all."""
         return self
 
     def __deepcopy__(self, memo: dict[int, object]) -> Backend:
@@ -50,13 +54,12 @@ class Backend(ABC):
 
     @classmethod
     def answers(cls) -> bool:
-        """Whether ``auto`` may choose this engine (asked in the registry's order, once per
-        process); an engine that is not probed answers yes and fails later with one clear line."""
+        """Whether ``auto`` may choose this engine (asked once, in the registry's order); one not
+        probed answers yes and fails later with one clear line."""
         return True
 
     def at(self, name: str) -> str:
-        """Machine ``name`` as this engine's own commands address it (an Incus remote prefixes
-        it; other engines use the name itself)."""
+        """Machine ``name`` as this engine's own commands address it (``REMOTE:NAME`` on an Incus remote)."""
         return name
 
     def vm_refusal(self) -> str | None:
@@ -77,6 +80,18 @@ class Backend(ABC):
         why = why or (self.target_refusal(resources.target) if resources.target else None)
         if why:
             raise InvalidInput(why)
+
+    def create_steps(self, name: str, image: str, *, arch: str | None = None, user: str | None = None,
+                     cloud_init: str | None = None, labels: dict[str, str] | None = None,
+                     resources: Resources = NO_RESOURCES) -> builtins.list[Step]:
+        """What ``operations.machine`` runs to make ``name``: argv lists (run on the engine's host) and
+        calls ``(function, args, kwargs)``; by default one call of :meth:`create` (``arch`` unused)."""
+        how = {"user": user, "cloud_init": cloud_init, "labels": labels, "resources": resources}
+        return [(self.create, (name, image), how)]
+
+    def clone_steps(self, source: str, name: str, *, running: bool = True) -> builtins.list[Step]:
+        """What ``operations.clone`` runs to make ``name`` from ``source``, running or stopped."""
+        return [(self.clone, (source, name), {}), *([] if running else [self.commands.stop(self.at(name))])]
 
     @abstractmethod
     def login_command(self, name: str) -> str:
@@ -153,10 +168,9 @@ class Backend(ABC):
         """Remove the images this package made for the session that no machine uses any more."""
 
     def remove_unused_images(self, removable: Callable[[Mapping[str, str]], bool]) -> builtins.list[str]:
-        """Remove every image this package made that nothing needs and whose labels
-        ``removable`` accepts: no machine runs from it and the machine it was taken from is gone
-        (the engine is asked, whatever the session records say). Returns what was removed;
-        engines whose machines are not made from images (OrbStack) have nothing to remove."""
+        """Remove every image this package made that nothing needs and whose labels ``removable``
+        accepts: no machine runs from it and the machine it was taken from is gone (the engine is
+        asked, not the session records). Returns what was removed (OrbStack: nothing, no images)."""
         return []
 
     # -- shared behaviour, in terms of the methods above ---------------------------------
@@ -175,17 +189,18 @@ class Backend(ABC):
         except MachineNotFound:
             return False
 
-    def default_user(self, name: str) -> str:
-        return self.info(name).machine.default_username or "root"
+    def state(self, name: str) -> tuple[str, str]:
+        """``name``'s state and default user (root if none): what a connection asks; MachineNotFound."""
+        machine = self.info(name).machine
+        return machine.state, machine.default_username or "root"
 
-    @property
+    def default_user(self, name: str) -> str:
+        return self.state(name)[1]
+
+    @functools.cached_property
     def shells(self) -> Shells:
         """This engine's persistent shells (made on first use, closed per machine on delete)."""
-        shells: Shells | None = self.__dict__.get("_shells")
-        if shells is None:
-            shells = self.__dict__["_shells"] = Shells(
-                lambda name, user, command: self.exec_argv(name, command, user=user), self.env)
-        return shells
+        return Shells(lambda name, user, command: self.exec_argv(name, command, user=user), self.env)
 
     def execute(self, name: str, command: str, *, user: str | None = None, input: bytes | None = None,
                 timeout: float | None = settings.COMMAND_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
@@ -210,14 +225,13 @@ class Backend(ABC):
         return proc
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
-        """The error to raise when a failed :meth:`execute` is the engine refusing to run the
-        command at all (the machine stopped under the test, say), not the command failing;
-        None: the command's own result."""
+        """The error to raise when a failed :meth:`execute` is the engine refusing to run the command
+        (the machine stopped under the test, say), not the command failing; None: its own result."""
         return None
 
     def close_shells(self, name: str) -> None:
         """Close ``name``'s persistent shells (before it is stopped or deleted)."""
-        if "_shells" in self.__dict__:
+        if "shells" in self.__dict__:
             self.shells.close(name)
 
     def run(self, name: str, command: str, *, user: str | None = None, workdir: str | None = None,

@@ -92,6 +92,15 @@ def check_user(user: object) -> str | None:
     return user
 
 
+def default_login(user: str | None) -> str:
+    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
+    checked = check_user(user)
+    if checked is not None:
+        return checked
+    env_user = settings.login_user()
+    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"
+
+
 def search_dirs(*dirs: str | os.PathLike[str] | None) -> list[Path]:
     """The folders a relative path is looked up in, in order, without repeats."""
     return list(dict.fromkeys(Path(d).resolve() for d in dirs if d is not None))

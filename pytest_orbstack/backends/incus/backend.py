@@ -26,11 +26,10 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus import images, vm
 from pytest_orbstack.backends.incus.cli import NOT_RUNNING, IncusCLI
-from pytest_orbstack.backends.incus.commands import KEY
 from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import InvalidInput, MachineError, MachineExists, MachineNotFound, UnknownImage
-from pytest_orbstack.model.inputs import check_cloud_init, image_codename
+from pytest_orbstack.model.inputs import check_cloud_init, default_login, image_codename
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, in_workdir
 
@@ -41,6 +40,7 @@ class IncusBackend(Backend):
     ``REMOTE:NAME`` (:class:`.cli.IncusCLI`). ``env`` extends this process's environment."""
 
     name = "incus"
+    commands = cmd
 
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None,
                  remote: str | None = None, target: str | None = None) -> None:
@@ -70,7 +70,7 @@ class IncusBackend(Backend):
         made it."""
         proc = self.call(cmd.info(validate_machine_name(name), self.cli.remote), ok=("not found",))
         data = json.loads(proc.stdout) if proc.returncode == 0 else {}
-        if (data.get("config") or {}).get(KEY) != "1":
+        if (data.get("config") or {}).get(cmd.KEY) != "1":
             raise MachineNotFound(f"machine not found: {name!r}")
         return data
 
@@ -126,7 +126,7 @@ class IncusBackend(Backend):
         sudo) in the same command."""
         validate_machine_name(name)
         image_codename(image)
-        login = cmd.default_login(user)
+        login = default_login(user)
         user_data = check_cloud_init(cloud_init)
         self._check_resources(resources)
         ref = (cmd.remote_image(image) if resources.vm  # (offline images: containers only)
@@ -163,8 +163,8 @@ class IncusBackend(Backend):
         else:
             data = self._query(source)
             config = data.get("config") or {}
-            inherited = {f"{KEY}.{what}" for what in cmd.INHERITED} | {KEY}
-            session_keys = {k for k in config if k.startswith(f"{KEY}.") and k not in inherited}
+            inherited = {f"{cmd.KEY}.{what}" for what in cmd.INHERITED} | {cmd.KEY}
+            session_keys = {k for k in config if k.startswith(f"{cmd.KEY}.") and k not in inherited}
             member = cmd.recorded_resources(config).target or self.cli.target
             snap = self._snapshot(source, data, (session_keys, member)) if frozen_source else None
         own = {cmd.key(k): v for k, v in (labels or {}).items()}
@@ -290,8 +290,8 @@ class IncusBackend(Backend):
             if done is None or len(done) != 4:
                 raise MachineError(f"default user setup failed in {name}: {_last_line(proc.stderr)}",
                                    stderr=proc.stderr)
-            self.call(cmd.config_set(self.at(name), {f"{KEY}.uid": done[1], f"{KEY}.gid": done[2],
-                                            f"{KEY}.home": done[3]}))
+            self.call(cmd.config_set(self.at(name), {f"{cmd.KEY}.uid": done[1], f"{cmd.KEY}.gid": done[2],
+                                            f"{cmd.KEY}.home": done[3]}))
         words = proc.stdout.split()
         if words and words[-1] in READY_STATES:
             return words[-1]

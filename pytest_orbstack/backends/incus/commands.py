@@ -14,12 +14,11 @@ import json
 import math
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, AnyStr
 
-from pytest_orbstack import settings
 from pytest_orbstack.errors import UnknownImage
-from pytest_orbstack.model.inputs import USER_RE, check_user, image_codename
+from pytest_orbstack.model.inputs import image_codename
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources, ready_command
 
 INCUS = "incus"
@@ -289,10 +288,21 @@ def recorded_resources(config: Mapping[str, str]) -> Resources:
     return Resources(**{**recorded, "capabilities": tuple(recorded.get("capabilities", ()))})
 
 
-def default_login(user: str | None) -> str:
-    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
-    checked = check_user(user)
-    if checked is not None:
-        return checked
-    env_user = settings.login_user()
-    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"
+# -- the pyinfra facts' shell lines (run on the engine's host) and their output ---------------
+def machines_script(at: Callable[[str], str] = str) -> str:
+    """Every machine this package made, on the remote ``at`` addresses, as a JSON list."""
+    return shlex.join(list_machines(at("").removesuffix(":")))
+
+
+def machines_of(lines: list[str]) -> list[EngineMachine]:
+    return [i.machine for i in map(parse_instance, json.loads("\n".join(lines) or "[]")) if i is not None]
+
+
+def machine_script(name: str, at: Callable[[str], str] = str) -> str:
+    """Machine ``name`` (on the remote ``at`` addresses) as JSON, or ``null``."""
+    return f"{shlex.join(info(name, at('').removesuffix(':')))} 2>/dev/null || echo null"
+
+
+def machine_of(lines: list[str]) -> MachineInfo | None:
+    data = json.loads("\n".join(lines) or "null")
+    return parse_instance(data) if data else None

@@ -19,13 +19,7 @@ import time
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.orbstack import commands as cmd
-from pytest_orbstack.backends.orbstack.parse import (
-    parse_config,
-    parse_config_value,
-    parse_info,
-    parse_machine,
-    parse_version,
-)
+from pytest_orbstack.backends.orbstack.commands import parse_config, parse_config_value, parse_info, parse_machine
 from pytest_orbstack.backends.process import map_error, run_text
 from pytest_orbstack.errors import (
     CommandTimeout,
@@ -72,6 +66,14 @@ DAEMON_ERROR = re.compile(r"\[-\d+\] [^\n]+")  # one line: an error of OrbStack'
 _VERSIONS: dict[tuple[str, str], tuple[int, int, int]] = {}  # (binary, PATH) -> version: once a process
 
 CREATE_TIMEOUT = settings.ORBSTACK_CREATE_TIMEOUT
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """``Version: 2.2.3 (2020300)`` (or a bare ``2.2.3``) -> ``(2, 2, 3)``; None if absent."""
+    match = re.search(r"(?:^|Version:\s*)(\d+)\.(\d+)(?:\.(\d+))?", text.strip(), re.MULTILINE)
+    if not match:
+        return None
+    return int(match[1]), int(match[2]), int(match[3] or 0)
 
 
 class Orbctl:
