@@ -16,7 +16,7 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import AnyStr
+from typing import Any, AnyStr
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.process import run, run_text
