@@ -76,6 +76,13 @@ rule() {
   iptables -t "$table" -C "$chain" "$@" 2>/dev/null || iptables -t "$table" -I "$chain" 1 "$@"
 }
 
+# unrule TABLE CHAIN: delete the chain's rules tagged $NAME.
+unrule() {
+  local spec args
+  { iptables -t "$1" -S "$2" 2>/dev/null || true; } | { grep -F -- "--comment $NAME" || true; } |
+    while read -r _ _ spec; do read -ra args <<<"$spec"; iptables -t "$1" -D "$2" "${args[@]}"; done
+}
+
 start_dockerd() {
   "${LOCAL[@]}" info >/dev/null 2>&1 && return 0
   log "starting dockerd $NAME (log: $LOG)"
@@ -135,7 +142,6 @@ start() {
 }
 
 stop() {
-  local table chain spec
   if "${LOCAL[@]}" info >/dev/null 2>&1; then
     "${LOCAL[@]}" ps -aq | xargs -r "${LOCAL[@]}" rm -f >/dev/null
   fi
@@ -145,12 +151,8 @@ stop() {
   rm -rf "$SSH_DIR" "$SSH_ALIAS" "$EXEC_ROOT" "$SOCKET" "$PIDFILE"
   ! mountpoint -q "$DATA_ROOT" || umount "$DATA_ROOT" || umount -l "$DATA_ROOT"
   rm -rf "$DATA_ROOT" "$IMAGE_FILE"
-  for table in nat filter; do
-    for chain in POSTROUTING FORWARD; do
-      iptables -t "$table" -S "$chain" 2>/dev/null | grep -F -- "--comment $NAME" |
-        while read -r _ _ spec; do read -ra args <<<"$spec"; iptables -t "$table" -D "$chain" "${args[@]}"; done
-    done
-  done
+  unrule nat POSTROUTING
+  unrule filter FORWARD
   ! ip link show "$BRIDGE" >/dev/null 2>&1 || ip link del "$BRIDGE"
 }
 
