@@ -278,5 +278,5 @@ class DockerBackend(Backend):
         if any(word in proc.stderr for word in self.stopped_words):
             tail = self.cli.call(cmd.logs(name, tail=5), check=False)
             last = _last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))
-            hint = boot_failure_hint(self.cli.host())
+            hint = boot_failure_hint(self.cli.engine_url())
             raise MachineError(f"machine {name} stopped while booting: {last}{hint}")

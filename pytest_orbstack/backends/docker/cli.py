@@ -21,6 +21,7 @@ from filelock import FileLock
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as cmd
+from pytest_orbstack.backends.docker.host_limits import disk_hint
 from pytest_orbstack.backends.process import ErrorPatterns, describe, last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.types import MachineInfo
@@ -54,6 +55,14 @@ class DockerCLI:
         """The ``DOCKER_HOST`` these commands reach (None: the local socket)."""
         return settings.docker_host(self.env) or None
 
+    def engine_url(self) -> str:
+        """Where the engine is: ``DOCKER_HOST``, else the current docker context's endpoint
+        (``""`` when neither says: the local socket). Asked on error paths only."""
+        if self.host():
+            return self.host() or ""
+        proc = self.call(cmd.context_endpoint(), check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
+
     def host_flags(self) -> list[str]:
         """The global flags an argv run in the caller's environment needs: ``-H HOST`` when
         ``env`` sets DOCKER_HOST."""
@@ -85,9 +94,11 @@ class DockerCLI:
             return EngineUnavailable(f"docker daemon not answering at {where}: {last_line(proc.stderr)}",
                                      stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         if "no space left on device" in proc.stderr:
+            root = self.call(cmd.root_dir(), check=False)
+            where = disk_hint(self.engine_url(), root.stdout.strip() if root.returncode == 0 else "")
             return MachineError(f"{describe(proc.args)}: the {self.engine} engine's disk is full (no space left "
                                 f"on device): free space ({self.engine} system df; {self.engine} system prune) "
-                                "and rerun", stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
+                                f"and rerun{where}", stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         return map_error(proc.args, proc.returncode, proc.stderr, self.errors)
 
     def find(self, name: str) -> dict[str, Any] | None:
