@@ -102,7 +102,7 @@ def test_list_and_prune_act_on_the_ssh_engine(env, tmp_path):
     assert kept.returncode == 0, kept.stdout[-3000:]
     (name,) = ours()
     listed = inner(tmp_path, env, "--orbstack-list")
-    assert name in listed.stdout, listed.stdout
+    assert f"docker -H {HOST} exec -it {name} bash -l" in listed.stdout, listed.stdout
     pruned = inner(tmp_path, env, "--orbstack-prune")
     assert pruned.returncode == 0, pruned.stdout[-3000:]
     assert not ours()

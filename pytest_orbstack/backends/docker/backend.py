@@ -66,10 +66,16 @@ class DockerBackend(Backend):
         return answers(["docker", "version", "--format", "{{.Server.Version}}"], settings.PROBE_TIMEOUT)
 
     def login_command(self, name: str) -> str:
-        return f"docker exec -it {shlex.quote(name)} bash -l"
+        """``docker exec -it NAME bash -l``, with ``-H DOCKER_HOST`` when one is set (a shell
+        without it would ask another engine)."""
+        return f"{self._docker()} exec -it {shlex.quote(name)} bash -l"
 
     def start_command(self, name: str) -> str:
-        return f"docker start {shlex.quote(name)}"
+        return f"{self._docker()} start {shlex.quote(name)}"
+
+    def _docker(self) -> str:
+        host = self.cli.host()
+        return f"docker -H {shlex.quote(host)}" if host else "docker"
 
     def _inspect(self, name: str) -> dict[str, Any]:
         """Like :meth:`.DockerCLI.find`, for a machine: InvalidName for a name no machine can
