@@ -18,6 +18,7 @@ from remote_docker import (
     DATA_ROOT,
     HOST,
     ROOT,
+    alone,
     engine,
     inner,
     kill_9_mid_test,
@@ -45,10 +46,12 @@ def ssh_engine():
 
 
 @pytest.fixture
-def env(ssh_engine, tmp_path) -> dict[str, str]:
-    """An inner session's environment: the ssh engine, a wide terminal (whole summary lines)."""
-    return {**os.environ, "COLUMNS": "400", "DOCKER_HOST": ssh_engine,
-            "PYTEST_ORBSTACK_STATE_DIR": str(tmp_path / "state")}
+def env(ssh_engine, tmp_path):
+    """An inner session's environment: the ssh engine (this test's alone), a wide terminal
+    (whole summary lines)."""
+    with alone():
+        yield {**os.environ, "COLUMNS": "400", "DOCKER_HOST": ssh_engine,
+               "PYTEST_ORBSTACK_STATE_DIR": str(tmp_path / "state")}
 
 
 def one_line_failure(stdout: str, test: str) -> str:

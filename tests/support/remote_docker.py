@@ -4,7 +4,8 @@ the ssh alias ``pto-docker2``, so that ``DOCKER_HOST=ssh://root@pto-docker2`` re
 
 Several xdist workers may use it at once: each registers its pid under a lock; the first starts
 the engine, the last to leave (dead workers' pids are dropped) stops it, which removes everything
-the script made. Inner pytest sessions run on it with :func:`inner` and are killed mid-test with
+the script made. A test holds the engine alone (:func:`alone`): tests restart it, fill its disk
+and count every container on it. Inner pytest sessions run on it with :func:`inner` and are killed mid-test with
 :func:`kill_9_mid_test`.
 """
 
@@ -27,6 +28,7 @@ NAME = "pto-docker2"
 HOST = f"ssh://root@{NAME}"
 DATA_ROOT = Path(f"/var/lib/{NAME}")
 USERS = Path(f"/run/{NAME}.users")  # pids of the processes using the engine
+BUSY = Path(f"/run/{NAME}.busy.lock")  # held by the test using the engine
 
 
 def why_not() -> str | None:
@@ -70,8 +72,16 @@ def engine() -> Iterator[str]:
             if not users:
                 script("stop")
                 USERS.unlink()
+                BUSY.unlink(missing_ok=True)
         if not users:
             Path(lock.lock_file).unlink(missing_ok=True)
+
+
+@contextmanager
+def alone(timeout: float = 1800) -> Iterator[None]:
+    """The engine for this test only (another worker's test on it waits)."""
+    with FileLock(str(BUSY), timeout=timeout):
+        yield
 
 
 def docker(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
