@@ -94,12 +94,20 @@ class DockerCLI:
             return EngineUnavailable(f"docker daemon not answering at {where}: {last_line(proc.stderr)}",
                                      stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         if "no space left on device" in proc.stderr:
-            root = self.call(cmd.root_dir(), check=False)
-            where = disk_hint(self.engine_url(), root.stdout.strip() if root.returncode == 0 else "")
+            where = self._disk_where()
             return MachineError(f"{describe(proc.args)}: the {self.engine} engine's disk is full (no space left "
                                 f"on device): free space ({self.engine} system df; {self.engine} system prune) "
                                 f"and rerun{where}", stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         return map_error(proc.args, proc.returncode, proc.stderr, self.errors)
+
+    def _disk_where(self) -> str:
+        """:func:`.host_limits.disk_hint` for this engine's data-root; ``""`` when the engine does
+        not say where that is (or does not answer: the full disk's error matters more)."""
+        try:
+            root = self.call(cmd.root_dir(), check=False)
+            return disk_hint(self.engine_url(), root.stdout.strip() if root.returncode == 0 else "")
+        except MachineError:
+            return ""
 
     def find(self, name: str) -> dict[str, Any] | None:
         """``docker container inspect`` of the container named exactly ``name`` (a name the
