@@ -5,6 +5,8 @@
 #   bash scripts/dev-remote-docker.sh start    # make and start it; prints the DOCKER_HOST to use
 #   bash scripts/dev-remote-docker.sh stop     # stop it and remove everything start made
 #   bash scripts/dev-remote-docker.sh restart-engine   # restart only its dockerd (a real fault)
+#   bash scripts/dev-remote-docker.sh cut-network      # refuse (TCP reset) every packet to its sshd
+#   bash scripts/dev-remote-docker.sh restore-network  # undo cut-network
 #   bash scripts/dev-remote-docker.sh status   # exit 0 when it answers over ssh
 #
 # What start makes (stop removes all of it):
@@ -153,6 +155,7 @@ stop() {
   rm -rf "$DATA_ROOT" "$IMAGE_FILE"
   unrule nat POSTROUTING
   unrule filter FORWARD
+  unrule filter INPUT
   ! ip link show "$BRIDGE" >/dev/null 2>&1 || ip link del "$BRIDGE"
 }
 
@@ -160,6 +163,8 @@ case ${1:-} in
   start) start ;;
   stop) stop ;;
   restart-engine) stop_dockerd; start_dockerd ;;
+  cut-network) rule filter INPUT -p tcp --dport "$PORT" -m comment --comment "$NAME" -j REJECT --reject-with tcp-reset ;;
+  restore-network) unrule filter INPUT ;;
   status) docker -H "ssh://root@$NAME" info >/dev/null 2>&1 ;;
-  *) echo "usage: $0 start|stop|restart-engine|status" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|restart-engine|cut-network|restore-network|status" >&2; exit 2 ;;
 esac

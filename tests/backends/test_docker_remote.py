@@ -75,7 +75,8 @@ def test_the_host_checks_read_the_engines_host_over_ssh(ssh_engine):
 
 
 def test_an_unreachable_ssh_engine_is_one_line(tmp_path):
-    one_line = r"^docker daemon not answering at DOCKER_HOST=ssh://root@127\.0\.0\.1:1: [^\n]*$"
+    one_line = (r"^docker daemon not answering at DOCKER_HOST=ssh://root@127\.0\.0\.1:1: "
+                r"ssh: connect to host 127\.0\.0\.1 port 1: Connection refused$")
     with pytest.raises(EngineUnavailable, match=one_line):
         DockerBackend(env={"DOCKER_HOST": "ssh://root@127.0.0.1:1"}).list()
 
@@ -161,6 +162,56 @@ def test_a_restart_of_the_engine_fails_one_test_in_one_line(env, tmp_path):
     line = one_line_failure(out, "test_restarted")
     print(line)
     assert "is not running" in line and "the docker engine restarted" in line, line
+    assert "1 failed, 2 passed" in out, out[-3000:]
+    assert not ours()
+
+
+CUT_TESTS = """
+import os, time
+
+def wait(path):
+    while not os.path.exists(path):
+        time.sleep(0.2)
+
+def test_before(orbstack_machine):
+    assert orbstack_machine().run("true").succeeded
+
+def test_cut(orbstack_machine):
+    machine = orbstack_machine()
+    open(os.environ["MARK"], "w").write("up")
+    wait(os.environ["MARK"] + ".cut")
+    try:
+        machine.run("true")
+    finally:  # the network comes back before the teardown
+        open(os.environ["MARK"] + ".failed", "w").write("")
+        wait(os.environ["MARK"] + ".back")
+
+def test_after(orbstack_machine):
+    assert orbstack_machine().run("true").succeeded
+"""
+
+
+def test_a_cut_network_to_the_engine_fails_one_test_in_one_line(env, tmp_path):
+    """Every packet to the ssh engine's sshd is refused while test_cut's machine runs, the shared
+    ssh connection included; the network comes back after that test failed."""
+    (tmp_path / "test_cut.py").write_text(CUT_TESTS)
+    mark = tmp_path / "mark"
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
+                             "-p", "no:randomly", "--orbstack-backend=docker"], cwd=tmp_path,
+                            env={**env, "MARK": str(mark)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(mark, proc)
+        script("cut-network")
+        Path(f"{mark}.cut").write_text("")
+        wait_for(Path(f"{mark}.failed"), proc, timeout=120)
+    finally:
+        script("restore-network")
+        Path(f"{mark}.back").write_text("")
+    out = proc.communicate(timeout=300)[0]
+    line = one_line_failure(out, "test_cut")
+    print(line)
+    assert line.endswith("EngineUnavailable: docker daemon not answering at DOCKER_HOST=ssh://root@pto-docker2: "
+                         "ssh: connect to host 127.0.0.1 port 22022: Connection refused"), line
     assert "1 failed, 2 passed" in out, out[-3000:]
     assert not ours()
 

@@ -33,6 +33,15 @@ UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
 
 
+def unreachable_reason(stderr: str) -> str:
+    """The last line of ``stderr``; for an ``ssh://`` engine only what ssh itself said (docker
+    wraps it: ``error during connect: ... command [ssh ...] has exited with exit status 255,
+    make sure the URL is valid, ...: stderr=ssh: connect to host H port P: Connection refused``)."""
+    line = last_line(stderr)
+    said = line.rsplit("stderr=", 1)[1].strip() if "] has exited with" in line and "stderr=" in line else ""
+    return said or line
+
+
 class DockerCLI:
     """The ``docker`` binary run with ``env`` (which extends this process's environment; None: that environment)."""
 
@@ -91,7 +100,7 @@ class DockerCLI:
         if any(s in proc.stderr for s in self.unreachable):
             host = self.host()
             where = f"DOCKER_HOST={host}" if host else "the local socket"
-            return EngineUnavailable(f"docker daemon not answering at {where}: {last_line(proc.stderr)}",
+            return EngineUnavailable(f"docker daemon not answering at {where}: {unreachable_reason(proc.stderr)}",
                                      stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         if "no space left on device" in proc.stderr:
             where = self._disk_where()
