@@ -16,8 +16,10 @@
 #     $POOL: both outside the main dockerd's 172.17+ ranges; dockerd runs with --iptables=false
 #     (at its start it would remove and rebuild the DOCKER chains the main dockerd uses), so the
 #     NAT and FORWARD rules for $POOL_ALL are ours, tagged with the comment $NAME
-#   - dockerd with its own data-root, exec-root, pidfile, cgroup parent and socket $SOCKET
-#   - sshd on 127.0.0.1:$PORT (its own host key, a throwaway client key, root by key only,
+#   - dockerd with its own data-root, exec-root, pidfile, cgroup parent, socket $SOCKET and log $LOG
+#   - sshd on 127.0.0.1:$PORT (its own host key, a throwaway client key, root by key only, a
+#     client that stops answering dropped after 15 s: its sessions then end even while the
+#     network is cut,
 #     SetEnv DOCKER_HOST=unix://$SOCKET), and the ssh client alias "Host $NAME" in
 #     /etc/ssh/ssh_config.d/$NAME.conf, so that DOCKER_HOST=ssh://root@$NAME reaches the engine
 #   - the base image $BASE_IMAGE, copied from the main engine (docker save | docker load)
@@ -105,6 +107,15 @@ stop_dockerd() {
   log "dockerd $NAME did not stop in 30 s"; return 1
 }
 
+# stop_sshd: its sessions first (they would outlive it), reaped by it, then sshd itself.
+stop_sshd() {
+  pid_alive "$SSH_DIR/sshd.pid" || return 0
+  local pid; pid=$(cat "$SSH_DIR/sshd.pid")
+  pkill -P "$pid" 2>/dev/null || true
+  for _ in $(seq 1 20); do pgrep -P "$pid" >/dev/null || break; sleep 0.25; done
+  kill "$pid"
+}
+
 ensure_sshd() {
   mkdir -p "$SSH_DIR" /run/sshd
   chmod 700 "$SSH_DIR"
@@ -114,7 +125,8 @@ ensure_sshd() {
   printf '%s\n' "Port $PORT" "ListenAddress 127.0.0.1" "HostKey $SSH_DIR/host_key" \
     "PidFile $SSH_DIR/sshd.pid" "AuthorizedKeysFile $SSH_DIR/authorized_keys" \
     "PermitRootLogin prohibit-password" "PasswordAuthentication no" "KbdInteractiveAuthentication no" \
-    "UsePAM no" "MaxStartups 100:30:200" "MaxSessions 100" "SetEnv DOCKER_HOST=unix://$SOCKET" \
+    "UsePAM no" "MaxStartups 100:30:200" "MaxSessions 100" \
+    "ClientAliveInterval 5" "ClientAliveCountMax 3" "SetEnv DOCKER_HOST=unix://$SOCKET" \
     >"$SSH_DIR/sshd_config"
   printf '%s\n' "Host $NAME" "  HostName 127.0.0.1" "  Port $PORT" "  User root" \
     "  IdentityFile $SSH_DIR/client_key" "  IdentitiesOnly yes" "  UserKnownHostsFile $SSH_DIR/known_hosts" \
@@ -149,8 +161,9 @@ stop() {
   fi
   stop_dockerd
   [ ! -f "$SSH_ALIAS" ] || ssh -O exit "$NAME" 2>/dev/null || true  # the shared connection
-  ! pid_alive "$SSH_DIR/sshd.pid" || kill "$(cat "$SSH_DIR/sshd.pid")"
-  rm -rf "$SSH_DIR" "$SSH_ALIAS" "$EXEC_ROOT" "$SOCKET" "$PIDFILE"
+  stop_sshd
+  rm -rf "$SSH_DIR" "$SSH_ALIAS" "$EXEC_ROOT" "$SOCKET" "$PIDFILE" "$LOG"
+  pgrep -x sshd >/dev/null || rmdir /run/sshd 2>/dev/null || true  # sshd's own dir, when no sshd is left
   ! mountpoint -q "$DATA_ROOT" || umount "$DATA_ROOT" || umount -l "$DATA_ROOT"
   rm -rf "$DATA_ROOT" "$IMAGE_FILE"
   unrule nat POSTROUTING
