@@ -62,10 +62,16 @@ class DockerBackend(Backend):
         return answers(["docker", "version", "--format", "{{.Server.Version}}"], settings.PROBE_TIMEOUT)
 
     def login_command(self, name: str) -> str:
-        return f"docker exec -it {shlex.quote(name)} bash -l"
+        """``docker exec -it NAME bash -l``, with ``-H DOCKER_HOST`` when one is set (a shell
+        without it would ask another engine)."""
+        return f"{self._docker()} exec -it {shlex.quote(name)} bash -l"
 
     def start_command(self, name: str) -> str:
-        return f"docker start {shlex.quote(name)}"
+        return f"{self._docker()} start {shlex.quote(name)}"
+
+    def _docker(self) -> str:
+        host = self.cli.host()
+        return f"docker -H {shlex.quote(host)}" if host else "docker"
 
     def _inspect(self, name: str) -> dict[str, Any]:
         """Like :meth:`.DockerCLI.find`, for a machine: InvalidName for a name no machine can
@@ -298,5 +304,5 @@ class DockerBackend(Backend):
         if any(word in proc.stderr for word in self.stopped_words):
             tail = self.cli.call(cmd.logs(name, tail=5), check=False)
             last = _last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))
-            hint = boot_failure_hint(self.cli.host())
+            hint = boot_failure_hint(self.cli.engine_url())
             raise MachineError(f"machine {name} stopped while booting: {last}{hint}")

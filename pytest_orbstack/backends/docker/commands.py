@@ -214,6 +214,16 @@ def architecture() -> list[str]:
     return [DOCKER, "info", "-f", "{{.Architecture}}"]
 
 
+def root_dir() -> list[str]:
+    """The engine's data-root (on the engine's host)."""
+    return [DOCKER, "info", "-f", "{{.DockerRootDir}}"]
+
+
+def context_endpoint() -> list[str]:
+    """The current docker context's engine address (``DOCKER_CONTEXT`` or ``docker context use``)."""
+    return [DOCKER, "context", "inspect", "-f", "{{.Endpoints.docker.Host}}"]
+
+
 def network_ids() -> list[str]:
     return [DOCKER, "network", "ls", "-q", "--no-trunc", "--filter", f"name=^{NETWORK}$"]
 
