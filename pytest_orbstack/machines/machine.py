@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import InvalidInput, MachineError
 from pytest_orbstack.model.checks import Reachability, Record, Resolution
-from pytest_orbstack.model.dry_run import DryRunError, proposed, unplanned
 from pytest_orbstack.model.inputs import Deploy, check_deploy
 from pytest_orbstack.model.results import DeployError, DeployResult, IdempotenceError, changed_again
 from pytest_orbstack.model.types import MachineInfo
@@ -258,6 +257,8 @@ def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, An
     def where(key: str) -> str:
         return targets[key][0].name
 
+    if check_dry_run:  # (the dry-run check is loaded only when asked for)
+        from pytest_orbstack.model.dry_run import DryRunError, proposed, unplanned
     plan = run_once(dry=True) if check_dry_run else {}
     first = run_once()
     for key, result in plan.items():

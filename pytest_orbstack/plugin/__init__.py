@@ -29,7 +29,6 @@ from pytest_orbstack.machines.lifecycle import Lifecycle
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
-from pytest_orbstack.plugin import shard
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -87,7 +86,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "ask for (one more machine alive per process)", type="bool", default=True)
     parser.addini("orbstack_deploy", "deploy file applied by the `orbstack` fixture when its "
                   "marker names none (looked up in the test's folder, then the rootdir)", default="")
-    shard.addoption(group)
+    group.addoption("--orbstack-shard", metavar="K/N", default=None,
+                    help="run shard K of N (1/3, 2/3, 3/3), one per CI job; the tests cloning one "
+                         "golden machine stay in one shard; shards are balanced on the costs "
+                         "--orbstack-shard-timings recorded (else on test counts).")
+    group.addoption("--orbstack-shard-timings", metavar="FILE", default=None,
+                    help="an earlier run's --orbstack-timings JSON (the shards' merged: python -m "
+                         "pytest_orbstack.merge) to balance --orbstack-shard on; a missing FILE "
+                         "means count tests.")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -114,7 +120,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if not state.is_worker and not config.getoption("help", False):
         _terminate_on_sigterm()
-    shard.configure(config)
+    if config.getoption("orbstack_shard", None):  # (loaded only for a shard)
+        from pytest_orbstack.plugin import shard
+        shard.configure(config)
 
 
 def _terminate_on_sigterm() -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -22,18 +21,6 @@ from pytest_orbstack.model.shards import COUNT, Costs, Group, golden_tag, parse_
 from pytest_orbstack.plugin.marker import machine_args, machine_keywords, marker_kwargs
 
 PLUGIN_NAME = "orbstack_shard"
-
-
-def addoption(group: Any) -> None:
-    """The shard options, in the plugin's option group."""
-    group.addoption("--orbstack-shard", metavar="K/N", default=None,
-                    help="run shard K of N (1/3, 2/3, 3/3), one per CI job; the tests cloning one "
-                         "golden machine stay in one shard; shards are balanced on the costs "
-                         "--orbstack-shard-timings recorded (else on test counts).")
-    group.addoption("--orbstack-shard-timings", metavar="FILE", default=None,
-                    help="an earlier run's --orbstack-timings JSON (the shards' merged: python -m "
-                         "pytest_orbstack.merge) to balance --orbstack-shard on; a missing FILE "
-                         "means count tests.")
 
 
 def configure(config: pytest.Config) -> None:

@@ -48,7 +48,6 @@ from pytest_orbstack.model.deploy_refs import function_folder
 from pytest_orbstack.model.inputs import CheckedDeploy, DeployFile, describe, display_path
 from pytest_orbstack.model.results import DeployResult
 from pytest_orbstack.pyinfra.deploy_results import Recorder, collect, output_in_results
-from pytest_orbstack.pyinfra.idempotence import Differ
 
 
 @dataclass
@@ -218,7 +217,8 @@ def _run(state: State, inventory: Inventory, cfg: Config, recorder: Recorder,
     cfg.reset_locked_state()
     if dry:
         return
-    if diff:
+    if diff:  # (its fact classes are loaded only for a run that is watched)
+        from pytest_orbstack.pyinfra.idempotence import Differ
         Differ(recorder.differences).watch(state)
     state.set_stage(StateStage.Execute)
     run_ops(state)

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from pytest_orbstack.backends.docker.engine_host import EngineHost, engine_host
+if TYPE_CHECKING:  # (engine_host is imported when a hint is asked for: after a failure only)
+    from pytest_orbstack.backends.docker.engine_host import EngineHost
 
 PER_MACHINE = 7
 LIMIT = Path("/proc/sys/fs/inotify/max_user_instances")
@@ -52,6 +54,7 @@ def inotify_counts(host: EngineHost) -> tuple[int, int] | None:
 def boot_failure_hint(docker_host: str | None) -> str:
     """Why a machine may have died while booting, when the engine's host's inotify limit is the
     likely cause (nearly used up there); else ``""`` (also when it cannot be read)."""
+    from pytest_orbstack.backends.docker.engine_host import engine_host
     host = engine_host(docker_host)
     counts = inotify_counts(host)
     if counts is None or counts[1] + PER_MACHINE <= counts[0]:
@@ -69,6 +72,7 @@ def disk_hint(docker_host: str | None, root_dir: str) -> str:
     is not known."""
     if not root_dir:
         return ""
+    from pytest_orbstack.backends.docker.engine_host import engine_host
     host = engine_host(docker_host)
     out = host.run(["df", "-Pk", root_dir])
     fields = out.splitlines()[-1].split() if out and len(out.splitlines()) > 1 else []
