@@ -4,7 +4,8 @@ Hooks live here; the fixtures are in :mod:`pytest_orbstack.plugin.fixtures`, rep
 :mod:`pytest_orbstack.plugin.report`, per-process state in :mod:`pytest_orbstack.plugin.state`.
 
 Options: ``--orbstack-backend``, ``--orbstack-image``, ``--orbstack-keep[=never|always|failed]``,
-``--orbstack-prune``, ``--orbstack-timings=FILE``; ini: ``orbstack_backend``, ``orbstack_image``,
+``--orbstack-prune``, ``--orbstack-timings=FILE``, ``--orbstack-engines`` (:mod:`.engines`); ini:
+``orbstack_backend``, ``orbstack_image``,
 ``orbstack_user``, ``orbstack_keep``, ``orbstack_clone``, ``orbstack_deploy``. Environment:
 ``PYTEST_ORBSTACK_BACKEND``, ``PYTEST_ORBSTACK_STATE_DIR``.
 """
