@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from harness import Result, alternate, busy_cores, inner_pytest, timed
+from harness import Comparison, Result, alternate, busy_cores, inner_pytest, timed
 
 from pytest_orbstack.backends import get_backend
 
@@ -130,20 +130,27 @@ def compare(bench: Bench, engines: tuple[str, str], raws: dict[str, RawDocker], 
     bench.log(f"engines: {TESTS} machine tests, {rounds} rounds")
     c = alternate({name: busy_cores(side, cores[name]) for name, side in sides.items()}, rounds, bench.log,
                   warm_up=False)
-    engine_ratio = c.ratio(RAW_A, RAW_B)
     placed = {side: dict(sorted(Counter(made[side]).items())) for side in sides}
-    detail = (c.describe(A, B) + f"\n  the engines alone, same {TESTS} cycles in 2 threads, one per engine / "
-              f"both on {first}: {c.median(RAW_A):.2f}s vs {c.median(RAW_B):.2f}s, ratio {engine_ratio:.3f}"
-              "\n  machines per engine (last round): " + "; ".join(f"{s}: {p}" for s, p in placed.items()))
-    if all(cores.values()):
-        detail += (f"\n  host cores busy (median, of {os.cpu_count()}): " + ", ".join(
-            f"{name} {statistics.median(used):.2f}" for name, used in cores.items())
-            + f"; load average before the row's end: {os.getloadavg()[0]:.1f}")
+    detail = describe(c, (A, B, RAW_A, RAW_B), first, placed, cores)
     for side, wanted in ((A, set(engines)), (B, {first})):
         if set(placed[side]) != wanted or sum(placed[side].values()) != TESTS:
             raise AssertionError(f"{side}: machines on {placed[side]}, expected {TESTS} on {sorted(wanted)}\n{detail}")
-    return Result(f"7 {TESTS} machine tests -n 2, two engines / one (engines' own: {engine_ratio:.3f})",
+    return Result(f"7 {TESTS} machine tests -n 2, two engines / one (engines' own: {c.ratio(RAW_A, RAW_B):.3f})",
                   c.ratio(A, B), TARGET, detail=detail)
+
+
+def describe(c: Comparison, names: tuple[str, str, str, str], first: str, placed: dict[str, dict[str, int]],
+             cores: dict[str, list[float]]) -> str:
+    """The row's detail: both comparisons, where the machines were, the host cores busy and the
+    load average at the row's end (1 minute)."""
+    A, B, RAW_A, RAW_B = names
+    detail = (c.describe(A, B) + f"\n  the engines alone, same {TESTS} cycles in 2 threads, one per engine / "
+              f"both on {first}: {c.median(RAW_A):.2f}s vs {c.median(RAW_B):.2f}s, ratio {c.ratio(RAW_A, RAW_B):.3f}"
+              "\n  machines per engine (last round): " + "; ".join(f"{s}: {p}" for s, p in placed.items()))
+    if all(cores.values()):
+        detail += (f"\n  host cores busy (median, of {os.cpu_count()}): " + ", ".join(
+            f"{name} {statistics.median(used):.2f}" for name, used in cores.items()))
+    return detail + f"\n  load average at the row's end: {os.getloadavg()[0]:.1f} (1 min)"
 
 
 def bench_engines(bench: Bench, rounds: int = 2) -> list[Result]:

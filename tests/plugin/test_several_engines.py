@@ -14,6 +14,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from incusenv import incus, instances, why_no_incus
@@ -80,8 +81,11 @@ def test_the_example_suite_on_two_engines(two_engines, tmp_path):
     assert Counter(m["backend"] for m in machines if m["kind"] == "golden") == {"docker": 1, "incus": 1}
     assert {m["name"] for m in machines if m["backend"] == "docker"} == seen["docker"]
     assert {m["name"] for m in machines if m["backend"] == "incus"} == seen["incus"]
-    assert 'name="orbstack.engine" value="docker"' in junit.read_text()
-    assert 'name="orbstack.engine" value="incus"' in junit.read_text()
+    engines_of = {case.get("name"): [p.get("value") for p in case.iter("property") if p.get("name").endswith(".engine")]
+                  for case in ElementTree.parse(junit).iter("testcase")}
+    assert {e for found in engines_of.values() for e in found} == {"docker", "incus"}  # each test's engine
+    assert all(len(set(found)) == 1 for found in engines_of.values()), engines_of  # a group on one engine
+    assert len(engines_of["test_web_queries_the_database_by_name"]) == 2, engines_of  # web and db
     sessions = sessions_of(state)
     assert len(sessions) == 2  # one per engine
     assert all(containers(s) == set() and instances(s) == set() for s in sessions)
