@@ -53,10 +53,23 @@ def second_engine(first: str) -> str:
 
 def raw_of(bench: Bench, engine: str) -> tuple[Bench, RawDocker]:
     """A view of ``bench`` on ``engine`` (same run id, so the same labels and names) and its raw
-    engine (bench/run.py's classes)."""
+    engine (bench/run.py's classes; Docker's on the plugin's machine network, see :func:`on_network`)."""
     other = copy.copy(bench)
     other.backend, other._raw = get_backend(engine), None
-    return other, other.raw
+    return other, on_network(other.raw, engine)
+
+
+def on_network(raw: RawDocker, engine: str) -> RawDocker:
+    """``raw``, for Docker a copy whose machines join the network the plugin's machines are on
+    (``pytest-orbstack``, made by the untimed warm-up run), as the plugin's do: the raw cycles
+    then do not depend on Docker's default bridge (``docker0``), which this host lost while
+    other jobs ran (2026-12-06: ``could not find bridge docker0``)."""
+    if engine != "docker":
+        return raw
+    from pytest_orbstack.backends.docker.commands import NETWORK
+    raw = copy.copy(raw)
+    raw.flags = (*raw.flags, "--network", NETWORK)
+    return raw
 
 
 def cycle(raw: RawDocker, name: str) -> None:
@@ -162,7 +175,7 @@ def bench_engines(bench: Bench, rounds: int = 2) -> list[Result]:
     other.backend.list()  # fails now if the second engine does not answer
     bench.log(f"engines: {first} + {second}")
     try:
-        rows = [compare(bench, (first, second), {first: bench.raw, second: raw_second}, rounds)]
+        rows = [compare(bench, (first, second), {first: on_network(bench.raw, first), second: raw_second}, rounds)]
     finally:
         left = sweep_second(bench, other, raw_second)
     if left:
