@@ -1,6 +1,6 @@
 """Row 7 of bench/run.py (``--backend docker --only 7``): 16 machine tests ``pytest -n 2
 --orbstack-engines=E1,E2`` (each xdist worker on its own engine) / ``pytest -n 2`` on E1 alone,
-<= 0.6. E1 is the bench's engine (``--backend``), E2 Incus (Docker when E1 is Incus).
+<= 0.6. E1 is the bench's engine (``--backend``), E2 Incus (Docker when E1 is Incus or Podman).
 
 Beside it, in the same rotation, the engines' own ratio: the same 16 raw create + boot + 2
 commands + delete cycles (bench/run.py's raw engines: ``docker run``/``incus launch``, the
@@ -48,7 +48,8 @@ def test_own_machine(orbstack_machine, orbstack_backend, i):
 
 
 def second_engine(first: str) -> str:
-    return "docker" if first == "incus" else "incus"
+    """The engine beside the bench's: Incus, or Docker beside Incus or Podman."""
+    return "docker" if first in ("incus", "podman") else "incus"
 
 
 def raw_of(bench: Bench, engine: str) -> tuple[Bench, RawDocker]:
