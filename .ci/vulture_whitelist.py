@@ -24,6 +24,7 @@ from pytest_orbstack.plugin import (
     pytest_sessionfinish,
     pytest_testnodedown,
 )
+from pytest_orbstack.plugin.shard import ShardSelection
 from pytest_orbstack.plugin.state import PluginState
 from pytest_orbstack.pyinfra.connector import OrbStackConnector
 from pytest_orbstack.pyinfra.deploy_results import Recorder
@@ -40,13 +41,14 @@ pytest_addoption, pytest_cmdline_main, pytest_collection_modifyitems, pytest_con
 pytest_configure_node, pytest_generate_tests, pytest_load_initial_conftests
 pytest_runtest_protocol, pytest_sessionfinish, pytest_testnodedown
 PluginState.pytest_runtest_logreport, PluginState.pytest_sessionstart
+ShardSelection.pytest_report_collectionfinish
 
 # the pyinfra connector interface (pyinfra.connectors.base.BaseConnector) and its host data key
 OrbStackConnector.handles_execution, OrbStackConnector.data_cls, OrbStackConnector.data_meta
 OrbStackConnector.make_names_data, OrbStackConnector.connect
 OrbStackConnector.put_file, OrbStackConnector.get_file
 # pyinfra's state callbacks (pyinfra.api.state.BaseStateCallback), with its argument names
-Recorder.host_connect_error, Recorder.operation_host_start
+Recorder.host_connect_error, Recorder.host_connect, Recorder.operation_host_start
 Recorder.operation_host_success, Recorder.operation_host_error
 # testinfra's backend interface (testinfra.backend.base.BaseBackend)
 OrbStackTestinfraBackend.NAME

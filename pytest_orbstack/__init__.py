@@ -3,7 +3,7 @@
 The public API is re-exported here. It is loaded lazily, so that importing the package (which
 pytest does for the plugin in every run) costs nothing until a name is used::
 
-    from pytest_orbstack import Machine, DeployError, IdempotenceError
+    from pytest_orbstack import Machine, DeployError, IdempotenceError, DryRunError
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _EXPORTS = {
     "DeployResult": "model.results",
     "OperationResult": "model.results",
     "DeployError": "model.results",
+    "DryRunError": "model.dry_run",
     "StaleServicesError": "machines.freshness",
     "MachineError": "errors",
     "OrbStackError": "errors",
@@ -39,7 +40,7 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "CommandTimeout", "DeployError", "DeployResult", "EngineUnavailable", "IdempotenceError",
+    "CommandTimeout", "DeployError", "DeployResult", "DryRunError", "EngineUnavailable", "IdempotenceError",
     "InvalidInput", "InvalidName", "Machine", "MachineError", "MachineExists", "MachineGroup",
     "MachineNotFound", "OperationResult", "OrbStackError", "Reachability", "Record", "Resolution",
     "SharedMachineError", "StaleServicesError", "UnknownConfigKey", "UnknownImage",
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from pytest_orbstack.machines.freshness import StaleServicesError
     from pytest_orbstack.machines.machine import Machine, MachineGroup
     from pytest_orbstack.model.checks import Reachability, Record, Resolution
+    from pytest_orbstack.model.dry_run import DryRunError
     from pytest_orbstack.model.results import DeployError, DeployResult, IdempotenceError, OperationResult
 
 

@@ -6,7 +6,8 @@
   ``tests/test_*.py`` test the package's top level: its public paths and facade.
 - Outside the package: ``acceptance/`` (the built wheel in a user's repository), ``setup/``
   (``scripts/dev.sh``), ``contracts/`` (what real OrbStack printed, replayed against our client
-  and against the orbctl emulator, and the emulator's own tests).
+  and against the orbctl emulator, and the emulator's own tests), ``ci/`` (the CI recipes of
+  docs/ci/, their shell steps run here).
 - ``support/`` holds no tests: the scaffolding the tests import (the orbctl emulator, inner
   pytest runs, the test environment, deploy helpers). It is on ``sys.path`` through pytest's
   ``pythonpath`` setting in pyproject.toml.

@@ -27,7 +27,7 @@ FACTS = {  # the name pyinfra gives each fact: its class's full module path
     "SystemLogs": "pytest_orbstack.facts.machine.SystemLogs",
     "StaleServices": "pytest_orbstack.facts.services.StaleServices",
 }
-TOP_LEVEL = ["CommandTimeout", "DeployError", "DeployResult", "EngineUnavailable", "IdempotenceError",
+TOP_LEVEL = ["CommandTimeout", "DeployError", "DeployResult", "DryRunError", "EngineUnavailable", "IdempotenceError",
              "InvalidInput", "InvalidName", "Machine", "MachineError", "MachineExists", "MachineGroup",
              "MachineNotFound", "OperationResult", "OrbStackError", "Reachability", "Record", "Resolution",
              "SharedMachineError", "StaleServicesError", "UnknownConfigKey", "UnknownImage"]

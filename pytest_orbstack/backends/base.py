@@ -1,16 +1,15 @@
 """The one small interface every machine engine implements.
 
-A backend creates, clones, starts, stops and deletes Linux machines that run systemd, runs
-shell commands in them and moves bytes in and out. Machines are named by the caller (names are
-validated with :func:`pytest_orbstack.model.names.validate_machine_name`). ``user=None`` always means
-the machine's default (login) user, which has passwordless sudo; ``user="root"`` runs as root.
-Failures raise the typed errors of :mod:`pytest_orbstack.errors`.
-"""
+A backend creates, clones, starts, stops and deletes Linux machines that run systemd, runs shell
+commands in them and moves bytes in and out. Machines are named by the caller (checked by
+:func:`pytest_orbstack.model.names.validate_machine_name`). ``user=None`` always means the
+machine's default (login) user, with passwordless sudo; ``user="root"`` runs as root. Failures
+raise the typed errors of :mod:`pytest_orbstack.errors`."""
 
 from __future__ import annotations
 
 import builtins
-import contextlib
+import functools
 import os
 import shlex
 import subprocess
@@ -25,46 +24,7 @@ from pytest_orbstack.backends.shell import Shells
 from pytest_orbstack.errors import CommandTimeout, InvalidInput, MachineError, MachineNotFound
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
 
-
-class Notices:
-    """Where the lines pytest-orbstack tells the user go: an engine's notices (an image built on
-    first use, for a minute) and, with ``verbose`` (``-v``), the machines' progress lines.
-
-    A line is written at once to ``reporter()`` (a terminal reporter: ``write``,
-    ``write_line``; None: not shown) inside ``capture()``'s ``global_and_fixture_disabled()``
-    (None: no capture), so a test's output capture does not swallow it; the plugin hands pytest's
-    own objects, so no call goes back up into the plugin. With ``held`` (an xdist worker) lines
-    are kept in that list instead, for the plugin to send with the next test report."""
-
-    def __init__(self, reporter: Callable[[], Any] = lambda: None, capture: Callable[[], Any] = lambda: None,
-                 *, verbose: bool = False, held: list[str] | None = None) -> None:
-        self.reporter, self.capture = reporter, capture
-        self.verbose = verbose
-        self.held = held
-
-    def progress(self, line: str) -> None:
-        """A ``-v`` progress line (see :meth:`notice`)."""
-        if self.verbose:
-            self.notice(line)
-
-    def notice(self, line: str) -> None:
-        """A line shown even without ``-v``: written at once, or held."""
-        if self.held is not None:
-            self.held.append(line)
-        else:
-            self.write(line)
-
-    def write(self, line: str) -> None:
-        """``line`` on a line of its own, also after the progress letters xdist writes without
-        ``-v`` (pytest's ``ensure_newline`` knows only its own test file prefix)."""
-        reporter = self.reporter()
-        if reporter is None:
-            return
-        if getattr(getattr(reporter, "_tw", None), "width_of_current_line", 0) and not reporter.currentfspath:
-            reporter.write("\n")
-        capture = self.capture()
-        with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
-            reporter.write_line(line)
+Step = list[str] | tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]  # an argv, or a call
 
 
 class Backend(ABC):
@@ -72,9 +32,9 @@ class Backend(ABC):
     (``orbstack``, ``docker``), the key of :data:`pytest_orbstack.backends.ENGINES`."""
 
     name: str = ""
+    commands: Any = None  # the engine's argv builders and parsers (its module), for operations and facts
     env: dict[str, str] | None = None  # environment for engine commands (None: this process's)
-    # told a one-line notice before and after work that takes long once (an image built on
-    # first use); the plugin shows it (:meth:`Notices.notice`)
+    # told a line before and after work long once (an image built on first use): Notices.notice
     notice: Callable[[str], None] = staticmethod(lambda line: None)
 
     @property
@@ -82,9 +42,11 @@ class Backend(ABC):
         """The engine's name, as :attr:`name` (users' code reads ``orbstack_backend.kind``)."""
         return self.name
 
+    def __str__(self) -> str:
+        return self.name  # as pyinfra prints a fact's arguments: engine=docker
+
     def __copy__(self) -> Backend:
-        """An engine is a handle: a copy is the same engine (pyinfra copies host data values,
-        and the engine object must reach the connector itself, with its caches)."""
+        """An engine is a handle: a copy (pyinfra copies host data) is the same engine, caches and all."""
         return self
 
     def __deepcopy__(self, memo: dict[int, object]) -> Backend:
@@ -92,13 +54,12 @@ class Backend(ABC):
 
     @classmethod
     def answers(cls) -> bool:
-        """Whether ``auto`` may choose this engine (asked in the registry's order, once per
-        process); an engine that is not probed answers yes and fails later with one clear line."""
+        """Whether ``auto`` may choose this engine (asked once, in the registry's order); one not
+        probed answers yes and fails later with one clear line."""
         return True
 
     def at(self, name: str) -> str:
-        """Machine ``name`` as this engine's own commands address it (an Incus remote prefixes
-        it; other engines use the name itself)."""
+        """Machine ``name`` as this engine's own commands address it (``REMOTE:NAME`` on an Incus remote)."""
         return name
 
     def vm_refusal(self) -> str | None:
@@ -106,12 +67,31 @@ class Backend(ABC):
         return (f"vm=True: the {self.name} engine makes containers only (no virtual machines); "
                 "use --orbstack-backend=incus on a host with KVM and vhost_vsock")
 
-    def refuse_vm(self, resources: Resources) -> None:
-        """InvalidInput with :meth:`vm_refusal`'s line when ``resources`` asks for a VM this
-        engine cannot make."""
+    def target_refusal(self, target: str) -> str | None:
+        """Why a machine cannot be put on cluster member ``target`` here (one line), None when
+        it can."""
+        return (f"target={target!r}: the {self.name} engine has no cluster members to put a machine on; "
+                "target= is for --orbstack-backend=incus on an Incus cluster (docs/scale.md)")
+
+    def refuse_resources(self, resources: Resources) -> None:
+        """InvalidInput with :meth:`vm_refusal`'s or :meth:`target_refusal`'s line when
+        ``resources`` asks for a VM or a cluster member this engine cannot give."""
         why = self.vm_refusal() if resources.vm else None
+        why = why or (self.target_refusal(resources.target) if resources.target else None)
         if why:
             raise InvalidInput(why)
+
+    def create_steps(self, name: str, image: str, *, arch: str | None = None, user: str | None = None,
+                     cloud_init: str | None = None, labels: dict[str, str] | None = None,
+                     resources: Resources = NO_RESOURCES) -> builtins.list[Step]:
+        """What ``operations.machine`` runs to make ``name``: argv lists (run on the engine's host) and
+        calls ``(function, args, kwargs)``; by default one call of :meth:`create` (``arch`` unused)."""
+        how = {"user": user, "cloud_init": cloud_init, "labels": labels, "resources": resources}
+        return [(self.create, (name, image), how)]
+
+    def clone_steps(self, source: str, name: str, *, running: bool = True) -> builtins.list[Step]:
+        """What ``operations.clone`` runs to make ``name`` from ``source``, running or stopped."""
+        return [(self.clone, (source, name), {}), *([] if running else [self.commands.stop(self.at(name))])]
 
     @abstractmethod
     def login_command(self, name: str) -> str:
@@ -146,6 +126,22 @@ class Backend(ABC):
     def stop(self, name: str) -> None: ...
 
     @abstractmethod
+    def restart(self, name: str) -> None:
+        """Restart running machine ``name`` with the engine's own command: its init is shut down
+        cleanly (forced after a grace time) and started again, without waiting for systemd
+        (:meth:`reboot` does); MachineNotFound if there is none."""
+
+    def reboot(self, name: str, timeout: float = settings.BOOT_TIMEOUT) -> MachineInfo:
+        """Reboot ``name``: its persistent shells closed (the next command opens new ones),
+        :meth:`restart`, then :meth:`wait_ready` within ``timeout``; returns the machine as the
+        engine sees it then (Docker and Podman give it a new address). A container keeps the
+        host's kernel: PID 1's start time (``/proc/1/stat``) marks the new boot, not ``boot_id``."""
+        self.close_shells(name)
+        self.restart(name)
+        self.wait_ready(name, timeout)
+        return self.info(name)
+
+    @abstractmethod
     def delete(self, name: str) -> None:
         """Delete ``name``; MachineNotFound if there is no such machine."""
 
@@ -172,10 +168,9 @@ class Backend(ABC):
         """Remove the images this package made for the session that no machine uses any more."""
 
     def remove_unused_images(self, removable: Callable[[Mapping[str, str]], bool]) -> builtins.list[str]:
-        """Remove every image this package made that nothing needs and whose labels
-        ``removable`` accepts: no machine runs from it and the machine it was taken from is gone
-        (the engine is asked, whatever the session records say). Returns what was removed;
-        engines whose machines are not made from images (OrbStack) have nothing to remove."""
+        """Remove every image this package made that nothing needs and whose labels ``removable``
+        accepts: no machine runs from it and the machine it was taken from is gone (the engine is
+        asked, not the session records). Returns what was removed (OrbStack: nothing, no images)."""
         return []
 
     # -- shared behaviour, in terms of the methods above ---------------------------------
@@ -194,17 +189,18 @@ class Backend(ABC):
         except MachineNotFound:
             return False
 
-    def default_user(self, name: str) -> str:
-        return self.info(name).machine.default_username or "root"
+    def state(self, name: str) -> tuple[str, str]:
+        """``name``'s state and default user (root if none): what a connection asks; MachineNotFound."""
+        machine = self.info(name).machine
+        return machine.state, machine.default_username or "root"
 
-    @property
+    def default_user(self, name: str) -> str:
+        return self.state(name)[1]
+
+    @functools.cached_property
     def shells(self) -> Shells:
         """This engine's persistent shells (made on first use, closed per machine on delete)."""
-        shells: Shells | None = self.__dict__.get("_shells")
-        if shells is None:
-            shells = self.__dict__["_shells"] = Shells(
-                lambda name, user, command: self.exec_argv(name, command, user=user), self.env)
-        return shells
+        return Shells(lambda name, user, command: self.exec_argv(name, command, user=user), self.env)
 
     def execute(self, name: str, command: str, *, user: str | None = None, input: bytes | None = None,
                 timeout: float | None = settings.COMMAND_TIMEOUT) -> subprocess.CompletedProcess[bytes]:
@@ -229,14 +225,13 @@ class Backend(ABC):
         return proc
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
-        """The error to raise when a failed :meth:`execute` is the engine refusing to run the
-        command at all (the machine stopped under the test, say), not the command failing;
-        None: the command's own result."""
+        """The error to raise when a failed :meth:`execute` is the engine refusing to run the command
+        (the machine stopped under the test, say), not the command failing; None: its own result."""
         return None
 
     def close_shells(self, name: str) -> None:
         """Close ``name``'s persistent shells (before it is stopped or deleted)."""
-        if "_shells" in self.__dict__:
+        if "shells" in self.__dict__:
             self.shells.close(name)
 
     def run(self, name: str, command: str, *, user: str | None = None, workdir: str | None = None,

@@ -1,71 +1,56 @@
 """PyInfra facts about machines, gathered on the host that runs the engine (``@local``: the Mac
-with OrbStack, or a Docker host). ``engine`` is ``orbstack`` (default) or ``docker``; the
-commands come from the engines' builders, so they are the ones the engines run themselves."""
+with OrbStack, or a Docker host). ``engine`` is an engine's name (``orbstack``, the default,
+``podman``, ``docker``, ``incus``) or the engine object itself (pytest-orbstack's operations
+pass theirs); the shell lines and their parsing are the engine's own (``Backend.commands``), so
+the facts run the commands the engines run themselves and know no engine by name."""
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Any
 
 from pyinfra.api import FactBase
 
-from pytest_orbstack import settings
-from pytest_orbstack.backends.docker import commands as docker_commands
-from pytest_orbstack.backends.docker.commands import parse_inspect
-from pytest_orbstack.backends.incus import commands as incus_commands
-from pytest_orbstack.backends.orbstack import commands as orbstack_commands
-from pytest_orbstack.backends.orbstack.client import parse_config, parse_config_value, parse_info, parse_machine
-from pytest_orbstack.backends.podman import commands as podman_commands
+from pytest_orbstack.backends import ENGINES, backend_class, get_backend
+from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.model.names import validate_machine_name
-
-ENGINES = ("orbstack", "docker", "incus", "podman")
-DOCKERS = {"docker": docker_commands, "podman": podman_commands}  # the same output: one parser
+from pytest_orbstack.model.types import EngineMachine, MachineInfo
 
 
-def _engine(engine: str) -> str:
+def _engine(engine: str | Backend) -> Backend:
+    if isinstance(engine, Backend):
+        return engine
     if engine not in ENGINES:
-        raise ValueError(f"unknown engine {engine!r}: use orbstack, docker, incus or podman")
-    return engine
+        raise ValueError(f"unknown engine {engine!r}: use {', '.join(ENGINES)}")
+    return get_backend(engine)
 
 
-def _machine_dict(info: Any) -> dict[str, Any]:
-    m = info.machine
-    return {"id": m.id, "name": m.name, "state": m.state, "distro": m.image.distro,
-            "version": m.image.version, "arch": m.image.arch, "default_username": m.default_username,
-            "ip4": info.ip4, "ip6": info.ip6, "domain": info.domain}
+def _machine_dict(m: EngineMachine) -> dict[str, Any]:
+    return {"id": m.id, "name": m.name, "state": m.state, "distro": m.image.distro, "version": m.image.version,
+            "arch": m.image.arch, "default_username": m.default_username}
+
+
+def _info_dict(info: MachineInfo) -> dict[str, Any]:
+    return {**_machine_dict(info.machine), "ip4": info.ip4, "ip6": info.ip6, "domain": info.domain}
 
 
 class OrbStackMachines(FactBase):
-    """Machines the engine has (on Docker: those pytest-orbstack made):
-    ``[{"name", "state", "distro", "version", "arch", "default_username", ...}]``."""
+    """Machines the engine has (on Docker, Podman, Incus: those pytest-orbstack made):
+    ``[{"id", "name", "state", "distro", "version", "arch", "default_username"}]`` (``arch`` is
+    empty on Docker and Podman)."""
+
+    engine: Backend
 
     @staticmethod
     def default() -> list[Any]:
         return []
 
-    def command(self, engine: str = "orbstack") -> str:
-        if _engine(engine) in DOCKERS:
-            return "echo docker; " + shlex.join(DOCKERS[engine].list_machines())
-        if engine == "incus":
-            return "echo incus; " + shlex.join(incus_commands.list_machines(settings.incus_remote()))
-        return "echo orbstack; " + shlex.join(orbstack_commands.list_machines())
+    def command(self, engine: str | Backend = "orbstack") -> str:
+        self.engine = _engine(engine)
+        return str(self.engine.commands.machines_script(self.engine.at))
 
     def process(self, output: list[str]) -> list[dict[str, Any]]:
-        engine, rest = output[0], output[1:]
-        if engine == "docker":
-            rows = [line.split("\t") for line in rest if line.count("\t") == 4]
-            return [{"id": cid, "name": name, "state": "running" if state == "running" else "stopped",
-                     "image": image, "default_username": user or None}
-                    for cid, name, state, user, image in rows]
-        if engine == "incus":
-            infos = (incus_commands.parse_instance(item) for item in json.loads("\n".join(rest) or "[]"))
-            return [{k: v for k, v in _machine_dict(i).items() if k not in ("ip4", "ip6", "domain")}
-                    for i in infos if i is not None]
-        machines = [parse_machine(item) for item in json.loads("\n".join(rest) or "[]") or []]
-        return [{"id": m.id, "name": m.name, "state": m.state, "distro": m.image.distro,
-                 "version": m.image.version, "arch": m.image.arch,
-                 "default_username": m.default_username} for m in machines if not m.builtin]
+        return [_machine_dict(m) for m in self.engine.commands.machines_of(output)]
 
 
 class OrbStackMachine(FactBase):
@@ -74,28 +59,21 @@ class OrbStackMachine(FactBase):
     ``{"name", "state", "distro", "version", "arch", "default_username", "ip4", "ip6",
     "domain"}`` (addresses are None while stopped)."""
 
-    def command(self, machine: str, engine: str = "orbstack") -> str:
+    engine: Backend
+
+    def command(self, machine: str, engine: str | Backend = "orbstack") -> str:
         name = validate_machine_name(machine)
-        if _engine(engine) in DOCKERS:
-            inspect = shlex.join(DOCKERS[engine].inspect(name, fmt="{{json .}}"))
-            return f"echo docker; {inspect} 2>/dev/null || echo null"
-        if engine == "incus":
-            info = shlex.join(incus_commands.info(name, settings.incus_remote()))
-            return f"echo incus; {info} 2>/dev/null || echo null"
-        listing = shlex.join(orbstack_commands.list_names())
-        info = shlex.join(orbstack_commands.info(name))
-        return f"echo orbstack; if {listing} | grep -qxF {shlex.quote(name)}; then {info}; else echo null; fi"
+        self.engine = _engine(engine)
+        return str(self.engine.commands.machine_script(name, self.engine.at))
 
     def process(self, output: list[str]) -> dict[str, Any] | None:
-        # podman's inspect of a missing container prints [] before it fails (and `echo null` runs)
-        engine, data = output[0], json.loads("\n".join(line for line in output[1:] if line != "[]") or "null")
-        if engine == "docker":
-            info = parse_inspect(data) if data else None
-        elif engine == "incus":
-            info = incus_commands.parse_instance(data) if data else None
-        else:
-            info = parse_info(data) if data is not None else None
-        return _machine_dict(info) if info is not None else None
+        info = self.engine.commands.machine_of(output)
+        return _info_dict(info) if info is not None else None
+
+
+def _orbstack() -> Any:
+    """OrbStack's builders and parsers (its configuration exists on that engine only)."""
+    return backend_class("orbstack").commands
 
 
 class OrbStackConfig(FactBase):
@@ -106,17 +84,17 @@ class OrbStackConfig(FactBase):
         return {}
 
     def command(self) -> str:
-        return shlex.join(orbstack_commands.config_show())
+        return shlex.join(_orbstack().config_show())
 
     def process(self, output: list[str]) -> dict[str, str]:
-        return parse_config("\n".join(output))
+        return _orbstack().parse_config("\n".join(output))
 
 
 class OrbStackConfigValue(FactBase):
     """One configuration value (``orbctl config get KEY``); an unknown key fails the fact."""
 
     def command(self, key: str) -> str:
-        return f"echo {shlex.quote(key)}; " + shlex.join(orbstack_commands.config_get(key))
+        return f"echo {shlex.quote(key)}; " + shlex.join(_orbstack().config_get(key))
 
     def process(self, output: list[str]) -> str:
-        return parse_config_value(output[0], "\n".join(output[1:]))
+        return _orbstack().parse_config_value(output[0], "\n".join(output[1:]))

@@ -166,7 +166,7 @@ fi
 _STATUS_SCRIPT = r"""
 echo "system=$(systemctl is-system-running 2>/dev/null)"
 systemctl list-units --state=failed --no-legend --plain 2>/dev/null | awk '{print "failed=" $1}'
-echo "uptime=$(ps -o etimes= -p 1 | tr -d ' ')"
+e=$(ps -o etimes= -p 1 | tr -d ' '); u=$(cut -d. -f1 /proc/uptime); echo "uptime=$((e < u ? e : u))"
 echo "load=$(ps -e -o stat= | grep -c '^[RD]')"
 echo "host_load=$(cut -d' ' -f1-3 /proc/loadavg)"
 awk '/^MemTotal/ {print "meminfo_total_kib=" $2} /^MemAvailable/ {print "meminfo_available_kib=" $2}' /proc/meminfo
@@ -183,16 +183,17 @@ class MachineStatus(FactBase):
     """Detailed status of the current machine, its own numbers where the kernel is shared:
 
     ``system`` (systemd state), ``failed_units``, ``uptime_seconds`` (since the machine's init
-    started, not the kernel's uptime), ``load`` (tasks running or in uninterruptible sleep in
-    the machine now: what load averages are made of, counted in the machine's own process
-    list), ``host_load`` (the kernel's 1/5/15-minute load averages, shared by every machine on
-    that kernel), ``mem_total_kib`` / ``mem_used_kib`` / ``mem_available_kib`` (from the
-    machine's memory cgroup when it has one, on cgroup v1 or v2: the whole machine's use
+    started, not the kernel's uptime: the lesser of PID 1's age and /proc/uptime, which lxcfs makes
+    the machine's own on Incus, where ``ps`` gets PID 1's age wrong), ``load`` (tasks running or in
+    uninterruptible sleep in the machine now: what load averages are made of, counted in the
+    machine's own process list), ``host_load`` (the kernel's 1/5/15-minute load averages, shared by
+    every machine on that kernel), ``mem_total_kib`` / ``mem_used_kib`` / ``mem_available_kib``
+    (from the machine's memory cgroup when it has one, on cgroup v1 or v2: the whole machine's use
     without its inactive file cache, as ``docker stats`` counts it, and its limit or else the
     kernel's total; else from /proc/meminfo), ``memory_source`` (``cgroup`` or ``meminfo``),
-    ``cgroup_version`` (1, 2, or 0 with meminfo), ``disk_total_kib``,
-    ``disk_used_kib``, ``os``, ``kernel``, ``arch``, ``cloud_init`` (cloud-init's status:
-    ``done``, ``error``, ``running``; ``""`` when cloud-init is not enabled in the machine)."""
+    ``cgroup_version`` (1, 2, or 0 with meminfo), ``disk_total_kib``, ``disk_used_kib``, ``os``,
+    ``kernel``, ``arch``, ``cloud_init`` (cloud-init's status: ``done``, ``error``, ``running``;
+    ``""`` when cloud-init is not enabled in the machine)."""
 
     def command(self) -> str:
         return _STATUS_SCRIPT.strip()

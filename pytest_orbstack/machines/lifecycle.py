@@ -74,16 +74,18 @@ class Lifecycle:
                cloud_init: str | os.PathLike | None = None, clone: bool = True,
                data: dict[str, Any] | None = None, check_idempotent: bool = False,
                allow_changes: Sequence[str] = (), allow_stale: Sequence[str] = (),
-               resources: Resources = NO_RESOURCES, role: str = "test",
+               check_dry_run: bool = False, resources: Resources = NO_RESOURCES, role: str = "test",
                next_key: str | None = None, shown: str = "") -> tuple[Machine, MachineRecord]:
         """A running machine for ``key``, with ``deploy`` applied (twice with
-        ``check_idempotent``). With ``clone`` (and no cloud-init), the deploy runs on a golden
-        machine that is then cloned: the clones get no apply of their own, and the golden fails
-        if the deploy left a service running on changed files (:mod:`.freshness`; services
-        matching ``allow_stale`` are exempt). ``next_key``: the key the next test will likely
-        ask for with these same arguments; its clone starts now, in the background
-        (:mod:`.spares`). ``shown``: how reports name the machine (default ``key``)."""
-        apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
+        ``check_idempotent``; planned first with ``check_dry_run``). With ``clone`` (and no
+        cloud-init), the deploy runs on a golden machine that is then cloned: the clones get no
+        apply of their own, and the golden fails if the deploy left a service running on
+        changed files (:mod:`.freshness`; services matching ``allow_stale`` are exempt).
+        ``next_key``: the key the next test will likely ask for with these same arguments; its
+        clone starts now, in the background (:mod:`.spares`). ``shown``: how reports name the
+        machine (default ``key``)."""
+        apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes,
+                          check_dry_run=check_dry_run)
         kept = self.find_kept(key) if self.find_kept is not None and role == "test" else None
         if kept is not None:
             return self._reuse(kept, key, deploy, apply_args)

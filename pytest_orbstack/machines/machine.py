@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import InvalidInput, MachineError
 from pytest_orbstack.model.checks import Reachability, Record, Resolution
+from pytest_orbstack.model.dry_run import DryRunError, proposed, unplanned
 from pytest_orbstack.model.inputs import Deploy, check_deploy
 from pytest_orbstack.model.results import DeployError, DeployResult, IdempotenceError, changed_again
 from pytest_orbstack.model.types import MachineInfo
@@ -41,7 +42,7 @@ class Machine:
         self.name = name
         self.backend = backend
         self.image = image
-        self.created = created  # what the engine said when it made the machine
+        self.created = created  # what the engine said when it made (or last rebooted) the machine
         self.search_dirs = search_dirs
         self.deploys: list[DeployResult] = []
         self.on_apply: Callable[[Machine, DeployResult], None] = lambda machine, result: None
@@ -84,10 +85,16 @@ class Machine:
         """Run a shell command; ``.rc``, ``.stdout``, ``.stderr``, ``.succeeded``."""
         return self.host_as(user).run(command)
 
+    def reboot(self) -> None:
+        """Restart the machine's init with its engine's own restart and return once systemd is
+        ready again (:meth:`.Backend.reboot`): enabled units started anew, ``/tmp`` empty, a new
+        PID 1; ``host``, ``run`` and ``apply`` go on working (new shells)."""
+        self.created = self.backend.reboot(self.name)
+
     # -- deploys -----------------------------------------------------------------------------
     def apply(self, deploy: Deploy, *, check: bool = True, check_idempotent: bool = False,
               allow_changes: Sequence[str] = (), data: dict[str, Any] | None = None,
-              config: dict[str, Any] | None = None) -> DeployResult:
+              config: dict[str, Any] | None = None, check_dry_run: bool = False) -> DeployResult:
         """Apply a pyinfra deploy (file path, callable or ``module.function`` name) as
         ``pyinfra -y @orbstack/NAME deploy.py`` would (:mod:`pytest_orbstack.pyinfra.deploy`):
         ``group_data/``, ``config.py`` and ``local.include`` from the deploy's folder;
@@ -95,13 +102,19 @@ class Machine:
 
         ``check``: raise DeployError (a test failure naming each failed operation with its
         stderr) if any operation fails. ``check_idempotent``: apply it a second time and raise
-        IdempotenceError naming each operation that changed again with the commands it ran
-        (except those pyinfra declares non-idempotent, such as ``server.shell``, and those
-        whose name matches an ``allow_changes`` pattern). Returns the first run's result.
+        IdempotenceError naming each operation that changed again with what it changed (a
+        file's unified diff, mode and owner; a package's version; a service's state) and the
+        commands it ran (except those pyinfra declares non-idempotent, such as
+        ``server.shell``, and those whose name matches an ``allow_changes`` pattern).
+        ``check_dry_run``: run pyinfra's plan (``--dry``) first and raise DryRunError naming
+        each operation the apply changed that the plan did not name, then plan again after the
+        apply(s) and raise DryRunError naming what it still proposes (:mod:`.model.dry_run`).
+        Returns the first run's result.
         """
         __tracebackhide__ = True
         return apply_to({self.name: (self, (), {})}, deploy, check=check, check_idempotent=check_idempotent,
-                        allow_changes=allow_changes, data=data, config=config)[self.name]
+                        allow_changes=allow_changes, data=data, config=config,
+                        check_dry_run=check_dry_run)[self.name]
 
     # -- diagnostics (the pyinfra facts, run directly) ------------------------------------
     def fact(self, name: str, **kwargs: Any) -> Any:
@@ -198,23 +211,27 @@ class MachineGroup(Mapping[str, Machine]):
 
     def apply(self, deploy: Deploy, *, check: bool = True, check_idempotent: bool = False,
               allow_changes: Sequence[str] = (), data: dict[str, Any] | None = None,
-              config: dict[str, Any] | None = None) -> dict[str, DeployResult]:
+              config: dict[str, Any] | None = None, check_dry_run: bool = False) -> dict[str, DeployResult]:
         """Run ``deploy`` once across every machine (keywords as :meth:`Machine.apply`); each
         machine's result, by its name in the group."""
         __tracebackhide__ = True
         targets = {alias: (m, self.groups[alias], self.host_data[alias])
                    for alias, m in self.machines.items()}
         return apply_to(targets, deploy, check=check, check_idempotent=check_idempotent,
-                        allow_changes=allow_changes, data=data, config=config, inventory=self.inventory)
+                        allow_changes=allow_changes, data=data, config=config, inventory=self.inventory,
+                        check_dry_run=check_dry_run)
 
 
 def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, Any]]], deploy: Deploy,
              *, check: bool,
              check_idempotent: bool, allow_changes: Sequence[str], data: dict[str, Any] | None,
-             config: dict[str, Any] | None, inventory: Path | None = None) -> dict[str, DeployResult]:
+             config: dict[str, Any] | None, inventory: Path | None = None,
+             check_dry_run: bool = False) -> dict[str, DeployResult]:
     """One run of ``deploy`` across ``targets`` (key: (machine, its inventory groups, its host
     data); with an ``inventory`` file the key is the machine's name there), then a second one
-    with ``check_idempotent``; every run is recorded on its machines."""
+    with ``check_idempotent`` (watched: each changed operation's difference), and pyinfra's
+    plans before and after them with ``check_dry_run`` (not recorded: they change nothing);
+    every run is recorded on its machines."""
     __tracebackhide__ = True
     first_machine = next(iter(targets.values()))[0]
     try:
@@ -222,31 +239,35 @@ def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, An
     except InvalidInput as exc:  # the caller's line and the message: the checks' frames add nothing
         raise exc.with_traceback(None) from None
 
-    def run_once() -> dict[str, DeployResult]:
+    def run_once(dry: bool = False, diff: bool = False) -> dict[str, DeployResult]:
+        __tracebackhide__ = True
         from pytest_orbstack.pyinfra.deploy import Target, run_deploy
         runs = run_deploy([Target(m.name, groups, hd, alias=key if inventory else None)
                            for key, (m, groups, hd) in targets.items()], deploy,
-                          backend=first_machine.backend, data=data, config=config, inventory_file=inventory)
-        results = {}
-        for key, (machine, _groups, _data) in targets.items():
-            results[key] = runs[machine.name]
+                          backend=first_machine.backend, data=data, config=config, inventory_file=inventory,
+                          dry=dry, diff=diff)
+        results = {key: runs[machine.name] for key, (machine, _groups, _data) in targets.items()}
+        for key, (machine, _groups, _data) in targets.items() if not dry else ():
             machine.deploys.append(results[key])
             machine.on_apply(machine, results[key])
+        for result in results.values():
+            if (check or dry) and not result.success:
+                raise DeployError(result)
         return results
 
-    def check_runs(results: dict[str, DeployResult]) -> None:
-        __tracebackhide__ = True
-        for result in results.values():
-            if check and not result.success:
-                raise DeployError(result)
+    def where(key: str) -> str:
+        return targets[key][0].name
 
+    plan = run_once(dry=True) if check_dry_run else {}
     first = run_once()
-    check_runs(first)
+    for key, result in plan.items():
+        if unplanned(result, first[key]):
+            raise DryRunError(first[key], unplanned(result, first[key]), where(key), after=False)
     if check_idempotent:
-        second = run_once()
-        check_runs(second)
-        for key, result in second.items():
-            changed = changed_again(result, allow_changes)
-            if changed:
-                raise IdempotenceError(result, changed, targets[key][0].name)
+        for key, result in run_once(diff=True).items():
+            if changed_again(result, allow_changes):
+                raise IdempotenceError(result, changed_again(result, allow_changes), where(key))
+    for key, result in (run_once(dry=True) if check_dry_run else {}).items():
+        if proposed(result, allow_changes):
+            raise DryRunError(result, proposed(result, allow_changes), where(key), after=True)
     return first

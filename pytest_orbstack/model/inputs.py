@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Union
 
+from pytest_orbstack import settings
 from pytest_orbstack.errors import InvalidInput, UnknownImage
 from pytest_orbstack.model.types import Resources
 
@@ -89,6 +90,15 @@ def check_user(user: object) -> str | None:
         raise InvalidInput(f"invalid user name {user!r}: use a-z 0-9 _ - (at most 32, "
                            "starting with a letter or _)")
     return user
+
+
+def default_login(user: str | None) -> str:
+    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
+    checked = check_user(user)
+    if checked is not None:
+        return checked
+    env_user = settings.login_user()
+    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"
 
 
 def search_dirs(*dirs: str | os.PathLike[str] | None) -> list[Path]:
@@ -187,18 +197,21 @@ def parse_size(value: object, what: str) -> int | None:
 
 
 def check_resources(cpus: object = None, memory: object = None, disk: object = None,
-                    isolated: object = False, capabilities: object = (), vm: object = False) -> Resources:
+                    isolated: object = False, capabilities: object = (), vm: object = False,
+                    target: object = None) -> Resources:
     """The machine keywords ``cpus=``, ``memory=``, ``disk=``, ``isolated=``,
-    ``capabilities=`` and ``vm=`` as one checked :class:`Resources`."""
+    ``capabilities=``, ``vm=`` and ``target=`` as one checked :class:`Resources`."""
     if cpus is not None and (isinstance(cpus, bool) or not isinstance(cpus, (int, float)) or cpus <= 0):
         raise InvalidInput(f"cpus= must be a positive number, not {cpus!r}")
     if not isinstance(isolated, bool):
         raise InvalidInput(f"isolated= must be True or False, not {isolated!r}")
     if not isinstance(vm, bool):
         raise InvalidInput(f"vm= must be True or False, not {vm!r}")
+    if target is not None and not (isinstance(target, str) and settings.INCUS_NAME_RE.match(target)):
+        raise InvalidInput(f"target= must name a cluster member (letters, digits, '.', '_', '-'), not {target!r}")
     return Resources(cpus=cpus, memory_mib=parse_size(memory, "memory="),
                      disk_mib=parse_size(disk, "disk="), isolated=isolated,
-                     capabilities=check_capabilities(capabilities), vm=vm)
+                     capabilities=check_capabilities(capabilities), vm=vm, target=target)
 
 
 def check_capabilities(value: object) -> tuple[str, ...]:

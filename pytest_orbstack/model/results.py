@@ -21,7 +21,10 @@ PERMISSION_HINT = ("hint: deploys run as the machine's default user (non-root, p
 @dataclass
 class OperationResult:
     """One operation of a deploy run: pyinfra's name for it, whether it changed something or
-    failed, the commands it ran and their output."""
+    failed, the commands it ran and their output. ``conditional``: it has ``_if`` conditions
+    (pyinfra evaluates them only as it runs it). ``op_hash``: pyinfra's id of the operation,
+    the same in every run of one deploy; ``difference``: what it changed, as lines for a
+    person (filled on the idempotence check's second run: :mod:`.differences`)."""
     name: str
     changed: bool
     success: bool
@@ -31,6 +34,9 @@ class OperationResult:
     stdout: str = ""
     stderr: str = ""
     duration: float = 0.0
+    conditional: bool = False
+    op_hash: str = ""
+    difference: list[str] = field(default_factory=list)
 
     def last_error_line(self) -> str:
         """The line of the output that says what failed: the last error line (``E: ...`` of
@@ -48,12 +54,14 @@ class OperationResult:
 class DeployResult:
     """What one run of a deploy did, operation by operation. ``error`` is set when the deploy
     itself failed (its code raised, or the machine could not be reached); ``traceback`` then
-    holds the deploy's own frames."""
+    holds the deploy's own frames. ``dry``: pyinfra's plan, not a run: ``changed`` holds the
+    operations the plan says will change, and none ran."""
     deploy: str
     operations: list[OperationResult]
     error: str | None = None
     duration: float = 0.0
     traceback: list[str] = field(default_factory=list)
+    dry: bool = False
 
     @property
     def success(self) -> bool:
@@ -69,8 +77,8 @@ class DeployResult:
 
     @property
     def not_run(self) -> list[OperationResult]:
-        """Operations skipped because an earlier one failed."""
-        return [op for op in self.operations if not op.ran]
+        """Operations skipped because an earlier one failed (none in a plan)."""
+        return [] if self.dry else [op for op in self.operations if not op.ran]
 
     def headline(self) -> str:
         """One line naming the problem (or what the deploy did, when it succeeded)."""
@@ -80,8 +88,9 @@ class DeployResult:
             op = self.failed[0]
             more = f" (+{len(self.failed) - 1} more failed)" if len(self.failed) > 1 else ""
             return f"deploy {self.deploy} failed: operation {op.name!r}: {op.last_error_line()}{more}"
+        verb = "would change" if self.dry else "changed"
         return (f"deploy {self.deploy}: {len(self.operations)} operations, "
-                f"{len(self.changed)} changed ({self.duration:.1f}s)")
+                f"{len(self.changed)} {verb} ({self.duration:.1f}s)")
 
     def summary(self) -> str:
         """The headline, then the deploy's frames or each failed operation with its last
@@ -122,13 +131,16 @@ def changed_again(second: DeployResult, allow_changes: Sequence[str] = ()) -> li
 
 class IdempotenceError(DeployError):
     """A deploy changed something on its second run: the message names each operation (with
-    its arguments, as pyinfra prints it) and the commands it ran the second time."""
+    its arguments, as pyinfra prints it), what it changed (a file's content as a unified diff,
+    its mode and owner, a package's version, a service's state: ``op.difference``) and the
+    commands it ran the second time."""
 
     def __init__(self, second: DeployResult, changed: Sequence[OperationResult], where: str) -> None:
         lines = [f"deploy {second.deploy} is not idempotent on {where}: {len(changed)} "
                  "operation(s) changed on the second run:"]
         for op in changed:
             lines.append(f"  {op.name}")
+            lines += [f"    {line}" for line in op.difference]
             lines += [f"    $ {cmd}" for cmd in op.commands] or ["    (no command: changed by a fact)"]
         lines.append("  (exempt an operation that must change every time with "
                      "allow_changes=['NAME PATTERN'])")

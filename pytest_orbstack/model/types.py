@@ -30,13 +30,16 @@ class Resources:
     no access to the host's files (OrbStack ``--isolated``; Docker machines never have any).
     ``capabilities``: Linux capabilities granted to root (Docker; OrbStack machines are not
     restricted that way). ``vm``: a virtual machine with its own kernel instead of a system
-    container (Incus ``--vm``, where the daemon can run VMs; the other engines refuse it)."""
+    container (Incus ``--vm``, where the daemon can run VMs; the other engines refuse it).
+    ``target``: the cluster member the machine is put on (Incus ``--target``; its clones too;
+    the other engines refuse it)."""
     cpus: float | None = None
     memory_mib: int | None = None
     disk_mib: int | None = None
     isolated: bool = False
     capabilities: tuple[str, ...] = ()
     vm: bool = False
+    target: str | None = None
 
     @property
     def limits(self) -> bool:

@@ -7,7 +7,7 @@ Options: ``--orbstack-backend``, ``--orbstack-image``, ``--orbstack-keep[=never|
 ``--orbstack-prune``, ``--orbstack-timings=FILE``, ``--orbstack-engines`` (:mod:`.engines`); ini:
 ``orbstack_backend``, ``orbstack_image``,
 ``orbstack_user``, ``orbstack_keep``, ``orbstack_clone``, ``orbstack_deploy``. Environment:
-``PYTEST_ORBSTACK_BACKEND``, ``PYTEST_ORBSTACK_STATE_DIR``.
+``PYTEST_ORBSTACK_BACKEND``, ``PYTEST_ORBSTACK_STATE_DIR``. Shards: ``--orbstack-shard=K/N`` (:mod:`.shard`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pytest_orbstack.machines.kept import kept_machines, listing, on_engine
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
-from pytest_orbstack.plugin import engines
+from pytest_orbstack.plugin import engines, shard
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -88,6 +88,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "ask for (one more machine alive per process)", type="bool", default=True)
     parser.addini("orbstack_deploy", "deploy file applied by the `orbstack` fixture when its "
                   "marker names none (looked up in the test's folder, then the rootdir)", default="")
+    shard.addoption(group)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -116,6 +117,7 @@ def pytest_configure(config: pytest.Config) -> None:
         _terminate_on_sigterm()
         if state.engines and not (config.getoption("orbstack_prune") or config.getoption("orbstack_list")):
             engines.check_answering(state.engines)  # one line, before any machine
+    shard.configure(config)
 
 
 def _terminate_on_sigterm() -> None:

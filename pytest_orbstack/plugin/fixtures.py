@@ -86,7 +86,7 @@ class _Factory:
         ``vm=True`` the engine cannot make included."""
         checked = machine_args(self.request.config, keywords, self.image,
                                self.request.config.stash[STATE].search_dirs())
-        self.lifecycle.backend.refuse_vm(checked["resources"])
+        self.lifecycle.backend.refuse_resources(checked["resources"])
         return checked
 
     def make(self, suffix: str, checked: dict[str, Any], alias: str = "") -> Machine:
@@ -152,7 +152,7 @@ def orbstack_machine(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifecy
     returns a running :class:`~pytest_orbstack.Machine` (``.host`` testinfra Host as root,
     ``.run()``, ``.apply()``, ``.ip4``, ``.domain``, ``.status()``, ...). The keywords are
     those of the ``orbstack`` marker (``deploy``, ``user``, ``cloud_init``, ``clone``,
-    ``data``, ``check_idempotent``, ``allow_changes``, ``capabilities``). Every machine it made
+    ``data``, ``check_idempotent``, ``allow_changes``, ``check_dry_run``, ``capabilities``). Every machine it made
     is deleted after the test, or kept as ``--orbstack-keep`` says. In a platform matrix
     (the marker's or ini ``orbstack_image``'s image list) machines default to the test's image."""
     factory = _Factory(request, _orbstack_lifecycle, _test_key(request), _orbstack_image, per_test=True)
@@ -165,7 +165,8 @@ def orbstack_machines(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifec
                       _orbstack_image: str | None) -> Iterator[Callable[..., MachineGroup]]:
     """A factory of named machine groups for multi-host deploys:
     ``orbstack_machines({"web": dict(image=...), "db": dict(groups=["backend"])}, *,
-    deploy=None, data=None, check_idempotent=False, allow_changes=())`` makes one machine per
+    deploy=None, data=None, check_idempotent=False, allow_changes=(), check_dry_run=False)``
+    makes one machine per
     name (each spec takes the ``orbstack`` marker's keywords, plus ``groups``: more inventory
     groups than its name; its ``data`` is its host data), or
     ``orbstack_machines(inventory="inventory.py", deploy=...)`` one per ``@orbstack/NAME`` host
@@ -186,7 +187,7 @@ def orbstack_machines(request: pytest.FixtureRequest, _orbstack_lifecycle: Lifec
 def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]] | None = None, *,
                 inventory: str | None = None, deploy: Deploy | None = None,
                 data: dict[str, Any] | None = None, check_idempotent: bool = False,
-                allow_changes: Sequence[str] = ()) -> MachineGroup:
+                allow_changes: Sequence[str] = (), check_dry_run: bool = False) -> MachineGroup:
     where = "orbstack_machines()"
     dirs = factory.request.config.stash[STATE].search_dirs()
     inventory_path = resolve_path(inventory, "inventory file", dirs) if inventory is not None else None
@@ -212,7 +213,8 @@ def _make_group(factory: _Factory, specs: dict[str, dict[str, Any]] | None = Non
     group = MachineGroup(machines, groups, host_data, inventory=inventory_path)
     group.name_each_other()
     if deploy is not None:
-        group.apply(deploy, data=data, check_idempotent=check_idempotent, allow_changes=allow_changes)
+        group.apply(deploy, data=data, check_idempotent=check_idempotent, allow_changes=allow_changes,
+                    check_dry_run=check_dry_run)
     return group
 
 

@@ -34,11 +34,13 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
                     check_idempotent: bool = False, allow_changes: Sequence[str] = (),
                     allow_stale: Sequence[str] = (), cpus: float | None = None, memory: str | int | None = None,
                     disk: str | int | None = None, isolated: bool = False,
-                    capabilities: Sequence[str] = (), vm: bool = False) -> dict[str, Any]:
+                    capabilities: Sequence[str] = (), vm: bool = False, target: str | None = None,
+                    check_dry_run: bool = False) -> dict[str, Any]:
     """``@pytest.mark.orbstack(image=None, *, deploy=None, user=None, cloud_init=None,
     clone=None, data=None, check_idempotent=False, allow_changes=(), allow_stale=(), cpus=None,
-    memory=None, disk=None, isolated=False, capabilities=(), vm=False)``: the machine the ``orbstack`` fixture makes;
-    the factories take the same keywords.
+    memory=None, disk=None, isolated=False, capabilities=(), vm=False, target=None,
+    check_dry_run=False)``: the machine the ``orbstack`` fixture makes; the factories take the
+    same keywords.
 
     ``image``: ``distro[:version]`` (default: ``--orbstack-image`` / ini ``orbstack_image``).
     ``deploy``: a pyinfra deploy file, a callable (plain or ``@deploy``) or a
@@ -59,16 +61,21 @@ def orbstack_marker(image: str | None = None, *, deploy: Deploy | None = None,
     Docker (``["NET_ADMIN"]`` for iptables/nftables; OrbStack machines have them already).
     ``vm``: a virtual machine with its own kernel (Incus ``--vm``); where the engine or host
     cannot make one, the test fails in one line saying why before any machine is made.
+    ``target``: the Incus cluster member the machine (and a golden machine's clones) is put on;
+    elsewhere the test fails in one line before any machine is made.
+    ``check_dry_run``: run pyinfra's plan (``--dry``) on the fresh machine first and fail
+    naming each operation the apply changed that the plan did not name, and fail if a plan
+    after the apply still proposes a change (:mod:`pytest_orbstack.model.dry_run`).
     Relative paths are looked up in the running test's folder, then in the rootdir.
     """
     return dict(image=image, deploy=deploy, user=user, cloud_init=cloud_init, clone=clone,
                 data=data, check_idempotent=check_idempotent, allow_changes=allow_changes,
                 allow_stale=allow_stale, cpus=cpus, memory=memory, disk=disk, isolated=isolated,
-                capabilities=capabilities, vm=vm)
+                capabilities=capabilities, vm=vm, target=target, check_dry_run=check_dry_run)
 
 
 KEYWORDS = tuple(inspect.signature(orbstack_marker).parameters)
-RESOURCE_KEYWORDS = ("cpus", "memory", "disk", "isolated", "capabilities", "vm")
+RESOURCE_KEYWORDS = ("cpus", "memory", "disk", "isolated", "capabilities", "vm", "target")
 
 
 def machine_keywords(args: Sequence[Any], kwargs: Mapping[str, Any],
@@ -132,9 +139,10 @@ def machine_args(config: pytest.Config, kwargs: dict[str, Any], default_image: s
     kwargs["allow_changes"] = check_names(kwargs.get("allow_changes", ()), "allow_changes=")
     kwargs["allow_stale"] = check_names(kwargs.get("allow_stale", ()), "allow_stale=")
     kwargs["resources"] = check_resources(**{k: kwargs.pop(k) for k in RESOURCE_KEYWORDS if k in kwargs})
-    if (kwargs.get("check_idempotent") or kwargs["allow_changes"] or kwargs["allow_stale"]) \
-            and "deploy" not in kwargs:
-        raise InvalidInput("check_idempotent=, allow_changes= and allow_stale= need a deploy= to check")
+    if (kwargs.get("check_idempotent") or kwargs.get("check_dry_run") or kwargs["allow_changes"]
+            or kwargs["allow_stale"]) and "deploy" not in kwargs:
+        raise InvalidInput("check_idempotent=, check_dry_run=, allow_changes= and allow_stale= need a "
+                           "deploy= to check")
     return kwargs
 
 

@@ -83,12 +83,16 @@ def rerun_command(config: pytest.Config) -> str:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """The machines table (phase timings, outcome), how to log in to kept machines, and the
-    ``--orbstack-timings`` JSON."""
+    """The ``--orbstack-timings`` JSON (the machines' records, each test's seconds), the
+    machines table (phase timings, outcome) and how to log in to kept machines."""
     state = config.stash[STATE]
     if state.is_worker:
         return
     records = state.all_records()
+    path = config.getoption("orbstack_timings")
+    if path:  # also when no machine was made: a shard's test seconds balance the next split
+        Path(path).write_text(json.dumps({"session": state.session_id, "tests": state.test_seconds,
+                                          "machines": [r.as_json() for r in records]}, indent=2))
     if not records:
         return
     tr = terminalreporter
@@ -108,7 +112,3 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             tr.write_line(f"  {state.engine_named(r.backend).login_command(r.name)}")
         tr.write_line(f"rerun the tests on them: {rerun_command(config)}")
         tr.write_line("list them: pytest --orbstack-list; delete them: pytest --orbstack-prune")
-    path = config.getoption("orbstack_timings")
-    if path:
-        Path(path).write_text(json.dumps({"session": state.session_id,
-                                          "machines": [r.as_json() for r in records]}, indent=2))

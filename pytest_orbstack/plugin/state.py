@@ -13,7 +13,8 @@ from typing import IO
 import pytest
 
 from pytest_orbstack.backends import get_backend
-from pytest_orbstack.backends.base import Backend, Notices
+from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.backends.notices import Notices
 from pytest_orbstack.errors import InvalidInput
 from pytest_orbstack.machines.kept import finder
 from pytest_orbstack.machines.lifecycle import Lifecycle
@@ -72,6 +73,7 @@ class PluginState:
         self.worker_lifecycles: list[Lifecycle] = []  # the controller's, of its workers' sessions
         self.records: list[MachineRecord] = []  # from xdist workers
         self.failed = False
+        self.test_seconds: dict[str, float] = {}  # each test's setup+call+teardown, --orbstack-timings
         self.current_item: pytest.Item | None = None
         self.next_item: pytest.Item | None = None  # the test this process runs next, if known
         plugins = config.pluginmanager  # the lines told go to pytest's own reporter (or, on a
@@ -180,12 +182,14 @@ class PluginState:
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Any failure (here, or on an xdist worker: the controller sees every report) makes
-        ``keep=failed`` keep the session's shared machines; workers' progress lines, sent
-        with their reports, are printed here."""
+        ``keep=failed`` keep the session's shared machines; each test's seconds (setup, call, teardown) are noted
+        (``--orbstack-timings``); workers' progress lines, sent with their reports, are printed here."""
         if report.failed:
             self.failed = True
         if self.is_worker:
             return
+        seconds = self.test_seconds.get(report.nodeid, 0.0) + report.duration
+        self.test_seconds[report.nodeid] = round(seconds, 3)
         worker = getattr(getattr(report, "node", None), "gateway", None)
         for line in getattr(report, "orbstack_progress", None) or []:
             self.notices.write(f"[{worker.id}] {line}" if worker is not None else line)

@@ -1,32 +1,37 @@
-"""PyInfra connector ``@orbstack``: run deploys against OrbStack machines, or Docker ones."""
+"""PyInfra connector ``@orbstack``: run deploys against the machines of any engine, and how a
+command's bytes move (pyinfra's ``_stdin`` forms, output lines, a watched ``-vvv`` or ``pyinfra
+exec`` command as an engine process of its own whose output is shown as it comes). Its host data
+and the machines a bare ``@orbstack`` names: :mod:`.inventory`."""
 
 from __future__ import annotations
 
-import inspect
 import shlex
-from collections.abc import Iterator, Mapping
+import subprocess
+from collections.abc import Iterable, Iterator, Mapping
 from io import IOBase
 from typing import TYPE_CHECKING, Any
 
+from gevent.subprocess import PIPE, Popen
 from pyinfra import logger
 from pyinfra.api.command import QuoteString, StringCommand
 from pyinfra.api.exceptions import ConnectError
 from pyinfra.api.output import echo
 from pyinfra.api.util import get_file_io
-from pyinfra.connectors.base import BaseConnector, DataMeta
+from pyinfra.connectors.base import BaseConnector
 from pyinfra.connectors.util import (
     CommandOutput,
     OutputLine,
     extract_control_arguments,
     make_unix_command_for_host,
+    read_output_buffers,
+    write_stdin,
 )
 from typing_extensions import TypedDict, Unpack, override
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import CommandTimeout, MachineError
-from pytest_orbstack.model.names import PREFIX
-from pytest_orbstack.pyinfra.connector_io import output_lines, run_watched, stdin_bytes
+from pytest_orbstack.pyinfra.inventory import connector_data_meta, machine_names
 
 if TYPE_CHECKING:
     from pyinfra.api.arguments import ConnectorArguments
@@ -41,39 +46,79 @@ class ConnectorData(TypedDict):
     _orbstack_engine: Any
 
 
-connector_data_meta: dict[str, DataMeta] = {
-    "orbstack_machine": DataMeta("Machine name (``@orbstack/NAME``)"),
-    "orbstack_backend": DataMeta("Engine: ``orbstack``, ``docker``, ``incus`` or ``auto`` (unset: "
-                                 "``$PYTEST_ORBSTACK_BACKEND``, else auto: OrbStack when ``orbctl`` "
-                                 "answers, else Docker, else Incus when its daemon answers)", default=None),
-    "orbstack_user": DataMeta("Login user (unset: the machine's default user, which has "
-                              "passwordless sudo)", default=None),
-    "_orbstack_engine": DataMeta("The engine object itself (API use: pytest-orbstack's Machine "
-                                 "hands over its own engine)", default=None),
-}
+def stdin_bytes(stdin: Any) -> bytes | None:
+    """pyinfra's ``_stdin`` (a string, lines, or a file) as bytes, each line ending in a
+    newline, as pyinfra's ``write_stdin`` writes it; None when there is none."""
+    if not stdin:
+        return None
+    lines = stdin.readlines() if hasattr(stdin, "readlines") else stdin
+    lines = lines if isinstance(lines, (list, tuple)) else [lines]
+    return "".join(line if line.endswith("\n") else f"{line}\n" for line in lines).encode()
 
 
-def _cli_data_engine() -> str | None:
-    """``--data orbstack_backend=...`` of the pyinfra command line, for ``@orbstack`` without
-    a name: pyinfra expands connector names before host data exists, so the inventory being
-    built is asked for its override data (the only place ``--data`` is then)."""
-    frame = inspect.currentframe()
-    while frame is not None:
-        inventory = frame.f_locals.get("self")
-        override = getattr(inventory, "override_data", None)
-        if isinstance(override, dict) and "orbstack_backend" in override:
-            return str(override["orbstack_backend"])
-        frame = frame.f_back
-    return None
+def output_lines(out: bytes, err: bytes) -> CommandOutput:
+    """pyinfra's output lines: stdout's, then stderr's (undecodable bytes replaced)."""
+    return CommandOutput([OutputLine(name, line) for name, raw in (("stdout", out), ("stderr", err))
+                          for line in raw.decode(errors="replace").splitlines()])
 
 
-def _machine_names() -> list[str]:
-    """Running machines, less those of other pytest sessions (``pto-*``: not ours to touch)."""
+def run_watched(argv: list[str], env: dict[str, str] | None, stdin: Any, timeout: float | None,
+                print_prefix: str) -> tuple[int, CommandOutput]:
+    """pyinfra's ``run_local_process`` for an argv (no host shell) in the engine's environment,
+    each output line printed. Under the CLI (gevent's monkey patching) each line is shown as it
+    comes through pyinfra's ``read_output_buffers``, stdout and stderr in their order; in
+    pytest's API runs the pipes are read at once (a Ctrl-C must reach pytest at once, which a
+    wait inside gevent's hub would delay). After ``timeout`` seconds the engine client is
+    killed and pyinfra's TimeoutError raised, as its own connectors do."""
+    if not _gevent_patched():
+        return _communicate(argv, env, stdin, timeout, print_prefix)
+    process = Popen(argv, stdin=PIPE, stdout=PIPE, stderr=PIPE, env=env)
+    assert process.stdin is not None and process.stdout is not None and process.stderr is not None
     try:
-        machines = get_backend(_cli_data_engine()).list()
-    except MachineError as exc:
-        raise ConnectError(str(exc)) from None
-    return [m.name for m in machines if m.running and not m.name.startswith(PREFIX)]
+        if stdin:
+            write_stdin(stdin, process.stdin)
+        process.stdin.close()
+        output = read_output_buffers(_decoded(process.stdout), _decoded(process.stderr),
+                                     timeout=timeout or None,  # type: ignore[arg-type]
+                                     print_output=True, print_prefix=print_prefix)
+    except BaseException:  # TimeoutError, or the greenlet killed by gevent.Timeout
+        process.kill()
+        raise
+    finally:
+        process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    logger.debug("--> Command exit status: %i", process.returncode)
+    return process.returncode, output
+
+
+def _communicate(argv: list[str], env: dict[str, str] | None, stdin: Any, timeout: float | None,
+                 print_prefix: str) -> tuple[int, CommandOutput]:
+    process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=env)
+    try:
+        out, err = process.communicate(stdin_bytes(stdin), timeout=timeout or None)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise TimeoutError(f"command did not finish in {timeout}s") from None
+    output = output_lines(out, err)
+    for line in output:
+        echo(f"{print_prefix}{line.line}", err=True)
+    return process.returncode, output
+
+
+def _gevent_patched() -> bool:
+    """pyinfra's CLI monkey-patches subprocess with gevent; pytest's API use does not."""
+    from gevent import monkey
+    return bool(monkey.is_module_patched("subprocess"))
+
+
+def _decoded(pipe: Iterable[bytes]) -> Iterator[str]:
+    """Lines of a pipe as text; bytes that are not UTF-8 are replaced rather than ending the
+    reader (pyinfra's ``read_buffer`` decodes strictly)."""
+    for line in pipe:
+        yield line.decode(errors="replace")
 
 
 class OrbStackConnector(BaseConnector):
@@ -115,7 +160,7 @@ class OrbStackConnector(BaseConnector):
     @staticmethod
     def make_names_data(name: str | None = None
                         ) -> Iterator[tuple[str, dict[str, str], list[str]]]:
-        names = [name] if name else _machine_names()
+        names = [name] if name else machine_names()
         for machine in names:
             yield f"@orbstack/{machine}", {"orbstack_machine": machine}, ["@orbstack"]
 
@@ -128,13 +173,13 @@ class OrbStackConnector(BaseConnector):
             backend = self.data.get("_orbstack_engine")
             self.backend = backend if isinstance(backend, Backend) else get_backend(self.data.get("orbstack_backend"))
             engine = self.backend.name
-            info = self.backend.info(self.machine)
+            state, default_user = self.backend.state(self.machine)
         except MachineError as exc:
             raise ConnectError(f"machine {self.machine!r} on {engine}: {exc}") from None
-        if not info.machine.running:
-            raise ConnectError(f"machine {self.machine!r} on {engine} is {info.machine.state}; "
+        if state != "running":
+            raise ConnectError(f"machine {self.machine!r} on {engine} is {state}; "
                                f"start it first ({self.backend.start_command(self.machine)})")
-        self.login_user = self.data.get("orbstack_user") or info.machine.default_username or "root"
+        self.login_user = self.data.get("orbstack_user") or default_user
 
     @override
     def run_shell_command(self, command: StringCommand, print_output: bool = False,

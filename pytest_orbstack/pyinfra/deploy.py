@@ -14,7 +14,10 @@ from (:func:`.deploy_refs.function_folder`). pyinfra's code does the work:
 - the deploy: ``pyinfra_cli.util.load_deploy_file`` (a callable: ``load_func``, as
   ``pyinfra INVENTORY module.func``) with ``pyinfra.is_cli`` set for the run, so ``local.include``
   works and operations are ordered by their line in the deploy, as on the command line;
-- the run: ``pyinfra.api.operations.run_ops``; what each operation did: :mod:`.deploy_results`.
+- the run: ``pyinfra.api.operations.run_ops``; what each operation did: :mod:`.deploy_results`;
+- ``dry``: pyinfra's plan, as ``pyinfra --dry``: the State checks for changes (it is not ``-y``),
+  each operation is loaded against the machine's facts and none runs;
+- ``diff``: what each operation changed, read before and after it (:mod:`.idempotence`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from pytest_orbstack.model.deploy_refs import function_folder
 from pytest_orbstack.model.inputs import CheckedDeploy, DeployFile, describe, display_path
 from pytest_orbstack.model.results import DeployResult
 from pytest_orbstack.pyinfra.deploy_results import Recorder, collect, output_in_results
+from pytest_orbstack.pyinfra.idempotence import Differ
 
 
 @dataclass
@@ -146,21 +150,24 @@ def inventory_machines(path: Path) -> dict[str, dict[str, Any]]:
 
 def run_deploy(targets: Sequence[Target], deploy: CheckedDeploy, *, backend: Backend | str,
                data: Mapping[str, Any] | None = None, inventory_file: Path | None = None,
-               config: Mapping[str, Any] | None = None) -> dict[str, DeployResult]:
+               config: Mapping[str, Any] | None = None, dry: bool = False,
+               diff: bool = False) -> dict[str, DeployResult]:
     """Run ``deploy`` (checked by :func:`.inputs.check_deploy`: a :class:`.DeployFile` or a
     callable) once across ``targets`` (machines on ``backend``), as the pyinfra CLI would run
     it on an inventory of them; what every operation did, per machine.
 
     Never raises for a failing operation or deploy: each result says what failed. ``data`` is
     the CLI's ``--data`` (override data); ``config`` sets Config attributes after ``config.py``,
-    as the CLI's flags do (e.g. ``{"SUDO": True}`` for ``--sudo``).
+    as the CLI's flags do (e.g. ``{"SUDO": True}`` for ``--sudo``). ``dry``: only pyinfra's
+    plan (``pyinfra --dry``; the result's ``changed`` are the operations it says will change).
+    ``diff``: each changed operation's ``difference`` is filled (:class:`.idempotence.Differ`).
     """
     started = time.monotonic()
     folder = _folder_of(deploy)
     # the engine object itself reaches the connector (its env, caches, binary); an engine's
     # name goes to the registry there (an unknown one is the host's connect error)
     engine = {"_orbstack_engine": backend} if isinstance(backend, Backend) else {"orbstack_backend": backend}
-    state = State(check_for_changes=False)  # pyinfra -y
+    state = State(check_for_changes=dry)  # pyinfra -y, or pyinfra --dry
     state.cwd = str(folder)
     recorder = Recorder()
     error: str | None = None
@@ -178,7 +185,7 @@ def run_deploy(targets: Sequence[Target], deploy: CheckedDeploy, *, backend: Bac
                 inventory = (_file_inventory(inventory_file, targets, folder, engine, dict(data or {}))
                              if inventory_file else _inventory(targets, folder, engine, dict(data or {})))
             with ctx_inventory.use(inventory), ctx_config.use(cfg):
-                _run(state, inventory, cfg, recorder, deploy)
+                _run(state, inventory, cfg, recorder, deploy, dry=dry, diff=diff)
         except UnexpectedExternalError as exc:  # deploy code raised (pyinfra wraps it)
             error, frames = _user_error(exc.exception)
         except PyinfraError as exc:  # "No hosts remaining": what failed is collected below
@@ -189,13 +196,14 @@ def run_deploy(targets: Sequence[Target], deploy: CheckedDeploy, *, backend: Bac
             if inventory is not None and state.initialised:
                 disconnect_all(state)
     return _results(targets, state, inventory, recorder,
-                    DeployResult(describe(deploy), [], error, time.monotonic() - started, frames))
+                    DeployResult(describe(deploy), [], error, time.monotonic() - started, frames, dry=dry))
 
 
 def _run(state: State, inventory: Inventory, cfg: Config, recorder: Recorder,
-         deploy: CheckedDeploy) -> None:
+         deploy: CheckedDeploy, dry: bool, diff: bool) -> None:
     """Connect, load the deploy (pyinfra's loaders: a checked deploy file's code, compiled
-    when it was checked, is what ``exec_file`` runs) and run its operations."""
+    when it was checked, is what ``exec_file`` runs) and run its operations (not when
+    ``dry``; watched by a :class:`.Differ` with ``diff``)."""
     state.init(inventory, cfg)
     state.add_callback_handler(recorder)
     state.set_stage(StateStage.Connect)
@@ -208,6 +216,10 @@ def _run(state: State, inventory: Inventory, cfg: Config, recorder: Recorder,
             cli_util.PYTHON_CODES[str(deploy)] = deploy.code
         cli_util.load_deploy_file(state, str(deploy))
     cfg.reset_locked_state()
+    if dry:
+        return
+    if diff:
+        Differ(recorder.differences).watch(state)
     state.set_stage(StateStage.Execute)
     run_ops(state)
 
@@ -220,10 +232,11 @@ def _results(targets: Sequence[Target], state: State, inventory: Inventory | Non
     results = {}
     for target in targets:
         host = inventory.get_host(target.host_name) if inventory is not None else None
-        operations = collect(state, order, host, recorder) if host is not None and host in state.ops else []
+        operations = (collect(state, order, host, recorder, run.dry)
+                      if host is not None and host in state.ops else [])
         why = recorder.connect_errors.get(target.host_name)
         result = DeployResult(run.deploy, operations, f"cannot connect: {why}" if why else run.error,
-                              run.duration, run.traceback)
+                              run.duration, run.traceback, run.dry)
         if result.error is None and not result.success and not result.failed:
             result.error = "deploy failed before running its operations"
         results[target.machine] = result

@@ -32,9 +32,15 @@ class Recorder(BaseStateCallback):
         self.durations: dict[tuple[str, str], float] = {}
         self.connect_errors: dict[str, str] = {}
         self.transfer_errors: dict[tuple[str, str], str] = {}
+        self.differences: dict[tuple[str, str], list[str]] = {}  # :class:`.idempotence.Differ`'s
 
     def host_connect_error(self, state: State, host: Any, error: Any) -> None:  # type: ignore[override]
         self.connect_errors[host.name] = str(error)
+
+    def host_connect(self, state: State, host: Any) -> None:  # type: ignore[override]
+        """A connect that succeeded after failed ones (``server.reboot`` reconnecting while the
+        machine restarts) leaves no connect error."""
+        self.connect_errors.pop(host.name, None)
 
     def operation_host_start(self, state: State, host: Any, op_hash: str) -> None:  # type: ignore[override]
         self.started[(host.name, op_hash)] = time.monotonic()
@@ -86,7 +92,7 @@ def _is_idempotent(op_data: Any) -> bool:
     """pyinfra marks operations such as ``server.shell`` ``is_idempotent=False``; the flag sits
     on the operation function, which the command generator closes over."""
     try:
-        func = inspect.getclosurevars(op_data.command_generator).nonlocals.get("func")
+        func = inspect.getclosurevars(inspect.unwrap(op_data.command_generator)).nonlocals.get("func")
     except (TypeError, ValueError):
         return True
     return bool(getattr(func, "is_idempotent", True))
@@ -106,8 +112,10 @@ def _command_text(command: Any) -> str:
     return repr(command)
 
 
-def collect(state: State, order: Sequence[str], host: Any, recorder: Recorder) -> list[OperationResult]:
-    """What each operation of the run (in pyinfra's ``order``) did on ``host``."""
+def collect(state: State, order: Sequence[str], host: Any, recorder: Recorder,
+            dry: bool = False) -> list[OperationResult]:
+    """What each operation of the run (in pyinfra's ``order``) did on ``host``; ``dry``: what
+    pyinfra's plan says each will do (``changed``: it will change something; none ran)."""
     results = []
     for op_hash in order:
         op_data = state.ops[host].get(op_hash)
@@ -118,13 +126,16 @@ def collect(state: State, order: Sequence[str], host: Any, recorder: Recorder) -
         success = meta.did_succeed(_raise_if_not_complete=False) if complete else False
         results.append(OperationResult(
             name=pretty_op_name(state.get_op_meta(op_hash)),
-            changed=bool(complete and meta.did_change()),
-            success=bool(success) or bool(op_data.global_arguments.get("_ignore_errors")),
+            changed=bool(meta._maybe_is_change) if dry else bool(complete and meta.did_change()),
+            success=dry or bool(success) or bool(op_data.global_arguments.get("_ignore_errors")),
             ran=complete,
             idempotent=_is_idempotent(op_data),
             commands=[_command_text(c) for c in (meta._commands or [])],
             stdout=meta.stdout if complete else "",
             stderr=(meta.stderr if complete else "") or recorder.transfer_errors.get((host.name, op_hash), ""),
             duration=recorder.durations.get((host.name, op_hash), 0.0),
+            conditional=bool(op_data.global_arguments.get("_if")),
+            op_hash=op_hash,
+            difference=recorder.differences.get((host.name, op_hash), []),
         ))
     return results

@@ -39,7 +39,8 @@ def provision_machine(engine: Backend, name: str, image: str, *, user: str | Non
                                       cloud_init=os.fspath(cloud_init) if cloud_init else None,
                                       cpus=resources.cpus, memory=resources.memory_mib,
                                       disk=resources.disk_mib, isolated=resources.isolated,
-                                      capabilities=list(resources.capabilities), vm=resources.vm)
+                                      capabilities=list(resources.capabilities), vm=resources.vm,
+                                      target=resources.target)
         if env:
             kwargs["_env"] = env
         results = add_op(state, operations.machine, **kwargs)

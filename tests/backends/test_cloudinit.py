@@ -1,6 +1,6 @@
-"""Real cloud-init (Debian's own, from a NoCloud seed) on the Docker engine and in the orbctl
-emulator, checked with testinfra. No mocks: each engine makes one machine with the user-data
-below for the module (the Docker one also a clone and two more machines); every machine made
+"""Real cloud-init (Debian's own, from a NoCloud seed) on the Docker and Podman engines and in
+the orbctl emulator, checked with testinfra. No mocks: each engine makes one machine with the
+user-data below for the module (the Docker one also a clone and two more machines); every machine made
 here is deleted, also when a test fails.
 """
 
@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 import testinfra
+from podmanenv import why_no_podman
 from testenv import unique
 
 from pytest_orbstack.backends import get_backend
@@ -51,11 +52,14 @@ def docker_answers() -> bool:
 pytestmark = pytest.mark.skipif(not docker_answers(), reason="needs a running Docker engine")
 
 
-@pytest.fixture(scope="module", params=["docker", "orbstack"])
+@pytest.fixture(scope="module", params=["docker", "orbstack", "podman"])
 def engine(request):
-    """The Docker engine, or the OrbStack engine driving the orbctl emulator."""
+    """The Docker engine, the OrbStack engine driving the orbctl emulator, or the Podman engine
+    (skipped in one line where Podman is unusable)."""
     if request.param == "orbstack":
         request.getfixturevalue("orbctl_path")
+    if request.param == "podman" and why_no_podman():
+        pytest.skip(why_no_podman() or "")
     return get_backend(request.param)
 
 
@@ -104,7 +108,7 @@ def test_users_write_files_packages_runcmd_bootcmd(engine, machine):
 
 def test_the_default_user_and_cloud_init_users(engine, machine):
     """OrbStack (and so the emulator) runs cloud-init first: the first user it makes gets uid
-    1000 (#1446); the Docker engine adds the default user first."""
+    1000 (#1446); the Docker and Podman engines add the default user first."""
     h = host(engine, machine)
     first = h.user("ops" if engine.name == "orbstack" else "alice")
     assert first.uid == 1000

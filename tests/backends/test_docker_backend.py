@@ -17,7 +17,6 @@ import pytest
 
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.docker.cli import DockerCLI
-from pytest_orbstack.backends.docker.commands import default_login
 from pytest_orbstack.errors import (
     CommandTimeout,
     EngineUnavailable,
@@ -27,6 +26,7 @@ from pytest_orbstack.errors import (
     OrbStackError,
     UnknownImage,
 )
+from pytest_orbstack.model.inputs import default_login
 
 
 def docker_answers() -> bool:

@@ -117,3 +117,18 @@ def test_only_the_registry_makes_backend_objects() -> None:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in classes:
                 calls.append(f"{path.relative_to(PACKAGE)}:{node.lineno}")
     assert calls == []
+
+
+def test_a_docker_engine_elsewhere_is_named_in_hints_and_its_host_reached_as_docker_reaches_it() -> None:
+    from pytest_orbstack.backends.docker.backend import DockerBackend
+    from pytest_orbstack.backends.docker.engine_host import engine_host
+    remote = DockerBackend(env={"DOCKER_HOST": "ssh://ci@build-host:2222"})
+    assert remote.login_command("web") == "docker -H ssh://ci@build-host:2222 exec -it web bash -l"
+    assert remote.start_command("web") == "docker -H ssh://ci@build-host:2222 start web"
+    assert engine_host(None).local and engine_host("unix:///run/docker.sock").local
+    ssh = engine_host("ssh://ci@build-host:2222")
+    assert not ssh.local and ssh.label() == "the engine's host ssh://ci@build-host:2222"
+    assert ssh.prefix == ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-p", "2222", "-l", "ci",
+                          "--", "build-host")
+    assert engine_host("tcp://build-host:2376").prefix is None  # no way in: the checks say so
+    assert engine_host("tcp://build-host:2376").run(["true"]) is None

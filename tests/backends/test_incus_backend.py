@@ -14,7 +14,7 @@ from incusenv import incus, made_names, why_no_incus
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.incus.backend import IncusBackend
-from pytest_orbstack.backends.incus.commands import default_login, image_alias
+from pytest_orbstack.backends.incus.commands import image_alias
 from pytest_orbstack.errors import (
     EngineUnavailable,
     InvalidInput,
@@ -24,6 +24,7 @@ from pytest_orbstack.errors import (
     MachineNotFound,
     UnknownImage,
 )
+from pytest_orbstack.model.inputs import default_login
 from pytest_orbstack.model.types import Resources
 
 REASON = why_no_incus()

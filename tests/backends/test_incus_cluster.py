@@ -8,6 +8,7 @@ containers and the client configuration are deleted at the end."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from incusenv import incus, why_no_incus
 from nested_incus import Client, cluster, kill_9_mid_test
 
 from pytest_orbstack.backends.incus.backend import IncusBackend
+from pytest_orbstack.model.types import Resources
 
 REASON = why_no_incus()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
@@ -74,6 +76,20 @@ def test_scheduler_target_and_golden_clones_across_members(client):
     assert not {a, b, g, c} & set(locations(client))
 
 
+def test_a_golden_machine_made_with_target_has_its_clones_there(client):
+    """A golden machine made on m2 by its own target= (not the session's) is cloned onto m2,
+    where the scheduler would have put the clone on the empty m1."""
+    placed = backend(client)
+    g, c = (f"ptclu-t{secrets.token_hex(3)}" for _ in range(2))
+    try:
+        placed.create(g, "debian:bookworm", resources=Resources(target="m2"))
+        placed.clone(g, c, frozen_source=True)
+        assert {locations(client)[g], locations(client)[c]} == {"m2"}
+    finally:
+        for name in {g, c} & set(locations(client)):
+            client.incus("delete", "--force", f"{REMOTE}:{name}")
+
+
 SPREAD_TESTS = """
 import pytest
 
@@ -98,6 +114,44 @@ def test_n2_spreads_a_session_over_both_members(client, tmp_path):
     pruned = subprocess.run([*base, "--orbstack-prune"], cwd=tmp_path, env=env, capture_output=True,
                             text=True, timeout=600)
     assert pruned.returncode == 0, pruned.stdout[-3000:]
+    assert not {n for n in locations(client) if n.startswith("pto-")}
+
+
+PINNED_TESTS = """
+import pytest
+
+@pytest.mark.orbstack(deploy="deploy.py", target="m2")
+def test_golden_clone_on_m2(orbstack):
+    assert orbstack.run("cat /etc/deployed").stdout.strip() == "yes"
+    print("MACHINE m2", orbstack.name)
+
+def test_factory_on_m2(orbstack_machine):
+    machine = orbstack_machine(target="m2")
+    print("MACHINE m2", machine.name)
+"""
+DEPLOY = """
+from pyinfra.operations import files
+files.put(name="mark", src=__import__("io").StringIO("yes"), dest="/etc/deployed", _sudo=True)
+"""
+
+
+def test_target_pins_a_machine_and_a_golden_machines_clones(client, tmp_path):
+    """target="m2" on the marker (a golden machine and its clone) and on the factory: the test
+    machines are on m2 (the golden machine is gone with the session); prune removes them."""
+    (tmp_path / "test_pinned.py").write_text(PINNED_TESTS)
+    (tmp_path / "deploy.py").write_text(DEPLOY)
+    env = {**client.env, "PYTEST_ORBSTACK_INCUS_REMOTE": REMOTE, "PYTEST_ORBSTACK_STATE_DIR": str(tmp_path / "state")}
+    base = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-s", "--orbstack-backend=incus"]
+    try:
+        proc = subprocess.run([*base, "--orbstack-keep"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-3000:]
+        asked = re.findall(r"MACHINE m2 (\S+)", proc.stdout)
+        ours = {n: m for n, m in locations(client).items() if n.startswith("pto-")}
+        assert len(asked) == 2 and set(asked) <= set(ours), (asked, ours)
+        assert set(ours.values()) == {"m2"}, ours
+    finally:
+        subprocess.run([*base, "--orbstack-prune"], cwd=tmp_path, env=env, capture_output=True, timeout=600)
     assert not {n for n in locations(client) if n.startswith("pto-")}
 
 

@@ -48,8 +48,8 @@ def test_the_refusal_is_incusd_own_reason_in_one_line() -> None:
 def test_container_engines_refuse_a_vm_in_one_line(engine: str) -> None:
     backend = get_backend(engine)
     with pytest.raises(InvalidInput, match=r"^vm=True: .*(containers only|no VM per machine)[^\n]*$"):
-        backend.refuse_vm(Resources(vm=True))
-    backend.refuse_vm(Resources())  # no VM asked: nothing to refuse
+        backend.refuse_resources(Resources(vm=True))
+    backend.refuse_resources(Resources())  # no VM asked: nothing to refuse
 
 
 @pytest.mark.skipif(why_no_incus() is not None, reason=why_no_incus() or "")

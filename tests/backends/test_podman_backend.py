@@ -2,7 +2,8 @@
 
 The module shares one machine (default user, labels, CPU and memory limits); other tests make
 and delete more. Every name starts with ``ptpod-``; the finalizer deletes them and checks that
-no container or clone image of theirs is left.
+no container or clone image of theirs is left. cloud-init on Podman: tests/backends/test_cloudinit.py;
+the connector, testinfra, the debug loop and kill -9 on Podman: the suites of those, parametrized.
 """
 
 from __future__ import annotations
@@ -148,18 +149,6 @@ def test_machines_find_each_other_as_name_orb_local(backend, machine, new_name):
         assert out(backend, other, "getent hosts host.orb.internal").split()[0]
     finally:
         backend.delete(other)
-
-
-def test_cloud_init_runs_from_user_data(backend, new_name, tmp_path):
-    data = tmp_path / "user-data"
-    data.write_text("#cloud-config\nwrite_files:\n- path: /etc/ptpod-ci\n  content: from-cloud-init\n"
-                    "runcmd:\n- [sh, -c, 'echo ran > /etc/ptpod-runcmd']\n")
-    name = new_name()
-    backend.create(name, "debian:bookworm", cloud_init=str(data))
-    try:
-        assert out(backend, name, "cat /etc/ptpod-ci; echo; cat /etc/ptpod-runcmd") == "from-cloud-init\nran"
-    finally:
-        backend.delete(name)
 
 
 def test_errors_are_typed_and_one_line(backend, machine, new_name):

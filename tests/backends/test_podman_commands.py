@@ -79,7 +79,11 @@ def test_podmans_error_words(tmp_path) -> None:
 
 
 def test_facts_use_the_podman_commands_and_docker_parsing() -> None:
-    assert OrbStackMachines().command(engine="podman").startswith("echo docker; podman --log-level=error ps -a")
+    machines = OrbStackMachines()
+    assert machines.command(engine="podman").startswith("podman --log-level=error ps -a")
+    assert machines.process(["c1\tweb\trunning\tdev\tdebian:bookworm"]) == [
+        {"id": "c1", "name": "web", "state": "running", "distro": "debian", "version": "bookworm", "arch": "",
+         "default_username": "dev"}]
     machine = OrbStackMachine()
     assert "podman --log-level=error container inspect --format" in machine.command("web", engine="podman")
-    assert machine.process(["docker", "[]", "null"]) is None  # podman's answer for a missing container
+    assert machine.process(["[]", "null"]) is None  # podman's answer for a missing container

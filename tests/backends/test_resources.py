@@ -88,6 +88,9 @@ def test_an_orbstack_too_old_for_a_flag_says_so_first(orbctl_path, monkeypatch, 
     (dict(isolated="yes"), "isolated= must be True or False"),
     (dict(capabilities="NET_ADMIN"), "capabilities= must be a list of strings"),
     (dict(capabilities=["net admin"]), "'NET ADMIN' is not a Linux capability name"),
+    (dict(target=""), "target= must name a cluster member"),
+    (dict(target="m1 --force"), "target= must name a cluster member"),
+    (dict(target=1), "target= must name a cluster member"),
 ])
 def test_bad_resources_give_one_line(kwargs, message):
     with pytest.raises(InvalidInput, match=message):

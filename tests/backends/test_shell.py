@@ -16,10 +16,9 @@ import time
 
 import pytest
 from incusenv import incus_machine
-from podmanenv import why_no_podman
+from podmanenv import podman_machine
 from testenv import needs_docker, unique
 
-from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
 from pytest_orbstack.backends.shell import DIED
@@ -51,11 +50,10 @@ def machine(request):
     emulator (on Docker, and on Incus)."""
     if request.param == "incus":
         return incus_machine(request, "sh")
-    if request.param in ("docker", "podman"):
-        if request.param == "podman" and why_no_podman():
-            pytest.skip(why_no_podman() or "")
-        engine = DockerBackend() if request.param == "docker" else get_backend("podman")
-        name = unique("sh")
+    if request.param == "podman":
+        return podman_machine(request, "sh")
+    if request.param == "docker":
+        engine, name = DockerBackend(), unique("sh")
         request.addfinalizer(lambda: engine.delete_if_exists(name))
         engine.create(name, "debian:bookworm")
         return engine, name

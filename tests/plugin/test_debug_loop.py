@@ -1,13 +1,17 @@
 """The debug loop: keep the machine of a failing test, see it with ``--orbstack-list``, fix the
 deploy, rerun with ``--orbstack-reuse``: the kept machine is used (nothing is created), the fixed
-deploy is applied to it, the test passes; ``--orbstack-prune`` ends it (on docker; the first loop on incus too)."""
+deploy is applied to it, the test passes; ``--orbstack-prune`` ends it (the first loop on docker,
+podman and incus; the second on docker)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 
+import pytest
 from incusenv import instances
 from innerpytest import run, sessions_of
 
@@ -21,51 +25,76 @@ MOTD_TEST = '''
 '''
 
 
-def created_since(since: int) -> list[str]:
-    until = str(int(time.time()) + 1)
-    out = subprocess.run(["docker", "events", "--since", str(since), "--until", until, "--filter",
-                          "type=container", "--filter", "event=create", "--format",
-                          "{{.Actor.Attributes.name}}"], capture_output=True, text=True, check=True)
-    return out.stdout.split()
+LOGIN = {"docker": "docker exec -it {} bash -l", "podman": "podman exec -it {} bash -l",
+         "incus": "incus exec {} -- bash -l"}  # the login line each engine's kept machine shows
 
 
-def image_session(image: str) -> str:
-    return subprocess.run(["docker", "image", "inspect", "-f", '{{index .Config.Labels "pytest-orbstack.session"}}',
+@contextlib.contextmanager
+def creations(engine: str) -> Iterator[list[str]]:
+    """A list that holds, once the block ends, the names of the machines ``engine`` announced
+    created during it (docker, podman: their events; incus: incusd's lifecycle monitor)."""
+    created: list[str] = []
+    if engine == "incus":
+        monitor = subprocess.Popen(["incus", "monitor", "--type=lifecycle", "-f", "json"], stdout=subprocess.PIPE,
+                                   text=True)
+        try:
+            time.sleep(0.5)  # (the monitor is subscribed)
+            yield created
+        finally:
+            monitor.terminate()
+        events = [json.loads(line)["metadata"] for line in monitor.communicate()[0].splitlines() if line.strip()]
+        created += [e["name"] for e in events if e.get("action") == "instance-created"]
+        return
+    since = int(time.time())
+    yield created
+    name = "{{.Name}}" if engine == "podman" else "{{.Actor.Attributes.name}}"
+    out = subprocess.run([engine, "events", "--since", str(since), "--until", str(int(time.time()) + 1), "--filter",
+                          "type=container", "--filter", "event=create", "--format", name],
+                         capture_output=True, text=True, check=True)
+    created += out.stdout.split()
+
+
+def image_session(tool: str, image: str) -> str:
+    return subprocess.run([tool, "image", "inspect", "-f", '{{index .Config.Labels "pytest-orbstack.session"}}',
                            image], capture_output=True, text=True).stdout.strip()
 
 
-def test_keep_fix_reuse(inner, tmp_path):
+@pytest.mark.parametrize("engine", ["docker", "podman", "incus"])
+def test_keep_fix_reuse(engine_inner, engine, tmp_path):
+    inner = engine_inner
     inner.makefile(".py", deploy=DEPLOY.format("version 1"))
     inner.makepyfile(test_motd=MOTD_TEST)
     first = run(inner, "--orbstack-keep=failed")
     first.assert_outcomes(failed=1)
-    first.stdout.fnmatch_lines(["kept 1 machine(s); log in with:", "  docker exec -it pto-* bash -l",
+    first.stdout.fnmatch_lines(["kept 1 machine(s); log in with:", "  " + LOGIN[engine].format("pto-*"),
                                 "rerun the tests on them: pytest --orbstack-reuse *-p no:cacheprovider"])
-    kept = first.stdout.str().split("docker exec -it ")[1].split()[0]
+    kept = first.stdout.str().split(LOGIN[engine].split("{}")[0])[1].split()[0]
 
     listed = run(inner, "--orbstack-list")
     listed.stdout.fnmatch_lines([f"{kept} *debian:bookworm *test_motd.py::test_motd#0",
-                                 f"* docker exec -it {kept} bash -l"])
+                                 "* " + LOGIN[engine].format(kept)])
 
     inner.makefile(".py", deploy=DEPLOY.format("version 2"))  # the fix
-    since = int(time.time())
-    second = run(inner, "--orbstack-reuse", "-v")
+    with creations(engine) as created:
+        second = run(inner, "--orbstack-reuse", "-v")
     second.assert_outcomes(passed=1)
     second.stdout.fnmatch_lines([f"orbstack: reusing kept {kept} (debian:bookworm)",
                                  f"orbstack: deploy {kept}: deploy.py: 1 operations, 1 changed*"])
     reuse_session = sessions_of(tmp_path / "state")[-1]
-    created = [n for n in created_since(since) if n.startswith(f"pto-{reuse_session}")]
-    assert created == []  # no machine, no golden machine: nothing was created
+    assert not [n for n in created if n.startswith(f"pto-{reuse_session}")], created  # no machine, no golden
 
     run(inner, "--orbstack-list").stdout.fnmatch_lines([f"{kept} *test_motd.py::test_motd#0"])
     pruned = run(inner, "--orbstack-prune")
     pruned.stdout.fnmatch_lines([f"orbstack: pruned 1 machine(s) of this project*{kept}*"])
     run(inner, "--orbstack-list").stdout.fnmatch_lines(["orbstack: no kept machines in this project*"])
-    images = subprocess.run(["docker", "images", "-q", "--filter", "label=pytest-orbstack.session"],
-                            capture_output=True, text=True, check=True).stdout.split()
     sessions = set(sessions_of(tmp_path / "state"))
     assert len(sessions) == 2  # --orbstack-list and --orbstack-prune open none
-    assert not [i for i in images if image_session(i) in sessions]  # the golden's snapshot went too
+    if engine == "incus":
+        assert kept not in instances()
+        return
+    images = subprocess.run([engine, "images", "-q", "--filter", "label=pytest-orbstack.session"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert not [i for i in images if image_session(engine, i) in sessions]  # the golden's snapshot went too
 
 
 def test_list_ages_from_creation_and_skips_machines_gone_and_names_shared_machines_plainly(inner):
@@ -110,35 +139,3 @@ def test_list_ages_from_creation_and_skips_machines_gone_and_names_shared_machin
     again.assert_outcomes(passed=1, deselected=2)
     assert "reusing kept" not in again.stdout.str()  # its machine is gone: a new one
     run(inner, "--orbstack-prune").stdout.fnmatch_lines(["orbstack: pruned 3 machine(s) of this project*"])
-
-
-def test_keep_fix_reuse_on_incus(incus_inner, tmp_path):
-    """The same loop on the incus engine: the kept instance is listed with its ``incus exec``
-    login, reused (incusd announces no instance created during the rerun) and pruned."""
-    incus_inner.makefile(".py", deploy=DEPLOY.format("version 1"))
-    incus_inner.makepyfile(test_motd=MOTD_TEST)
-    first = run(incus_inner, "--orbstack-keep=failed")
-    first.assert_outcomes(failed=1)
-    first.stdout.fnmatch_lines(["kept 1 machine(s); log in with:", "  incus exec pto-* -- bash -l"])
-    kept = first.stdout.str().split("incus exec ")[1].split()[0]
-    run(incus_inner, "--orbstack-list").stdout.fnmatch_lines([f"{kept} *debian:bookworm *test_motd.py::test_motd#0"])
-
-    incus_inner.makefile(".py", deploy=DEPLOY.format("version 2"))  # the fix
-    monitor = subprocess.Popen(["incus", "monitor", "--type=lifecycle", "-f", "json"], stdout=subprocess.PIPE,
-                               text=True)
-    try:
-        time.sleep(0.5)  # (the monitor is subscribed)
-        second = run(incus_inner, "--orbstack-reuse", "-v")
-    finally:
-        monitor.terminate()
-    events = [json.loads(line)["metadata"] for line in monitor.communicate()[0].splitlines() if line.strip()]
-    second.assert_outcomes(passed=1)
-    second.stdout.fnmatch_lines([f"orbstack: reusing kept {kept} (debian:bookworm)",
-                                 f"orbstack: deploy {kept}: deploy.py: 1 operations, 1 changed*"])
-    reuse_session = sessions_of(tmp_path / "state")[-1]
-    created = [e["name"] for e in events if e.get("action") == "instance-created"]
-    assert not [n for n in created if n.startswith(f"pto-{reuse_session}")], created
-
-    pruned = run(incus_inner, "--orbstack-prune")
-    pruned.stdout.fnmatch_lines([f"orbstack: pruned 1 machine(s) of this project*{kept}*"])
-    assert kept not in instances()

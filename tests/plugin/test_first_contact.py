@@ -3,6 +3,7 @@ too), before any machine is made where that is possible, and nothing is left beh
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -64,7 +65,7 @@ def test_bad_inputs_fail_with_one_line_before_any_machine(inner):
         assert f"pytest-orbstack: {cause}" in summary_line(out, test), test
     assert "Traceback" not in out and "During handling" not in out
     assert "orbstack machines" not in out  # no machine was even attempted
-    assert not (inner.path / "t.json").exists()
+    assert json.loads((inner.path / "t.json").read_text())["machines"] == []  # the tests timed, no machine
 
 
 def test_missing_deploy_in_apply_names_the_file(inner):
@@ -190,29 +191,36 @@ def test_the_environment_variable_chooses_the_engine_when_nothing_else_does(inne
     docker.stdout.fnmatch_lines(["*ENGINE docker*"])
 
 
-@pytest.mark.parametrize("project", ["inner", "incus_inner"])
-def test_a_vm_the_engine_cannot_make_is_one_line_before_any_machine(request, project):
+REFUSED = {  # (keyword, engine) -> the one line's cause
+    ("vm=True", "inner"): "vm=True: the docker engine makes containers only",
+    ("vm=True", "incus_inner"): "vm=True: this Incus daemon cannot run VMs (drivers: lxc",
+    ("target='m1'", "inner"): "target='m1': the docker engine has no cluster members",
+    ("target='m1'", "incus_inner"): "target='m1': the local Incus daemon is not a cluster",
+}
+
+
+@pytest.mark.parametrize(("keyword", "project"), list(REFUSED))
+def test_what_the_engine_cannot_give_is_one_line_before_any_machine(request, keyword, project):
     """vm=True on Docker (containers only) and on an Incus daemon without its VM driver (this
-    host: no vhost_vsock): one line saying why, for the marker and the factory; no machine."""
+    host: no vhost_vsock), target= (a cluster member) on Docker and on a lone Incus daemon: one
+    line saying why, for the marker and the factory; no machine."""
     inner = request.getfixturevalue(project)
-    inner.makepyfile(test_vm='''
+    inner.makepyfile(test_refused=f"""
         import pytest
 
-        @pytest.mark.orbstack(vm=True)
-        def test_vm_marker(orbstack):
+        @pytest.mark.orbstack({keyword})
+        def test_marker(orbstack):
             pass
 
-        def test_vm_factory(orbstack_machine):
-            orbstack_machine(vm=True)
-    ''')
-    if project == "incus_inner" and IncusBackend().vm_refusal() is None:
+        def test_factory(orbstack_machine):
+            orbstack_machine({keyword})
+    """)
+    if (keyword, project) == ("vm=True", "incus_inner") and IncusBackend().vm_refusal() is None:
         pytest.skip("this Incus daemon runs VMs")
     result = run(inner, "--orbstack-timings=t.json")
     result.assert_outcomes(failed=1, errors=1)
     out = result.stdout.str()
-    cause = "this Incus daemon cannot run VMs (drivers: lxc" if project == "incus_inner" else \
-        "the docker engine makes containers only"
-    for test in ("test_vm_marker", "test_vm_factory"):
-        assert f"pytest-orbstack: vm=True: {cause}" in summary_line(out, test), out
+    for test in ("test_marker", "test_factory"):
+        assert f"pytest-orbstack: {REFUSED[keyword, project]}" in summary_line(out, test), out
     assert "Traceback" not in out and "orbstack machines" not in out
-    assert not (inner.path / "t.json").exists()
+    assert json.loads((inner.path / "t.json").read_text())["machines"] == []  # the tests timed, no machine

@@ -1,5 +1,5 @@
 """The @orbstack connector, driven through pyinfra's API against a machine on each engine
-(OrbStack through the orbctl emulator, and Incus).
+(OrbStack through the orbctl emulator, Incus and Podman).
 
 Every defect of the earlier attempt is checked: unknown machine, the execution arguments,
 in-memory uploads, root-owned destinations, no blind retries, awkward paths.
@@ -12,6 +12,7 @@ from io import StringIO
 
 import pytest
 from incusenv import incus_machine
+from podmanenv import podman_machine
 from pyinfra import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
@@ -20,11 +21,13 @@ from pyinfra_runs import apply_deploy
 from pytest_orbstack.backends.orbstack.backend import OrbStackBackend
 
 
-@pytest.fixture(scope="module", params=["orbstack", "incus"])
+@pytest.fixture(scope="module", params=["orbstack", "incus", "podman"])
 def target(request):
-    """(engine, machine): OrbStack through the orbctl emulator, and Incus."""
+    """(engine, machine): OrbStack through the orbctl emulator, Incus and Podman."""
     if request.param == "incus":
         return incus_machine(request, "conn")
+    if request.param == "podman":
+        return podman_machine(request, "conn")
     request.getfixturevalue("orbctl_path")
     return OrbStackBackend(), request.getfixturevalue("orb_machine")
 

@@ -1,5 +1,5 @@
 """The @orbstack connector's output and engine, against a real Docker machine
-(the live output and both streams: on Incus too).
+(the live output and both streams: on Incus and Podman too).
 
 Output reaches the terminal line by line while a command runs, stdout and stderr in the order
 they were written, under the pyinfra CLI (gevent monkey-patched) and through the API (not
@@ -20,6 +20,7 @@ import time
 
 import pytest
 from incusenv import incus_machine
+from podmanenv import podman_machine
 from pyinfra import host
 from pyinfra.api import Config, Inventory, State, StringCommand
 from pyinfra.api.connect import disconnect_all
@@ -62,12 +63,13 @@ def machine(request) -> str:
     return name
 
 
-@pytest.fixture(scope="module", params=["docker", "incus"])
+@pytest.fixture(scope="module", params=["docker", "incus", "podman"])
 def engine_machine(request, machine) -> tuple[str, str]:
-    """(engine name, machine) on Docker (``machine``) and on Incus."""
+    """(engine name, machine) on Docker (``machine``), on Incus and on Podman."""
     if request.param == "docker":
         return "docker", machine
-    return "incus", incus_machine(request, "co")[1]
+    made = incus_machine if request.param == "incus" else podman_machine
+    return request.param, made(request, "co")[1]
 
 
 def _marker(line: str) -> str | None:

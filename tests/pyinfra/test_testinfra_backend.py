@@ -1,6 +1,6 @@
 """testinfra's ``orbstack://`` backend sends commands as testinfra's own backends do: encoded
 with the machine's encoding (bytes as an SSH backend delivers them), run by ``/bin/sh -c`` with
-stdin /dev/null, on both engines.
+stdin /dev/null, on every engine (Docker, the orbctl emulator, Incus, Podman).
 
 The latin-1 machine is a plain Debian container on the machines' network (no systemd) whose locale is
 ``fr_FR.ISO-8859-1`` both for ``docker exec`` (its environment) and for SSH logins
@@ -19,6 +19,7 @@ import paramiko
 import pytest
 import testinfra
 from incusenv import incus_machine
+from podmanenv import podman_machine
 from testenv import unique
 
 from pytest_orbstack.backends import get_backend
@@ -137,14 +138,15 @@ def test_commands_run_by_bin_sh_with_stdin_dev_null_on_both_engines(machines):
         _runs_by_bin_sh_with_stdin_dev_null(host, engine)
 
 
-def test_commands_run_by_bin_sh_with_stdin_dev_null_on_incus(request, monkeypatch):
-    """The same on an Incus machine (default user), also with one process per command."""
-    engine, name = incus_machine(request, "ti")
+@pytest.mark.parametrize("kind", ["incus", "podman"])
+def test_commands_run_by_bin_sh_with_stdin_dev_null_on_incus_and_podman(request, monkeypatch, kind):
+    """The same on an Incus and a Podman machine (default user), also with one process per command."""
+    engine, name = (incus_machine if kind == "incus" else podman_machine)(request, "ti")
     host = testinfra.get_host(f"orbstack://{name}", engine=engine, default_user=True)
-    _runs_by_bin_sh_with_stdin_dev_null(host, "incus")
+    _runs_by_bin_sh_with_stdin_dev_null(host, kind)
     assert host.check_output("id -un") != "root"
     monkeypatch.setenv("PYTEST_ORBSTACK_SHELL", "off")
-    _runs_by_bin_sh_with_stdin_dev_null(host, "incus, one process per command")
+    _runs_by_bin_sh_with_stdin_dev_null(host, f"{kind}, one process per command")
 
 
 def test_testinfra_modules_agree_across_orbstack_docker_and_ssh(latin1, hosts):

@@ -12,9 +12,10 @@ import pytest
 from testenv import terminal_signals
 
 
-def containers(session: str | None = None) -> set[str]:
+def containers(session: str | None = None, tool: str = "docker") -> set[str]:
+    """Names of the machines this package made on ``tool`` (docker or podman; of ``session`` when given)."""
     label = f"pytest-orbstack.session={session}" if session else "pytest-orbstack"
-    out = subprocess.run(["docker", "ps", "-a", "--filter", f"label={label}", "--format",
+    out = subprocess.run([tool, "ps", "-a", "--filter", f"label={label}", "--format",
                           "{{.Names}}"], capture_output=True, text=True, check=True).stdout
     return set(out.split())
 

@@ -31,3 +31,21 @@ def _why_no_podman() -> str | None:
     if podman("image", "exists", BASE).returncode != 0:
         return f"no Podman image {BASE} (bash scripts/dev.sh podman builds it)"
     return None
+
+
+def podman_machine(request, prefix: str = "pod"):
+    """(the podman engine, name of a new running debian:bookworm machine) deleted when
+    ``request``'s scope ends; the test skips with :func:`why_no_podman`'s line when Podman
+    cannot be used."""
+    import pytest
+    from testenv import unique
+
+    from pytest_orbstack.backends import get_backend
+
+    why = why_no_podman()
+    if why:
+        pytest.skip(why)
+    engine, name = get_backend("podman"), unique(prefix)
+    request.addfinalizer(lambda: engine.delete_if_exists(name))  # also after a failed create
+    engine.create(name, "debian:bookworm")
+    return engine, name

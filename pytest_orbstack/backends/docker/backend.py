@@ -19,22 +19,17 @@ from typing import Any
 from filelock import FileLock
 
 from pytest_orbstack import settings
-from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.backends.base import Backend, Step
 from pytest_orbstack.backends.docker import cloudinit
 from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.docker.cli import UNREACHABLE, DockerCLI
-from pytest_orbstack.backends.docker.commands import (
-    LABEL,
-    SETUP_DONE,
-    check_docker_resources,
-    default_login,
-)
+from pytest_orbstack.backends.docker.commands import LABEL, SETUP_DONE, check_docker_resources
 from pytest_orbstack.backends.docker.host_limits import boot_failure_hint
 from pytest_orbstack.backends.docker.images import prepared_image
 from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import MachineError, MachineExists, MachineNotFound
-from pytest_orbstack.model.inputs import check_cloud_init, image_codename
+from pytest_orbstack.model.inputs import check_cloud_init, default_login, image_codename
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources
 
@@ -46,6 +41,7 @@ class DockerBackend(Backend):
     ``docker`` with ``env`` (which extends this process's environment)."""
 
     name = "docker"
+    commands = cmd
     not_running = NOT_RUNNING  # what `exec` in a stopped machine says
     stopped_words = ("is not running", "No such container")  # a machine that ended while booting
 
@@ -66,10 +62,16 @@ class DockerBackend(Backend):
         return answers(["docker", "version", "--format", "{{.Server.Version}}"], settings.PROBE_TIMEOUT)
 
     def login_command(self, name: str) -> str:
-        return f"docker exec -it {shlex.quote(name)} bash -l"
+        """``docker exec -it NAME bash -l``, with ``-H DOCKER_HOST`` when one is set (a shell
+        without it would ask another engine)."""
+        return f"{self._docker()} exec -it {shlex.quote(name)} bash -l"
 
     def start_command(self, name: str) -> str:
-        return f"docker start {shlex.quote(name)}"
+        return f"{self._docker()} start {shlex.quote(name)}"
+
+    def _docker(self) -> str:
+        host = self.cli.host()
+        return f"docker -H {shlex.quote(host)}" if host else "docker"
 
     def _inspect(self, name: str) -> dict[str, Any]:
         """Like :meth:`.DockerCLI.find`, for a machine: InvalidName for a name no machine can
@@ -91,6 +93,19 @@ class DockerBackend(Backend):
         if stable_tag:
             self.cli.call(cmd.tag(self._tags[image], cmd.machine_image(image)))
         return self._tags[image]
+
+    def create_steps(self, name: str, image: str, *, arch: str | None = None, user: str | None = None,
+                     cloud_init: str | None = None, labels: dict[str, str] | None = None,
+                     resources: Resources = NO_RESOURCES) -> builtins.list[Step]:
+        """As :meth:`create`, as the commands the engine's host runs (:meth:`prepare` and
+        cloud-init stay calls, so ``--dry`` builds nothing); ``arch`` is the engine's."""
+        login = default_login(user)
+        check_docker_resources(resources)
+        labels = {**(labels or {}), **cmd.machine_labels(login, image, resources)}
+        return [(self.prepare, (image,), {"stable_tag": True}),
+                cmd.run(name, cmd.machine_image(image), labels, resources),
+                cmd.ready(name, setup=cmd.user_setup(login) if login != "root" else None),
+                *([(cloudinit.run, (self.cli, name, cloud_init), {})] if cloud_init else [])]
 
     def _run_container(self, name: str, image_ref: str, labels: dict[str, str]) -> None:
         """``docker run`` a machine (within the resources its labels record); a failed or timed
@@ -124,7 +139,7 @@ class DockerBackend(Backend):
         ref = self.prepare(image)
         # a name in use fails `docker run` itself ("is already in use" -> MachineExists)
         check_docker_resources(resources)
-        self.refuse_vm(resources)
+        self.refuse_resources(resources)
         self._run_container(name, ref, {**(labels or {}), **cmd.machine_labels(login, image, resources)})
         with self.cli.removed_on_failure(name):
             # the user is added while systemd boots, in the first readiness probe
@@ -195,6 +210,11 @@ class DockerBackend(Backend):
         self.close_shells(name)
         self.cli.call(cmd.stop(self._inspect(name)["Id"]))
 
+    def restart(self, name: str) -> None:
+        """``docker restart``: systemd's clean shutdown (the machine's stop signal), 10 s at most,
+        then a new PID 1 in the same container; its tmpfs /tmp and /run start empty."""
+        self.cli.call(cmd.restart(self._inspect(name)["Id"]), timeout=settings.call_timeout() + 10)
+
     def delete(self, name: str) -> None:
         """Remove the container and its volumes, and its clone image unless still in use. A
         machine this process has inspected (every one it made) is removed by the id it had
@@ -213,6 +233,12 @@ class DockerBackend(Backend):
         if os.path.exists(settings.lock_path(f"snapshot-{name}")):  # it was a frozen source: a snapshot
             self.cli.remove_image(f"pytest-orbstack-snapshot:{name}")
             settings.remove_lock(f"snapshot-{name}")
+
+    def state(self, name: str) -> tuple[str, str]:
+        """From the inspect alone (no ``docker info``, no parse of the image label)."""
+        data = self._inspect(name)
+        user = data["Config"]["Labels"].get(f"{LABEL}.user") or "root"
+        return ("running" if data["State"]["Running"] else "stopped"), user
 
     def info(self, name: str) -> MachineInfo:
         info = self.cli.machine_info(self._inspect(name))
@@ -278,5 +304,5 @@ class DockerBackend(Backend):
         if any(word in proc.stderr for word in self.stopped_words):
             tail = self.cli.call(cmd.logs(name, tail=5), check=False)
             last = _last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))
-            hint = boot_failure_hint(self.cli.host())
+            hint = boot_failure_hint(self.cli.engine_url())
             raise MachineError(f"machine {name} stopped while booting: {last}{hint}")

@@ -21,6 +21,7 @@ from filelock import FileLock
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as cmd
+from pytest_orbstack.backends.docker.host_limits import disk_hint
 from pytest_orbstack.backends.process import ErrorPatterns, describe, last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.types import MachineInfo
@@ -30,6 +31,15 @@ _ARCHITECTURES: dict[tuple[str, str], str] = {}  # (docker binary, DOCKER_HOST) 
 ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
 UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
+
+
+def unreachable_reason(stderr: str) -> str:
+    """The last line of ``stderr``; for an ``ssh://`` engine only what ssh itself said (docker
+    wraps it: ``error during connect: ... command [ssh ...] has exited with exit status 255,
+    make sure the URL is valid, ...: stderr=ssh: connect to host H port P: Connection refused``)."""
+    line = last_line(stderr)
+    said = line.rsplit("stderr=", 1)[1].strip() if "] has exited with" in line and "stderr=" in line else ""
+    return said or line
 
 
 class DockerCLI:
@@ -53,6 +63,14 @@ class DockerCLI:
     def host(self) -> str | None:
         """The ``DOCKER_HOST`` these commands reach (None: the local socket)."""
         return settings.docker_host(self.env) or None
+
+    def engine_url(self) -> str:
+        """Where the engine is: ``DOCKER_HOST``, else the current docker context's endpoint
+        (``""`` when neither says: the local socket). Asked on error paths only."""
+        if self.host():
+            return self.host() or ""
+        proc = self.call(cmd.context_endpoint(), check=False)
+        return proc.stdout.strip() if proc.returncode == 0 else ""
 
     def host_flags(self) -> list[str]:
         """The global flags an argv run in the caller's environment needs: ``-H HOST`` when
@@ -82,13 +100,23 @@ class DockerCLI:
         if any(s in proc.stderr for s in self.unreachable):
             host = self.host()
             where = f"DOCKER_HOST={host}" if host else "the local socket"
-            return EngineUnavailable(f"docker daemon not answering at {where}: {last_line(proc.stderr)}",
+            return EngineUnavailable(f"docker daemon not answering at {where}: {unreachable_reason(proc.stderr)}",
                                      stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         if "no space left on device" in proc.stderr:
+            where = self._disk_where()
             return MachineError(f"{describe(proc.args)}: the {self.engine} engine's disk is full (no space left "
                                 f"on device): free space ({self.engine} system df; {self.engine} system prune) "
-                                "and rerun", stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
+                                f"and rerun{where}", stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         return map_error(proc.args, proc.returncode, proc.stderr, self.errors)
+
+    def _disk_where(self) -> str:
+        """:func:`.host_limits.disk_hint` for this engine's data-root; ``""`` when the engine does
+        not say where that is (or does not answer: the full disk's error matters more)."""
+        try:
+            root = self.call(cmd.root_dir(), check=False)
+            return disk_hint(self.engine_url(), root.stdout.strip() if root.returncode == 0 else "")
+        except MachineError:
+            return ""
 
     def find(self, name: str) -> dict[str, Any] | None:
         """``docker container inspect`` of the container named exactly ``name`` (a name the

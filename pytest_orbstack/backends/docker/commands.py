@@ -11,12 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from pytest_orbstack import settings
 from pytest_orbstack.errors import InvalidInput, UnknownImage
-from pytest_orbstack.model.inputs import USER_RE, check_user, image_codename
+from pytest_orbstack.model.inputs import image_codename
 from pytest_orbstack.model.types import (
     NO_RESOURCES,
     EngineMachine,
@@ -133,6 +132,12 @@ def stop(machine: str) -> list[str]:
     return [DOCKER, "stop", "-t", "10", machine]
 
 
+def restart(machine: str) -> list[str]:
+    """Stop as :func:`stop` does (the stop signal the machine was run with: SIGRTMIN+3, systemd's
+    clean shutdown; killed after 10 s) and start it again: PID 1 is a new systemd."""
+    return [DOCKER, "restart", "-t", "10", machine]
+
+
 def delete(machine: str) -> list[str]:
     """Remove the container and its anonymous volumes."""
     return [DOCKER, "rm", "-f", "-v", machine]
@@ -209,6 +214,16 @@ def architecture() -> list[str]:
     return [DOCKER, "info", "-f", "{{.Architecture}}"]
 
 
+def root_dir() -> list[str]:
+    """The engine's data-root (on the engine's host)."""
+    return [DOCKER, "info", "-f", "{{.DockerRootDir}}"]
+
+
+def context_endpoint() -> list[str]:
+    """The current docker context's engine address (``DOCKER_CONTEXT`` or ``docker context use``)."""
+    return [DOCKER, "context", "inspect", "-f", "{{.Endpoints.docker.Host}}"]
+
+
 def network_ids() -> list[str]:
     return [DOCKER, "network", "ls", "-q", "--no-trunc", "--filter", f"name=^{NETWORK}$"]
 
@@ -251,6 +266,28 @@ def parse_list(out: str, arch: str = "") -> list[EngineMachine]:
                    for cid, name, state, user, image in rows), key=lambda m: m.name)
 
 
+def machines_script(at: Callable[[str], str] = str) -> str:
+    """The pyinfra fact's shell line (run on the engine's host): every machine, one line each."""
+    return shlex.join(list_machines())
+
+
+def machines_of(lines: list[str]) -> list[EngineMachine]:
+    """The machines :func:`machines_script` printed (architecture unknown: empty)."""
+    return parse_list("\n".join(lines))
+
+
+def machine_script(name: str, at: Callable[[str], str] = str) -> str:
+    """The pyinfra fact's shell line: machine ``name``'s inspect as JSON, or ``null`` (``at``, the
+    engine's addressing, is the name itself here)."""
+    return f"{shlex.join(inspect(name, fmt='{{json .}}'))} 2>/dev/null || echo null"
+
+
+def machine_of(lines: list[str]) -> MachineInfo | None:
+    # podman's inspect of a missing container prints [] before it fails (and `echo null` runs)
+    data = json.loads("\n".join(line for line in lines if line != "[]") or "null")
+    return parse_inspect(data) if data else None
+
+
 def _image(label: str, arch: str) -> Image:
     """The Image a machine's image label names (distro and release empty for one not known)."""
     try:
@@ -259,11 +296,3 @@ def _image(label: str, arch: str) -> Image:
         distro, codename = "", ""
     return Image(distro, codename, arch)
 
-
-def default_login(user: str | None) -> str:
-    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
-    checked = check_user(user)
-    if checked is not None:
-        return checked
-    env_user = settings.login_user()
-    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"

@@ -25,16 +25,13 @@ from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus import images, vm
-from pytest_orbstack.backends.incus.cli import NOT_RUNNING, UNREACHABLE, IncusCLI
-from pytest_orbstack.backends.incus.commands import KEY
+from pytest_orbstack.backends.incus.cli import NOT_RUNNING, IncusCLI
 from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import InvalidInput, MachineError, MachineExists, MachineNotFound, UnknownImage
-from pytest_orbstack.model.inputs import check_cloud_init, image_codename
+from pytest_orbstack.model.inputs import check_cloud_init, default_login, image_codename
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, in_workdir
-
-POOL = "default"
 
 
 class IncusBackend(Backend):
@@ -43,6 +40,7 @@ class IncusBackend(Backend):
     ``REMOTE:NAME`` (:class:`.cli.IncusCLI`). ``env`` extends this process's environment."""
 
     name = "incus"
+    commands = cmd
 
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None,
                  remote: str | None = None, target: str | None = None) -> None:
@@ -51,7 +49,7 @@ class IncusBackend(Backend):
         self.env = self.cli.env  # commands in machines (exec, shells) run with it too
         self._images: dict[tuple[str, bool], str] = {}  # (image, cloud) -> the Incus image reference
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
-        self._frozen: dict[str, set[str]] = {}  # golden machine -> its session keys, once snapshotted
+        self._frozen: dict[str, tuple[set[str], str | None]] = {}  # golden -> its session keys, member
 
     def at(self, name: str) -> str:
         return self.cli.at(name)  # REMOTE:NAME on a remote
@@ -72,7 +70,7 @@ class IncusBackend(Backend):
         made it."""
         proc = self.call(cmd.info(validate_machine_name(name), self.cli.remote), ok=("not found",))
         data = json.loads(proc.stdout) if proc.returncode == 0 else {}
-        if (data.get("config") or {}).get(KEY) != "1":
+        if (data.get("config") or {}).get(cmd.KEY) != "1":
             raise MachineNotFound(f"machine not found: {name!r}")
         return data
 
@@ -106,16 +104,15 @@ class IncusBackend(Backend):
         """None when this daemon has its qemu driver, else why not (:func:`.vm.refusal`)."""
         return vm.ask(self.cli)
 
+    def target_refusal(self, target: str) -> str | None:
+        return self.cli.target_refusal(target)  # None on a cluster
+
     def _check_resources(self, resources: Resources) -> None:
-        """InvalidInput for a VM this daemon cannot run, or a disk size on a ``dir`` pool (no limits)."""
-        self.refuse_vm(resources)
-        if resources.disk_mib is None:
-            return
-        pool = json.loads(self.call(cmd.storage_driver(POOL, self.cli.remote)).stdout)
-        if pool.get("driver") == "dir":
-            raise InvalidInput(f"disk= needs an Incus storage pool that limits sizes (btrfs, zfs, lvm); "
-                               f"pool {POOL!r} is dir: PYTEST_ORBSTACK_INCUS_POOL_DRIVER=btrfs bash "
-                               "scripts/dev.sh incus makes a btrfs one")
+        """InvalidInput for a VM, a cluster member or a disk size this daemon cannot give."""
+        self.refuse_resources(resources)
+        why = self.cli.disk_refusal() if resources.disk_mib is not None else None
+        if why:
+            raise InvalidInput(why)
 
     # -- machines ---------------------------------------------------------------------------
     def create(self, name: str, image: str, *, user: str | None = None,
@@ -129,7 +126,7 @@ class IncusBackend(Backend):
         sudo) in the same command."""
         validate_machine_name(name)
         image_codename(image)
-        login = cmd.default_login(user)
+        login = default_login(user)
         user_data = check_cloud_init(cloud_init)
         self._check_resources(resources)
         ref = (cmd.remote_image(image) if resources.vm  # (offline images: containers only)
@@ -138,7 +135,8 @@ class IncusBackend(Backend):
                   **cmd.machine_config(login, image, resources)}
         if user_data is not None:
             config[cmd.USER_DATA] = Path(user_data).read_text()
-        proc = self.call(cmd.launch(self.at(name), ref, config, resources, self.cli.target), check=False,
+        member = resources.target or self.cli.target
+        proc = self.call(cmd.launch(self.at(name), ref, config, resources, member), check=False,
                          timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             error = self._failed(proc, name)
@@ -155,20 +153,23 @@ class IncusBackend(Backend):
 
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
               frozen_source: bool = False) -> MachineInfo:
-        """``incus copy`` of ``source`` (running or not), started as ``name``. With
-        ``frozen_source`` every clone copies one snapshot of the source, taken once."""
+        """``incus copy`` of ``source`` (running or not), started as ``name`` on the member the
+        source was put on with ``target=`` (else as new machines are). With ``frozen_source``
+        every clone copies one snapshot of the source, taken once."""
         validate_machine_name(name)
         snap: str | None = cmd.SNAPSHOT
         if frozen_source and source in self._frozen:  # asked once per process: a golden is fixed
-            session_keys = self._frozen[source]
+            session_keys, member = self._frozen[source]
         else:
             data = self._query(source)
-            inherited = {f"{KEY}.{what}" for what in cmd.INHERITED} | {KEY}
-            session_keys = {k for k in data.get("config") or {} if k.startswith(f"{KEY}.") and k not in inherited}
-            snap = self._snapshot(source, data, session_keys) if frozen_source else None
+            config = data.get("config") or {}
+            inherited = {f"{cmd.KEY}.{what}" for what in cmd.INHERITED} | {cmd.KEY}
+            session_keys = {k for k in config if k.startswith(f"{cmd.KEY}.") and k not in inherited}
+            member = cmd.recorded_resources(config).target or self.cli.target
+            snap = self._snapshot(source, data, (session_keys, member)) if frozen_source else None
         own = {cmd.key(k): v for k, v in (labels or {}).items()}
         dropped = {k: "" for k in session_keys if k not in own}  # the source's session is not the clone's
-        proc = self.call(cmd.copy(self.at(source), self.at(name), {**dropped, **own}, snap, self.cli.target),
+        proc = self.call(cmd.copy(self.at(source), self.at(name), {**dropped, **own}, snap, member),
                          check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
             raise self._failed(proc, name)
@@ -177,12 +178,12 @@ class IncusBackend(Backend):
             self.wait_ready(name)
             return self.info(name)
 
-    def _snapshot(self, source: str, data: dict[str, Any], session_keys: set[str]) -> str:
+    def _snapshot(self, source: str, data: dict[str, Any], frozen: tuple[set[str], str | None]) -> str:
         """The golden machine's snapshot, made once (a file lock spans processes)."""
         if cmd.SNAPSHOT not in {s["name"] for s in data.get("snapshots") or []}:
             with FileLock(settings.lock_path(f"incus-snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
                 self.call(cmd.snapshot(self.at(source)), ok=("already exists",), timeout=settings.INCUS_CREATE_TIMEOUT)
-        self._frozen[source] = session_keys
+        self._frozen[source] = frozen
         return cmd.SNAPSHOT
 
     def start(self, name: str) -> None:
@@ -194,6 +195,12 @@ class IncusBackend(Backend):
         self._query(name)
         self.close_shells(name)
         self.call(cmd.stop(self.at(name)), timeout=settings.INCUS_STOP_TIMEOUT)
+
+    def restart(self, name: str) -> None:
+        """``incus restart``: a clean shutdown within 10 s, forced when that failed (as :meth:`stop`)."""
+        self._query(name)
+        if self.call(cmd.restart(self.at(name)), check=False, timeout=settings.INCUS_STOP_TIMEOUT).returncode:
+            self.call(cmd.restart(self.at(name), force=True), timeout=settings.INCUS_STOP_TIMEOUT)
 
     def delete(self, name: str) -> None:
         """Delete ``name`` (running or not) with its snapshots; MachineNotFound if absent."""
@@ -260,17 +267,8 @@ class IncusBackend(Backend):
         return cmd.without_exit_note(proc)
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
-        """The machine stopped (``Instance is not running``) or gone, or the daemon gone,
-        rather than the command's own exit code."""
-        stderr = proc.stderr.decode(errors="replace")
-        if stderr.startswith("Error: ") and any(s in stderr for s in UNREACHABLE):
-            return self._error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
-        if stderr.strip() == NOT_RUNNING:
-            return MachineError(f"machine {name} is not running: it was stopped or killed, or the "
-                                "incus daemon restarted", stderr=stderr, returncode=proc.returncode)
-        if stderr.startswith("Error: ") and "Instance not found" in stderr:
-            return MachineNotFound(f"machine not found: {name!r}", stderr=stderr)
-        return None
+        """:meth:`.IncusCLI.refusal`: the machine or the daemon gone, not the command's own exit code."""
+        return self.cli.refusal(name, proc)
 
     def logs(self, name: str) -> str:
         """The container's console log, and when running the boot journal and the cloud-init output."""
@@ -292,8 +290,8 @@ class IncusBackend(Backend):
             if done is None or len(done) != 4:
                 raise MachineError(f"default user setup failed in {name}: {_last_line(proc.stderr)}",
                                    stderr=proc.stderr)
-            self.call(cmd.config_set(self.at(name), {f"{KEY}.uid": done[1], f"{KEY}.gid": done[2],
-                                            f"{KEY}.home": done[3]}))
+            self.call(cmd.config_set(self.at(name), {f"{cmd.KEY}.uid": done[1], f"{cmd.KEY}.gid": done[2],
+                                            f"{cmd.KEY}.home": done[3]}))
         words = proc.stdout.split()
         if words and words[-1] in READY_STATES:
             return words[-1]

@@ -3,10 +3,11 @@ cluster member, and the one mapping of its failures to typed errors."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 from pytest_orbstack import settings
-from pytest_orbstack.backends.incus.commands import at
+from pytest_orbstack.backends.incus.commands import at, cluster, storage_driver
 from pytest_orbstack.backends.process import last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 
@@ -15,6 +16,7 @@ ERRORS = (("Instance not found", MachineNotFound), ("already exists", MachineExi
 UNREACHABLE = ("unix.socket", "connection refused", "Failed to connect", "no route to host",
                "i/o timeout", "connection reset", 'The remote "')  # the last: not in the client's config
 NOT_RUNNING = "Error: Instance is not running"
+POOL = "default"  # the storage pool machines are made in (scripts/dev-incus.sh)
 
 
 class IncusCLI:
@@ -29,6 +31,23 @@ class IncusCLI:
         self.env = settings.child_env(env) if env else None
         self.remote = settings.incus_remote(env) if remote is None else remote
         self.target = (settings.incus_target(env) if target is None else target) or None
+        self._clustered: bool | None = None  # asked once
+
+    def target_refusal(self, target: str) -> str | None:
+        """None when the daemon is a cluster (which then checks that ``target`` is a member),
+        else why a machine cannot be put on ``target`` (one line)."""
+        if self._clustered is None:
+            self._clustered = bool(json.loads(self.call(cluster(self.remote)).stdout or "{}").get("enabled"))
+        where = f"Incus remote {self.remote!r}" if self.remote else "the local Incus daemon"
+        return None if self._clustered else (f"target={target!r}: {where} is not a cluster; target= puts "
+                                             "a machine on a cluster member (docs/scale.md)")
+
+    def disk_refusal(self) -> str | None:
+        """Why ``disk=`` cannot be honoured (a ``dir`` pool has no size limits), None when it can."""
+        pool = json.loads(self.call(storage_driver(POOL, self.remote)).stdout)
+        return (f"disk= needs an Incus storage pool that limits sizes (btrfs, zfs, lvm); pool {POOL!r} is "
+                "dir: PYTEST_ORBSTACK_INCUS_POOL_DRIVER=btrfs bash scripts/dev.sh incus makes a btrfs one"
+                if pool.get("driver") == "dir" else None)
 
     def at(self, name: str) -> str:
         """``name`` as this CLI addresses it: ``REMOTE:NAME`` on a remote."""
@@ -54,3 +73,17 @@ class IncusCLI:
                      f"incus daemon not answering: {last_line(proc.stderr)} (start it: bash scripts/dev.sh incus)")
             return EngineUnavailable(where, stderr=proc.stderr, argv=proc.args, returncode=proc.returncode)
         return map_error(proc.args, proc.returncode, proc.stderr, ERRORS)
+
+    def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
+        """The error a failed ``incus exec`` in ``name`` means when Incus refused to run the
+        command (the machine stopped, ``Instance is not running``, or gone; the daemon gone),
+        None when the failure is the command's own exit code."""
+        stderr = proc.stderr.decode(errors="replace")
+        if stderr.startswith("Error: ") and any(s in stderr for s in UNREACHABLE):
+            return self.error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
+        if stderr.strip() == NOT_RUNNING:
+            return MachineError(f"machine {name} is not running: it was stopped or killed, or the "
+                                "incus daemon restarted", stderr=stderr, returncode=proc.returncode)
+        if stderr.startswith("Error: ") and "Instance not found" in stderr:
+            return MachineNotFound(f"machine not found: {name!r}", stderr=stderr)
+        return None

@@ -14,12 +14,11 @@ import json
 import math
 import shlex
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, AnyStr
 
-from pytest_orbstack import settings
 from pytest_orbstack.errors import UnknownImage
-from pytest_orbstack.model.inputs import USER_RE, check_user, image_codename
+from pytest_orbstack.model.inputs import image_codename
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources, ready_command
 
 INCUS = "incus"
@@ -133,9 +132,16 @@ def start(machine: str) -> list[str]:
     return [INCUS, "start", machine]
 
 
-def stop(machine: str, timeout: int = 10) -> list[str]:
-    """Stop cleanly, forcing it after ``timeout`` seconds (systemd may hang on a unit)."""
-    return [INCUS, "stop", machine, f"--timeout={timeout}", "--force"]
+def stop(machine: str) -> list[str]:
+    """Stop at once: with ``--force`` incusd kills the instance without a shutdown (a throwaway
+    machine needs none, and systemd may hang on a unit); a timeout would be ignored."""
+    return [INCUS, "stop", machine, "--force"]
+
+
+def restart(machine: str, timeout: int = 10, *, force: bool = False) -> list[str]:
+    """Shut down cleanly within ``timeout`` seconds (``force``: kill at once; Incus fails a clean
+    one that times out) and start again."""
+    return [INCUS, "restart", machine, *(["--force"] if force else [f"--timeout={timeout}"])]
 
 
 def delete(machine: str) -> list[str]:
@@ -159,6 +165,10 @@ def list_machines(remote: str = "") -> list[str]:
 
 def config_set(machine: str, config: Mapping[str, str]) -> list[str]:
     return [INCUS, "config", "set", machine, *(f"{k}={v}" for k, v in config.items())]
+
+
+def cluster(remote: str = "") -> list[str]:
+    return [INCUS, "query", at(remote, "/1.0/cluster")]
 
 
 def storage_driver(pool: str, remote: str = "") -> list[str]:
@@ -278,10 +288,21 @@ def recorded_resources(config: Mapping[str, str]) -> Resources:
     return Resources(**{**recorded, "capabilities": tuple(recorded.get("capabilities", ()))})
 
 
-def default_login(user: str | None) -> str:
-    """The machine's default user: ``user``, else ``$USER`` if valid and not root, else ``dev``."""
-    checked = check_user(user)
-    if checked is not None:
-        return checked
-    env_user = settings.login_user()
-    return env_user if env_user != "root" and USER_RE.match(env_user) else "dev"
+# -- the pyinfra facts' shell lines (run on the engine's host) and their output ---------------
+def machines_script(at: Callable[[str], str] = str) -> str:
+    """Every machine this package made, on the remote ``at`` addresses, as a JSON list."""
+    return shlex.join(list_machines(at("").removesuffix(":")))
+
+
+def machines_of(lines: list[str]) -> list[EngineMachine]:
+    return [i.machine for i in map(parse_instance, json.loads("\n".join(lines) or "[]")) if i is not None]
+
+
+def machine_script(name: str, at: Callable[[str], str] = str) -> str:
+    """Machine ``name`` (on the remote ``at`` addresses) as JSON, or ``null``."""
+    return f"{shlex.join(info(name, at('').removesuffix(':')))} 2>/dev/null || echo null"
+
+
+def machine_of(lines: list[str]) -> MachineInfo | None:
+    data = json.loads("\n".join(lines) or "null")
+    return parse_instance(data) if data else None

@@ -10,7 +10,8 @@ import shutil
 import subprocess
 
 from pytest_orbstack import settings
-from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.backends.base import Backend, Step
+from pytest_orbstack.backends.orbstack import commands as cmd
 from pytest_orbstack.backends.orbstack.client import Orbctl
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo, Resources
 
@@ -38,6 +39,7 @@ class OrbStackBackend(Backend):
     2.2.1 (billyhargroveofficial/billystar); ``orbctl push`` changed its permissions in 2.2.3."""
 
     name = "orbstack"
+    commands = cmd
 
     def __init__(self, client: Orbctl | None = None) -> None:
         self.client = client or Orbctl()
@@ -64,7 +66,7 @@ class OrbStackBackend(Backend):
                resources: Resources = NO_RESOURCES) -> MachineInfo:
         """Create ``name`` (the client refuses distros without systemd and flags this OrbStack
         is too old for) and wait for systemd."""
-        self.refuse_vm(resources)
+        self.refuse_resources(resources)
         created = self.client.create(image, name, user=user, user_data=cloud_init, resources=resources)
         try:
             self.wait_ready(name)
@@ -73,6 +75,21 @@ class OrbStackBackend(Backend):
             raise
         # what create reported, unless it was still coming up then (no second info per create)
         return created if created.ip4 and created.machine.running else self.client.info(name)
+
+    def create_steps(self, name: str, image: str, *, arch: str | None = None, user: str | None = None,
+                     cloud_init: str | None = None, labels: dict[str, str] | None = None,
+                     resources: Resources = NO_RESOURCES) -> builtins.list[Step]:
+        """``orbctl create`` and the readiness probe, commands the OrbStack host runs; labels are
+        ignored; EngineUnavailable when this OrbStack is too old for ``resources``."""
+        for feature in (["resources"] if resources.limits else []) + (["isolated"] if resources.isolated else []):
+            self.client.require(feature)
+        return [cmd.create(image, name, user=user, arch=arch, cloud_init=cloud_init, resources=resources),
+                cmd.ready(name)]
+
+    def clone_steps(self, source: str, name: str, *, running: bool = True) -> builtins.list[Step]:
+        """``orbctl clone`` (which leaves the clone stopped), then its start when ``running``."""
+        self.client.require("clone")
+        return [cmd.clone(source, name), *([cmd.start(name), cmd.ready(name)] if running else [])]
 
     def can_clone(self) -> bool:
         return self.client.supports("clone")
@@ -94,6 +111,9 @@ class OrbStackBackend(Backend):
     def stop(self, name: str) -> None:
         self.close_shells(name)
         self.client.stop(name)
+
+    def restart(self, name: str) -> None:
+        self.client.restart(name)
 
     def delete(self, name: str) -> None:
         self.close_shells(name)

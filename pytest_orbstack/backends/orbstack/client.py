@@ -16,10 +16,10 @@ import os
 import re
 import subprocess
 import time
-from typing import Any
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.orbstack import commands as cmd
+from pytest_orbstack.backends.orbstack.commands import parse_config, parse_config_value, parse_info, parse_machine
 from pytest_orbstack.backends.process import map_error, run_text
 from pytest_orbstack.errors import (
     CommandTimeout,
@@ -34,7 +34,7 @@ from pytest_orbstack.errors import (
 )
 from pytest_orbstack.model.inputs import check_cloud_init, check_user, parse_image
 from pytest_orbstack.model.names import validate_machine_name
-from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources
+from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo, Resources
 
 # stderr text -> error class (where each text comes from: docs/orbstack.md, "Error texts")
 ERRORS = (("machine not found", MachineNotFound), ("already exists", MachineExists),
@@ -74,47 +74,6 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
     if not match:
         return None
     return int(match[1]), int(match[2]), int(match[3] or 0)
-
-
-def parse_machine(record: dict[str, Any]) -> EngineMachine:
-    image = record.get("image") or {}
-    config = record.get("config") or {}
-    return EngineMachine(
-        id=str(record.get("id", "")),
-        name=record["name"],
-        image=Image(distro=image.get("distro", ""), version=image.get("version", ""),
-                    arch=image.get("arch", ""), variant=image.get("variant", "default")),
-        state=record.get("state", "stopped"),
-        default_username=config.get("default_username"),
-        isolated=bool(config.get("isolated", False)),
-        builtin=bool(record.get("builtin", False)),
-    )
-
-
-def parse_info(data: dict[str, Any]) -> MachineInfo:
-    """Parse both shapes of ``info -f json``: ``{"record": {...}, "ip4": ...}`` and flat."""
-    record = data["record"] if isinstance(data.get("record"), dict) else data
-    disk = data.get("disk_size")
-    return MachineInfo(machine=parse_machine(record), ip4=data.get("ip4") or None,
-                       ip6=data.get("ip6") or None,
-                       disk_size=int(disk) if isinstance(disk, (int, float)) else None)
-
-
-def parse_config(text: str) -> dict[str, str]:
-    """Parse ``key: value`` lines (``config show``)."""
-    config = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip():
-            config[key.strip()] = value.strip()
-    return config
-
-
-def parse_config_value(key: str, text: str) -> str:
-    """``config get KEY`` prints either the bare value or ``KEY: value``."""
-    text = text.strip()
-    prefix = f"{key}:"
-    return text[len(prefix):].strip() if text.startswith(prefix) else text
 
 
 class Orbctl:
@@ -211,6 +170,9 @@ class Orbctl:
 
     def stop(self, name: str) -> None:
         self._run(cmd.stop(validate_machine_name(name)))
+
+    def restart(self, name: str) -> None:
+        self._run(cmd.restart(validate_machine_name(name)))
 
     def rename(self, old: str, new: str) -> None:
         self._run(cmd.rename(validate_machine_name(old), validate_machine_name(new)))

@@ -9,7 +9,20 @@ Flags come before positional arguments: orbctl parses flags non-interspersed
 
 from __future__ import annotations
 
-from pytest_orbstack.model.types import NO_RESOURCES, Resources, in_workdir, ready_command
+import json
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from pytest_orbstack.model.types import (
+    NO_RESOURCES,
+    EngineMachine,
+    Image,
+    MachineInfo,
+    Resources,
+    in_workdir,
+    ready_command,
+)
 
 ORBCTL = "orbctl"
 HOME_FIRST = "cd ~ 2>/dev/null; "  # prefix of a command run without an explicit workdir
@@ -51,6 +64,12 @@ def start(machine: str) -> list[str]:
 def stop(machine: str) -> list[str]:
     """Stop one machine (a bare ``orbctl stop`` would stop all of OrbStack)."""
     return [ORBCTL, "stop", machine]
+
+
+def restart(machine: str) -> list[str]:
+    """Restart one machine (by name or ID; OrbStack's source, orbstack/swift-nio
+    scon/cmd/scli/cmd/restart.go: no name and no ``--all`` is an error there)."""
+    return [ORBCTL, "restart", machine]
 
 
 def delete(machine: str) -> list[str]:
@@ -118,3 +137,67 @@ def ready(machine: str, timeout: int = 90) -> list[str]:
 def push(machine: str, source: str, dest: str) -> list[str]:
     """Copy a Mac file into ``machine`` (reads it through ``/mnt/mac``, OrbStack #406, #2469)."""
     return [ORBCTL, "push", "-m", machine, source, dest]
+
+
+# -- what orbctl prints, and the pyinfra facts' shell lines (run on the OrbStack host) -----------
+def parse_machine(record: dict[str, Any]) -> EngineMachine:
+    image = record.get("image") or {}
+    config = record.get("config") or {}
+    return EngineMachine(
+        id=str(record.get("id", "")),
+        name=record["name"],
+        image=Image(distro=image.get("distro", ""), version=image.get("version", ""),
+                    arch=image.get("arch", ""), variant=image.get("variant", "default")),
+        state=record.get("state", "stopped"),
+        default_username=config.get("default_username"),
+        isolated=bool(config.get("isolated", False)),
+        builtin=bool(record.get("builtin", False)),
+    )
+
+
+def parse_info(data: dict[str, Any]) -> MachineInfo:
+    """Parse both shapes of ``info -f json``: ``{"record": {...}, "ip4": ...}`` and flat."""
+    record = data["record"] if isinstance(data.get("record"), dict) else data
+    disk = data.get("disk_size")
+    return MachineInfo(machine=parse_machine(record), ip4=data.get("ip4") or None,
+                       ip6=data.get("ip6") or None,
+                       disk_size=int(disk) if isinstance(disk, (int, float)) else None)
+
+
+def parse_config(text: str) -> dict[str, str]:
+    """Parse ``key: value`` lines (``config show``)."""
+    config = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip():
+            config[key.strip()] = value.strip()
+    return config
+
+
+def parse_config_value(key: str, text: str) -> str:
+    """``config get KEY`` prints either the bare value or ``KEY: value``."""
+    text = text.strip()
+    prefix = f"{key}:"
+    return text[len(prefix):].strip() if text.startswith(prefix) else text
+
+
+def machines_script(at: Callable[[str], str] = str) -> str:
+    """Shell that prints every machine as JSON (:func:`machines_of` reads it)."""
+    return shlex.join(list_machines())
+
+
+def machines_of(lines: list[str]) -> list[EngineMachine]:
+    """The machines :func:`machines_script` printed, less OrbStack's built-in ones."""
+    return [m for m in map(parse_machine, json.loads("\n".join(lines) or "[]") or []) if not m.builtin]
+
+
+def machine_script(name: str, at: Callable[[str], str] = str) -> str:
+    """Shell that prints machine ``name`` as JSON, or ``null`` when there is none (``at``: the
+    name itself on OrbStack)."""
+    found = f"{shlex.join(list_names())} | grep -qxF {shlex.quote(name)}"
+    return f"if {found}; then {shlex.join(info(name))}; else echo null; fi"
+
+
+def machine_of(lines: list[str]) -> MachineInfo | None:
+    data = json.loads("\n".join(lines) or "null")
+    return parse_info(data) if data is not None else None

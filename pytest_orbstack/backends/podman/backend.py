@@ -16,6 +16,7 @@ import shlex
 import shutil
 
 from pytest_orbstack import settings
+from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.docker.commands import label_resources
 from pytest_orbstack.backends.podman import commands as cmd
@@ -31,6 +32,8 @@ class PodmanBackend(DockerBackend):
     ``env`` (which extends this process's environment)."""
 
     name = "podman"
+    commands = cmd
+    create_steps = Backend.create_steps  # one call of create: its run needs the network's gateway
     not_running = NOT_RUNNING
     stopped_words = ("container state improper", "no such container")
 

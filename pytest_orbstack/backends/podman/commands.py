@@ -27,7 +27,8 @@ aardvark-dns, as a Docker user network has) and the labels are the same words as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import shlex
+from collections.abc import Callable, Mapping
 
 from pytest_orbstack.backends.docker import commands as docker
 from pytest_orbstack.backends.docker.commands import LABEL, NETWORK, TMP_FLAGS
@@ -109,3 +110,15 @@ def ready(machine: str, timeout: int = 90, setup: str | None = None) -> list[str
 
 def exec_(machine: str, command: str, *, user: str, workdir: str | None = None, stdin: bool = True) -> list[str]:
     return flavour(docker.exec_(machine, command, user=user, workdir=workdir, stdin=stdin))
+
+
+# the pyinfra facts: podman's commands, Docker's output (the same inspect, the same list lines)
+machines_of, machine_of = docker.machines_of, docker.machine_of
+
+
+def machines_script(at: Callable[[str], str] = str) -> str:
+    return shlex.join(list_machines())
+
+
+def machine_script(name: str, at: Callable[[str], str] = str) -> str:
+    return f"{shlex.join(inspect(name, fmt='{{json .}}'))} 2>/dev/null || echo null"

@@ -26,8 +26,8 @@ clone from 2.0 (#654); config keys (S, TF, G-cli; defaults in emu_facts.py); ``c
 prints the bare value (little-ci, 2.2.3); ``stop`` without a name stops everything (G-cli).
 From OrbStack's own source (SRC, emu_facts.py): the distros; the name rule (no length limit:
 65+ characters fail at the first start, LXC's hostname limit) and the error texts of create,
-clone and rename; rename changes the hostname, to the same name it does nothing; ``start`` and
-``stop`` idempotent; ``run``/``push``/``pull`` start a stopped machine (scon/ssh.go); ``logs``
+clone and rename; rename changes the hostname, to the same name it does nothing; ``start``,
+``stop`` and ``restart`` (emu_lifecycle.py); ``run``/``push``/``pull`` start a stopped machine (scon/ssh.go); ``logs``
 prints an error on stdout and exits 0; text ``info``; ``status`` exit codes; cloud-init before
 the default user, its failure only logged, a ``power_state`` reboot cancelling create before
 2.2.2 (#2555); the default user (emu_guest.py: normalised name, the Mac's uid as uid and gid,
@@ -80,6 +80,7 @@ from emu_create import cmd_create
 from emu_facts import E
 from emu_files import cmd_pull, cmd_push, cmd_run
 from emu_guest import boot_setup
+from emu_lifecycle import cmd_lifecycle
 from emu_machines import (
     LBL,
     NAME_RE,
@@ -103,8 +104,6 @@ from emu_machines import (
     record,
     remove_machine,
     running,
-    set_status,
-    start_machine,
     update_state,
 )
 from emu_substrate import substrate
@@ -186,25 +185,6 @@ def find_for_delete(name: str) -> dict:
         print(facts.DELETE_PANIC, file=sys.stderr)
         sys.exit(2)
     return by_id[0] if by_id else find(name)
-
-
-def cmd_lifecycle(verb):
-    def run(names):
-        for flag in (n for n in names if n.startswith("-")):
-            raise Fail(f"Error: unknown flag: {flag}")
-        if not names:  # real OrbStack starts/stops itself (stop: ALL machines). Clients never do this.
-            if verb == "stop":
-                for c in filter(running, machines()):
-                    substrate.stop(c)
-            set_status("Running" if verb != "stop" else "Stopped")
-            return
-        targets = [find(n) for n in dict.fromkeys(names)]
-        for c in targets:
-            if verb in ("stop", "restart") and running(c):
-                substrate.stop(c)
-            if verb in ("start", "restart"):
-                start_machine(find(name_of(c)))
-    return run
 
 
 def cmd_clone(argv):
