@@ -40,7 +40,7 @@ __dir__, __getattr__
 pytest_addoption, pytest_cmdline_main, pytest_collection_modifyitems, pytest_configure
 pytest_configure_node, pytest_generate_tests, pytest_load_initial_conftests
 pytest_runtest_protocol, pytest_sessionfinish, pytest_testnodedown
-PluginState.pytest_runtest_logreport
+PluginState.pytest_runtest_logreport, PluginState.pytest_sessionstart
 ShardSelection.pytest_report_collectionfinish
 
 # the pyinfra connector interface (pyinfra.connectors.base.BaseConnector) and its host data key

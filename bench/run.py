@@ -1,6 +1,6 @@
 """pytest-orbstack's benchmarks: one harness, one run, one table (measured, target, verdict).
 
-    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5,6] [--quiet]
+    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5,6,7] [--quiet]
 
 On Incus (``--backend incus --only 1,2,3``): B of 1 is ``incus launch`` of the same image + the
 same systemd poll over ``incus exec``; B of 2a is ``incus exec NAME true``; 2b, 4 and 5 compare
@@ -54,6 +54,10 @@ package's prepared base image is its per-host cache and stays.
     ``pytest -n 2`` on a two-member Incus cluster built for the run (tests/support/nested_incus.py),
     the scheduler placing machines / all pinned to member m1, <= 0.75, the engine's own ratio
     (raw ``incus launch`` cycles in 2 threads, placed / ``--target m1``) beside it; bench/cluster.py.
+7   not in the default set (``--backend docker --only 7``): 16 machine tests ``pytest -n 2`` over
+    two engines (``--orbstack-engines=docker,incus``, one per worker) / ``-n 2`` on one, <= 0.6, the
+    engines' own ratio (the same raw cycles, one thread per engine / both on one) beside it;
+    bench/engines.py.
 """
 
 from __future__ import annotations
@@ -79,6 +83,7 @@ from pathlib import Path
 
 import testinfra
 from cluster import bench_cluster
+from engines import bench_engines
 from harness import Result, alternate, busy_cores, inner_pytest, print_table, timed
 
 from pytest_orbstack.backends import get_backend
@@ -620,14 +625,15 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
 
 # -- the run -----------------------------------------------------------------------------------------
 BENCHMARKS: dict[str, Callable[[Bench], list[Result]]] = {
-    "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster}
+    "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster,
+    "7": bench_engines}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="docker", choices=("docker", "podman", "orbstack", "incus", "auto"))
     parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated numbers (default: 1-5; 6 is Incus "
-                        "only and builds a cluster)")
+                        "only and builds a cluster; 7 needs a second engine)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
 

@@ -248,7 +248,8 @@ class Lifecycle:
         (:meth:`.SharedMachines.claim`: a failed creation is not retried; ``asker`` is the id of
         the test asking, ``label`` says which shared machine it is, in reports too)."""
         what = label or f"{role} machine of {image}"
-        with self.shared_machines.claim(key, what, asker) as entry:
+        # the engine is part of the key: a golden machine is never shared across engines
+        with self.shared_machines.claim(f"{self.backend.name}|{key}", what, asker) as entry:
             if not entry:  # no process made it yet: this one does
                 create_args.setdefault("clone", False)
                 machine, record = self.create(key, image, role=role, shown=what, **create_args)

@@ -4,7 +4,8 @@ Hooks live here; the fixtures are in :mod:`pytest_orbstack.plugin.fixtures`, rep
 :mod:`pytest_orbstack.plugin.report`, per-process state in :mod:`pytest_orbstack.plugin.state`.
 
 Options: ``--orbstack-backend``, ``--orbstack-image``, ``--orbstack-keep[=never|always|failed]``,
-``--orbstack-prune``, ``--orbstack-timings=FILE``; ini: ``orbstack_backend``, ``orbstack_image``,
+``--orbstack-prune``, ``--orbstack-timings=FILE``, ``--orbstack-engines`` (:mod:`.engines`); ini:
+``orbstack_backend``, ``orbstack_image``,
 ``orbstack_user``, ``orbstack_keep``, ``orbstack_clone``, ``orbstack_deploy``. Environment:
 ``PYTEST_ORBSTACK_BACKEND``, ``PYTEST_ORBSTACK_STATE_DIR``. Shards: ``--orbstack-shard=K/N`` (:mod:`.shard`).
 """
@@ -25,10 +26,10 @@ import pytest
 from pytest_orbstack.backends import CHOICES, get_backend, resolve_name
 from pytest_orbstack.errors import InvalidInput, MachineError
 from pytest_orbstack.machines.kept import kept_machines, listing, on_engine
-from pytest_orbstack.machines.lifecycle import Lifecycle
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
+from pytest_orbstack.plugin import engines
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -75,6 +76,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="list this project's kept machines (test, image, age, login command), then exit.")
     group.addoption("--orbstack-timings", metavar="FILE", default=None,
                     help="write machine phase timings as JSON to FILE.")
+    engines.add_options(group, parser)
     parser.addini("orbstack_backend", "default engine: auto, orbstack, docker or incus (unset: "
                   "$PYTEST_ORBSTACK_BACKEND, else auto)", default="")
     parser.addini("orbstack_image", "default image for machines", default=DEFAULT_IMAGE)
@@ -120,6 +122,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if not state.is_worker and not config.getoption("help", False):
         _terminate_on_sigterm()
+        if state.engines and not (config.getoption("orbstack_prune") or config.getoption("orbstack_list")):
+            engines.check_answering(state.engines)  # one line, before any machine
     if config.getoption("orbstack_shard", None):  # (loaded only for a shard)
         from pytest_orbstack.plugin import shard
         shard.configure(config)
@@ -192,9 +196,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
 def pytest_configure_node(node: Any) -> None:
     """xdist: workers join the controller's session (same id, owner and shared folder)."""
     state = node.config.stash[STATE]
-    state.start_watcher()  # the controller owns the session its workers make machines in
-    node.workerinput["orbstack_session"] = state.session_id
-    node.workerinput["orbstack_shared_dir"] = str(state.shared_dir)
+    # the controller owns the session its workers make machines in (with several engines: one
+    # per engine, the worker's), and starts its watcher
+    session_id, engine = state.session_of(node.gateway.id)
+    node.workerinput.update(orbstack_session=session_id, orbstack_engine=engine or "")
+    node.workerinput["orbstack_shared_dir"] = str(state.shared_dir_of(session_id))
     node.workerinput["orbstack_owner_pid"] = str(state.owner_pid)
 
 
@@ -224,7 +230,8 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     mine = dict(project=str(config.rootpath), user=getpass.getuser()) if scope == "project" else {}
     engine = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
     try:
-        rows = prune(Registry(), get_backend, include_kept=True, images_on=[resolve_name(engine)], **mine)
+        rows = prune(Registry(), get_backend, include_kept=True,
+                     images_on=engines.requested(config) or [resolve_name(engine)], **mine)
     except MachineError as exc:
         print(f"orbstack: prune failed: {exc}")
         return 1
@@ -253,22 +260,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         records = [r.as_json() for r in state.all_records()]
         session.config.workeroutput["orbstack_records"] = json.dumps(records)  # type: ignore[attr-defined]
         return
-    lifecycle = state.lifecycle or _lifecycle_of_workers(state)
-    if lifecycle is not None:
+    for lifecycle in [state.lifecycle] if state.lifecycle is not None else state.lifecycles_of_workers():
         lifecycle.finish_shared(state.failed, interrupted)
         swept = lifecycle.reap()
         if swept:
             state.notices.progress(f"orbstack: swept {len(swept)} machine(s) left by the session")
     state.stop_watcher(late=interrupted)  # a spare's clone still under way may make its machine later
-    shutil.rmtree(state.shared_dir, ignore_errors=True)
+    for session_id in {state.session_id, *state.engine_sessions.values()}:
+        shutil.rmtree(state.shared_dir_of(session_id), ignore_errors=True)
 
-
-def _lifecycle_of_workers(state: PluginState) -> Lifecycle | None:
-    """The controller's view of a session its xdist workers registered (None if they made no
-    machine)."""
-    session = state.registry.get(state.session_id)
-    if session is None:
-        return None
-    state.lifecycle = Lifecycle(get_backend(session.backend), state.registry, state.session_id,
-                                state.shared_dir, keep=state.keep, progress=state.notices.progress)
-    return state.lifecycle

@@ -22,6 +22,7 @@ from pytest_orbstack.machines.reaper import prune, start_watcher, stop_watcher
 from pytest_orbstack.machines.registry import Registry, new_session_id
 from pytest_orbstack.model.inputs import image_list, search_dirs
 from pytest_orbstack.model.records import MachineRecord
+from pytest_orbstack.plugin import engines as several
 from pytest_orbstack.plugin.flags import KEEP_POLICIES
 
 DEFAULT_IMAGE = "debian:bookworm"
@@ -50,7 +51,12 @@ class PluginState:
         if self.keep not in KEEP_POLICIES:
             raise pytest.UsageError(f"--orbstack-keep / orbstack_keep = {self.keep!r}: "
                                     f"use {', '.join(KEEP_POLICIES)}")
-        self.engine_requested = config.getoption("orbstack_backend") or config.getini("orbstack_backend")
+        # several engines (plugin/engines.py): the controller's list; a worker's one engine
+        self.engines: list[str] = [] if self.is_worker else several.requested(config)
+        self.engine_requested = (self.engines[0] if self.engines else None) or (
+            workerinput or {}).get("orbstack_engine") or config.getoption("orbstack_backend") or config.getini(
+            "orbstack_backend")
+        self.engine_sessions: dict[str, str] = {}  # engine -> its session id (the controller's, several)
         # --orbstack-image narrows every matrix to its images; else the ini list is the matrix
         # of tests whose marker names no image
         option = config.getoption("orbstack_image")
@@ -64,6 +70,7 @@ class PluginState:
         self.registry = Registry()
         self.lifecycle: Lifecycle | None = None
         self.lifecycle_engine: Backend | None = None  # the session's engine, once asked for
+        self.worker_lifecycles: list[Lifecycle] = []  # the controller's, of its workers' sessions
         self.records: list[MachineRecord] = []  # from xdist workers
         self.failed = False
         self.test_seconds: dict[str, float] = {}  # each test's setup+call+teardown, --orbstack-timings
@@ -74,7 +81,7 @@ class PluginState:
         self.notices = Notices(functools.partial(plugins.get_plugin, "terminalreporter"),
                                functools.partial(plugins.get_plugin, "capturemanager"),
                                verbose=config.getoption("verbose") > 0, held=[] if self.is_worker else None)
-        self.watcher: IO[bytes] | None = None
+        self.watchers: dict[str, tuple[IO[bytes], str | None]] = {}  # session -> (pipe, engine)
 
     @property
     def shared_dir(self) -> Path:
@@ -82,10 +89,28 @@ class PluginState:
         the controller's pytest temp folder (xdist's "session fixture once" recipe), which pytest
         itself cleans up under its retention policy should this session be killed."""
         if self._shared_dir is None:
-            factory = getattr(self.config, "_tmp_path_factory", None)
-            base = factory.getbasetemp() if factory is not None else Path(tempfile.gettempdir())
-            self._shared_dir = Path(base) / f"orbstack-{self.session_id}"
+            self._shared_dir = self.shared_dir_of(self.session_id)
         return self._shared_dir
+
+    def shared_dir_of(self, session_id: str) -> Path:
+        """The shared folder of the controller's session ``session_id`` (one per engine)."""
+        factory = getattr(self.config, "_tmp_path_factory", None)
+        base = factory.getbasetemp() if factory is not None else Path(tempfile.gettempdir())
+        return Path(base) / f"orbstack-{session_id}"
+
+    def session_of(self, worker_id: str) -> tuple[str, str | None]:
+        """The controller's answer to xdist worker ``worker_id``: (its session id, its engine).
+        With several engines each engine has a session of its own (the first engine's is this
+        process's), whose watcher starts now; else the one session and no engine named."""
+        if not self.engines:
+            self.start_watcher()
+            return self.session_id, None
+        engine = several.engine_of_worker(self.engines, worker_id)
+        if engine not in self.engine_sessions:
+            first = not self.engine_sessions
+            self.engine_sessions[engine] = self.session_id if first else new_session_id()
+        self.start_watcher(self.engine_sessions[engine], engine)
+        return self.engine_sessions[engine], engine
 
     def get_lifecycle(self) -> Lifecycle:
         """The session's Lifecycle; the first call checks the engine answers, prunes what dead
@@ -111,18 +136,43 @@ class PluginState:
         """The backend of engine ``name``: this session's own when it is that engine."""
         return get_backend(name, own=self.lifecycle.backend if self.lifecycle is not None else self.lifecycle_engine)
 
-    def start_watcher(self) -> None:
-        """The watcher that reaps this session if its owner dies (reaper.py); started once, by
+    def start_watcher(self, session_id: str | None = None, engine: str | None = None) -> None:
+        """The watcher that reaps session ``session_id`` (default: this process's) on ``engine``
+        (default: the one requested) if its owner dies (reaper.py); started once per session, by
         the owner: the only process, or the xdist controller (see plugin.py)."""
-        if self.watcher is None and not self.is_worker:
-            self.watcher = start_watcher(self.session_id, self.engine_requested, self.registry.dir.parent)
+        session_id = session_id or self.session_id
+        if session_id not in self.watchers and not self.is_worker:
+            engine = engine or self.engine_requested
+            self.watchers[session_id] = (start_watcher(session_id, engine, self.registry.dir.parent), engine)
 
     def stop_watcher(self, late: bool = False) -> None:
-        """The session's end: the watcher exits, or with ``late`` (and machines made) sweeps again
+        """The session's end: each watcher exits, or with ``late`` (and machines made) sweeps again
         once this process and its engine calls have ended (:func:`.reaper.stop_watcher`)."""
-        if self.watcher is not None:
-            stop_watcher(self.watcher, self.lifecycle.backend.name if late and self.lifecycle else None)
-            self.watcher = None
+        made = {lifecycle.session_id: lifecycle.backend.name for lifecycle in self.own_lifecycles()}
+        for session_id, (pipe, _) in self.watchers.items():
+            stop_watcher(pipe, made.get(session_id) if late else None)
+        self.watchers.clear()
+
+    def own_lifecycles(self) -> list[Lifecycle]:
+        """This process's Lifecycle, else those :meth:`lifecycles_of_workers` found."""
+        return [self.lifecycle] if self.lifecycle is not None else self.worker_lifecycles
+
+    def lifecycles_of_workers(self) -> list[Lifecycle]:
+        """The controller's view of the sessions its xdist workers registered (one per engine
+        with several engines; none if they made no machine), for the session's end."""
+        self.worker_lifecycles = []
+        for session_id in dict.fromkeys(list(self.engine_sessions.values()) or [self.session_id]):
+            session = self.registry.get(session_id)
+            if session is not None:
+                self.worker_lifecycles.append(Lifecycle(
+                    get_backend(session.backend), self.registry, session_id, self.shared_dir_of(session_id),
+                    keep=self.keep, progress=self.notices.progress))
+        return self.worker_lifecycles
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Several engines without xdist workers: a notice that the first one takes every test."""
+        if self.engines and len(self.engines) > 1 and not several.uses_xdist(self.config):
+            self.notices.notice(several.single_process_notice(self.engines))
 
     def search_dirs(self) -> list[Path]:
         """Where relative deploy and cloud-init paths are looked up: the running test's folder,
@@ -145,7 +195,7 @@ class PluginState:
             self.notices.write(f"[{worker.id}] {line}" if worker is not None else line)
 
     def all_records(self) -> list[MachineRecord]:
-        own = self.lifecycle.records + self.lifecycle.kept if self.lifecycle else []
+        own = [r for lifecycle in self.own_lifecycles() for r in lifecycle.records + lifecycle.kept]
         seen: dict[str, MachineRecord] = {}
         for record in [*own, *self.records]:
             if record.name not in seen or record.outcome != "alive":
