@@ -29,6 +29,7 @@ from pytest_orbstack.machines.lifecycle import Lifecycle
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
+from pytest_orbstack.plugin import cache
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -86,6 +87,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   "ask for (one more machine alive per process)", type="bool", default=True)
     parser.addini("orbstack_deploy", "deploy file applied by the `orbstack` fixture when its "
                   "marker names none (looked up in the test's folder, then the rootdir)", default="")
+    cache.add_options(group, parser)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -108,6 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if problem:
             raise pytest.UsageError(problem)
     state = PluginState(config)
+    cache.policy(config)  # a bad --orbstack-cache or ini value stops the run before any test
     config.pluginmanager.register(state, PLUGIN_NAME)
     config.stash[STATE] = state
     if not state.is_worker and not config.getoption("help", False):
@@ -197,12 +200,14 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("orbstack_list"):
         kept = kept_machines(Registry(), getpass.getuser(), str(config.rootpath))
         engine_for = functools.cache(get_backend)  # one backend per engine named
+        engine = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
         try:
             kept = on_engine(kept, lambda name: [m.name for m in engine_for(name).list()])
+            cached = cache.listing(config, engine_for(resolve_name(engine)))
         except MachineError as exc:
             print(f"orbstack: list failed: {exc}")
             return 1
-        for line in listing(kept, engine_for):
+        for line in [*listing(kept, engine_for), *cached]:
             print(line)
         return 0
     scope = config.getoption("orbstack_prune")
@@ -213,10 +218,13 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     mine = dict(project=str(config.rootpath), user=getpass.getuser()) if scope == "project" else {}
     engine = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
     try:
+        cached = cache.prune(config, get_backend(resolve_name(engine)), scope)
         rows = prune(Registry(), get_backend, include_kept=True, images_on=[resolve_name(engine)], **mine)
     except MachineError as exc:
         print(f"orbstack: prune failed: {exc}")
         return 1
+    if cached:
+        print(f"orbstack: removed {len(cached)} cached golden machine(s): {' '.join(cached)}")
     deleted = [what for _, outcome, what in rows if outcome == "deleted"]
     images = [what for _, outcome, what in rows if outcome == "image"]
     where = f"this project ({config.rootpath})" if scope == "project" else "this host"
