@@ -54,6 +54,8 @@ package's prepared base image is its per-host cache and stays.
     ``pytest -n 2`` on a two-member Incus cluster built for the run (tests/support/nested_incus.py),
     the scheduler placing machines / all pinned to member m1, <= 0.75, the engine's own ratio
     (raw ``incus launch`` cycles in 2 threads, placed / ``--target m1``) beside it; bench/cluster.py.
+7   the golden cache, not in the default set (``--only 7``): examples/test_nginx.py's second run
+    from the cache / its first run, <= 0.5, and / a fresh machine per test, <= 0.15; bench/cache.py.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import testinfra
+from cache import bench_cache
 from cluster import bench_cluster
 from harness import Result, alternate, busy_cores, inner_pytest, print_table, timed
 
@@ -620,14 +623,15 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
 
 # -- the run -----------------------------------------------------------------------------------------
 BENCHMARKS: dict[str, Callable[[Bench], list[Result]]] = {
-    "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster}
+    "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster,
+    "7": bench_cache}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="docker", choices=("docker", "podman", "orbstack", "incus", "auto"))
     parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated numbers (default: 1-5; 6 is Incus "
-                        "only and builds a cluster)")
+                        "only and builds a cluster; 7: the golden cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from xml.etree import ElementTree
 
 import pytest
 from innerpytest import containers, run, sessions_of
@@ -87,7 +88,7 @@ def made_by(inner, *args: str, **env: str) -> list[str]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        result = run(inner, "--orbstack-timings=timings.json", *args)
+        result = run(inner, "--orbstack-timings=timings.json", "--junitxml=junit.xml", *args)
     finally:
         for key, value in saved.items():
             os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
@@ -96,6 +97,9 @@ def made_by(inner, *args: str, **env: str) -> list[str]:
     tests = {r["created_by"] for r in records if r["kind"] == "test"}
     goldens = [r["created_by"] for r in records if r["kind"] == "golden"]
     assert ("cache" in tests) == (set(goldens) == {"cache"}), records  # clones of a cached golden say so
+    junit = {p.get("value") for p in ElementTree.parse(inner.path / "junit.xml").iter("property")
+             if p.get("name") == "orbstack.created_by"}
+    assert junit == tests, (junit, tests)
     return goldens
 
 

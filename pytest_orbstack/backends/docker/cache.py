@@ -47,7 +47,7 @@ class DockerCacheStore(CacheStore):
             labels = image["Config"].get("Labels") or {}
             if any(labels.get(key) for key in SOURCES):
                 continue  # a snapshot of a machine cloned from an entry: it inherited the labels
-            tags = [t for t in image.get("RepoTags") or [] if t.startswith(f"{REPOSITORY}:")]
+            tags = [t for t in image.get("RepoTags") or [] if t.split("/")[-1].startswith(f"{REPOSITORY}:")]
             entry = parse_entry(tags[0] if tags else image["Id"], labels)
             if entry is not None:
                 found.append(entry)
