@@ -7,7 +7,7 @@ project, so its own cache scope).
 7b  the same second run / the peer-style run: a fresh machine per test, each deployed
     (``--orbstack-cache=off -o orbstack_clone=false``), <= 0.15.
 
-One untimed first run fills Python's bytecode cache and the cache; then 3 rounds, the sides
+One untimed first run fills Python's bytecode cache and the cache; then 5 rounds, the sides
 alternating. Every run must pass and the second must say ``created_by: cache`` in its timings.
 The copy's cached golden machines are pruned at the end (``--orbstack-prune``), also on an error.
 """
@@ -31,7 +31,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FIRST, SECOND, FRESH = "first run (makes + caches)", "second run (from the cache)", "fresh machine per test"
 
 
-def bench_cache(bench: Bench, rounds: int = 3) -> list[Result]:
+def bench_cache(bench: Bench, rounds: int = 5) -> list[Result]:
     suite = bench.tmp / "cache-suite"
     suite.mkdir()
     for part in ("test_nginx.py", "pytest.ini"):
