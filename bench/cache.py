@@ -31,14 +31,21 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 FIRST, SECOND, FRESH = "first run (makes + caches)", "second run (from the cache)", "fresh machine per test"
 
 
-def bench_cache(bench: Bench, rounds: int = 5) -> list[Result]:
-    suite = bench.tmp / "cache-suite"
+def bench_cache_clones_only(bench: Bench) -> list[Result]:
+    """Row 8 (``--only 8``): row 7 without the example's one ``clone=False`` test, which deploys
+    a fresh machine of its own on every side (3 rounds): what the cache saves where every
+    machine comes from the golden one."""
+    return bench_cache(bench, 3, "-k", "not host_data", row="8")
+
+
+def bench_cache(bench: Bench, rounds: int = 5, *select: str, row: str = "7") -> list[Result]:
+    suite = bench.tmp / f"cache-suite-{row}"
     suite.mkdir()
     for part in ("test_nginx.py", "pytest.ini"):
         shutil.copy(EXAMPLES / part, suite / part)
     shutil.copytree(EXAMPLES / "nginx", suite / "nginx")
     base = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", f"--orbstack-backend={bench.backend.name}",
-            "test_nginx.py"]
+            "test_nginx.py", *select]
     env = bench.inner_env()
     made_by: dict[str, set[str]] = {}
 
@@ -57,10 +64,11 @@ def bench_cache(bench: Bench, rounds: int = 5) -> list[Result]:
         sides[FIRST](-1)
         c = alternate(sides, rounds, bench.log, warm_up=False)
     finally:
-        subprocess.run([*base[:4], "--orbstack-prune"], cwd=suite, env=env, capture_output=True)
+        subprocess.run([*base[:7], "--orbstack-prune"], cwd=suite, env=env, capture_output=True)
     if "cache" not in made_by[SECOND] or "cache" in made_by[FIRST] | made_by[FRESH]:
         raise AssertionError(f"created_by per side (last round): {made_by}")
     detail = f"{c.describe(SECOND, FIRST)}\n  fresh machine per test: median {c.median(FRESH):.2f}s " \
              f"(rounds: {', '.join(f'{v:.2f}s' for v in c.times[FRESH])})\n  created_by: {made_by}"
-    return [Result("7a cached second run / first run (test_nginx.py)", c.ratio(SECOND, FIRST), 0.5, detail=detail),
-            Result("7b cached second run / fresh machine per test", c.ratio(SECOND, FRESH), 0.15)]
+    which = f"test_nginx.py {' '.join(select)}".strip()
+    return [Result(f"{row}a cached second run / first run ({which})", c.ratio(SECOND, FIRST), 0.5, detail=detail),
+            Result(f"{row}b cached second run / fresh machine per test", c.ratio(SECOND, FRESH), 0.15)]

@@ -56,6 +56,7 @@ package's prepared base image is its per-host cache and stays.
     (raw ``incus launch`` cycles in 2 threads, placed / ``--target m1``) beside it; bench/cluster.py.
 7   the golden cache, not in the default set (``--only 7``): examples/test_nginx.py's second run
     from the cache / its first run, <= 0.5, and / a fresh machine per test, <= 0.15; bench/cache.py.
+8   row 7 without the example's one ``clone=False`` test (``--only 8``), bench/cache.py.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import testinfra
-from cache import bench_cache
+from cache import bench_cache, bench_cache_clones_only
 from cluster import bench_cluster
 from harness import Result, alternate, busy_cores, inner_pytest, print_table, timed
 
@@ -624,7 +625,7 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
 # -- the run -----------------------------------------------------------------------------------------
 BENCHMARKS: dict[str, Callable[[Bench], list[Result]]] = {
     "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster,
-    "7": bench_cache}
+    "7": bench_cache, "8": bench_cache_clones_only}
 
 
 def main() -> int:
