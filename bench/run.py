@@ -58,6 +58,9 @@ package's prepared base image is its per-host cache and stays.
     two engines (``--orbstack-engines=docker,incus``, one per worker) / ``-n 2`` on one, <= 0.6, the
     engines' own ratio (the same raw cycles, one thread per engine / both on one) beside it;
     bench/engines.py.
+8   the golden cache, not in the default set (``--only 8``): examples/test_nginx.py's second run
+    from the cache / its first run, <= 0.5, and / a fresh machine per test, <= 0.15; bench/cache.py.
+9   row 8 without the example's one ``clone=False`` test (``--only 9``), bench/cache.py.
 """
 
 from __future__ import annotations
@@ -82,6 +85,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import testinfra
+from cache import bench_cache, bench_cache_clones_only
 from cluster import bench_cluster
 from engines import bench_engines
 from harness import Result, alternate, busy_cores, inner_pytest, print_table, timed
@@ -626,14 +630,14 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
 # -- the run -----------------------------------------------------------------------------------------
 BENCHMARKS: dict[str, Callable[[Bench], list[Result]]] = {
     "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster,
-    "7": bench_engines}
+    "7": bench_engines, "8": bench_cache, "9": bench_cache_clones_only}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="docker", choices=("docker", "podman", "orbstack", "incus", "auto"))
     parser.add_argument("--only", default="1,2,3,4,5", help="comma-separated numbers (default: 1-5; 6 is Incus "
-                        "only and builds a cluster; 7 needs a second engine)")
+                        "only and builds a cluster; 7 needs a second engine; 8, 9: the golden cache)")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
 

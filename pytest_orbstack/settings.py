@@ -29,6 +29,9 @@ VARIABLES = {
                                     "makes its machines on (default: the local daemon)",
     "PYTEST_ORBSTACK_INCUS_TARGET": "the cluster member the incus engine puts machines on (default: the "
                                     "cluster's scheduler places them)",
+    "PYTEST_ORBSTACK_CACHE": "`on`, `off` or `refresh`: the golden cache when neither `--orbstack-cache` nor "
+                             "the ini value says (default: `on`, `off` under `CI`)",
+    "CI": "set (not `false`/`0`): a CI job, whose golden cache is off unless asked for (docs/design.md)",
     "DOCKER_HOST": "the Docker engine to use (Docker's own variable; default: the local socket)",
     "USER": "a Docker machine's default user when none is given (unless root; else `dev`)",
     "PATH": "where `orbctl` and `docker` are found",
@@ -104,6 +107,13 @@ def call_timeout() -> float:
     if not seconds > 0:
         raise InvalidInput(f"PYTEST_ORBSTACK_ENGINE_TIMEOUT={value!r}: expected a number of seconds above 0")
     return seconds
+
+
+def cache_mode() -> str:
+    """The golden cache's mode when neither option nor ini value says: ``PYTEST_ORBSTACK_CACHE``,
+    else ``off`` in a CI job (``CI`` set, not ``false``/``0``), else ``on``."""
+    in_ci = _get("CI", "").lower() not in ("", "false", "0", "no")
+    return _get("PYTEST_ORBSTACK_CACHE", "off" if in_ci else "on").lower()
 
 
 def shell_enabled() -> bool:

@@ -30,6 +30,10 @@ from testenv import REAL, unique
 
 from pytest_orbstack.backends.orbstack.client import Orbctl
 
+# The suite's inner pytest runs are throwaway projects: a golden machine they cached would
+# outlive them. Cache tests ask for it with --orbstack-cache (and remove what they made).
+os.environ.setdefault("PYTEST_ORBSTACK_CACHE", "off")
+
 
 @pytest.fixture(scope="session")
 def orbctl_env(tmp_path_factory) -> dict[str, str]:

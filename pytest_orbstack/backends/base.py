@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, AnyStr
 
 from pytest_orbstack import settings
+from pytest_orbstack.backends.cache_store import CacheStore
 from pytest_orbstack.backends.process import run, run_text
 from pytest_orbstack.backends.shell import Shells
 from pytest_orbstack.errors import CommandTimeout, InvalidInput, MachineError, MachineNotFound
@@ -114,6 +115,10 @@ class Backend(ABC):
               frozen_source: bool = False) -> MachineInfo:
         """Create ``name`` as a copy of ``source`` and start it. ``frozen_source`` promises the
         source no longer changes (a golden machine), so an engine may reuse one snapshot."""
+
+    def cache_store(self) -> CacheStore | None:
+        """Where golden machines are kept between runs (:mod:`.cache_store`); None: not here."""
+        return None
 
     def can_clone(self) -> bool:
         """Whether :meth:`clone` works on this engine (an older OrbStack has no clone)."""

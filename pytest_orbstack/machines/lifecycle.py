@@ -23,6 +23,7 @@ from typing import Any
 
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import MachineError, MachineExists, attach_sections
+from pytest_orbstack.machines.cache import GoldenCache
 from pytest_orbstack.machines.diagnostics import machine_diagnostics
 from pytest_orbstack.machines.freshness import apply_golden
 from pytest_orbstack.machines.kept import KeptMachine
@@ -40,7 +41,8 @@ from pytest_orbstack.model.types import NO_RESOURCES, MachineInfo, Resources
 class Lifecycle:
     def __init__(self, backend: Backend, registry: Registry, session_id: str, shared_dir: Path,
                  keep: str = "never", progress: Callable[[str], None] = lambda line: None,
-                 find_kept: Callable[[str], KeptMachine | None] | None = None) -> None:
+                 find_kept: Callable[[str], KeptMachine | None] | None = None,
+                 cache: GoldenCache | None = None) -> None:
         self.backend = backend
         self.registry = registry
         self.session_id = session_id
@@ -51,6 +53,7 @@ class Lifecycle:
         self.records: list[MachineRecord] = []
         self.kept: list[MachineRecord] = []
         self.find_kept = find_kept  # --orbstack-reuse: a test's kept machine, if any
+        self.cache = cache  # golden machines kept between runs (--orbstack-cache), None: off
         self._warned_no_clone = False
         self._project_tag: str | None = None
         self.spares = Spares(backend, lambda name: registry.remove(session_id, name), progress)
@@ -125,6 +128,8 @@ class Lifecycle:
                 info = self.backend.clone(golden, record.name, labels=self._labels(), frozen_source=True)
             else:
                 record.created_by = "spare"
+        if self.cache is not None and golden in self.cache.hits:
+            record.created_by = "cache"  # a clone of a golden machine an earlier run made
         machine = self._machine(record.name, record.image, record, info)
         if next_key is not None and self.find_kept is None and record.role == "test":
             self._start_spare(next_key, golden)
@@ -204,13 +209,11 @@ class Lifecycle:
     def _can_clone(self) -> bool:
         """Whether golden machines can be cloned here; if not, every test machine gets the
         deploy itself, and one warning says why (an OrbStack before 2.0)."""
-        if self.backend.can_clone():
-            return True
-        if not self._warned_no_clone:
+        if not self.backend.can_clone() and not self._warned_no_clone:
             self._warned_no_clone = True
             warnings.warn(f"{self.backend.name} cannot clone machines (OrbStack 2.0 or newer can):"
                           " each test machine gets its deploy applied instead", stacklevel=2)
-        return False
+        return self.backend.can_clone()
 
     def _labels(self) -> dict[str, str]:
         """The session's labels on its machines and images: its id, its user and project."""
@@ -262,9 +265,12 @@ class Lifecycle:
         """Name of the golden machine for (image, deploy, machine and apply arguments):
         deployed once (twice with ``check_idempotent``), before any clone is made from it.
         ``asker``: the id of the test asking (see :meth:`shared`)."""
-        label = f"golden machine of {image} with deploy {describe(deploy)}"
-        return self.shared(golden_key(image, deploy, machine_args, apply_args), image, deploy=deploy,
-                           role="golden", label=label, asker=asker, **machine_args, **apply_args).name
+        label, key = f"golden machine of {image} with deploy {describe(deploy)}", golden_key(
+            image, deploy, machine_args, apply_args)
+        if self.cache is not None:  # (:mod:`.cache`)
+            return self.cache.golden(self, key, image, deploy, {**machine_args, **apply_args}, label, asker)
+        return self.shared(key, image, deploy=deploy, role="golden", label=label, asker=asker,
+                           **machine_args, **apply_args).name
 
     def finish_shared(self, failed: bool, interrupted: bool = False) -> list[MachineRecord]:
         """At the session's end, once (the only process, or the xdist controller after every
@@ -278,8 +284,8 @@ class Lifecycle:
             machine = Machine(entry["name"], self.backend, entry["image"])
             if record.role == "golden":
                 with self._phase(record, "teardown"):
-                    self._delete(machine.name)
-                record.outcome = "deleted"
+                    self._delete(machine.name)  # (cached: its entry stays)
+                record.outcome = "cached" if entry.get("cache") else "deleted"
             else:
                 self.finish(machine, record, failed)
             records.append(record)

@@ -29,7 +29,7 @@ from pytest_orbstack.machines.kept import kept_machines, listing, on_engine
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
-from pytest_orbstack.plugin import engines
+from pytest_orbstack.plugin import cache, engines
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -96,6 +96,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="an earlier run's --orbstack-timings JSON (the shards' merged: python -m "
                          "pytest_orbstack.merge) to balance --orbstack-shard on; a missing FILE "
                          "means count tests.")
+    cache.add_options(group, parser)
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -118,6 +119,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if problem:
             raise pytest.UsageError(problem)
     state = PluginState(config)
+    cache.policy(config)  # a bad --orbstack-cache or ini value stops the run before any test
     config.pluginmanager.register(state, PLUGIN_NAME)
     config.stash[STATE] = state
     if not state.is_worker and not config.getoption("help", False):
@@ -214,12 +216,14 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     if config.getoption("orbstack_list"):
         kept = kept_machines(Registry(), getpass.getuser(), str(config.rootpath))
         engine_for = functools.cache(get_backend)  # one backend per engine named
+        engine = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
         try:
             kept = on_engine(kept, lambda name: [m.name for m in engine_for(name).list()])
+            cached = cache.listing(config, engine_for(resolve_name(engine)))
         except MachineError as exc:
             print(f"orbstack: list failed: {exc}")
             return 1
-        for line in listing(kept, engine_for):
+        for line in [*listing(kept, engine_for), *cached]:
             print(line)
         return 0
     scope = config.getoption("orbstack_prune")
@@ -230,11 +234,14 @@ def pytest_cmdline_main(config: pytest.Config) -> int | None:
     mine = dict(project=str(config.rootpath), user=getpass.getuser()) if scope == "project" else {}
     engine = config.getoption("orbstack_backend") or config.getini("orbstack_backend") or None
     try:
-        rows = prune(Registry(), get_backend, include_kept=True,
-                     images_on=engines.requested(config) or [resolve_name(engine)], **mine)
+        names = engines.requested(config) or [resolve_name(engine)]
+        cached = [ref for name in names for ref in cache.prune(config, get_backend(name), scope)]
+        rows = prune(Registry(), get_backend, include_kept=True, images_on=names, **mine)
     except MachineError as exc:
         print(f"orbstack: prune failed: {exc}")
         return 1
+    if cached:
+        print(f"orbstack: removed {len(cached)} cached golden machine(s): {' '.join(cached)}")
     deleted = [what for _, outcome, what in rows if outcome == "deleted"]
     images = [what for _, outcome, what in rows if outcome == "image"]
     where = f"this project ({config.rootpath})" if scope == "project" else "this host"

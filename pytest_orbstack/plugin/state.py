@@ -23,6 +23,7 @@ from pytest_orbstack.machines.registry import Registry, new_session_id
 from pytest_orbstack.model.inputs import image_list, search_dirs
 from pytest_orbstack.model.records import MachineRecord
 from pytest_orbstack.plugin import engines as several
+from pytest_orbstack.plugin.cache import golden_cache
 from pytest_orbstack.plugin.flags import KEEP_POLICIES
 
 DEFAULT_IMAGE = "debian:bookworm"
@@ -129,7 +130,8 @@ class PluginState:
             find_kept = finder(self.registry, getpass.getuser(), str(self.config.rootpath), backend.name,
                                [m.name for m in machines]) if self.reuse else None
             self.lifecycle = Lifecycle(backend, self.registry, self.session_id, self.shared_dir,
-                                       keep=self.keep, progress=self.notices.progress, find_kept=find_kept)
+                                       keep=self.keep, progress=self.notices.progress, find_kept=find_kept,
+                                       cache=golden_cache(self.config, backend, self.notices.progress))
         return self.lifecycle
 
     def engine_named(self, name: str) -> Backend:

@@ -14,7 +14,7 @@ import re
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
@@ -32,6 +32,9 @@ from pytest_orbstack.errors import MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.inputs import check_cloud_init, default_login, image_codename
 from pytest_orbstack.model.names import validate_machine_name
 from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources
+
+if TYPE_CHECKING:
+    from pytest_orbstack.backends.docker.cache import DockerCacheStore
 
 NOT_RUNNING = re.compile(r"Error response from daemon: Container [0-9a-f]+ is not running\s*")
 
@@ -191,6 +194,14 @@ class DockerBackend(Backend):
                 self.cli.call(cmd.commit(source, image, f"LABEL {LABEL}.snapshot-of={source}", *marks),
                           timeout=settings.DOCKER_COMMIT_TIMEOUT)
         return image
+
+    def frozen_as(self, source: str, image: str, labels: dict[str, str]) -> None:
+        """Clones of ``source`` (which need not exist) run from ``image``, labelled ``labels``."""
+        self._frozen[source] = (image, labels)
+
+    def cache_store(self) -> DockerCacheStore:
+        from pytest_orbstack.backends.docker.cache import DockerCacheStore
+        return DockerCacheStore(self)
 
     def remove_session_images(self, session_id: str) -> None:
         """Remove the session's snapshot and clone images (labelled with it) no container uses."""

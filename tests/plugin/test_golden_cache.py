@@ -1,0 +1,171 @@
+"""The golden cache (``--orbstack-cache``) on Docker, through inner pytest runs: a second run
+clones from the cached golden machine (``created_by: cache``), a change of any input of its key
+makes a new one, the age and count limits hold, a session killed while making one leaves no
+entry to reuse, and under ``-n 2`` each key's golden machine is made once. Each inner project
+is its own cache scope (its rootdir); its entries are pruned at the end of each test."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from xml.etree import ElementTree
+
+import pytest
+from innerpytest import containers, run, sessions_of
+
+from pytest_orbstack.model.names import project_tag
+
+DEPLOY = '''
+import os
+
+from pyinfra import host
+from pyinfra.operations import files, server
+
+server.shell(name="slow", commands=[f"sleep {os.environ.get('SLEEP', '0')}"])
+files.put(name="motd", src="files/motd", dest="/etc/motd", _sudo=True)
+files.line(name="greeting", path="/etc/greeting", line=host.data.get("greeting"), _sudo=True)
+'''
+# the inner project's conftest: the engine's id of the base image as if it had been rebuilt
+CONFTEST = '''
+import os
+from pytest_orbstack.backends.docker.cache import DockerCacheStore
+
+if os.environ.get("FAKE_BASE"):
+    real = DockerCacheStore.base_id
+    DockerCacheStore.base_id = lambda self, image: real(self, image) + os.environ["FAKE_BASE"]
+'''
+TEST = '''
+import os
+import pytest
+
+VARIANTS = {"plain": {}, "data": {"data": {"greeting": "yo"}}, "user": {"user": "alice"}, "resources": {"cpus": 1}}
+
+
+@pytest.mark.parametrize("n", [1, 2])
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_machine(orbstack_machine, variant, n):
+    args = VARIANTS[variant]
+    machine = orbstack_machine(deploy="site/deploy.py", **args)
+    assert machine.run("cat /etc/motd").stdout == os.environ.get("MOTD", "one\\n")
+    greeting = args.get("data", {}).get("greeting") or os.environ.get("GREETING", "hello")
+    assert machine.run("cat /etc/greeting").stdout.strip() == greeting
+'''
+PLAIN = ("-k", "plain and 1")  # one test of the machine without arguments
+
+
+@pytest.fixture
+def project(inner, monkeypatch):
+    """An inner project whose golden machine deploys ``site/deploy.py``; its cache entries are
+    removed at the end (by ``--orbstack-prune``, checked against the engine)."""
+    monkeypatch.setenv("PYTEST_ORBSTACK_CACHE", "on")
+    inner.makepyfile(conftest=CONFTEST, test_cached=TEST)
+    site = inner.mkdir("site")
+    (site / "deploy.py").write_text(DEPLOY)
+    (site / "group_data").mkdir()
+    (site / "group_data" / "all.py").write_text('greeting = "hello"\n')
+    (site / "files").mkdir()
+    (site / "files" / "motd").write_text("one\n")
+    yield inner
+    result = run(inner, "--orbstack-prune")
+    assert entries(inner) == [], result.stdout.str()
+
+
+def entries(inner) -> list[str]:
+    """The project's cache entries on the engine (image ids)."""
+    tag = project_tag(getpass.getuser(), str(inner.path))
+    out = subprocess.run(["docker", "images", "-q", "--no-trunc", "--filter", "label=pytest-orbstack.cache",
+                          "--filter", f"label=pytest-orbstack.project={tag}"], capture_output=True, text=True)
+    return sorted(set(out.stdout.split()))
+
+
+def made_by(inner, *args: str, **env: str) -> list[str]:
+    """Run the inner tests (``env`` set for the run); the ``created_by`` of its golden machines."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        result = run(inner, "--orbstack-timings=timings.json", "--junitxml=junit.xml", *args)
+    finally:
+        for key, value in saved.items():
+            os.environ.pop(key) if value is None else os.environ.__setitem__(key, value)
+    assert result.ret == 0, result.stdout.str()
+    records = json.loads((inner.path / "timings.json").read_text())["machines"]
+    tests = {r["created_by"] for r in records if r["kind"] == "test"}
+    goldens = [r["created_by"] for r in records if r["kind"] == "golden"]
+    assert ("cache" in tests) == (set(goldens) == {"cache"}), records  # clones of a cached golden say so
+    junit = {p.get("value") for p in ElementTree.parse(inner.path / "junit.xml").iter("property")
+             if p.get("name") == "orbstack.created_by"}
+    assert junit == tests, (junit, tests)
+    return goldens
+
+
+def edit(path, text: str):
+    """Write ``text`` to ``path``; returns a function that puts the old content back."""
+    old = path.read_text()
+    path.write_text(text)
+    return lambda: path.write_text(old)
+
+
+def test_a_second_run_clones_from_the_cache_and_each_key_input_makes_a_new_one(project):
+    """Four keys (no arguments, ``data=``, user, resources), two tests each, under ``-n 2``:
+    each golden machine is made once and cached, then the next run clones from each; editing
+    a file of the deploy's folder, or a new base image, makes the plain one anew."""
+    site = project.path / "site"
+    assert made_by(project, "-n", "2") == ["operations.machine"] * 4
+    assert len(entries(project)) == 4
+    assert made_by(project, "-n", "2") == ["cache"] * 4
+    listed = run(project, "--orbstack-list").stdout.str()
+    assert "debian:bookworm site/deploy.py" in listed and "pytest-orbstack-cache:" in listed, listed
+    changes = {  # input -> (how it changes, the environment of the run)
+        "deploy file": (lambda: edit(site / "deploy.py", DEPLOY + "\n# changed\n"), {}),
+        "a file it ships": (lambda: edit(site / "files" / "motd", "two\n"), {"MOTD": "two\n"}),
+        "group_data": (lambda: edit(site / "group_data" / "all.py", 'greeting = "hi"\n'), {"GREETING": "hi"}),
+        "base image id": (None, {"FAKE_BASE": "-new"}),
+    }
+    for what, (change, env) in changes.items():
+        undo = change() if change else None
+        try:
+            assert made_by(project, *PLAIN, **env) == ["operations.machine"], f"{what}: a stale hit"
+        finally:
+            if undo:
+                undo()
+    assert made_by(project, *PLAIN) == ["cache"]  # the first entry is still there (10 at most)
+
+
+def test_the_oldest_entries_go_beyond_the_count_and_none_is_used_past_the_age(project):
+    project.makeini("[pytest]\norbstack_backend = docker\norbstack_cache_max_count = 2\n")
+    assert sorted(made_by(project, "-k", "1 and not resources")) == ["operations.machine"] * 3
+    assert len(entries(project)) == 2  # the oldest of three went
+    project.makeini("[pytest]\norbstack_backend = docker\norbstack_cache_max_age = 0.001\n")  # 3.6 s
+    time.sleep(4)
+    assert made_by(project, *PLAIN) == ["operations.machine"]  # older than the age: made anew ...
+    assert len(entries(project)) == 1  # ... and the expired ones removed
+
+
+def test_a_session_killed_while_making_its_golden_machine_leaves_no_entry(project, tmp_path):
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *PLAIN]
+    env = {**os.environ, "SLEEP": "600"}
+    proc = subprocess.Popen(argv, cwd=project.path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while not any(_sleeping(name) for s in sessions_of(tmp_path / "state") for name in containers(s)):
+        assert proc.poll() is None and time.monotonic() < deadline, "the golden machine's deploy never ran"
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 120  # the watcher reaps the killed session's machines
+    while any(containers(s) for s in sessions_of(tmp_path / "state")):
+        assert time.monotonic() < deadline, "the killed session's machines were not reaped"
+        time.sleep(1)
+    assert entries(project) == []
+    assert made_by(project, *PLAIN) == ["operations.machine"]
+
+
+def _sleeping(name: str) -> bool:
+    """Whether the deploy's ``sleep 600`` runs in machine ``name``."""
+    ps = subprocess.run(["docker", "exec", name, "pgrep", "-f", "sleep 600"], capture_output=True)
+    return ps.returncode == 0
