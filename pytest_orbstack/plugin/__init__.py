@@ -29,7 +29,7 @@ from pytest_orbstack.machines.lifecycle import Lifecycle
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
-from pytest_orbstack.plugin import shard
+from pytest_orbstack.plugin import schedule, shard
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -115,6 +115,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if not state.is_worker and not config.getoption("help", False):
         _terminate_on_sigterm()
     shard.configure(config)
+    schedule.configure(config)
 
 
 def _terminate_on_sigterm() -> None:
