@@ -1,4 +1,4 @@
-"""Row 7 of bench/run.py: a two-golden suite ``pytest -n 2`` / ``pytest -n 0``, <= 0.65
+"""Row 9 of bench/run.py: a two-golden suite ``pytest -n 2`` / ``pytest -n 0``, <= 0.65
 (golden machines in parallel: pytest_orbstack/plugin/schedule.py, docs/design.md).
 
 The suite: 12 tests, 6 on each of two golden machines (one image, two deploy files). Each deploy
@@ -9,7 +9,7 @@ and ``-n 2 -p no:orbstack_schedule`` (xdist's own load scheduler: how the plugin
 Beside it, the engine's own ratio for the same shape of work: per golden, ``docker run`` + the
 systemd poll + the deploy's commands over ``docker exec``, then 6 machines (run, poll,
 ``hostname``, ``rm``), the two goldens in 2 threads / in 1. Untimed first: one inner run of one
-test (Python's bytecode cache). 2 rounds, the sides alternating."""
+test (Python's bytecode cache). 3 rounds, the sides alternating."""
 
 from __future__ import annotations
 
@@ -47,8 +47,8 @@ RAW_DEPLOY = ("id app{name} || useradd app{name}; mkdir -p /srv/{name}; "
               "echo golden={name} > /srv/{name}/app.conf; sleep 3")
 
 
-def bench_goldens(bench: Bench, rounds: int = 2) -> list[Result]:
-    """Row 7 (Docker, Podman): the three inner sides and the engine's two, alternating."""
+def bench_goldens(bench: Bench, rounds: int = 3) -> list[Result]:
+    """Row 9 (Docker, Podman): the three inner sides and the engine's two, alternating."""
     suite = bench.tmp / "goldens-suite"
     suite.mkdir()
     for name in ("a", "b"):
@@ -79,7 +79,7 @@ def bench_goldens(bench: Bench, rounds: int = 2) -> list[Result]:
     if all(cores.values()):
         detail += (f"\n  host cores busy (median, of {os.cpu_count()}): " + ", ".join(
             f"{name} {statistics.median(used):.2f}" for name, used in cores.items()))
-    name = f"7 {2 * PER_GOLDEN} tests, 2 goldens -n 2 / -n 0 (engine's own: {engine:.3f})"
+    name = f"9 {2 * PER_GOLDEN} tests, 2 goldens -n 2 / -n 0 (engine's own: {engine:.3f})"
     return [Result(name, c.ratio(A, B), TARGET, detail=detail)]
 
 

@@ -1,6 +1,6 @@
 """pytest-orbstack's benchmarks: one harness, one run, one table (measured, target, verdict).
 
-    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5,6,7] [--quiet]
+    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5,6,9] [--quiet]
 
 On Incus (``--backend incus --only 1,2,3``): B of 1 is ``incus launch`` of the same image + the
 same systemd poll over ``incus exec``; B of 2a is ``incus exec NAME true``; 2b, 4 and 5 compare
@@ -54,9 +54,9 @@ package's prepared base image is its per-host cache and stays.
     ``pytest -n 2`` on a two-member Incus cluster built for the run (tests/support/nested_incus.py),
     the scheduler placing machines / all pinned to member m1, <= 0.75, the engine's own ratio
     (raw ``incus launch`` cycles in 2 threads, placed / ``--target m1``) beside it; bench/cluster.py.
-7   12 tests on two golden machines (two deploys of about 5 s), ``pytest -n 2`` / ``-n 0``, <= 0.65,
+9   12 tests on two golden machines (two deploys of about 5 s), ``pytest -n 2`` / ``-n 0``, <= 0.65,
     xdist's own load scheduler (how the plugin ran before) and the engine's own ratio beside it;
-    Docker or Podman (``--only 7``); bench/goldens.py.
+    Docker or Podman (``--only 9``); bench/goldens.py.
 """
 
 from __future__ import annotations
@@ -625,7 +625,7 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
 # -- the run -----------------------------------------------------------------------------------------
 BENCHMARKS: dict[str, Callable[[Bench], list[Result]]] = {
     "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster,
-    "7": bench_goldens}
+    "9": bench_goldens}
 
 
 def main() -> int:

@@ -114,15 +114,16 @@ class GoldenScheduling(LoadScheduling):
 
     def _send_tests(self, node: Any, num: int) -> None:
         """Send ``node`` up to ``num`` pending tests it can run at once, in collection order;
-        topped up with the first others so that it holds at least two (or all that are left)."""
+        topped up with the first others so that it holds at least two (or all that are left):
+        a worker holding one test does not start it, and xdist would not ask again."""
         chosen: list[int] = []
         for index in self.pending:
             if len(chosen) == num:
                 break
             if self.ready(node, index):
                 chosen.append(index)
-        held = len(self.node2pending[node]) + len(chosen)
-        chosen += [index for index in self.pending if index not in chosen][:max(0, min(num, 2) - held)]
+        short = 2 - len(self.node2pending[node]) - len(chosen)
+        chosen += [index for index in self.pending if index not in chosen][:max(0, short)]
         if chosen:
             self.pending[:] = [index for index in self.pending if index not in chosen]
             self.node2pending[node].extend(chosen)
