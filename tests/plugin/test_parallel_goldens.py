@@ -1,5 +1,7 @@
 """Golden machines in parallel under ``pytest -n 2`` (:mod:`pytest_orbstack.plugin.schedule`):
-two goldens, each made once, by different workers, at the same time."""
+two goldens, each made once, by different workers, at the same time; and the worker that makes
+no golden runs other tests meanwhile. Both fail with ``-p no:orbstack_schedule`` (xdist's own
+load scheduler sends both workers golden A's tests first)."""
 
 from __future__ import annotations
 
@@ -64,3 +66,29 @@ def test_two_goldens_are_made_at_once_by_two_workers(inner, tmp_path, monkeypatc
     (a_start, a_end), (b_start, b_end) = spans
     overlap = min(a_end, b_end) - max(a_start, b_start)
     assert overlap > 3, f"the goldens' makings overlap {overlap:.1f}s: {spans}"
+
+
+def test_the_other_worker_runs_other_tests_while_a_golden_is_made(inner, tmp_path, monkeypatch):
+    """One golden's tests collected before 4 tests of plain machines: while one worker makes
+    the golden, the other runs plain tests and never waits on the golden's lock (no test of
+    the golden is in setup on it while the golden is being made)."""
+    (inner.path / "deploy_a.py").write_text(DEPLOY.format(name="a"))
+    inner.makepyfile(test_a=TESTS.format(name="a"), test_plain='''
+        import pytest
+        @pytest.mark.parametrize("n", range(4))
+        def test_plain(orbstack_machine, n):
+            assert orbstack_machine().run("true").succeeded
+    ''')
+    inner.makeconftest(CONFTEST)
+    setups, timings = tmp_path / "setups.jsonl", tmp_path / "timings.json"
+    monkeypatch.setenv("SETUPS", str(setups))
+    result = run(inner, "-n", "2", f"--orbstack-timings={timings}")
+    result.assert_outcomes(passed=8)
+    [golden] = [m for m in json.loads(timings.read_text())["machines"] if m["kind"] == "golden"]
+    start, end = golden["created_at"], golden["created_at"] + golden["phases"]["create"] + golden["phases"]["deploy"]
+    tests = [json.loads(line) for line in setups.read_text().splitlines()]
+    during = {(worker, nodeid.partition("::")[0]) for worker, nodeid, began, ended in tests
+              if began < end and ended > start}  # setups overlapping the golden's making
+    makers = {worker for worker, where in during if where == "test_a.py"}
+    others = {worker for worker, where in during if where == "test_plain.py"}
+    assert len(makers) == 1 and others and not makers & others, (during, tests)
