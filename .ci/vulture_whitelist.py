@@ -24,6 +24,7 @@ from pytest_orbstack.plugin import (
     pytest_sessionfinish,
     pytest_testnodedown,
 )
+from pytest_orbstack.plugin.schedule import GoldenSchedule, GoldenScheduling
 from pytest_orbstack.plugin.shard import ShardSelection
 from pytest_orbstack.plugin.state import PluginState
 from pytest_orbstack.pyinfra.connector import OrbStackConnector
@@ -42,6 +43,9 @@ pytest_configure_node, pytest_generate_tests, pytest_load_initial_conftests
 pytest_runtest_protocol, pytest_sessionfinish, pytest_testnodedown
 PluginState.pytest_runtest_logreport, PluginState.pytest_sessionstart
 ShardSelection.pytest_report_collectionfinish
+GoldenSchedule.pytest_xdist_make_scheduler
+# xdist's scheduler interface (xdist.scheduler.LoadScheduling): it calls _send_tests
+GoldenScheduling._send_tests
 
 # the pyinfra connector interface (pyinfra.connectors.base.BaseConnector) and its host data key
 OrbStackConnector.handles_execution, OrbStackConnector.data_cls, OrbStackConnector.data_meta

@@ -1,6 +1,7 @@
 """pytest-orbstack's benchmarks: one harness, one run, one table (measured, target, verdict).
 
     python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5,6,7] [--quiet]
+    python bench/run.py [--backend docker|podman|orbstack|incus] [--only 1,2,3,4,5,6,7,8,9,10] [--quiet]
 
 On Incus (``--backend incus --only 1,2,3``): B of 1 is ``incus launch`` of the same image + the
 same systemd poll over ``incus exec``; B of 2a is ``incus exec NAME true``; 2b, 4 and 5 compare
@@ -61,6 +62,9 @@ package's prepared base image is its per-host cache and stays.
 8   the golden cache, not in the default set (``--only 8``): examples/test_nginx.py's second run
     from the cache / its first run, <= 0.5, and / a fresh machine per test, <= 0.15; bench/cache.py.
 9   row 8 without the example's one ``clone=False`` test (``--only 9``), bench/cache.py.
+10  12 tests on two golden machines (two deploys of about 5 s), ``pytest -n 2`` / ``-n 0``, <= 0.65,
+    xdist's own load scheduler (how the plugin ran before) and the engine's own ratio beside it;
+    Docker or Podman (``--only 10``); bench/goldens.py.
 """
 
 from __future__ import annotations
@@ -88,6 +92,7 @@ import testinfra
 from cache import bench_cache, bench_cache_clones_only
 from cluster import bench_cluster
 from engines import bench_engines
+from goldens import bench_goldens
 from harness import Result, alternate, busy_cores, inner_pytest, print_table, timed
 
 from pytest_orbstack.backends import get_backend
@@ -630,7 +635,7 @@ def bench_deploy(bench: Bench, rounds: int = 5) -> list[Result]:
 # -- the run -----------------------------------------------------------------------------------------
 BENCHMARKS: dict[str, Callable[[Bench], list[Result]]] = {
     "1": bench_create, "2": bench_exec, "3": bench_clone, "4": bench_scale, "5": bench_deploy, "6": bench_cluster,
-    "7": bench_engines, "8": bench_cache, "9": bench_cache_clones_only}
+    "7": bench_engines, "8": bench_cache, "9": bench_cache_clones_only, "10": bench_goldens}
 
 
 def main() -> int:

@@ -129,6 +129,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("orbstack_shard", None):  # (loaded only for a shard)
         from pytest_orbstack.plugin import shard
         shard.configure(config)
+    if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no":
+        from pytest_orbstack.plugin import schedule  # (loaded only for an xdist session)
+        schedule.configure(config)
 
 
 def _terminate_on_sigterm() -> None:

@@ -1,0 +1,142 @@
+"""``pytest -n N`` with xdist's default ``--dist load``: golden machines of different keys are
+made at the same time by different workers, and a worker is not handed a test that would wait
+for a golden machine another worker is still making while other tests are there to run.
+
+xdist's own load scheduler hands out tests in collection order, two or more at a time: with a
+suite's tests of golden A before those of golden B, both workers start on A, and the second
+waits on A's file lock (:mod:`.shared`) while B is not begun. :class:`GoldenScheduling` is that
+scheduler (same batch sizes, refills and crash handling) picking *which* pending tests to send:
+
+- a worker that makes no golden machine now claims a golden key no worker has begun (its first
+  test of that key makes it), and is then sent that key's tests;
+- other workers are sent tests of other keys, or tests with no golden machine, meanwhile;
+- once a test of a key has finished (the golden machine is made, or its making failed and is
+  recorded), that key's tests go to any worker;
+- only when nothing else is pending is a worker sent a test that will wait (a worker runs a test
+  only when it holds the next one too, so it is never left with fewer than two).
+
+The golden key of each test is the one ``--orbstack-shard`` groups by (:func:`.shard.shard_groups`),
+computed by the workers at collection (the controller collects nothing) and written to the
+session's shared folder, where the controller's scheduler reads it when it starts scheduling
+(after every worker's collection). Other ``--dist`` modes are left to xdist (``loadgroup``,
+``loadscope``, ``loadfile`` and ``worksteal`` are the user's explicit choice)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from xdist.scheduler import LoadScheduling
+
+from pytest_orbstack.plugin.shard import shard_groups
+from pytest_orbstack.plugin.state import STATE
+
+GROUPS_FILE = Path("schedule") / "golden-groups.json"  # in the session's shared folder
+GROUPS_INPUT = "orbstack_golden_groups"  # the workers' input naming that file
+PLUGIN_NAME = "orbstack_schedule"
+
+
+def configure(config: pytest.Config) -> None:
+    """Register the scheduler's hooks in an xdist controller under ``--dist load`` (what
+    ``-n N`` means by default), and in its workers (told so by their input: a worker's own
+    ``dist`` option is always ``no``)."""
+    workerinput = getattr(config, "workerinput", None)
+    if (GROUPS_INPUT in workerinput) if workerinput is not None else getattr(config.option, "dist", "no") == "load":
+        config.pluginmanager.register(GoldenSchedule(), PLUGIN_NAME)
+
+
+class GoldenSchedule:
+    """The worker's half (writes each test's golden tag at collection) and the controller's
+    (names that file in the workers' input, makes the scheduler)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is None:
+            return
+        tags = {nodeid: group.golden for group in shard_groups(config, items) if group.golden
+                for nodeid in group.nodeids}
+        path = Path(workerinput[GROUPS_INPUT])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{workerinput['workerid']}")  # every worker writes the same
+        partial.write_text(json.dumps(tags))
+        os.replace(partial, path)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput[GROUPS_INPUT] = str(self.groups(node.config))
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> GoldenScheduling:
+        return GoldenScheduling(config, log, self.groups(config))
+
+    @staticmethod
+    def groups(config: pytest.Config) -> Path:
+        """The file the workers write the tests' golden tags to."""
+        return Path(config.stash[STATE].shared_dir) / GROUPS_FILE
+
+
+class GoldenScheduling(LoadScheduling):
+    """xdist's :class:`LoadScheduling`, choosing which pending tests it sends (the module says
+    how). ``groups`` is the workers' JSON of test id to golden tag; a test it does not name (or
+    no file: the plugin made no machine here) has no golden machine and goes anywhere."""
+
+    def __init__(self, config: pytest.Config, log: Any, groups: Path) -> None:
+        super().__init__(config, log)
+        self.groups = groups
+        self.tags: list[str] | None = None  # by collection index, read at the first send
+        self.builders: dict[str, Any] = {}  # a golden tag being made: the worker making it
+        self.made: set[str] = set()  # golden tags of which a test has finished
+
+    def tag(self, index: int) -> str:
+        """The golden tag of the test at collection ``index`` ("" for none)."""
+        if self.tags is None:
+            try:
+                tags = json.loads(self.groups.read_text())
+            except (OSError, ValueError):
+                tags = {}
+            self.tags = [tags.get(nodeid, "") for nodeid in self.collection or ()]
+        return self.tags[index]
+
+    def ready(self, node: Any, index: int) -> bool:
+        """Whether ``node`` can run the test at ``index`` without waiting for another worker's
+        golden machine; claims the test's golden key for ``node`` when it begins it."""
+        tag = self.tag(index)
+        if not tag or tag in self.made or self.builders.get(tag) is node:
+            return True
+        if tag in self.builders or node in self.builders.values():
+            return False  # another worker makes it; or this one makes one golden at a time
+        self.builders[tag] = node
+        return True
+
+    def _send_tests(self, node: Any, num: int) -> None:
+        """Send ``node`` up to ``num`` pending tests it can run at once, in collection order;
+        topped up with the first others so that it holds at least two (or all that are left):
+        a worker holding one test does not start it, and xdist would not ask again."""
+        chosen: list[int] = []
+        for index in self.pending:
+            if len(chosen) == num:
+                break
+            if self.ready(node, index):
+                chosen.append(index)
+        short = 2 - len(self.node2pending[node]) - len(chosen)
+        chosen += [index for index in self.pending if index not in chosen][:max(0, short)]
+        if chosen:
+            self.pending[:] = [index for index in self.pending if index not in chosen]
+            self.node2pending[node].extend(chosen)
+            node.send_runtest_some(chosen)
+
+    def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+        tag = self.tag(item_index)
+        if tag:
+            self.made.add(tag)
+            self.builders.pop(tag, None)
+        super().mark_test_complete(node, item_index, duration)
+
+    def remove_node(self, node: Any) -> str | None:
+        """A worker that went down makes nothing more: the keys it was making are free again."""
+        self.builders = {tag: worker for tag, worker in self.builders.items() if worker is not node}
+        return super().remove_node(node)

@@ -1,0 +1,94 @@
+"""Golden machines in parallel under ``pytest -n 2`` (:mod:`pytest_orbstack.plugin.schedule`):
+two goldens, each made once, by different workers, at the same time; and the worker that makes
+no golden runs other tests meanwhile. Both fail with ``-p no:orbstack_schedule`` (xdist's own
+load scheduler sends both workers golden A's tests first)."""
+
+from __future__ import annotations
+
+import json
+
+from innerpytest import run
+
+DEPLOY = '''
+from pyinfra.operations import files, server
+files.directory(name="srv", path="/srv/{name}", _sudo=True)
+server.shell(name="a few seconds of work", commands=["sleep 3"], _sudo=True)
+'''
+TESTS = '''
+import pytest
+
+@pytest.mark.orbstack(deploy="deploy_{name}.py")
+@pytest.mark.parametrize("n", range(4))
+def test_{name}(orbstack, n):
+    assert orbstack.host.file("/srv/{name}").is_directory
+'''
+# Each test's worker and setup interval, to find which worker made each golden machine.
+CONFTEST = '''
+import json, os, time
+import pytest
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    began = time.time()
+    try:
+        return (yield)
+    finally:
+        with open(os.environ["SETUPS"], "a") as out:
+            worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+            out.write(json.dumps([worker, item.nodeid, began, time.time()]) + "\\n")
+'''
+
+
+def test_two_goldens_are_made_at_once_by_two_workers(inner, tmp_path, monkeypatch):
+    """Tests of golden A all collected before those of golden B (xdist's load scheduler would
+    start both workers on A, one waiting on the other's lock): each golden is made once, in the
+    setup of a test of a different worker, and their makings overlap."""
+    for name in ("a", "b"):
+        (inner.path / f"deploy_{name}.py").write_text(DEPLOY.format(name=name))
+    inner.makepyfile(test_a=TESTS.format(name="a"), test_b=TESTS.format(name="b"))
+    inner.makeconftest(CONFTEST)
+    setups, timings = tmp_path / "setups.jsonl", tmp_path / "timings.json"
+    monkeypatch.setenv("SETUPS", str(setups))
+    result = run(inner, "-n", "2", f"--orbstack-timings={timings}")
+    result.assert_outcomes(passed=8)
+    goldens = [m for m in json.loads(timings.read_text())["machines"] if m["kind"] == "golden"]
+    assert len(goldens) == 2 and len({m["name"] for m in goldens}) == 2, goldens
+    goldens.sort(key=lambda m: m["test"])  # "golden machine of ... with deploy deploy_a.py", then b
+    assert all(m["test"].endswith(f"deploy_{name}.py") for m, name in zip(goldens, "ab", strict=True)), goldens
+    spans = [(m["created_at"], m["created_at"] + m["phases"]["create"] + m["phases"]["deploy"]) for m in goldens]
+    tests = [json.loads(line) for line in setups.read_text().splitlines()]
+    # a golden's maker: the worker in the setup of a test of that golden while it was made (a
+    # worker waiting on its lock would be there too)
+    makers = [{worker for worker, nodeid, began, ended in tests
+               if nodeid.startswith(f"test_{name}.py") and began <= start and end <= ended}
+              for name, (start, end) in zip("ab", spans, strict=True)]
+    assert all(len(maker) == 1 for maker in makers) and makers[0] != makers[1], (makers, spans, tests)
+    (a_start, a_end), (b_start, b_end) = spans
+    overlap = min(a_end, b_end) - max(a_start, b_start)
+    assert overlap > 3, f"the goldens' makings overlap {overlap:.1f}s: {spans}"
+
+
+def test_the_other_worker_runs_other_tests_while_a_golden_is_made(inner, tmp_path, monkeypatch):
+    """One golden's tests collected before 4 tests of plain machines: while one worker makes
+    the golden, the other runs plain tests and never waits on the golden's lock (no test of
+    the golden is in setup on it while the golden is being made)."""
+    (inner.path / "deploy_a.py").write_text(DEPLOY.format(name="a"))
+    inner.makepyfile(test_a=TESTS.format(name="a"), test_plain='''
+        import pytest
+        @pytest.mark.parametrize("n", range(4))
+        def test_plain(orbstack_machine, n):
+            assert orbstack_machine().run("true").succeeded
+    ''')
+    inner.makeconftest(CONFTEST)
+    setups, timings = tmp_path / "setups.jsonl", tmp_path / "timings.json"
+    monkeypatch.setenv("SETUPS", str(setups))
+    result = run(inner, "-n", "2", f"--orbstack-timings={timings}")
+    result.assert_outcomes(passed=8)
+    [golden] = [m for m in json.loads(timings.read_text())["machines"] if m["kind"] == "golden"]
+    start, end = golden["created_at"], golden["created_at"] + golden["phases"]["create"] + golden["phases"]["deploy"]
+    tests = [json.loads(line) for line in setups.read_text().splitlines()]
+    during = {(worker, nodeid.partition("::")[0]) for worker, nodeid, began, ended in tests
+              if began < end and ended > start}  # setups overlapping the golden's making
+    makers = {worker for worker, where in during if where == "test_a.py"}
+    others = {worker for worker, where in during if where == "test_plain.py"}
+    assert len(makers) == 1 and others and not makers & others, (during, tests)
