@@ -29,7 +29,7 @@ from pytest_orbstack.machines.freshness import apply_golden
 from pytest_orbstack.machines.kept import KeptMachine
 from pytest_orbstack.machines.machine import Machine
 from pytest_orbstack.machines.registry import Registry
-from pytest_orbstack.machines.shared import SharedMachines, golden_key
+from pytest_orbstack.machines.shared import SharedMachines, golden_args, golden_key
 from pytest_orbstack.machines.spares import Spares
 from pytest_orbstack.model.inputs import Deploy, describe
 from pytest_orbstack.model.names import PROJECT_LABEL, SESSION_LABEL, project_tag, session_prefix, slug_name
@@ -87,8 +87,9 @@ class Lifecycle:
         ``next_key``: the key the next test will likely ask for with these same arguments; its
         clone starts now, in the background (:mod:`.spares`). ``shown``: how reports name the
         machine (default ``key``)."""
-        apply_args = dict(data=data, check_idempotent=check_idempotent, allow_changes=allow_changes,
-                          check_dry_run=check_dry_run)
+        machine_args, apply_args = golden_args(dict(
+            user=user, resources=resources, allow_stale=allow_stale, data=data,
+            check_idempotent=check_idempotent, allow_changes=allow_changes, check_dry_run=check_dry_run))
         kept = self.find_kept(key) if self.find_kept is not None and role == "test" else None
         if kept is not None:
             return self._reuse(kept, key, deploy, apply_args)
@@ -100,9 +101,7 @@ class Lifecycle:
         machine = None
         try:
             if deploy is not None and clone and cloud_init is None and self._can_clone():
-                golden = self.golden(image, deploy, dict(user=user, resources=resources,
-                                                         allow_stale=allow_stale), apply_args,
-                                     asker=key.rpartition("#")[0] or key)
+                golden = self.golden(image, deploy, machine_args, apply_args, asker=key.rpartition("#")[0] or key)
                 machine = self._clone(record, golden, next_key)
             else:
                 machine = self._make(record, user, cloud_init, resources)

@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from pytest_orbstack import settings
 from pytest_orbstack.errors import MachineError, SharedMachineError, report_sections
 from pytest_orbstack.model.inputs import Deploy, DeployFile
 from pytest_orbstack.model.results import DeployError
+from pytest_orbstack.model.types import NO_RESOURCES
 
 
 def _stable(value: Any) -> Any:
@@ -73,6 +74,16 @@ def deploy_key(deploy: Deploy | None) -> str:
     path = Path(os.fspath(deploy)).resolve()
     content = path.read_bytes() if path.is_file() else b""
     return f"{path}:{hashlib.sha1(content).hexdigest()[:10]}"
+
+
+def golden_args(keywords: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The machine and the apply arguments a golden machine is made with, and keyed by, taken
+    from checked ``keywords`` (one left out has its default): the lifecycle making the machine
+    and the collection grouping its tests (shards, the xdist scheduler) agree through this."""
+    return (dict(user=keywords.get("user"), resources=keywords.get("resources", NO_RESOURCES),
+                 allow_stale=keywords.get("allow_stale", ())),
+            dict(data=keywords.get("data"), check_idempotent=keywords.get("check_idempotent", False),
+                 allow_changes=keywords.get("allow_changes", ()), check_dry_run=keywords.get("check_dry_run", False)))
 
 
 def golden_key(image: str, deploy: Deploy, machine_args: dict[str, Any], apply_args: dict[str, Any]) -> str:

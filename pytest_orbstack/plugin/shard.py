@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pytest_orbstack.errors import InvalidInput
-from pytest_orbstack.machines.shared import golden_key
+from pytest_orbstack.machines.shared import golden_args, golden_key
 from pytest_orbstack.model.inputs import search_dirs
 from pytest_orbstack.model.names import PREFIX, slug_name
 from pytest_orbstack.model.shards import COUNT, Costs, Group, golden_tag, parse_shard, partition, recorded_costs
@@ -69,11 +69,7 @@ def golden_group(config: pytest.Config, item: pytest.Item) -> str:
         return ""
     if checked.get("deploy") is None or not checked["clone"] or checked.get("cloud_init") is not None:
         return ""
-    return golden_key(checked["image"], checked["deploy"],
-                      dict(user=checked.get("user"), resources=checked["resources"],
-                           allow_stale=checked["allow_stale"]),
-                      dict(data=checked.get("data"), check_idempotent=checked.get("check_idempotent", False),
-                           allow_changes=checked["allow_changes"]))
+    return golden_key(checked["image"], checked["deploy"], *golden_args(checked))
 
 
 def shard_groups(config: pytest.Config, items: list[pytest.Item]) -> list[Group]:
