@@ -108,7 +108,7 @@ class Lifecycle:
                 if deploy is not None and role == "golden":
                     apply_golden(machine, deploy, apply_args, allow_stale)
                 elif deploy is not None:
-                    machine.apply(deploy, **apply_args)  # type: ignore[arg-type]
+                    machine.apply(deploy, **apply_args)
         except MachineExists:
             record.outcome = "failed"  # not ours to delete: another owner made it
             raise
