@@ -114,15 +114,18 @@ class GoldenScheduling(LoadScheduling):
 
     def _send_tests(self, node: Any, num: int) -> None:
         """Send ``node`` up to ``num`` pending tests it can run at once, in collection order;
-        topped up with the first others so that it holds at least two (or all that are left):
-        a worker holding one test does not start it, and xdist would not ask again."""
+        topped up with the first others so that it holds at least two (or all that are left)
+        while there are more tests than workers: a worker holding one test does not start it,
+        and xdist would not ask again."""
         chosen: list[int] = []
         for index in self.pending:
             if len(chosen) == num:
                 break
             if self.ready(node, index):
                 chosen.append(index)
-        short = 2 - len(self.node2pending[node]) - len(chosen)
+        # (with no more tests than workers every worker gets its own: xdist's end of the run,
+        # which lets a worker start its last test, comes once nothing is pending)
+        short = 2 - len(self.node2pending[node]) - len(chosen) if len(self.pending) > len(self.nodes) else 0
         chosen += [index for index in self.pending if index not in chosen][:max(0, short)]
         if chosen:
             self.pending[:] = [index for index in self.pending if index not in chosen]
