@@ -18,7 +18,7 @@ from xml.etree import ElementTree
 
 import pytest
 from incusenv import incus, instances, why_no_incus
-from innerpytest import containers, sessions_of, start
+from innerpytest import containers, kill_9_and_time_until_gone, sessions_of, start
 
 ROOT = Path(__file__).resolve().parents[2]
 ENGINES = "--orbstack-engines=docker,incus"
@@ -105,19 +105,15 @@ def test_kill_9_leaves_neither_engine_anything_within_10s(two_engines, tmp_path,
             time.sleep(0.2)
         sessions = sessions_of(tmp_path / "state")
         assert any(containers(s) for s in sessions) and any(instances(s) for s in sessions)
-        os.killpg(proc.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        proc.communicate(timeout=60)
+
+        def left() -> set[str]:
+            return set().union(*[containers(s) | instances(s) for s in sessions])
+        seconds = kill_9_and_time_until_gone(proc, left)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-
-    def left() -> set[str]:
-        return set().union(*[containers(s) | instances(s) for s in sessions])
-    while left() and time.monotonic() - killed < 10:
-        time.sleep(0.5)
-    assert left() == set(), f"left {time.monotonic() - killed:.1f}s after kill -9"
+    assert left() == set(), f"left {seconds:.1f}s after kill -9"
 
 
 def test_without_xdist_the_first_engine_takes_every_test(two_engines):

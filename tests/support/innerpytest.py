@@ -3,9 +3,12 @@ backend, checked from outside against the engine itself."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pytest
@@ -75,3 +78,16 @@ sys.exit(code)
 ''')
     shim.chmod(0o755)
     return f"{where}{os.pathsep}{os.environ['PATH']}"
+
+
+def kill_9_and_time_until_gone(proc: subprocess.Popen[str], ours: Callable[[], Collection[str]],
+                               within: float = 10.0) -> float:
+    """SIGKILL to ``proc``'s process group (started with ``start_new_session``), then the
+    seconds until ``ours()`` (what the killed run left on its engines) is empty, ``within`` at
+    most."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    proc.communicate(timeout=60)
+    while ours() and time.monotonic() - killed < within:
+        time.sleep(0.5)
+    return time.monotonic() - killed

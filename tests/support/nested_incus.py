@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from incusenv import IMAGE
+from innerpytest import kill_9_and_time_until_gone
 
 PACKAGES = ["incus-base", "dnsmasq-base"]
 BACKPORTS = "deb http://deb.debian.org/debian bookworm-backports main"
@@ -236,12 +237,7 @@ def kill_9_mid_test(workdir: Path, env: dict[str, str], ours: Callable[[], Colle
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
             time.sleep(0.1)
         assert ours(), "no machine on the remote"
-        os.killpg(proc.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        proc.communicate(timeout=30)
+        return kill_9_and_time_until_gone(proc, ours)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    while ours() and time.monotonic() - killed < 10:
-        time.sleep(0.5)
-    return time.monotonic() - killed

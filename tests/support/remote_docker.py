@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
+from innerpytest import kill_9_and_time_until_gone
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "scripts" / "dev-remote-docker.sh"
@@ -129,12 +130,7 @@ def kill_9_mid_test(workdir: Path, env: dict[str, str], test: str, mark: Path) -
     try:
         wait_for(mark, proc)
         assert ours(), "no machine on the ssh engine"
-        os.killpg(proc.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        proc.communicate(timeout=30)
+        return kill_9_and_time_until_gone(proc, ours)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    while ours() and time.monotonic() - killed < 10:
-        time.sleep(0.5)
-    return time.monotonic() - killed
