@@ -172,10 +172,27 @@ stop() {
   ! ip link show "$BRIDGE" >/dev/null 2>&1 || ip link del "$BRIDGE"
 }
 
+# restart_engine: stop and start its dockerd. A dockerd starting again on a data-root it used
+# before deletes the host's docker0 (seen here with dockerd 20.10: a fresh data-root leaves it,
+# the same one again removes it), and the main engine's default network then has no bridge:
+# every `docker run` without --network fails. docker0 is put back as it was.
+restart_engine() {
+  local addr
+  addr=$(ip -4 -o addr show docker0 2>/dev/null | awk '{print $4; exit}')
+  stop_dockerd
+  start_dockerd
+  if [ -n "$addr" ] && ! ip link show docker0 >/dev/null 2>&1; then
+    log "dockerd $NAME removed the host's docker0 when it started again: putting it back ($addr)"
+    ip link add docker0 type bridge
+    ip addr add "$addr" dev docker0
+    ip link set docker0 up
+  fi
+}
+
 case ${1:-} in
   start) start ;;
   stop) stop ;;
-  restart-engine) stop_dockerd; start_dockerd ;;
+  restart-engine) restart_engine ;;
   cut-network) rule filter INPUT -p tcp --dport "$PORT" -m comment --comment "$NAME" -j REJECT --reject-with tcp-reset ;;
   restore-network) unrule filter INPUT ;;
   status) docker -H "ssh://root@$NAME" info >/dev/null 2>&1 ;;
