@@ -4,6 +4,7 @@ engine's stderr to the typed errors."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import time
@@ -53,10 +54,15 @@ def describe(argv: Sequence[str]) -> str:
     return " ".join(words[:2])
 
 
+HELP_POINTER = re.compile(r"^(Run|See) '[^']+ --help'")  # docker's and podman's last line after a usage error
+
+
 def last_line(text: str, fallback: str = "") -> str:
-    """The last non-empty line of an engine's output (where CLIs put the reason)."""
-    lines = (text or "").strip().splitlines()
-    return lines[-1].strip() if lines else fallback
+    """The last non-empty line of an engine's output (where CLIs put the reason), a pointer to
+    the CLI's own ``--help`` left out (docker ends a daemon's refusal with one)."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    reasons = [line for line in lines if not HELP_POINTER.match(line)]
+    return reasons[-1] if reasons else fallback
 
 
 def map_error(argv: Sequence[str], returncode: int, stderr: str, patterns: ErrorPatterns,

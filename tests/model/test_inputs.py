@@ -209,6 +209,20 @@ def test_a_full_engine_disk_is_named():
     assert str(error).startswith("docker run: the docker engine's disk is full (no space left on device)")
 
 
+def test_a_refusal_is_named_by_its_reason_not_by_the_help_pointer_after_it():
+    """docker ends a daemon's refusal with "Run 'docker run --help' ...": the error line is the
+    refusal (as seen when the host's docker0 bridge was gone)."""
+    import subprocess
+
+    from pytest_orbstack.backends.docker.cli import DockerCLI
+    proc = subprocess.CompletedProcess(["docker", "run", "-d", "x"], 125, "",
+                                       "docker: Error response from daemon: failed to create endpoint x on network "
+                                       "bridge: could not find bridge docker0.\n\nRun 'docker run --help' for more "
+                                       "information\n")
+    assert str(DockerCLI().error(proc)) == ("docker run: docker: Error response from daemon: failed to create "
+                                           "endpoint x on network bridge: could not find bridge docker0.")
+
+
 def test_a_command_without_a_timeout_runs_to_its_end():
     """``timeout=None`` (pyinfra's ``_timeout`` unset) means no limit, with or without stdin:
     not a huge number, which poll() refuses ("timeout is too large")."""
