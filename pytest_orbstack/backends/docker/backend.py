@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import os
-import re
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping
@@ -22,9 +21,8 @@ from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend, Step
 from pytest_orbstack.backends.docker import cloudinit
 from pytest_orbstack.backends.docker import commands as cmd
-from pytest_orbstack.backends.docker.cli import UNREACHABLE, DockerCLI
+from pytest_orbstack.backends.docker.cli import DockerCLI
 from pytest_orbstack.backends.docker.commands import LABEL, SETUP_DONE, check_docker_resources
-from pytest_orbstack.backends.docker.host_limits import boot_failure_hint
 from pytest_orbstack.backends.docker.images import prepared_image
 from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
@@ -36,17 +34,12 @@ from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachin
 if TYPE_CHECKING:
     from pytest_orbstack.backends.docker.cache import DockerCacheStore
 
-NOT_RUNNING = re.compile(r"Error response from daemon: Container [0-9a-f]+ is not running\s*")
-
-
 class DockerBackend(Backend):
     """Machines as systemd containers on a Docker engine: its :class:`.DockerCLI` runs
     ``docker`` with ``env`` (which extends this process's environment)."""
 
     name = "docker"
     commands = cmd
-    not_running = NOT_RUNNING  # what `exec` in a stopped machine says
-    stopped_words = ("is not running", "No such container")  # a machine that ended while booting
 
     cli_class: type[DockerCLI] = DockerCLI  # the command line of this flavour of engine
 
@@ -272,18 +265,8 @@ class DockerBackend(Backend):
         return self.cli.exec_argv(name, command, user=user, workdir=workdir)
 
     def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes]) -> MachineError | None:
-        """A stopped machine (killed, stopped from outside, or its engine restarted: ``docker
-        exec`` says "Container ... is not running") or an engine gone, rather than the command's
-        own exit code."""
-        stderr = proc.stderr.decode(errors="replace")
-        if any(stderr.startswith(s) for s in UNREACHABLE):
-            return self.cli.error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
-        if not self.not_running.fullmatch(stderr):
-            return None
-        state = (self.cli.find(name) or {}).get("State") or {}
-        how = f" (exit code {state['ExitCode']} at {state['FinishedAt'][:19]}Z)" if "ExitCode" in state else ""
-        return MachineError(f"machine {name} is not running{how}: it was stopped or killed, or the "
-                            f"{self.name} engine restarted", stderr=stderr, returncode=proc.returncode)
+        """See :meth:`.DockerCLI.refusal`."""
+        return self.cli.refusal(name, proc, self.name)
 
     def logs(self, name: str) -> str:
         """``docker logs``, and when running the boot journal and the cloud-init output."""
@@ -302,7 +285,7 @@ class DockerBackend(Backend):
         One ``docker exec`` (:func:`.docker_commands.ready`) does it all; polling follows only
         if that did not end ready. Fails at once if the container exits while booting."""
         proc = self.cli.call(cmd.ready(name, int(timeout), setup), check=False, timeout=timeout + 30)
-        self._raise_if_stopped(name, proc)
+        self.cli.raise_if_stopped(name, proc)
         words = proc.stdout.split()
         if setup is not None and SETUP_DONE not in words:
             raise MachineError(f"default user setup failed in {name}: {_last_line(proc.stderr)}",
@@ -310,10 +293,3 @@ class DockerBackend(Backend):
         if words and words[-1] in READY_STATES:
             return words[-1]
         return super().wait_ready(name, timeout)
-
-    def _raise_if_stopped(self, name: str, proc: subprocess.CompletedProcess[str]) -> None:
-        if any(word in proc.stderr for word in self.stopped_words):
-            tail = self.cli.call(cmd.logs(name, tail=5), check=False)
-            last = _last_line(tail.stdout + tail.stderr, _last_line(proc.stderr))
-            hint = boot_failure_hint(self.cli.engine_url())
-            raise MachineError(f"machine {name} stopped while booting: {last}{hint}")

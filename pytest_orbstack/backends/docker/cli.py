@@ -12,6 +12,7 @@ and the leftover images (:mod:`.leftovers`) take it instead of the backend.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from filelock import FileLock
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.docker import commands as cmd
-from pytest_orbstack.backends.docker.host_limits import disk_hint
+from pytest_orbstack.backends.docker.host_limits import boot_failure_hint, disk_hint
 from pytest_orbstack.backends.process import ErrorPatterns, describe, last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 from pytest_orbstack.model.types import MachineInfo
@@ -29,6 +30,7 @@ from pytest_orbstack.model.types import MachineInfo
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _ARCHITECTURES: dict[tuple[str, str], str] = {}  # (docker binary, DOCKER_HOST) -> architecture
 ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
+NOT_RUNNING = re.compile(r"Error response from daemon: Container [0-9a-f]+ is not running\s*")
 UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
 
@@ -49,6 +51,8 @@ class DockerCLI:
     engine = "docker"  # the engine's name in messages and the commands they suggest
     errors: ErrorPatterns = ERRORS  # what its stderr says for each typed error
     unreachable: tuple[str, ...] = UNREACHABLE  # what it says when its daemon is away
+    not_running = NOT_RUNNING  # what `exec` in a stopped machine says
+    stopped_words = ("is not running", "No such container")  # a machine that ended while booting
 
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
         self.docker = docker
@@ -174,3 +178,25 @@ class DockerCLI:
             arch = self.call(cmd.architecture()).stdout.strip()
             _ARCHITECTURES[key] = ARCHES.get(arch, arch)
         return _ARCHITECTURES[key]
+
+    def refusal(self, name: str, proc: subprocess.CompletedProcess[bytes], engine: str) -> MachineError | None:
+        """A stopped machine (killed, stopped from outside, or its engine restarted: ``docker
+        exec`` says "Container ... is not running") or an engine gone, rather than the command's
+        own exit code; None for the command's own failure."""
+        stderr = proc.stderr.decode(errors="replace")
+        if any(stderr.startswith(s) for s in self.unreachable):
+            return self.error(subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr))
+        if not self.not_running.fullmatch(stderr):
+            return None
+        state = (self.find(name) or {}).get("State") or {}
+        how = f" (exit code {state['ExitCode']} at {state['FinishedAt'][:19]}Z)" if "ExitCode" in state else ""
+        return MachineError(f"machine {name} is not running{how}: it was stopped or killed, or the "
+                            f"{engine} engine restarted", stderr=stderr, returncode=proc.returncode)
+
+    def raise_if_stopped(self, name: str, proc: subprocess.CompletedProcess[str]) -> None:
+        """MachineError with the machine's last log line when ``proc`` (a readiness wait) says
+        the machine ended while booting."""
+        if any(word in proc.stderr for word in self.stopped_words):
+            tail = self.call(cmd.logs(name, tail=5), check=False)
+            last = last_line(tail.stdout + tail.stderr, last_line(proc.stderr))
+            raise MachineError(f"machine {name} stopped while booting: {last}{boot_failure_hint(self.engine_url())}")

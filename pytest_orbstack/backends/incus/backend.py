@@ -26,6 +26,7 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus import images, vm
 from pytest_orbstack.backends.incus.cli import NOT_RUNNING, IncusCLI
+from pytest_orbstack.backends.incus.instances import parse_instance, recorded_resources, recorded_user
 from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import InvalidInput, MachineError, MachineExists, MachineNotFound, UnknownImage
@@ -165,7 +166,7 @@ class IncusBackend(Backend):
             config = data.get("config") or {}
             inherited = {f"{cmd.KEY}.{what}" for what in cmd.INHERITED} | {cmd.KEY}
             session_keys = {k for k in config if k.startswith(f"{cmd.KEY}.") and k not in inherited}
-            member = cmd.recorded_resources(config).target or self.cli.target
+            member = recorded_resources(config).target or self.cli.target
             snap = self._snapshot(source, data, (session_keys, member)) if frozen_source else None
         own = {cmd.key(k): v for k, v in (labels or {}).items()}
         dropped = {k: "" for k in session_keys if k not in own}  # the source's session is not the clone's
@@ -220,18 +221,18 @@ class IncusBackend(Backend):
         self.call(cmd.rename(self.at(old), self.at(new)))
 
     def info(self, name: str) -> MachineInfo:
-        info = cmd.parse_instance(self._query(name))
+        info = parse_instance(self._query(name))
         assert info is not None  # _query checked the key
         return info
 
     def list(self) -> builtins.list[EngineMachine]:
         items = json.loads(self.call(cmd.list_machines(self.cli.remote)).stdout or "[]")
-        infos = (cmd.parse_instance(item) for item in items)
+        infos = (parse_instance(item) for item in items)
         return sorted((i.machine for i in infos if i is not None), key=lambda m: m.name)
 
     def resources(self, name: str) -> Resources:
         """The resources ``name`` was made with (clones: their source's)."""
-        return cmd.recorded_resources(self._query(name).get("config") or {})
+        return recorded_resources(self._query(name).get("config") or {})
 
     def labels(self, name: str) -> dict[str, str]:
         """The ``user.*`` keys of ``name`` as labels (``pytest-orbstack.session``, ...)."""
@@ -245,7 +246,7 @@ class IncusBackend(Backend):
     def _user(self, name: str) -> tuple[str, int, int, str]:
         """The default user's name, uid, gid and home (recorded at creation; asked once)."""
         if name not in self._users:
-            self._users[name] = cmd.recorded_user(self._query(name).get("config") or {})
+            self._users[name] = recorded_user(self._query(name).get("config") or {})
         return self._users[name]
 
     def exec_argv(self, name: str, command: str, *, user: str | None = None,

@@ -1,4 +1,4 @@
-"""Every ``incus`` command the Incus engine runs, as argv lists, and what it makes of Incus' answers.
+"""Every ``incus`` command the Incus engine runs, as argv lists (what Incus answers: :mod:`.instances`).
 
 Pure functions: no I/O and no validation (the backend checks inputs once). A machine is an
 unprivileged LXC system container with systemd as PID 1, made from an Incus image; what this
@@ -15,14 +15,13 @@ import math
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping
-from typing import Any, AnyStr
+from typing import AnyStr
 
-from pytest_orbstack.errors import UnknownImage
+from pytest_orbstack.backends.incus.instances import KEY, parse_instance
 from pytest_orbstack.model.inputs import image_codename
-from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, Image, MachineInfo, Resources, ready_command
+from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo, Resources, ready_command
 
 INCUS = "incus"
-KEY = "user.pytest-orbstack"  # "1" on every machine this package made; KEY.<what> for the rest
 SNAPSHOT = "pytest-orbstack-frozen"  # the one snapshot of a golden machine its clones copy
 SETUP_DONE = "pytest-orbstack-setup-done"
 SUDOERS = "/etc/sudoers.d/90-pytest-orbstack"
@@ -31,7 +30,6 @@ CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
 # what logs() shows of a running machine: its boot journal, and cloud-init's output when there is some
 BOOT_LOGS = (f"journalctl -b --no-pager -n 300 2>&1; if [ -s {CLOUD_INIT_LOG} ]; then "
              f"echo '--- {CLOUD_INIT_LOG} ---'; cat {CLOUD_INIT_LOG}; fi")
-ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 # the keys clones keep from their source; the session's own keys are the clone's caller's
 INHERITED = ("user", "uid", "gid", "home", "image", "resources")
 
@@ -251,41 +249,6 @@ def ready_script(timeout: int = 90, setup: str | None = None) -> str:
 def ready(machine: str, timeout: int = 90, setup: str | None = None) -> list[str]:
     """:func:`ready_script` run as root in ``machine``."""
     return exec_(machine, ready_script(timeout, setup))
-
-
-# -- what incus prints --------------------------------------------------------------------------
-def parse_instance(data: Mapping[str, Any]) -> MachineInfo | None:
-    """An instance as ``incus query``/``incus list`` gives it -> MachineInfo, or None if this
-    package did not make it."""
-    config = data.get("config") or {}
-    if config.get(KEY) != "1":
-        return None
-    try:
-        distro, codename = image_codename(config.get(f"{KEY}.image", ""))
-    except UnknownImage:
-        distro, codename = "", ""
-    running = data.get("status") == "Running"
-    arch = ARCHES.get(data.get("architecture", ""), data.get("architecture", ""))
-    machine = EngineMachine(id=config.get("volatile.uuid", data["name"]), name=data["name"],
-                            image=Image(distro, codename, arch), state="running" if running else "stopped",
-                            default_username=config.get(f"{KEY}.user"))
-    addresses = ((((data.get("state") or {}).get("network") or {}).get("eth0") or {}).get("addresses")
-                 or []) if running else []
-    ip4 = next((a["address"] for a in addresses if a["family"] == "inet"), None)
-    ip6 = next((a["address"] for a in addresses if a["family"] == "inet6" and a["scope"] == "global"), None)
-    return MachineInfo(machine, ip4=ip4, ip6=ip6)
-
-
-def recorded_user(config: dict[str, str]) -> tuple[str, int, int, str]:
-    """The default user's name, uid, gid and home an instance's config records (root's without)."""
-    login = config.get(f"{KEY}.user") or "root"
-    return (login, int(config.get(f"{KEY}.uid") or 0), int(config.get(f"{KEY}.gid") or 0),
-            config.get(f"{KEY}.home") or "/root")
-
-
-def recorded_resources(config: Mapping[str, str]) -> Resources:
-    recorded = json.loads(config.get(f"{KEY}.resources") or "{}")
-    return Resources(**{**recorded, "capabilities": tuple(recorded.get("capabilities", ()))})
 
 
 # -- the pyinfra facts' shell lines (run on the engine's host) and their output ---------------

@@ -11,7 +11,6 @@ where and why the commands differ. Rootful and rootless alike (docs/podman.md).
 from __future__ import annotations
 
 import builtins
-import re
 import shlex
 import shutil
 
@@ -23,9 +22,6 @@ from pytest_orbstack.backends.podman import commands as cmd
 from pytest_orbstack.backends.podman.cli import PodmanCLI
 from pytest_orbstack.backends.process import answers
 
-# `podman exec` in a stopped machine (one line; the exit code is 125)
-NOT_RUNNING = re.compile(r"Error: can only create exec sessions on running containers: container state improper\s*")
-
 
 class PodmanBackend(DockerBackend):
     """Machines as systemd containers of Podman: its :class:`.PodmanCLI` runs ``podman`` with
@@ -34,8 +30,6 @@ class PodmanBackend(DockerBackend):
     name = "podman"
     commands = cmd
     create_steps = Backend.create_steps  # one call of create: its run needs the network's gateway
-    not_running = NOT_RUNNING
-    stopped_words = ("container state improper", "no such container")
 
     cli_class = PodmanCLI
     cli: PodmanCLI

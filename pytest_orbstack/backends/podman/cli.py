@@ -10,6 +10,7 @@ rootless (docs/podman.md says what a rootless host needs).
 from __future__ import annotations
 
 import json
+import re
 import resource
 import subprocess
 from pathlib import Path
@@ -55,6 +56,10 @@ class PodmanCLI(DockerCLI):
     engine = "podman"
     errors: ErrorPatterns = ERRORS
     unreachable: tuple[str, ...] = ()  # no daemon to be away
+    # `podman exec` in a stopped machine (one line; the exit code is 125)
+    not_running = re.compile(r"Error: can only create exec sessions on running containers: "
+                             r"container state improper\s*")
+    stopped_words = ("container state improper", "no such container")
 
     def __init__(self, podman: str = "podman", env: dict[str, str] | None = None) -> None:
         super().__init__(podman, env)
