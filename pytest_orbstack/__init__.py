@@ -22,7 +22,7 @@ _EXPORTS = {
     "OperationResult": "model.results",
     "DeployError": "model.results",
     "DryRunError": "model.dry_run",
-    "StaleServicesError": "machines.freshness",
+    "StaleServicesError": "model.results",
     "MachineError": "errors",
     "OrbStackError": "errors",
     "MachineNotFound": "errors",
@@ -61,11 +61,16 @@ if TYPE_CHECKING:
         UnknownConfigKey,
         UnknownImage,
     )
-    from pytest_orbstack.machines.freshness import StaleServicesError
     from pytest_orbstack.machines.machine import Machine, MachineGroup
     from pytest_orbstack.model.checks import Reachability, Record, Resolution
     from pytest_orbstack.model.dry_run import DryRunError
-    from pytest_orbstack.model.results import DeployError, DeployResult, IdempotenceError, OperationResult
+    from pytest_orbstack.model.results import (
+        DeployError,
+        DeployResult,
+        IdempotenceError,
+        OperationResult,
+        StaleServicesError,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -60,9 +60,11 @@ class CacheStore(ABC):
         """The project's complete entries (``project``: its tag; None: every project's), newest first."""
 
     @abstractmethod
-    def publish(self, golden: str, digest: str, labels: dict[str, str]) -> str:
-        """Keep machine ``golden`` (deployed, not changing any more) as the entry of ``digest``,
-        labelled ``labels`` in the same step; returns its reference."""
+    def publish(self, golden: str, digest: str, about: str, project: str) -> str:
+        """Keep machine ``golden`` (deployed, not changing any more) as the entry of ``digest``
+        (of project ``project``; ``about``: its image and deploy), labelled
+        (:func:`entry_labels`) in the same step, then delete the machine; returns the entry's
+        reference."""
 
     @abstractmethod
     def use(self, golden: str, ref: str) -> None:

@@ -2,30 +2,95 @@
 
 After its deploy, a golden machine is published to its engine's cache
 (:mod:`pytest_orbstack.backends.cache_store`) under the digest of its key
-(:mod:`.cache_key`); clones come from that entry from then on. A later run whose golden machine
+(:func:`cache_digest`); clones come from that entry from then on. A later run whose golden machine
 has the same digest clones from the entry without creating or deploying anything; any change
 of an input gives another digest, so another entry is made. An entry older than the maximum
 age is never used, and each publish removes the project's entries over the age and beyond the
 maximum count (oldest first). ``refresh`` makes and publishes every golden machine anew.
+
+The key of an entry is everything that decides what the machine holds: the golden machine's key
+in the session (:func:`.shared.golden_key`: image, deploy, ``data=``, ``config=``, user,
+resources, cloud-init and the other machine and apply arguments), plus what a file's path and
+its deploy's digest do not show: every file of the deploy's folder (the deploy file, what it
+includes, ``group_data``, ``config.py``, templates and files it ships; for a deploy callable,
+the folder pyinfra runs it from and its module's folder), the engine's id of the base image,
+the pyinfra and pytest-orbstack versions, and the project.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pytest_orbstack.backends.cache_store import CacheEntry, CacheStore, entry_labels
+from pytest_orbstack.backends.cache_store import CacheEntry, CacheStore
 from pytest_orbstack.errors import MachineError
-from pytest_orbstack.machines.cache_key import cache_digest
-from pytest_orbstack.model.inputs import Deploy, describe
+from pytest_orbstack.model.deploy_refs import function_folder
+from pytest_orbstack.model.inputs import Deploy
 from pytest_orbstack.model.records import MachineRecord
 
 if TYPE_CHECKING:
     from pytest_orbstack.machines.lifecycle import Lifecycle
 
 MODES = ("on", "off", "refresh")
+SKIPPED = frozenset({"__pycache__", ".git", ".venv", "venv", "node_modules", ".pytest_cache", ".mypy_cache",
+                     ".ruff_cache", ".tox"})  # folders whose files no deploy ships
+
+
+
+def deploy_folders(deploy: Deploy) -> list[Path]:
+    """The folders a deploy reads files from: a deploy file's; for a callable, the folder
+    pyinfra runs it from (:func:`.deploy_refs.function_folder`, where ``group_data``,
+    ``config.py`` and ``src=`` paths resolve) and its module's own folder (what it imports)."""
+    if not callable(deploy):
+        return [Path(os.fspath(deploy)).resolve().parent]
+    try:
+        source = inspect.getsourcefile(inspect.unwrap(deploy))
+    except TypeError:
+        source = None
+    own = [Path(source).resolve().parent] if source else []
+    return list(dict.fromkeys([function_folder(deploy), *own]))
+
+
+def folder_digest(folder: Path) -> str:
+    """A hash of every file under ``folder`` (relative path, executable bit and content;
+    :data:`SKIPPED` folders and symbolic links to folders are not entered)."""
+    digest = hashlib.sha256()
+    if not folder.is_dir():
+        return ""
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d not in SKIPPED)
+        for name in sorted(files):
+            path = Path(root, name)
+            try:
+                content = path.read_bytes()
+                mode = os.stat(path).st_mode & 0o111
+            except OSError:
+                continue  # a broken link, or removed meanwhile
+            rel = path.relative_to(folder).as_posix()
+            digest.update(f"{rel}\0{mode:o}\0{len(content)}\0".encode())
+            digest.update(content)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """The versions of what turns a deploy into a machine: pyinfra and this package."""
+    from pytest_orbstack import __version__
+    return {"pyinfra": version("pyinfra"), "pytest-orbstack": __version__}
+
+
+def cache_digest(golden_key: str, deploy: Deploy, base_id: str, project: str) -> str:
+    """The digest of a cached golden machine's key (see the module's text)."""
+    parts = {"golden": golden_key, "folders": [folder_digest(f) for f in deploy_folders(deploy)], "base": base_id,
+             "versions": versions(), "project": project}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -68,11 +133,11 @@ class GoldenCache:
                      if e.digest == digest and self.fresh(e, now)), None)
 
     def publish(self, golden: str, digest: str, about: str) -> str | None:
-        """Publish ``golden`` as the entry of ``digest``, then :meth:`evict`; None (told) if the
-        engine refused: the session goes on with the golden machine as it is."""
-        labels = entry_labels(digest, time.time(), about, self.policy.project)
+        """Publish ``golden`` as the entry of ``digest`` (the machine goes: clones come from the
+        entry), then :meth:`evict`; None (told) if the engine refused: the session goes on with
+        the golden machine as it is."""
         try:
-            ref = self.store.publish(golden, digest, labels)
+            ref = self.store.publish(golden, digest, about, self.policy.project)
         except MachineError as exc:
             self.progress(f"orbstack: golden machine {golden} not cached: {exc}")
             return None
@@ -93,14 +158,15 @@ class GoldenCache:
         return removed
 
     def golden(self, lifecycle: Lifecycle, key: str, image: str, deploy: Deploy, args: dict[str, Any],
-               label: str, asker: str) -> str:
+               label: str, about: str, asker: str) -> str:
         """The golden machine of ``key`` (see :meth:`.Lifecycle.golden`; ``args``: its machine
-        and apply arguments), from the cache when an entry has its digest, else made, deployed
-        and published (then deleted: clones come from the entry). Made or found by one process
+        and apply arguments; ``label``: how reports name it; ``about``: image and deploy, for
+        ``--orbstack-list``), from the cache when an entry has its digest, else made, deployed
+        and published. Made or found by one process
         of the session; every process then clones from the entry."""
         with lifecycle.shared_machines.claim(key, label, asker) as entry:
             if not entry:
-                entry.update(self._claimed(lifecycle, key, image, deploy, args, label))
+                entry.update(self._claimed(lifecycle, key, image, deploy, args, label, about))
         name, ref = entry["name"], entry.get("cache")
         if ref and name not in self.used:
             self.store.use(name, ref)
@@ -110,7 +176,7 @@ class GoldenCache:
         return str(name)
 
     def _claimed(self, lifecycle: Lifecycle, key: str, image: str, deploy: Deploy, args: dict[str, Any],
-                 label: str) -> dict[str, Any]:
+                 label: str, about: str) -> dict[str, Any]:
         """The shared record of a golden machine this process is the first to ask for."""
         digest = cache_digest(key, deploy, self.store.base_id(image), self.policy.project)
         hit = self.lookup(digest)
@@ -123,8 +189,6 @@ class GoldenCache:
             return dict(name=record.name, image=image, record=record.as_json(), cache=hit.ref, hit=True)
         machine, record = lifecycle.create(key, image, role="golden", shown=label, deploy=deploy, clone=False,
                                            **args)
-        ref = self.publish(machine.name, digest, f"{image} {describe(deploy)}")
-        if ref is not None:  # the clones come from the entry: the machine is not needed
-            lifecycle.backend.delete_if_exists(machine.name)
+        ref = self.publish(machine.name, digest, about)
         return dict(name=machine.name, image=image, record=record.as_json(),
                     **({"cache": ref} if ref else {}))

@@ -25,7 +25,6 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import MachineError, MachineExists, attach_sections
 from pytest_orbstack.machines.cache import GoldenCache
 from pytest_orbstack.machines.diagnostics import machine_diagnostics
-from pytest_orbstack.machines.freshness import apply_golden
 from pytest_orbstack.machines.kept import KeptMachine
 from pytest_orbstack.machines.machine import Machine
 from pytest_orbstack.machines.registry import Registry
@@ -83,7 +82,7 @@ class Lifecycle:
         ``check_idempotent``; planned first with ``check_dry_run``). With ``clone`` (and no
         cloud-init), the deploy runs on a golden machine that is then cloned: the clones get no
         apply of their own, and the golden fails if the deploy left a service running on
-        changed files (:mod:`.freshness`; services matching ``allow_stale`` are exempt).
+        changed files (:meth:`.Machine.apply_golden`; services matching ``allow_stale`` are exempt).
         ``next_key``: the key the next test will likely ask for with these same arguments; its
         clone starts now, in the background (:mod:`.spares`). ``shown``: how reports name the
         machine (default ``key``)."""
@@ -106,7 +105,7 @@ class Lifecycle:
             else:
                 machine = self._make(record, user, cloud_init, resources)
                 if deploy is not None and role == "golden":
-                    apply_golden(machine, deploy, apply_args, allow_stale)
+                    machine.apply_golden(deploy, apply_args, allow_stale)
                 elif deploy is not None:
                     machine.apply(deploy, **apply_args)
         except MachineExists:
@@ -264,10 +263,11 @@ class Lifecycle:
         """Name of the golden machine for (image, deploy, machine and apply arguments):
         deployed once (twice with ``check_idempotent``), before any clone is made from it.
         ``asker``: the id of the test asking (see :meth:`shared`)."""
-        label, key = f"golden machine of {image} with deploy {describe(deploy)}", golden_key(
-            image, deploy, machine_args, apply_args)
+        what, key = describe(deploy), golden_key(image, deploy, machine_args, apply_args)
+        label = f"golden machine of {image} with deploy {what}"
         if self.cache is not None:  # (:mod:`.cache`)
-            return self.cache.golden(self, key, image, deploy, {**machine_args, **apply_args}, label, asker)
+            return self.cache.golden(self, key, image, deploy, {**machine_args, **apply_args}, label,
+                                     f"{image} {what}", asker)
         return self.shared(key, image, deploy=deploy, role="golden", label=label, asker=asker,
                            **machine_args, **apply_args).name
 

@@ -15,7 +15,14 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import InvalidInput, MachineError
 from pytest_orbstack.model.checks import Reachability, Record, Resolution
 from pytest_orbstack.model.inputs import Deploy, check_deploy
-from pytest_orbstack.model.results import DeployError, DeployResult, IdempotenceError, changed_again
+from pytest_orbstack.model.results import (
+    DeployError,
+    DeployResult,
+    IdempotenceError,
+    StaleServicesError,
+    changed_again,
+    not_exempt,
+)
 from pytest_orbstack.model.types import MachineInfo
 
 if TYPE_CHECKING:
@@ -114,6 +121,16 @@ class Machine:
         return apply_to({self.name: (self, (), {})}, deploy, check=check, check_idempotent=check_idempotent,
                         allow_changes=allow_changes, data=data, config=config,
                         check_dry_run=check_dry_run)[self.name]
+
+    def apply_golden(self, deploy: Deploy, apply_args: dict[str, Any], allow_stale: Sequence[str]) -> None:
+        """:meth:`apply` (``apply_args``: its keywords) to a golden machine, then raise
+        :class:`.StaleServicesError` when the deploy left services running on configuration it
+        changed after they started or reloaded, except those ``allow_stale`` patterns exempt."""
+        since = self.run("date +%s.%N").stdout.strip()  # the machine's own clock
+        self.apply(deploy, **apply_args)
+        stale = not_exempt(self.fact("StaleServices", since=since), allow_stale)
+        if stale:
+            raise StaleServicesError(self.deploys[-1], stale)
 
     # -- diagnostics (the pyinfra facts, run directly) ------------------------------------
     def fact(self, name: str, **kwargs: Any) -> Any:

@@ -145,3 +145,36 @@ class IdempotenceError(DeployError):
         lines.append("  (exempt an operation that must change every time with "
                      "allow_changes=['NAME PATTERN'])")
         super().__init__(second, "\n".join(lines))
+
+
+STALE_HINT = ("restart or reload each in the deploy when its files change (pyinfra: "
+              "systemd.service(..., restarted=True, _if=op.did_change)); exempt a service that "
+              "rereads its files by itself with allow_stale=['NAME PATTERN']")
+
+
+class StaleServicesError(DeployError):
+    """Clone honesty: a golden machine is cloned, and each clone boots every service afresh
+    from the files the deploy left, while a real server that ran the same deploy keeps running
+    what each service read when it started, until the deploy restarts or reloads it. So a
+    golden machine fails with this error when its deploy left running services on
+    configuration it changed after they started (``services`` maps each unit to its changed
+    files; :class:`~pytest_orbstack.facts.services.StaleServices` finds them)."""
+
+    def __init__(self, result: DeployResult, services: dict[str, list[str]]) -> None:
+        names = ", ".join(services)
+        lines = [f"deploy {result.deploy} leaves {names} running on old configuration: it "
+                 "changed these files after the service started (a clone would boot it with "
+                 "the new files, a real server keeps the old until a restart):"]
+        for unit, paths in services.items():
+            lines += [f"  {unit}: {', '.join(paths)}"]
+        lines.append(f"  ({STALE_HINT})")
+        super().__init__(result, "\n".join(lines))
+        self.services = services
+
+
+def not_exempt(stale: dict[str, list[str]], allow_stale: Sequence[str]) -> dict[str, list[str]]:
+    """The stale services of ``stale`` whose unit name, with or without ``.service``, matches
+    no ``allow_stale`` pattern."""
+    return {unit: paths for unit, paths in stale.items()
+            if not any(fnmatchcase(unit, p) or fnmatchcase(unit.removesuffix(".service"), p)
+                       for p in allow_stale)}

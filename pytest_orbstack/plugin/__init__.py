@@ -76,7 +76,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="list this project's kept machines (test, image, age, login command), then exit.")
     group.addoption("--orbstack-timings", metavar="FILE", default=None,
                     help="write machine phase timings as JSON to FILE.")
-    engines.add_options(group, parser)
+    group.addoption(engines.OPTION, default=None, metavar="ENGINES",
+                    help="several engines in one run, comma-separated (docker,incus): xdist worker gwK "
+                         "makes its machines on engine K modulo their number; without xdist, the first. "
+                         "Not with --orbstack-backend. Default: ini orbstack_engines.")
+    parser.addini(engines.INI, "engines for one run over several (comma-separated; see --orbstack-engines)",
+                  default="")
     parser.addini("orbstack_backend", "default engine: auto, orbstack, docker or incus (unset: "
                   "$PYTEST_ORBSTACK_BACKEND, else auto)", default="")
     parser.addini("orbstack_image", "default image for machines", default=DEFAULT_IMAGE)

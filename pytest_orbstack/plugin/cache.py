@@ -37,8 +37,9 @@ def project(config: pytest.Config) -> str:
     return project_tag(getpass.getuser(), str(config.rootpath))
 
 
-def policy(config: pytest.Config) -> CachePolicy:
-    """The cache policy the options, ini values and environment say; UsageError on a bad value."""
+def policy(config: pytest.Config) -> CachePolicy | None:
+    """The cache policy the options, ini values and environment say (None: the cache is off);
+    UsageError on a bad value."""
     mode = (config.getoption("orbstack_cache") or config.getini("orbstack_cache") or settings.cache_mode()).lower()
     if mode not in MODES:
         raise pytest.UsageError(f"--orbstack-cache / orbstack_cache = {mode!r}: use {', '.join(MODES)}")
@@ -49,14 +50,14 @@ def policy(config: pytest.Config) -> CachePolicy:
         raise pytest.UsageError(f"orbstack_cache_max_age / orbstack_cache_max_count: {exc}") from None
     if hours <= 0 or count < 1:
         raise pytest.UsageError("orbstack_cache_max_age must be > 0 hours, orbstack_cache_max_count >= 1")
-    return CachePolicy(mode, hours * 3600, count, project(config))
+    return CachePolicy(mode, hours * 3600, count, project(config)) if mode != "off" else None
 
 
 def golden_cache(config: pytest.Config, backend: Backend, progress: Callable[[str], None]) -> GoldenCache | None:
     """The session's cache on ``backend``; None when off or when the engine keeps none."""
     chosen = policy(config)
-    store = backend.cache_store() if chosen.mode != "off" else None
-    return GoldenCache(store, chosen, progress) if store is not None else None
+    store = backend.cache_store() if chosen is not None else None
+    return GoldenCache(store, chosen, progress) if store is not None and chosen is not None else None
 
 
 def listing(config: pytest.Config, backend: Backend) -> list[str]:

@@ -26,16 +26,6 @@ OPTION = "--orbstack-engines"
 INI = "orbstack_engines"
 
 
-def add_options(group: pytest.OptionGroup, parser: pytest.Parser) -> None:
-    """The option and its ini key."""
-    group.addoption(OPTION, default=None, metavar="ENGINES",
-                    help="several engines in one run, comma-separated (docker,incus): xdist worker gwK "
-                         "makes its machines on engine K modulo their number; without xdist, the first. "
-                         "Not with --orbstack-backend. Default: ini orbstack_engines.")
-    parser.addini(INI, "engines for one run over several (comma-separated; see --orbstack-engines)",
-                  default="")
-
-
 def parse(value: str, where: str) -> list[str]:
     """The engine names of ``value`` (comma- or space-separated); an unknown or repeated name
     raises UsageError with one line naming it."""

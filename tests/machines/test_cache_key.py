@@ -1,4 +1,4 @@
-"""The golden cache's key (machines/cache_key.py) without an engine: which changes give a new
+"""The golden cache's key (machines/cache.py) without an engine: which changes give a new
 digest and which do not; and the cache's default mode (settings.cache_mode)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from pytest_orbstack import settings
-from pytest_orbstack.machines import cache_key
-from pytest_orbstack.machines.cache_key import cache_digest, deploy_folders, folder_digest
+from pytest_orbstack.machines import cache
+from pytest_orbstack.machines.cache import cache_digest, deploy_folders, folder_digest
 
 
 @pytest.fixture
@@ -39,7 +39,7 @@ def test_the_base_image_versions_and_project_are_in_the_digest(folder, monkeypat
     assert len({digest, cache_digest("golden:k2", deploy, "sha256:1", "p"),
                 cache_digest("golden:k", deploy, "sha256:2", "p"),
                 cache_digest("golden:k", deploy, "sha256:1", "q")}) == 4
-    monkeypatch.setattr(cache_key, "version", lambda name: "0.0.1")
+    monkeypatch.setattr(cache, "version", lambda name: "0.0.1")
     assert cache_digest("golden:k", deploy, "sha256:1", "p") != digest  # pyinfra's version
     monkeypatch.undo()
     monkeypatch.setattr("pytest_orbstack.__version__", "0.0.1")

@@ -1,6 +1,6 @@
 """A clone must not hide a deploy that forgets to restart a service: the golden machine fails
 when its deploy left a running service on configuration it changed after the service started
-(pytest_orbstack.machines.freshness), because each clone would boot that service afresh."""
+(pytest_orbstack.machines.machine.Machine.apply_golden), because each clone would boot that service afresh."""
 
 from __future__ import annotations
 

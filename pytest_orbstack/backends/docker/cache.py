@@ -6,10 +6,11 @@ in one step of the engine, so an entry listed is complete."""
 from __future__ import annotations
 
 import json
+import time
 from typing import TYPE_CHECKING, Any
 
 from pytest_orbstack import settings
-from pytest_orbstack.backends.cache_store import CACHE_LABEL, CacheEntry, CacheStore, parse_entry
+from pytest_orbstack.backends.cache_store import CACHE_LABEL, CacheEntry, CacheStore, entry_labels, parse_entry
 from pytest_orbstack.backends.docker import commands as cmd
 from pytest_orbstack.backends.docker.leftovers import SOURCES
 from pytest_orbstack.model.names import PROJECT_LABEL
@@ -53,15 +54,18 @@ class DockerCacheStore(CacheStore):
                 found.append(entry)
         return sorted(found, key=lambda e: e.created, reverse=True)
 
-    def publish(self, golden: str, digest: str, labels: dict[str, str]) -> str:
-        """``docker commit`` of ``golden`` to ``pytest-orbstack-cache:<digest>`` with ``labels``;
-        an entry the tag named before (``refresh``, or one too old) goes unless a machine uses it."""
+    def publish(self, golden: str, digest: str, about: str, project: str) -> str:
+        """``docker commit`` of ``golden`` to ``pytest-orbstack-cache:<digest>`` with its labels,
+        then ``golden`` removed; an entry the tag named before (``refresh``, or one too old)
+        goes unless a machine uses it."""
         ref = f"{REPOSITORY}:{digest[:32]}"
         before = self.cli.call(cmd.image_id(ref), check=False).stdout.strip()
+        labels = entry_labels(digest, time.time(), about, project)
         changes = [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
         self.cli.call(cmd.commit(golden, ref, *changes), timeout=settings.DOCKER_COMMIT_TIMEOUT)
         if before and self.cli.call(cmd.image_id(ref)).stdout.strip() != before:
             self.cli.remove_image(before)
+        self.backend.delete(golden)
         return ref
 
     def use(self, golden: str, ref: str) -> None:
