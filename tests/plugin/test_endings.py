@@ -209,6 +209,7 @@ def test_an_interrupted_session_does_not_wait_for_a_slow_spare(inner, tmp_path, 
     (session,) = sessions_of(tmp_path / "state")
     kept = [n for n in session_leftovers(session) if "-test-spare-0-" in n]
     assert len(kept) == 1, session_leftovers(session)
+    deadline = time.monotonic() + 90  # its own wait: the 20 s stall and a `docker run` on a loaded host
     while engine_call_running(session) and time.monotonic() < deadline:
         time.sleep(0.5)  # the stalled `docker run` makes the spare after pytest ended
     assert not engine_call_running(session)
