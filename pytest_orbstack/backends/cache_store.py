@@ -1,10 +1,11 @@
 """Where an engine keeps converged golden machines between pytest runs (the golden cache).
 
 An entry is the cheapest form of a golden machine the engine offers (Docker and Podman: the
-committed image its clones come from). It is published in one engine step that also writes
-its labels (``docker commit --change LABEL``): an entry the engine lists is complete, never
-half made. Entries carry :data:`CACHE_LABEL` (the key's digest), the time they were made and
-the project's tag, and an empty session label: no session's reap and no watcher removes them;
+committed image its clones come from; Incus: the stopped golden instance with its snapshot).
+It becomes an entry in one engine step that also writes its labels (``docker commit --change
+LABEL``, ``incus config set``): an entry the engine lists is complete, never half made.
+Entries carry :data:`CACHE_LABEL` (the key's digest), the time they were made and the
+project's tag, and an empty session label: no session's reap and no watcher removes them;
 ``--orbstack-prune`` of the project does (:func:`pytest_orbstack.machines.reaper.removable`).
 """
 
@@ -63,8 +64,8 @@ class CacheStore(ABC):
     def publish(self, golden: str, digest: str, about: str, project: str) -> str:
         """Keep machine ``golden`` (deployed, not changing any more) as the entry of ``digest``
         (of project ``project``; ``about``: its image and deploy), labelled
-        (:func:`entry_labels`) in the same step, then delete the machine; returns the entry's
-        reference."""
+        (:func:`entry_labels`) in the same step; the machine is gone under its name afterwards
+        (deleted, or become the entry); returns the entry's reference."""
 
     @abstractmethod
     def use(self, golden: str, ref: str) -> None:

@@ -1,8 +1,9 @@
 """The golden cache (``--orbstack-cache``) on Docker, through inner pytest runs: a second run
 clones from the cached golden machine (``created_by: cache``), a change of any input of its key
 makes a new one, the age and count limits hold, a session killed while making one leaves no
-entry to reuse, and under ``-n 2`` each key's golden machine is made once. Each inner project
-is its own cache scope (its rootdir); its entries are pruned at the end of each test."""
+entry to reuse, and under ``-n 2`` each key's golden machine is made once. On Incus (whose
+entries are stopped instances, not images) the same first, second and edited runs. Each inner
+project is its own cache scope (its rootdir); its entries are pruned at the end of each test."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import time
 from xml.etree import ElementTree
 
 import pytest
+from incusenv import incus, instances
 from innerpytest import containers, run, sessions_of
 
 from pytest_orbstack.model.names import project_tag
@@ -54,12 +56,13 @@ def test_machine(orbstack_machine, variant, n):
     assert machine.run("cat /etc/motd").stdout == os.environ.get("MOTD", "one\\n")
     greeting = args.get("data", {}).get("greeting") or os.environ.get("GREETING", "hello")
     assert machine.run("cat /etc/greeting").stdout.strip() == greeting
+    if "user" in args:  # a clone's default user is its golden machine's
+        assert machine.run("id -un", user=None).stdout.strip() == "alice"
 '''
 PLAIN = ("-k", "plain and 1")  # one test of the machine without arguments
 
 
-@pytest.fixture
-def project(inner, monkeypatch):
+def site_project(inner, monkeypatch, engine: str = "docker"):
     """An inner project whose golden machine deploys ``site/deploy.py``; its cache entries are
     removed at the end (by ``--orbstack-prune``, checked against the engine)."""
     monkeypatch.setenv("PYTEST_ORBSTACK_CACHE", "on")
@@ -72,12 +75,27 @@ def project(inner, monkeypatch):
     (site / "files" / "motd").write_text("one\n")
     yield inner
     result = run(inner, "--orbstack-prune")
-    assert entries(inner) == [], result.stdout.str()
+    assert entries(inner, engine) == [], result.stdout.str()
 
 
-def entries(inner) -> list[str]:
-    """The project's cache entries on the engine (image ids)."""
+@pytest.fixture
+def project(inner, monkeypatch):
+    yield from site_project(inner, monkeypatch)
+
+
+@pytest.fixture
+def incus_project(incus_inner, monkeypatch):
+    yield from site_project(incus_inner, monkeypatch, "incus")
+
+
+def entries(inner, engine: str = "docker") -> list[str]:
+    """The project's cache entries on the engine (Docker: image ids; Incus: instance names)."""
     tag = project_tag(getpass.getuser(), str(inner.path))
+    if engine == "incus":
+        out = incus("list", "user.pytest-orbstack=cache", f"user.pytest-orbstack.project={tag}", "-f", "csv",
+                    "-c", "n")
+        assert out.returncode == 0, out.stderr
+        return sorted(out.stdout.split())
     out = subprocess.run(["docker", "images", "-q", "--no-trunc", "--filter", "label=pytest-orbstack.cache",
                           "--filter", f"label=pytest-orbstack.project={tag}"], capture_output=True, text=True)
     return sorted(set(out.stdout.split()))
@@ -169,3 +187,26 @@ def _sleeping(name: str) -> bool:
     """Whether the deploy's ``sleep 600`` runs in machine ``name``."""
     ps = subprocess.run(["docker", "exec", name, "pgrep", "-f", "sleep 600"], capture_output=True)
     return ps.returncode == 0
+
+
+def test_on_incus_a_second_run_copies_the_stopped_entry_and_an_edit_makes_a_new_one(incus_project):
+    """Two keys (no arguments; user ``alice``) under ``-n 2``: each golden machine is made once
+    and becomes a stopped entry that is no machine (not in ``incus list user.pytest-orbstack=1``);
+    the next run clones from each (the clone's user is the golden machine's); editing the
+    deploy makes the plain one anew."""
+    two = ("-n", "2", "-k", "1 and (plain or user)")
+    assert made_by(incus_project, *two) == ["operations.machine"] * 2
+    made = entries(incus_project, "incus")
+    assert len(made) == 2 and all(name.startswith("pto-cache-") for name in made), made
+    assert not set(made) & instances()  # an entry is not a machine: no reap, no list takes it
+    states = incus("list", "user.pytest-orbstack=cache", "-f", "csv", "-c", "ns").stdout
+    assert all(f"{name},STOPPED" in states for name in made), states
+    assert made_by(incus_project, *two) == ["cache"] * 2
+    listed = run(incus_project, "--orbstack-list").stdout.str()
+    assert "debian:bookworm site/deploy.py" in listed and made[0] in listed, listed
+    undo = edit(incus_project.path / "site" / "deploy.py", DEPLOY + "\n# changed\n")
+    try:
+        assert made_by(incus_project, *PLAIN) == ["operations.machine"], "a stale hit"
+    finally:
+        undo()
+    assert len(entries(incus_project, "incus")) == 3

@@ -14,8 +14,6 @@ import json
 import os
 import shlex
 import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, AnyStr
 
@@ -25,8 +23,9 @@ from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus import images, vm
+from pytest_orbstack.backends.incus.cache import IncusCacheStore
 from pytest_orbstack.backends.incus.cli import NOT_RUNNING, IncusCLI
-from pytest_orbstack.backends.incus.instances import parse_instance, recorded_resources, recorded_user
+from pytest_orbstack.backends.incus.instances import parse_instance, recorded_resources, recorded_user, session_keys
 from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
 from pytest_orbstack.errors import InvalidInput, MachineError, MachineExists, MachineNotFound, UnknownImage
@@ -46,11 +45,11 @@ class IncusBackend(Backend):
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None,
                  remote: str | None = None, target: str | None = None) -> None:
         self.cli = IncusCLI(incus, env, remote, target)
-        self.incus, self.call, self._error = incus, self.cli.call, self.cli.error
+        self.incus, self.call = incus, self.cli.call
         self.env = self.cli.env  # commands in machines (exec, shells) run with it too
         self._images: dict[tuple[str, bool], str] = {}  # (image, cloud) -> the Incus image reference
         self._users: dict[str, tuple[str, int, int, str]] = {}  # machine -> (user, uid, gid, home)
-        self._frozen: dict[str, tuple[set[str], str | None]] = {}  # golden -> its session keys, member
+        self._frozen: dict[str, tuple[str, set[str], str | None]] = {}  # golden -> copied, keys dropped, member
 
     def at(self, name: str) -> str:
         return self.cli.at(name)  # REMOTE:NAME on a remote
@@ -74,25 +73,6 @@ class IncusBackend(Backend):
         if (data.get("config") or {}).get(cmd.KEY) != "1":
             raise MachineNotFound(f"machine not found: {name!r}")
         return data
-
-    def _failed(self, proc: subprocess.CompletedProcess[str], name: str) -> MachineError:
-        """The error of a failed launch or copy of ``name``, what it left removed (not a machine
-        of that name that was already there)."""
-        error = self._error(proc)
-        if isinstance(error, MachineExists):
-            return MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
-        self.call(cmd.delete(self.at(name)), check=False)
-        return error
-
-    @contextmanager
-    def _deleted_on_failure(self, name: str) -> Iterator[None]:
-        """Delete instance ``name`` if the block raises, then re-raise."""
-        try:
-            yield
-        except BaseException:
-            with suppress(MachineError):  # the original error matters more
-                self.call(cmd.delete(self.at(name)), check=False)
-            raise
 
     def image_ref(self, image: str, cloud: bool = False) -> str:
         """The Incus image machines of ``image`` (``cloud``: with cloud-init) start from, built
@@ -140,12 +120,12 @@ class IncusBackend(Backend):
         proc = self.call(cmd.launch(self.at(name), ref, config, resources, member), check=False,
                          timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
-            error = self._failed(proc, name)
+            error = self.cli.failed(proc, name)
             if ref.startswith("images:") and not isinstance(error, MachineExists):
                 raise UnknownImage(f"image {image!r}: incus launch {ref} failed: {_last_line(proc.stderr)}",
                                    stderr=proc.stderr)
             raise error
-        with self._deleted_on_failure(name):
+        with self.cli.deleted_on_failure(name):
             if user_data is not None:
                 self.call(cmd.exec_(self.at(name), cmd.cloud_init_wait(int(settings.CLOUD_INIT_TIMEOUT))),
                           timeout=settings.CLOUD_INIT_TIMEOUT + 30)
@@ -156,30 +136,28 @@ class IncusBackend(Backend):
               frozen_source: bool = False) -> MachineInfo:
         """``incus copy`` of ``source`` (running or not), started as ``name`` on the member the
         source was put on with ``target=`` (else as new machines are). With ``frozen_source``
-        every clone copies one snapshot of the source, taken once."""
+        every clone copies one snapshot of the source, taken once (of a cache entry after
+        :meth:`frozen_as`)."""
         validate_machine_name(name)
         snap: str | None = cmd.SNAPSHOT
         if frozen_source and source in self._frozen:  # asked once per process: a golden is fixed
-            session_keys, member = self._frozen[source]
+            origin, dropping, member = self._frozen[source]
         else:
             data = self._query(source)
-            config = data.get("config") or {}
-            inherited = {f"{cmd.KEY}.{what}" for what in cmd.INHERITED} | {cmd.KEY}
-            session_keys = {k for k in config if k.startswith(f"{cmd.KEY}.") and k not in inherited}
-            member = recorded_resources(config).target or self.cli.target
-            snap = self._snapshot(source, data, (session_keys, member)) if frozen_source else None
-        own = {cmd.key(k): v for k, v in (labels or {}).items()}
-        dropped = {k: "" for k in session_keys if k not in own}  # the source's session is not the clone's
-        proc = self.call(cmd.copy(self.at(source), self.at(name), {**dropped, **own}, snap, member),
+            origin, dropping, member = self._copied(source, data.get("config") or {})
+            snap = self._snapshot(source, data, (origin, dropping, member)) if frozen_source else None
+        own = {cmd.KEY: "1", **{cmd.key(k): v for k, v in (labels or {}).items()}}
+        dropped = {k: "" for k in dropping if k not in own}  # the source's session is not the clone's
+        proc = self.call(cmd.copy(self.at(origin), self.at(name), {**dropped, **own}, snap, member),
                          check=False, timeout=settings.INCUS_CREATE_TIMEOUT)
         if proc.returncode != 0:
-            raise self._failed(proc, name)
-        with self._deleted_on_failure(name):
+            raise self.cli.failed(proc, name)
+        with self.cli.deleted_on_failure(name):
             self.call(cmd.start(self.at(name)))
             self.wait_ready(name)
             return self.info(name)
 
-    def _snapshot(self, source: str, data: dict[str, Any], frozen: tuple[set[str], str | None]) -> str:
+    def _snapshot(self, source: str, data: dict[str, Any], frozen: tuple[str, set[str], str | None]) -> str:
         """The golden machine's snapshot, made once (a file lock spans processes)."""
         if cmd.SNAPSHOT not in {s["name"] for s in data.get("snapshots") or []}:
             with FileLock(settings.lock_path(f"incus-snapshot-{source}"), timeout=settings.SNAPSHOT_LOCK_WAIT):
@@ -206,18 +184,29 @@ class IncusBackend(Backend):
     def delete(self, name: str) -> None:
         """Delete ``name`` (running or not) with its snapshots; MachineNotFound if absent."""
         self._query(name)
+        self.forget(name)
+        self.call(cmd.delete(self.at(name)), timeout=settings.INCUS_DELETE_TIMEOUT)
+
+    def forget(self, name: str) -> None:
+        """Drop what this process knows of machine ``name`` (its shells, user, snapshot lock)."""
         self.close_shells(name)
         self._users.pop(name, None)
         self._frozen.pop(name, None)
-        self.call(cmd.delete(self.at(name)), timeout=settings.INCUS_DELETE_TIMEOUT)
         settings.remove_lock(f"incus-snapshot-{name}")
+
+    def _copied(self, origin: str, config: dict[str, str]) -> tuple[str, set[str], str | None]:
+        """What a clone of ``origin`` (config ``config``) copies, the keys it drops and its member."""
+        return origin, session_keys(config), recorded_resources(config).target or self.cli.target
+
+    def frozen_as(self, source: str, entry: str, config: dict[str, str]) -> None:
+        """Clones of ``source`` (which need not exist) copy the snapshot of ``entry`` (config ``config``)."""
+        self._frozen[source] = self._copied(entry, config)
 
     def rename(self, old: str, new: str) -> None:
         """Rename stopped machine ``old`` to ``new`` (Incus renames only stopped instances)."""
         self._query(old)
         validate_machine_name(new)
-        self.close_shells(old)
-        self._users.pop(old, None)
+        self.forget(old)
         self.call(cmd.rename(self.at(old), self.at(new)))
 
     def info(self, name: str) -> MachineInfo:
@@ -238,6 +227,9 @@ class IncusBackend(Backend):
         """The ``user.*`` keys of ``name`` as labels (``pytest-orbstack.session``, ...)."""
         config = self._query(name).get("config") or {}
         return {cmd.label(k): v for k, v in config.items() if k.startswith("user.")}
+
+    def cache_store(self) -> IncusCacheStore:
+        return IncusCacheStore(self)
 
     def remove_session_images(self, session_id: str) -> None:
         """Nothing to remove: clones are copies of machines, snapshots go with their machine."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 from pytest_orbstack import settings
-from pytest_orbstack.backends.incus.commands import at, cluster, storage_driver
+from pytest_orbstack.backends.incus.commands import at, cluster, delete, storage_driver
 from pytest_orbstack.backends.process import last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 
@@ -87,3 +89,22 @@ class IncusCLI:
         if stderr.startswith("Error: ") and "Instance not found" in stderr:
             return MachineNotFound(f"machine not found: {name!r}", stderr=stderr)
         return None
+
+    def failed(self, proc: subprocess.CompletedProcess[str], name: str) -> MachineError:
+        """The error of a failed launch or copy of ``name``, what it left removed (not a machine
+        of that name that was already there)."""
+        error = self.error(proc)
+        if isinstance(error, MachineExists):
+            return MachineExists(f"machine already exists: {name!r}", stderr=proc.stderr)
+        self.call(delete(self.at(name)), check=False)
+        return error
+
+    @contextmanager
+    def deleted_on_failure(self, name: str) -> Iterator[None]:
+        """Delete instance ``name`` if the block raises, then re-raise."""
+        try:
+            yield
+        except BaseException:
+            with suppress(MachineError):  # the original error matters more
+                self.call(delete(self.at(name)), check=False)
+            raise

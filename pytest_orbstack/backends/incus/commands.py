@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from typing import AnyStr
 
-from pytest_orbstack.backends.incus.instances import KEY, parse_instance
+from pytest_orbstack.backends.incus.instances import ENTRY, KEY, parse_instance
 from pytest_orbstack.model.inputs import image_codename
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo, Resources, ready_command
 
@@ -30,8 +30,6 @@ CLOUD_INIT_LOG = "/var/log/cloud-init-output.log"
 # what logs() shows of a running machine: its boot journal, and cloud-init's output when there is some
 BOOT_LOGS = (f"journalctl -b --no-pager -n 300 2>&1; if [ -s {CLOUD_INIT_LOG} ]; then "
              f"echo '--- {CLOUD_INIT_LOG} ---'; cat {CLOUD_INIT_LOG}; fi")
-# the keys clones keep from their source; the session's own keys are the clone's caller's
-INHERITED = ("user", "uid", "gid", "home", "image", "resources")
 
 
 def at(remote: str, name: str) -> str:
@@ -159,6 +157,11 @@ def info(machine: str, remote: str = "") -> list[str]:
 def list_machines(remote: str = "") -> list[str]:
     """Every instance this package made (on ``remote``), with its state, as a JSON list."""
     return [INCUS, "list", *([at(remote, "")] if remote else []), "--format", "json", f"{KEY}=1"]
+
+
+def list_entries(remote: str = "") -> list[str]:
+    """Every golden cache entry (on ``remote``), as a JSON list (:mod:`.cache`)."""
+    return [INCUS, "list", *([at(remote, "")] if remote else []), "--format", "json", f"{KEY}={ENTRY}"]
 
 
 def config_set(machine: str, config: Mapping[str, str]) -> list[str]:

@@ -12,6 +12,9 @@ from pytest_orbstack.model.inputs import image_codename
 from pytest_orbstack.model.types import EngineMachine, Image, MachineInfo, Resources
 
 KEY = "user.pytest-orbstack"  # "1" on every machine this package made; KEY.<what> for the rest
+ENTRY = "cache"  # KEY's value on a golden cache entry (:mod:`.cache`): not a machine
+# the keys clones keep from their source; the session's own keys are the clone's caller's
+INHERITED = ("user", "uid", "gid", "home", "image", "resources")
 ARCHES = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
@@ -47,3 +50,10 @@ def recorded_user(config: dict[str, str]) -> tuple[str, int, int, str]:
 def recorded_resources(config: Mapping[str, str]) -> Resources:
     recorded = json.loads(config.get(f"{KEY}.resources") or "{}")
     return Resources(**{**recorded, "capabilities": tuple(recorded.get("capabilities", ()))})
+
+
+def session_keys(config: Mapping[str, str]) -> set[str]:
+    """The keys of ``config`` a copy does not keep: the session's labels (and a cache entry's
+    keys), every ``KEY.*`` but the :data:`INHERITED` ones."""
+    kept = {f"{KEY}.{what}" for what in INHERITED}
+    return {k for k in config if k.startswith(f"{KEY}.") and k not in kept}
