@@ -11,6 +11,7 @@ import json
 import secrets
 import shutil
 import subprocess
+import time
 import uuid
 
 import pytest
@@ -246,6 +247,28 @@ def test_missing_machine_errors(backend, new_name):
     with pytest.raises(MachineNotFound):
         backend.clone(name, new_name())
     assert backend.delete_if_exists(name) is False
+
+
+def test_a_machine_another_process_removes_is_gone_when_delete_ends(backend, machine, new_name):
+    """A prune and a watcher may delete the same machine: the second ``docker rm`` is refused
+    while the first runs ("removal ... already in progress") and ``docker ps -a`` still lists
+    it. Delete then waits for it to go and says MachineNotFound (it did not delete it); when
+    it is first, it deletes it. Either way the machine is gone when delete ends."""
+    outcomes = []
+    for _ in range(5):
+        name = new_name()
+        backend.clone(machine, name)
+        other = subprocess.Popen(["docker", "rm", "-f", "-v", name], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        time.sleep(0.05)  # (about a docker CLI's start-up: the other removal is under way)
+        try:
+            backend.delete(name)
+            outcomes.append("deleted")
+        except MachineNotFound:
+            outcomes.append("removed by the other")
+        finally:
+            other.wait()
+        assert name not in docker("ps", "-a", "--format", "{{.Names}}").stdout.split(), outcomes
 
 
 def test_foreign_container_is_not_a_machine(backend, new_name):

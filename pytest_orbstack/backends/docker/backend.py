@@ -222,7 +222,8 @@ class DockerBackend(Backend):
     def delete(self, name: str) -> None:
         """Remove the container and its volumes, and its clone image unless still in use. A
         machine this process has inspected (every one it made) is removed by the id it had
-        then, without asking the engine again; MachineNotFound if that container is gone."""
+        then, without asking the engine again; MachineNotFound if that container is gone, or
+        once it is (its images removed) when another process was removing it."""
         if name not in self._known:
             self._inspect(name)
         cid, clone_image = self._known.pop(name)
@@ -230,13 +231,16 @@ class DockerBackend(Backend):
         self._users.pop(name, None)
         self._frozen.pop(name, None)
         proc = self.cli.call(cmd.delete(cid), check=False)
-        if proc.returncode != 0 or "No such container" in proc.stderr:  # (`rm -f` exits 0 then)
+        elsewhere = self.cli.removed_elsewhere(cid, proc)
+        if not elsewhere and (proc.returncode != 0 or "No such container" in proc.stderr):  # (`rm -f` exits 0)
             raise self.cli.error(proc)
         if clone_image:
             self.cli.remove_image(clone_image)
         if os.path.exists(settings.lock_path(f"snapshot-{name}")):  # it was a frozen source: a snapshot
             self.cli.remove_image(f"pytest-orbstack-snapshot:{name}")
             settings.remove_lock(f"snapshot-{name}")
+        if elsewhere:
+            raise MachineNotFound(f"machine not found: {name!r}")
 
     def state(self, name: str) -> tuple[str, str]:
         """From the inspect alone (no ``docker info``, no parse of the image label)."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,7 @@ from pytest_orbstack.model.types import MachineInfo
 ARCHES = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
 _ARCHITECTURES: dict[tuple[str, str], str] = {}  # (docker binary, DOCKER_HOST) -> architecture
 ERRORS = (("No such container", MachineNotFound), ("is already in use", MachineExists))
+REMOVING = "is already in progress"  # `docker rm` while another process removes the container
 NOT_RUNNING = re.compile(r"Error response from daemon: Container [0-9a-f]+ is not running\s*")
 UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
@@ -138,6 +140,17 @@ class DockerCLI:
         """Run shell ``script`` as root in container ``name``."""
         argv = cmd.exec_(name, script, user="root", stdin=input is not None)
         return self.call(argv, input=input, timeout=timeout, check=check)
+
+    def removed_elsewhere(self, cid: str, proc: subprocess.CompletedProcess[str]) -> bool:
+        """Whether ``docker rm`` of container ``cid`` (``proc``) was refused because another
+        process (a session's watcher, a prune) removes it; then returns once it is gone (at most
+        the call timeout), as ``docker ps -a`` lists it until then."""
+        if REMOVING not in proc.stderr:
+            return False
+        deadline = time.monotonic() + settings.call_timeout()
+        while self.call(cmd.inspect(cid, "{{.Id}}"), check=False).returncode == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        return True
 
     def remove_image(self, image: str) -> None:
         """Remove ``image`` unless a container still uses it (or it is gone)."""
