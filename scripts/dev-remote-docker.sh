@@ -158,6 +158,7 @@ start() {
 stop() {
   if "${LOCAL[@]}" info >/dev/null 2>&1; then
     "${LOCAL[@]}" ps -aq | xargs -r "${LOCAL[@]}" rm -f >/dev/null
+    "${LOCAL[@]}" network prune -f >/dev/null  # their bridges are in the host's namespace: dockerd's stop leaves them
   fi
   stop_dockerd
   [ ! -f "$SSH_ALIAS" ] || ssh -O exit "$NAME" 2>/dev/null || true  # the shared connection
