@@ -225,8 +225,7 @@ class IncusBackend(Backend):
 
     def labels(self, name: str) -> dict[str, str]:
         """The ``user.*`` keys of ``name`` as labels (``pytest-orbstack.session``, ...)."""
-        config = self._query(name).get("config") or {}
-        return {cmd.label(k): v for k, v in config.items() if k.startswith("user.")}
+        return cmd.labels(self._query(name).get("config") or {})
 
     def cache_store(self) -> IncusCacheStore:
         return IncusCacheStore(self)

@@ -48,10 +48,8 @@ class IncusCacheStore(CacheStore):
     def entries(self, project: str | None) -> list[CacheEntry]:
         """Instances keyed as entries (of ``project``; None: of any), newest first."""
         found = []
-        for item in json.loads(self.cli.call(cmd.list_entries(self.cli.remote)).stdout or "[]"):
-            config = item.get("config") or {}
-            labels = {cmd.label(k): v for k, v in config.items() if k.startswith("user.")}
-            entry = parse_entry(item["name"], labels)
+        for item in json.loads(self.cli.call(cmd.list_machines(self.cli.remote, ENTRY)).stdout or "[]"):
+            entry = parse_entry(item["name"], cmd.labels(item.get("config") or {}))
             if entry is not None and (project is None or entry.project == project):
                 found.append(entry)
         return sorted(found, key=lambda e: e.created, reverse=True)

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Callable, Mapping
 from typing import AnyStr
 
-from pytest_orbstack.backends.incus.instances import ENTRY, KEY, parse_instance
+from pytest_orbstack.backends.incus.instances import KEY, parse_instance
 from pytest_orbstack.model.inputs import image_codename
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo, Resources, ready_command
 
@@ -46,6 +46,11 @@ def key(label: str) -> str:
 def label(config_key: str) -> str:
     """The label of a ``user.*`` config key (inverse of :func:`key`)."""
     return config_key.removeprefix("user.")
+
+
+def labels(config: Mapping[str, str]) -> dict[str, str]:
+    """An instance's ``user.*`` config keys as labels (``pytest-orbstack.session``, ...)."""
+    return {label(k): v for k, v in config.items() if k.startswith("user.")}
 
 
 def image_alias(image: str, cloud: bool = False) -> str:
@@ -154,14 +159,10 @@ def info(machine: str, remote: str = "") -> list[str]:
     return [INCUS, "query", at(remote, f"/1.0/instances/{machine}?recursion=1")]
 
 
-def list_machines(remote: str = "") -> list[str]:
-    """Every instance this package made (on ``remote``), with its state, as a JSON list."""
-    return [INCUS, "list", *([at(remote, "")] if remote else []), "--format", "json", f"{KEY}=1"]
-
-
-def list_entries(remote: str = "") -> list[str]:
-    """Every golden cache entry (on ``remote``), as a JSON list (:mod:`.cache`)."""
-    return [INCUS, "list", *([at(remote, "")] if remote else []), "--format", "json", f"{KEY}={ENTRY}"]
+def list_machines(remote: str = "", value: str = "1") -> list[str]:
+    """Every instance this package made (on ``remote``), with its state, as a JSON list; with
+    ``value`` :data:`.instances.ENTRY`, every golden cache entry instead (:mod:`.cache`)."""
+    return [INCUS, "list", *([at(remote, "")] if remote else []), "--format", "json", f"{KEY}={value}"]
 
 
 def config_set(machine: str, config: Mapping[str, str]) -> list[str]:
