@@ -10,16 +10,17 @@
 #                                  debian:bookworm -> pytest-orbstack/debian/bookworm/cloud)
 #   PYTEST_ORBSTACK_INCUS_BRIDGE   the managed bridge network (default incusbr0)
 #   PYTEST_ORBSTACK_INCUS_POOL     the storage pool of the default profile (default: default)
-#   PYTEST_ORBSTACK_INCUS_POOL_DRIVER  dir (default: copies files, ~1 s a copy) or btrfs (a
-#                                  sparse loop file of PYTEST_ORBSTACK_INCUS_POOL_SIZE, default 30GiB:
-#                                  copies and launches are snapshots, ~70 ms a copy)
+#   PYTEST_ORBSTACK_INCUS_POOL_DRIVER  auto (default: btrfs where the host has loop devices and
+#                                  the pool can be made, else dir), btrfs (a sparse loop file of
+#                                  PYTEST_ORBSTACK_INCUS_POOL_SIZE, default 30GiB: copies and launches
+#                                  are snapshots, ~70 ms a copy) or dir (copies files, 1-4 s a copy)
 
 INCUS_IMAGES=${PYTEST_ORBSTACK_INCUS_IMAGES-debian:bookworm}
 INCUS_CLOUD_IMAGES=${PYTEST_ORBSTACK_INCUS_CLOUD_IMAGES-debian:bookworm}
 INCUS_BRIDGE=${PYTEST_ORBSTACK_INCUS_BRIDGE:-incusbr0}
 INCUS_DOMAIN=orb.local
 INCUS_POOL=${PYTEST_ORBSTACK_INCUS_POOL:-default}
-INCUS_POOL_DRIVER=${PYTEST_ORBSTACK_INCUS_POOL_DRIVER:-dir}
+INCUS_POOL_DRIVER=${PYTEST_ORBSTACK_INCUS_POOL_DRIVER:-auto}
 INCUS_POOL_SIZE=${PYTEST_ORBSTACK_INCUS_POOL_SIZE:-30GiB}
 BACKPORTS_LIST=/etc/apt/sources.list.d/bookworm-backports.list
 
@@ -117,15 +118,27 @@ ensure_incus_storage() {
     return 0
   fi
   case $INCUS_POOL_DRIVER in
-    dir)
-      log "incus: creating storage pool $INCUS_POOL (dir)"
-      as_root incus storage create "$INCUS_POOL" dir >/dev/null ;;
-    btrfs)
-      command -v mkfs.btrfs >/dev/null 2>&1 || apt_install btrfs-progs
-      log "incus: creating storage pool $INCUS_POOL (btrfs on a $INCUS_POOL_SIZE sparse loop file)"
-      as_root incus storage create "$INCUS_POOL" btrfs "size=$INCUS_POOL_SIZE" >/dev/null ;;
-    *) log "incus: PYTEST_ORBSTACK_INCUS_POOL_DRIVER must be dir or btrfs, not $INCUS_POOL_DRIVER"; return 1 ;;
+    dir) create_dir_pool ;;
+    btrfs) create_btrfs_pool ;;
+    auto)
+      if [ ! -e /dev/loop-control ]; then
+        log "incus: no /dev/loop-control (no loop devices for a btrfs pool)"; create_dir_pool
+      elif ! create_btrfs_pool; then
+        log "incus: the btrfs pool could not be made (above); falling back to dir"; create_dir_pool
+      fi ;;
+    *) log "incus: PYTEST_ORBSTACK_INCUS_POOL_DRIVER must be auto, btrfs or dir, not $INCUS_POOL_DRIVER"; return 1 ;;
   esac
+}
+
+create_dir_pool() {
+  log "incus: creating storage pool $INCUS_POOL (dir: every copy copies the machine's files)"
+  as_root incus storage create "$INCUS_POOL" dir >/dev/null
+}
+
+create_btrfs_pool() {
+  command -v mkfs.btrfs >/dev/null 2>&1 || apt_install btrfs-progs
+  log "incus: creating storage pool $INCUS_POOL (btrfs on a $INCUS_POOL_SIZE sparse loop file: copies are snapshots)"
+  as_root incus storage create "$INCUS_POOL" btrfs "size=$INCUS_POOL_SIZE" >/dev/null
 }
 
 ensure_incus_profile() {

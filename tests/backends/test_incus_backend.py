@@ -14,6 +14,7 @@ from incusenv import incus, made_names, why_no_incus
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.incus.backend import IncusBackend
+from pytest_orbstack.backends.incus.cli import POOL
 from pytest_orbstack.backends.incus.commands import image_alias
 from pytest_orbstack.errors import (
     EngineUnavailable,
@@ -193,11 +194,28 @@ def test_bad_input_is_one_line_and_leaves_nothing(backend, machine, new_name, tm
                                         "pytest-orbstack/ubuntu/noble here, images:ubuntu/noble failed (")
     assert str(caught.value).endswith("cannot be built here: only Debian is built without an image server")
     assert "\n" not in str(caught.value)
-    with pytest.raises(InvalidInput, match=r"^disk= needs an Incus storage pool that limits sizes"):
-        backend.create(name, "debian:12", resources=Resources(disk_mib=2048))
     with pytest.raises(InvalidInput, match=r"cloud-init user-data file"):
         backend.create(name, "debian:12", cloud_init=tmp_path / "missing.yaml")
     assert incus("query", f"/1.0/instances/{name}").returncode != 0
+
+
+def test_disk_is_the_root_volume_size_where_the_pool_limits_sizes(backend, new_name):
+    """btrfs (the set-up's pool wherever the host has loop devices): the machine's root volume
+    gets the size and a write beyond it fails; dir (no size limits): one line before any machine."""
+    name = new_name()
+    disk = Resources(disk_mib=2048)
+    if json.loads(incus("query", f"/1.0/storage-pools/{POOL}").stdout)["driver"] == "dir":
+        with pytest.raises(InvalidInput, match=r"^disk= needs an Incus storage pool that limits sizes"):
+            backend.create(name, "debian:12", resources=disk)
+        assert incus("query", f"/1.0/instances/{name}").returncode != 0
+        return
+    backend.create(name, "debian:12", resources=disk)
+    try:
+        assert json.loads(incus("query", f"/1.0/instances/{name}").stdout)["expanded_devices"]["root"]["size"] == "2048MiB"
+        full = incus("exec", name, "--", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=2300")
+        assert full.returncode != 0 and "Disk quota exceeded" in full.stderr, full.stderr  # (btrfs qgroup)
+    finally:
+        backend.delete(name)
 
 
 def test_foreign_instance_is_not_a_machine(backend, new_name):
