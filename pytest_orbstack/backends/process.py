@@ -17,33 +17,60 @@ ErrorPatterns = Sequence[tuple[str, type[MachineError]]]
 
 
 def run(argv: Sequence[str], *, timeout: float | None, input: bytes | None = None,
-        env: Mapping[str, str] | None = None, missing: str = "") -> subprocess.CompletedProcess[bytes]:
+        env: Mapping[str, str] | None = None, missing: str = "",
+        detached: bool = False) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` and return the finished process (its exit code is not checked).
 
-    stdin is ``input`` or /dev/null (never both: gevent's patched subprocess, under the pyinfra
-    CLI, refuses both). A missing binary raises EngineUnavailable (``missing`` says what to
-    install); a timeout kills the process and raises CommandTimeout. ``timeout=None`` (no
+    stdin is ``input`` or /dev/null. A missing binary raises EngineUnavailable (``missing`` says
+    what to install); a timeout ends the process and raises CommandTimeout. ``timeout=None`` (no
     limit) is only for a command run in a machine whose caller set none, as pyinfra's
-    ``_timeout`` unset."""
+    ``_timeout`` unset. ``detached``: for an engine whose client is the engine (Podman, no
+    daemon), which a SIGKILL in the middle of a change leaves half-made (a container its own
+    list no longer shows, still held by the runtime): the command runs in a session of its own,
+    out of reach of a signal to this process's group (kill -9 of the group, a terminal's Ctrl-C;
+    the session's watcher waits for it), and a timeout or an exception here (KeyboardInterrupt)
+    ends it with SIGTERM, which Podman defers until its change is whole, SIGKILL only after
+    :data:`TERM_GRACE` seconds."""
     argv = list(argv)
     try:
-        if input is not None:
-            return subprocess.run(argv, capture_output=True, input=input, timeout=timeout,
-                                  env=dict(env) if env is not None else None)
-        return subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
-                              env=dict(env) if env is not None else None)
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=dict(env) if env is not None else None, start_new_session=detached)
     except FileNotFoundError:
         raise EngineUnavailable(missing or f"{argv[0]} not found on PATH", argv=argv) from None
-    except subprocess.TimeoutExpired:
-        raise CommandTimeout(f"{describe(argv)} did not finish in {timeout:.0f}s", argv=argv) from None
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout)
+    except BaseException as exc:
+        _end(proc, gently=detached)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise CommandTimeout(f"{describe(argv)} did not finish in {timeout:.0f}s", argv=argv) from None
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
+TERM_GRACE = 10.0
+
+
+def _end(proc: subprocess.Popen[bytes], *, gently: bool) -> None:
+    """Kill ``proc`` (``gently``: SIGTERM first, SIGKILL after :data:`TERM_GRACE` s) and reap it."""
+    if gently:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=TERM_GRACE)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    proc.kill()
+    proc.communicate()
 
 
 def run_text(argv: Sequence[str], *, timeout: float, input: str | bytes | None = None,
-             env: Mapping[str, str] | None = None, missing: str = "") -> subprocess.CompletedProcess[str]:
+             env: Mapping[str, str] | None = None, missing: str = "",
+             detached: bool = False) -> subprocess.CompletedProcess[str]:
     """:func:`run` with text in and out (undecodable bytes replaced), for engine commands whose
     output is read as text."""
     data = input.encode() if isinstance(input, str) else input
-    proc = run(argv, timeout=timeout, input=data, env=env, missing=missing)
+    proc = run(argv, timeout=timeout, input=data, env=env, missing=missing, detached=detached)
     return subprocess.CompletedProcess(list(argv), proc.returncode, proc.stdout.decode(errors="replace"),
                                        proc.stderr.decode(errors="replace"))
 

@@ -211,7 +211,8 @@ def test_disk_is_the_root_volume_size_where_the_pool_limits_sizes(backend, new_n
         return
     backend.create(name, "debian:12", resources=disk)
     try:
-        assert json.loads(incus("query", f"/1.0/instances/{name}").stdout)["expanded_devices"]["root"]["size"] == "2048MiB"
+        root = json.loads(incus("query", f"/1.0/instances/{name}").stdout)["expanded_devices"]["root"]
+        assert root["size"] == "2048MiB"
         full = incus("exec", name, "--", "dd", "if=/dev/zero", "of=/big", "bs=1M", "count=2300")
         assert full.returncode != 0 and "Disk quota exceeded" in full.stderr, full.stderr  # (btrfs qgroup)
     finally:

@@ -140,6 +140,9 @@ def test_kill_9_leaves_nothing_on_incus_and_podman_within_10s(engine_inner, engi
     while session_leftovers(session, engine) and time.monotonic() - signalled < 10:
         time.sleep(0.5)
     assert session_leftovers(session, engine) == [], f"left {time.monotonic() - signalled:.1f}s after kill -9"
+    # below the engine's own list: no process naming the session's machines (Podman's conmon
+    # and the runtime's `runc init` of a container whose record `podman rm` dropped)
+    assert not engine_call_running(session), "a process of the session's machines outlived them"
 
 
 def end_in_phase(inner, tmp_path: Path, monkeypatch, sig: str, phase: str, dist: str) -> tuple[str, float]:

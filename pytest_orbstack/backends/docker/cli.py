@@ -55,6 +55,7 @@ class DockerCLI:
     unreachable: tuple[str, ...] = UNREACHABLE  # what it says when its daemon is away
     not_running = NOT_RUNNING  # what `exec` in a stopped machine says
     stopped_words = ("is not running", "No such container")  # a machine that ended while booting
+    detached = False  # its client may be killed mid-call: the daemon finishes or undoes the change
 
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:
         self.docker = docker
@@ -95,7 +96,7 @@ class DockerCLI:
         the process is returned then. ``timeout`` defaults to :func:`~pytest_orbstack.settings.call_timeout`."""
         missing = f"{self.docker} not found on PATH: {self.install}"
         done = run_text(self.argv(argv), timeout=timeout or settings.call_timeout(), env=self.env, missing=missing,
-                        input=input)
+                        input=input, detached=self.detached)
         if check and done.returncode != 0 and not any(s in done.stderr for s in ok):
             raise self.error(done)
         return done

@@ -60,6 +60,7 @@ class PodmanCLI(DockerCLI):
     not_running = re.compile(r"Error: can only create exec sessions on running containers: "
                              r"container state improper\s*")
     stopped_words = ("container state improper", "no such container")
+    detached = True  # the client is the engine: a SIGKILL mid-change leaves it half-made (process.run)
 
     def __init__(self, podman: str = "podman", env: dict[str, str] | None = None) -> None:
         super().__init__(podman, env)
