@@ -8,6 +8,8 @@ instance, snapshot or storage volume of theirs is left.
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 
 import pytest
 from incusenv import incus, made_names, why_no_incus
@@ -155,6 +157,29 @@ def test_clone_stop_start_rename_delete(backend, machine, new_name):
         backend.delete(name)
         with pytest.raises(MachineNotFound, match=f"^machine not found: '{name}'$"):
             backend.delete(name)
+
+
+def test_a_machine_another_process_deletes_is_gone_when_delete_ends(backend, machine, new_name):
+    """A prune and a watcher may delete the same machine: incusd makes the second ``incus
+    delete`` wait for the first and refuses it ("A matching non-reusable operation has now
+    succeeded"). Delete then says MachineNotFound (it did not delete it); when it is first, it
+    deletes it. Either way the machine is gone when delete ends."""
+    outcomes = []
+    for head_start in (0.05, 0.1, 0.2, 0.4, 0.8):  # (an incus client starts in about 0.05 s)
+        name = new_name()
+        backend.clone(machine, name)
+        other = subprocess.Popen(["incus", "delete", "--force", name], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+        time.sleep(head_start)
+        try:
+            backend.delete(name)
+            outcomes.append("deleted")
+        except MachineNotFound:
+            outcomes.append("deleted by the other")
+        finally:
+            other.wait()
+        assert incus("query", f"/1.0/instances/{name}").returncode != 0, outcomes
+    assert "deleted by the other" in outcomes  # (the race this test is for did happen)
 
 
 def test_machines_find_each_other_as_name_orb_local(backend, machine, new_name):

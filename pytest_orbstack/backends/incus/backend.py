@@ -24,7 +24,7 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus import images, vm
 from pytest_orbstack.backends.incus.cache import IncusCacheStore
-from pytest_orbstack.backends.incus.cli import NOT_RUNNING, IncusCLI
+from pytest_orbstack.backends.incus.cli import DELETED_ELSEWHERE, NOT_RUNNING, IncusCLI
 from pytest_orbstack.backends.incus.instances import parse_instance, recorded_resources, recorded_user, session_keys
 from pytest_orbstack.backends.process import answers
 from pytest_orbstack.backends.process import last_line as _last_line
@@ -68,8 +68,7 @@ class IncusBackend(Backend):
     def _query(self, name: str) -> dict[str, Any]:
         """The instance ``name`` with state and snapshots; MachineNotFound unless this package
         made it."""
-        proc = self.call(cmd.info(validate_machine_name(name), self.cli.remote), ok=("not found",))
-        data = json.loads(proc.stdout) if proc.returncode == 0 else {}
+        data = self.cli.instance(validate_machine_name(name)) or {}
         if (data.get("config") or {}).get(cmd.KEY) != "1":
             raise MachineNotFound(f"machine not found: {name!r}")
         return data
@@ -182,10 +181,14 @@ class IncusBackend(Backend):
             self.call(cmd.restart(self.at(name), force=True), timeout=settings.INCUS_STOP_TIMEOUT)
 
     def delete(self, name: str) -> None:
-        """Delete ``name`` (running or not) with its snapshots; MachineNotFound if absent."""
+        """Delete ``name`` (running or not) with its snapshots; MachineNotFound if absent, or
+        when another process's delete of it (a prune racing the session's watcher) ran first:
+        incusd then waits for that one and answers :data:`~.cli.DELETED_ELSEWHERE`."""
         self._query(name)
         self.forget(name)
-        self.call(cmd.delete(self.at(name)), timeout=settings.INCUS_DELETE_TIMEOUT)
+        proc = self.call(cmd.delete(self.at(name)), timeout=settings.INCUS_DELETE_TIMEOUT, ok=(DELETED_ELSEWHERE,))
+        if proc.returncode != 0:
+            raise MachineNotFound(f"machine not found: {name!r}")
 
     def forget(self, name: str) -> None:
         """Drop what this process knows of machine ``name`` (its shells, user, snapshot lock)."""

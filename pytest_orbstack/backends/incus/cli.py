@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from typing import Any
 
 from pytest_orbstack import settings
-from pytest_orbstack.backends.incus.commands import at, cluster, delete, storage_driver
+from pytest_orbstack.backends.incus.commands import at, cluster, delete, info, storage_driver
 from pytest_orbstack.backends.process import last_line, map_error, run_text
 from pytest_orbstack.errors import EngineUnavailable, MachineError, MachineExists, MachineNotFound
 
@@ -18,6 +20,11 @@ ERRORS = (("Instance not found", MachineNotFound), ("already exists", MachineExi
 UNREACHABLE = ("unix.socket", "connection refused", "Failed to connect", "no route to host",
                "i/o timeout", "connection reset", 'The remote "')  # the last: not in the client's config
 NOT_RUNNING = "Error: Instance is not running"
+# incusd's answer to an instance action while the same action by another client runs, once that
+# one succeeded (operationlock.ErrNonReusuableSucceeded): for a delete, the instance is gone
+DELETED_ELSEWHERE = "A matching non-reusable operation has now succeeded"
+# incusd's answer to a query of an instance another client is deleting (its init's pid unreadable)
+DELETING = "Invalid PID"
 POOL = "default"  # the storage pool machines are made in (scripts/dev-incus.sh)
 
 
@@ -50,6 +57,19 @@ class IncusCLI:
         return (f"disk= needs an Incus storage pool that limits sizes (btrfs, zfs, lvm); pool {POOL!r} is "
                 "dir: PYTEST_ORBSTACK_INCUS_POOL_DRIVER=btrfs bash scripts/dev.sh incus makes a btrfs one"
                 if pool.get("driver") == "dir" else None)
+
+    def instance(self, name: str) -> dict[str, Any] | None:
+        """The instance ``name`` with its state, snapshots and member (``incus query``), None
+        when there is none. While another client deletes it incusd may fail to read its state
+        (:data:`DELETING`): asked again, for 2 s at most, until it is gone or readable."""
+        for pause in (0.2, 0.4, 0.6, 0.8):
+            proc = self.call(info(name, self.remote), ok=("not found", DELETING))
+            if proc.returncode == 0:
+                return json.loads(proc.stdout)
+            if DELETING not in proc.stderr:
+                return None
+            time.sleep(pause)
+        raise self.error(proc)
 
     def at(self, name: str) -> str:
         """``name`` as this CLI addresses it: ``REMOTE:NAME`` on a remote."""
