@@ -293,12 +293,14 @@ class Bench:
         return Lifecycle(self.backend, self.registry, sid, self.tmp / f"shared-{sid}")
 
     def inner_env(self) -> dict[str, str]:
-        """Environment of an inner pytest run: a state dir of this run, no outer xdist vars, and
+        """Environment of an inner pytest run: a state dir of this run, no outer xdist vars,
         Python's bytecode cache on, as on a user's machine (a PYTHONDONTWRITEBYTECODE set for
-        the host would make each of ``-n 2``'s three processes compile every module each run)."""
+        the host would make each of ``-n 2``'s three processes compile every module each run),
+        and the golden cache off unless a row's options turn it on (rows 8 and 9): else every
+        round after the first would clone the first round's golden machines without deploying."""
         env = {k: v for k, v in os.environ.items()
                if not k.startswith(("PYTEST_XDIST", "PYTEST_ADDOPTS")) and k != "PYTHONDONTWRITEBYTECODE"}
-        return {**env, "PYTEST_ORBSTACK_STATE_DIR": str(self.tmp / "inner-state")}
+        return {**env, "PYTEST_ORBSTACK_STATE_DIR": str(self.tmp / "inner-state"), "PYTEST_ORBSTACK_CACHE": "off"}
 
     def cleanup(self) -> list[str]:
         """Delete every machine, container and image of this run (SIGINT ignored meanwhile)."""
