@@ -21,7 +21,8 @@ def run(argv: Sequence[str], *, timeout: float | None, input: bytes | None = Non
         detached: bool = False) -> subprocess.CompletedProcess[bytes]:
     """Run ``argv`` and return the finished process (its exit code is not checked).
 
-    stdin is ``input`` or /dev/null. A missing binary raises EngineUnavailable (``missing`` says
+    stdin is ``input`` or /dev/null (never both: gevent's patched subprocess, under the pyinfra
+    CLI, refuses both). A missing binary raises EngineUnavailable (``missing`` says
     what to install); a timeout ends the process and raises CommandTimeout. ``timeout=None`` (no
     limit) is only for a command run in a machine whose caller set none, as pyinfra's
     ``_timeout`` unset. ``detached``: for an engine whose client is the engine (Podman, no
@@ -33,35 +34,40 @@ def run(argv: Sequence[str], *, timeout: float | None, input: bytes | None = Non
     :data:`TERM_GRACE` seconds."""
     argv = list(argv)
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                env=dict(env) if env is not None else None, start_new_session=detached)
+        if detached:
+            return _run_detached(argv, timeout, input, env)
+        if input is not None:
+            return subprocess.run(argv, capture_output=True, input=input, timeout=timeout,
+                                  env=dict(env) if env is not None else None)
+        return subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=timeout,
+                              env=dict(env) if env is not None else None)
     except FileNotFoundError:
         raise EngineUnavailable(missing or f"{argv[0]} not found on PATH", argv=argv) from None
-    try:
-        stdout, stderr = proc.communicate(input, timeout=timeout)
-    except BaseException as exc:
-        _end(proc, gently=detached)
-        if isinstance(exc, subprocess.TimeoutExpired):
-            raise CommandTimeout(f"{describe(argv)} did not finish in {timeout:.0f}s", argv=argv) from None
-        raise
-    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+    except subprocess.TimeoutExpired:
+        raise CommandTimeout(f"{describe(argv)} did not finish in {timeout:.0f}s", argv=argv) from None
 
 
 TERM_GRACE = 10.0
 
 
-def _end(proc: subprocess.Popen[bytes], *, gently: bool) -> None:
-    """Kill ``proc`` (``gently``: SIGTERM first, SIGKILL after :data:`TERM_GRACE` s) and reap it."""
-    if gently:
+def _run_detached(argv: list[str], timeout: float | None, input: bytes | None,
+                  env: Mapping[str, str] | None) -> subprocess.CompletedProcess[bytes]:
+    """:func:`run`'s ``detached`` case: a session of its own; SIGTERM, then SIGKILL after
+    :data:`TERM_GRACE` s, when the wait ends early (a timeout, KeyboardInterrupt)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL if input is None else subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(env) if env is not None else None, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(input, timeout=timeout)
+    except BaseException:
         proc.terminate()
         try:
             proc.communicate(timeout=TERM_GRACE)
-            return
         except subprocess.TimeoutExpired:
-            pass
-    proc.kill()
-    proc.communicate()
+            proc.kill()
+            proc.communicate()
+        raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def run_text(argv: Sequence[str], *, timeout: float, input: str | bytes | None = None,

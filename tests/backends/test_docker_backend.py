@@ -11,10 +11,10 @@ import json
 import secrets
 import shutil
 import subprocess
-import time
 import uuid
 
 import pytest
+from testenv import delete_racing
 
 from pytest_orbstack.backends.docker.backend import DockerBackend
 from pytest_orbstack.backends.docker.cli import DockerCLI
@@ -255,19 +255,10 @@ def test_a_machine_another_process_removes_is_gone_when_delete_ends(backend, mac
     it. Delete then waits for it to go and says MachineNotFound (it did not delete it); when
     it is first, it deletes it. Either way the machine is gone when delete ends."""
     outcomes = []
-    for _ in range(5):
+    for _ in range(5):  # (0.05 s: about a docker CLI's start-up: the other removal is under way)
         name = new_name()
         backend.clone(machine, name)
-        other = subprocess.Popen(["docker", "rm", "-f", "-v", name], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        time.sleep(0.05)  # (about a docker CLI's start-up: the other removal is under way)
-        try:
-            backend.delete(name)
-            outcomes.append("deleted")
-        except MachineNotFound:
-            outcomes.append("removed by the other")
-        finally:
-            other.wait()
+        outcomes.append(delete_racing(backend, name, ["docker", "rm", "-f", "-v", name], 0.05))
         assert name not in docker("ps", "-a", "--format", "{{.Names}}").stdout.split(), outcomes
 
 

@@ -8,11 +8,10 @@ instance, snapshot or storage volume of theirs is left.
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 
 import pytest
 from incusenv import incus, made_names, why_no_incus
+from testenv import delete_racing
 
 from pytest_orbstack.backends import get_backend
 from pytest_orbstack.backends.incus.backend import IncusBackend
@@ -168,16 +167,7 @@ def test_a_machine_another_process_deletes_is_gone_when_delete_ends(backend, mac
     for head_start in (0.05, 0.1, 0.2, 0.4, 0.8):  # (an incus client starts in about 0.05 s)
         name = new_name()
         backend.clone(machine, name)
-        other = subprocess.Popen(["incus", "delete", "--force", name], stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-        time.sleep(head_start)
-        try:
-            backend.delete(name)
-            outcomes.append("deleted")
-        except MachineNotFound:
-            outcomes.append("deleted by the other")
-        finally:
-            other.wait()
+        outcomes.append(delete_racing(backend, name, ["incus", "delete", "--force", name], head_start))
         assert incus("query", f"/1.0/instances/{name}").returncode != 0, outcomes
     assert "deleted by the other" in outcomes  # (the race this test is for did happen)
 

@@ -6,6 +6,7 @@ import os
 import secrets
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -52,3 +53,20 @@ def needs_docker(what: str, image: str = "debian:bookworm") -> pytest.MarkDecora
     if why and os.environ.get("CI"):
         raise RuntimeError(f"{what} need Docker: {why}")
     return pytest.mark.skipif(bool(why), reason=f"needs Docker: {why}")
+
+
+def delete_racing(backend, name: str, other: list[str], head_start: float) -> str:
+    """``backend.delete(name)`` while ``other`` (the engine's own delete of that machine, as a
+    prune in another process runs it) started ``head_start`` s earlier: "deleted" when ours
+    deleted it, "deleted by the other" when delete said MachineNotFound. Returns once both ended."""
+    from pytest_orbstack.errors import MachineNotFound
+
+    proc = subprocess.Popen(other, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(head_start)
+    try:
+        backend.delete(name)
+        return "deleted"
+    except MachineNotFound:
+        return "deleted by the other"
+    finally:
+        proc.wait()
