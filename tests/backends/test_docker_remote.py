@@ -151,7 +151,8 @@ def test_a_restart_of_the_engine_fails_one_test_in_one_line(env, tmp_path):
     (tmp_path / "test_restart.py").write_text(RESTART_TESTS)
     mark = tmp_path / "mark"
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
-                             "-p", "no:randomly", "--orbstack-backend=docker"], cwd=tmp_path,
+                             "-p", "no:randomly", "--orbstack-backend=docker", f"--basetemp={tmp_path / 'basetemp'}"],
+                            cwd=tmp_path,
                             env={**env, "MARK": str(mark)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(mark, proc)
@@ -197,7 +198,8 @@ def test_a_cut_network_to_the_engine_fails_one_test_in_one_line(env, tmp_path):
     (tmp_path / "test_cut.py").write_text(CUT_TESTS)
     mark = tmp_path / "mark"
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA",
-                             "-p", "no:randomly", "--orbstack-backend=docker"], cwd=tmp_path,
+                             "-p", "no:randomly", "--orbstack-backend=docker", f"--basetemp={tmp_path / 'basetemp'}"],
+                            cwd=tmp_path,
                             env={**env, "MARK": str(mark)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(mark, proc)

@@ -165,7 +165,7 @@ def test_the_oldest_entries_go_beyond_the_count_and_none_is_used_past_the_age(pr
 
 
 def test_a_session_killed_while_making_its_golden_machine_leaves_no_entry(project, tmp_path):
-    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *PLAIN]
+    argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", f"--basetemp={project.path / 'basetemp'}", *PLAIN]
     env = {**os.environ, "SLEEP": "600"}
     proc = subprocess.Popen(argv, cwd=project.path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

@@ -4,6 +4,7 @@ backend, checked from outside against the engine itself."""
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -35,7 +36,11 @@ def run(pytester, *args) -> pytest.RunResult:
 
 def start(pytester, *args) -> subprocess.Popen:
     """An inner session as a user starts it in a terminal (its own process group; Ctrl-C not
-    ignored, whatever this process was started with), for a test to signal."""
+    ignored, whatever this process was started with), for a test to signal. Its pytest temp
+    folder is in the test's own unless ``args`` name one: a killed session's lock would keep
+    pytest from removing a /tmp/pytest-of-USER folder of it for three days."""
+    if not any(arg.startswith("--basetemp") for arg in args):
+        args = (*args, f"--basetemp={pytester.path / f'basetemp-{secrets.token_hex(3)}'}")
     return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
                             cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, start_new_session=True, preexec_fn=terminal_signals)

@@ -229,7 +229,8 @@ def kill_9_mid_test(workdir: Path, env: dict[str, str], ours: Callable[[], Colle
     (workdir / "test_slow.py").write_text(SLOW_TESTS)
     mark = workdir / "mark"
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                             "--orbstack-backend=incus", *args], cwd=workdir, env={**env, "MARK": str(mark)},
+                             "--orbstack-backend=incus", f"--basetemp={workdir / 'basetemp'}", *args],
+                            cwd=workdir, env={**env, "MARK": str(mark)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 180

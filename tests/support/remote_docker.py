@@ -125,7 +125,8 @@ def kill_9_mid_test(workdir: Path, env: dict[str, str], test: str, mark: Path) -
     ssh engine, 10 at most."""
     (workdir / "test_slow.py").write_text(test)
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
-                             "--orbstack-backend=docker"], cwd=workdir, env={**env, "MARK": str(mark)},
+                             "--orbstack-backend=docker", f"--basetemp={workdir / 'basetemp'}"], cwd=workdir,
+                            env={**env, "MARK": str(mark)},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_for(mark, proc)
