@@ -22,8 +22,8 @@ def run(argv: Sequence[str], *, timeout: float | None, input: bytes | None = Non
     """Run ``argv`` and return the finished process (its exit code is not checked).
 
     stdin is ``input`` or /dev/null (never both: gevent's patched subprocess, under the pyinfra
-    CLI, refuses both). A missing binary raises EngineUnavailable (``missing`` says
-    what to install); a timeout ends the process and raises CommandTimeout. ``timeout=None`` (no
+    CLI, refuses both). A missing binary raises EngineUnavailable (``missing`` says what to
+    install); a timeout ends the process and raises CommandTimeout. ``timeout=None`` (no
     limit) is only for a command run in a machine whose caller set none, as pyinfra's
     ``_timeout`` unset. ``detached``: for an engine whose client is the engine (Podman, no
     daemon), which a SIGKILL in the middle of a change leaves half-made (a container its own

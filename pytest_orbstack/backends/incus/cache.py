@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.cache_store import CacheEntry, CacheStore, entry_labels, parse_entry
 from pytest_orbstack.backends.incus import commands as cmd
 from pytest_orbstack.backends.incus.instances import ENTRY
-from pytest_orbstack.errors import MachineError
+from pytest_orbstack.errors import MachineError, MachineNotFound
 from pytest_orbstack.model.names import validate_machine_name
 
 if TYPE_CHECKING:
@@ -42,7 +42,10 @@ class IncusCacheStore(CacheStore):
                      if line.startswith("Fingerprint:")), info)
 
     def _config(self, ref: str) -> dict[str, str]:
-        data: dict[str, Any] = json.loads(self.cli.call(cmd.info(validate_machine_name(ref), self.cli.remote)).stdout)
+        """The config keys of entry ``ref``; MachineNotFound when it is gone."""
+        data = self.cli.instance(validate_machine_name(ref))
+        if data is None:
+            raise MachineNotFound(f"machine not found: {ref!r}")
         return dict(data.get("config") or {})
 
     def entries(self, project: str | None) -> list[CacheEntry]:
