@@ -11,7 +11,9 @@ scheduler (same batch sizes, refills and crash handling) picking *which* pending
   test of that key makes it), and is then sent that key's tests;
 - other workers are sent tests of other keys, or tests with no golden machine, meanwhile;
 - once a test of a key has finished (the golden machine is made, or its making failed and is
-  recorded), that key's tests go to any worker;
+  recorded), that key's tests go to any worker, first to a worker whose last test had that key
+  (its spare clone, :mod:`pytest_orbstack.machines.spares`, is made for the test after it: a
+  worker switching keys clones on demand);
 - only when nothing else is pending is a worker sent a test that will wait (a worker runs a test
   only when it holds the next one too, so it is never left with fewer than two).
 
@@ -90,6 +92,7 @@ class GoldenScheduling(LoadScheduling):
         self.tags: list[str] | None = None  # by collection index, read at the first send
         self.builders: dict[str, Any] = {}  # a golden tag being made: the worker making it
         self.made: set[str] = set()  # golden tags of which a test has finished
+        self.last: dict[Any, str] = {}  # a worker: the golden tag of the last test it was sent
 
     def tag(self, index: int) -> str:
         """The golden tag of the test at collection ``index`` ("" for none)."""
@@ -113,12 +116,15 @@ class GoldenScheduling(LoadScheduling):
         return True
 
     def _send_tests(self, node: Any, num: int) -> None:
-        """Send ``node`` up to ``num`` pending tests it can run at once, in collection order;
+        """Send ``node`` up to ``num`` pending tests it can run at once, those of the golden key
+        of the last test it was sent first, else in collection order;
         topped up with the first others so that it holds at least two (or all that are left)
         while there are more tests than workers: a worker holding one test does not start it,
         and xdist would not ask again."""
+        last = self.last.get(node)
+        order = sorted(self.pending, key=lambda index: self.tag(index) != last)  # (stable)
         chosen: list[int] = []
-        for index in self.pending:
+        for index in order:
             if len(chosen) == num:
                 break
             if self.ready(node, index):
@@ -126,10 +132,11 @@ class GoldenScheduling(LoadScheduling):
         # (with no more tests than workers every worker gets its own: xdist's end of the run,
         # which lets a worker start its last test, comes once nothing is pending)
         short = 2 - len(self.node2pending[node]) - len(chosen) if len(self.pending) > len(self.nodes) else 0
-        chosen += [index for index in self.pending if index not in chosen][:max(0, short)]
+        chosen += [index for index in order if index not in chosen][:max(0, short)]
         if chosen:
             self.pending[:] = [index for index in self.pending if index not in chosen]
             self.node2pending[node].extend(chosen)
+            self.last[node] = self.tag(chosen[-1])
             node.send_runtest_some(chosen)
 
     def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
@@ -142,4 +149,5 @@ class GoldenScheduling(LoadScheduling):
     def remove_node(self, node: Any) -> str | None:
         """A worker that went down makes nothing more: the keys it was making are free again."""
         self.builders = {tag: worker for tag, worker in self.builders.items() if worker is not node}
+        self.last.pop(node, None)
         return super().remove_node(node)

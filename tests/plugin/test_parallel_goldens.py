@@ -1,7 +1,8 @@
 """Golden machines in parallel under ``pytest -n 2`` (:mod:`pytest_orbstack.plugin.schedule`):
 two goldens, each made once, by different workers, at the same time; and the worker that makes
 no golden runs other tests meanwhile. Both fail with ``-p no:orbstack_schedule`` (xdist's own
-load scheduler sends both workers golden A's tests first)."""
+load scheduler sends both workers golden A's tests first). And the scheduler alone, with
+stand-in workers: each worker goes on with its own golden's tests."""
 
 from __future__ import annotations
 
@@ -92,3 +93,46 @@ def test_the_other_worker_runs_other_tests_while_a_golden_is_made(inner, tmp_pat
     makers = {worker for worker, where in during if where == "test_a.py"}
     others = {worker for worker, where in during if where == "test_plain.py"}
     assert len(makers) == 1 and others and not makers & others, (during, tests)
+
+
+class _Worker:
+    """A stand-in for xdist's WorkerController: what the scheduler sends it, run in order."""
+
+    shutting_down = False
+
+    def __init__(self, name: str) -> None:
+        self.gateway = type("Gateway", (), {"id": name})()
+        self.held: list[int] = []
+        self.ran: list[int] = []
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        self.held += indices
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+
+def test_a_worker_goes_on_with_its_own_goldens_tests(pytester, tmp_path):
+    """The scheduler on its own, workers of equal speed (each finishes a test in turn): once both
+    goldens are made, each worker is sent its own golden's tests (the ones its spare clone is
+    made for) until they are all sent; xdist's order would send the second worker golden A's
+    rest first."""
+    from pytest_orbstack.plugin.schedule import GoldenScheduling
+
+    collection = [f"test_{key}.py::test_{key}[{n}]" for key in "ab" for n in range(6)]
+    groups = tmp_path / "golden-groups.json"
+    groups.write_text(json.dumps({nodeid: nodeid[5] for nodeid in collection}))
+    scheduler = GoldenScheduling(pytester.parseconfig("--tx", "2*popen"), None, groups)
+    workers = [_Worker("gw0"), _Worker("gw1")]
+    for worker in workers:
+        scheduler.add_node(worker)
+        scheduler.add_node_collection(worker, collection)
+    scheduler.schedule()
+    while any(worker.held for worker in workers):
+        for worker in workers:  # a worker runs a test while it holds the next one, or at the end
+            if worker.held and (len(worker.held) > 1 or scheduler.tests_finished):
+                index = worker.held.pop(0)
+                worker.ran.append(index)
+                scheduler.mark_test_complete(worker, index, duration=0.5)
+    runs = [[collection[index][5] for index in worker.ran] for worker in workers]
+    assert sorted(runs) == [["a"] * 6, ["b"] * 6], runs
