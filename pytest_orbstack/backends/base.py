@@ -20,10 +20,18 @@ from typing import Any, AnyStr
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.cache_store import CacheStore
-from pytest_orbstack.backends.process import run, run_text
+from pytest_orbstack.backends.process import run
 from pytest_orbstack.backends.shell import Shells
 from pytest_orbstack.errors import CommandTimeout, InvalidInput, MachineError, MachineNotFound
-from pytest_orbstack.model.types import NO_RESOURCES, READY_STATES, EngineMachine, MachineInfo, Resources, ready_command
+from pytest_orbstack.model.types import (
+    NO_RESOURCES,
+    READY_STATES,
+    EngineMachine,
+    MachineInfo,
+    Resources,
+    in_workdir,
+    ready_command,
+)
 
 Step = list[str] | tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]  # an argv, or a call
 
@@ -242,11 +250,11 @@ class Backend(ABC):
     def run(self, name: str, command: str, *, user: str | None = None, workdir: str | None = None,
             input: bytes | str | None = None,
             timeout: float = settings.COMMAND_TIMEOUT) -> subprocess.CompletedProcess[str]:
-        """Run shell ``command`` (in ``workdir``: one process of its own); the returned process
-        holds the command's own exit code, its output as text (undecodable bytes replaced)."""
+        """Run shell ``command`` (in ``workdir``, exit 126 if the machine has none:
+        :func:`.types.in_workdir`) as :meth:`execute` does; the returned process holds the
+        command's own exit code, its output as text (undecodable bytes replaced)."""
         if workdir is not None:
-            return self.own_result(run_text(self.exec_argv(name, command, user=user, workdir=workdir),
-                                            timeout=timeout, input=input, env=self.env))
+            command = in_workdir(command, workdir)
         data = input.encode() if isinstance(input, str) else input
         proc = self.execute(name, command, user=user, input=data, timeout=timeout)
         return subprocess.CompletedProcess(proc.args, proc.returncode, proc.stdout.decode(errors="replace"),
