@@ -125,12 +125,13 @@ class GoldenCache:
         return now - entry.created <= self.policy.max_age
 
     def lookup(self, digest: str) -> CacheEntry | None:
-        """The newest entry of ``digest`` younger than the maximum age (``refresh``: none)."""
+        """The newest entry of ``digest`` younger than the maximum age (``refresh``: none); an
+        entry may hold the digest's first digits only (OrbStack's, in its name)."""
         if self.policy.mode == "refresh":
             return None
         now = time.time()
         return next((e for e in self.store.entries(self.policy.project)
-                     if e.digest == digest and self.fresh(e, now)), None)
+                     if digest.startswith(e.digest) and self.fresh(e, now)), None)
 
     def publish(self, golden: str, digest: str, about: str) -> str | None:
         """Publish ``golden`` as the entry of ``digest`` (the machine goes: clones come from the

@@ -88,9 +88,30 @@ def incus_project(incus_inner, monkeypatch):
     yield from site_project(incus_inner, monkeypatch, "incus")
 
 
+@pytest.fixture
+def orbstack_project(inner, orbctl_env, monkeypatch, tmp_path):
+    """``project`` on OrbStack through the orbctl emulator; afterwards no machine of its
+    sessions is left there (the ``inner`` fixture looks at Docker's own machines only)."""
+    for key in ("PATH", "ORBCTL_EMULATOR_HOME"):
+        monkeypatch.setenv(key, orbctl_env[key])
+    monkeypatch.setenv("PYTEST_ORBSTACK_BACKEND", "orbstack")
+    inner.makeini("[pytest]\norbstack_backend = orbstack\n")
+    yield from site_project(inner, monkeypatch, "orbstack")
+    prefixes = tuple(f"pto-{session}-" for session in sessions_of(tmp_path / "state"))
+    assert prefixes and not [name for name in orbstack_machines() if name.startswith(prefixes)]
+
+
+def orbstack_machines() -> list[str]:
+    """The names ``orbctl list`` gives (the emulator's, on this process's PATH)."""
+    return subprocess.run(["orbctl", "list", "-q"], capture_output=True, text=True, check=True).stdout.split()
+
+
 def entries(inner, engine: str = "docker") -> list[str]:
-    """The project's cache entries on the engine (Docker: image ids; Incus: instance names)."""
+    """The project's cache entries on the engine (Docker: image ids; Incus and OrbStack:
+    machine names)."""
     tag = project_tag(getpass.getuser(), str(inner.path))
+    if engine == "orbstack":
+        return sorted(name for name in orbstack_machines() if name.startswith("pto-cache-") and f"-{tag}-" in name)
     if engine == "incus":
         out = incus("list", "user.pytest-orbstack=cache", f"user.pytest-orbstack.project={tag}", "-f", "csv",
                     "-c", "n")
@@ -210,3 +231,26 @@ def test_on_incus_a_second_run_copies_the_stopped_entry_and_an_edit_makes_a_new_
     finally:
         undo()
     assert len(entries(incus_project, "incus")) == 3
+
+
+def test_on_orbstack_a_second_run_clones_the_stopped_entry_and_an_edit_makes_a_new_one(orbstack_project):
+    """Through the orbctl emulator, two keys (no arguments; user ``alice``) under ``-n 2``: each
+    golden machine is made once and becomes a stopped machine named as an entry; the next run
+    clones from each (the clone's default user is the golden machine's); editing the deploy
+    makes the plain one anew; ``--orbstack-list`` shows the entries."""
+    two = ("-n", "2", "-k", "1 and (plain or user)")
+    assert made_by(orbstack_project, *two) == ["operations.machine"] * 2
+    made = entries(orbstack_project, "orbstack")
+    assert len(made) == 2, made
+    listed = json.loads(subprocess.run(["orbctl", "list", "-f", "json"], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert {m["name"]: m["state"] for m in listed if m["name"] in made} == dict.fromkeys(made, "stopped")
+    assert made_by(orbstack_project, *two) == ["cache"] * 2
+    listed_text = run(orbstack_project, "--orbstack-list").stdout.str()
+    assert made[0] in listed_text and "debian:bookworm (a stopped machine)" in listed_text, listed_text
+    undo = edit(orbstack_project.path / "site" / "deploy.py", DEPLOY + "\n# changed\n")
+    try:
+        assert made_by(orbstack_project, *PLAIN) == ["operations.machine"], "a stale hit"
+    finally:
+        undo()
+    assert len(entries(orbstack_project, "orbstack")) == 3

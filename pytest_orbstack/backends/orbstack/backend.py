@@ -12,6 +12,7 @@ import subprocess
 from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend, Step
 from pytest_orbstack.backends.orbstack import commands as cmd
+from pytest_orbstack.backends.orbstack.cache import OrbStackCacheStore
 from pytest_orbstack.backends.orbstack.client import Orbctl
 from pytest_orbstack.model.types import NO_RESOURCES, EngineMachine, MachineInfo, Resources
 
@@ -44,6 +45,15 @@ class OrbStackBackend(Backend):
     def __init__(self, client: Orbctl | None = None) -> None:
         self.client = client or Orbctl()
         self.env = self.client.env
+        self._entries: dict[str, str] = {}  # a golden machine -> the cache entry its clones copy
+
+    def cache_store(self) -> OrbStackCacheStore:
+        """Golden machines kept between runs as stopped machines (:mod:`.orbstack.cache`)."""
+        return OrbStackCacheStore(self)
+
+    def frozen_as(self, source: str, entry: str) -> None:
+        """From now on clones of ``source`` are clones of the cache entry ``entry``."""
+        self._entries[source] = entry
 
     @classmethod
     def answers(cls) -> bool:
@@ -96,7 +106,7 @@ class OrbStackBackend(Backend):
 
     def clone(self, source: str, name: str, *, labels: dict[str, str] | None = None,
               frozen_source: bool = False) -> MachineInfo:
-        self.client.clone(source, name)  # copy-on-write already; left stopped by OrbStack
+        self.client.clone(self._entries.get(source, source), name)  # copy-on-write; left stopped
         try:
             self.start(name)
         except BaseException:
