@@ -6,7 +6,6 @@ Put the directory returned by :func:`install_shims` first on PATH and any code c
 
 from __future__ import annotations
 
-import shlex
 import sys
 from pathlib import Path
 
@@ -14,14 +13,18 @@ EMULATOR = Path(__file__).resolve().with_name("orbctl.py")
 
 
 def install_shims(bin_dir: Path, python: str = sys.executable) -> Path:
-    """Write executable ``orbctl`` and ``orb`` into ``bin_dir`` (created if needed); return it."""
+    """Write executable ``orbctl`` and ``orb`` into ``bin_dir`` (created if needed); return it.
+    Each is a Python script of that name running the emulator, so its process's command line
+    names the program as OrbStack's own does (``python .../orbctl create ...``): the watcher
+    tells engine calls by their program (pytest_orbstack/machines/reaper.py)."""
     bin_dir = Path(bin_dir)
     bin_dir.mkdir(parents=True, exist_ok=True)
-    command = f"exec {shlex.quote(python)} {shlex.quote(str(EMULATOR))} \"$@\"\n"
-    modes = {"orbctl": "unset ORBCTL_EMULATOR_AS_ORB\n",
-             "orb": "ORBCTL_EMULATOR_AS_ORB=1\nexport ORBCTL_EMULATOR_AS_ORB\n"}
+    modes = {"orbctl": "os.environ.pop('ORBCTL_EMULATOR_AS_ORB', None)\n",
+             "orb": "os.environ['ORBCTL_EMULATOR_AS_ORB'] = '1'\n"}
     for name, setup in modes.items():
         shim = bin_dir / name
-        shim.write_text(f"#!/bin/sh\n# orbctl emulator shim (tests only)\n{setup}{command}")
+        shim.write_text(f"#!{python}\n# orbctl emulator shim (tests only)\nimport os, runpy, sys\n{setup}"
+                        f"sys.argv[0] = {str(EMULATOR)!r}\nsys.path.insert(0, {str(EMULATOR.parent)!r})\n"
+                        f"runpy.run_path({str(EMULATOR)!r}, run_name='__main__')\n")
         shim.chmod(0o755)
     return bin_dir
