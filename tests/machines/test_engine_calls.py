@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,12 @@ def started(folder: Path, program: str, *args: str) -> subprocess.Popen[bytes]:
     script = folder / program
     script.write_text("#!/bin/sh\nsleep 60\n")
     script.chmod(0o755)
-    return subprocess.Popen([str(script), *args])
+    proc = subprocess.Popen([str(script), *args])
+    cmdline, deadline = Path(f"/proc/{proc.pid}/cmdline"), time.monotonic() + 5
+    while args[-1].encode() not in cmdline.read_bytes():  # (empty while the kernel still execs it)
+        assert time.monotonic() < deadline, cmdline.read_bytes()
+        time.sleep(0.01)
+    return proc
 
 
 @pytest.mark.parametrize(("program", "counts"), [("podman", True), ("docker", True), ("incus", True),

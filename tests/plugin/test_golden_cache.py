@@ -210,6 +210,16 @@ def _sleeping(name: str) -> bool:
     return ps.returncode == 0
 
 
+def an_edit_makes_a_third_entry(project, engine: str) -> None:
+    """After two entries: editing the deploy makes the plain golden machine anew, a third entry."""
+    undo = edit(project.path / "site" / "deploy.py", DEPLOY + "\n# changed\n")
+    try:
+        assert made_by(project, *PLAIN) == ["operations.machine"], "a stale hit"
+    finally:
+        undo()
+    assert len(entries(project, engine)) == 3
+
+
 def test_on_incus_a_second_run_copies_the_stopped_entry_and_an_edit_makes_a_new_one(incus_project):
     """Two keys (no arguments; user ``alice``) under ``-n 2``: each golden machine is made once
     and becomes a stopped entry that is no machine (not in ``incus list user.pytest-orbstack=1``);
@@ -225,12 +235,7 @@ def test_on_incus_a_second_run_copies_the_stopped_entry_and_an_edit_makes_a_new_
     assert made_by(incus_project, *two) == ["cache"] * 2
     listed = run(incus_project, "--orbstack-list").stdout.str()
     assert "debian:bookworm site/deploy.py" in listed and made[0] in listed, listed
-    undo = edit(incus_project.path / "site" / "deploy.py", DEPLOY + "\n# changed\n")
-    try:
-        assert made_by(incus_project, *PLAIN) == ["operations.machine"], "a stale hit"
-    finally:
-        undo()
-    assert len(entries(incus_project, "incus")) == 3
+    an_edit_makes_a_third_entry(incus_project, "incus")
 
 
 def test_on_orbstack_a_second_run_clones_the_stopped_entry_and_an_edit_makes_a_new_one(orbstack_project):
@@ -248,9 +253,4 @@ def test_on_orbstack_a_second_run_clones_the_stopped_entry_and_an_edit_makes_a_n
     assert made_by(orbstack_project, *two) == ["cache"] * 2
     listed_text = run(orbstack_project, "--orbstack-list").stdout.str()
     assert made[0] in listed_text and "debian:bookworm (a stopped machine)" in listed_text, listed_text
-    undo = edit(orbstack_project.path / "site" / "deploy.py", DEPLOY + "\n# changed\n")
-    try:
-        assert made_by(orbstack_project, *PLAIN) == ["operations.machine"], "a stale hit"
-    finally:
-        undo()
-    assert len(entries(orbstack_project, "orbstack")) == 3
+    an_edit_makes_a_third_entry(orbstack_project, "orbstack")
