@@ -253,6 +253,25 @@ def test_a_machine_made_after_its_session_died_is_deleted(inner, tmp_path, monke
             proc.wait()
 
 
+# ``--orbstack-prune=all`` also removes every project's cached golden machines and the package's
+# images no recorded session or machine needs, engine-wide: on this shared engine that would
+# take those of the tests running beside this one (a snapshot image between two clones, a cache
+# entry between two runs). The inner project's conftest narrows both to this test's own sessions.
+ONLY_THIS_TESTS_SESSIONS = """
+import os
+from pathlib import Path
+from pytest_orbstack.backends.docker.cache import DockerCacheStore
+from pytest_orbstack.machines import reaper
+from pytest_orbstack.model.names import SESSION_LABEL
+
+log = Path(os.environ["PYTEST_ORBSTACK_STATE_DIR"]) / "sessions.log"
+ours = {line.split()[1] for line in log.read_text().splitlines()} if log.exists() else set()
+engine_wide = reaper.removable
+reaper.removable = lambda *args: (lambda labels: engine_wide(*args)(labels) and labels.get(SESSION_LABEL) in ours)
+DockerCacheStore.entries = lambda self, project: []
+"""
+
+
 def test_a_kept_clone_and_its_snapshot_go_with_prune_and_other_projects_are_left(inner, tmp_path):
     inner.path.joinpath("deploy.py").write_text(
         "from pyinfra.operations import files\nfiles.directory(path='/srv/app', _sudo=True)\n")
@@ -279,5 +298,6 @@ def test_a_kept_clone_and_its_snapshot_go_with_prune_and_other_projects_are_left
                                  f"orbstack: left session {sessions[0]}: another project *"])
     assert session_leftovers(ours) == []  # the clone, then its snapshot image
     assert session_leftovers(sessions[0]) != []  # the other project's kept machine stays
+    inner.makeconftest(ONLY_THIS_TESTS_SESSIONS)
     everything = run(inner, "--orbstack-prune=all")
     assert everything.ret == 0 and session_leftovers(sessions[0]) == []
