@@ -56,8 +56,8 @@ def wait_for(path: Path, timeout: float = 120) -> str:
 
 
 def slow_engine(where: Path, verb: str, mark: Path, *, hang: str = "before", seconds: float = 300,
-                match: str = "") -> str:
-    """A ``docker`` in ``where`` (put it first on PATH) that, the first time it is asked to
+                match: str = "", engine: str = "docker") -> str:
+    """A ``docker`` (or ``engine``) in ``where`` (put it first on PATH) that, the first time it is asked to
     ``verb`` (``commit``, ``rm``, ``run``...) with an argument containing ``match``, writes
     ``mark`` and stalls: ``before`` calling the real docker (the engine is busy at that step: a
     signal lands there) or ``after`` it (the engine did the work, the call never returns: a
@@ -65,12 +65,13 @@ def slow_engine(where: Path, verb: str, mark: Path, *, hang: str = "before", sec
     import os
     import shutil
 
-    real = shutil.which("docker")
+    real = shutil.which(engine)
     where.mkdir(parents=True, exist_ok=True)
-    shim = where / "docker"
+    shim = where / engine
     shim.write_text(f'''#!{sys.executable}
 import os, subprocess, sys, time
-mark, first = {str(mark)!r}, sys.argv[1:2] == [{verb!r}] and not os.path.exists({str(mark)!r})
+verb = next((arg for arg in sys.argv[1:] if not arg.startswith("-")), "")  # (after global --flag=value)
+mark, first = {str(mark)!r}, verb == {verb!r} and not os.path.exists({str(mark)!r})
 first = first and any({match!r} in arg for arg in sys.argv[2:])
 if first and {hang!r} == "before":
     open(mark, "w").write("{verb}")
