@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from pathlib import Path
 
 import pytest
+from incusenv import instances
 from testenv import terminal_signals
 
 
@@ -97,3 +98,16 @@ def kill_9_and_time_until_gone(proc: subprocess.Popen[str], ours: Callable[[], C
     while ours() and time.monotonic() - killed < within:
         time.sleep(0.5)
     return time.monotonic() - killed
+
+
+def session_leftovers(session: str, engine: str = "docker") -> list[str]:
+    """The machines and images of ``session`` on ``engine`` (docker, podman: both by the
+    session's label; incus: its instances)."""
+    if engine == "incus":
+        return sorted(instances(session))
+    label = f"label=pytest-orbstack.session={session}"
+    names = subprocess.run([engine, "ps", "-a", "--filter", label, "--format", "{{.Names}}"],
+                           capture_output=True, text=True, check=True).stdout.split()
+    images = subprocess.run([engine, "images", "--filter", label, "--format", "{{.Repository}}:{{.Tag}}"],
+                            capture_output=True, text=True, check=True).stdout.split()
+    return names + images
