@@ -69,6 +69,7 @@ REGISTRY_LOCK_WAIT = 60.0  # a session file's lock
 # -- the watcher
 ORPHAN_WAIT = 900.0  # a dead owner's engine calls ending (OrbStack create: 600)
 LATE_SWEEPS = (3.0, 3.0)  # pauses before each extra sweep after the owner is gone
+RETRY_SWEEP = 2.0  # then the pause before each sweep again while a machine's deletion failed
 
 
 def _get(name: str, default: str = "", env: Mapping[str, str] | None = None) -> str:

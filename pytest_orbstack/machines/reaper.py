@@ -155,7 +155,10 @@ def stop_watcher(pipe: IO[bytes], late_engine: str | None = None) -> None:
 
 
 def watch(session_id: str, engine_name: str | None, state_dir: Path, stdin: Any) -> int:
-    """Block until the owner closes the pipe; reap unless it said ``done``."""
+    """Block until the owner closes the pipe; reap unless it said ``done``: at once, then after
+    each of ``LATE_SWEEPS`` (waiting for the owner's engine calls still under way), then every
+    ``RETRY_SWEEP`` seconds while a deletion failed (the machine stays recorded), until
+    ``ORPHAN_WAIT`` has passed."""
     said = stdin.read()
     if said.endswith(DONE):
         return 0
@@ -169,8 +172,10 @@ def watch(session_id: str, engine_name: str | None, state_dir: Path, stdin: Any)
         name = session.backend or engine_name
     prefix = session_prefix(session_id) + "-"
     deadline, engine = time.monotonic() + settings.ORPHAN_WAIT, None
-    for pause in (0.0, *settings.LATE_SWEEPS):
-        time.sleep(pause)
+    pauses = iter((0.0, *settings.LATE_SWEEPS))
+    while (pause := next(pauses, None)) is not None or (left(registry, session_id)
+                                                        and time.monotonic() < deadline):
+        time.sleep(settings.RETRY_SWEEP if pause is None else pause)  # (None: a deletion failed)
         while pause and _engine_call_running(prefix) and time.monotonic() < deadline:
             time.sleep(1.0)  # the dead owner's `docker run`/`orbctl create` still making a machine
         try:  # (a closed session: reap finds the machines by their prefix on the engine)
@@ -179,6 +184,12 @@ def watch(session_id: str, engine_name: str | None, state_dir: Path, stdin: Any)
         except MachineError:
             continue  # the engine is away: try again, the next prune retries too
     return 0
+
+
+def left(registry: Registry, session_id: str) -> bool:
+    """Whether machines of the session are still recorded after a reap (deletions that failed)."""
+    session = registry.get(session_id)
+    return session is not None and bool(session.machines)
 
 
 def _engine_call_running(prefix: str) -> bool:
