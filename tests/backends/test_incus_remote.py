@@ -102,7 +102,8 @@ def test_the_example_suite_runs_on_the_remote(client, env, tmp_path):
     machines = json.loads(timings.read_text())["machines"]
     assert all(m["outcome"] == "deleted" for m in machines), machines
     assert not {m["name"] for m in machines} & remote_names(client)
-    assert local_names() - before == set()  # nothing was made on the local daemon
+    sessions = {m["name"].split("-")[1] for m in machines}  # (tests beside it make machines of their own)
+    assert not {n for n in local_names() - before if n.split("-")[1:2] and n.split("-")[1] in sessions}  # none local
 
 
 KEPT_TEST = """
