@@ -65,11 +65,11 @@ def emulator(tmp_path_factory, request):
     values = {"machine": machine, "user": "runner", "id": info["record"]["id"], "arch": arch, "cwd": "/tmp",
               "ip4": info["ip4"], "uid": "502"}
     yield env, values
-    subprocess.run(["orbctl", "delete", "-f", "-a"], env=env, capture_output=True, cwd="/")
+    gone = subprocess.run(["orbctl", "delete", "-f", "-a"], env=env, capture_output=True, text=True, cwd="/")
     left = leftovers(substrate, home)
     if left:
         clean(substrate, home, left)
-    assert left == [], f"the emulator left {substrate} objects behind"
+    assert left == [], f"the emulator left {substrate} objects behind: {gone.stderr.strip()}"
 
 
 @pytest.mark.parametrize("name", sorted(TRANSCRIPTS))
