@@ -36,6 +36,11 @@ def backend_class(name: str) -> type[Backend]:
     return found
 
 
+def engine_clients() -> frozenset[str]:
+    """Every engine's client program (:attr:`Backend.client_program`): the programs of engine calls."""
+    return frozenset(backend_class(name).client_program for name in ENGINES)
+
+
 @functools.cache
 def _auto() -> str:
     """The first engine whose class answers (asked once per process); none: Docker (the usual

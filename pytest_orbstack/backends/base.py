@@ -41,6 +41,7 @@ class Backend(ABC):
     (``orbstack``, ``docker``), the key of :data:`pytest_orbstack.backends.ENGINES`."""
 
     name: str = ""
+    client_program: str = ""  # the engine's client program: its processes are engine calls (the watcher waits for them)
     commands: Any = None  # the engine's argv builders and parsers (its module), for operations and facts
     env: dict[str, str] | None = None  # environment for engine commands (None: this process's)
     # told a line before and after work long once (an image built on first use): Notices.notice

@@ -31,18 +31,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from pytest_orbstack import settings
-from pytest_orbstack.backends import get_backend
+from pytest_orbstack.backends import engine_clients, get_backend
 from pytest_orbstack.backends.base import Backend
-from pytest_orbstack.backends.docker.commands import DOCKER
-from pytest_orbstack.backends.incus.commands import INCUS
-from pytest_orbstack.backends.orbstack.commands import ORBCTL
-from pytest_orbstack.backends.podman.commands import PODMAN
 from pytest_orbstack.errors import MachineError, MachineNotFound
 from pytest_orbstack.machines.registry import Registry, owner_alive
 from pytest_orbstack.model.names import PROJECT_LABEL, SESSION_LABEL, project_tag, session_prefix
 
 DONE = b"done\n"
-ENGINE_CLIENTS = frozenset({DOCKER, PODMAN, INCUS, ORBCTL})  # the programs of engine calls
 LATE = b"late "  # + the engine's name: the session swept itself, but not what is still under way
 
 
@@ -196,7 +191,7 @@ def _engine_call_running(prefix: str) -> bool:
     """Whether an engine call naming a machine ``prefix...`` runs: one the dead owner started
     (``docker run -d --name pto-...``, ``orbctl create ... pto-...``) lives on and may still make
     its machine. An engine call is a process whose program (or, for a script, its first
-    argument) is an engine's client (:data:`ENGINE_CLIENTS`); a machine's own processes that
+    argument) is an engine's client (:func:`.engine_clients`); a machine's own processes that
     name it (Podman's conmon, Incus's LXC monitor) are not calls and live as long as it does."""
     proc = Path("/proc")
     if proc.is_dir():  # Linux
@@ -214,7 +209,8 @@ def _engine_call_running(prefix: str) -> bool:
         except (OSError, subprocess.TimeoutExpired):
             return False
         calls = [line.split() for line in out.splitlines()]
-    return any(any(Path(arg).name in ENGINE_CLIENTS for arg in argv[:2])
+    clients = engine_clients()
+    return any(any(Path(arg).name in clients for arg in argv[:2])
                and any(prefix in arg for arg in argv) for argv in calls)
 
 

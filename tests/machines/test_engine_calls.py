@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_orbstack.backends import ENGINES, engine_clients
 from pytest_orbstack.machines.reaper import _engine_call_running
 
 
@@ -29,8 +30,12 @@ def started(folder: Path, program: str, *args: str) -> subprocess.Popen[bytes]:
     return proc
 
 
-@pytest.mark.parametrize(("program", "counts"), [("podman", True), ("docker", True), ("incus", True),
-                                                 ("orbctl", True), ("conmon", False), ("lxc-monitor", False)])
+def test_every_engine_names_its_client_program():
+    assert engine_clients() == {"docker", "podman", "incus", "orbctl"} and len(ENGINES) == 4
+
+
+@pytest.mark.parametrize(("program", "counts"), [*((client, True) for client in sorted(engine_clients())),
+                                                 ("conmon", False), ("lxc-monitor", False)])
 def test_only_an_engine_client_naming_the_machine_is_a_call(tmp_path, program, counts):
     prefix = f"pto-{secrets.token_hex(4)}-"
     assert not _engine_call_running(prefix)

@@ -39,6 +39,7 @@ class DockerBackend(Backend):
     ``docker`` with ``env`` (which extends this process's environment)."""
 
     name = "docker"
+    client_program = cmd.DOCKER
     commands = cmd
 
     cli_class: type[DockerCLI] = DockerCLI  # the command line of this flavour of engine

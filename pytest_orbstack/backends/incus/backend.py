@@ -40,6 +40,7 @@ class IncusBackend(Backend):
     ``REMOTE:NAME`` (:class:`.cli.IncusCLI`). ``env`` extends this process's environment."""
 
     name = "incus"
+    client_program = cmd.INCUS
     commands = cmd
 
     def __init__(self, incus: str = "incus", env: dict[str, str] | None = None,

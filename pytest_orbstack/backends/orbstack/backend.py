@@ -40,6 +40,7 @@ class OrbStackBackend(Backend):
     2.2.1 (billyhargroveofficial/billystar); ``orbctl push`` changed its permissions in 2.2.3."""
 
     name = "orbstack"
+    client_program = cmd.ORBCTL
     commands = cmd
 
     def __init__(self, client: Orbctl | None = None) -> None:

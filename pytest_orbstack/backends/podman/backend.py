@@ -28,6 +28,7 @@ class PodmanBackend(DockerBackend):
     ``env`` (which extends this process's environment)."""
 
     name = "podman"
+    client_program = cmd.PODMAN
     commands = cmd
     create_steps = Backend.create_steps  # one call of create: its run needs the network's gateway
 
