@@ -143,18 +143,19 @@ class GoldenCache:
             self.progress(f"orbstack: golden machine {golden} not cached: {exc}")
             return None
         self.progress(f"orbstack: cached golden machine {golden} as {ref}")
-        self.evict(keep=ref)
+        self.evict(keep=ref, digest=digest)
         return ref
 
-    def evict(self, keep: str = "") -> list[str]:
-        """Remove the project's entries older than the maximum age, and the oldest beyond the
-        maximum count (``keep`` stays); an entry a machine runs from stays until a later evict.
-        Returns the references removed."""
+    def evict(self, keep: str = "", digest: str = "") -> list[str]:
+        """Remove the project's entries older than the maximum age, the oldest beyond the
+        maximum count, and those ``keep`` (the entry of ``digest``, which stays) replaces; an
+        entry a machine runs from stays until a later evict. Returns the references removed."""
         now, removed = time.time(), []
         entries = [e for e in self.store.entries(self.policy.project) if e.ref != keep]
         room = self.policy.max_count - (1 if keep else 0)
         for index, entry in enumerate(entries):
-            if (index >= room or not self.fresh(entry, now)) and self.store.remove(entry.ref):
+            replaced = bool(digest) and digest.startswith(entry.digest)
+            if (replaced or index >= room or not self.fresh(entry, now)) and self.store.remove(entry.ref):
                 removed.append(entry.ref)
         return removed
 

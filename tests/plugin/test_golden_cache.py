@@ -1,9 +1,10 @@
 """The golden cache (``--orbstack-cache``) on Docker, through inner pytest runs: a second run
 clones from the cached golden machine (``created_by: cache``), a change of any input of its key
-makes a new one, the age and count limits hold, a session killed while making one leaves no
-entry to reuse, and under ``-n 2`` each key's golden machine is made once. On Incus (whose
-entries are stopped instances, not images) the same first, second and edited runs. Each inner
-project is its own cache scope (its rootdir); its entries are pruned at the end of each test."""
+makes a new one, ``refresh`` replaces an entry, the age and count limits hold, a session killed
+while making one leaves no entry to reuse, and under ``-n 2`` each key's golden machine is made
+once. On Incus and OrbStack (whose entries are stopped machines, not images) the same first,
+second, edited and refreshed runs. Each inner project is its own cache scope (its rootdir); its
+entries are pruned at the end of each test."""
 
 from __future__ import annotations
 
@@ -173,6 +174,7 @@ def test_a_second_run_clones_from_the_cache_and_each_key_input_makes_a_new_one(p
             if undo:
                 undo()
     assert made_by(project, *PLAIN) == ["cache"]  # the first entry is still there (10 at most)
+    a_refresh_replaces_its_entry(project, "docker")
 
 
 def test_the_oldest_entries_go_beyond_the_count_and_none_is_used_past_the_age(project):
@@ -220,6 +222,16 @@ def an_edit_makes_a_third_entry(project, engine: str) -> None:
     assert len(entries(project, engine)) == 3
 
 
+def a_refresh_replaces_its_entry(project, engine: str) -> None:
+    """``--orbstack-cache=refresh`` makes the plain golden machine anew and its entry replaces the
+    one of the same key (the count stays); the next run clones from the new one."""
+    before = entries(project, engine)
+    assert made_by(project, *PLAIN, "--orbstack-cache=refresh") == ["operations.machine"]
+    after = entries(project, engine)
+    assert len(after) == len(before) and after != before, (before, after)
+    assert made_by(project, *PLAIN) == ["cache"]
+
+
 def test_on_incus_a_second_run_copies_the_stopped_entry_and_an_edit_makes_a_new_one(incus_project):
     """Two keys (no arguments; user ``alice``) under ``-n 2``: each golden machine is made once
     and becomes a stopped entry that is no machine (not in ``incus list user.pytest-orbstack=1``);
@@ -236,6 +248,7 @@ def test_on_incus_a_second_run_copies_the_stopped_entry_and_an_edit_makes_a_new_
     listed = run(incus_project, "--orbstack-list").stdout.str()
     assert "debian:bookworm site/deploy.py" in listed and made[0] in listed, listed
     an_edit_makes_a_third_entry(incus_project, "incus")
+    a_refresh_replaces_its_entry(incus_project, "incus")
 
 
 def test_on_orbstack_a_second_run_clones_the_stopped_entry_and_an_edit_makes_a_new_one(orbstack_project):
@@ -254,3 +267,4 @@ def test_on_orbstack_a_second_run_clones_the_stopped_entry_and_an_edit_makes_a_n
     listed_text = run(orbstack_project, "--orbstack-list").stdout.str()
     assert made[0] in listed_text and "debian:bookworm (a stopped machine)" in listed_text, listed_text
     an_edit_makes_a_third_entry(orbstack_project, "orbstack")
+    a_refresh_replaces_its_entry(orbstack_project, "orbstack")

@@ -64,10 +64,7 @@ class OrbStackCacheStore(CacheStore):
 
     def publish(self, golden: str, digest: str, about: str, project: str) -> str:
         """Stop ``golden`` and rename it the entry of ``digest`` (``about`` is not kept: no
-        labels); earlier entries of that digest go. Returns the entry's name."""
-        for old in self.entries(project):
-            if old.digest == digest[:DIGEST]:
-                self.remove(old.ref)
+        labels). Returns the entry's name."""
         ref = entry_name(digest, project, time.time())
         self.backend.stop(golden)
         self.client.rename(golden, ref)
