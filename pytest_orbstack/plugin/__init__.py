@@ -17,7 +17,6 @@ import functools
 import getpass
 import json
 import shutil
-import signal
 from collections.abc import Generator
 from typing import Any
 
@@ -29,7 +28,7 @@ from pytest_orbstack.machines.kept import kept_machines, listing, on_engine
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
-from pytest_orbstack.plugin import cache, engines
+from pytest_orbstack.plugin import cache, engines, signals
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -128,7 +127,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(state, PLUGIN_NAME)
     config.stash[STATE] = state
     if not state.is_worker and not config.getoption("help", False):
-        _terminate_on_sigterm()
+        signals.install()  # SIGTERM and SIGHUP end the session as Ctrl-C does
         if state.engines and not (config.getoption("orbstack_prune") or config.getoption("orbstack_list")):
             engines.check_answering(state.engines)  # one line, before any machine
     if config.getoption("orbstack_shard", None):  # (loaded only for a shard)
@@ -137,18 +136,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no":
         from pytest_orbstack.plugin import schedule  # (loaded only for an xdist session)
         schedule.configure(config)
-
-
-def _terminate_on_sigterm() -> None:
-    """SIGTERM and SIGHUP (terminal closed, SSH dropped) behave like Ctrl-C, so fixtures and
-    the session sweep still tear down. (SIGKILL cannot be caught: the watcher reaps then.)"""
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-    try:
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGHUP, handler)
-    except ValueError:  # not the main thread
-        pass
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
