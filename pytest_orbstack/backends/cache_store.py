@@ -30,6 +30,11 @@ class CacheEntry:
     about: str
     project: str
 
+    def holds(self, digest: str) -> bool:
+        """Whether this is an entry of ``digest`` (an entry may keep its first digits only:
+        OrbStack's, in its name)."""
+        return bool(digest) and digest.startswith(self.digest)
+
 
 def entry_labels(digest: str, created: float, about: str, project: str) -> dict[str, str]:
     """The labels an entry is published with (the session label emptied: no session owns it)."""

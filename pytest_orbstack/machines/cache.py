@@ -125,13 +125,12 @@ class GoldenCache:
         return now - entry.created <= self.policy.max_age
 
     def lookup(self, digest: str) -> CacheEntry | None:
-        """The newest entry of ``digest`` younger than the maximum age (``refresh``: none); an
-        entry may hold the digest's first digits only (OrbStack's, in its name)."""
+        """The newest entry of ``digest`` younger than the maximum age (``refresh``: none)."""
         if self.policy.mode == "refresh":
             return None
         now = time.time()
         return next((e for e in self.store.entries(self.policy.project)
-                     if digest.startswith(e.digest) and self.fresh(e, now)), None)
+                     if e.holds(digest) and self.fresh(e, now)), None)
 
     def publish(self, golden: str, digest: str, about: str) -> str | None:
         """Publish ``golden`` as the entry of ``digest`` (the machine goes: clones come from the
@@ -154,8 +153,7 @@ class GoldenCache:
         entries = [e for e in self.store.entries(self.policy.project) if e.ref != keep]
         room = self.policy.max_count - (1 if keep else 0)
         for index, entry in enumerate(entries):
-            replaced = bool(digest) and digest.startswith(entry.digest)
-            if (replaced or index >= room or not self.fresh(entry, now)) and self.store.remove(entry.ref):
+            if (entry.holds(digest) or index >= room or not self.fresh(entry, now)) and self.store.remove(entry.ref):
                 removed.append(entry.ref)
         return removed
 
