@@ -27,6 +27,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from emu_facts import E
 from emu_home import HASH, LBL, Fail
@@ -152,10 +153,13 @@ def lookup(name: str, size: bool = False) -> dict | None:
 
 def disk_usage(handle: str) -> int | None:
     """The bytes of the machine's root filesystem, where Incus does not count them (a ``dir``
-    pool): ``du`` of its volume on this host (None where that is not readable)."""
+    pool; a btrfs pool at times: seen on a bare machine's first run, cause not found): ``du`` of
+    its volume where Incus mounts every pool, ``$INCUS_DIR/storage-pools/POOL`` (a loop-backed
+    pool's ``source`` is its image file), None where that is not readable."""
     pool = incus("profile", "device", "get", "default", "root", "pool", check=False, project=False).stdout.strip()
-    source = incus("storage", "get", pool or "default", "source", check=False, project=False).stdout.strip()
-    proc = subprocess.run(["du", "-sbx", f"{source}/containers/{PROJECT}_{handle}"], capture_output=True, text=True)
+    mounted = Path(os.environ.get("INCUS_DIR", "/var/lib/incus"), "storage-pools", pool or "default")
+    proc = subprocess.run(["du", "-sbx", str(mounted / "containers" / f"{PROJECT}_{handle}")],
+                          capture_output=True, text=True)
     return int(proc.stdout.split()[0]) if proc.returncode == 0 and proc.stdout else None
 
 
