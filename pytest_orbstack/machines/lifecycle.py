@@ -77,14 +77,14 @@ class Lifecycle:
                data: dict[str, Any] | None = None, check_idempotent: bool = False,
                allow_changes: Sequence[str] = (), allow_stale: Sequence[str] = (),
                check_dry_run: bool = False, resources: Resources = NO_RESOURCES, role: str = "test",
-               next_key: str | None = None, shown: str = "") -> tuple[Machine, MachineRecord]:
+               next_keys: Sequence[str] = (), shown: str = "") -> tuple[Machine, MachineRecord]:
         """A running machine for ``key``, with ``deploy`` applied (twice with
         ``check_idempotent``; planned first with ``check_dry_run``). With ``clone`` (and no
         cloud-init), the deploy runs on a golden machine that is then cloned: the clones get no
         apply of their own, and the golden fails if the deploy left a service running on
         changed files (:meth:`.Machine.apply_golden`; services matching ``allow_stale`` are exempt).
-        ``next_key``: the key the next test will likely ask for with these same arguments; its
-        clone starts now, in the background (:mod:`.spares`). ``shown``: how reports name the
+        ``next_keys``: the keys the next tests will likely ask for with these same arguments;
+        their clones start now, in the background (:mod:`.spares`). ``shown``: how reports name the
         machine (default ``key``)."""
         machine_args, apply_args = golden_args(dict(
             user=user, resources=resources, allow_stale=allow_stale, data=data,
@@ -101,7 +101,7 @@ class Lifecycle:
         try:
             if deploy is not None and clone and cloud_init is None and self._can_clone():
                 golden = self.golden(image, deploy, machine_args, apply_args, asker=key.rpartition("#")[0] or key)
-                machine = self._clone(record, golden, next_key)
+                machine = self._clone(record, golden, next_keys)
             else:
                 machine = self._make(record, user, cloud_init, resources)
                 if deploy is not None and role == "golden":
@@ -116,9 +116,9 @@ class Lifecycle:
             raise
         return machine, record
 
-    def _clone(self, record: MachineRecord, golden: str, next_key: str | None) -> Machine:
+    def _clone(self, record: MachineRecord, golden: str, next_keys: Sequence[str]) -> Machine:
         """The machine of ``record`` as a clone of ``golden`` (a spare one if it is ready),
-        and the next test's clone started (``next_key``)."""
+        and the next tests' clones started (``next_keys``)."""
         record.created_by = "clone"
         with self._phase(record, "clone"):
             info = self.spares.take(record.name, golden)
@@ -129,8 +129,8 @@ class Lifecycle:
         if self.cache is not None and golden in self.cache.hits:
             record.created_by = "cache"  # a clone of a golden machine an earlier run made
         machine = self._machine(record.name, record.image, record, info)
-        if next_key is not None and self.find_kept is None and record.role == "test":
-            self._start_spare(next_key, golden)
+        for key in next_keys if self.find_kept is None and record.role == "test" else ():
+            self._start_spare(key, golden)
         return machine
 
     def _make(self, record: MachineRecord, user: str | None, cloud_init: str | os.PathLike | None,

@@ -180,11 +180,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None
     """The running test, whose folder relative deploy/cloud-init paths are looked up in, and
     the next one (pytest's, or xdist's for this worker), whose machine may be cloned early."""
     state = item.config.stash[STATE]
-    state.current_item, state.next_item = item, nextitem
+    state.current_item = item
+    state.look_ahead(item, nextitem)
     try:
         return (yield)
     finally:
-        state.current_item = state.next_item = None
+        state.current_item, state.upcoming = None, []
         if state.lifecycle is not None:  # even if the test never set its fixtures up
             state.lifecycle.spares.unclaimed(item_key(item.config, item))
 

@@ -92,7 +92,7 @@ class _Factory:
     def make(self, suffix: str, checked: dict[str, Any], alias: str = "") -> Machine:
         """A machine from :meth:`check`'s keywords (``alias``: its name in a group)."""
         machine, record = _or_fail(self.lifecycle.create, f"{self.scope_key}#{suffix}",
-                                   next_key=self._next_key(suffix), **checked)
+                                   next_keys=self._next_keys(suffix), **checked)
         record.alias = alias
         machine.search_dirs = self.request.config.stash[STATE].search_dirs
         self.made.append((machine, record))
@@ -100,16 +100,19 @@ class _Factory:
         self.request.node.stash.setdefault(RECORDS_KEY, []).append(record)
         return machine
 
-    def _next_key(self, suffix: str) -> str | None:
-        """The key of the next test's machine ``suffix``, if that test will likely ask for it
-        with these arguments (:func:`.marker.same_machines`): it is cloned while this one runs
-        (unless ini ``orbstack_spares`` is false)."""
+    def _next_keys(self, suffix: str) -> list[str]:
+        """The keys of the machine ``suffix`` of the next tests (:attr:`.State.upcoming`), as
+        long as each will likely ask for it with these arguments (:func:`.marker.same_machines`):
+        they are cloned while this one runs (unless ini ``orbstack_spares`` is false)."""
         config = self.request.config
-        nextitem = config.stash[STATE].next_item
-        if not self.per_test or not config.getini("orbstack_spares") or not same_machines(self.request.node, nextitem):
-            return None
-        assert nextitem is not None
-        return f"{item_key(config, nextitem)}#{suffix}"
+        if not self.per_test or not config.getini("orbstack_spares"):
+            return []
+        keys = []
+        for item in config.stash[STATE].upcoming:
+            if not same_machines(self.request.node, item):
+                break
+            keys.append(f"{item_key(config, item)}#{suffix}")
+        return keys
 
     def numbered(self, where: str) -> MachineFactory:
         """The public factory: ``make(image=None, **keywords)``, machines numbered in order."""

@@ -20,6 +20,7 @@ from pytest_orbstack.machines.kept import finder
 from pytest_orbstack.machines.lifecycle import Lifecycle
 from pytest_orbstack.machines.reaper import prune, start_watcher, stop_watcher
 from pytest_orbstack.machines.registry import Registry, new_session_id
+from pytest_orbstack.machines.spares import DEPTH as SPARE_DEPTH
 from pytest_orbstack.model.inputs import image_list, search_dirs
 from pytest_orbstack.model.records import MachineRecord
 from pytest_orbstack.plugin import engines as several
@@ -76,13 +77,25 @@ class PluginState:
         self.failed = False
         self.test_seconds: dict[str, float] = {}  # each test's setup+call+teardown, --orbstack-timings
         self.current_item: pytest.Item | None = None
-        self.next_item: pytest.Item | None = None  # the test this process runs next, if known
+        self.upcoming: list[pytest.Item] = []  # the tests this process runs next (:meth:`look_ahead`)
+        self._positions: dict[int, int] = {}  # id of each of session.items -> its index
         plugins = config.pluginmanager  # the lines told go to pytest's own reporter (or, on a
         # worker, are held and sent with the next test report)
         self.notices = Notices(functools.partial(plugins.get_plugin, "terminalreporter"),
                                functools.partial(plugins.get_plugin, "capturemanager"),
                                verbose=config.getoption("verbose") > 0, held=[] if self.is_worker else None)
         self.watchers: dict[str, tuple[IO[bytes], str | None]] = {}  # session -> (pipe, engine)
+
+    def look_ahead(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
+        """Set :attr:`upcoming` for the test ``item``: the next ``SPARE_DEPTH`` tests this
+        process will run. pytest runs ``session.items`` in order; an xdist worker knows only
+        its next test (the controller sends the others as workers free up)."""
+        items = item.session.items
+        if not self._positions:
+            self._positions = {id(it): i for i, it in enumerate(items)}
+        at = self._positions.get(id(item), -1)
+        in_order = not self.is_worker and 0 <= at < len(items) - 1 and items[at + 1] is nextitem
+        self.upcoming = items[at + 1:at + 1 + SPARE_DEPTH] if in_order else [nextitem] if nextitem else []
 
     @property
     def shared_dir(self) -> Path:

@@ -28,21 +28,33 @@ def machines(result_path) -> dict[str, dict]:
 
 @pytest.mark.parametrize("engine", ["docker", "orbstack"])
 def test_the_next_tests_machine_is_cloned_while_a_test_runs(inner, engine, orbctl_env, monkeypatch, tmp_path):
-    """Tests sharing an ``orbstack`` marker: every machine after the first was cloned early,
-    and is what a clone made on demand is: its own hostname and name on the network, the
-    deploy's running. On both engines (OrbStack through the emulator)."""
+    """Tests sharing an ``orbstack`` marker: every machine after the first was cloned early
+    (while the first test runs, the next two tests' machines are made: ``spares.DEPTH``), and
+    is what a clone made on demand is: its own hostname and name on the network, the deploy's
+    running. On both engines (OrbStack through the emulator)."""
     if engine == "orbstack":
         for key in ("PATH", "ORBCTL_EMULATOR_HOME"):
             monkeypatch.setenv(key, orbctl_env[key])
     inner.makeconftest(DEPLOYS)
     inner.makepyfile(test_seq='''
+        import time
         import pytest
         from conftest import deploy_a
 
         pytestmark = pytest.mark.orbstack(deploy=deploy_a)
 
+        def made_here(orbstack, backend):
+            """This session's test machines on the engine: this one's and its spares'."""
+            prefix = "-".join(orbstack.name.split("-")[:2]) + "-"
+            return [m.name for m in backend.list() if m.name.startswith(prefix) and "-golden-" not in m.name]
+
         @pytest.mark.parametrize("i", range(3))
-        def test_machine(orbstack, i):
+        def test_machine(orbstack, orbstack_backend, i):
+            deadline = time.monotonic() + 60
+            while i == 0 and len(made_here(orbstack, orbstack_backend)) < 3 and time.monotonic() < deadline:
+                time.sleep(0.2)  # (each spare's clone is started in a thread of its own)
+            if i == 0:  # its own, and those of test_machine[1] and [2]
+                assert len(made_here(orbstack, orbstack_backend)) == 3, made_here(orbstack, orbstack_backend)
             assert orbstack.run("hostname").stdout.strip() == orbstack.name
             assert orbstack.run("cat /etc/which-deploy").stdout == "a\\n"
             assert orbstack.run("systemctl is-system-running").stdout.strip() in ("running", "degraded")
