@@ -85,6 +85,12 @@ def project(inner, monkeypatch):
 
 
 @pytest.fixture
+def engine_project(engine_inner, engine, monkeypatch):
+    """``project`` on the test's ``engine`` parameter."""
+    yield from site_project(engine_inner, monkeypatch, engine)
+
+
+@pytest.fixture
 def incus_project(incus_inner, monkeypatch):
     yield from site_project(incus_inner, monkeypatch, "incus")
 
@@ -108,7 +114,7 @@ def orbstack_machines() -> list[str]:
 
 
 def entries(inner, engine: str = "docker") -> list[str]:
-    """The project's cache entries on the engine (Docker: image ids; Incus and OrbStack:
+    """The project's cache entries on the engine (Docker and Podman: image ids; Incus and OrbStack:
     machine names)."""
     tag = project_tag(getpass.getuser(), str(inner.path))
     if engine == "orbstack":
@@ -118,7 +124,7 @@ def entries(inner, engine: str = "docker") -> list[str]:
                     "-c", "n")
         assert out.returncode == 0, out.stderr
         return sorted(out.stdout.split())
-    out = subprocess.run(["docker", "images", "-q", "--no-trunc", "--filter", "label=pytest-orbstack.cache",
+    out = subprocess.run([engine, "images", "-q", "--no-trunc", "--filter", "label=pytest-orbstack.cache",
                           "--filter", f"label=pytest-orbstack.project={tag}"], capture_output=True, text=True)
     return sorted(set(out.stdout.split()))
 
@@ -230,6 +236,24 @@ def a_refresh_replaces_its_entry(project, engine: str) -> None:
     after = entries(project, engine)
     assert len(after) == len(before) and after != before, (before, after)
     assert made_by(project, *PLAIN) == ["cache"]
+
+
+@pytest.mark.parametrize("engine", ["podman"])
+def test_on_podman_a_second_run_clones_the_entry_and_a_refresh_replaces_it(engine_project):
+    """Podman lists an entry as ``localhost/pytest-orbstack-cache:...``: the entry a run has
+    just published stays (it was taken for the entry it replaces and removed at once, so the
+    run's own tests failed on "image not known"), the next run clones from it, an edit makes a
+    second entry and a refresh replaces its own."""
+    assert made_by(engine_project, *PLAIN) == ["operations.machine"]
+    assert len(entries(engine_project, "podman")) == 1
+    assert made_by(engine_project, *PLAIN) == ["cache"]
+    undo = edit(engine_project.path / "site" / "deploy.py", DEPLOY + "\n# changed\n")
+    try:
+        assert made_by(engine_project, *PLAIN) == ["operations.machine"], "a stale hit"
+    finally:
+        undo()
+    assert len(entries(engine_project, "podman")) == 2
+    a_refresh_replaces_its_entry(engine_project, "podman")
 
 
 def test_on_incus_a_second_run_copies_the_stopped_entry_and_an_edit_makes_a_new_one(incus_project):

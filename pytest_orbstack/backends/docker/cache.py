@@ -48,7 +48,9 @@ class DockerCacheStore(CacheStore):
             labels = image["Config"].get("Labels") or {}
             if any(labels.get(key) for key in SOURCES):
                 continue  # a snapshot of a machine cloned from an entry: it inherited the labels
-            tags = [t for t in image.get("RepoTags") or [] if t.split("/")[-1].startswith(f"{REPOSITORY}:")]
+            # by the name publish gives it (Podman lists it as localhost/pytest-orbstack-cache:...)
+            names = [t.split("/")[-1] for t in image.get("RepoTags") or []]
+            tags = [name for name in names if name.startswith(f"{REPOSITORY}:")]
             entry = parse_entry(tags[0] if tags else image["Id"], labels)
             if entry is not None:
                 found.append(entry)
@@ -56,15 +58,12 @@ class DockerCacheStore(CacheStore):
 
     def publish(self, golden: str, digest: str, about: str, project: str) -> str:
         """``docker commit`` of ``golden`` to ``pytest-orbstack-cache:<digest>`` with its labels,
-        then ``golden`` removed; an entry the tag named before (``refresh``, or one too old)
-        goes unless a machine uses it."""
+        then ``golden`` removed. An entry the tag named before (``refresh``, or one too old) is
+        left untagged, still an entry of its digest, for :meth:`.GoldenCache.evict` to remove."""
         ref = f"{REPOSITORY}:{digest[:32]}"
-        before = self.cli.call(cmd.image_id(ref), check=False).stdout.strip()
         labels = entry_labels(digest, time.time(), about, project)
         changes = [f"LABEL {key}={json.dumps(value)}" for key, value in labels.items()]
         self.cli.call(cmd.commit(golden, ref, *changes), timeout=settings.DOCKER_COMMIT_TIMEOUT)
-        if before and self.cli.call(cmd.image_id(ref)).stdout.strip() != before:
-            self.cli.remove_image(before)
         self.backend.delete(golden)
         return ref
 
