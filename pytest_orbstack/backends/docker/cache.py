@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pytest_orbstack import settings
 from pytest_orbstack.backends.cache_store import CACHE_LABEL, CacheEntry, CacheStore, entry_labels, parse_entry
 from pytest_orbstack.backends.docker import commands as cmd
+from pytest_orbstack.backends.docker.cli import local_name
 from pytest_orbstack.backends.docker.leftovers import SOURCES
 from pytest_orbstack.model.names import PROJECT_LABEL
 
@@ -48,8 +49,7 @@ class DockerCacheStore(CacheStore):
             labels = image["Config"].get("Labels") or {}
             if any(labels.get(key) for key in SOURCES):
                 continue  # a snapshot of a machine cloned from an entry: it inherited the labels
-            # by the name publish gives it (Podman lists it as localhost/pytest-orbstack-cache:...)
-            names = [t.split("/")[-1] for t in image.get("RepoTags") or []]
+            names = [local_name(t) for t in image.get("RepoTags") or []]  # as publish names it
             tags = [name for name in names if name.startswith(f"{REPOSITORY}:")]
             entry = parse_entry(tags[0] if tags else image["Id"], labels)
             if entry is not None:

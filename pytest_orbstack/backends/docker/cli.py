@@ -37,6 +37,12 @@ UNREACHABLE = ("Cannot connect to the Docker daemon", "error during connect",
                "permission denied while trying to connect")
 
 
+def local_name(listed: str) -> str:
+    """The name an image was given, from the name the engine lists it by (Podman lists a local
+    image as ``localhost/NAME``)."""
+    return listed.removeprefix("localhost/")
+
+
 def unreachable_reason(stderr: str) -> str:
     """The last line of ``stderr``; for an ``ssh://`` engine only what ssh itself said (docker
     wraps it: ``error during connect: ... command [ssh ...] has exited with exit status 255,

@@ -14,7 +14,7 @@ from filelock import FileLock
 from pytest_orbstack import settings
 from pytest_orbstack.backends.debootstrap import why_not_buildable
 from pytest_orbstack.backends.docker import commands as cmd
-from pytest_orbstack.backends.docker.cli import DockerCLI
+from pytest_orbstack.backends.docker.cli import DockerCLI, local_name
 from pytest_orbstack.backends.docker.cloudinit import IMAGE_SETUP
 from pytest_orbstack.backends.docker.debootstrap import build_debian
 from pytest_orbstack.backends.process import last_line as _last_line
@@ -87,7 +87,7 @@ def _remove_stale(docker: DockerCLI, repository: str, prefix: str, keep: str) ->
     recipes; one still used by a machine stays ("conflict")."""
     tags = docker.call(cmd.image_tags(repository)).stdout.split()
     for old in tags:
-        name = old.removeprefix("localhost/")  # podman lists local images as localhost/NAME
+        name = local_name(old)
         if name.startswith(f"{repository}:{prefix}") and name != keep:
             docker.call(cmd.remove_image(old), ok=("conflict", "No such image", "being used"))
 
