@@ -33,6 +33,7 @@ from typing import Any
 import pytest
 from xdist.scheduler import LoadScheduling
 
+from pytest_orbstack.machines.spares import DEPTH as SPARE_DEPTH
 from pytest_orbstack.plugin.shard import shard_groups
 from pytest_orbstack.plugin.state import STATE
 
@@ -137,6 +138,29 @@ class GoldenScheduling(LoadScheduling):
             self.pending[:] = [index for index in self.pending if index not in chosen]
             self.node2pending[node].extend(chosen)
             self.last[node] = self.tag(chosen[-1])
+            node.send_runtest_some(chosen)
+            self.top_up(node)
+
+    def check_schedule(self, node: Any, duration: float = 0) -> None:
+        """xdist's refill, then :meth:`top_up`."""
+        super().check_schedule(node, duration)
+        self.top_up(node)
+
+    def top_up(self, node: Any) -> None:
+        """Keep ``node`` holding, besides the test it runs, ``SPARE_DEPTH + 1`` more tests of
+        the golden key of the last test it was sent, while such tests are pending: the worker
+        clones the machines of the next ``SPARE_DEPTH`` ahead (:func:`.state.worker_queue`).
+        One more than that, because a refill is sent when a test's report reaches the
+        controller, by which time the worker has begun its next test. xdist's own refill keeps
+        two in all, which leaves a worker one spare."""
+        last = self.last.get(node)
+        wanted = 2 + SPARE_DEPTH - len(self.node2pending.get(node, ()))
+        if not last or wanted <= 0 or node.shutting_down:
+            return
+        chosen = [index for index in self.pending if self.tag(index) == last and self.ready(node, index)][:wanted]
+        if chosen:
+            self.pending[:] = [index for index in self.pending if index not in chosen]
+            self.node2pending[node].extend(chosen)
             node.send_runtest_some(chosen)
 
     def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:

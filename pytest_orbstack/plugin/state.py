@@ -88,13 +88,18 @@ class PluginState:
 
     def look_ahead(self, item: pytest.Item, nextitem: pytest.Item | None) -> None:
         """Set :attr:`upcoming` for the test ``item``: the next ``SPARE_DEPTH`` tests this
-        process will run. pytest runs ``session.items`` in order; an xdist worker knows only
-        its next test (the controller sends the others as workers free up)."""
+        process will run. pytest runs ``session.items`` in order; an xdist worker runs
+        ``nextitem``, then the tests the controller has queued on it so far
+        (:func:`worker_queue`)."""
         items = item.session.items
+        if self.is_worker:
+            queued = [items[i] for i in worker_queue(self.config, SPARE_DEPTH - 1)]
+            self.upcoming = [nextitem, *queued] if nextitem is not None else []
+            return
         if not self._positions:
             self._positions = {id(it): i for i, it in enumerate(items)}
         at = self._positions.get(id(item), -1)
-        in_order = not self.is_worker and 0 <= at < len(items) - 1 and items[at + 1] is nextitem
+        in_order = 0 <= at < len(items) - 1 and items[at + 1] is nextitem
         self.upcoming = items[at + 1:at + 1 + SPARE_DEPTH] if in_order else [nextitem] if nextitem else []
 
     @property
@@ -219,3 +224,15 @@ class PluginState:
 
 
 STATE = pytest.StashKey[PluginState]()  # config.stash[STATE]: the process's PluginState (pytest_configure)
+
+
+def worker_queue(config: pytest.Config, count: int) -> list[int]:
+    """The indices (into ``session.items``) of up to ``count`` tests queued on this xdist
+    worker after its next test: the head of xdist's ``WorkerInteractor.torun``, read under its
+    lock. xdist has no public call for it; where its internals differ, nothing (one spare)."""
+    for plugin in config.pluginmanager.get_plugins():
+        queue = getattr(plugin, "torun", None) if type(plugin).__name__ == "WorkerInteractor" else None
+        if queue is not None and hasattr(queue, "lock"):
+            with queue.lock() as pending:
+                return [i for i in list(pending)[:count] if isinstance(i, int)]
+    return []

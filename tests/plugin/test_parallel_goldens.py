@@ -136,3 +136,39 @@ def test_a_worker_goes_on_with_its_own_goldens_tests(pytester, tmp_path):
                 scheduler.mark_test_complete(worker, index, duration=0.5)
     runs = [[collection[index][5] for index in worker.ran] for worker in workers]
     assert sorted(runs) == [["a"] * 6, ["b"] * 6], runs
+
+
+def test_a_worker_holds_its_next_spares_tests_when_it_begins_each_test(pytester, tmp_path):
+    """The scheduler on its own, each worker beginning its next test before the report of the
+    last reaches the controller (as xdist's workers do): when a worker begins a test, it holds
+    the next ``spares.DEPTH`` tests of its golden (their machines are cloned ahead), until its
+    golden has no more. xdist's own refill keeps two in all: one spare."""
+    from pytest_orbstack.machines.spares import DEPTH
+    from pytest_orbstack.plugin.schedule import GoldenScheduling
+
+    collection = [f"test_{key}.py::test_{key}[{n}]" for key in "ab" for n in range(8)]
+    groups = tmp_path / "golden-groups.json"
+    groups.write_text(json.dumps({nodeid: nodeid[5] for nodeid in collection}))
+    scheduler = GoldenScheduling(pytester.parseconfig("--tx", "2*popen"), None, groups)
+    workers = [_Worker("gw0"), _Worker("gw1")]
+    for worker in workers:
+        scheduler.add_node(worker)
+        scheduler.add_node_collection(worker, collection)
+    scheduler.schedule()
+    queues: dict[str, list[list[str]]] = {worker.gateway.id: [] for worker in workers}
+    running: dict[str, int | None] = {worker.gateway.id: None for worker in workers}
+    while any(worker.held or running[worker.gateway.id] is not None for worker in workers):
+        for worker in workers:
+            name = worker.gateway.id
+            running_before = running[name]
+            if worker.held and (len(worker.held) > 1 or scheduler.tests_finished):
+                running[name] = worker.held.pop(0)
+                queues[name].append([collection[index][5] for index in worker.held])
+            else:
+                running[name] = None
+            if running_before is not None:  # its report reaches the controller now
+                scheduler.mark_test_complete(worker, running_before, duration=0.5)
+    for name, seen in queues.items():
+        own = seen[0][0] if seen[0] else "?"
+        early = seen[:len(seen) - DEPTH]  # (the last ones have fewer left to hold)
+        assert early and all(queue[:DEPTH] == [own] * DEPTH for queue in early), (name, queues)

@@ -143,3 +143,33 @@ def test_spares_under_xdist_with_clone_off_and_switched_off(inner, spares):
     made = [m["created_by"] for m in machines(inner.path / "t.json").values()]
     assert made.count("create") == 2, made
     assert made.count("spare") >= 1 if spares == "on" else made.count("clone") == 4, made
+
+
+def test_under_xdist_each_worker_clones_its_next_two_tests_machines(inner):
+    """Under ``-n 2`` a worker knows more than its next test (the scheduler keeps the next ones
+    queued on it: :func:`pytest_orbstack.plugin.state.worker_queue`), so each worker keeps
+    ``spares.DEPTH`` spares too: while the tests of one golden run on two workers, this
+    session's test machines reach 5 or more at once (each worker's own and two spares; one
+    spare per worker would make 4 at most)."""
+    inner.makeconftest(DEPLOYS)
+    inner.makepyfile(test_x='''
+        import os, time
+        import pytest
+        from conftest import deploy_a
+
+        @pytest.mark.orbstack(deploy=deploy_a)
+        @pytest.mark.parametrize("i", range(8))
+        def test_cloned(orbstack, orbstack_backend, i):
+            prefix = "-".join(orbstack.name.split("-")[:2]) + "-"
+            seen, deadline = 0, time.monotonic() + 8
+            while seen < 5 and not os.path.exists("saw5") and time.monotonic() < deadline:
+                names = [m.name for m in orbstack_backend.list() if m.name.startswith(prefix)]
+                seen = len([name for name in names if "-golden-" not in name])
+                time.sleep(0.1)
+            if seen >= 5:
+                open("saw5", "w").close()
+            assert orbstack.run("cat /etc/which-deploy").stdout == "a\\n"
+    ''')
+    result = run(inner, "-n", "2", "--orbstack-timings=t.json")
+    result.assert_outcomes(passed=8)
+    assert (inner.path / "saw5").exists(), "no test saw more than 4 of this session's test machines at once"
