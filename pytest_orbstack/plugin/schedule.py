@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,10 @@ from pytest_orbstack.plugin.state import STATE
 
 GROUPS_FILE = Path("schedule") / "golden-groups.json"  # in the session's shared folder
 GROUPS_INPUT = "orbstack_golden_groups"  # the workers' input naming that file
+SHORT_TEST = 2.0  # seconds between a worker's test reports below which its next tests are queued
+# deeper (:meth:`GoldenScheduling.top_up`): a second spare helps tests shorter than a clone's
+# boot (0.5-2 s on these engines); with longer tests it would only leave another worker idle
+# at the run's end while this one still holds tests
 PLUGIN_NAME = "orbstack_schedule"
 
 
@@ -94,6 +99,8 @@ class GoldenScheduling(LoadScheduling):
         self.builders: dict[str, Any] = {}  # a golden tag being made: the worker making it
         self.made: set[str] = set()  # golden tags of which a test has finished
         self.last: dict[Any, str] = {}  # a worker: the golden tag of the last test it was sent
+        self.reported: dict[Any, float] = {}  # a worker: when its last test's report came
+        self.short: dict[Any, bool] = {}  # a worker: whether its last test was short (SHORT_TEST)
 
     def tag(self, index: int) -> str:
         """The golden tag of the test at collection ``index`` ("" for none)."""
@@ -152,10 +159,12 @@ class GoldenScheduling(LoadScheduling):
         clones the machines of the next ``SPARE_DEPTH`` ahead (:func:`.state.worker_queue`).
         One more than that, because a refill is sent when a test's report reaches the
         controller, by which time the worker has begun its next test. xdist's own refill keeps
-        two in all, which leaves a worker one spare."""
+        two in all, which leaves a worker one spare. Not after a long test (the time since the
+        worker's previous report: :data:`SHORT_TEST`; a worker's first test, which often makes
+        its golden machine, counts as short)."""
         last = self.last.get(node)
         wanted = 2 + SPARE_DEPTH - len(self.node2pending.get(node, ()))
-        if not last or wanted <= 0 or node.shutting_down:
+        if not last or wanted <= 0 or node.shutting_down or not self.short.get(node, True):
             return
         chosen = [index for index in self.pending if self.tag(index) == last and self.ready(node, index)][:wanted]
         if chosen:
@@ -164,6 +173,9 @@ class GoldenScheduling(LoadScheduling):
             node.send_runtest_some(chosen)
 
     def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
+        now = time.monotonic()
+        self.short[node] = now - self.reported.get(node, now) < SHORT_TEST
+        self.reported[node] = now
         tag = self.tag(item_index)
         if tag:
             self.made.add(tag)
@@ -173,5 +185,6 @@ class GoldenScheduling(LoadScheduling):
     def remove_node(self, node: Any) -> str | None:
         """A worker that went down makes nothing more: the keys it was making are free again."""
         self.builders = {tag: worker for tag, worker in self.builders.items() if worker is not node}
-        self.last.pop(node, None)
+        for by_worker in (self.last, self.reported, self.short):
+            by_worker.pop(node, None)
         return super().remove_node(node)

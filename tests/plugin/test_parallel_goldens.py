@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from innerpytest import run
 
 DEPLOY = '''
@@ -138,18 +139,23 @@ def test_a_worker_goes_on_with_its_own_goldens_tests(pytester, tmp_path):
     assert sorted(runs) == [["a"] * 6, ["b"] * 6], runs
 
 
-def test_a_worker_holds_its_next_spares_tests_when_it_begins_each_test(pytester, tmp_path):
+@pytest.mark.parametrize("seconds", [0.4, 5.0])
+def test_a_worker_holds_its_next_spares_tests_when_it_begins_each_test(pytester, tmp_path, monkeypatch, seconds):
     """The scheduler on its own, each worker beginning its next test before the report of the
-    last reaches the controller (as xdist's workers do): when a worker begins a test, it holds
-    the next ``spares.DEPTH`` tests of its golden (their machines are cloned ahead), until its
-    golden has no more. xdist's own refill keeps two in all: one spare."""
+    last reaches the controller (as xdist's workers do), each test taking ``seconds``: with
+    short tests, when a worker begins a test it holds the next ``spares.DEPTH`` tests of its
+    golden (their machines are cloned ahead), until its golden has no more; with long tests
+    (``schedule.SHORT_TEST``), after its first test only the next one (xdist's refill: one
+    spare), so no worker holds tests another could run at the end."""
     from pytest_orbstack.machines.spares import DEPTH
-    from pytest_orbstack.plugin.schedule import GoldenScheduling
+    from pytest_orbstack.plugin import schedule
 
+    clock = [0.0]
+    monkeypatch.setattr(schedule.time, "monotonic", lambda: clock[0])
     collection = [f"test_{key}.py::test_{key}[{n}]" for key in "ab" for n in range(8)]
     groups = tmp_path / "golden-groups.json"
     groups.write_text(json.dumps({nodeid: nodeid[5] for nodeid in collection}))
-    scheduler = GoldenScheduling(pytester.parseconfig("--tx", "2*popen"), None, groups)
+    scheduler = schedule.GoldenScheduling(pytester.parseconfig("--tx", "2*popen"), None, groups)
     workers = [_Worker("gw0"), _Worker("gw1")]
     for worker in workers:
         scheduler.add_node(worker)
@@ -158,6 +164,7 @@ def test_a_worker_holds_its_next_spares_tests_when_it_begins_each_test(pytester,
     queues: dict[str, list[list[str]]] = {worker.gateway.id: [] for worker in workers}
     running: dict[str, int | None] = {worker.gateway.id: None for worker in workers}
     while any(worker.held or running[worker.gateway.id] is not None for worker in workers):
+        clock[0] += seconds
         for worker in workers:
             name = worker.gateway.id
             running_before = running[name]
@@ -170,5 +177,10 @@ def test_a_worker_holds_its_next_spares_tests_when_it_begins_each_test(pytester,
                 scheduler.mark_test_complete(worker, running_before, duration=0.5)
     for name, seen in queues.items():
         own = seen[0][0] if seen[0] else "?"
-        early = seen[:len(seen) - DEPTH]  # (the last ones have fewer left to hold)
-        assert early and all(queue[:DEPTH] == [own] * DEPTH for queue in early), (name, queues)
+        assert all(queue and set(queue) == {own} for queue in seen[:-1]), (name, queues)  # its own golden's
+        if seconds < schedule.SHORT_TEST:  # (after the first reports, before the end)
+            held = [len(queue) for queue in seen[2:len(seen) - DEPTH]]
+            assert held and all(n >= DEPTH for n in held), (name, queues)
+        else:  # (once the first batch is run: it was sent before any test's length was known)
+            held = [len(queue) for queue in seen[4:-1]]
+            assert held and all(n == 1 for n in held), (name, queues)
