@@ -142,10 +142,19 @@ class GoldenScheduling(LoadScheduling):
         short = 2 - len(self.node2pending[node]) - len(chosen) if len(self.pending) > len(self.nodes) else 0
         chosen += [index for index in order if index not in chosen][:max(0, short)]
         if chosen:
-            self.pending[:] = [index for index in self.pending if index not in chosen]
-            self.node2pending[node].extend(chosen)
             self.last[node] = self.tag(chosen[-1])
-            node.send_runtest_some(chosen)
+            self._hand(node, chosen)
+
+    def _hand(self, node: Any, chosen: list[int]) -> None:
+        """Send ``node`` the pending tests ``chosen``: no longer pending, now held by it."""
+        self.pending[:] = [index for index in self.pending if index not in chosen]
+        self.node2pending[node].extend(chosen)
+        node.send_runtest_some(chosen)
+
+    def schedule(self) -> None:
+        """xdist's first distribution, then :meth:`top_up` for each worker."""
+        super().schedule()
+        for node in self.nodes:
             self.top_up(node)
 
     def check_schedule(self, node: Any, duration: float = 0) -> None:
@@ -168,9 +177,7 @@ class GoldenScheduling(LoadScheduling):
             return
         chosen = [index for index in self.pending if self.tag(index) == last and self.ready(node, index)][:wanted]
         if chosen:
-            self.pending[:] = [index for index in self.pending if index not in chosen]
-            self.node2pending[node].extend(chosen)
-            node.send_runtest_some(chosen)
+            self._hand(node, chosen)
 
     def mark_test_complete(self, node: Any, item_index: int, duration: float = 0) -> None:
         now = time.monotonic()
