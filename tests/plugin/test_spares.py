@@ -19,6 +19,11 @@ def deploy_a():
 
 def deploy_b():
     files.put(name="Mark b", src=__import__("io").StringIO("b\\n"), dest="/etc/which-deploy", _sudo=True)
+
+def made_here(orbstack, backend):
+    """This session's test machines on the engine: this one's and its spares'."""
+    prefix = "-".join(orbstack.name.split("-")[:2]) + "-"
+    return [m.name for m in backend.list() if m.name.startswith(prefix) and "-golden-" not in m.name]
 '''
 
 
@@ -39,14 +44,9 @@ def test_the_next_tests_machine_is_cloned_while_a_test_runs(inner, engine, orbct
     inner.makepyfile(test_seq='''
         import time
         import pytest
-        from conftest import deploy_a
+        from conftest import deploy_a, made_here
 
         pytestmark = pytest.mark.orbstack(deploy=deploy_a)
-
-        def made_here(orbstack, backend):
-            """This session's test machines on the engine: this one's and its spares'."""
-            prefix = "-".join(orbstack.name.split("-")[:2]) + "-"
-            return [m.name for m in backend.list() if m.name.startswith(prefix) and "-golden-" not in m.name]
 
         @pytest.mark.parametrize("i", range(3))
         def test_machine(orbstack, orbstack_backend, i):
@@ -155,16 +155,14 @@ def test_under_xdist_each_worker_clones_its_next_two_tests_machines(inner):
     inner.makepyfile(test_x='''
         import os, time
         import pytest
-        from conftest import deploy_a
+        from conftest import deploy_a, made_here
 
         @pytest.mark.orbstack(deploy=deploy_a)
         @pytest.mark.parametrize("i", range(8))
         def test_cloned(orbstack, orbstack_backend, i):
-            prefix = "-".join(orbstack.name.split("-")[:2]) + "-"
             seen, deadline = 0, time.monotonic() + 8
             while seen < 5 and not os.path.exists("saw5") and time.monotonic() < deadline:
-                names = [m.name for m in orbstack_backend.list() if m.name.startswith(prefix)]
-                seen = len([name for name in names if "-golden-" not in name])
+                seen = len(made_here(orbstack, orbstack_backend))
                 time.sleep(0.1)
             if seen >= 5:
                 open("saw5", "w").close()
