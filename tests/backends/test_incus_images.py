@@ -1,8 +1,8 @@
 """The Incus engine's images and cloud-init against the real Incus daemon (no mocks).
 
 The cloud variant (``pytest-orbstack/debian/bookworm/cloud``) is a cache image: the first test
-that needs it builds it (about two minutes) and it stays. The offline build of another suite
-imports a throwaway alias and removes it. Every machine is ``ptimg-``; the finalizer deletes them.
+that needs it builds it (from the plain image when it is there, else with its own debootstrap)
+and it stays. The offline build of another suite imports throwaway aliases and removes them. Every machine is ``ptimg-``; the finalizer deletes them.
 """
 
 from __future__ import annotations
@@ -120,11 +120,13 @@ def test_failing_user_data_is_only_logged_and_clones_do_not_run_it_again(tmp_pat
 
 
 @incus_only
-def test_a_suite_no_server_has_is_built_offline_and_boots(new_name):
-    """The offline recipe end to end for another suite (trixie), under a throwaway alias."""
+def test_a_suite_no_server_has_is_built_offline_and_boots_and_its_cloud_variant_from_it(new_name, monkeypatch):
+    """The offline recipe end to end for another suite (trixie), under throwaway aliases: the
+    plain image by debootstrap, then its cloud variant from the plain image's tree (no second
+    debootstrap) with cloud-init running user-data."""
     cli = IncusCLI()
     alias = f"pytest-orbstack-test/{secrets.token_hex(3)}/debian/trixie"
-    name = new_name()
+    name, cloud_name = new_name(), new_name()
     started = time.monotonic()
     try:
         rootfs.build(cli, "debian", "trixie", alias, cloud=False)
@@ -136,7 +138,22 @@ def test_a_suite_no_server_has_is_built_offline_and_boots(new_name):
                  "until ip -4 -o addr show eth0 | grep -q inet; do sleep 0.1; done; echo addressed")
         out = incus("exec", name, "--", "timeout", "90", "sh", "-c", probe).stdout.split()
         assert out[-3:] == ["trixie", name, "addressed"] and out[0] in ("running", "degraded")
+
+        def no_debootstrap(*args: object) -> None:
+            raise AssertionError("the cloud variant ran debootstrap")
+        monkeypatch.setattr(rootfs, "debootstrap", no_debootstrap)
+        started = time.monotonic()
+        rootfs.build(cli, "debian", "trixie", f"{alias}/cloud", cloud=True, base=alias)
+        print(f"trixie/cloud from {alias} in {time.monotonic() - started:.1f}s")
+        launched = incus("launch", f"{alias}/cloud", cloud_name, "-c", f"cloud-init.user-data={WRITES_AND_ADDS}")
+        assert launched.returncode == 0, launched.stderr
+        check = ("cloud-init status --wait >/dev/null; cloud-init status; cat /etc/pytest-orbstack-cloud; "
+                 ". /etc/os-release; echo $VERSION_CODENAME; hostname")
+        out = incus("exec", cloud_name, "--", "timeout", "120", "sh", "-c", check).stdout.splitlines()
+        assert out == ["status: done", "made by <cloud-init> & 'user-data'", "trixie", cloud_name]
     finally:
-        incus("delete", "--force", name)
-        incus("image", "delete", alias)
-    assert has_image(cli, alias) is not None
+        for machine in (name, cloud_name):
+            incus("delete", "--force", machine)
+        for image in (alias, f"{alias}/cloud"):
+            incus("image", "delete", image)
+    assert has_image(cli, alias) is not None and has_image(cli, f"{alias}/cloud") is not None

@@ -177,6 +177,11 @@ def storage_driver(pool: str, remote: str = "") -> list[str]:
     return [INCUS, "query", at(remote, f"/1.0/storage-pools/{pool}")]
 
 
+def image_export(alias: str, target: str) -> list[str]:
+    """Write image ``alias`` as ``target`` (metadata) and ``target.root`` (its rootfs)."""
+    return [INCUS, "image", "export", alias, target]
+
+
 def image_info(alias: str) -> list[str]:
     return [INCUS, "image", "info", alias]
 

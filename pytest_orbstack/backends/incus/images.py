@@ -51,20 +51,31 @@ def image_ref(cli: IncusCLI, image: str, cloud: bool = False,
         raise UnknownImage(f"image {image!r} is not on incus remote {cli.remote}: no {alias} there and "
                            f"{remote} failed ({unreachable}); copy it there once: incus image copy "
                            f"{alias} {cli.remote}: --copy-aliases (docs/scale.md)")
-    distro, codename = image_codename(image)
     with FileLock(settings.lock_path(f"incus-image-{alias.replace('/', '-')}"), timeout=settings.BASE_IMAGE_LOCK_WAIT):
         if has_image(cli, alias) is not None:
-            cannot = why_not_buildable() if distro == "debian" else "only Debian is built without an image server"
-            if cannot is None:
-                try:
-                    with told(notice, f"building Incus image {alias} with debootstrap (once per host)"):
-                        rootfs.build(cli, distro, codename, alias, cloud)
-                    return alias
-                except (UnknownImage, CommandTimeout) as exc:
-                    cannot = str(exc)
-            raise UnknownImage(f"image {image!r} is not available to Incus: no image {alias} here, "
-                               f"{remote} failed ({unreachable}) and it cannot be built here: {cannot}")
+            cannot = build_here(cli, image, cloud, notice)
+            if cannot is not None:
+                raise UnknownImage(f"image {image!r} is not available to Incus: no image {alias} here, "
+                                   f"{remote} failed ({unreachable}) and it cannot be built here: {cannot}")
     return alias
+
+
+def build_here(cli: IncusCLI, image: str, cloud: bool, notice: Callable[[str], None]) -> str | None:
+    """Build and import the image of ``image`` on this host (the cloud variant from the plain
+    image when this daemon has it: one debootstrap for both); None, or why it could not."""
+    distro, codename = image_codename(image)
+    cannot = why_not_buildable() if distro == "debian" else "only Debian is built without an image server"
+    if cannot is not None:
+        return cannot
+    alias, plain = cmd.image_alias(image, cloud), cmd.image_alias(image)
+    base = plain if cloud and has_image(cli, plain) is None else None
+    how = f"from {base} and cloud-init" if base else "with debootstrap"
+    try:
+        with told(notice, f"building Incus image {alias} {how} (once per host)"):
+            rootfs.build(cli, distro, codename, alias, cloud, base)
+    except (UnknownImage, CommandTimeout) as exc:
+        return str(exc)
+    return None
 
 
 def _stderr(line: str) -> None:

@@ -6,7 +6,7 @@ base) plus what networking in an LXC container needs, as lxc-ci's Debian images 
 (without it systemd-networkd waits for ever for eth0 to be "initialized") and
 ``systemd-resolved``; networkd runs DHCP on eth0 with the MAC as client id (copies share their
 source's machine-id), resolved takes the DNS server and search domain from it. The ``cloud``
-variant adds Debian's ``cloud-init`` with the NoCloud datasource seeded by the image's templates
+variant (made from the plain image's tree when this daemon has it) adds Debian's ``cloud-init`` with the NoCloud datasource seeded by the image's templates
 from the instance's ``cloud-init.user-data``/``cloud-init.vendor-data`` keys on create, as the
 ``images:`` cloud variants are (copies keep the seed and the instance-id, so they run nothing
 per-instance again). docs/incus.md says what was verified.
@@ -118,16 +118,35 @@ def _tar(directory: Path, target: Path, *members: str) -> None:
         raise UnknownImage(f"tar of the image tree failed: {last_line(done.stderr)}")
 
 
-def build(cli: IncusCLI, distro: str, codename: str, alias: str, cloud: bool) -> None:
-    """debootstrap ``codename``, set it up (:func:`configure`) and ``incus image import`` it as
-    ``alias``; UnknownImage saying which step failed. The scratch tree lives under /var/tmp
-    and is removed whatever happens."""
+def tree_of(cli: IncusCLI, base: str, scratch: Path, rootfs: Path) -> None:
+    """Unpack the tree of image ``base`` (one this module built: its rootfs is a tar) into
+    ``rootfs``, through ``incus image export``."""
+    export = scratch / "base"
+    done = cli.call(cmd.image_export(base, str(export)), check=False, timeout=BUILD_TIMEOUT)
+    if done.returncode != 0:
+        raise UnknownImage(f"incus image export of {base} failed: {last_line(done.stderr)}")
+    rootfs.mkdir()
+    unpacked = subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-xpf", f"{export}.root"],
+                              capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    if unpacked.returncode != 0:
+        raise UnknownImage(f"unpacking the tree of {base} failed: {last_line(unpacked.stderr)}")
+    Path(f"{export}.root").unlink()
+
+
+def build(cli: IncusCLI, distro: str, codename: str, alias: str, cloud: bool, base: str | None = None) -> None:
+    """Make the tree of ``codename`` (debootstrap, or the tree of image ``base``: the cloud
+    variant starts from the plain one), set it up (:func:`configure`) and ``incus image import``
+    it as ``alias``; UnknownImage saying which step failed. The scratch tree lives under
+    /var/tmp and is removed whatever happens."""
     if distro != "debian":
         raise UnknownImage(f"only Debian is built without an image server, not {distro}")
     scratch = Path(tempfile.mkdtemp(prefix="pytest-orbstack-incus.", dir=settings.scratch_dir()))
     try:
         rootfs = scratch / "rootfs"
-        debootstrap(codename, rootfs, NETWORK_EXTRA)
+        if base is None:
+            debootstrap(codename, rootfs, NETWORK_EXTRA)
+        else:
+            tree_of(cli, base, scratch, rootfs)
         if cloud:
             install(rootfs, CLOUD_EXTRA)
         configure(rootfs, cloud)
