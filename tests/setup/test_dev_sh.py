@@ -29,7 +29,7 @@ BASH = shutil.which("bash") or "/bin/bash"
 
 # Real tools the script (and the stubs) use; linked into the test's PATH.
 TOOLS = ("bash", "sh", "env", "id", "mktemp", "find", "head", "tail", "tar", "seq", "sleep", "rm",
-         "mkdir", "cat", "touch", "dirname", "cp", "nohup", "chmod", "tr")
+         "mkdir", "cat", "touch", "dirname", "cp", "nohup", "chmod", "tr", "sed", "flock")
 
 # One write per call (a line built first, then one printf): the dockerd stub runs in the
 # background while the script polls `docker info`, and pieces written separately interleave.
@@ -68,7 +68,28 @@ case $1 in
     for a in "$@"; do tag=$a; done
     cat >"$STUB_STATE/imported.tar"
     touch "$(image "$tag")" ;;
+  save)   # docker save of an imported image: manifest.json naming its one layer, the tree's tar
+    [ -e "$(image "$2")" ] || exit 1
+    d=$(mktemp -d "$STUB_STATE/save.XXXXXX"); mkdir -p "$d/tree/sbin" "$d/out/0a1b"
+    echo systemd >"$d/tree/sbin/init"; tar -C "$d/tree" -cf "$d/out/0a1b/layer.tar" .
+    printf '[{"Config":"c.json","RepoTags":["%s"],"Layers":["0a1b/layer.tar"]}]' "$2" >"$d/out/manifest.json"
+    tar -C "$d/out" -c manifest.json 0a1b; rm -rf "$d" ;;
   *) echo "docker stub: unexpected $*" >&2; exit 1 ;;
+esac
+""",
+    # Rootful Podman: images under $STUB_STATE/podman-images; `run` is podman_image_ok's probe.
+    "podman": """
+image() { printf '%s' "$STUB_STATE/podman-images/"; printf '%s' "$1" | tr ':/' '__'; }
+mkdir -p "$STUB_STATE/podman-images"
+case $1 in
+  image) [ "$2" = exists ] && [ -e "$(image "$3")" ] ;;
+  --log-level=error) [ -e "$(image "${10}")" ] ;;   # run --rm --ulimit X --ulimit Y --entrypoint /bin/sh IMAGE
+  import)
+    for a in "$@"; do source=$tag; tag=$a; done
+    [ "$source" = - ] && source=/dev/stdin
+    cat "$source" >"$STUB_STATE/podman-imported.tar"
+    touch "$(image "$tag")" ;;
+  *) echo "podman stub: unexpected $*" >&2; exit 1 ;;
 esac
 """,
     "debootstrap": """
@@ -185,11 +206,11 @@ class Machine:
 
     def changes(self) -> list[list[str]]:
         """Every recorded call that changes something (anything but read-only probes)."""
-        probes = ({"info"}, {"image", "inspect"}, {"--entrypoint"})
+        probes = ({"info"}, {"image", "inspect"}, {"--entrypoint"}, {"save"}, {"image", "exists"}, {"--version"})
         changing = []
         for argv in self.calls():
             name, args = argv[0], set(argv[1:])
-            if name == "docker" and any(probe <= args for probe in probes):
+            if name in ("docker", "podman") and any(probe <= args for probe in probes):
                 continue
             if name == "python3" and argv[1:2] == ["-c"]:
                 continue
@@ -360,6 +381,44 @@ def test_base_image_subcommand_builds_the_overridden_tag_and_no_venv(machine: Ma
     result = machine.run("base-image", PYTEST_ORBSTACK_BASE_IMAGE="pytest-orbstack-ci-base:abc123")
     assert result.returncode == 0, result.stderr
     assert machine.changes() == []
+
+
+def podman_imports(m: Machine) -> list[list[str]]:
+    return [argv for argv in m.calls("podman") if argv[1] == "import"]
+
+
+def test_podman_image_is_the_layer_of_dockers_base_image_when_docker_has_it(machine: Machine) -> None:
+    machine.everything()
+    machine.install("podman")
+    result = machine.run("podman")
+    assert result.returncode == 0, result.stderr
+    assert "importing debian:bookworm from Docker's debian:bookworm" in result.stderr
+    assert machine.calls("debootstrap") == []  # no second debootstrap of the same tree
+    (imp,) = podman_imports(machine)
+    assert imp[1:4] == ["import", "-q", "--change"] and imp[4] == 'CMD ["/sbin/init"]'
+    assert imp[5].endswith("/0a1b/layer.tar") and imp[6] == "debian:bookworm"
+    with tarfile.open(machine.state / "podman-imported.tar") as tar:
+        assert "./sbin/init" in tar.getnames()
+    assert_no_scratch_left(machine)  # the saved image is removed
+    # Again: the image is there, nothing is done.
+    result = machine.run("podman")
+    assert result.returncode == 0, result.stderr
+    assert machine.changes() == []
+
+
+@pytest.mark.parametrize("docker", ["no base image", "not running"])
+def test_podman_image_is_built_when_docker_cannot_give_it(machine: Machine, docker: str) -> None:
+    machine.install("docker", "debootstrap", "podman")
+    if docker == "no base image":
+        machine.docker_running()
+    result = machine.run("podman")
+    assert result.returncode == 0, result.stderr
+    assert len(machine.calls("debootstrap")) == 1
+    (imp,) = podman_imports(machine)
+    assert imp[-2:] == ["-", "debian:bookworm"]
+    with tarfile.open(machine.state / "podman-imported.tar") as tar:
+        assert "./sbin/init" in tar.getnames()
+    assert_no_scratch_left(machine)
 
 
 def test_failed_debootstrap_keeps_only_its_log_and_stops(machine: Machine) -> None:
