@@ -32,6 +32,21 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import MachineError, MachineNotFound
 
 
+class MachineCommandResult(base.CommandResult):
+    """testinfra's result of a command (``rc``, ``stdout``, ``stderr``, ``succeeded``...) with no
+    truth value: ``assert machine.run(...)`` would pass whatever the command did, so it raises
+    TypeError naming what to compare instead."""
+
+    def __bool__(self) -> bool:
+        __tracebackhide__ = True
+        raise TypeError("a command's result has no truth value (it is always there): assert "
+                        "result.succeeded (exit status 0), result.rc == N or a field of result.stdout")
+
+    @classmethod
+    def of(cls, result: base.CommandResult) -> MachineCommandResult:
+        return cls(result.backend, result.exit_status, result.command, result._stdout, result._stderr)
+
+
 class OrbStackTestinfraBackend(base.BaseBackend):
     NAME = "orbstack"
 

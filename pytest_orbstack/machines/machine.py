@@ -26,8 +26,9 @@ from pytest_orbstack.model.results import (
 from pytest_orbstack.model.types import MachineInfo
 
 if TYPE_CHECKING:
-    from testinfra.backend.base import CommandResult
     from testinfra.host import Host
+
+    from pytest_orbstack.testinfra_backend import MachineCommandResult
 
 HOSTS_TAG = "# pytest-orbstack group"
 HOST_NAME_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -87,9 +88,11 @@ class Machine:
             return testinfra.get_host(f"orbstack://{user}@{self.name}", engine=self.backend)
         return testinfra.get_host(f"orbstack://{self.name}", engine=self.backend, default_user=True)
 
-    def run(self, command: str, *, user: str | None = "root") -> CommandResult:
-        """Run a shell command; ``.rc``, ``.stdout``, ``.stderr``, ``.succeeded``."""
-        return self.host_as(user).run(command)
+    def run(self, command: str, *, user: str | None = "root") -> MachineCommandResult:
+        """Run a shell command; ``.rc``, ``.stdout``, ``.stderr``, ``.succeeded`` (no truth
+        value: ``assert machine.run(...)`` raises TypeError instead of always passing)."""
+        from pytest_orbstack.testinfra_backend import MachineCommandResult
+        return MachineCommandResult.of(self.host_as(user).run(command))
 
     def reboot(self) -> None:
         """Restart the machine's init with its engine's own restart and return once systemd is

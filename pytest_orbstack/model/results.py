@@ -67,6 +67,12 @@ class DeployResult:
     def success(self) -> bool:
         return self.error is None and not self.failed and not self.not_run
 
+    def __bool__(self) -> bool:
+        """None: ``assert machine.apply(..., check=False)`` would pass on a failed deploy."""
+        __tracebackhide__ = True
+        raise TypeError("a deploy's result has no truth value (it is always there): assert "
+                        "result.success, result.changed == [] or result.failed == []")
+
     @property
     def changed(self) -> list[OperationResult]:
         return [op for op in self.operations if op.changed]

@@ -2,7 +2,8 @@
 
 The cloud variant (``pytest-orbstack/debian/bookworm/cloud``) is a cache image: the first test
 that needs it builds it (from the plain image when it is there, else with its own debootstrap)
-and it stays. The offline build of another suite imports throwaway aliases and removes them. Every machine is ``ptimg-``; the finalizer deletes them.
+and it stays. The offline build of another suite imports throwaway aliases and removes them.
+Every machine is ``ptimg-``; the finalizer deletes them.
 """
 
 from __future__ import annotations

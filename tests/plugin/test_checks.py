@@ -1,6 +1,7 @@
 """A user's checks never pass by accident: ``assert machine.connectivity(...)`` and ``assert
 machine.dns(...)`` fail when the target is not reached or the name does not resolve, with the
-reason in pytest's message; ``assert machine.status()`` cannot be written; ``status()`` counts
+reason in pytest's message; ``assert machine.status()``, ``assert machine.run(...)`` and
+``assert machine.apply(..., check=False)`` cannot be written; ``status()`` counts
 the whole machine's memory; testinfra's ``--hosts=orbstack://NAME`` runs as root and a mistyped
 name stops the run with one line."""
 
@@ -32,6 +33,12 @@ def test_status_has_no_truth_value(m):
 def test_network_has_no_truth_value(m):
     assert m.network()
 
+def test_run_has_no_truth_value(m):
+    assert m.run("systemctl is-active nosuch.service")
+
+def test_apply_result_has_no_truth_value(m):
+    assert m.apply("fails.py", check=False)
+
 def test_what_holds(m):
     assert m.connectivity(m.domain)                   # ping: reached
     closed = m.connectivity(m.domain, method="tcp", port=3306, timeout=2)
@@ -40,6 +47,8 @@ def test_what_holds(m):
     status = m.status()
     assert status["system"] in ("running", "degraded") and dict(status)["os"].startswith("Debian")
     assert m.network()["ip4"] == m.ip4
+    assert m.run("true").succeeded and m.run("exit 3").rc == 3
+    assert m.apply("fails.py", check=False).success is False
 
 def test_memory_is_the_whole_machines(m):
     before = m.status()
@@ -52,15 +61,20 @@ def test_memory_is_the_whole_machines(m):
 
 def test_a_failed_check_fails_the_users_assert_and_says_why(inner):
     inner.makepyfile(test_user=CHECKS)
+    inner.path.joinpath("fails.py").write_text(
+        'from pyinfra.operations import server\nserver.shell(name="exit 3", commands=["exit 3"])\n')
     result = run(inner, "-ra")
     out = result.stdout.str()
-    result.assert_outcomes(failed=4, passed=2)
+    result.assert_outcomes(failed=6, passed=2)
     assert re.search(r"AssertionError: assert <tcp pto-\S+\.orb\.local:3306 unreachable: exit 1: "
                      r"bash: connect: Connection refused", out), out
     assert "<dns nosuch.invalid: does not resolve (getent ahosts exit 2: name not found)>" in out
     assert ("TypeError: Machine.status() has no truth value (it is always there): compare a field, "
             "e.g. status()['system'] == 'running'") in out
     assert "TypeError: Machine.network() has no truth value" in out
+    assert ("TypeError: a command's result has no truth value (it is always there): assert "
+            "result.succeeded (exit status 0), result.rc == N or a field of result.stdout") in out
+    assert "TypeError: a deploy's result has no truth value (it is always there): assert result.success" in out
 
 
 def test_testinfra_hosts_run_as_root_and_a_mistyped_name_is_one_line(inner, request):

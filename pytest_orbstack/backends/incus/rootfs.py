@@ -6,8 +6,9 @@ base) plus what networking in an LXC container needs, as lxc-ci's Debian images 
 (without it systemd-networkd waits for ever for eth0 to be "initialized") and
 ``systemd-resolved``; networkd runs DHCP on eth0 with the MAC as client id (copies share their
 source's machine-id), resolved takes the DNS server and search domain from it. The ``cloud``
-variant (made from the plain image's tree when this daemon has it) adds Debian's ``cloud-init`` with the NoCloud datasource seeded by the image's templates
-from the instance's ``cloud-init.user-data``/``cloud-init.vendor-data`` keys on create, as the
+variant (made from the plain image's tree when this daemon has it) adds Debian's
+``cloud-init`` with the NoCloud datasource seeded by the image's templates from the
+instance's ``cloud-init.user-data``/``cloud-init.vendor-data`` keys on create, as the
 ``images:`` cloud variants are (copies keep the seed and the instance-id, so they run nothing
 per-instance again). docs/incus.md says what was verified.
 """
