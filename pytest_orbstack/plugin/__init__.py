@@ -152,6 +152,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if matrix is None:
         return
     images, left_out = matrix
+    metafunc.config.stash[STATE].left_out.update(left_out)
     params: list[Any] = list(images) or [pytest.param(
         None, id="-".join(left_out), marks=pytest.mark.skip(
             reason=f"--orbstack-image={metafunc.config.getoption('orbstack_image')} leaves out "
@@ -172,6 +173,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise pytest.UsageError(errors[0] + more)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """An ``--orbstack-image`` that leaves out the images of every selected machine test (a
+    typo, a release no matrix names) stops the run with one line: else all are skipped and
+    the run is green having tested nothing."""
+    state = session.config.stash[STATE]
+    machine_tests = [item for item in session.items if MATRIX_FIXTURES & set(getattr(item, "fixturenames", ()))]
+    if state.narrow is None or not machine_tests or not all(_left_out(item) for item in machine_tests):
+        return
+    message = (f"--orbstack-image={session.config.getoption('orbstack_image')} leaves out the images of every "
+               f"test (their matrices name {', '.join(sorted(state.left_out))}): nothing would run")
+    if not hasattr(session.config, "workerinput"):
+        raise pytest.UsageError(message)
+    for item in machine_tests:  # an xdist worker cannot stop the run: each test fails saying it
+        item.stash[NOTHING_RUNS] = message
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail a test :func:`pytest_collection_finish` found nothing would run of (before its skip)."""
+    if NOTHING_RUNS in item.stash:
+        pytest.fail(item.stash[NOTHING_RUNS], pytrace=False)
+
+
+NOTHING_RUNS = pytest.StashKey[str]()
+
+
+def _left_out(item: pytest.Item) -> bool:
+    """Whether ``--orbstack-image`` left all of this test's images out (it is skipped)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec is not None and "_orbstack_image" in callspec.params and callspec.params["_orbstack_image"] is None
 
 
 @pytest.hookimpl(wrapper=True)

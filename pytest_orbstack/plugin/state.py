@@ -69,6 +69,7 @@ class PluginState:
         except InvalidInput as exc:
             raise pytest.UsageError(str(exc)) from None
         self.image = self.images[0]  # the default image outside a matrix
+        self.left_out: set[str] = set()  # matrix images --orbstack-image left out
         self.registry = Registry()
         self.lifecycle: Lifecycle | None = None
         self.lifecycle_engine: Backend | None = None  # the session's engine, once asked for

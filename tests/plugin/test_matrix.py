@@ -21,6 +21,10 @@ MATRIX_TEST = '''
 
     def test_plain(orbstack):
         assert orbstack.image == "debian:bookworm"
+
+    @pytest.mark.orbstack(image=["debian:bookworm"])
+    def test_only_bookworm(orbstack):
+        assert orbstack.image == "debian:bookworm"
 '''
 
 
@@ -47,19 +51,27 @@ def trixie_goes_if_we_built_it():
 def test_marker_image_list_runs_once_per_image(inner, trixie_goes_if_we_built_it):
     inner.makepyfile(test_matrix=MATRIX_TEST)
     result = run(inner, "-v", "-n", "2")
-    result.assert_outcomes(passed=3)
+    result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines_random(["*PASSED*test_release?debian:bookworm?*",
                                         "*PASSED*test_release?debian:trixie?*",
-                                        "*PASSED*test_plain*"])
+                                        "*PASSED*test_plain*", "*PASSED*test_only_bookworm*"])
 
-    narrowed = run(inner, "-v", "--orbstack-image=debian:trixie", "-k", "release")
-    narrowed.assert_outcomes(passed=1)
+    narrowed = run(inner, "-v", "-rs", "--orbstack-image=debian:trixie", "-k", "release or only")
+    narrowed.assert_outcomes(passed=1, skipped=1)
     narrowed.stdout.fnmatch_lines(["*test_release?debian:trixie? PASSED*"])
+    narrowed.stdout.fnmatch_lines(["*--orbstack-image=debian:trixie leaves out this test's images "
+                                   "(debian:bookworm)*"])
 
-    none_left = run(inner, "-rs", "--orbstack-image=debian:bullseye", "-k", "release")
-    none_left.assert_outcomes(skipped=1)
-    none_left.stdout.fnmatch_lines(["*--orbstack-image=debian:bullseye leaves out this test's images "
-                                    "(debian:bookworm, debian:trixie)*"])
+    # a typo (or a release no matrix names) that leaves every selected test out: no green run
+    none_left = run(inner, "--orbstack-image=debian:bookwrom", "-k", "release or only")
+    said = ("--orbstack-image=debian:bookwrom leaves out the images of every test (their matrices name "
+            "debian:bookworm, debian:trixie): nothing would run")
+    assert none_left.ret == pytest.ExitCode.USAGE_ERROR, none_left.stdout.str()
+    assert f"ERROR: {said}" in none_left.stderr.str()
+    # under xdist a worker cannot stop the run: each such test fails saying it
+    none_left = run(inner, "--orbstack-image=debian:bookwrom", "-k", "release or only", "-n", "2")
+    none_left.assert_outcomes(errors=2)
+    assert none_left.stdout.str().count(said) >= 2, none_left.stdout.str()
 
 
 def test_ini_image_list_is_the_matrix_of_unmarked_tests(inner):
