@@ -6,12 +6,16 @@ made, or was deleted from outside, is neither listed nor reused."""
 
 from __future__ import annotations
 
+import hashlib
+import os
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from pathlib import Path
 
 from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.machines.registry import Registry, owner_alive
+from pytest_orbstack.model.types import Resources
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class KeptMachine:
     kept_at: float  # when a session last kept it
     running_session: bool  # its pytest still runs: not to be reused
     created_at: float = 0.0  # when its making began (0: an earlier release did not record it)
+    spec: str = ""  # machine_spec() of its making (an earlier release: its image)
 
     def age(self, now: float | None = None) -> str:
         """How long ago the machine was made (recorded by an earlier release: last kept)."""
@@ -46,8 +51,22 @@ def kept_machines(registry: Registry, user: str, project: str) -> list[KeptMachi
             about = session.about.get(name, {})
             found.append(KeptMachine(session.id, name, session.backend, about.get("test", "?"),
                                      about.get("image", "?"), about.get("kept_at", session.created),
-                                     alive, about.get("created_at", 0.0)))
+                                     alive, about.get("created_at", 0.0), about.get("spec") or about.get("image", "?")))
     return sorted(found, key=lambda k: k.kept_at, reverse=True)
+
+
+def machine_spec(image: str, user: str | None, resources: Resources, cloud_init: str | os.PathLike | None) -> str:
+    """What a machine is made as, in one line: its image, then what differs from the defaults
+    (``debian:bookworm, user=alice, cpus=2, cloud-init=<sha256 of its file>``). A kept machine
+    is reused only by a test that asks for the same (an image changed in the marker gets a new
+    machine, not the old one)."""
+    parts = [image] + ([f"user={user}"] if user else [])
+    default = Resources()
+    parts += [f"{f.name}={getattr(resources, f.name)}" for f in fields(Resources)
+              if getattr(resources, f.name) != getattr(default, f.name)]
+    if cloud_init is not None:
+        parts.append(f"cloud-init={hashlib.sha256(Path(cloud_init).read_bytes()).hexdigest()[:12]}")
+    return ", ".join(parts)
 
 
 def on_engine(kept: list[KeptMachine], names_on: Callable[[str], Iterable[str]]) -> list[KeptMachine]:

@@ -1,15 +1,11 @@
 """Machine lifecycle for one pytest process: create, deploy, clone from golden, keep or delete.
-
 Golden and session-shared machines are made through the project's own pyinfra operation
 (:mod:`.provision`), then deployed to through pyinfra's API; per-test machines are made by the
-engine from the same command builders (no pyinfra run on the hot path).
-
-Names are ``pto-<session>-<slug of the key>-<hash>``, deterministic per key (test id), so xdist
-workers agree. Each name is recorded in the session registry before it is created. Machines
-shared between tests (session machines) and golden machines (one per image+deploy, cloned for
-each test) are made by exactly one worker (:mod:`.shared`) and deleted once, when every worker
-has finished.
-"""
+engine from the same command builders (no pyinfra run on the hot path). Names are
+``pto-<session>-<slug of the key>-<hash>``, deterministic per key (test id), so xdist workers
+agree; each is recorded in the session registry before it is created. Session machines and
+golden machines (one per image+deploy, cloned for each test) are made by exactly one worker
+(:mod:`.shared`) and deleted once, when every worker has finished."""
 
 from __future__ import annotations
 
@@ -25,7 +21,7 @@ from pytest_orbstack.backends.base import Backend
 from pytest_orbstack.errors import MachineError, MachineExists, attach_sections
 from pytest_orbstack.machines.cache import GoldenCache
 from pytest_orbstack.machines.diagnostics import machine_diagnostics
-from pytest_orbstack.machines.kept import KeptMachine
+from pytest_orbstack.machines.kept import KeptMachine, machine_spec
 from pytest_orbstack.machines.machine import Machine
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.machines.shared import SharedMachines, golden_args, golden_key
@@ -89,12 +85,15 @@ class Lifecycle:
         machine_args, apply_args = golden_args(dict(
             user=user, resources=resources, allow_stale=allow_stale, data=data,
             check_idempotent=check_idempotent, allow_changes=allow_changes, check_dry_run=check_dry_run))
+        spec = machine_spec(image, user, resources, cloud_init)
         kept = self.find_kept(key) if self.find_kept is not None and role == "test" else None
-        if kept is not None:
+        if kept is not None and kept.spec == spec:
             return self._reuse(kept, key, deploy, apply_args)
+        if kept is not None:
+            self.progress(f"orbstack: not reusing kept {kept.name} ({kept.spec}): the test asks for {spec}")
         name = self.name_for(key)
         record = MachineRecord(name, image, self.backend.name, role, test=shown or key,
-                               created_at=round(time.time(), 3))
+                               created_at=round(time.time(), 3), spec=spec)
         self.records.append(record)
         self.registry.add(self.session_id, name)
         machine = None
@@ -176,7 +175,7 @@ class Lifecycle:
                apply_args: dict[str, Any]) -> tuple[Machine, MachineRecord]:
         """A kept machine of an ended session, taken over by this one and started if needed,
         with ``deploy`` applied again (the debug loop: fix the deploy, rerun); it stays kept."""
-        record = MachineRecord(kept.name, kept.image, self.backend.name, "test", "reused", test=key)
+        record = MachineRecord(kept.name, kept.image, self.backend.name, "test", "reused", test=key, spec=kept.spec)
         self.records.append(record)
         self.registry.adopt(kept.session, self.session_id, kept.name)
         self.progress(f"orbstack: reusing kept {kept.name} ({kept.image})")
@@ -231,7 +230,8 @@ class Lifecycle:
             record.outcome = "kept"
             self.kept.append(record)
             made = {"created_at": record.created_at} if record.created_at else {}  # reused: as recorded
-            self.registry.keep(self.session_id, machine.name, {"test": record.test, "image": record.image, **made})
+            self.registry.keep(self.session_id, machine.name,
+                               {"test": record.test, "image": record.image, "spec": record.spec, **made})
             self.progress(f"orbstack: kept {machine.name}")
             return
         try:

@@ -27,6 +27,7 @@ class MachineRecord:
     phases: dict[str, float] = field(default_factory=dict)
     outcome: str = "alive"  # deleted, kept, failed
     deploys: list[dict[str, Any]] = field(default_factory=list)  # every apply: add_deploy()
+    spec: str = ""  # what it was made as (image, user, resources, cloud-init): a kept one is reused only for the same
 
     def as_json(self) -> dict[str, Any]:
         """The record as JSON data, with the keys ``--orbstack-timings`` has always had

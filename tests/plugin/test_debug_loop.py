@@ -139,3 +139,26 @@ def test_list_ages_from_creation_and_skips_machines_gone_and_names_shared_machin
     again.assert_outcomes(passed=1, deselected=2)
     assert "reusing kept" not in again.stdout.str()  # its machine is gone: a new one
     run(inner, "--orbstack-prune").stdout.fnmatch_lines(["orbstack: pruned 3 machine(s) of this project*"])
+
+
+def test_reuse_makes_a_new_machine_for_a_test_that_now_asks_for_another(inner):
+    """A kept machine is reused only by a test asking for the same machine (image, user,
+    resources, cloud-init): a marker changed since gets a new machine, saying why."""
+    test = '''
+        import pytest
+
+        @pytest.mark.orbstack(user="{}")
+        def test_who(orbstack):
+            assert orbstack.run("id -un", user=None).stdout.strip() == "{}"
+    '''
+    inner.makepyfile(test_who=test.format("alice", "alice"))
+    first = run(inner, "--orbstack-keep")
+    first.assert_outcomes(passed=1)
+    kept = first.stdout.str().split("docker exec -it ")[1].split()[0]
+    inner.makepyfile(test_who=test.format("bob", "bob"))
+    second = run(inner, "--orbstack-reuse", "-v")
+    second.assert_outcomes(passed=1)  # on a new machine: the kept one's default user is alice
+    second.stdout.fnmatch_lines([f"orbstack: not reusing kept {kept} (debian:bookworm, user=alice): "
+                                 "the test asks for debian:bookworm, user=bob"])
+    assert f"reusing kept {kept} (" not in second.stdout.str().replace("not reusing", "")
+    run(inner, "--orbstack-prune").stdout.fnmatch_lines(["orbstack: pruned 2 machine(s) of this project*"])
