@@ -285,7 +285,12 @@ def apply_to(targets: Mapping[str, tuple[Machine, Sequence[str], Mapping[str, An
         if unplanned(result, first[key]):
             raise DryRunError(first[key], unplanned(result, first[key]), where(key), after=False)
     if check_idempotent:
-        for key, result in run_once(diff=True).items():
+        try:
+            second = run_once(diff=True)
+        except DeployError as exc:  # the first run succeeded: say which run failed
+            raise DeployError(exc.result, str(exc).replace(
+                " failed: ", " failed on its second run (check_idempotent; the first succeeded): ", 1)) from None
+        for key, result in second.items():
             if changed_again(result, allow_changes):
                 raise IdempotenceError(result, changed_again(result, allow_changes), where(key))
     for key, result in (run_once(dry=True) if check_dry_run else {}).items():

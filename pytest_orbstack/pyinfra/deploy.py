@@ -189,7 +189,7 @@ def run_deploy(targets: Sequence[Target], deploy: CheckedDeploy, *, backend: Bac
             error, frames = _user_error(exc.exception)
         except PyinfraError as exc:  # "No hosts remaining": what failed is collected below
             error = str(exc) if "No hosts remaining" not in str(exc) else None
-        except Exception as exc:  # an error in the user's callable or group data
+        except (Exception, SystemExit) as exc:  # an error in the user's callable or group data, sys.exit()
             error, frames = _user_error(exc)
         finally:
             if inventory is not None and state.initialised:

@@ -224,3 +224,33 @@ def test_what_the_engine_cannot_give_is_one_line_before_any_machine(request, key
         assert f"pytest-orbstack: {REFUSED[keyword, project]}" in summary_line(out, test), out
     assert "Traceback" not in out and "orbstack machines" not in out
     assert json.loads((inner.path / "t.json").read_text())["machines"] == []  # the tests timed, no machine
+
+
+def test_a_deploy_that_exits_or_fails_only_the_second_time_says_so_and_the_next_test_runs(inner):
+    """``sys.exit()`` in a deploy is its failure in one line (it used to escape as SystemExit
+    through the package and break the next test's fixtures), and a deploy that fails only on
+    check_idempotent's second run says it was the second run."""
+    inner.path.joinpath("exits.py").write_text(
+        "import sys\nfrom pyinfra.operations import server\nserver.shell(name='x', commands=['true'])\nsys.exit(0)\n")
+    inner.path.joinpath("once.py").write_text(
+        "from pyinfra.operations import server\n"
+        "server.shell(name='only once', commands=['test ! -e /etc/once && touch /etc/once'], _sudo=True)\n")
+    inner.path.joinpath("fine.py").write_text(
+        "from pyinfra.operations import server\nserver.shell(commands=['true'])\n")
+    inner.makepyfile(test_ends='''
+        def test_exits(orbstack_machine):
+            orbstack_machine(deploy="exits.py")
+
+        def test_once(orbstack_machine):
+            orbstack_machine(deploy="once.py", check_idempotent=True)
+
+        def test_next_is_fine(orbstack_machine):
+            assert orbstack_machine(deploy="fine.py").run("true").succeeded
+    ''')
+    result = run(inner)
+    result.assert_outcomes(failed=2, passed=1)
+    out = result.stdout.str()
+    assert "pytest-orbstack: deploy exits.py failed: exits.py:4: SystemExit: 0" in summary_line(out, "test_exits")
+    assert ("deploy once.py failed on its second run (check_idempotent; the first succeeded): operation "
+            "'only once'") in summary_line(out, "test_once")
+    assert "pytest_orbstack/" not in out
