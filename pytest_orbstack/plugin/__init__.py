@@ -23,12 +23,18 @@ from typing import Any
 import pytest
 
 from pytest_orbstack.backends import CHOICES, get_backend, resolve_name
-from pytest_orbstack.errors import InvalidInput, MachineError
+from pytest_orbstack.errors import MachineError
 from pytest_orbstack.machines.kept import kept_machines, listing, on_engine
 from pytest_orbstack.machines.reaper import prune
 from pytest_orbstack.machines.registry import Registry
 from pytest_orbstack.model.records import MachineRecord
 from pytest_orbstack.plugin import cache, engines, signals
+from pytest_orbstack.plugin.collection import (
+    pytest_collection_finish,
+    pytest_collection_modifyitems,
+    pytest_generate_tests,
+    pytest_runtest_setup,
+)
 from pytest_orbstack.plugin.fixtures import (
     _orbstack_image,
     _orbstack_lifecycle,
@@ -40,13 +46,14 @@ from pytest_orbstack.plugin.fixtures import (
     orbstack_session_machine,
 )
 from pytest_orbstack.plugin.flags import PRUNE_SCOPES, split_bare_flags
-from pytest_orbstack.plugin.marker import MATRIX_FIXTURES, image_matrix, item_key, marker_kwargs
+from pytest_orbstack.plugin.marker import item_key
 from pytest_orbstack.plugin.report import pytest_runtest_makereport, pytest_terminal_summary
 from pytest_orbstack.plugin.state import DEFAULT_IMAGE, PLUGIN_NAME, STATE, PluginState
 
 __all__ = ["_orbstack_image", "_orbstack_lifecycle", "orbstack", "orbstack_backend", "orbstack_machine",
-           "orbstack_machines", "orbstack_module_machine", "orbstack_session_machine", "pytest_runtest_makereport",
-           "pytest_terminal_summary"]
+           "orbstack_machines", "orbstack_module_machine", "orbstack_session_machine", "pytest_collection_finish",
+           "pytest_collection_modifyitems", "pytest_generate_tests", "pytest_runtest_makereport",
+           "pytest_runtest_setup", "pytest_terminal_summary"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -136,75 +143,6 @@ def pytest_configure(config: pytest.Config) -> None:
     if hasattr(config, "workerinput") or getattr(config.option, "dist", "no") != "no":
         from pytest_orbstack.plugin import schedule  # (loaded only for an xdist session)
         schedule.configure(config)
-
-
-def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """A platform matrix: a test using a machine fixture runs once per image of its matrix
-    (:func:`.marker.image_matrix`), ids ``[debian:bookworm]``. Images ``--orbstack-image``
-    leaves out are not run; a test left with none is skipped, saying so."""
-    if not MATRIX_FIXTURES & set(metafunc.fixturenames):
-        return
-    marker = metafunc.definition.get_closest_marker("orbstack")
-    try:
-        matrix = image_matrix(metafunc.config, marker)
-    except InvalidInput:
-        return  # reported with the test's id by pytest_collection_modifyitems
-    if matrix is None:
-        return
-    images, left_out = matrix
-    metafunc.config.stash[STATE].left_out.update(left_out)
-    params: list[Any] = list(images) or [pytest.param(
-        None, id="-".join(left_out), marks=pytest.mark.skip(
-            reason=f"--orbstack-image={metafunc.config.getoption('orbstack_image')} leaves out "
-                   f"this test's images ({', '.join(left_out)})"))]
-    metafunc.parametrize("_orbstack_image", params, ids=[*images] or None)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Check every ``orbstack`` marker's arguments at collection: a typo stops the run with one
-    line naming the test and the argument, before any machine is made."""
-    errors = []
-    for item in items:
-        for marker in item.iter_markers("orbstack"):
-            try:
-                marker_kwargs(marker)
-            except InvalidInput as exc:
-                errors.append(f"{item.nodeid}: {exc}")
-    if errors:
-        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-        raise pytest.UsageError(errors[0] + more)
-
-
-def pytest_collection_finish(session: pytest.Session) -> None:
-    """An ``--orbstack-image`` that leaves out the images of every selected machine test (a
-    typo, a release no matrix names) stops the run with one line: else all are skipped and
-    the run is green having tested nothing."""
-    state = session.config.stash[STATE]
-    machine_tests = [item for item in session.items if MATRIX_FIXTURES & set(getattr(item, "fixturenames", ()))]
-    if state.narrow is None or not machine_tests or not all(_left_out(item) for item in machine_tests):
-        return
-    message = (f"--orbstack-image={session.config.getoption('orbstack_image')} leaves out the images of every "
-               f"test (their matrices name {', '.join(sorted(state.left_out))}): nothing would run")
-    if not hasattr(session.config, "workerinput"):
-        raise pytest.UsageError(message)
-    for item in machine_tests:  # an xdist worker cannot stop the run: each test fails saying it
-        item.stash[NOTHING_RUNS] = message
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Fail a test :func:`pytest_collection_finish` found nothing would run of (before its skip)."""
-    if NOTHING_RUNS in item.stash:
-        pytest.fail(item.stash[NOTHING_RUNS], pytrace=False)
-
-
-NOTHING_RUNS = pytest.StashKey[str]()
-
-
-def _left_out(item: pytest.Item) -> bool:
-    """Whether ``--orbstack-image`` left all of this test's images out (it is skipped)."""
-    callspec = getattr(item, "callspec", None)
-    return callspec is not None and "_orbstack_image" in callspec.params and callspec.params["_orbstack_image"] is None
 
 
 @pytest.hookimpl(wrapper=True)

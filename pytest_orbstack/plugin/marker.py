@@ -102,6 +102,32 @@ def marker_kwargs(marker: pytest.Mark) -> dict[str, Any]:
 
 
 MATRIX_FIXTURES = frozenset({"orbstack", "orbstack_machine", "orbstack_machines"})
+CHECKS = ("check_idempotent", "check_dry_run")
+MARKER_ONLY = ("deploy", "data", "check_idempotent", "check_dry_run", "allow_changes", "allow_stale", "cloud_init")
+
+
+def marker_warnings(item: pytest.Item) -> list[str]:
+    """What a test's own ``orbstack`` marker silently drops (warned at collection): a check a
+    farther marker (module, class) turns on, since the closest marker alone describes the
+    ``orbstack`` machine; and deploy-side arguments on a test without the ``orbstack`` fixture,
+    which alone reads them (the factories take their own keywords)."""
+    own = [m for m in getattr(item, "own_markers", ()) if m.name == "orbstack"]
+    if not own:
+        return []
+    mine = own[0].kwargs
+    warnings = []
+    for farther in list(item.iter_markers("orbstack"))[1:]:
+        dropped = [c for c in CHECKS if farther.kwargs.get(c) and c not in mine]
+        if dropped:
+            warnings.append(f"{item.nodeid}: its @pytest.mark.orbstack replaces the farther one, so "
+                            f"{', '.join(f'{c}=True' for c in dropped)} does not apply to it: repeat it there")
+            break
+    unread = [k for k in MARKER_ONLY if mine.get(k) not in (None, False, ())]
+    if unread and "orbstack" not in getattr(item, "fixturenames", ()):
+        warnings.append(f"{item.nodeid}: its @pytest.mark.orbstack({', '.join(f'{k}=...' for k in unread)}) "
+                        "is read only by the orbstack fixture, which this test does not use: pass them to the "
+                        "factory (orbstack_machine(deploy=...))")
+    return warnings
 
 
 def image_matrix(config: pytest.Config, marker: pytest.Mark | None) -> tuple[list[str], list[str]] | None:

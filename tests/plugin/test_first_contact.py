@@ -254,3 +254,31 @@ def test_a_deploy_that_exits_or_fails_only_the_second_time_says_so_and_the_next_
     assert ("deploy once.py failed on its second run (check_idempotent; the first succeeded): operation "
             "'only once'") in summary_line(out, "test_once")
     assert "pytest_orbstack/" not in out
+
+
+def test_a_marker_that_drops_a_check_or_reaches_no_machine_is_warned_about(inner):
+    """The closest marker alone describes the ``orbstack`` machine, and only that fixture
+    reads a marker's deploy: a test's own marker that silently drops the module's
+    check_idempotent, or carries a deploy to a test without the fixture, is warned about."""
+    inner.makepyfile(test_w='''
+        import pytest
+
+        pytestmark = pytest.mark.orbstack(deploy="d.py", check_idempotent=True)
+
+        @pytest.mark.orbstack(deploy="d.py", data={"x": 1})
+        def test_override(orbstack):
+            pass
+
+        @pytest.mark.orbstack(deploy="d.py", check_idempotent=True)
+        def test_factory_only(orbstack_machine):
+            pass
+
+        def test_module_marker_and_factory(orbstack_machine):
+            pass
+    ''')
+    out = run(inner, "--collect-only", "-q").stdout.str()
+    assert ("test_w.py::test_override: its @pytest.mark.orbstack replaces the farther one, so "
+            "check_idempotent=True does not apply to it: repeat it there") in out, out
+    assert ("test_w.py::test_factory_only: its @pytest.mark.orbstack(deploy=..., check_idempotent=...) is "
+            "read only by the orbstack fixture, which this test does not use") in out, out
+    assert out.count("PytestWarning") == 2, out  # a module's marker over factory tests is the usual case
