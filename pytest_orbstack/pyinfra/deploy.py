@@ -84,17 +84,21 @@ def _folder_of(deploy: CheckedDeploy) -> Path:
 
 @contextmanager
 def _cli_mode(folder: Path) -> Iterator[None]:
-    """What ``pyinfra`` (pyinfra_cli.main) sets for a run, undone afterwards: CLI mode and the
-    current directory on ``sys.path`` (a deploy may import modules next to it). Compiled deploy
-    files are forgotten, so a file edited between two runs of one process is read again."""
-    was_cli, old_path = pyinfra.is_cli, list(sys.path)
+    """What ``cd FOLDER && pyinfra ...`` sets for a run, undone afterwards: CLI mode, the
+    current directory (a deploy's ``open(".env")``) and it on ``sys.path`` (a deploy may import
+    modules next to it). Compiled deploy files are forgotten, so a file edited between two runs
+    of one process is read again. (One deploy runs at a time in a process: spare clones run
+    beside it, with absolute paths only.)"""
+    was_cli, old_path, old_cwd = pyinfra.is_cli, list(sys.path), os.getcwd()
     pyinfra.is_cli = True
     if str(folder) not in sys.path:
         sys.path.append(str(folder))
     cli_util.PYTHON_CODES.clear()
+    os.chdir(folder)
     try:
         yield
     finally:
+        os.chdir(old_cwd)
         pyinfra.is_cli = was_cli
         sys.path[:] = old_path
 
@@ -171,6 +175,7 @@ def run_deploy(targets: Sequence[Target], deploy: CheckedDeploy, *, backend: Bac
     recorder = Recorder()
     error: str | None = None
     frames: list[str] = []
+    raised: BaseException | None = None
     inventory = None
     with _cli_mode(folder), ctx_state.use(state), output_in_results():
         cfg = Config()
@@ -186,14 +191,16 @@ def run_deploy(targets: Sequence[Target], deploy: CheckedDeploy, *, backend: Bac
             with ctx_inventory.use(inventory), ctx_config.use(cfg):
                 _run(state, inventory, cfg, recorder, deploy, dry=dry, diff=diff)
         except UnexpectedExternalError as exc:  # deploy code raised (pyinfra wraps it)
-            error, frames = _user_error(exc.exception)
+            raised = exc.exception
         except PyinfraError as exc:  # "No hosts remaining": what failed is collected below
             error = str(exc) if "No hosts remaining" not in str(exc) else None
         except (Exception, SystemExit) as exc:  # an error in the user's callable or group data, sys.exit()
-            error, frames = _user_error(exc)
+            raised = exc
         finally:
             if inventory is not None and state.initialised:
                 disconnect_all(state)
+    if raised is not None:  # (its paths shown from the test's current directory, not the deploy's)
+        error, frames = _user_error(raised)
     return _results(targets, state, inventory, recorder,
                     DeployResult(describe(deploy), [], error, time.monotonic() - started, frames, dry=dry))
 

@@ -73,18 +73,20 @@ def test_split_deploy_same_through_the_plugin_and_the_cli(machines):
 
 
 def test_config_py_and_data_precedence_as_on_the_cli(machines, tmp_path):
-    """``config.py`` next to the deploy is loaded (its SUDO makes a root-only write work) and
-    data is layered as the CLI layers it: ``data=`` > group_data/GROUP.py > group_data/all.py."""
+    """``config.py`` next to the deploy is loaded (its SUDO makes a root-only write work), data
+    is layered as the CLI layers it: ``data=`` > group_data/GROUP.py > group_data/all.py, and
+    the deploy's code runs in its folder, as after ``cd FOLDER`` (``open("here.txt")``)."""
     (tmp_path / "group_data").mkdir()
     (tmp_path / "group_data" / "all.py").write_text('colour = "all"\nsize = "all"\n')
     (tmp_path / "group_data" / "@orbstack.py").write_text('size = "group"\n')  # the connector's group
     (tmp_path / "config.py").write_text("from pyinfra import config\nconfig.SUDO = True\n")
+    (tmp_path / "here.txt").write_text("cwd\n")  # read by a path relative to the deploy's folder
     (tmp_path / "deploy.py").write_text(
         "from pyinfra import host\nfrom pyinfra.operations import files\n"
         "files.line(name='Data', path='/etc/data.txt', "
-        "line=f'{host.data.colour} {host.data.size} {host.data.shape}')\n")
+        "line=f'{host.data.colour} {host.data.size} {host.data.shape} {open(\"here.txt\").read().strip()}')\n")
     plugin_machine, cli_machine = machines
     plugin_machine.apply(tmp_path / "deploy.py", data={"shape": "data", "colour": "data"})
     cli(cli_machine.name, tmp_path / "deploy.py", "shape=data", "colour=data")
     for machine in machines:
-        assert machine.run("cat /etc/data.txt").stdout == "data group data\n", machine
+        assert machine.run("cat /etc/data.txt").stdout == "data group data cwd\n", machine
