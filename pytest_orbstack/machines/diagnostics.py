@@ -26,7 +26,9 @@ WARNING = 4  # syslog priority: 0 emerg ... 4 warning ... 7 debug
 NOISE = re.compile(r"\bsudo\[\d+\]:|pam_unix\(|systemd-logind\[\d+\]: (New|Removed) session|"
                    r"(Started|Finished|Stopped|Starting|Stopping) (Session \d+|session-\d+\.scope|"
                    r"User (Manager|Runtime Directory)|user(-runtime-dir)?@\d+\.service)|"
-                   r"\bsession-\d+\.scope: Deactivated|user@\d+\.service: Deactivated")
+                   r"\bsession-\d+\.scope: Deactivated|user@\d+\.service: Deactivated|"
+                   # dbus in a container without CAP_SYS_RESOURCE, at every start: never a cause
+                   r"dbus-daemon\[\d+\]: .*Failed to set fd limit")
 JOURNAL_MARK = "--- journal"
 SCRIPT = (
     "failed=$(systemctl list-units --state=failed --no-legend --plain 2>/dev/null | awk '{print $1}')\n"
@@ -71,10 +73,7 @@ def journal_lines(json_lines: str, lines: int = JOURNAL_LINES) -> list[str]:
         if ident == "systemd-journald" and message.startswith("Journal started"):
             booting = True
         text = _text(entry)
-        if booting:
-            keep = int(entry.get("PRIORITY", 6)) <= WARNING
-        else:
-            keep = not NOISE.search(text)
+        keep = not NOISE.search(text) and (not booting or int(entry.get("PRIORITY", 6)) <= WARNING)
         if keep:
             kept.append(text)
         if ident == "systemd" and message.startswith("Startup finished"):

@@ -115,7 +115,9 @@ def resolve_path(path: str | os.PathLike[str], what: str, dirs: Sequence[Path] =
         if place.is_file():
             return place.resolve()
     where = " or ".join(str(p) for p in places)
-    raise InvalidInput(f"{what} not found: {os.fspath(path)} (looked for {where})")
+    shown = os.fspath(path)
+    shown = repr(shown) if shown != shown.strip() else shown  # a stray space shows
+    raise InvalidInput(f"{what} not found: {shown} (looked for {where})")
 
 
 def check_deploy(deploy: Deploy, dirs: Sequence[Path] = ()) -> CheckedDeploy:

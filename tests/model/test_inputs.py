@@ -59,6 +59,8 @@ def test_relative_paths_test_folder_first_then_rootdir(tmp_path, monkeypatch):
     with pytest.raises(InvalidInput, match=r"cloud-init user-data file not found: u\.yaml \(looked for "
                                            rf"{test_dir}/u\.yaml or {root}/u\.yaml\)"):
         check_cloud_init("u.yaml", dirs)
+    with pytest.raises(InvalidInput, match=r"^deploy file not found: 'deploy.py ' \(looked for "):
+        resolve_path("deploy.py ", "deploy file", dirs)  # a stray space is shown
     monkeypatch.chdir(test_dir)
     assert check_deploy("deploy.py") == str(test_dir / "deploy.py")  # outside pytest: the cwd
 
