@@ -61,20 +61,30 @@ def deploy_folders(deploy: Deploy) -> list[Path]:
 
 def folder_digest(folder: Path) -> str:
     """A hash of every file under ``folder`` (relative path, executable bit and content;
-    :data:`SKIPPED` folders and symbolic links to folders are not entered)."""
+    :data:`SKIPPED` folders are not entered). Symbolic links are followed: a linked file
+    counts by its target's content, a linked folder's files as files of this one (each real
+    folder once); a dangling link counts by its text."""
     digest = hashlib.sha256()
     if not folder.is_dir():
         return ""
-    for root, dirs, files in os.walk(folder):
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED)
         for name in sorted(files):
             path = Path(root, name)
+            rel = path.relative_to(folder).as_posix()
             try:
                 content = path.read_bytes()
                 mode = os.stat(path).st_mode & 0o111
             except OSError:
-                continue  # a broken link, or removed meanwhile
-            rel = path.relative_to(folder).as_posix()
+                if not path.is_symlink():
+                    continue  # removed meanwhile
+                content, mode = f"dangling link to {os.readlink(path)}".encode(), 0
             digest.update(f"{rel}\0{mode:o}\0{len(content)}\0".encode())
             digest.update(content)
     return digest.hexdigest()
