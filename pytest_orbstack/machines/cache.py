@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_orbstack.backends.cache_store import CacheEntry, CacheStore
 from pytest_orbstack.errors import MachineError
+from pytest_orbstack.machines import deploy_reads
 from pytest_orbstack.model.deploy_refs import function_folder
 from pytest_orbstack.model.inputs import Deploy
 from pytest_orbstack.model.records import MachineRecord
@@ -45,18 +46,25 @@ SKIPPED = frozenset({"__pycache__", ".git", ".venv", "venv", "node_modules", ".p
 
 
 
-def deploy_folders(deploy: Deploy) -> list[Path]:
+def deploy_sources(deploy: Deploy) -> tuple[list[Path], list[str]]:
     """The folders a deploy reads files from: a deploy file's; for a callable, the folder
     pyinfra runs it from (:func:`.deploy_refs.function_folder`, where ``group_data``,
-    ``config.py`` and ``src=`` paths resolve) and its module's own folder (what it imports)."""
+    ``config.py`` and ``src=`` paths resolve) and its module's own folder (what it imports);
+    and its own code's file (the deploy file, the callable's module), where none is ""."""
     if not callable(deploy):
-        return [Path(os.fspath(deploy)).resolve().parent]
+        path = Path(os.fspath(deploy)).resolve()
+        return [path.parent], [str(path)]
     try:
         source = inspect.getsourcefile(inspect.unwrap(deploy))
     except TypeError:
         source = None
     own = [Path(source).resolve().parent] if source else []
-    return list(dict.fromkeys([function_folder(deploy), *own]))
+    return list(dict.fromkeys([function_folder(deploy), *own])), [source] if source else []
+
+
+def deploy_folders(deploy: Deploy) -> list[Path]:
+    """The folders of :func:`deploy_sources`."""
+    return deploy_sources(deploy)[0]
 
 
 def folder_digest(folder: Path) -> str:
@@ -165,6 +173,8 @@ class GoldenCache:
         for index, entry in enumerate(entries):
             if (entry.holds(digest) or index >= room or not self.fresh(entry, now)) and self.store.remove(entry.ref):
                 removed.append(entry.ref)
+                if not entry.holds(digest):  # (the inputs of ``digest`` are the new entry's)
+                    deploy_reads.forget(entry.digest)
         return removed
 
     def golden(self, lifecycle: Lifecycle, key: str, image: str, deploy: Deploy, args: dict[str, Any],
@@ -190,6 +200,10 @@ class GoldenCache:
         """The shared record of a golden machine this process is the first to ask for."""
         digest = cache_digest(key, deploy, self.store.base_id(image), self.policy.project)
         hit = self.lookup(digest)
+        why = deploy_reads.changed(digest) if hit is not None else None
+        if hit is not None and why:
+            self.progress(f"orbstack: cached golden machine {hit.ref} not used: {why}")
+            hit = None
         if hit is not None:
             record = MachineRecord(lifecycle.name_for(key), image, lifecycle.backend.name, "golden", "cache",
                                    test=label, created_at=round(time.time(), 3))
@@ -197,8 +211,11 @@ class GoldenCache:
             self.progress(f"orbstack: golden machine from the cache: {hit.ref} "
                           f"({age(time.time() - hit.created)} old)")
             return dict(name=record.name, image=image, record=record.as_json(), cache=hit.ref, hit=True)
-        machine, record = lifecycle.create(key, image, role="golden", shown=label, deploy=deploy, clone=False,
-                                           **args)
+        folders, sources = deploy_sources(deploy)
+        with deploy_reads.recording(folders) as reads:
+            machine, record = lifecycle.create(key, image, role="golden", shown=label, deploy=deploy, clone=False,
+                                               **args)
+        deploy_reads.save(digest, deploy_reads.inputs(reads, sources))
         ref = self.publish(machine.name, digest, about)
         return dict(name=machine.name, image=image, record=record.as_json(),
                     **({"cache": ref} if ref else {}))
