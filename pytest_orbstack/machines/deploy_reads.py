@@ -14,8 +14,9 @@ inputs, kept beside the entry (:func:`save`, one JSON file per digest in the sta
 - local modules (a file outside the standard library, installed packages and this package):
   those the deploy imported first, and those its code (and theirs, in turn) names in an
   import statement that an earlier import had loaded already: as files;
-- environment variables the deploy's own code read (``os.environ[...]``, ``.get``, ``in``,
-  ``os.getenv``; never ``PYTEST_*``): name -> hash of the value ("" when unset).
+- environment variables the deploy's own code read (an item, ``get`` or ``in`` of the
+  environment mapping, which the ``os`` module's own reader uses too; never ``PYTEST_*``):
+  name -> hash of the value ("" when unset).
 
 The audit hook cannot be removed: outside a recording it returns at once. The environment's
 reader is replaced only while a recording runs. Both record from any thread (the plugin's spare
