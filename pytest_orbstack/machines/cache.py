@@ -14,7 +14,10 @@ resources, cloud-init and the other machine and apply arguments), plus what a fi
 its deploy's digest do not show: every file of the deploy's folder (the deploy file, what it
 includes, ``group_data``, ``config.py``, templates and files it ships; for a deploy callable,
 the folder pyinfra runs it from and its module's folder), the engine's id of the base image,
-the pyinfra and pytest-orbstack versions, and the project.
+the pyinfra and pytest-orbstack versions, and the project. Symbolic links count by their target.
+What the deploy read outside its folders (files, local modules, environment variables) is
+known only after it ran: it is kept beside the entry (:mod:`.deploy_reads`), and an entry
+whose recorded inputs differ now is not used (a miss; the new entry replaces it).
 """
 
 from __future__ import annotations

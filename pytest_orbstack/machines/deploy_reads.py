@@ -27,6 +27,7 @@ deploy's.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import os
@@ -60,6 +61,7 @@ STDLIB, INSTALLED, OWN = _roots()
 PREFIXES = tuple(os.path.realpath(p) + os.sep for p in {sys.prefix, sys.base_prefix, sys.exec_prefix})
 
 
+@functools.lru_cache(maxsize=4096)
 def kind(filename: str) -> str:
     """Whose code ``filename`` is: ``stdlib``, ``own`` (this package), ``host`` (pytest and
     the like), ``library`` (another installed package) or ``user``."""
