@@ -14,7 +14,10 @@ resources, cloud-init and the other machine and apply arguments), plus what a fi
 its deploy's digest do not show: every file of the deploy's folder (the deploy file, what it
 includes, ``group_data``, ``config.py``, templates and files it ships; for a deploy callable,
 the folder pyinfra runs it from and its module's folder), the engine's id of the base image,
-the pyinfra and pytest-orbstack versions, and the project.
+the pyinfra and pytest-orbstack versions, and the project. Symbolic links count by their target.
+What the deploy read outside its folders (files, local modules, environment variables) is
+known only after it ran: it is kept beside the entry (:mod:`.deploy_reads`), and an entry
+whose recorded inputs differ now is not used (a miss; the new entry replaces it).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from pytest_orbstack.backends.cache_store import CacheEntry, CacheStore
 from pytest_orbstack.errors import MachineError
+from pytest_orbstack.machines import deploy_reads
 from pytest_orbstack.model.deploy_refs import function_folder
 from pytest_orbstack.model.inputs import Deploy
 from pytest_orbstack.model.records import MachineRecord
@@ -45,36 +49,53 @@ SKIPPED = frozenset({"__pycache__", ".git", ".venv", "venv", "node_modules", ".p
 
 
 
-def deploy_folders(deploy: Deploy) -> list[Path]:
+def deploy_sources(deploy: Deploy) -> tuple[list[Path], list[str]]:
     """The folders a deploy reads files from: a deploy file's; for a callable, the folder
     pyinfra runs it from (:func:`.deploy_refs.function_folder`, where ``group_data``,
-    ``config.py`` and ``src=`` paths resolve) and its module's own folder (what it imports)."""
+    ``config.py`` and ``src=`` paths resolve) and its module's own folder (what it imports);
+    and its own code's file (the deploy file, the callable's module), where none is ""."""
     if not callable(deploy):
-        return [Path(os.fspath(deploy)).resolve().parent]
+        path = Path(os.fspath(deploy)).resolve()
+        return [path.parent], [str(path)]
     try:
         source = inspect.getsourcefile(inspect.unwrap(deploy))
     except TypeError:
         source = None
     own = [Path(source).resolve().parent] if source else []
-    return list(dict.fromkeys([function_folder(deploy), *own]))
+    return list(dict.fromkeys([function_folder(deploy), *own])), [source] if source else []
+
+
+def deploy_folders(deploy: Deploy) -> list[Path]:
+    """The folders of :func:`deploy_sources`."""
+    return deploy_sources(deploy)[0]
 
 
 def folder_digest(folder: Path) -> str:
     """A hash of every file under ``folder`` (relative path, executable bit and content;
-    :data:`SKIPPED` folders and symbolic links to folders are not entered)."""
+    :data:`SKIPPED` folders are not entered). Symbolic links are followed: a linked file
+    counts by its target's content, a linked folder's files as files of this one (each real
+    folder once); a dangling link counts by its text."""
     digest = hashlib.sha256()
     if not folder.is_dir():
         return ""
-    for root, dirs, files in os.walk(folder):
+    seen: set[str] = set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
         dirs[:] = sorted(d for d in dirs if d not in SKIPPED)
         for name in sorted(files):
             path = Path(root, name)
+            rel = path.relative_to(folder).as_posix()
             try:
                 content = path.read_bytes()
                 mode = os.stat(path).st_mode & 0o111
             except OSError:
-                continue  # a broken link, or removed meanwhile
-            rel = path.relative_to(folder).as_posix()
+                if not path.is_symlink():
+                    continue  # removed meanwhile
+                content, mode = f"dangling link to {os.readlink(path)}".encode(), 0
             digest.update(f"{rel}\0{mode:o}\0{len(content)}\0".encode())
             digest.update(content)
     return digest.hexdigest()
@@ -155,6 +176,8 @@ class GoldenCache:
         for index, entry in enumerate(entries):
             if (entry.holds(digest) or index >= room or not self.fresh(entry, now)) and self.store.remove(entry.ref):
                 removed.append(entry.ref)
+                if not entry.holds(digest):  # (the inputs of ``digest`` are the new entry's)
+                    deploy_reads.forget(entry.digest)
         return removed
 
     def golden(self, lifecycle: Lifecycle, key: str, image: str, deploy: Deploy, args: dict[str, Any],
@@ -180,6 +203,10 @@ class GoldenCache:
         """The shared record of a golden machine this process is the first to ask for."""
         digest = cache_digest(key, deploy, self.store.base_id(image), self.policy.project)
         hit = self.lookup(digest)
+        why = deploy_reads.changed(digest) if hit is not None else None
+        if hit is not None and why:
+            self.progress(f"orbstack: cached golden machine {hit.ref} not used: {why}")
+            hit = None
         if hit is not None:
             record = MachineRecord(lifecycle.name_for(key), image, lifecycle.backend.name, "golden", "cache",
                                    test=label, created_at=round(time.time(), 3))
@@ -187,8 +214,11 @@ class GoldenCache:
             self.progress(f"orbstack: golden machine from the cache: {hit.ref} "
                           f"({age(time.time() - hit.created)} old)")
             return dict(name=record.name, image=image, record=record.as_json(), cache=hit.ref, hit=True)
-        machine, record = lifecycle.create(key, image, role="golden", shown=label, deploy=deploy, clone=False,
-                                           **args)
+        folders, sources = deploy_sources(deploy)
+        with deploy_reads.recording(folders) as reads:
+            machine, record = lifecycle.create(key, image, role="golden", shown=label, deploy=deploy, clone=False,
+                                               **args)
+        deploy_reads.save(digest, deploy_reads.inputs(reads, sources))
         ref = self.publish(machine.name, digest, about)
         return dict(name=machine.name, image=image, record=record.as_json(),
                     **({"cache": ref} if ref else {}))

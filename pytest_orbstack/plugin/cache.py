@@ -11,6 +11,7 @@ import pytest
 
 from pytest_orbstack import settings
 from pytest_orbstack.backends.base import Backend
+from pytest_orbstack.machines import deploy_reads
 from pytest_orbstack.machines.cache import MODES, CachePolicy, GoldenCache, age
 from pytest_orbstack.model.names import project_tag
 
@@ -80,5 +81,8 @@ def prune(config: pytest.Config, backend: Backend, scope: str) -> list[str]:
     store = backend.cache_store()
     if store is None:
         return []
-    entries = store.entries(project(config) if scope == "project" else None)
-    return [entry.ref for entry in entries if store.remove(entry.ref)]
+    removed = [entry for entry in store.entries(project(config) if scope == "project" else None)
+               if store.remove(entry.ref)]
+    for entry in removed:
+        deploy_reads.forget(entry.digest)
+    return [entry.ref for entry in removed]

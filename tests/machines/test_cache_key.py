@@ -3,10 +3,14 @@ digest and which do not; and the cache's default mode (settings.cache_mode)."""
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
 
 from pytest_orbstack import settings
-from pytest_orbstack.machines import cache
+from pytest_orbstack.machines import cache, deploy_reads
 from pytest_orbstack.machines.cache import cache_digest, deploy_folders, folder_digest
 
 
@@ -58,3 +62,77 @@ def test_the_cache_is_on_unless_in_ci(monkeypatch, env, mode):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     assert settings.cache_mode() == mode
+
+
+def test_a_symbolic_link_counts_by_its_target(tmp_path):
+    """A linked folder's files and a linked file count by content; a dangling link by its text."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "x.j2").write_text("one\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "templates").symlink_to("../shared")
+    (site / "loop").symlink_to(".")  # a link back: walked once
+    before = folder_digest(site)
+    (tmp_path / "shared" / "x.j2").write_text("two\n")
+    linked = folder_digest(site)
+    assert linked != before
+    (site / "gone").symlink_to("nowhere")
+    dangling = folder_digest(site)
+    assert dangling != linked
+    (site / "gone").unlink()
+    (site / "gone").symlink_to("elsewhere")
+    assert folder_digest(site) != dangling
+
+
+DEPLOY_READS = '''
+import os
+import json  # the standard library's: not an input
+import seenlib  # loaded before the deploy ran
+import freshlib  # loaded by the deploy
+here = os.path.dirname(__file__)
+open(os.path.join(here, "..", "outside.txt")).read()
+open(os.path.join(here, "inside.txt")).read()  # in the folder's digest
+os.environ.get("APP_MODE")
+os.getenv("OTHER", "x")
+"PYTEST_SOMETHING" in os.environ
+'''
+
+
+def test_what_a_deploy_reads_outside_its_folder_is_recorded_and_compared(tmp_path, monkeypatch):
+    """Inside a recording, what user code reads outside the deploy's folder is kept: files it
+    opens, local modules it imports (loaded now or before), environment variables (not
+    ``PYTEST_*``); what this package reads is not; a later change of any is named."""
+    monkeypatch.setenv("PYTEST_ORBSTACK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.setenv("APP_MODE", "GOOD")
+    monkeypatch.delenv("OTHER", raising=False)
+    site, lib = tmp_path / "site", tmp_path / "lib"
+    site.mkdir(), lib.mkdir()
+    (tmp_path / "outside.txt").write_text("GOOD")
+    (site / "inside.txt").write_text("GOOD")
+    (site / "deploy.py").write_text(DEPLOY_READS)
+    (lib / "seenlib.py").write_text("import deeplib\n")
+    (lib / "deeplib.py").write_text("")
+    (lib / "freshlib.py").write_text("")
+    monkeypatch.syspath_prepend(str(lib))
+    for name in ("seenlib", "deeplib", "freshlib"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import seenlib  # noqa: F401
+    with deploy_reads.recording([site]) as recording:
+        exec(compile(DEPLOY_READS, str(site / "deploy.py"), "exec"), {"__file__": str(site / "deploy.py")})
+        settings.cache_mode()  # this package reads the environment: not the deploy's input
+    assert os._Environ.__getitem__ is deploy_reads._getitem  # put back
+    found = deploy_reads.inputs(recording, [str(site / "deploy.py")])
+    assert sorted(found["env"]) == ["APP_MODE", "OTHER"]
+    assert sorted(Path(f).name for f in found["files"]) == ["deeplib.py", "freshlib.py", "outside.txt", "seenlib.py"]
+    deploy_reads.save("d1", found)
+    assert deploy_reads.changed("d1") is None
+    assert deploy_reads.changed("d2") == "what its deploy read is not known"
+    for change, said in [(lambda: monkeypatch.setenv("OTHER", "y"), "environment variable OTHER changed"),
+                         (lambda: (lib / "deeplib.py").write_text("X = 1\n"), "deeplib.py changed"),
+                         (lambda: (tmp_path / "outside.txt").unlink(), "outside.txt appeared or is gone")]:
+        change()
+        assert said in (deploy_reads.changed("d1") or ""), said
+        deploy_reads.save("d1", deploy_reads.inputs(recording, [str(site / "deploy.py")]))
+        assert deploy_reads.changed("d1") is None
+    deploy_reads.forget("d1")
+    assert deploy_reads.changed("d1") == "what its deploy read is not known"

@@ -131,6 +131,11 @@ def entries(inner, engine: str = "docker") -> list[str]:
 
 def made_by(inner, *args: str, **env: str) -> list[str]:
     """Run the inner tests (``env`` set for the run); the ``created_by`` of its golden machines."""
+    return made_and_said(inner, *args, **env)[0]
+
+
+def made_and_said(inner, *args: str, **env: str) -> tuple[list[str], str]:
+    """:func:`made_by`, and what the run printed."""
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -146,7 +151,89 @@ def made_by(inner, *args: str, **env: str) -> list[str]:
     junit = {p.get("value") for p in ElementTree.parse(inner.path / "junit.xml").iter("property")
              if p.get("name") == "orbstack.created_by"}
     assert junit == tests, (junit, tests)
-    return goldens
+    return goldens, result.stdout.str()
+
+
+PUT = '''from io import StringIO
+
+from pyinfra.operations import files
+
+
+def out(value):
+    files.put(name="result", src=StringIO(value.strip() + "\\n"), dest="/etc/result", _sudo=True)
+'''
+READERS = {  # deploy folder -> its deploy, which writes /etc/result from one input outside its folder
+    "d_env": PUT + 'import os\nout(os.environ.get("APP_MODE", "GOOD"))\n',
+    "d_outside": PUT + 'import os\nhere = os.path.dirname(os.path.abspath(__file__))\n'
+                       'out(open(os.path.join(here, "../shared/snippet.txt")).read())\n',
+    "d_include": 'from pyinfra import local\nlocal.include("../shared/tasks.py")\n',
+    "d_symlink": 'from pyinfra.operations import files\n'
+                 'files.template(name="result", src="templates/x.j2", dest="/etc/result", _sudo=True)\n',
+    "d_lib": PUT + "import helperlib\nout(helperlib.MODE)\n",
+}
+READERS_TEST = '''
+import os
+
+import helperlib  # loaded before any deploy: the deploy's own import finds it in sys.modules
+import pytest
+
+
+@pytest.mark.parametrize("folder", ["d_env", "d_outside", "d_include", "d_symlink", "d_lib"])
+def test_result(orbstack_machine, folder):
+    machine = orbstack_machine(deploy=f"{folder}/deploy.py")
+    assert machine.run("cat /etc/result").stdout.strip() == os.environ.get("EXPECT", "GOOD")
+'''
+
+
+@pytest.fixture
+def readers(inner, monkeypatch):
+    """An inner project of the five :data:`READERS` deploys and what they read in ``shared/``
+    and the rootdir (all saying GOOD); its cache entries are pruned at the end."""
+    monkeypatch.setenv("PYTEST_ORBSTACK_CACHE", "on")
+    monkeypatch.delenv("APP_MODE", raising=False)
+    inner.makepyfile(test_readers=READERS_TEST, helperlib='MODE = "GOOD"\n')
+    shared = inner.mkdir("shared")
+    (shared / "snippet.txt").write_text("GOOD\n")
+    (shared / "tasks.py").write_text(PUT + 'out("GOOD")\n')
+    (shared / "tmpl").mkdir()
+    (shared / "tmpl" / "x.j2").write_text("GOOD\n")
+    for folder, deploy in READERS.items():
+        inner.mkdir(folder).joinpath("deploy.py").write_text(deploy)
+    (inner.path / "d_symlink" / "templates").symlink_to("../shared/tmpl")
+    yield inner
+    result = run(inner, "--orbstack-prune")
+    assert entries(inner) == [], result.stdout.str()
+
+
+def test_what_a_deploy_reads_outside_its_folder_is_in_the_key(readers):
+    """Each of five inputs outside the deploy's folder (an environment variable, a file it
+    opens, a file it ``local.include``s, a ``templates`` symbolic link's target, a module of
+    the rootdir already imported by the test module) changed: its golden machine is made anew
+    (the run says which input changed) and the test sees the new value; unchanged, a run
+    clones from the cache."""
+    assert made_by(readers, "-n", "2") == ["operations.machine"] * 5
+    assert made_by(readers, "-n", "2") == ["cache"] * 5
+    shared = readers.path / "shared"
+    changes = {  # folder -> (the change, the environment of the run, what the run says changed)
+        "d_env": (None, {"APP_MODE": "BAD"}, "environment variable APP_MODE changed"),
+        "d_outside": (lambda: edit(shared / "snippet.txt", "BAD\n"), {}, "snippet.txt changed"),
+        "d_include": (lambda: edit(shared / "tasks.py", PUT + 'out("BAD")\n'), {}, "tasks.py changed"),
+        "d_symlink": (lambda: edit(shared / "tmpl" / "x.j2", "BAD\n"), {}, None),  # in the folder's digest
+        "d_lib": (lambda: edit(readers.path / "helperlib.py", 'MODE = "BAD"\n'), {}, "helperlib.py changed"),
+    }
+    stale = {}  # each change tried, whatever the others did
+    for folder, (change, env, said) in changes.items():
+        undo = change() if change else None
+        try:
+            goldens, out = made_and_said(readers, "-v", "-k", folder, EXPECT="BAD", **env)
+            assert goldens == ["operations.machine"], "a stale hit"
+            assert said is None or said in out, out
+        except AssertionError as exc:
+            stale[folder] = str(exc)[:300]
+        finally:
+            if undo:
+                undo()
+    assert not stale, f"stale hits: {stale}"
 
 
 def edit(path, text: str):
