@@ -58,7 +58,8 @@ packages_of() {  # the packages that ship path $1 (merged /usr or not)
 files_of() {  # what package $1 lists
   if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -L "$1" 2>/dev/null; else rpm -ql "$1" 2>/dev/null; fi
 }
-pristine() {  # whether file $1 is exactly as an installed package ships it
+pristine() {  # whether file $1 is exactly as an installed package ships it (a link: one lists it)
+  if [ -L "$1" ]; then [ -n "$(packages_of "$1")" ]; return; fi
   if command -v dpkg-query >/dev/null 2>&1; then
     sum=$(md5sum < "$1" | cut -d' ' -f1)
     for pkg in $(packages_of "$1"); do
@@ -96,7 +97,7 @@ config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" 
     done
   done
 }
-systemctl list-units --type=service --state=running --plain --no-legend --no-pager | awk '{print $1}' |
+systemctl list-units --type=service --state=running,exited --plain --no-legend --no-pager | awk '{print $1}' |
 while IFS= read -r unit; do
   entered=$(date -d "$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc "$unit" 2>/dev/null ||
                        systemctl show -P ActiveEnterTimestamp "$unit")" +%s.%N 2>/dev/null) || entered=0
@@ -105,9 +106,18 @@ while IFS= read -r unit; do
   after=$(printf '%s\n' "$since" "$entered" "${reloaded:-0}" | sort -g | tail -n 1)
   config_of "$unit" | sort -u | while IFS="$tab" read -r depth path scope; do
     if [ "$depth" = package ]; then printf 'package\t%s\t%s\n' "$path" "$scope"; continue; fi
-    [ -e "$path" ] || continue
-    find "$path" -maxdepth "$depth" -type f -newerct "@$after" -print 2>/dev/null | while IFS= read -r file; do
+    [ -e "$path" ] || [ -L "$path" ] || continue
+    [ "$depth" = 0 ] && [ -d "$path" ] && [ ! -L "$path" ] && depth=1  # a folder named in the unit
+    find "$path" -maxdepth "$depth" \( -type f -o -type l \) -newerct "@$after" -print 2>/dev/null |
+    while IFS= read -r file; do
       not_config "$file" || pristine "$file" || printf 'stale\t%s\t%s\t%s\n' "$unit" "$scope" "$file"
+    done
+    [ "$depth" = 0 ] && continue
+    find "$path" -maxdepth "$((depth - 1))" -type d -newerct "@$after" -print 2>/dev/null |
+    while IFS= read -r dir; do  # entries changed, none new: one was removed (or renamed away)
+      not_config "$dir" && continue
+      [ -z "$(find "$dir" -mindepth 1 -maxdepth 1 -newerct "@$after" -print 2>/dev/null | head -n 1)" ] &&
+        printf 'stale\t%s\t%s\t%s/ (an entry removed)\n' "$unit" "$scope" "$dir"
     done
   done | sort -u
 done
