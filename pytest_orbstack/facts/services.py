@@ -83,7 +83,8 @@ config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" 
     case $f in /run/*) ;; *) printf '0\t%s\tunit\n' "$f" ;; esac
   done
   systemctl show -P EnvironmentFiles "$unit" | awk '{print "0\t" $1 "\tunit"}'
-  systemctl show -P ExecStart "$unit" | grep -o '/etc/[^ ;]*' | awk '{print "0\t" $1 "\tunit"}'
+  systemctl show -P ExecStart "$unit" | grep -o '/etc/[^ ;]*' | sed 's|/[^/]*[*?[].*||' |
+    awk '{print "0\t" $1 "\tunit"}'
   [ -n "$frag" ] || return 0
   for pkg in $(packages_of "$frag"); do
     printf 'package\t%s\t%s\n' "$unit" "$pkg"
