@@ -1,11 +1,13 @@
-"""The pyinfra fact :class:`StaleServices`: running systemd services whose configuration
-changed after they last (re)started or reloaded, so that what runs is not what the files say.
+"""The pyinfra fact :class:`StaleServices`: running systemd services (and active oneshot ones,
+``RemainAfterExit``: ``nftables``) whose configuration changed after they last (re)started or
+systemd reloaded them, so that what runs is not what the files say.
 
 A service's configuration, as this fact reads it:
 
 * its unit file and drop-ins (``FragmentPath``, ``DropInPaths``; not those systemd generates
   under ``/run``);
-* the files under ``/etc`` its ``ExecStart`` names, and its ``EnvironmentFiles``;
+* the files under ``/etc`` its ``ExecStart`` names (a folder, or a glob's folder: its entries),
+  and its ``EnvironmentFiles``;
 * the ``/etc`` files of the Debian package (``dpkg``) or RPM that ships its unit file: the
   files the package lists, every file in a folder below ``/etc/X`` that the package lists,
   and everything under an ``/etc/X`` that package alone owns (``/etc/nginx``). Folders that
@@ -18,8 +20,10 @@ A file is stale for a service when its change time (ctime) is after ``since`` an
 service entered the active state and after its last reload (the journal's "Reloaded" entry,
 ``MESSAGE_ID`` 7b05ebc6...), and it is not exactly as an installed package ships it (its md5
 is not the package's, or no package ships it): what a package installs after a service
-started is the package manager's business on a real server too. Symbolic links are not
-followed. Machines without systemd give no service.
+started is the package manager's business on a real server too. Symbolic links count by their
+own ctime (not followed; one a package lists is pristine). A folder of the configuration whose
+ctime is after that time while none of its entries' is lost an entry: it is reported as
+``FOLDER/ (an entry removed)``. A reload made outside systemd (``nginx -s reload``) is not seen. Machines without systemd give no service.
 """
 
 from __future__ import annotations
