@@ -26,6 +26,7 @@ FACTS = {  # the name pyinfra gives each fact: its class's full module path
     "MachineStatus": "pytest_orbstack.facts.machine.MachineStatus",
     "SystemLogs": "pytest_orbstack.facts.machine.SystemLogs",
     "StaleServices": "pytest_orbstack.facts.services.StaleServices",
+    "BootDrift": "pytest_orbstack.facts.boot.BootDrift",
 }
 TOP_LEVEL = ["CommandTimeout", "DeployError", "DeployResult", "DryRunError", "EngineUnavailable", "IdempotenceError",
              "InvalidInput", "InvalidName", "Machine", "MachineError", "MachineExists", "MachineGroup",

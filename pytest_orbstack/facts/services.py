@@ -1,11 +1,13 @@
-"""The pyinfra fact :class:`StaleServices`: running systemd services whose configuration
-changed after they last (re)started or reloaded, so that what runs is not what the files say.
+"""The pyinfra fact :class:`StaleServices`: running systemd services (and active oneshot ones,
+``RemainAfterExit``: ``nftables``) whose configuration changed after they last (re)started or
+systemd reloaded them, so that what runs is not what the files say.
 
 A service's configuration, as this fact reads it:
 
 * its unit file and drop-ins (``FragmentPath``, ``DropInPaths``; not those systemd generates
   under ``/run``);
-* the files under ``/etc`` its ``ExecStart`` names, and its ``EnvironmentFiles``;
+* the files under ``/etc`` its ``ExecStart`` names (a folder, or a glob's folder: its entries),
+  and its ``EnvironmentFiles``;
 * the ``/etc`` files of the Debian package (``dpkg``) or RPM that ships its unit file: the
   files the package lists, every file in a folder below ``/etc/X`` that the package lists,
   and everything under an ``/etc/X`` that package alone owns (``/etc/nginx``). Folders that
@@ -18,8 +20,10 @@ A file is stale for a service when its change time (ctime) is after ``since`` an
 service entered the active state and after its last reload (the journal's "Reloaded" entry,
 ``MESSAGE_ID`` 7b05ebc6...), and it is not exactly as an installed package ships it (its md5
 is not the package's, or no package ships it): what a package installs after a service
-started is the package manager's business on a real server too. Symbolic links are not
-followed. Machines without systemd give no service.
+started is the package manager's business on a real server too. Symbolic links count by their
+own ctime (not followed; one a package lists is pristine). A folder of the configuration whose
+ctime is after that time while none of its entries' is lost an entry: it is reported as
+``FOLDER/ (an entry removed)``. A reload made outside systemd (``nginx -s reload``) is not seen. Machines without systemd give no service.
 """
 
 from __future__ import annotations
@@ -58,7 +62,8 @@ packages_of() {  # the packages that ship path $1 (merged /usr or not)
 files_of() {  # what package $1 lists
   if command -v dpkg-query >/dev/null 2>&1; then dpkg-query -L "$1" 2>/dev/null; else rpm -ql "$1" 2>/dev/null; fi
 }
-pristine() {  # whether file $1 is exactly as an installed package ships it
+pristine() {  # whether file $1 is exactly as an installed package ships it (a link: one lists it)
+  if [ -L "$1" ]; then [ -n "$(packages_of "$1")" ]; return; fi
   if command -v dpkg-query >/dev/null 2>&1; then
     sum=$(md5sum < "$1" | cut -d' ' -f1)
     for pkg in $(packages_of "$1"); do
@@ -82,7 +87,8 @@ config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" 
     case $f in /run/*) ;; *) printf '0\t%s\tunit\n' "$f" ;; esac
   done
   systemctl show -P EnvironmentFiles "$unit" | awk '{print "0\t" $1 "\tunit"}'
-  systemctl show -P ExecStart "$unit" | grep -o '/etc/[^ ;]*' | awk '{print "0\t" $1 "\tunit"}'
+  systemctl show -P ExecStart "$unit" | grep -o '/etc/[^ ;]*' | sed 's|/[^/]*[*?[].*||' |
+    awk '{print "0\t" $1 "\tunit"}'
   [ -n "$frag" ] || return 0
   for pkg in $(packages_of "$frag"); do
     printf 'package\t%s\t%s\n' "$unit" "$pkg"
@@ -96,7 +102,7 @@ config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" 
     done
   done
 }
-systemctl list-units --type=service --state=running --plain --no-legend --no-pager | awk '{print $1}' |
+systemctl list-units --type=service --state=running,exited --plain --no-legend --no-pager | awk '{print $1}' |
 while IFS= read -r unit; do
   entered=$(date -d "$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc "$unit" 2>/dev/null ||
                        systemctl show -P ActiveEnterTimestamp "$unit")" +%s.%N 2>/dev/null) || entered=0
@@ -105,9 +111,18 @@ while IFS= read -r unit; do
   after=$(printf '%s\n' "$since" "$entered" "${reloaded:-0}" | sort -g | tail -n 1)
   config_of "$unit" | sort -u | while IFS="$tab" read -r depth path scope; do
     if [ "$depth" = package ]; then printf 'package\t%s\t%s\n' "$path" "$scope"; continue; fi
-    [ -e "$path" ] || continue
-    find "$path" -maxdepth "$depth" -type f -newerct "@$after" -print 2>/dev/null | while IFS= read -r file; do
+    [ -e "$path" ] || [ -L "$path" ] || continue
+    [ "$depth" = 0 ] && [ -d "$path" ] && [ ! -L "$path" ] && depth=1  # a folder named in the unit
+    find "$path" -maxdepth "$depth" \( -type f -o -type l \) -newerct "@$after" -print 2>/dev/null |
+    while IFS= read -r file; do
       not_config "$file" || pristine "$file" || printf 'stale\t%s\t%s\t%s\n' "$unit" "$scope" "$file"
+    done
+    [ "$depth" = 0 ] && continue
+    find "$path" -maxdepth "$((depth - 1))" -type d -newerct "@$after" -print 2>/dev/null |
+    while IFS= read -r dir; do  # entries changed, none new: one was removed (or renamed away)
+      not_config "$dir" && continue
+      [ -z "$(find "$dir" -mindepth 1 -maxdepth 1 -newerct "@$after" -print 2>/dev/null | head -n 1)" ] &&
+        printf 'stale\t%s\t%s\t%s/ (an entry removed)\n' "$unit" "$scope" "$dir"
     done
   done | sort -u
 done

@@ -127,13 +127,21 @@ class Machine:
 
     def apply_golden(self, deploy: Deploy, apply_args: dict[str, Any], allow_stale: Sequence[str]) -> None:
         """:meth:`apply` (``apply_args``: its keywords) to a golden machine, then raise
-        :class:`.StaleServicesError` when the deploy left services running on configuration it
-        changed after they started or reloaded, except those ``allow_stale`` patterns exempt."""
+        :class:`.StaleServicesError` when the deploy left what a clone would not boot into:
+        active services on configuration it changed after they started or reloaded
+        (:class:`~.facts.StaleServices`), or units whose state a fresh boot would not give them
+        and did not before the deploy (:class:`~.facts.BootDrift`: enabled but not started or
+        failed, running but disabled, a unit file changed without daemon-reload); units that
+        ``allow_stale`` patterns match are exempt."""
         since = self.run("date +%s.%N").stdout.strip()  # the machine's own clock
+        drift_before = self.fact("BootDrift")
         self.apply(deploy, **apply_args)
         stale = not_exempt(self.fact("StaleServices", since=since), allow_stale)
-        if stale:
-            raise StaleServicesError(self.deploys[-1], stale)
+        drift = {unit: why for unit, why in self.fact("BootDrift").items()
+                 if drift_before.get(unit) != why}
+        drift = not_exempt(drift, allow_stale)
+        if stale or drift:
+            raise StaleServicesError(self.deploys[-1], stale, drift)
 
     # -- diagnostics (the pyinfra facts, run directly) ------------------------------------
     def fact(self, name: str, **kwargs: Any) -> Any:

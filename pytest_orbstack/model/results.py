@@ -6,11 +6,13 @@ Plain data, no pyinfra import: the plugin reports these without loading pyinfra.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from typing import TypeVar
 
 ERROR_LINE = re.compile(r"(E|Err|Error|ERROR|error|fatal|FATAL|Fatal)(:| ?\[|\b)")
+T = TypeVar("T")
 NOT_WARNING_LINE = re.compile(r"(?!(W|N|Warning|WARNING|warning|Notice|NOTICE|notice|Hint|hint)\b:?)")
 
 PERMISSION_HINT = ("hint: deploys run as the machine's default user (non-root, passwordless "
@@ -153,34 +155,52 @@ class IdempotenceError(DeployError):
         super().__init__(second, "\n".join(lines))
 
 
-STALE_HINT = ("restart or reload each in the deploy when its files change (pyinfra: "
-              "systemd.service(..., restarted=True, _if=op.did_change)); exempt a service that "
-              "rereads its files by itself with allow_stale=['NAME PATTERN']")
+STALE_HINT = ("restart or reload each in the deploy when its files change, through systemd so "
+              "that it records it (pyinfra: systemd.service(..., restarted=True or reloaded=True, "
+              "_if=op.did_change), or systemctl reload); a reload systemd does not see (nginx -s "
+              "reload, kill -HUP, apachectl graceful) leaves no trace this check can trust; exempt "
+              "a service that rereads its files by itself with allow_stale=['NAME PATTERN']")
+BOOT_HINT = ("leave each unit as a boot would: systemd.service(..., running=True, enabled=True) "
+             "or (running=False, enabled=False), daemon_reload=True after editing a unit file; "
+             "exempt a unit with allow_stale=['NAME PATTERN']")
 
 
 class StaleServicesError(DeployError):
     """Clone honesty: a golden machine is cloned, and each clone boots every service afresh
     from the files the deploy left, while a real server that ran the same deploy keeps running
-    what each service read when it started, until the deploy restarts or reloads it. So a
-    golden machine fails with this error when its deploy left running services on
-    configuration it changed after they started (``services`` maps each unit to its changed
-    files; :class:`~pytest_orbstack.facts.services.StaleServices` finds them)."""
+    what each service read when it started, until the deploy restarts or reloads it, and keeps
+    each unit in the state the deploy left it. So a golden machine fails with this error when
+    its deploy left active services on configuration it changed after they started
+    (``services`` maps each unit to its changed files;
+    :class:`~pytest_orbstack.facts.services.StaleServices` finds them) or left units in a state
+    a fresh boot would not give them (``units`` maps each to why;
+    :class:`~pytest_orbstack.facts.boot.BootDrift` finds them)."""
 
-    def __init__(self, result: DeployResult, services: dict[str, list[str]]) -> None:
-        names = ", ".join(services)
-        lines = [f"deploy {result.deploy} leaves {names} running on old configuration: it "
-                 "changed these files after the service started (a clone would boot it with "
-                 "the new files, a real server keeps the old until a restart):"]
-        for unit, paths in services.items():
-            lines += [f"  {unit}: {', '.join(paths)}"]
-        lines.append(f"  ({STALE_HINT})")
+    def __init__(self, result: DeployResult, services: dict[str, list[str]],
+                 units: dict[str, str] | None = None) -> None:
+        units = units or {}
+        lines = []
+        if services:
+            lines += [f"deploy {result.deploy} leaves {', '.join(services)} running on old "
+                      "configuration: it changed these files after the service started or "
+                      "systemd last reloaded it (a clone would boot it with the new files, a real "
+                      "server keeps the old until a restart):"]
+            lines += [f"  {unit}: {', '.join(paths)}" for unit, paths in services.items()]
+            lines.append(f"  ({STALE_HINT})")
+        if units:
+            lines += [f"deploy {result.deploy} leaves {', '.join(units)} in a state a clone "
+                      "would not boot into (a clone boots every unit afresh, a real server keeps "
+                      "the state the deploy left):"]
+            lines += [f"  {unit}: {why}" for unit, why in units.items()]
+            lines.append(f"  ({BOOT_HINT})")
         super().__init__(result, "\n".join(lines))
         self.services = services
+        self.units = units
 
 
-def not_exempt(stale: dict[str, list[str]], allow_stale: Sequence[str]) -> dict[str, list[str]]:
-    """The stale services of ``stale`` whose unit name, with or without ``.service``, matches
-    no ``allow_stale`` pattern."""
-    return {unit: paths for unit, paths in stale.items()
+def not_exempt(found: Mapping[str, T], allow_stale: Sequence[str]) -> dict[str, T]:
+    """The units of ``found`` whose name, with or without its ``.service`` suffix, matches no
+    ``allow_stale`` pattern."""
+    return {unit: why for unit, why in found.items()
             if not any(fnmatchcase(unit, p) or fnmatchcase(unit.removesuffix(".service"), p)
                        for p in allow_stale)}

@@ -111,3 +111,101 @@ def test_allow_stale_needs_a_deploy(inner):
     result = run(inner)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*allow_stale= need a deploy= to check*"])
+
+
+# Units left in a state a fresh boot does not give them, and the stale configurations the check
+# once missed (an active oneshot, a link, a removed file, a reload systemd did not see). LIES
+# is the deploy a clone would hide; HONEST does the same work as a real server needs it.
+UNITS = r'''
+from io import StringIO
+from pyinfra.operations import files, server, systemd
+
+def unit(name, start, extra=""):
+    text = f"[Service]\nExecStart={start}\n{extra}[Install]\nWantedBy=multi-user.target\n"
+    files.put(name=f"unit {name}", src=StringIO(text), dest=f"/etc/systemd/system/{name}", _sudo=True)
+
+def put(path, text):
+    return files.put(name=f"put {path}", src=StringIO(text), dest=path, _sudo=True)
+
+SLEEP = "/bin/sleep infinity"
+for name in ("never", "off"):
+    unit(f"{name}.service", SLEEP)
+unit("crash.service", "/bin/sh -c 'test -f /etc/crash.key && exec sleep infinity'")
+unit("rules.service", "/bin/sh -c 'cat /etc/rules.conf > /run/rules'",
+     "Type=oneshot\nRemainAfterExit=yes\n")
+unit("link.service", "/bin/sh -c 'cat /etc/link.d/* > /run/link; exec sleep infinity'")
+unit("gone.service", "/bin/sh -c 'cat /etc/gone.d/* > /run/gone; exec sleep infinity'")
+unit("hup.service", "/bin/sh -c 'cat /etc/hup.conf > /run/hup; trap \"\" HUP; exec sleep infinity'",
+     "ExecReload=/bin/kill -HUP $MAINPID\n")
+put("/etc/systemd/system/job.service", "[Service]\nType=oneshot\nExecStart=/bin/true\n")
+TIMER = "[Timer]\nOnCalendar={}\n[Install]\nWantedBy=timers.target\n"
+put("/etc/systemd/system/job.timer", TIMER.format("daily"))
+put("/etc/rules.conf", "v1\n")
+put("/etc/link.d/base.conf", "base\n")
+put("/etc/gone.d/keep.conf", "keep\n")
+put("/etc/gone.d/old.conf", "old\n")
+put("/etc/hup.conf", "v1\n")
+put("/opt/app.conf", "app\n")
+systemd.daemon_reload(name="Load the units", _sudo=True)
+for name in ("off", "rules", "link", "gone", "hup", "job.timer"):
+    systemd.service(name=f"Start {name}", service=name, running=True, enabled=True, _sudo=True)
+put("/etc/rules.conf", "v2\n")
+files.link(name="Link the app", path="/etc/link.d/app.conf", target="/opt/app.conf", _sudo=True)
+files.file(name="Remove old", path="/etc/gone.d/old.conf", present=False, _sudo=True)
+put("/etc/hup.conf", "v2\n")
+'''
+LIES = UNITS + r'''
+server.shell(name="Enable never", commands=["systemctl enable never"], _sudo=True)
+systemd.service(name="Start crash", service="crash", running=True, enabled=True, _sudo=True)
+put("/etc/crash.key", "key\n")
+server.shell(name="Disable off", commands=["systemctl disable off"], _sudo=True)
+server.shell(name="Reload hup itself", commands=["kill -HUP $(systemctl show -P MainPID hup)"],
+             _sudo=True)
+put("/etc/systemd/system/job.timer", TIMER.format("hourly"))  # after the last enable's reload
+'''
+HONEST = UNITS + r'''
+systemd.service(name="Start never", service="never", running=True, enabled=True, _sudo=True)
+put("/etc/crash.key", "key\n")
+systemd.service(name="Start crash", service="crash", running=True, enabled=True, _sudo=True)
+systemd.service(name="Stop off", service="off", running=False, enabled=False, _sudo=True)
+put("/etc/systemd/system/job.timer", TIMER.format("hourly"))
+systemd.daemon_reload(name="Load the new timer", _sudo=True)
+for name in ("rules", "link", "gone"):
+    systemd.service(name=f"Restart {name}", service=name, restarted=True, _sudo=True)
+systemd.service(name="Reload hup", service="hup", reloaded=True, _sudo=True)
+'''
+
+
+def test_a_clone_does_not_hide_units_a_boot_would_change(inner):
+    inner.makefile(".py", lies_deploy=LIES, honest_deploy=HONEST)
+    inner.makepyfile(test_units='''
+        import pytest
+
+        @pytest.mark.orbstack(deploy="lies_deploy.py")
+        def test_lies(orbstack):
+            pass
+
+        @pytest.mark.orbstack(deploy="honest_deploy.py")
+        def test_honest(orbstack):
+            assert orbstack.run("cat /run/rules /run/link /run/gone /run/hup").stdout.split() == [
+                "v2", "app", "base", "keep", "v2"]
+            assert orbstack.host.service("never").is_running
+            assert not orbstack.host.service("off").is_running
+    ''')
+    result = run(inner, "-v")
+    result.stdout.fnmatch_lines(["*test_lies ERROR*", "*test_honest PASSED*"])
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([
+        "*deploy *lies_deploy.py leaves * running on old configuration*",
+        "*  gone.service: /etc/gone.d/ (an entry removed)",
+        "*  hup.service: /etc/hup.conf",
+        "*  link.service: /etc/link.d/app.conf",
+        "*  rules.service: /etc/rules.conf",
+        "*a reload systemd does not see (nginx -s reload, kill -HUP*",
+        "*deploy *lies_deploy.py leaves * in a state a clone would not boot into*",
+        "*  crash.service: enabled but failed (exit-code): a fresh boot starts it again",
+        "*  job.timer: its unit file changed after systemd loaded it, without systemctl daemon-reload*",
+        "*  never.service: enabled but never started: a fresh boot starts it",
+        "*  off.service: disabled but running: a fresh boot does not start it",
+    ])
+    assert "Traceback" not in result.stdout.str()

@@ -24,3 +24,39 @@ def test_since_must_be_a_number():
     import pytest
     with pytest.raises(ValueError):
         StaleServices().command("now; rm -rf /")
+
+
+def _show(**units):
+    """``systemctl show`` blocks: a unit per keyword, its properties as ``Key=value`` strings."""
+    lines = []
+    for props in units.values():
+        lines += [*props.split(";"), ""]
+    return lines
+
+
+def test_boot_drift_names_what_a_fresh_boot_changes_and_nothing_pulled_in_or_on_demand():
+    from pytest_orbstack.facts.boot import BootDrift
+    target = "Id=multi-user.target;LoadState=loaded;ActiveState=active;UnitFileState=static"
+    enabled = "LoadState=loaded;UnitFileState=enabled;WantedBy=multi-user.target"
+    disabled = "LoadState=loaded;UnitFileState=disabled;ActiveState=active;SubState=running"
+    output = _show(
+        target=target,
+        never=f"Id=never.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0",
+        ran=f"Id=ran.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52",
+        skipped=f"Id=skip.service;{enabled};ActiveState=inactive;ConditionTimestampMonotonic=9",
+        crashed=f"Id=crash.service;{enabled};ActiveState=failed;Result=exit-code",
+        looping=f"Id=loop.service;{enabled};ActiveState=activating;SubState=auto-restart",
+        elsewhere="Id=x.service;LoadState=loaded;UnitFileState=enabled;WantedBy=graphical.target;"
+                  "ActiveState=inactive",
+        off=f"Id=off.service;{disabled}",
+        socket=f"Id=sock.service;{disabled};TriggeredBy=sock.socket",
+        dbus=f"Id=bus.service;{disabled};BusName=org.example.Bus",
+        wanted=f"Id=dep.service;{disabled};WantedBy=app.service",
+        static="Id=st.service;LoadState=loaded;UnitFileState=static;ActiveState=active",
+        transient="Id=run-1.service;LoadState=loaded;UnitFileState=transient;ActiveState=active",
+        edited="Id=job.timer;LoadState=loaded;NeedDaemonReload=yes;UnitFileState=static",
+        missing="Id=gone.service;LoadState=not-found;NeedDaemonReload=yes",
+        scope="Id=session-1.scope;LoadState=loaded;UnitFileState=disabled;ActiveState=active",
+    )
+    assert list(BootDrift().process(output)) == [
+        "crash.service", "job.timer", "loop.service", "never.service", "off.service"]
