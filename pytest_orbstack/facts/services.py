@@ -23,7 +23,8 @@ is not the package's, or no package ships it): what a package installs after a s
 started is the package manager's business on a real server too. Symbolic links count by their
 own ctime (not followed; one a package lists is pristine). A folder of the configuration whose
 ctime is after that time while none of its entries' is lost an entry: it is reported as
-``FOLDER/ (an entry removed)``. A reload made outside systemd (``nginx -s reload``) is not seen. Machines without systemd give no service.
+``FOLDER/ (an entry removed)``. A reload made outside systemd (``nginx -s reload``) is not
+seen. Machines without systemd give no service.
 """
 
 from __future__ import annotations
