@@ -46,6 +46,7 @@ class Backend(ABC):
     env: dict[str, str] | None = None  # environment for engine commands (None: this process's)
     # told a line before and after work long once (an image built on first use): Notices.notice
     notice: Callable[[str], None] = staticmethod(lambda line: None)
+    engine_files: tuple[str, ...] = ()  # the engine's own files in each machine, which clones do not carry
 
     @property
     def kind(self) -> str:

@@ -16,7 +16,7 @@ from pytest_orbstack.errors import MachineError
 from pytest_orbstack.machines.applying import apply_to
 from pytest_orbstack.model.checks import Reachability, Record, Resolution
 from pytest_orbstack.model.inputs import Deploy
-from pytest_orbstack.model.results import DeployResult, StaleServicesError, not_exempt
+from pytest_orbstack.model.results import DeployResult, EngineFilesError, StaleServicesError, not_exempt
 from pytest_orbstack.model.types import MachineInfo
 
 if TYPE_CHECKING:
@@ -129,7 +129,12 @@ class Machine:
         ``allow_stale`` patterns match are exempt."""
         since = self.run("date +%s.%N").stdout.strip()  # the machine's own clock
         drift_before = self.fact("BootDrift")
+        sums = f"md5sum {' '.join(map(shlex.quote, self.backend.engine_files))} 2>/dev/null"
+        engine_files = self.run(sums).stdout if self.backend.engine_files else ""
         self.apply(deploy, **apply_args)
+        if engine_files != (self.run(sums).stdout if self.backend.engine_files else ""):
+            changed = sorted(set(self.run(sums).stdout.splitlines()) - set(engine_files.splitlines()))
+            raise EngineFilesError(self.deploys[-1], self.backend.name, [line.split()[-1] for line in changed])
         stale = not_exempt(self.fact("StaleServices", since=since), allow_stale)
         drift = {unit: why for unit, why in self.fact("BootDrift").items()
                  if drift_before.get(unit) != why}

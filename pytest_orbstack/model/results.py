@@ -198,6 +198,19 @@ class StaleServicesError(DeployError):
         self.units = units
 
 
+class EngineFilesError(DeployError):
+    """Clone honesty: the deploy changed files the engine gives each machine itself (Docker's
+    and Podman's ``/etc/resolv.conf``, ``/etc/hosts``, ``/etc/hostname``: bind mounts a snapshot
+    does not hold), so the golden machine's clones would not have the change."""
+
+    def __init__(self, result: DeployResult, engine: str, paths: Sequence[str]) -> None:
+        super().__init__(result, (
+            f"deploy {result.deploy} changed {', '.join(paths)} on the golden machine, which {engine} "
+            "gives every machine itself (a bind mount no snapshot holds): its clones would not have the "
+            "change. Use clone=False for this machine (OrbStack and Incus clones carry these files)"))
+        self.paths = list(paths)
+
+
 def not_exempt(found: Mapping[str, T], allow_stale: Sequence[str]) -> dict[str, T]:
     """The units of ``found`` whose name, with or without its ``.service`` suffix, matches no
     ``allow_stale`` pattern."""

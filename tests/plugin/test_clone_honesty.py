@@ -209,3 +209,30 @@ def test_a_clone_does_not_hide_units_a_boot_would_change(inner):
         "*  off.service: disabled but running: a fresh boot does not start it",
     ])
     assert "Traceback" not in result.stdout.str()
+
+
+def test_a_clone_does_not_hide_a_change_to_the_engines_own_files(inner):
+    """Docker gives each container its own /etc/resolv.conf, /etc/hosts and /etc/hostname (bind
+    mounts a commit does not hold): a deploy that changes one fails its golden machine, since
+    the clones would not have the change; without a clone the change is there."""
+    inner.makefile(".py", resolv_deploy='''
+from io import StringIO
+from pyinfra.operations import files
+files.put(name="Resolver", src=StringIO("nameserver 192.0.2.53\\n"), dest="/etc/resolv.conf", _sudo=True)
+''')
+    inner.makepyfile(test_resolv='''
+        import pytest
+
+        @pytest.mark.orbstack(deploy="resolv_deploy.py")
+        def test_cloned(orbstack):
+            assert "192.0.2.53" in orbstack.host.file("/etc/resolv.conf").content_string
+
+        @pytest.mark.orbstack(deploy="resolv_deploy.py", clone=False)
+        def test_fresh(orbstack):
+            assert "192.0.2.53" in orbstack.host.file("/etc/resolv.conf").content_string
+    ''')
+    result = run(inner, "-ra")
+    result.assert_outcomes(passed=1, errors=1)
+    assert ("deploy resolv_deploy.py changed /etc/resolv.conf on the golden machine, which docker gives "
+            "every machine itself (a bind mount no snapshot holds): its clones would not have the change. "
+            "Use clone=False") in result.stdout.str(), result.stdout.str()
