@@ -10,13 +10,20 @@ place argv is made) running :data:`DRIVER`. The protocol, host to machine, per c
 driver starts each command as ``sh -c COMMAND`` in a new session (``setsid``), exactly what
 one ``docker exec NAME sh -c COMMAND`` would run: a ``cd``, ``export``, ``exit`` or ``exec`` in
 the command ends with its child, the driver's variables are not exported, and a ``kill 0``
-kills only the command's own process group. Its stdout and stderr are the shell's own two
-pipes, so they stay separate and binary-safe (the driver's own messages, such as a killed
-command's ``Terminated``, go to /dev/null). Frames carry a per-shell random token that never
-appears in any process's arguments or environment once the command runs:
+kills only the command's own process group. Its stdout and stderr are two FIFOs of its own (made
+32 at a time in a ``mktemp -d`` directory, removed with it), each relayed by a ``cat`` to the
+shell's own pipe, so they stay separate and binary-safe (the driver's own messages, such as a
+killed command's ``Terminated``, go to /dev/null). Frames carry a per-shell random token that
+never appears in any process's arguments or environment once the command runs:
 
 * stdout: ``TOKEN p PID \\n`` before the command starts, ``TOKEN r RC \\n`` after it ended;
-* stderr: ``TOKEN e \\n`` after it ended.
+* stderr: ``TOKEN s \\n`` before it starts, ``TOKEN e \\n`` after it ended.
+
+The end frames go through the FIFOs (the driver holds them open until then), so they follow all
+the command wrote; the call returns then, even when a background child still holds a FIFO
+(``docker exec`` waits up to 2 s more for such a child). The next command kills that relay
+before its start frames; what the relay had passed on is dropped before them, and what the
+child writes later meets no reader (SIGPIPE): no later command gets a background child's output.
 
 A timeout kills the command's process group (one extra exec as root) and closes that shell
 only. A command the shell could not take (it had ended, or never started: a stopped or missing
