@@ -10,13 +10,20 @@ place argv is made) running :data:`DRIVER`. The protocol, host to machine, per c
 driver starts each command as ``sh -c COMMAND`` in a new session (``setsid``), exactly what
 one ``docker exec NAME sh -c COMMAND`` would run: a ``cd``, ``export``, ``exit`` or ``exec`` in
 the command ends with its child, the driver's variables are not exported, and a ``kill 0``
-kills only the command's own process group. Its stdout and stderr are the shell's own two
-pipes, so they stay separate and binary-safe (the driver's own messages, such as a killed
-command's ``Terminated``, go to /dev/null). Frames carry a per-shell random token that never
-appears in any process's arguments or environment once the command runs:
+kills only the command's own process group. Its stdout and stderr are two FIFOs of its own (made
+32 at a time in a ``mktemp -d`` directory, removed with it), each relayed by a ``cat`` to the
+shell's own pipe, so they stay separate and binary-safe (the driver's own messages, such as a
+killed command's ``Terminated``, go to /dev/null). Frames carry a per-shell random token that
+never appears in any process's arguments or environment once the command runs:
 
 * stdout: ``TOKEN p PID \\n`` before the command starts, ``TOKEN r RC \\n`` after it ended;
-* stderr: ``TOKEN e \\n`` after it ended.
+* stderr: ``TOKEN s \\n`` before it starts, ``TOKEN e \\n`` after it ended.
+
+The end frames go through the FIFOs (the driver holds them open until then), so they follow all
+the command wrote; the call returns then, even when a background child still holds a FIFO
+(``docker exec`` waits up to 2 s more for such a child). The next command kills that relay
+before its start frames; what the relay had passed on is dropped before them, and what the
+child writes later meets no reader (SIGPIPE): no later command gets a background child's output.
 
 A timeout kills the command's process group (one extra exec as root) and closes that shell
 only. A command the shell could not take (it had ended, or never started: a stopped or missing
@@ -44,22 +51,76 @@ from pytest_orbstack.errors import CommandTimeout
 DRIVER = r"""s=setsid; command -v setsid >/dev/null 2>&1 || s=
 exec 3>&2 2>/dev/null
 IFS= read -r t || exit 0
+d=$(mktemp -d "${TMPDIR:-/tmp}/pytest-orbstack-shell.XXXXXX") || exit 0
+n=0 a= b=
+go() { read -r p _ </proc/self/stat; printf '%sp%d\n' "$t" "$p"; exec $s sh -c "$c"; }
 while read -r k m; do
   IFS= read -r c; i=1
   while [ "$i" -lt "$k" ]; do IFS= read -r l; c="$c
 $l"; i=$((i + 1)); done
+  kill $a $b; wait $a $b
+  if [ $((n % 32)) = 0 ]; then
+    rm -f "$d"/*; set --; i=$n
+    while [ "$i" -lt $((n + 32)) ]; do set -- "$@" "$d/o$i" "$d/e$i"; i=$((i + 1)); done
+    mkfifo "$@" || break
+  fi
+  o=$d/o$n e=$d/e$n; n=$((n + 1))
+  exec 5<>"$o" 6<>"$e" 7<"$o" 8<"$e"
+  printf '%ss\n' "$t" >&3
+  cat <&7 3>&- 5>&- 6>&- 7<&- 8<&- & a=$!
+  cat <&8 >&3 3>&- 5>&- 6>&- 7<&- 8<&- & b=$!
+  exec 7<&- 8<&-
   if [ "$m" = - ]; then
-    (read -r p _ </proc/self/stat; printf '%sp%d\n' "$t" "$p"; exec $s sh -c "$c") </dev/null 2>&3 3>&-
+    (go) </dev/null >"$o" 2>"$e" 3>&- 5>&- 6>&-
   else
-    head -c "$m" | { (read -r p _ </proc/self/stat; printf '%sp%d\n' "$t" "$p"; exec $s sh -c "$c")
-                     r=$?; cat >/dev/null; exit $r; } 2>&3 3>&-
+    head -c "$m" 3>&- 5>&- 6>&- | { (go) >"$o" 2>"$e"; r=$?; cat >/dev/null; exit $r; } 3>&- 5>&- 6>&-
   fi
   r=$?
-  printf '%se\n' "$t" >&3
-  printf '%sr%d\n' "$t" "$r"
-done"""
+  printf '%se\n' "$t" >&6
+  printf '%sr%d\n' "$t" "$r" >&5
+  exec 5>&- 6>&-
+done
+kill $a $b
+rm -rf "$d"
+"""
 DIED = b"pytest-orbstack: the machine's shell ended during this command\n"
 ArgvFor = Callable[[str, "str | None", str], list[str]]  # (machine, user, command) -> argv
+
+
+class Stream:
+    """What one of the shell's two pipes gives one command: the bytes between its start frame
+    (``p``, ``s``) and its end frame (``r``, ``e``). Bytes before the start frame are a background
+    child's late output relayed before the driver stopped its relay, and are dropped."""
+
+    def __init__(self, token: bytes, start: bytes, end: bytes) -> None:
+        self.token, self.start, self.end = token, start[0], end[0]
+        self.data = bytearray()
+        self.first: int | None = None  # the start frame's number (the command's pid), once seen
+        self.last: int | None = None  # the end frame's number (the exit code), once seen
+        self.started = self.done = False
+
+    def feed(self, chunk: bytes) -> None:
+        scan = max(0, len(self.data) - len(self.token) - 24)
+        self.data += chunk
+        while not self.done and (at := self.data.find(self.token, scan)) >= 0:
+            stop = self.data.find(b"\n", at)
+            if stop < 0:
+                break
+            kind, digits = self.data[at + len(self.token)], self.data[at + len(self.token) + 1:stop]
+            value = int(digits) if digits else 0
+            if kind == self.start and not self.started:
+                del self.data[:stop + 1]
+                self.started, self.first, scan = True, value, 0
+            elif kind == self.end and self.started:
+                del self.data[at:]
+                self.done, self.last = True, value
+            else:
+                scan = stop + 1
+        if not self.started:  # keep only what may be the start of a frame
+            del self.data[:max(0, len(self.data) - len(self.token) - 24)]
+
+    def received(self) -> bytes:
+        return bytes(self.data) if self.started else b""
 
 
 class Shell:
@@ -85,33 +146,25 @@ class Shell:
         header += b"%d %s\n" % (command.count(b"\n") + 1, b"-" if input is None else b"%d" % len(input))
         self.greeted = True
         pending = memoryview(header + command + b"\n" + (input or b""))
-        out, err = bytearray(), bytearray()
-        pid = rc = None
-        err_done = False
-        deadline = None if timeout is None else time.monotonic() + timeout
         stdin_fd, out_fd, err_fd = self.fds
+        out, err = Stream(self.token, b"p", b"r"), Stream(self.token, b"s", b"e")
+        streams = {out_fd: out, err_fd: err}
+        deadline = None if timeout is None else time.monotonic() + timeout
         with selectors.DefaultSelector() as sel:
             sel.register(stdin_fd, selectors.EVENT_WRITE)
             sel.register(out_fd, selectors.EVENT_READ)
             sel.register(err_fd, selectors.EVENT_READ)
-            while rc is None or not err_done:
+            while not (out.done and err.done):
                 wait = None if deadline is None else max(0.0, deadline - time.monotonic())
                 events = sel.select(wait)
                 if not events and deadline is not None and time.monotonic() >= deadline:
-                    if pid is not None:
-                        kill(pid)
+                    if out.first is not None:
+                        kill(out.first)
                     self.close()
                     raise CommandTimeout(f"command did not finish in {timeout:.0f}s")
                 for key, _ in events:
                     if key.fd == stdin_fd:
-                        try:
-                            pending = pending[os.write(stdin_fd, pending[:1 << 16]):]
-                        except BlockingIOError:
-                            continue
-                        except BrokenPipeError:
-                            pending = pending[:0]
-                        if not pending:
-                            sel.unregister(stdin_fd)
+                        pending = self._write(sel, stdin_fd, pending)
                         continue
                     try:
                         chunk = os.read(key.fd, 1 << 18)
@@ -119,34 +172,25 @@ class Shell:
                         continue
                     if not chunk:  # the shell ended
                         self.close()
-                        if pid is None:
+                        if out.first is None:
                             return None
-                        return 255, bytes(out), bytes(err) + DIED
-                    if key.fd == out_fd:
-                        scan = max(0, len(out) - len(self.token) - 24)
-                        out += chunk
-                        pid, rc = self._frames(out, scan, pid)
-                    else:
-                        err += chunk
-                        if err.endswith(self.token + b"e\n"):
-                            del err[-len(self.token) - 2:]
-                            err_done = True
-        return rc, bytes(out), bytes(err)
+                        return 255, out.received(), err.received() + DIED
+                    streams[key.fd].feed(chunk)
+        assert out.last is not None
+        return out.last, out.received(), err.received()
 
-    def _frames(self, out: bytearray, scan: int, pid: int | None) -> tuple[int | None, int | None]:
-        """Remove the complete frames found in ``out`` from ``scan`` on; (pid, rc) so far."""
-        while (start := out.find(self.token, scan)) >= 0:
-            end = out.find(b"\n", start)
-            if end < 0:
-                break
-            kind, value = out[start + len(self.token)], int(out[start + len(self.token) + 1:end])
-            del out[start:end + 1]
-            scan = start
-            if kind == ord("p"):
-                pid = value
-            else:
-                return pid, value
-        return pid, None
+    @staticmethod
+    def _write(sel: selectors.BaseSelector, fd: int, pending: memoryview) -> memoryview:
+        """Write what the pipe takes of ``pending``; the rest."""
+        try:
+            pending = pending[os.write(fd, pending[:1 << 16]):]
+        except BlockingIOError:
+            return pending
+        except BrokenPipeError:
+            pending = pending[:0]
+        if not pending:
+            sel.unregister(fd)
+        return pending
 
     def close(self) -> None:
         """End the driver (EOF on its stdin) and reap it; safe to call twice."""

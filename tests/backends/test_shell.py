@@ -103,6 +103,40 @@ def test_no_state_leaks_into_the_next_command(machine):
     assert len(engine.shells.idle[(name, "root")]) == 1  # and it was the same shell throughout
 
 
+def next_three_are_their_own(engine, name):
+    """Three commands, during and after a background child's late writes: each gives only its own."""
+    for i in range(3):
+        proc = engine.execute(name, f"sleep 0.4; echo next{i}; echo err{i} >&2", user="root")
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"next{i}\n".encode(), f"err{i}\n".encode())
+
+
+def test_a_background_childs_late_output_reaches_no_later_command(machine):
+    """(red team finding 8) Output a background child writes after its command ended is no
+    command's: not the next one's stdout or stderr (written between commands and during them)."""
+    engine, name = machine
+    late = "(sleep 0.5; for i in 1 2 3 4 5 6 7 8; do echo LATE; echo LATE >&2; sleep 0.2; done) &"
+    proc = engine.execute(name, f"{late} echo now", user="root")
+    assert (proc.returncode, proc.stdout, proc.stderr) == (0, b"now\n", b"")
+    next_three_are_their_own(engine, name)
+    time.sleep(1)
+    next_three_are_their_own(engine, name)
+
+
+def test_a_background_child_keeping_the_output_open_does_not_hang_the_call(machine):
+    """The call returns when the command's own process ends (``docker exec`` waits up to 2 s
+    more, then closes the stream): a silent child, and one writing all the time, which then
+    reaches neither the later commands nor, once its relay is gone, anything."""
+    engine, name = machine
+    for command in ("sleep 30 & echo $! >/tmp/pto-bg; echo started",
+                    "yes & echo $! >>/tmp/pto-bg; yes >&2 & echo $! >>/tmp/pto-bg; echo started"):
+        started = time.monotonic()
+        proc = engine.execute(name, command, user="root", timeout=30)
+        assert time.monotonic() - started < 10
+        assert b"started\n" in proc.stdout and not proc.stdout.replace(b"started\n", b"").strip(b"y\n")
+        next_three_are_their_own(engine, name)
+    engine.execute(name, "kill $(cat /tmp/pto-bg) 2>/dev/null; rm /tmp/pto-bg", user="root")
+
+
 def test_a_dead_shell_is_replaced(machine):
     engine, name = machine
     engine.execute(name, "true", user="root")
