@@ -115,6 +115,7 @@ ensure_incus_network() {
 ensure_incus_storage() {
   if as_root incus storage show "$INCUS_POOL" >/dev/null 2>&1; then
     log "incus: storage pool $INCUS_POOL already there ($(as_root incus storage show "$INCUS_POOL" | awk '/^driver:/{print $2}'))"
+    ensure_btrfs_quotas
     return 0
   fi
   case $INCUS_POOL_DRIVER in
@@ -128,6 +129,17 @@ ensure_incus_storage() {
       fi ;;
     *) log "incus: PYTEST_ORBSTACK_INCUS_POOL_DRIVER must be auto, btrfs or dir, not $INCUS_POOL_DRIVER"; return 1 ;;
   esac
+}
+
+# A btrfs pool enforces disk= through qgroups; deleting many snapshots at once can leave their
+# accounting "inconsistent", and then no limit holds until a rescan.
+ensure_btrfs_quotas() {
+  local mount="/var/lib/incus/storage-pools/$INCUS_POOL"
+  command -v btrfs >/dev/null 2>&1 && [ -d "$mount" ] || return 0
+  if as_root btrfs qgroup show "$mount" 2>&1 | grep -q 'inconsistent'; then
+    log "incus: $INCUS_POOL's btrfs quota accounting is inconsistent: rescanning it (disk= limits hold again)"
+    as_root btrfs quota rescan -w "$mount" >/dev/null
+  fi
 }
 
 create_dir_pool() {

@@ -11,7 +11,8 @@ driver starts each command as ``sh -c COMMAND`` in a new session (``setsid``), e
 one ``docker exec NAME sh -c COMMAND`` would run: a ``cd``, ``export``, ``exit`` or ``exec`` in
 the command ends with its child, the driver's variables are not exported, and a ``kill 0``
 kills only the command's own process group. Its stdout and stderr are two FIFOs of its own (made
-32 at a time in a ``mktemp -d`` directory, removed with it), each relayed by a ``cat`` to the
+32 at a time in a ``mktemp -d`` directory under ``/dev/shm``, else ``$TMPDIR`` or ``/tmp``: out
+of the way of what a test reads in ``/tmp``; removed with the shell), each relayed by a ``cat`` to the
 shell's own pipe, so they stay separate and binary-safe (the driver's own messages, such as a
 killed command's ``Terminated``, go to /dev/null). Frames carry a per-shell random token that
 never appears in any process's arguments or environment once the command runs:
@@ -51,7 +52,8 @@ from pytest_orbstack.errors import CommandTimeout
 DRIVER = r"""s=setsid; command -v setsid >/dev/null 2>&1 || s=
 exec 3>&2 2>/dev/null
 IFS= read -r t || exit 0
-d=$(mktemp -d "${TMPDIR:-/tmp}/pytest-orbstack-shell.XXXXXX") || exit 0
+d=$(mktemp -d /dev/shm/pytest-orbstack-shell.XXXXXX 2>/dev/null ||
+   mktemp -d "${TMPDIR:-/tmp}/pytest-orbstack-shell.XXXXXX") || exit 0
 n=0 a= b=
 go() { read -r p _ </proc/self/stat; printf '%sp%d\n' "$t" "$p"; exec $s sh -c "$c"; }
 while read -r k m; do

@@ -104,6 +104,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for r in sorted(records, key=lambda r: (r.role != "golden", r.name)):
         cells = " ".join(f"{r.phases[p]:>7.1f}s" if p in r.phases else f"{'-':>8}" for p in phases)
         tr.write_line(f"{r.name:<{width}} {r.role:<7} {r.image:<16} {cells}  {r.outcome}")
+    reused = [r for r in records if r.created_by == "reused"]
+    if reused:  # a debug-loop run converged machines: what an earlier deploy left is still there
+        tr.write_line(f"{len(reused)} test machine(s) reused (--orbstack-reuse): not a clean run; "
+                      "rerun without it before trusting a pass")
     kept = [r for r in records if r.outcome == "kept"]
     if kept:
         tr.write_line("")

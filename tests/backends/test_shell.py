@@ -101,6 +101,8 @@ def test_no_state_leaks_into_the_next_command(machine):
                               user="root")
         assert proc.stdout == first + b"unset\nok\n", command
     assert len(engine.shells.idle[(name, "root")]) == 1  # and it was the same shell throughout
+    # the shell's own files are out of the way of what a test reads in /tmp
+    assert b"pytest-orbstack-shell" not in engine.execute(name, "ls -A /tmp", user="root").stdout
 
 
 def next_three_are_their_own(engine, name):

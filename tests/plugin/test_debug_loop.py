@@ -80,6 +80,8 @@ def test_keep_fix_reuse(engine_inner, engine, tmp_path):
     second.assert_outcomes(passed=1)
     second.stdout.fnmatch_lines([f"orbstack: reusing kept {kept} (debian:bookworm)",
                                  f"orbstack: deploy {kept}: deploy.py: 1 operations, 1 changed*"])
+    second.stdout.fnmatch_lines(["1 test machine(s) reused (--orbstack-reuse): not a clean run; "
+                                 "rerun without it before trusting a pass"])
     reuse_session = sessions_of(tmp_path / "state")[-1]
     assert not [n for n in created if n.startswith(f"pto-{reuse_session}")], created  # no machine, no golden
 
