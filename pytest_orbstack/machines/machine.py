@@ -130,10 +130,10 @@ class Machine:
         since = self.run("date +%s.%N").stdout.strip()  # the machine's own clock
         drift_before = self.fact("BootDrift")
         sums = f"md5sum {' '.join(map(shlex.quote, self.backend.engine_files))} 2>/dev/null"
-        engine_files = self.run(sums).stdout if self.backend.engine_files else ""
+        files_before = set(self.run(sums).stdout.splitlines()) if self.backend.engine_files else set()
         self.apply(deploy, **apply_args)
-        if engine_files != (self.run(sums).stdout if self.backend.engine_files else ""):
-            changed = sorted(set(self.run(sums).stdout.splitlines()) - set(engine_files.splitlines()))
+        changed = sorted(set(self.run(sums).stdout.splitlines()) - files_before) if self.backend.engine_files else []
+        if changed:
             raise EngineFilesError(self.deploys[-1], self.backend.name, [line.split()[-1] for line in changed])
         stale = not_exempt(self.fact("StaleServices", since=since), allow_stale)
         drift = {unit: why for unit, why in self.fact("BootDrift").items()
