@@ -128,8 +128,9 @@ def put(path, text):
     return files.put(name=f"put {path}", src=StringIO(text), dest=path, _sudo=True)
 
 SLEEP = "/bin/sleep infinity"
-for name in ("never", "off"):
+for name in ("never", "off", "stop", "rt"):
     unit(f"{name}.service", SLEEP)
+unit("once.service", "/bin/true", "Type=oneshot\n")
 unit("crash.service", "/bin/sh -c 'test -f /etc/crash.key && exec sleep infinity'")
 unit("rules.service", "/bin/sh -c 'cat /etc/rules.conf > /run/rules'",
      "Type=oneshot\nRemainAfterExit=yes\n")
@@ -147,7 +148,7 @@ put("/etc/gone.d/old.conf", "old\n")
 put("/etc/hup.conf", "v1\n")
 put("/opt/app.conf", "app\n")
 systemd.daemon_reload(name="Load the units", _sudo=True)
-for name in ("off", "rules", "link", "gone", "hup", "job.timer"):
+for name in ("off", "stop", "once", "rules", "link", "gone", "hup", "job.timer"):
     systemd.service(name=f"Start {name}", service=name, running=True, enabled=True, _sudo=True)
 put("/etc/rules.conf", "v2\n")
 files.link(name="Link the app", path="/etc/link.d/app.conf", target="/opt/app.conf", _sudo=True)
@@ -159,6 +160,8 @@ server.shell(name="Enable never", commands=["systemctl enable never"], _sudo=Tru
 systemd.service(name="Start crash", service="crash", running=True, enabled=True, _sudo=True)
 put("/etc/crash.key", "key\n")
 server.shell(name="Disable off", commands=["systemctl disable off"], _sudo=True)
+server.shell(name="Stop stop", commands=["systemctl stop stop"], _sudo=True)
+server.shell(name="Runtime rt", commands=["systemctl enable --runtime --now rt"], _sudo=True)
 server.shell(name="Reload hup itself", commands=["kill -HUP $(systemctl show -P MainPID hup)"],
              _sudo=True)
 put("/etc/systemd/system/job.timer", TIMER.format("hourly"))  # after the last enable's reload
@@ -168,6 +171,7 @@ systemd.service(name="Start never", service="never", running=True, enabled=True,
 put("/etc/crash.key", "key\n")
 systemd.service(name="Start crash", service="crash", running=True, enabled=True, _sudo=True)
 systemd.service(name="Stop off", service="off", running=False, enabled=False, _sudo=True)
+systemd.service(name="Start rt", service="rt", running=True, enabled=True, _sudo=True)
 put("/etc/systemd/system/job.timer", TIMER.format("hourly"))
 systemd.daemon_reload(name="Load the new timer", _sudo=True)
 for name in ("rules", "link", "gone"):
@@ -191,6 +195,7 @@ def test_a_clone_does_not_hide_units_a_boot_would_change(inner):
                 "v2", "app", "base", "keep", "v2"]
             assert orbstack.host.service("never").is_running
             assert not orbstack.host.service("off").is_running
+            assert orbstack.host.service("stop").is_running and orbstack.host.service("rt").is_running
     ''')
     result = run(inner, "-v")
     result.stdout.fnmatch_lines(["*test_lies ERROR*", "*test_honest PASSED*"])
@@ -207,7 +212,10 @@ def test_a_clone_does_not_hide_units_a_boot_would_change(inner):
         "*  job.timer: its unit file changed after systemd loaded it, without systemctl daemon-reload*",
         "*  never.service: enabled but never started: a fresh boot starts it",
         "*  off.service: disabled but running: a fresh boot does not start it",
+        "*  rt.service: enabled with --runtime (its links are in /run) and active: a fresh boot*",
+        "*  stop.service: enabled but stopped: a fresh boot starts it",
     ])
+    assert "  once.service: " not in result.stdout.str()  # a oneshot that ran (started, then enabled)
     assert "Traceback" not in result.stdout.str()
 
 

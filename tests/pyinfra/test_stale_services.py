@@ -41,8 +41,24 @@ def test_boot_drift_names_what_a_fresh_boot_changes_and_nothing_pulled_in_or_on_
     disabled = "LoadState=loaded;UnitFileState=disabled;ActiveState=active;SubState=running"
     output = _show(
         target=target,
-        never=f"Id=never.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0",
-        ran=f"Id=ran.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52",
+        never=f"Id=never.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0;"
+              "ConditionResult=no;Type=simple",
+        ran=f"Id=ran.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52;"
+            "Type=oneshot",
+        stopped=f"Id=stop.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52;"
+                "Type=simple",
+        stopped_socket=f"Id=stop.socket;{enabled};ActiveState=inactive;"
+                       "InactiveExitTimestampMonotonic=7",
+        condition=f"Id=cond.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52;"
+                  "Type=simple;ConditionResult=no;ConditionTimestampMonotonic=50",
+        runtime="Id=rt.service;LoadState=loaded;UnitFileState=enabled-runtime;ActiveState=active;"
+                "WantedBy=multi-user.target",
+        runtime_off="Id=rt0.service;LoadState=loaded;UnitFileState=enabled-runtime;"
+                    "ActiveState=inactive",
+        forgotten=f"Id=once.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0;"
+                  "Type=oneshot",
+        unrun=f"Id=unrun.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0;"
+              "Type=oneshot",
         skipped=f"Id=skip.service;{enabled};ActiveState=inactive;ConditionTimestampMonotonic=9",
         crashed=f"Id=crash.service;{enabled};ActiveState=failed;Result=exit-code",
         looping=f"Id=loop.service;{enabled};ActiveState=activating;SubState=auto-restart",
@@ -57,6 +73,7 @@ def test_boot_drift_names_what_a_fresh_boot_changes_and_nothing_pulled_in_or_on_
         edited="Id=job.timer;LoadState=loaded;NeedDaemonReload=yes;UnitFileState=static",
         missing="Id=gone.service;LoadState=not-found;NeedDaemonReload=yes",
         scope="Id=session-1.scope;LoadState=loaded;UnitFileState=disabled;ActiveState=active",
-    )
+    ) + ["--units-started-since-boot--", "once.service", "dbus.service"]  # the journal's starts
     assert list(BootDrift().process(output)) == [
-        "crash.service", "job.timer", "loop.service", "never.service", "off.service"]
+        "crash.service", "job.timer", "loop.service", "never.service", "off.service", "rt.service",
+        "stop.service", "stop.socket", "unrun.service"]
