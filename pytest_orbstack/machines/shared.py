@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import types
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -38,7 +39,23 @@ def _stable(value: Any) -> Any:
         return {str(k): _stable(v) for k, v in value.items()}
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return f"{type(value).__module__}.{type(value).__qualname__}:{_stable(getattr(value, '__dict__', None))}"
+    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    state = getattr(value, "__dict__", None)
+    return f"{kind}:{_stable(state) if state is not None else _held(value)}"
+
+
+def _held(value: Any) -> str:
+    """What an object without a ``__dict__`` holds (``Path``, ``bytes``, ``IPv4Address``, a
+    date, a ``__slots__`` class): its ``repr`` when that carries no memory address, else its
+    pickle's digest; else that ``repr`` (different in each process: a golden machine of its
+    own, never another value's)."""
+    text = repr(value)
+    if " at 0x" not in text:
+        return text
+    try:
+        return "pickle:" + hashlib.sha1(pickle.dumps(value, protocol=4)).hexdigest()
+    except Exception:  # any object may refuse pickling, in any way
+        return text
 
 
 def _code_digest(code: types.CodeType) -> str:
