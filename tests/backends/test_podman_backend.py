@@ -170,3 +170,27 @@ def test_a_foreign_container_is_not_a_machine(backend, new_name):
     with pytest.raises(MachineNotFound):
         backend.info(name)
     assert name not in {m.name for m in backend.list()}
+
+
+def test_cache_entries_are_only_the_projects_own(backend, tmp_path):
+    """Podman 4 ORs two ``--filter label=`` (Docker ANDs them): another project's entry must
+    not be listed, counted or pruned as this one's (red team 2, finding 10)."""
+    from pytest_orbstack.backends.cache_store import entry_labels
+
+    store = backend.cache_store()
+    digests = {project: secrets.token_hex(16) for project in ("ptpod-proj-a", "ptpod-proj-b")}
+    refs = []
+    try:
+        for project, digest in digests.items():
+            labels = entry_labels(digest, 1.0, "test entry", project)
+            (tmp_path / "Containerfile").write_text("FROM localhost/debian:bookworm\n" + "".join(
+                f"LABEL {key}={json.dumps(value)}\n" for key, value in labels.items()))
+            refs.append(f"localhost/pytest-orbstack-cache:{digest[:32]}")
+            built = podman("build", "-q", "-t", refs[-1], str(tmp_path))
+            assert built.returncode == 0, built.stderr
+        for project, digest in digests.items():
+            assert [(e.project, e.digest) for e in store.entries(project)] == [(project, digest)]
+        assert store.entries("ptpod-no-such-project") == []
+    finally:
+        for ref in refs:
+            podman("image", "rm", "-f", ref)

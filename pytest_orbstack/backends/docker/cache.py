@@ -42,11 +42,13 @@ class DockerCacheStore(CacheStore):
         return list(json.loads(proc.stdout or "[]"))
 
     def entries(self, project: str | None) -> list[CacheEntry]:
-        """Images labelled as entries of ``project`` (None: of any), newest first."""
+        """Images labelled as entries of ``project`` (None: of any), newest first. The project
+        is checked here, not by a second ``--filter``: Podman 4 ORs two label filters."""
         found = []
-        mine = [f"label={PROJECT_LABEL}={project}"] if project is not None else []
-        for image in self._inspect(f"label={CACHE_LABEL}", *mine):
+        for image in self._inspect(f"label={CACHE_LABEL}"):
             labels = image["Config"].get("Labels") or {}
+            if project is not None and labels.get(PROJECT_LABEL) != project:
+                continue
             if any(labels.get(key) for key in SOURCES):
                 continue  # a snapshot of a machine cloned from an entry: it inherited the labels
             names = [local_name(t) for t in image.get("RepoTags") or []]  # as publish names it
