@@ -16,7 +16,7 @@ from pytest_orbstack.errors import MachineError
 from pytest_orbstack.machines.applying import apply_to
 from pytest_orbstack.model.checks import Reachability, Record, Resolution
 from pytest_orbstack.model.inputs import Deploy
-from pytest_orbstack.model.results import DeployResult, EngineFilesError, StaleServicesError, not_exempt
+from pytest_orbstack.model.results import DeployResult, EngineFilesError, GroupResults, StaleServicesError, not_exempt
 from pytest_orbstack.model.types import MachineInfo
 
 if TYPE_CHECKING:
@@ -237,12 +237,12 @@ class MachineGroup(Mapping[str, Machine]):
 
     def apply(self, deploy: Deploy, *, check: bool = True, check_idempotent: bool = False,
               allow_changes: Sequence[str] = (), data: dict[str, Any] | None = None,
-              config: dict[str, Any] | None = None, check_dry_run: bool = False) -> dict[str, DeployResult]:
+              config: dict[str, Any] | None = None, check_dry_run: bool = False) -> GroupResults:
         """Run ``deploy`` once across every machine (keywords as :meth:`Machine.apply`); each
-        machine's result, by its name in the group."""
+        machine's result, by its name in the group (no truth value: ``assert`` a result's)."""
         __tracebackhide__ = True
         targets = {alias: (m, self.groups[alias], self.host_data[alias])
                    for alias, m in self.machines.items()}
-        return apply_to(targets, deploy, check=check, check_idempotent=check_idempotent,
+        return GroupResults(apply_to(targets, deploy, check=check, check_idempotent=check_idempotent,
                         allow_changes=allow_changes, data=data, config=config, inventory=self.inventory,
-                        check_dry_run=check_dry_run)
+                        check_dry_run=check_dry_run))

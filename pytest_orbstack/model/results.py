@@ -120,6 +120,16 @@ class DeployResult:
         return text
 
 
+class GroupResults(dict[str, DeployResult]):
+    """Each machine's :class:`DeployResult` of one deploy across a group, by its name."""
+
+    def __bool__(self) -> bool:
+        """None: ``assert group.apply(..., check=False)`` would pass on failed deploys."""
+        __tracebackhide__ = True
+        raise TypeError("a group's deploy results have no truth value (there is one per machine): "
+                        "assert all(r.success for r in results.values())")
+
+
 class DeployError(AssertionError):
     """A deploy failed; the first line of the message names the cause, the rest lists the
     failing operations with their stderr. ``result`` is the :class:`DeployResult`."""

@@ -263,3 +263,13 @@ def test_a_deploy_functions_folder_is_where_the_cli_would_run_it(tmp_path, monke
     assert function_folder(server.shell) == tmp_path / "tasks"  # an installed one: the cwd
     assert function_folder(lambda: None) == Path(__file__).parent  # a test module's: its folder
     sys.modules.pop("tasks.fold_web"), sys.modules.pop("tasks")
+
+
+def test_a_groups_results_have_no_truth_value():
+    """``assert group.apply(..., check=False)`` passed on failed deploys (red team 2, finding 11)."""
+    from pytest_orbstack.model.results import GroupResults
+    failed = DeployResult("deploy.py", [OperationResult("x", changed=False, success=False)])
+    results = GroupResults(web=failed, db=failed)
+    with pytest.raises(TypeError, match=r"assert all\(r.success for r in results.values\(\)\)"):
+        assert results
+    assert not any(r.success for r in results.values()) and list(results) == ["web", "db"]
