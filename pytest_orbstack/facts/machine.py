@@ -89,15 +89,7 @@ class Connectivity(FactBase):
             dev = shlex.quote(f"/dev/tcp/{target}/{int(port)}")
             check = f"timeout {t} bash -c {shlex.quote(f'exec 3<>{dev}')} 2>&1 && echo connected"
         else:
-            url = target if "://" in target else f"http://{target}:{int(port or 80)}/"
-            parts = urlsplit(url)
-            host, hport, path = parts.hostname or "", parts.port or 80, parts.path or "/"
-            dev = shlex.quote(f"/dev/tcp/{host}/{hport}")
-            raw = (f"exec 3<>{dev} && printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "
-                   f"{shlex.quote(path)} {shlex.quote(host)} >&3 && head -1 <&3")
-            check = (f"if command -v curl >/dev/null; then curl -sS -o /dev/null -m {t} "
-                     f"-w 'HTTP %{{http_code}}' {shlex.quote(url)}; "
-                     f"else timeout {t} bash -c {shlex.quote(raw)}; fi 2>&1")
+            check = _http_check(target, port, t)
         return f"out=$({check}); rc=$?; echo \"rc=$rc\"; echo \"$out\""
 
     def process(self, output: list[str]) -> dict[str, Any]:
@@ -111,6 +103,29 @@ class Connectivity(FactBase):
         else:
             reachable = rc == 0
         return {**self.args, "reachable": reachable, "status": status, "rc": rc, "detail": detail}
+
+
+def _http_check(target: str, port: int | None, timeout: int) -> str:
+    """A GET of ``target`` (a URL, or a host for ``http://HOST:PORT/``) by curl; without curl, a
+    plain HTTP/1.0 request over bash's /dev/tcp for ``http`` URLs, and a failure naming curl
+    for any other scheme (plain HTTP sent to an https URL's host would answer for it)."""
+    url = target if "://" in target else f"http://{target}:{int(port or 80)}/"
+    parts = urlsplit(url)
+    if port and parts.port and int(port) != parts.port:
+        raise ValueError(f"connectivity: port={port} and the port of {target!r} differ")
+    if port and not parts.port:
+        parts = parts._replace(netloc=f"{parts.netloc}:{int(port)}")
+        url = parts.geturl()
+    if parts.scheme == "http":
+        host, path = parts.hostname or "", parts.path or "/"
+        dev = shlex.quote(f"/dev/tcp/{host}/{parts.port or 80}")
+        raw = (f"exec 3<>{dev} && printf 'GET %s HTTP/1.0\\r\\nHost: %s\\r\\n\\r\\n' "
+               f"{shlex.quote(path)} {shlex.quote(host)} >&3 && head -1 <&3")
+        fallback = f"timeout {timeout} bash -c {shlex.quote(raw)}"
+    else:
+        fallback = f"echo {shlex.quote(f'{parts.scheme}: needs curl in the machine (it has none)')}; false"
+    return (f"if command -v curl >/dev/null; then curl -sS -o /dev/null -m {timeout} "
+            f"-w 'HTTP %{{http_code}}' {shlex.quote(url)}; else {fallback}; fi 2>&1")
 
 
 class DnsLookup(FactBase):

@@ -142,3 +142,42 @@ def test_memory_script_reads_the_machines_root_cgroup_on_v2(tmp_path):
 
 def test_hosts_other_than_orbstack_are_not_looked_up():
     assert missing_hosts(None) is None and missing_hosts("local://,docker://x") is None
+
+
+def test_http_without_curl_never_sends_plain_http_to_an_https_url(tmp_path):
+    """The command itself, run by bash with a PATH holding no curl, against a local plain HTTP
+    server: ``http://`` is reached over /dev/tcp; ``https://`` to the same port is unreachable
+    and names curl (it got the server's plain answer: red team 2, finding 8); a ``port=`` that
+    contradicts the URL's is refused."""
+    import functools
+    import http.server
+    import shutil
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for tool in ("bash", "timeout", "head"):
+        (tools / tool).symlink_to(shutil.which(tool))
+
+    def reach(target: str, **kwargs) -> Reachability:
+        fact = Connectivity()
+        command = fact.command(target=target, method="http", **kwargs)
+        out = subprocess.run([str(tools / "bash"), "-c", command], capture_output=True, text=True,
+                             env={"PATH": str(tools)}, timeout=30).stdout
+        return Reachability(fact.process(out.splitlines()))
+
+    try:
+        port = server.server_address[1]
+        plain = reach(f"http://127.0.0.1:{port}/")
+        assert plain and plain["status"] == 200, plain
+        assert reach("127.0.0.1", port=port)["status"] == 200
+        tls = reach(f"https://127.0.0.1:{port}/")
+        assert not tls and "https: needs curl in the machine" in tls["detail"], tls
+        assert not reach("https://127.0.0.1/", port=port)
+        with pytest.raises(ValueError, match="differ"):
+            Connectivity().command(target=f"http://127.0.0.1:{port}/", method="http", port=port + 1)
+    finally:
+        server.shutdown()
