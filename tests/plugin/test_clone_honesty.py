@@ -244,3 +244,27 @@ files.put(name="Resolver", src=StringIO("nameserver 192.0.2.53\\n"), dest="/etc/
     assert ("deploy resolv_deploy.py changed /etc/resolv.conf on the golden machine, which docker gives "
             "every machine itself (a bind mount no snapshot holds): its clones would not have the change. "
             "Use clone=False") in result.stdout.str(), result.stdout.str()
+
+
+def test_on_incus_a_change_to_the_hosts_file_fails_the_golden(incus_inner):
+    """Incus writes /etc/hosts and /etc/hostname from its image templates on every copy: a clone
+    would lose the deploy's change (red team 2, finding 1); the golden machine fails instead."""
+    incus_inner.makefile(".py", hosts_deploy='''
+from pyinfra.operations import files
+files.line(name="Pin a name", path="/etc/hosts", line="10.9.9.9 db.internal", _sudo=True)
+''')
+    incus_inner.makepyfile(test_hosts='''
+        import pytest
+
+        @pytest.mark.orbstack(deploy="hosts_deploy.py")
+        def test_cloned(orbstack):
+            assert orbstack.dns("db.internal") == ["10.9.9.9"]
+
+        @pytest.mark.orbstack(deploy="hosts_deploy.py", clone=False)
+        def test_fresh(orbstack):
+            assert orbstack.dns("db.internal") == ["10.9.9.9"]
+    ''')
+    result = run(incus_inner, "-ra")
+    result.assert_outcomes(passed=1, errors=1)
+    assert ("deploy hosts_deploy.py changed /etc/hosts on the golden machine, which incus gives every "
+            "machine itself (its image's templates, written again on every copy)") in result.stdout.str()

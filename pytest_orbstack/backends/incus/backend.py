@@ -40,6 +40,7 @@ class IncusBackend(Backend):
     ``REMOTE:NAME`` (:class:`.cli.IncusCLI`). ``env`` extends this process's environment."""
 
     name = "incus"
+    engine_files = ("/etc/hosts", "/etc/hostname")  # rootfs.TEMPLATES: written again on every copy
     client_program = cmd.INCUS
     commands = cmd
 
