@@ -39,41 +39,43 @@ def test_boot_drift_names_what_a_fresh_boot_changes_and_nothing_pulled_in_or_on_
     target = "Id=multi-user.target;LoadState=loaded;ActiveState=active;UnitFileState=static"
     enabled = "LoadState=loaded;UnitFileState=enabled;WantedBy=multi-user.target"
     disabled = "LoadState=loaded;UnitFileState=disabled;ActiveState=active;SubState=running"
+    runtime = "LoadState=loaded;UnitFileState=enabled-runtime;ActiveState=active;WantedBy=multi-user.target"
     output = _show(
         target=target,
         never=f"Id=never.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0;"
-              "ConditionResult=no;Type=simple",
-        ran=f"Id=ran.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52;"
-            "Type=oneshot",
-        stopped=f"Id=stop.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52;"
-                "Type=simple",
-        stopped_socket=f"Id=stop.socket;{enabled};ActiveState=inactive;"
-                       "InactiveExitTimestampMonotonic=7",
+              "ConditionResult=no",
+        ran=f"Id=ran.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52",
+        ended=f"Id=job.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0",
+        unrun=f"Id=unrun.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0",
+        stopped=f"Id=stop.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52",
+        stopped_socket=f"Id=stop.socket;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=7",
         condition=f"Id=cond.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=52;"
-                  "Type=simple;ConditionResult=no;ConditionTimestampMonotonic=50",
-        runtime="Id=rt.service;LoadState=loaded;UnitFileState=enabled-runtime;ActiveState=active;"
-                "WantedBy=multi-user.target",
-        runtime_off="Id=rt0.service;LoadState=loaded;UnitFileState=enabled-runtime;"
-                    "ActiveState=inactive",
-        forgotten=f"Id=once.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0;"
-                  "Type=oneshot",
-        unrun=f"Id=unrun.service;{enabled};ActiveState=inactive;InactiveExitTimestampMonotonic=0;"
-              "Type=oneshot",
+                  "ConditionResult=no;ConditionTimestampMonotonic=50",
         skipped=f"Id=skip.service;{enabled};ActiveState=inactive;ConditionTimestampMonotonic=9",
         crashed=f"Id=crash.service;{enabled};ActiveState=failed;Result=exit-code",
-        looping=f"Id=loop.service;{enabled};ActiveState=activating;SubState=auto-restart",
+        looping=f"Id=loop.service;{enabled};ActiveState=activating;SubState=auto-restart;Result=exit-code",
+        polling=f"Id=poll.service;{enabled};ActiveState=activating;SubState=auto-restart;Result=success",
         elsewhere="Id=x.service;LoadState=loaded;UnitFileState=enabled;WantedBy=graphical.target;"
                   "ActiveState=inactive",
         off=f"Id=off.service;{disabled}",
         socket=f"Id=sock.service;{disabled};TriggeredBy=sock.socket",
         dbus=f"Id=bus.service;{disabled};BusName=org.example.Bus",
         wanted=f"Id=dep.service;{disabled};WantedBy=app.service",
+        runtime=f"Id=rt.service;{runtime}",
+        generated=f"Id=postgresql@15-main.service;{runtime}",
         static="Id=st.service;LoadState=loaded;UnitFileState=static;ActiveState=active",
         transient="Id=run-1.service;LoadState=loaded;UnitFileState=transient;ActiveState=active",
         edited="Id=job.timer;LoadState=loaded;NeedDaemonReload=yes;UnitFileState=static",
-        missing="Id=gone.service;LoadState=not-found;NeedDaemonReload=yes",
+        missing="Id=gone.service;LoadState=not-found;NeedDaemonReload=yes;ActiveState=inactive",
+        removed="Id=old.service;LoadState=not-found;ActiveState=active;SubState=running",
+        masked="Id=retired.service;LoadState=masked;ActiveState=active;SubState=running",
         scope="Id=session-1.scope;LoadState=loaded;UnitFileState=disabled;ActiveState=active",
-    ) + ["--units-started-since-boot--", "once.service", "dbus.service"]  # the journal's starts
-    assert list(BootDrift().process(output)) == [
-        "crash.service", "job.timer", "loop.service", "never.service", "off.service", "rt.service",
-        "stop.service", "stop.socket", "unrun.service"]
+    ) + ["--started--", "job.service", "dbus.service", "--stopped--", "stop.service", "stop.socket",
+         "--runtime-links--", "rt.service"]
+    drift = BootDrift().process(output)
+    assert list(drift) == [
+        "crash.service", "job.timer", "loop.service", "never.service", "off.service", "old.service",
+        "retired.service", "rt.service", "stop.service", "stop.socket", "unrun.service"]
+    assert drift["stop.service"] == "enabled but stopped: a fresh boot starts it"
+    assert drift["retired.service"] == "masked but it runs: a fresh boot does not start it"
+    assert drift["old.service"] == "its unit file is gone but it runs: a fresh boot does not start it"
