@@ -1,11 +1,13 @@
 """What collection decides: the platform matrix of each test (:func:`pytest_generate_tests`),
-every ``orbstack`` marker's arguments checked and markers that drop a check or reach no
-machine warned about (:func:`pytest_collection_modifyitems`), and a run that ``--orbstack-image``
-leaves with nothing to run stopped (:func:`pytest_collection_finish`). The hooks are registered
-by :mod:`pytest_orbstack.plugin`."""
+every ``orbstack`` marker's arguments checked, markers that drop a check or reach no machine
+warned about and a marked test checking the runner through testinfra's ``host`` failed
+(:func:`pytest_collection_modifyitems`), and a run that ``--orbstack-image`` leaves with nothing
+to run stopped (:func:`pytest_collection_finish`). The hooks are registered by
+:mod:`pytest_orbstack.plugin`."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from pytest_orbstack.errors import InvalidInput
 from pytest_orbstack.plugin.marker import MATRIX_FIXTURES, image_matrix, marker_kwargs, marker_warnings
 from pytest_orbstack.plugin.state import STATE
 
-NOTHING_RUNS = pytest.StashKey[str]()
+FAILS_AT_SETUP = pytest.StashKey[str]()  # why a test fails at its setup, decided at collection
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -56,6 +58,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         for warning in marker_warnings(item):
             item.warn(pytest.PytestWarning(warning))
+        if not config.getoption("hosts", None) and _uses_testinfras_host(item):
+            item.stash[FAILS_AT_SETUP] = (
+                f"{item.nodeid} is marked @pytest.mark.orbstack but checks testinfra's `host`, the "
+                "machine pytest runs on (no --hosts given): use orbstack.host, the test's machine")
+
+
+def _uses_testinfras_host(item: pytest.Item) -> bool:
+    """Whether ``item`` carries an ``orbstack`` marker and asks for pytest-testinfra's own
+    ``host`` fixture (not one of the project's)."""
+    if item.get_closest_marker("orbstack") is None or "host" not in getattr(item, "fixturenames", ()):
+        return False
+    info = getattr(item, "_fixtureinfo", None)
+    defs: Sequence[Any] = info.name2fixturedefs.get("host", ()) if info is not None else ()
+    return bool(defs) and getattr(defs[-1].func, "__module__", "") == "testinfra.plugin"
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -71,14 +87,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not hasattr(session.config, "workerinput"):
         raise pytest.UsageError(message)
     for item in machine_tests:  # an xdist worker cannot stop the run: each test fails saying it
-        item.stash[NOTHING_RUNS] = message
+        item.stash[FAILS_AT_SETUP] = message
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Fail a test :func:`pytest_collection_finish` found nothing would run of (before its skip)."""
-    if NOTHING_RUNS in item.stash:
-        pytest.fail(item.stash[NOTHING_RUNS], pytrace=False)
+    """Fail a test collection found wrong: nothing of it would run (:func:`pytest_collection_finish`;
+    before its skip), or it checks the runner (:func:`pytest_collection_modifyitems`)."""
+    if FAILS_AT_SETUP in item.stash:
+        pytest.fail(item.stash[FAILS_AT_SETUP], pytrace=False)
 
 
 def _left_out(item: pytest.Item) -> bool:

@@ -282,3 +282,38 @@ def test_a_marker_that_drops_a_check_or_reaches_no_machine_is_warned_about(inner
     assert ("test_w.py::test_factory_only: its @pytest.mark.orbstack(deploy=..., check_idempotent=...) is "
             "read only by the orbstack fixture, which this test does not use") in out, out
     assert out.count("PytestWarning") == 2, out  # a module's marker over factory tests is the usual case
+
+
+def test_testinfras_host_under_the_marker_fails_naming_orbstack_host(inner):
+    """Molecule's tests check ``host``; here, without ``--hosts``, testinfra's ``host`` is the
+    machine pytest runs on, so ``assert not host.package("nginx").is_installed`` passed over a
+    deploy installing nginx (red team 2, finding 13). A marked test asking for it fails at
+    setup naming ``orbstack.host``, before any machine is made; a project's own ``host``
+    fixture and an unmarked test are left alone."""
+    inner.makepyfile(test_h='''
+        import pytest
+
+        @pytest.mark.orbstack(deploy="d.py")
+        def test_host_only(host):
+            assert not host.package("nginx").is_installed
+
+        @pytest.mark.orbstack(deploy="d.py")
+        def test_both(orbstack, host):
+            pass
+
+        def test_unmarked(host):
+            assert host.run("true").rc == 0
+    ''')
+    inner.mkdir("own").joinpath("conftest.py").write_text(
+        "import pytest\n\n@pytest.fixture\ndef host():\n    return 'mine'\n")
+    inner.path.joinpath("own", "test_own.py").write_text(
+        "import pytest\n\n@pytest.mark.orbstack(image='debian:bookworm')\n"
+        "def test_own_host(host):\n    assert host == 'mine'\n")
+    result = run(inner, "-ra", "--orbstack-timings=timings.json")
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines([
+        "ERROR test_h.py::test_host_only[[]local[]] - Failed: test_h.py::test_host_only[[]local[]] is marked "
+        "@pytest.mark.orbstack but checks testinfra's `host`, the machine pytest runs on (no --hosts "
+        "given): use orbstack.host, the test's machine",
+        "ERROR test_h.py::test_both[[]local[]] - *use orbstack.host*"])
+    assert json.loads(inner.path.joinpath("timings.json").read_text())["machines"] == []
