@@ -14,6 +14,9 @@ inputs, kept beside the entry (:func:`save`, one JSON file per digest in the sta
 - local modules (a file outside the standard library, installed packages and this package):
   those the deploy imported first, and those its code (and theirs, in turn) names in an
   import statement that an earlier import had loaded already: as files;
+- folders listed (``os.listdir``, ``os.scandir``, ``glob``) outside the same places: path or
+  pattern -> hash of the sorted names found ("" when missing). An existence check
+  (``os.path.exists``) raises no audit event and is not seen;
 - environment variables the deploy's own code read (an item, ``get`` or ``in`` of the
   environment mapping, which the ``os`` module's own reader uses too; never ``PYTEST_*``):
   name -> hash of the value ("" when unset).
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import glob
 import hashlib
 import json
 import os
@@ -93,6 +97,7 @@ class Recording:
     folders: list[Path]
     files: set[str] = field(default_factory=set)
     env: set[str] = field(default_factory=set)
+    listings: set[str] = field(default_factory=set)  # "dir:PATH" and "glob:PATTERN"
     modules: set[str] = field(default_factory=set)  # sys.modules when it began
 
 
@@ -108,20 +113,29 @@ def _reading(mode: Any, flags: Any) -> bool:
     return isinstance(flags, int) and not flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
 
 
+LISTING_EVENTS = {"os.listdir": "dir", "os.scandir": "dir", "glob.glob": "glob"}
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
-    """The audit hook: a file opened for reading by the deploy's or a library's code, into
-    every running recording."""
-    if event != "open" or not _active:
+    """The audit hook: a file opened for reading, a folder listed, by the deploy's or a
+    library's code, into every running recording."""
+    if not _active or (event != "open" and event not in LISTING_EVENTS):
         return
     try:
-        path, mode, flags = args
-        if isinstance(path, int) or not _reading(mode, flags) or _caller(sys._getframe(1)) not in ("user", "library"):
+        path = args[0]
+        if (event == "open" and not _reading(*args[1:3])) or isinstance(path, int) \
+                or _caller(sys._getframe(1)) not in ("user", "library"):
             return
-        name = os.path.abspath(os.fsdecode(path))
+        if event != "glob.glob" and sys._getframe(1).f_code.co_filename == glob.__file__:
+            return  # a glob's own listing: the pattern is the input
+        name = os.path.abspath(os.fsdecode(path if path is not None else "."))
         with _lock:
             for recording in _active:
-                recording.files.add(name)
-    except Exception:  # never in the way of the open itself
+                if event == "open":
+                    recording.files.add(name)
+                else:
+                    recording.listings.add(f"{LISTING_EVENTS[event]}:{name}")
+    except Exception:  # never in the way of the call itself
         return
 
 
@@ -197,14 +211,15 @@ def _local_modules(recording: Recording, sources: Iterable[str]) -> set[str]:
     return found
 
 
-def _is_input(path: str, folders: list[Path]) -> bool:
-    """Whether file ``path`` (real) is an input here: outside the deploy's folders, the
-    interpreter's, installed packages' and this package's folders, the system's and caches."""
+def _is_input(path: str, folders: list[Path], folder: bool = False) -> bool:
+    """Whether file ``path`` (real; a folder or pattern with ``folder``) is an input here:
+    outside the deploy's folders, the interpreter's, installed packages' and this package's
+    folders, the system's and caches."""
     if path.startswith((*SYSTEM, *STDLIB, *INSTALLED, *PREFIXES, OWN)) or f"{os.sep}__pycache__{os.sep}" in path:
         return False
-    if os.path.isdir(path):
+    if not folder and os.path.isdir(path):
         return False
-    return not any(Path(path).is_relative_to(folder) for folder in folders)
+    return not any(Path(os.path.realpath(path)).is_relative_to(f) for f in folders)
 
 
 def _hash(data: bytes | None) -> str:
@@ -224,15 +239,29 @@ def value_hash(value: str | None) -> str:
     return _hash(value.encode("utf-8", "surrogateescape") if value is not None else None)
 
 
+def listing_hash(listing: str) -> str:
+    """The hash of what ``listing`` (``dir:PATH`` or ``glob:PATTERN``) finds now; "" when the
+    folder is missing."""
+    how, _, where = listing.partition(":")
+    try:
+        names = sorted(glob.glob(where, recursive=True)) if how == "glob" else sorted(os.listdir(where))
+    except OSError:
+        return ""
+    return _hash("\n".join(names).encode("utf-8", "surrogateescape"))
+
+
 def inputs(recording: Recording, sources: Iterable[str]) -> dict[str, dict[str, str]]:
     """The inputs of a finished ``recording`` (``sources``: the deploy's own code files):
-    ``{"files": {path: hash}, "env": {name: hash}}`` (see the module's text)."""
+    ``{"files": {path: hash}, "env": {name: hash}, "listings": {listing: hash}}`` (see the
+    module's text)."""
     opened = {os.path.realpath(f) for f in recording.files}
     scanned = [*sources, *(f for f in opened if f.endswith(".py"))]
     files = {f for f in opened | _local_modules(recording, scanned) if _is_input(f, recording.folders)}
+    listed = {e for e in recording.listings if _is_input(e.partition(":")[2], recording.folders, folder=True)}
     environment = settings.child_env({})
     return {"files": {f: file_hash(f) for f in sorted(files)},
-            "env": {name: value_hash(environment.get(name)) for name in sorted(recording.env)}}
+            "env": {name: value_hash(environment.get(name)) for name in sorted(recording.env)},
+            "listings": {entry: listing_hash(entry) for entry in sorted(listed)}}
 
 
 def _place(digest: str) -> Path:
@@ -261,9 +290,12 @@ def changed(digest: str) -> str | None:
     unreadable file) count as changed: the entry is never used on a guess."""
     try:
         found = json.loads(_place(digest).read_text())
-        files, env = dict(found["files"]), dict(found["env"])
+        files, env, listings = dict(found["files"]), dict(found["env"]), dict(found.get("listings", {}))
     except (OSError, ValueError, KeyError, TypeError):
         return "what its deploy read is not known"
+    for listing, old in listings.items():
+        if listing_hash(listing) != old:
+            return f"what {listing.partition(':')[2]} lists changed"
     for path, old in files.items():
         if file_hash(path) != old:
             return f"file {path} {'changed' if old and os.path.exists(path) else 'appeared or is gone'}"

@@ -136,3 +136,30 @@ def test_what_a_deploy_reads_outside_its_folder_is_recorded_and_compared(tmp_pat
         assert deploy_reads.changed("d1") is None
     deploy_reads.forget("d1")
     assert deploy_reads.changed("d1") == "what its deploy read is not known"
+
+
+def test_folders_a_deploy_lists_outside_its_folder_are_inputs(tmp_path, monkeypatch):
+    """``os.listdir``/``os.scandir``/``glob`` of a folder outside the deploy's are inputs: a file
+    added there makes the entry stale (red team 2, finding 9); its own folder's are not."""
+    monkeypatch.setenv("PYTEST_ORBSTACK_STATE_DIR", str(tmp_path / "state"))
+    site, confs, extra = tmp_path / "site", tmp_path / "confs", tmp_path / "extra"
+    for folder in (site, confs, extra):
+        folder.mkdir()
+    (confs / "a.conf").write_text("a")
+    code = (f"import glob, os\nfor name in sorted(glob.glob({str(confs)!r} + '/*.conf')): pass\n"
+            f"names = os.listdir({str(extra)!r})\nlist(os.scandir({str(site)!r}))\n")
+    with deploy_reads.recording([site]) as recording:
+        exec(compile(code, str(site / "deploy.py"), "exec"), {})
+    found = deploy_reads.inputs(recording, [str(site / "deploy.py")])
+    assert sorted(found["listings"]) == [f"dir:{extra}", f"glob:{confs}/*.conf"]
+    deploy_reads.save("d1", found)
+    assert deploy_reads.changed("d1") is None
+    (site / "new.txt").write_text("in the folder: its digest's business")
+    (confs / "notes.txt").write_text("not matched")
+    assert deploy_reads.changed("d1") is None
+    for added, said in [(confs / "b.conf", f"what {confs}/*.conf lists changed"),
+                        (extra / "x", f"what {extra} lists changed")]:
+        added.write_text("new")
+        assert deploy_reads.changed("d1") == said
+        added.unlink()
+    assert deploy_reads.changed("d1") is None
