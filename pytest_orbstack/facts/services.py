@@ -24,7 +24,9 @@ started is the package manager's business on a real server too. Symbolic links c
 own ctime (not followed; one a package lists is pristine). A folder of the configuration whose
 ctime is after that time while none of its entries' is lost an entry: it is reported as
 ``FOLDER/ (an entry removed)``. A reload made outside systemd (``nginx -s reload``) is not
-seen. Machines without systemd give no service.
+seen. A unit whose commands are all ``true`` (a parent unit: ``postgresql.service``, whose
+clusters are ``postgresql@VERSION-NAME``) reads no configuration and is left out. Machines
+without systemd give no service.
 """
 
 from __future__ import annotations
@@ -81,6 +83,12 @@ not_config() {  # whether path $1 is in a folder of NOT_SERVICE_CONFIG
   case $1 in __NOT_CONFIG__) return 0 ;; esac
   return 1
 }
+runs_nothing() {  # whether unit $1 runs only true (a parent unit: postgresql.service): it reads no configuration
+  for prop in ExecStartPre ExecStart ExecStartPost ExecReload; do
+    systemctl show -P "$prop" "$1" | grep -o 'path=[^ ;]*' | grep -qvE '^path=(/usr)?/bin/true$' && return 1
+  done
+  return 0
+}
 config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" lines (module docstring)
   unit=$1
   frag=$(systemctl show -P FragmentPath "$unit")
@@ -105,6 +113,7 @@ config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" 
 }
 systemctl list-units --type=service --state=running,exited --plain --no-legend --no-pager | awk '{print $1}' |
 while IFS= read -r unit; do
+  runs_nothing "$unit" && continue
   entered=$(date -d "$(systemctl show -P ActiveEnterTimestamp --timestamp=us+utc "$unit" 2>/dev/null ||
                        systemctl show -P ActiveEnterTimestamp "$unit")" +%s.%N 2>/dev/null) || entered=0
   reloaded=$(journalctl -q -o short-unix --no-pager -n 1 "UNIT=$unit" "MESSAGE_ID=__RELOADED__" 2>/dev/null |

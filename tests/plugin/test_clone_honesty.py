@@ -133,6 +133,7 @@ for name in ("never", "off", "stop", "rt"):
 put("/usr/lib/systemd/system/mask.service",  # as a package ships it (mask links over /etc)
     f"[Service]\nExecStart={SLEEP}\n[Install]\nWantedBy=multi-user.target\n")
 unit("once.service", "/bin/true", "Type=oneshot\n")
+unit("parent.service", "/bin/true", "Type=oneshot\nRemainAfterExit=yes\nEnvironmentFile=/etc/parent.conf\n")
 unit("done.service", "/bin/true")  # a job that ends by itself
 unit("poll.service", "/bin/true", "Restart=always\nRestartSec=30\n")  # a loop without a timer
 unit("crash.service", "/bin/sh -c 'test -f /etc/crash.key && exec sleep infinity'")
@@ -146,15 +147,17 @@ put("/etc/systemd/system/job.service", "[Service]\nType=oneshot\nExecStart=/bin/
 TIMER = "[Timer]\nOnCalendar={}\n[Install]\nWantedBy=timers.target\n"
 put("/etc/systemd/system/job.timer", TIMER.format("daily"))
 put("/etc/rules.conf", "v1\n")
+put("/etc/parent.conf", "v1\n")
 put("/etc/link.d/base.conf", "base\n")
 put("/etc/gone.d/keep.conf", "keep\n")
 put("/etc/gone.d/old.conf", "old\n")
 put("/etc/hup.conf", "v1\n")
 put("/opt/app.conf", "app\n")
 systemd.daemon_reload(name="Load the units", _sudo=True)
-for name in ("off", "stop", "mask", "once", "done", "poll", "rules", "link", "gone", "hup", "job.timer"):
+for name in ("off", "stop", "mask", "once", "done", "poll", "parent", "rules", "link", "gone", "hup", "job.timer"):
     systemd.service(name=f"Start {name}", service=name, running=True, enabled=True, _sudo=True)
 put("/etc/rules.conf", "v2\n")
+put("/etc/parent.conf", "v2\n")  # read by nothing: parent.service runs only true
 files.link(name="Link the app", path="/etc/link.d/app.conf", target="/opt/app.conf", _sudo=True)
 files.file(name="Remove old", path="/etc/gone.d/old.conf", present=False, _sudo=True)
 put("/etc/hup.conf", "v2\n")
@@ -221,7 +224,7 @@ def test_a_clone_does_not_hide_units_a_boot_would_change(inner):
         "*  stop.service: enabled but stopped: a fresh boot starts it",
     ])
     result.stdout.fnmatch_lines(["*  mask.service: masked but it runs: a fresh boot does not start it"])
-    for name in ("once", "done", "poll"):  # they ran and ended by themselves (started, then enabled)
+    for name in ("once", "done", "poll", "parent"):  # ended by themselves (started, then enabled); true
         assert f"  {name}.service: " not in result.stdout.str()
     assert "Traceback" not in result.stdout.str()
 
