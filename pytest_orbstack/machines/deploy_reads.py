@@ -126,8 +126,8 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
         if (event == "open" and not _reading(*args[1:3])) or isinstance(path, int) \
                 or _caller(sys._getframe(1)) not in ("user", "library"):
             return
-        if event != "glob.glob" and sys._getframe(1).f_code.co_filename == glob.__file__:
-            return  # a glob's own listing: the pattern is the input
+        if event != "glob.glob" and _machinery(sys._getframe(1).f_code.co_filename):
+            return  # a glob's own listing (the pattern is the input), or the import system's
         name = os.path.abspath(os.fsdecode(path if path is not None else "."))
         with _lock:
             for recording in _active:
@@ -137,6 +137,13 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
                     recording.listings.add(f"{LISTING_EVENTS[event]}:{name}")
     except Exception:  # never in the way of the call itself
         return
+
+
+def _machinery(filename: str) -> bool:
+    """Whether code of ``filename`` lists folders for the interpreter, not for the deploy: a
+    glob's own listing, the import system's (``sys.path`` folders, entry points' metadata)."""
+    return filename == glob.__file__ or filename.startswith("<frozen") \
+        or f"{os.sep}importlib{os.sep}" in filename or filename.endswith(f"{os.sep}pkgutil.py")
 
 
 def _recording_getitem(self: Any, key: Any) -> Any:

@@ -146,8 +146,13 @@ def test_folders_a_deploy_lists_outside_its_folder_are_inputs(tmp_path, monkeypa
     for folder in (site, confs, extra):
         folder.mkdir()
     (confs / "a.conf").write_text("a")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "listedlib.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path / "elsewhere"))  # the import system lists it: not an input
+    monkeypatch.delitem(sys.modules, "listedlib", raising=False)
     code = (f"import glob, os\nfor name in sorted(glob.glob({str(confs)!r} + '/*.conf')): pass\n"
-            f"names = os.listdir({str(extra)!r})\nlist(os.scandir({str(site)!r}))\n")
+            f"names = os.listdir({str(extra)!r})\nlist(os.scandir({str(site)!r}))\nimport listedlib\n"
+            "import importlib.metadata\nimportlib.metadata.entry_points(group='pyinfra.connectors')\n")
     with deploy_reads.recording([site]) as recording:
         exec(compile(code, str(site / "deploy.py"), "exec"), {})
     found = deploy_reads.inputs(recording, [str(site / "deploy.py")])
