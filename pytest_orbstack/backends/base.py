@@ -47,6 +47,7 @@ class Backend(ABC):
     # told a line before and after work long once (an image built on first use): Notices.notice
     notice: Callable[[str], None] = staticmethod(lambda line: None)
     engine_files: tuple[str, ...] = ()  # the engine's own files in each machine, which clones do not carry
+    engine_files_why = ""  # why clones do not carry them, for the golden's error
 
     @property
     def kind(self) -> str:

@@ -84,10 +84,8 @@ not_config() {  # whether path $1 is in a folder of NOT_SERVICE_CONFIG
   return 1
 }
 runs_nothing() {  # whether unit $1 runs only true (a parent unit: postgresql.service): it reads no configuration
-  for prop in ExecStartPre ExecStart ExecStartPost ExecReload; do
-    systemctl show -P "$prop" "$1" | grep -o 'path=[^ ;]*' | grep -qvE '^path=(/usr)?/bin/true$' && return 1
-  done
-  return 0
+  ! systemctl show -p ExecStartPre,ExecStart,ExecStartPost,ExecReload "$1" | grep -o 'path=[^ ;]*' |
+    grep -qvE '^path=(/usr)?/bin/true$'
 }
 config_of() {  # the unit's configuration: "MAXDEPTH<TAB>PATH<TAB>unit|PACKAGE" lines (module docstring)
   unit=$1

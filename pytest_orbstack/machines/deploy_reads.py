@@ -122,12 +122,12 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     if not _active or (event != "open" and event not in LISTING_EVENTS):
         return
     try:
-        path = args[0]
-        if (event == "open" and not _reading(*args[1:3])) or isinstance(path, int) \
-                or _caller(sys._getframe(1)) not in ("user", "library"):
-            return
-        if event != "glob.glob" and _machinery(sys._getframe(1).f_code.co_filename):
+        path, frame = args[0], sys._getframe(1)
+        if event in ("os.listdir", "os.scandir") and _machinery(frame.f_code.co_filename):
             return  # a glob's own listing (the pattern is the input), or the import system's
+        if (event == "open" and not _reading(*args[1:3])) or isinstance(path, int) \
+                or _caller(frame) not in ("user", "library"):
+            return
         name = os.path.abspath(os.fsdecode(path if path is not None else "."))
         with _lock:
             for recording in _active:

@@ -134,7 +134,8 @@ class Machine:
         self.apply(deploy, **apply_args)
         changed = sorted(set(self.run(sums).stdout.splitlines()) - files_before) if self.backend.engine_files else []
         if changed:
-            raise EngineFilesError(self.deploys[-1], self.backend.name, [line.split()[-1] for line in changed])
+            raise EngineFilesError(self.deploys[-1], self.backend.name, self.backend.engine_files_why,
+                                   [line.split()[-1] for line in changed])
         stale = not_exempt(self.fact("StaleServices", since=since), allow_stale)
         drift = {unit: why for unit, why in self.fact("BootDrift").items()
                  if drift_before.get(unit) != why}

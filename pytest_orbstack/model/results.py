@@ -208,20 +208,16 @@ class StaleServicesError(DeployError):
         self.units = units
 
 
-ENGINE_FILES_WHY = {"docker": "a bind mount no snapshot holds", "podman": "a bind mount no snapshot holds",
-                    "incus": "its image's templates, written again on every copy"}
-
-
 class EngineFilesError(DeployError):
     """Clone honesty: the deploy changed files the engine gives each machine itself (Docker's
     and Podman's ``/etc/resolv.conf``, ``/etc/hosts``, ``/etc/hostname``: bind mounts a snapshot
     does not hold; Incus's ``/etc/hosts`` and ``/etc/hostname``: its image templates, applied on
     every copy), so the golden machine's clones would not have the change."""
 
-    def __init__(self, result: DeployResult, engine: str, paths: Sequence[str]) -> None:
+    def __init__(self, result: DeployResult, engine: str, why: str, paths: Sequence[str]) -> None:
         super().__init__(result, (
             f"deploy {result.deploy} changed {', '.join(paths)} on the golden machine, which {engine} "
-            f"gives every machine itself ({ENGINE_FILES_WHY.get(engine, 'its own copy')}): its clones "
+            f"gives every machine itself ({why}): its clones "
             "would not have the change. Use clone=False for this machine"))
         self.paths = list(paths)
 

@@ -41,7 +41,8 @@ class DockerBackend(Backend):
     name = "docker"
     client_program = cmd.DOCKER
     commands = cmd
-    engine_files = ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname")  # bind mounts: not in a commit
+    engine_files = ("/etc/resolv.conf", "/etc/hosts", "/etc/hostname")
+    engine_files_why = "a bind mount no snapshot holds"
     cli_class: type[DockerCLI] = DockerCLI  # the command line of this flavour of engine
 
     def __init__(self, docker: str = "docker", env: dict[str, str] | None = None) -> None:

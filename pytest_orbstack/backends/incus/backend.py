@@ -40,7 +40,8 @@ class IncusBackend(Backend):
     ``REMOTE:NAME`` (:class:`.cli.IncusCLI`). ``env`` extends this process's environment."""
 
     name = "incus"
-    engine_files = ("/etc/hosts", "/etc/hostname")  # rootfs.TEMPLATES: written again on every copy
+    engine_files = ("/etc/hosts", "/etc/hostname")  # rootfs.TEMPLATES
+    engine_files_why = "its image's templates, written again on every copy"
     client_program = cmd.INCUS
     commands = cmd
 
